@@ -1,0 +1,159 @@
+"""The `optbench` command line: thin Typer commands over library functions.
+
+Each command body calls one function from the package; torch is imported only inside the
+commands that need it, so `optbench --help` stays fast. User errors exit with status 2 and one
+line on stderr; a run that fails or diverges exits 1; an interrupted run exits 130.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from optbench.errors import OptbenchError
+
+app = typer.Typer(
+    help="Run, sweep and compare PyTorch optimizer experiments from YAML configs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+errors = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ConfigArg = Annotated[
+    Path, typer.Argument(help="Experiment YAML file.", show_default=False, dir_okay=True)
+]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        "-s",
+        help="Override a config key, value parsed as YAML: --set optimizer.lr=0.1 (repeatable).",
+        show_default=False,
+    ),
+]
+
+
+def user_errors_exit_2(command: F) -> F:
+    """Turn an OptbenchError into one line on stderr and exit status 2 (no traceback)."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except OptbenchError as exc:
+            errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM stops a run like Ctrl-C does: the summary records `interrupted`."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+@app.command()
+@user_errors_exit_2
+def run(
+    config: ConfigArg,
+    overrides: SetOption = None,
+    results_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where runs land: DIR/<name>/<run-id>/. [default: ./results or $OPTBENCH_RESULTS]",
+            show_default=False,
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Run again even if this exact run already finished.")
+    ] = False,
+) -> None:
+    """Train one experiment, showing a live per-epoch table; results go to results/<name>/."""
+    from optbench.runner import run_experiment
+
+    _interrupt_on_sigterm()
+    try:
+        outcome = run_experiment(config, overrides, results_dir, force, console)
+    except KeyboardInterrupt:
+        errors.print("interrupted: the epochs finished so far are saved")
+        raise typer.Exit(130) from None
+    except OptbenchError:
+        raise
+    except Exception as exc:
+        errors.print(f"[bold red]run failed:[/] {type(exc).__name__}: {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    summary = outcome.summary
+    status = summary.get("status")
+    if status == "diverged":
+        where = summary.get("diverged_at") or {}
+        errors.print(
+            f"[bold yellow]diverged[/] at epoch {where.get('epoch')} step {where.get('step')} "
+            f"(loss {where.get('loss')}); results in {outcome.run_dir}"
+        )
+        raise typer.Exit(1)
+    console.print(f"{status}: results in {outcome.run_dir}", highlight=False)
+
+
+@app.command()
+@user_errors_exit_2
+def validate(config: ConfigArg, overrides: SetOption = None) -> None:
+    """Check a config (keys, types, every component's arguments) without training."""
+    from optbench.config import load_config
+    from optbench.plan import make_plan
+
+    plan = make_plan(load_config(config, overrides))
+    console.print(f"{config}: valid (run-id {plan.run_id})", highlight=False)
+
+
+@app.command()
+@user_errors_exit_2
+def params(config: ConfigArg, overrides: SetOption = None) -> None:
+    """Show every parameter's name, shape and optimizer group with its hyperparameters."""
+    from optbench.config import load_config
+    from optbench.plan import make_plan
+    from optbench.reports import param_table
+
+    console.print(param_table(make_plan(load_config(config, overrides))))
+
+
+class Kind(str, enum.Enum):
+    optimizers = "optimizers"
+    schedulers = "schedulers"
+    models = "models"
+    datasets = "datasets"
+    losses = "losses"
+
+
+@app.command("list")
+def list_components(
+    kind: Annotated[Kind, typer.Argument(help="What to list.")] = Kind.optimizers,
+) -> None:
+    """List available optimizers (with defaults from their signatures), schedulers, models,
+    datasets or losses."""
+    from optbench.reports import catalog_table
+
+    console.print(catalog_table(kind.value))
+
+
+def main() -> None:
+    app(prog_name="optbench")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

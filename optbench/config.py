@@ -1,0 +1,334 @@
+"""The experiment config: its schema, safe YAML loading and dotted `--set` overrides.
+
+This module checks the *shape* of a config (keys, types, ranges) without importing torch.
+Whether an optimizer, scheduler, model or dataset accepts its options is checked against the
+component's own signature in `optbench.plan`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from optbench.errors import ConfigError, did_you_mean
+
+MAX_CONFIG_BYTES = 1_000_000
+MAX_CONFIG_DEPTH = 20
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+=-]{0,99}$"
+
+
+class _Strict(BaseModel):
+    """Unknown keys and wrong types are errors; ints pass for floats, nothing else is coerced."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class _WithOptions(BaseModel):
+    """A component section: a `name` plus flat options bound later to the component's signature."""
+
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+
+    name: str
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class Normalize(_Strict):
+    mean: list[float] = Field(min_length=1)
+    std: list[float] = Field(min_length=1)
+
+    @field_validator("std")
+    @classmethod
+    def _positive(cls, std: list[float]) -> list[float]:
+        if any(s <= 0 for s in std):
+            raise ValueError("every std must be > 0")
+        return std
+
+
+class DataConfig(BaseModel):
+    """Fixed keys below; any other key is an option of the dataset (e.g. synthetic sizes)."""
+
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+
+    dataset: str
+    root: str | None = None
+    download: bool = False
+    batch_size: int = Field(64, ge=1)
+    test_batch_size: int = Field(1000, ge=1)
+    normalize: Normalize | None = None
+    subset: int | None = Field(None, ge=1)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class ModelConfig(_WithOptions):
+    pass
+
+
+class LossConfig(_WithOptions):
+    pass
+
+
+class ParamGroupConfig(BaseModel):
+    """`params` selects parameters by name (glob or list of globs); the rest are hyperparameters."""
+
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+
+    params: str | list[str]
+
+    @field_validator("params")
+    @classmethod
+    def _not_empty(cls, params: str | list[str]) -> str | list[str]:
+        patterns = [params] if isinstance(params, str) else params
+        if not patterns or any(not p.strip() for p in patterns):
+            raise ValueError("needs at least one non-empty name pattern")
+        return params
+
+    @property
+    def patterns(self) -> list[str]:
+        return [self.params] if isinstance(self.params, str) else list(self.params)
+
+    @property
+    def hyperparameters(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class OptimizerConfig(_WithOptions):
+    param_groups: list[ParamGroupConfig] = Field(default_factory=list)
+
+
+class SchedulerConfig(_WithOptions):
+    interval: Literal["epoch", "step"] = "epoch"
+
+
+class ExperimentConfig(_Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    seed: int = Field(0, ge=0, lt=2**63)
+    epochs: int = Field(ge=1, le=1_000_000)
+    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
+    data: DataConfig
+    model: ModelConfig
+    loss: LossConfig
+    optimizer: OptimizerConfig
+    scheduler: SchedulerConfig | None = None
+
+    @field_validator("loss", mode="before")
+    @classmethod
+    def _loss_by_name(cls, loss: Any) -> Any:
+        return {"name": loss} if isinstance(loss, str) else loss
+
+    @field_validator("model", "optimizer", "scheduler", mode="before")
+    @classmethod
+    def _section_by_name(cls, section: Any) -> Any:
+        return {"name": section} if isinstance(section, str) else section
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (extras included), the form written to config.yaml."""
+        return self.model_dump(mode="json", exclude_none=False)
+
+
+# --------------------------------------------------------------------------- YAML loading
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """Safe loading (no object construction) that refuses duplicate keys, not keep the last."""
+
+
+def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key '{key}'", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=True)
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping
+)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """Parse YAML text safely, with errors that give the source and line."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{source}, line {mark.line + 1}, column {mark.column + 1}" if mark else source
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise ConfigError("", f"{where}: invalid YAML: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError("", f"{source}: invalid YAML: {exc}") from None
+    except RecursionError:
+        raise ConfigError("", f"{source}: nested too deeply to be a config") from None
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a config file into a mapping, refusing anything that is not a sane YAML mapping."""
+    path = Path(path)
+    try:
+        if path.is_dir():
+            raise ConfigError("", f"cannot read config {path}: it is a directory")
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                "", f"config {path} is {size} bytes; a config is at most {MAX_CONFIG_BYTES} bytes"
+            )
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError("", f"config file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError("", f"cannot read config {path}: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            "", f"config {path} is not UTF-8 text (bad byte at offset {exc.start})"
+        ) from None
+    data = parse_yaml(text, str(path))
+    if data is None:
+        raise ConfigError("", f"config {path} is empty")
+    if not isinstance(data, dict):
+        raise ConfigError(
+            "", f"config {path} must be a mapping of keys to values, not a {type(data).__name__}"
+        )
+    if _depth(data) > MAX_CONFIG_DEPTH:
+        raise ConfigError("", f"config {path} is nested more than {MAX_CONFIG_DEPTH} levels deep")
+    return data
+
+
+# --------------------------------------------------------------------------- overrides
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split 'a.b.c=value' into (['a','b','c'], value parsed as YAML)."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError("--set", f"'{text}' is not KEY=VALUE (e.g. --set optimizer.lr=0.1)")
+    parts = key.split(".")
+    if any(not p or not re.fullmatch(r"[A-Za-z0-9_]+", p) for p in parts):
+        raise ConfigError("--set", f"'{key}' is not a dotted key like optimizer.lr")
+    return parts, parse_yaml(value, f"--set {key}")
+
+
+def apply_override(config: dict[str, Any], parts: list[str], value: Any) -> None:
+    """Set config[parts...] = value, creating mappings on the way; list items by index."""
+    node: Any = config
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        here = ".".join(parts[: i + 1])
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(
+                    f"--set {'.'.join(parts)}",
+                    f"'{here}' is not an item of a list of {len(node)}",
+                )
+            index: Any = int(part)
+        elif isinstance(node, dict):
+            index = part
+        else:
+            raise ConfigError(
+                f"--set {'.'.join(parts)}",
+                f"'{'.'.join(parts[:i])}' is a {type(node).__name__}, not a mapping",
+            )
+        if last:
+            node[index] = value
+        else:
+            if isinstance(node, dict) and index not in node:
+                node[index] = {}
+            node = node[index]
+
+
+def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for text in overrides:
+        parts, value = parse_override(text)
+        apply_override(config, parts, value)
+    return config
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _field_names(model: type[BaseModel]) -> list[str]:
+    return list(model.model_fields)
+
+
+_SECTION_MODELS: dict[str, type[BaseModel]] = {
+    "": ExperimentConfig,
+    "data": DataConfig,
+    "data.normalize": Normalize,
+}
+
+
+def _describe(error: dict[str, Any]) -> tuple[str, str]:
+    loc = [str(p) for p in error["loc"] if not str(p).startswith("function-")]
+    # pydantic names union members ('str', 'list[str]'); drop them from the path
+    loc = [p for p in loc if p not in {"str", "list[str]", "SchedulerConfig"}]
+    field = ".".join(loc)
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        parent = ".".join(loc[:-1])
+        model = _SECTION_MODELS.get(parent)
+        hint = did_you_mean(loc[-1], _field_names(model)) if model else ""
+        return field, f"unknown key{hint}"
+    if kind == "missing":
+        return field, "is required"
+    message = error["msg"]
+    message = message.removeprefix("Value error, ")
+    if "input" in error and kind.endswith("_type"):
+        message = f"{message}, got {error['input']!r}"
+    return field, message
+
+
+def validate_config(data: dict[str, Any]) -> ExperimentConfig:
+    """Check the shape of a config mapping; raise ConfigError naming the first bad field."""
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as exc:
+        field, problem = _describe(exc.errors()[0])
+        more = len(exc.errors()) - 1
+        if more:
+            problem += f" (and {more} more problem{'s' if more > 1 else ''})"
+        raise ConfigError(field, problem) from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read, override and shape-check a config; `name` defaults to the file's stem."""
+    data = read_config_file(path)
+    apply_overrides(data, list(overrides or []))
+    data.setdefault("name", _name_from_stem(Path(path).stem))
+    return validate_config(data)
+
+
+def _name_from_stem(stem: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9_.+=-]", "_", stem).lstrip("._-")
+    return name[:100] or "experiment"
+
+
+def default_data_root() -> str:
+    return os.environ.get("OPTBENCH_DATA", "data")
+
+
+def default_results_dir() -> str:
+    return os.environ.get("OPTBENCH_RESULTS", "results")

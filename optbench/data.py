@@ -1,0 +1,328 @@
+"""Datasets, loaded once through torchvision and kept in memory as tensors.
+
+Images stay uint8 in memory (4x smaller than float32) and each batch is converted with the
+very float ops of ToTensor + Normalize, so batches are bit-identical to the notebook pipeline.
+`InMemoryDataset.__getitems__` lets torch's DataLoader fetch a whole batch by index, which keeps
+DataLoader's exact shuffling (same generator, same permutation) without per-sample Python work.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from optbench.config import DataConfig
+from optbench.errors import ConfigError, OptbenchError, did_you_mean
+from optbench.registry import Registry, bind_options
+
+# Where Debian's dataset packages put gzipped IDX files (apt-get install dataset-fashion-mnist).
+SYSTEM_DATA_DIR = Path(os.environ.get("OPTBENCH_SYSTEM_DATA", "/usr/share/datasets"))
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What a model needs to know about its data, without loading it."""
+
+    input_shape: tuple[int, ...]
+    num_classes: int | None  # None: regression with one output
+    train_size: int
+
+    @property
+    def num_outputs(self) -> int:
+        return self.num_classes or 1
+
+
+class InMemoryDataset(torch.utils.data.Dataset):
+    """Inputs and targets as whole tensors; batches are fetched by index in one operation."""
+
+    def __init__(
+        self,
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        mean: tuple[float, ...] | None = None,
+        std: tuple[float, ...] | None = None,
+    ) -> None:
+        self.inputs = inputs
+        self.targets = targets
+        self._scale = inputs.dtype == torch.uint8
+        self._mean = self._std = None
+        if mean is not None and std is not None:
+            shape = (-1,) + (1,) * (inputs.dim() - 2)
+            self._mean = torch.as_tensor(mean, dtype=torch.float32).view(shape)
+            self._std = torch.as_tensor(std, dtype=torch.float32).view(shape)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def to(self, device: torch.device) -> InMemoryDataset:
+        moved = InMemoryDataset(self.inputs.to(device), self.targets.to(device))
+        moved._scale = self._scale
+        if self._mean is not None and self._std is not None:
+            moved._mean, moved._std = self._mean.to(device), self._std.to(device)
+        return moved
+
+    def transform(self, inputs: torch.Tensor) -> torch.Tensor:
+        """uint8 -> float in [0, 1] -> normalized: the same ops as ToTensor then Normalize."""
+        if self._scale:
+            inputs = inputs.to(torch.float32).div(255)
+        if self._mean is not None:
+            inputs = inputs.sub_(self._mean).div_(self._std)
+        return inputs
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        index = torch.as_tensor(indices, device=self.targets.device)
+        return self.transform(self.inputs[index]), self.targets[index]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        inputs, targets = self.__getitems__([index])
+        return inputs[0], targets[0]
+
+    def batches(self, batch_size: int):
+        """Consecutive batches in order (evaluation): plain slicing, no sampler, no RNG."""
+        for start in range(0, len(self), batch_size):
+            end = start + batch_size
+            yield self.transform(self.inputs[start:end]), self.targets[start:end]
+
+
+def keep_batch(batch: Any) -> Any:
+    """DataLoader collate_fn for datasets that already return whole batches."""
+    return batch
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    description: str
+    spec: Callable[[dict[str, Any]], DataSpec]
+    load: Callable[..., tuple[InMemoryDataset, InMemoryDataset]]
+    normalize: tuple[tuple[float, ...], tuple[float, ...]] | None  # default (mean, std)
+
+
+DATASETS: Registry[DatasetInfo] = Registry("dataset")
+
+
+# --------------------------------------------------------------------------- torchvision loading
+
+
+def _missing(name: str, looked: list[Path], hint: str) -> OptbenchError:
+    places = " and ".join(str(p) for p in looked)
+    return OptbenchError(f"dataset {name} was not found in {places}; {hint}")
+
+
+def _unpack_system_copy(folder: Path, system_dir: Path, files: list[str]) -> bool:
+    """Unpack Debian's gzipped IDX files into torchvision's raw folder; False if absent."""
+    if not all((system_dir / f"{f}.gz").is_file() for f in files):
+        return False
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for f in files:
+            target = folder / f
+            if target.exists():
+                continue
+            partial = folder / f".{f}.partial"
+            with gzip.open(system_dir / f"{f}.gz", "rb") as src, open(partial, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            os.replace(partial, target)
+    except OSError as exc:
+        raise OptbenchError(
+            f"cannot unpack {system_dir} into {folder}: {exc.strerror or exc}; "
+            "set data.root (or $OPTBENCH_DATA) to a writable folder"
+        ) from None
+    return True
+
+
+def _load_mnist_like(
+    name: str, cls_name: str, debian_dir: str, root: str, download: bool
+) -> tuple[InMemoryDataset, InMemoryDataset]:
+    import torchvision
+
+    cls = getattr(torchvision.datasets, cls_name)
+    raw = Path(root) / cls_name / "raw"
+    files = [
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ]
+    system_dir = SYSTEM_DATA_DIR / debian_dir
+    have_files = all((raw / f).is_file() for f in files)
+    if not have_files and not download and not _unpack_system_copy(raw, system_dir, files):
+        raise _missing(
+            name,
+            [raw, system_dir],
+            f"set data.download: true to fetch it, or install Debian's dataset-{debian_dir}",
+        )
+    splits = []
+    for train in (True, False):
+        try:
+            ds = cls(root, train=train, download=download)
+        except Exception as exc:  # torchvision raises RuntimeError, URLError, OSError...
+            raise OptbenchError(f"could not load {name} from {root}: {exc}") from None
+        splits.append(InMemoryDataset(ds.data.unsqueeze(1).contiguous(), ds.targets.long()))
+    return splits[0], splits[1]
+
+
+def _load_cifar10(root: str, download: bool) -> tuple[InMemoryDataset, InMemoryDataset]:
+    import torchvision
+
+    folder = Path(root) / torchvision.datasets.CIFAR10.base_folder
+    if not folder.is_dir() and not download:
+        raise _missing(
+            "cifar10",
+            [folder],
+            "set data.download: true to fetch it from www.cs.toronto.edu (needs internet)",
+        )
+    splits = []
+    for train in (True, False):
+        try:
+            ds = torchvision.datasets.CIFAR10(root, train=train, download=download)
+        except Exception as exc:
+            raise OptbenchError(f"could not load cifar10 from {root}: {exc}") from None
+        images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()  # NHWC -> NCHW
+        splits.append(InMemoryDataset(images, torch.as_tensor(ds.targets, dtype=torch.long)))
+    return splits[0], splits[1]
+
+
+def _register_torchvision() -> None:
+    DATASETS.register(
+        "cifar10",
+        DatasetInfo(
+            "cifar10",
+            "CIFAR-10: 50k/10k colour images 3x32x32, 10 classes (torchvision.datasets.CIFAR10)",
+            lambda options: DataSpec((3, 32, 32), 10, 50_000),
+            lambda root, download: _load_cifar10(root, download),
+            ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+        ),
+    )
+    for name, cls_name, debian_dir, mean, std, what in (
+        ("fashion_mnist", "FashionMNIST", "fashion-mnist", 0.5, 0.5, "clothing"),
+        ("mnist", "MNIST", "mnist", 0.1307, 0.3081, "digit"),
+    ):
+        DATASETS.register(
+            name,
+            DatasetInfo(
+                name,
+                f"{cls_name}: 60k/10k grey {what} images 1x28x28, 10 classes "
+                f"(torchvision.datasets.{cls_name})",
+                lambda options: DataSpec((1, 28, 28), 10, 60_000),
+                functools.partial(_load_mnist_like, name, cls_name, debian_dir),
+                ((mean,), (std,)),
+            ),
+        )
+
+
+# --------------------------------------------------------------------------- synthetic data
+
+
+def synthetic_regression(
+    seed: int,
+    n_train: int = 1000,
+    n_test: int = 200,
+    features: int = 10,
+    noise: float = 0.1,
+    data_seed: int | None = None,
+) -> tuple[InMemoryDataset, InMemoryDataset]:
+    """y = x @ w + b + noise, x ~ N(0, I): the classic nn.Linear(10, 1) regression problem.
+
+    Drawn from its own generator (seeded by `data_seed`, else the run's seed), so making the
+    data never moves the global RNG that initialises the model.
+    """
+    generator = torch.Generator().manual_seed(seed if data_seed is None else data_seed)
+    total = n_train + n_test
+    x = torch.randn(total, features, generator=generator)
+    w = torch.randn(features, 1, generator=generator)
+    b = torch.randn(1, generator=generator)
+    y = x @ w + b + noise * torch.randn(total, 1, generator=generator)
+    return InMemoryDataset(x[:n_train], y[:n_train]), InMemoryDataset(x[n_train:], y[n_train:])
+
+
+def _synthetic_options(options: dict[str, Any]) -> dict[str, Any]:
+    return bind_options(
+        synthetic_regression, options, "data", skip=("seed",), label="synthetic_regression"
+    )
+
+
+DATASETS.register(
+    "synthetic_regression",
+    DatasetInfo(
+        "synthetic_regression",
+        "y = x·w + b + noise with x ~ N(0, I), generated from the seed (options: n_train, "
+        "n_test, features, noise, data_seed)",
+        lambda options: DataSpec(
+            (_synthetic_options(options)["features"],), None, _synthetic_options(options)["n_train"]
+        ),
+        synthetic_regression,
+        None,
+    ),
+)
+_register_torchvision()
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def dataset_options(config: DataConfig) -> dict[str, Any]:
+    """Dataset-specific options, checked against the dataset's loader."""
+    info = DATASETS.get(config.dataset, "data.dataset")
+    if info.name == "synthetic_regression":
+        return _synthetic_options(config.options)
+    if config.options:
+        key = next(iter(config.options))
+        common = list(DataConfig.model_fields)
+        raise ConfigError(
+            f"data.{key}",
+            f"unknown key{did_you_mean(key, common)}; {info.name} takes only: {', '.join(common)}",
+        )
+    return {}
+
+
+def resolve_normalize(config: DataConfig, info: DatasetInfo, spec: DataSpec) -> Any:
+    """The (mean, std) to apply, checked against the number of channels."""
+    if config.normalize is None:
+        return info.normalize
+    if info.normalize is None:
+        raise ConfigError("data.normalize", f"{info.name} inputs are not images to normalize")
+    channels = spec.input_shape[0]
+    for key in ("mean", "std"):
+        values = getattr(config.normalize, key)
+        if len(values) != channels:
+            raise ConfigError(
+                f"data.normalize.{key}",
+                f"{info.name} has {channels} channel(s), got {len(values)} value(s)",
+            )
+    return tuple(config.normalize.mean), tuple(config.normalize.std)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(name: str, root: str, download: bool, seed: int, options: tuple) -> tuple:
+    info = DATASETS.get(name, "data.dataset")
+    if name == "synthetic_regression":
+        return info.load(seed, **dict(options))
+    return info.load(root=root, download=download)
+
+
+def load_data(config: DataConfig, seed: int, root: str) -> tuple[InMemoryDataset, InMemoryDataset]:
+    """Train and test splits in memory (cached per process, so sweeps load each dataset once)."""
+    info = DATASETS.get(config.dataset, "data.dataset")
+    options = dataset_options(config)
+    spec = info.spec(options)
+    normalize = resolve_normalize(config, info, spec)
+    data_seed = seed if info.name == "synthetic_regression" else 0  # images do not depend on it
+    train, test = _load_cached(
+        info.name, str(root), config.download, data_seed, tuple(sorted(options.items()))
+    )
+    if config.subset is not None:
+        train = InMemoryDataset(train.inputs[: config.subset], train.targets[: config.subset])
+    mean, std = normalize if normalize else (None, None)
+    return (
+        InMemoryDataset(train.inputs, train.targets, mean, std),
+        InMemoryDataset(test.inputs, test.targets, mean, std),
+    )

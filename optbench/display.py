@@ -1,0 +1,89 @@
+"""Live training output: a rich table that grows per epoch plus a batch progress bar, or plain
+lines when stdout is not a terminal (logs, pipes, CI)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+COLUMNS = [
+    ("epoch", "{:d}"),
+    ("train_loss", "{:.6f}"),
+    ("test_loss", "{:.6f}"),
+    ("test_accuracy", "{:.4f}"),
+    ("lr", "{:.3g}"),
+    ("seconds", "{:.2f}"),
+    ("eval_seconds", "{:.2f}"),
+]
+
+
+def format_cell(value: Any, pattern: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return pattern.format(value)
+
+
+class LiveTable:
+    """A TrainingObserver that draws the run for a person watching it."""
+
+    def __init__(self, title: str, console: Console | None = None) -> None:
+        self.console = console or Console()
+        self.title = title
+        self.rows: list[dict[str, Any]] = []
+        self.progress = Progress(
+            TextColumn("epoch {task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+        )
+        self.task = None
+        self.live: Live | None = None
+
+    def _table(self) -> Table:
+        table = Table(title=self.title, title_justify="left")
+        for name, _ in COLUMNS:
+            table.add_column(name, justify="right")
+        for row in self.rows:
+            table.add_row(*(format_cell(row.get(name), fmt) for name, fmt in COLUMNS))
+        return table
+
+    def __enter__(self) -> LiveTable:
+        if self.console.is_terminal:
+            self.live = Live(self._table(), console=self.console, refresh_per_second=8)
+            self.live.__enter__()
+        else:
+            self.console.print(self.title)
+            self.console.print("  ".join(name for name, _ in COLUMNS))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.update(self._table())
+            self.live.__exit__(*exc)
+
+    def epoch_started(self, epoch: int, num_batches: int) -> None:
+        if self.live is None:
+            return
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+        self.task = self.progress.add_task("train", total=num_batches, epoch=epoch, loss="-")
+        self.live.update(Group(self._table(), self.progress))
+
+    def batch_finished(self, batch: int, loss: float) -> None:
+        if self.live is not None and self.task is not None:
+            self.progress.update(self.task, completed=batch, loss=f"{loss:.4f}")
+
+    def epoch_finished(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        if self.live is not None:
+            self.live.update(Group(self._table(), self.progress))
+        else:
+            cells = (format_cell(row.get(name), fmt) for name, fmt in COLUMNS)
+            self.console.print("  ".join(cells), highlight=False)

@@ -1,0 +1,135 @@
+"""One experiment, end to end: config -> plan -> data -> run folder -> training -> summary."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision
+from rich.console import Console
+
+import optbench
+from optbench.config import default_results_dir, load_config
+from optbench.data import load_data
+from optbench.display import LiveTable
+from optbench.plan import RunPlan, make_plan
+from optbench.results import RunDir, prepare_run_dir
+from optbench.train import TrainResult, train
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    summary: dict[str, Any]
+
+
+def _best(rows: list[dict[str, Any]], key: str, highest: bool) -> tuple[Any, Any]:
+    scored = [r for r in rows if r.get(key) is not None and math.isfinite(r[key])]
+    if not scored:
+        return None, None
+    best = (max if highest else min)(scored, key=lambda r: r[key])
+    return best[key], best["epoch"]
+
+
+def summarize(
+    plan: RunPlan, result: TrainResult | None, status: str, started: float, error: str | None
+) -> dict[str, Any]:
+    """summary.json: status, final and best metrics, what ran where, and how long it took."""
+    rows = result.rows if result else []
+    last = rows[-1] if rows else {}
+    best_loss, best_loss_epoch = _best(rows, "test_loss", highest=False)
+    best_acc, best_acc_epoch = _best(rows, "test_accuracy", highest=True)
+    return {
+        "name": plan.name,
+        "run_id": plan.run_id,
+        "status": status,
+        "seed": plan.config.seed,
+        "device": str(plan.device),
+        "epochs": plan.config.epochs,
+        "epochs_completed": len(rows),
+        "final": {k: last.get(k) for k in ("train_loss", "test_loss", "test_accuracy")},
+        "best": {
+            "test_loss": best_loss,
+            "test_loss_epoch": best_loss_epoch,
+            "test_accuracy": best_acc,
+            "test_accuracy_epoch": best_acc_epoch,
+        },
+        "diverged_at": result.diverged_at if result else None,
+        "error": error,
+        "wall_seconds": round(time.time() - started, 3),
+        "started_at": dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(),
+        "versions": {
+            "optbench": optbench.__version__,
+            "torch": torch.__version__,
+            "torchvision": torchvision.__version__,
+            "python": platform.python_version(),
+        },
+    }
+
+
+class _SaveEachEpoch:
+    """Writes epochs.csv after every epoch, so a crash keeps every finished epoch."""
+
+    def __init__(self, run: RunDir, display: LiveTable) -> None:
+        self.run, self.display, self.rows = run, display, []
+
+    def epoch_started(self, epoch: int, num_batches: int) -> None:
+        self.display.epoch_started(epoch, num_batches)
+
+    def batch_finished(self, batch: int, loss: float) -> None:
+        self.display.batch_finished(batch, loss)
+
+    def epoch_finished(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        self.run.write_epochs(self.rows)
+        self.display.epoch_finished(row)
+
+
+def run_plan(
+    plan: RunPlan, results_dir: str | Path, force: bool = False, console: Console | None = None
+) -> RunOutcome:
+    """Train a checked plan into results_dir/<name>/<run-id>/; nothing is written on bad input."""
+    load_data(plan.config.data, plan.config.seed, plan.data_root)  # a missing dataset fails here
+    run = prepare_run_dir(results_dir, plan.name, plan.run_id, force)
+    run.write_config(plan.resolved)
+    started = time.time()
+    run.write_summary(summarize(plan, None, "running", started, None))
+    run.write_epochs([])
+
+    title = f"{plan.name} / {plan.run_id}  ({plan.optimizer.name}, {plan.device})"
+    result: TrainResult | None = None
+    status, error = "failed", None
+    with LiveTable(title, console) as display:
+        observer = _SaveEachEpoch(run, display)
+        try:
+            result = train(plan, observer)
+            status = result.status
+        except KeyboardInterrupt:
+            status, error = "interrupted", "interrupted by the user"
+            raise
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            if result is None:
+                result = TrainResult(status=status, rows=observer.rows)
+            run.write_summary(summarize(plan, result, status, started, error))
+    return RunOutcome(run.path, run.read_summary() or {})
+
+
+def run_experiment(
+    config_path: str | Path,
+    overrides: list[str] | None = None,
+    results_dir: str | Path | None = None,
+    force: bool = False,
+    console: Console | None = None,
+) -> RunOutcome:
+    """`optbench run`: load and check the config, then train it."""
+    plan = make_plan(load_config(config_path, overrides))
+    return run_plan(plan, results_dir or default_results_dir(), force, console)

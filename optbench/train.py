@@ -1,0 +1,150 @@
+"""The training loop: the notebook loop, exactly, over in-memory data.
+
+torch.manual_seed(seed) before the model is built; a DataLoader with shuffle=True and a
+generator seeded with the same seed; zero_grad, forward, loss, backward, step (or
+step(closure) for LBFGS); train_loss is the mean of the epoch's batch losses. Evaluation
+slices the test tensors in order and touches no random state, so it cannot change training.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from optbench.data import InMemoryDataset, keep_batch, load_data
+from optbench.plan import RunPlan
+
+
+class TrainingObserver(Protocol):
+    """What the loop reports as it goes (display, files on disk)."""
+
+    def epoch_started(self, epoch: int, num_batches: int) -> None: ...
+
+    def batch_finished(self, batch: int, loss: float) -> None: ...
+
+    def epoch_finished(self, row: dict[str, Any]) -> None: ...
+
+
+class _Silent:
+    def epoch_started(self, epoch: int, num_batches: int) -> None:
+        pass
+
+    def batch_finished(self, batch: int, loss: float) -> None:
+        pass
+
+    def epoch_finished(self, row: dict[str, Any]) -> None:
+        pass
+
+
+@dataclass
+class TrainResult:
+    status: str  # completed | diverged
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    diverged_at: dict[str, Any] | None = None
+
+
+def evaluate(
+    model: nn.Module, loss_fn: nn.Module, data: InMemoryDataset, batch_size: int, classify: bool
+) -> tuple[float, float | None]:
+    """Per-sample mean loss and (for classification) accuracy over `data`, in order."""
+    model.eval()
+    total_loss, correct = 0.0, 0
+    with torch.no_grad():
+        for inputs, targets in data.batches(batch_size):
+            outputs = model(inputs)
+            total_loss += loss_fn(outputs, targets).item() * len(targets)
+            if classify:
+                correct += int((outputs.argmax(dim=1) == targets).sum())
+    model.train()
+    count = len(data)
+    return total_loss / count, (correct / count if classify else None)
+
+
+def train(plan: RunPlan, observer: TrainingObserver | None = None) -> TrainResult:
+    """Run `plan` from scratch and return its per-epoch rows."""
+    observer = observer or _Silent()
+    config, device = plan.config, plan.device
+    classify = plan.data_spec.num_classes is not None
+
+    train_set, test_set = load_data(config.data, config.seed, plan.data_root)
+    train_set, test_set = train_set.to(device), test_set.to(device)
+
+    torch.manual_seed(config.seed)
+    model = plan.build_model()
+    loss_fn = plan.build_loss()
+    optimizer = plan.build_optimizer(model)
+    scheduler = plan.build_scheduler(optimizer)
+    step_scheduler_each_batch = scheduler is not None and config.scheduler.interval == "step"
+
+    loader = DataLoader(
+        train_set,
+        batch_size=config.data.batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(config.seed),
+        collate_fn=keep_batch,
+    )
+
+    result = TrainResult(status="completed")
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        lr = optimizer.param_groups[0]["lr"]
+        observer.epoch_started(epoch, len(loader))
+        started = time.perf_counter()
+        loss_sum, batches = 0.0, 0
+        for inputs, targets in loader:
+            if plan.optimizer.needs_closure:
+
+                def closure(inputs: torch.Tensor = inputs, targets: torch.Tensor = targets):
+                    optimizer.zero_grad()
+                    loss = loss_fn(model(inputs), targets)
+                    loss.backward()
+                    return loss
+
+                loss = optimizer.step(closure)
+            else:
+                optimizer.zero_grad()
+                loss = loss_fn(model(inputs), targets)
+                loss.backward()
+                optimizer.step()
+            value = loss.item()
+            batches += 1
+            if not math.isfinite(value):
+                result.status = "diverged"
+                result.diverged_at = {"epoch": epoch, "step": batches, "loss": value}
+                return result
+            loss_sum += value
+            if step_scheduler_each_batch:
+                scheduler.step()
+            observer.batch_finished(batches, value)
+        seconds = time.perf_counter() - started
+
+        started = time.perf_counter()
+        test_loss, test_accuracy = evaluate(
+            model, loss_fn, test_set, config.data.test_batch_size, classify
+        )
+        eval_seconds = time.perf_counter() - started
+
+        if scheduler is not None and not step_scheduler_each_batch:
+            if plan.scheduler.steps_on_metric:
+                scheduler.step(test_loss)
+            else:
+                scheduler.step()
+
+        row = {
+            "epoch": epoch,
+            "train_loss": loss_sum / batches,
+            "test_loss": test_loss,
+            "test_accuracy": test_accuracy,
+            "lr": lr,
+            "seconds": seconds,
+            "eval_seconds": eval_seconds,
+        }
+        result.rows.append(row)
+        observer.epoch_finished(row)
+    return result
