@@ -21,7 +21,7 @@ import torch
 
 from optbench.config import DataConfig
 from optbench.errors import ConfigError, OptbenchError, did_you_mean
-from optbench.registry import Registry, bind_options
+from optbench.registry import Registry, bind_options, signature_defaults
 
 # Where Debian's dataset packages put gzipped IDX files (apt-get install dataset-fashion-mnist).
 SYSTEM_DATA_DIR = Path(os.environ.get("OPTBENCH_SYSTEM_DATA", "/usr/share/datasets"))
@@ -272,16 +272,16 @@ _register_torchvision()
 def dataset_options(config: DataConfig) -> dict[str, Any]:
     """Dataset-specific options, checked against the dataset's loader."""
     info = DATASETS.get(config.dataset, "data.dataset")
-    if info.name == "synthetic_regression":
-        return _synthetic_options(config.options)
-    if config.options:
-        key = next(iter(config.options))
-        common = list(DataConfig.model_fields)
-        raise ConfigError(
-            f"data.{key}",
-            f"unknown key{did_you_mean(key, common)}; {info.name} takes only: {', '.join(common)}",
-        )
-    return {}
+    own = list(signature_defaults(synthetic_regression, skip=("seed",)))
+    own = own if info.name == "synthetic_regression" else []
+    for key in config.options:
+        if key not in own:
+            valid = [*DataConfig.model_fields, *own]
+            raise ConfigError(
+                f"data.{key}",
+                f"unknown key{did_you_mean(key, valid)}; {info.name} takes: {', '.join(valid)}",
+            )
+    return _synthetic_options(config.options) if own else {}
 
 
 def resolve_normalize(config: DataConfig, info: DatasetInfo, spec: DataSpec) -> Any:

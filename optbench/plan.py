@@ -174,6 +174,12 @@ def make_plan(config: ExperimentConfig) -> RunPlan:
     if config.scheduler is not None:
         scheduler_info = SCHEDULERS.get(config.scheduler.name, "scheduler.name")
         per_step = config.scheduler.interval == "step"
+        if per_step and scheduler_info.steps_on_metric:
+            raise ConfigError(
+                "scheduler.interval",
+                f"{scheduler_info.name} steps on the epoch's test loss, so its interval must be "
+                "'epoch'",
+            )
         run_length = config.epochs * (
             math.ceil(spec.train_size / data.batch_size) if per_step else 1
         )

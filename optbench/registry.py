@@ -84,6 +84,19 @@ def _kind_name(default: Any) -> str:
     return type(default).__name__
 
 
+_EXAMPLE_OF_TYPE = {"int": 0, "float": 0.0, "bool": False, "str": ""}
+
+
+def _example_value(parameter: inspect.Parameter) -> Any:
+    """The default, or for a required argument annotated with a plain type a value of that type,
+    so required arguments are type-checked too."""
+    if parameter.default is not inspect.Parameter.empty:
+        return parameter.default
+    annotation = parameter.annotation
+    name = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+    return _EXAMPLE_OF_TYPE.get(name, inspect.Parameter.empty)
+
+
 def signature_defaults(fn: Callable[..., Any], skip: Iterable[str] = ()) -> dict[str, Any]:
     """Keyword options of `fn` (minus `skip`) with their defaults; required ones map to `empty`."""
     skip = set(skip)
@@ -121,11 +134,13 @@ def bind_options(
                 f"it accepts: {valid}",
             )
     resolved: dict[str, Any] = {}
+    parameters = inspect.signature(fn).parameters
     for key, default in accepted.items():
         if key in options:
             value = options[key]
-            if not _same_kind(value, default):
-                raise ConfigError(f"{field}.{key}", f"must be {_kind_name(default)}, got {value!r}")
+            example = _example_value(parameters[key])
+            if not _same_kind(value, example):
+                raise ConfigError(f"{field}.{key}", f"must be {_kind_name(example)}, got {value!r}")
             if isinstance(default, tuple):
                 value = tuple(value)
             resolved[key] = value

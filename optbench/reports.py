@@ -46,7 +46,8 @@ def catalog_table(kind: str) -> Table:
 
         for info in MODELS:
             table.add_row(
-                info.name, _options(signature_defaults(info.build, skip=("spec",))),
+                info.name,
+                _options(signature_defaults(info.build, skip=("spec",))),
                 info.description,
             )
     elif kind == "datasets":

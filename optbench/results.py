@@ -19,7 +19,15 @@ import yaml
 
 from optbench.errors import OptbenchError
 
-EPOCH_COLUMNS = ["epoch", "train_loss", "test_loss", "test_accuracy", "lr", "seconds", "eval_seconds"]
+EPOCH_COLUMNS = [
+    "epoch",
+    "train_loss",
+    "test_loss",
+    "test_accuracy",
+    "lr",
+    "seconds",
+    "eval_seconds",
+]
 FINISHED = {"completed", "diverged"}
 
 

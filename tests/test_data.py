@@ -1,0 +1,147 @@
+"""Data: torchvision's real loading code, in-memory batches identical to ToTensor + Normalize."""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+import torchvision.transforms as T
+
+from optbench.config import validate_config
+from optbench.data import InMemoryDataset, keep_batch, load_data
+from optbench.errors import OptbenchError
+from tests.conftest import regression_dict
+
+
+def _data_config(**data):
+    return validate_config(regression_dict(data=data)).data
+
+
+def write_cifar10(root: Path, train_per_batch: int = 20, test: int = 30) -> np.ndarray:
+    """Write CIFAR-10's on-disk format (pickled batches of 3072-byte rows) and return the train
+    images as NHWC; torchvision's md5 list is what the caller patches to accept these files."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    images = []
+    for index in range(1, 6):
+        data = rng.integers(0, 256, size=(train_per_batch, 3072), dtype=np.uint8)
+        labels = rng.integers(0, 10, size=train_per_batch).tolist()
+        with open(folder / f"data_batch_{index}", "wb") as handle:
+            pickle.dump({"data": data, "labels": labels}, handle)
+        images.append(data)
+    test_data = rng.integers(0, 256, size=(test, 3072), dtype=np.uint8)
+    with open(folder / "test_batch", "wb") as handle:
+        pickle.dump({"data": test_data, "labels": rng.integers(0, 10, size=test).tolist()}, handle)
+    names = [f"airplane{i}" for i in range(10)]
+    with open(folder / "batches.meta", "wb") as handle:
+        pickle.dump({"label_names": names}, handle)
+    return np.concatenate(images).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+
+
+@pytest.fixture
+def cifar_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, np.ndarray]:
+    images = write_cifar10(tmp_path)
+    folder = tmp_path / "cifar-10-batches-py"
+
+    def md5(name: str) -> str:
+        return hashlib.md5((folder / name).read_bytes()).hexdigest()
+
+    cls = torchvision.datasets.CIFAR10
+    monkeypatch.setattr(cls, "train_list", [[n, md5(n)] for n, _ in cls.train_list])
+    monkeypatch.setattr(cls, "test_list", [[n, md5(n)] for n, _ in cls.test_list])
+    monkeypatch.setattr(cls, "meta", {**cls.meta, "md5": md5("batches.meta")})
+    return tmp_path, images
+
+
+def test_cifar10_goes_through_torchvision_and_matches_its_transforms(cifar_root) -> None:
+    root, images = cifar_root
+    train, test = load_data(_data_config(dataset="cifar10", root=str(root)), 0, str(root))
+    assert (len(train), len(test)) == (100, 30)
+    assert train.inputs.dtype == torch.uint8 and train.inputs.shape == (100, 3, 32, 32)
+
+    reference = torchvision.datasets.CIFAR10(
+        root, train=True, transform=T.Compose([T.ToTensor(), T.Normalize((0.5,) * 3, (0.5,) * 3)])
+    )
+    inputs, targets = train.__getitems__([0, 57, 99])
+    for row, index in enumerate([0, 57, 99]):
+        image, label = reference[index]
+        assert torch.equal(inputs[row], image)  # bit-identical, not just close
+        assert targets[row].item() == label
+    assert np.array_equal(reference.data, images)
+
+
+def test_missing_cifar10_says_where_it_looked_and_how_to_get_it(tmp_path: Path) -> None:
+    with pytest.raises(OptbenchError) as error:
+        load_data(_data_config(dataset="cifar10"), 0, str(tmp_path))
+    message = str(error.value)
+    assert str(tmp_path / "cifar-10-batches-py") in message
+    assert "data.download: true" in message
+
+
+def test_download_without_internet_fails_clearly(tmp_path: Path, monkeypatch) -> None:
+    def offline(*args, **kwargs):
+        raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")
+
+    monkeypatch.setattr(torchvision.datasets.utils, "download_url", offline)
+    monkeypatch.setattr(torchvision.datasets.cifar, "download_and_extract_archive", offline)
+    with pytest.raises(OptbenchError, match="could not load cifar10 .*name resolution"):
+        load_data(_data_config(dataset="cifar10", download=True), 0, str(tmp_path))
+
+
+def test_fashion_mnist_is_unpacked_from_the_debian_package(fashion_root: Path) -> None:
+    train, test = load_data(_data_config(dataset="fashion_mnist"), 0, str(fashion_root))
+    assert (len(train), len(test)) == (60_000, 10_000)
+    assert (fashion_root / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").is_file()
+    reference = torchvision.datasets.FashionMNIST(
+        fashion_root, train=False, transform=T.Compose([T.ToTensor(), T.Normalize((0.5,), (0.5,))])
+    )
+    inputs, targets = test.__getitems__([0, 9_999])
+    assert torch.equal(inputs[1], reference[9_999][0]) and targets[1].item() == reference[9_999][1]
+
+
+def test_missing_fashion_mnist_names_both_places(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr("optbench.data.SYSTEM_DATA_DIR", tmp_path / "system")
+    with pytest.raises(OptbenchError) as error:
+        load_data(_data_config(dataset="fashion_mnist"), 0, str(tmp_path / "empty"))
+    message = str(error.value)
+    assert "FashionMNIST/raw" in message and str(tmp_path / "system") in message
+    assert "dataset-fashion-mnist" in message
+    assert not (tmp_path / "empty").exists()  # nothing written
+
+
+def test_subset_keeps_the_first_samples() -> None:
+    full, _ = load_data(_data_config(dataset="synthetic_regression"), 0, "unused")
+    part, _ = load_data(_data_config(dataset="synthetic_regression", subset=10), 0, "unused")
+    assert torch.equal(part.inputs, full.inputs[:10])
+
+
+def test_synthetic_data_follows_the_seed_and_not_the_global_rng() -> None:
+    config = _data_config(dataset="synthetic_regression")
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    a, _ = load_data(config, 1, "unused")
+    assert torch.equal(torch.get_rng_state(), state)
+    b, _ = load_data(config, 2, "unused")
+    assert not torch.equal(a.inputs, b.inputs)
+
+
+def test_batched_fetch_keeps_dataloaders_exact_shuffling() -> None:
+    inputs, targets = torch.arange(100).float().view(100, 1), torch.arange(100)
+
+    def batches(dataset, **kwargs):
+        generator = torch.Generator().manual_seed(7)
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=16, shuffle=True, generator=generator, **kwargs
+        )
+        return [(x.tolist(), y.tolist()) for epoch in range(2) for x, y in loader]
+
+    ours = batches(InMemoryDataset(inputs, targets), collate_fn=keep_batch)
+    reference = batches(torch.utils.data.TensorDataset(inputs, targets))
+    assert ours == reference
+    assert [len(y) for _, y in ours[:7]] == [16] * 6 + [4]
