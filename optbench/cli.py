@@ -81,7 +81,19 @@ def run(
         ),
     ] = None,
     force: Annotated[
-        bool, typer.Option("--force", help="Run again even if this exact run already finished.")
+        bool, typer.Option("--force", help="Start over even if this exact run already exists.")
+    ] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume", help="Continue an interrupted run from its last epoch checkpoint."
+        ),
+    ] = False,
+    detect_anomaly: Annotated[
+        bool,
+        typer.Option(
+            "--detect-anomaly", help="Turn on torch.autograd's anomaly detection (slow; debugging)."
+        ),
     ] = False,
 ) -> None:
     """Train one experiment, showing a live per-epoch table; results go to results/<name>/."""
@@ -89,7 +101,15 @@ def run(
 
     _interrupt_on_sigterm()
     try:
-        outcome = run_experiment(config, overrides, results_dir, force, console)
+        outcome = run_experiment(
+            config,
+            overrides,
+            results_dir,
+            force=force,
+            resume=resume,
+            detect_anomaly=detect_anomaly,
+            console=console,
+        )
     except KeyboardInterrupt:
         errors.print("interrupted: the epochs finished so far are saved")
         raise typer.Exit(130) from None
@@ -100,11 +120,14 @@ def run(
         raise typer.Exit(1) from None
     summary = outcome.summary
     status = summary.get("status")
+    if outcome.already_finished:
+        console.print(f"already finished ({status}): nothing to do; results in {outcome.run_dir}")
+        return
     if status == "diverged":
         where = summary.get("diverged_at") or {}
         errors.print(
             f"[bold yellow]diverged[/] at epoch {where.get('epoch')} step {where.get('step')} "
-            f"(loss {where.get('loss')}); results in {outcome.run_dir}"
+            f"({where.get('reason')}); results in {outcome.run_dir}"
         )
         raise typer.Exit(1)
     console.print(f"{status}: results in {outcome.run_dir}", highlight=False)

@@ -31,18 +31,33 @@ EPOCH_COLUMNS = [
 FINISHED = {"completed", "diverged"}
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Replace `path` with `text` all at once (temp file + fsync + rename)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+class ResultsWriteError(OptbenchError):
+    """A results file could not be written (disk full, permissions); the old file is intact."""
+
+
+def write_atomic(path: Path, content: str | bytes) -> None:
+    """Replace `path` with `content` all at once: temp file in the same folder, fsync, rename.
+
+    A reader sees the old file or the new one, never a part; on any failure (full disk,
+    interrupt) the temporary file is removed and the old file stays as it was.
+    """
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    tmp: str | None = None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        tmp = None
+    except OSError as exc:
+        raise ResultsWriteError(
+            f"cannot write {path}: {exc.strerror or exc}; the previous version is kept"
+        ) from None
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
 
 
 def epochs_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -76,24 +91,30 @@ class RunDir:
         epochs_frame(rows).to_csv(buffer, index=False)
         write_atomic(self.path / "epochs.csv", buffer.getvalue())
 
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / "checkpoint.pt"
+
+    def clear(self, keep: tuple[str, ...] = ("lock",)) -> None:
+        """Remove the run's files (for --force), keeping the lock we hold."""
+        for entry in self.path.iterdir():
+            if entry.name in keep:
+                continue
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+
     def write_summary(self, summary: dict[str, Any]) -> None:
         write_atomic(self.summary_path, json.dumps(summary, indent=2, allow_nan=True) + "\n")
 
 
-def prepare_run_dir(results_dir: str | Path, name: str, run_id: str, force: bool) -> RunDir:
-    """Create results/<name>/<run-id>/, refusing to replace a finished run unless `force`."""
+def create_run_dir(results_dir: str | Path, name: str, run_id: str) -> RunDir:
+    """results/<name>/<run-id>/, created if needed, with one clear sentence when it cannot be."""
     results_dir = Path(results_dir)
     if results_dir.exists() and not results_dir.is_dir():
         raise OptbenchError(f"results directory {results_dir} is a file, not a folder")
     run = RunDir(results_dir / name / run_id)
-    summary = run.read_summary()
-    if summary is not None and summary.get("status") in FINISHED and not force:
-        raise OptbenchError(
-            f"this run already finished ({summary.get('status')}) in {run.path}; "
-            "pass --force to run it again"
-        )
-    if run.path.exists() and force:
-        shutil.rmtree(run.path)
     try:
         run.path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

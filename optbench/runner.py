@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 import platform
@@ -15,11 +16,13 @@ import torchvision
 from rich.console import Console
 
 import optbench
+from optbench.checkpoint import CheckpointFile, RunLock
 from optbench.config import default_results_dir, load_config
 from optbench.data import load_data
 from optbench.display import LiveTable
+from optbench.errors import OptbenchError
 from optbench.plan import RunPlan, make_plan
-from optbench.results import RunDir, prepare_run_dir
+from optbench.results import FINISHED, ResultsWriteError, RunDir, create_run_dir
 from optbench.train import TrainResult, train
 
 
@@ -27,6 +30,7 @@ from optbench.train import TrainResult, train
 class RunOutcome:
     run_dir: Path
     summary: dict[str, Any]
+    already_finished: bool = False
 
 
 def _best(rows: list[dict[str, Any]], key: str, highest: bool) -> tuple[Any, Any]:
@@ -92,15 +96,51 @@ class _SaveEachEpoch:
 
 
 def run_plan(
-    plan: RunPlan, results_dir: str | Path, force: bool = False, console: Console | None = None
+    plan: RunPlan,
+    results_dir: str | Path,
+    *,
+    force: bool = False,
+    resume: bool = False,
+    detect_anomaly: bool = False,
+    console: Console | None = None,
 ) -> RunOutcome:
-    """Train a checked plan into results_dir/<name>/<run-id>/; nothing is written on bad input."""
+    """Train a checked plan into results_dir/<name>/<run-id>/.
+
+    Nothing is written on bad input. A finished run is left alone (an error without `force`,
+    a no-op with `resume`); an interrupted one continues from its checkpoint with `resume`.
+    """
     load_data(plan.config.data, plan.config.seed, plan.data_root)  # a missing dataset fails here
-    run = prepare_run_dir(results_dir, plan.name, plan.run_id, force)
+    run = create_run_dir(results_dir, plan.name, plan.run_id)
+    with RunLock(run.path):
+        earlier = run.read_summary()
+        status = earlier.get("status") if earlier else None
+        checkpoints = CheckpointFile(run.checkpoint_path, plan.run_id)
+        if force:
+            run.clear()
+        elif status in FINISHED:
+            if resume:
+                return RunOutcome(run.path, earlier or {}, already_finished=True)
+            raise OptbenchError(
+                f"this run already finished ({status}) in {run.path}; pass --force to run it again"
+            )
+        elif checkpoints.exists() and not resume:
+            raise OptbenchError(
+                f"an unfinished run ({status or 'no summary'}) with a checkpoint is in {run.path}; "
+                "pass --resume to continue it or --force to start it over"
+            )
+        return _train_in(run, plan, checkpoints, detect_anomaly, console)
+
+
+def _train_in(
+    run: RunDir,
+    plan: RunPlan,
+    checkpoints: CheckpointFile,
+    detect_anomaly: bool,
+    console: Console | None,
+) -> RunOutcome:
     run.write_config(plan.resolved)
     started = time.time()
     run.write_summary(summarize(plan, None, "running", started, None))
-    run.write_epochs([])
 
     title = f"{plan.name} / {plan.run_id}  ({plan.optimizer.name}, {plan.device})"
     result: TrainResult | None = None
@@ -108,18 +148,21 @@ def run_plan(
     with LiveTable(title, console) as display:
         observer = _SaveEachEpoch(run, display)
         try:
-            result = train(plan, observer)
+            result = train(plan, observer, checkpoints, detect_anomaly)
             status = result.status
         except KeyboardInterrupt:
-            status, error = "interrupted", "interrupted by the user"
+            status, error = "interrupted", "interrupted (Ctrl-C or SIGTERM)"
             raise
+        except ResultsWriteError:
+            raise  # the disk refused a write: do not try to write a summary on top of it
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             raise
         finally:
             if result is None:
                 result = TrainResult(status=status, rows=observer.rows)
-            run.write_summary(summarize(plan, result, status, started, error))
+            with contextlib.suppress(ResultsWriteError):
+                run.write_summary(summarize(plan, result, status, started, error))
     return RunOutcome(run.path, run.read_summary() or {})
 
 
@@ -127,9 +170,19 @@ def run_experiment(
     config_path: str | Path,
     overrides: list[str] | None = None,
     results_dir: str | Path | None = None,
+    *,
     force: bool = False,
+    resume: bool = False,
+    detect_anomaly: bool = False,
     console: Console | None = None,
 ) -> RunOutcome:
     """`optbench run`: load and check the config, then train it."""
     plan = make_plan(load_config(config_path, overrides))
-    return run_plan(plan, results_dir or default_results_dir(), force, console)
+    return run_plan(
+        plan,
+        results_dir or default_results_dir(),
+        force=force,
+        resume=resume,
+        detect_anomaly=detect_anomaly,
+        console=console,
+    )

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from optbench.checkpoint import CheckpointFile, restore_rng, rng_state
 from optbench.data import InMemoryDataset, keep_batch, load_data
 from optbench.plan import RunPlan
 
@@ -48,6 +49,11 @@ class TrainResult:
     rows: list[dict[str, Any]] = field(default_factory=list)
     diverged_at: dict[str, Any] | None = None
 
+    def diverge(self, epoch: int, step: int, reason: str) -> TrainResult:
+        self.status = "diverged"
+        self.diverged_at = {"epoch": epoch, "step": step, "reason": reason}
+        return self
+
 
 def evaluate(
     model: nn.Module, loss_fn: nn.Module, data: InMemoryDataset, batch_size: int, classify: bool
@@ -66,8 +72,19 @@ def evaluate(
     return total_loss / count, (correct / count if classify else None)
 
 
-def train(plan: RunPlan, observer: TrainingObserver | None = None) -> TrainResult:
-    """Run `plan` from scratch and return its per-epoch rows."""
+def _parameters_finite(model: nn.Module) -> bool:
+    norms = torch._foreach_norm([p.detach() for p in model.parameters()])
+    return bool(torch.stack(norms).isfinite().all())
+
+
+def train(
+    plan: RunPlan,
+    observer: TrainingObserver | None = None,
+    checkpoints: CheckpointFile | None = None,
+    detect_anomaly: bool = False,
+) -> TrainResult:
+    """Run `plan` and return its per-epoch rows. With `checkpoints`, continue from the last
+    saved epoch when there is one, and save after every epoch."""
     observer = observer or _Silent()
     config, device = plan.config, plan.device
     classify = plan.data_spec.num_classes is not None
@@ -82,69 +99,93 @@ def train(plan: RunPlan, observer: TrainingObserver | None = None) -> TrainResul
     scheduler = plan.build_scheduler(optimizer)
     step_scheduler_each_batch = scheduler is not None and config.scheduler.interval == "step"
 
+    shuffle = torch.Generator().manual_seed(config.seed)
     loader = DataLoader(
         train_set,
         batch_size=config.data.batch_size,
         shuffle=True,
-        generator=torch.Generator().manual_seed(config.seed),
+        generator=shuffle,
         collate_fn=keep_batch,
     )
 
     result = TrainResult(status="completed")
-    for epoch in range(1, config.epochs + 1):
-        model.train()
-        lr = optimizer.param_groups[0]["lr"]
-        observer.epoch_started(epoch, len(loader))
-        started = time.perf_counter()
-        loss_sum, batches = 0.0, 0
-        for inputs, targets in loader:
-            if plan.optimizer.needs_closure:
+    saved = checkpoints.load(device) if checkpoints else None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(saved["scheduler"])
+        restore_rng(saved["rng"], shuffle, device)
+        for row in saved["rows"]:
+            result.rows.append(row)
+            observer.epoch_finished(row)
 
-                def closure(inputs: torch.Tensor = inputs, targets: torch.Tensor = targets):
+    with torch.autograd.set_detect_anomaly(detect_anomaly):
+        for epoch in range(len(result.rows) + 1, config.epochs + 1):
+            model.train()
+            lr = optimizer.param_groups[0]["lr"]
+            observer.epoch_started(epoch, len(loader))
+            started = time.perf_counter()
+            loss_sum, batches = 0.0, 0
+            for inputs, targets in loader:
+                if plan.optimizer.needs_closure:
+
+                    def closure(inputs: torch.Tensor = inputs, targets: torch.Tensor = targets):
+                        optimizer.zero_grad()
+                        loss = loss_fn(model(inputs), targets)
+                        loss.backward()
+                        return loss
+
+                    loss = optimizer.step(closure)
+                else:
                     optimizer.zero_grad()
                     loss = loss_fn(model(inputs), targets)
                     loss.backward()
-                    return loss
+                    optimizer.step()
+                value = loss.item()
+                batches += 1
+                if not math.isfinite(value):
+                    return result.diverge(epoch, batches, f"loss is {value}")
+                loss_sum += value
+                if step_scheduler_each_batch:
+                    scheduler.step()
+                observer.batch_finished(batches, value)
+            seconds = time.perf_counter() - started
+            if not _parameters_finite(model):
+                return result.diverge(epoch, batches, "parameters became NaN or infinite")
 
-                loss = optimizer.step(closure)
-            else:
-                optimizer.zero_grad()
-                loss = loss_fn(model(inputs), targets)
-                loss.backward()
-                optimizer.step()
-            value = loss.item()
-            batches += 1
-            if not math.isfinite(value):
-                result.status = "diverged"
-                result.diverged_at = {"epoch": epoch, "step": batches, "loss": value}
-                return result
-            loss_sum += value
-            if step_scheduler_each_batch:
-                scheduler.step()
-            observer.batch_finished(batches, value)
-        seconds = time.perf_counter() - started
+            started = time.perf_counter()
+            test_loss, test_accuracy = evaluate(
+                model, loss_fn, test_set, config.data.test_batch_size, classify
+            )
+            eval_seconds = time.perf_counter() - started
 
-        started = time.perf_counter()
-        test_loss, test_accuracy = evaluate(
-            model, loss_fn, test_set, config.data.test_batch_size, classify
-        )
-        eval_seconds = time.perf_counter() - started
+            if scheduler is not None and not step_scheduler_each_batch:
+                if plan.scheduler.steps_on_metric:
+                    scheduler.step(test_loss)
+                else:
+                    scheduler.step()
 
-        if scheduler is not None and not step_scheduler_each_batch:
-            if plan.scheduler.steps_on_metric:
-                scheduler.step(test_loss)
-            else:
-                scheduler.step()
-
-        row = {
-            "epoch": epoch,
-            "train_loss": loss_sum / batches,
-            "test_loss": test_loss,
-            "test_accuracy": test_accuracy,
-            "lr": lr,
-            "seconds": seconds,
-            "eval_seconds": eval_seconds,
-        }
-        result.rows.append(row)
-        observer.epoch_finished(row)
+            row = {
+                "epoch": epoch,
+                "train_loss": loss_sum / batches,
+                "test_loss": test_loss,
+                "test_accuracy": test_accuracy,
+                "lr": lr,
+                "seconds": seconds,
+                "eval_seconds": eval_seconds,
+            }
+            result.rows.append(row)
+            if checkpoints is not None:  # checkpoint first: it holds the rows, epochs.csv follows
+                checkpoints.save(
+                    {
+                        "epoch": epoch,
+                        "rows": result.rows,
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                        "rng": rng_state(shuffle, device),
+                    }
+                )
+            observer.epoch_finished(row)
     return result

@@ -1,0 +1,110 @@
+"""Per-epoch checkpoints for exact resume, and the lock that keeps one process per run.
+
+A checkpoint holds everything that decides what happens next: model, optimizer and scheduler
+state, the epoch, the global torch RNG (and CUDA's when used), the data-shuffling generator,
+and the per-epoch rows so far. Restoring all of it makes a resumed run's table identical to an
+uninterrupted one. Checkpoints are read with torch.load(weights_only=True): tensors and plain
+containers only, never arbitrary pickled objects.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from optbench.errors import OptbenchError
+from optbench.results import write_atomic
+
+FORMAT = "optbench-checkpoint-1"
+_KEYS = {"format", "run_id", "epoch", "rows", "model", "optimizer", "scheduler", "rng"}
+
+
+class CheckpointFile:
+    """checkpoint.pt in a run folder: saved atomically after every epoch."""
+
+    def __init__(self, path: Path, run_id: str) -> None:
+        self.path = path
+        self.run_id = run_id
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def save(self, state: dict[str, Any]) -> None:
+        buffer = io.BytesIO()
+        torch.save({"format": FORMAT, "run_id": self.run_id, **state}, buffer)
+        write_atomic(self.path, buffer.getvalue())
+
+    def load(self, device: torch.device) -> dict[str, Any] | None:
+        """The saved state, None when there is none; a clear error when it is not usable."""
+        if not self.path.exists():
+            return None
+        try:
+            state = torch.load(self.path, map_location=device, weights_only=True)
+        except Exception as exc:  # truncated zip, foreign pickle, unsafe globals...
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise OptbenchError(
+                f"checkpoint {self.path} cannot be read ({reason[:200]}); "
+                "delete it or pass --force to start the run over"
+            ) from None
+        if not isinstance(state, dict) or state.get("format") != FORMAT or not set(state) >= _KEYS:
+            raise OptbenchError(
+                f"checkpoint {self.path} is not an optbench checkpoint; "
+                "delete it or pass --force to start the run over"
+            )
+        if state["run_id"] != self.run_id:
+            raise OptbenchError(
+                f"checkpoint {self.path} belongs to run {state['run_id']}, not {self.run_id}"
+            )
+        return state
+
+
+def rng_state(shuffle: torch.Generator, device: torch.device) -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "shuffle": shuffle.get_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def restore_rng(state: dict[str, Any], shuffle: torch.Generator, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    shuffle.set_state(state["shuffle"].cpu())
+    if "cuda" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
+
+
+class RunLock:
+    """An exclusive flock on <run>/lock holding the owner's pid.
+
+    The kernel drops the lock when its process dies, however it dies, so a lock left by a
+    killed process is simply taken over; a live owner is named in the error.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / "lock"
+        self._fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.read(fd, 64).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise OptbenchError(
+                f"run {self.path.parent} is being trained by process {owner}; "
+                "wait for it or stop it first"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing releases the flock
+            self._fd = None
