@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import io
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,8 @@ class CheckpointFile:
         try:
             state = torch.load(self.path, map_location=device, weights_only=True)
         except Exception as exc:  # truncated zip, foreign pickle, unsafe globals...
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
+            reason = text.splitlines()[0].rstrip(" ,.") if text else type(exc).__name__
             raise OptbenchError(
                 f"checkpoint {self.path} cannot be read ({reason[:200]}); "
                 "delete it or pass --force to start the run over"

@@ -10,6 +10,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,21 @@ EPOCH_COLUMNS = [
 FINISHED = {"completed", "diverged"}
 
 
+# Fault injection for the crash tests: "checkpoint.pt:2" SIGKILLs this process during the 2nd
+# write of checkpoint.pt, after the temporary file is complete and before it is renamed.
+_KILL_DURING_WRITE = os.environ.get("OPTBENCH_KILL_DURING_WRITE", "")
+_writes: dict[str, int] = {}
+
+
+def _maybe_die_mid_write(name: str) -> None:
+    target, _, count = _KILL_DURING_WRITE.partition(":")
+    if target != name:
+        return
+    _writes[name] = _writes.get(name, 0) + 1
+    if str(_writes[name]) == count:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 class ResultsWriteError(OptbenchError):
     """A results file could not be written (disk full, permissions); the old file is intact."""
 
@@ -49,6 +65,8 @@ def write_atomic(path: Path, content: str | bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        if _KILL_DURING_WRITE:
+            _maybe_die_mid_write(path.name)
         os.replace(tmp, path)
         tmp = None
     except OSError as exc:
@@ -94,6 +112,11 @@ class RunDir:
     @property
     def checkpoint_path(self) -> Path:
         return self.path / "checkpoint.pt"
+
+    def remove_partial_files(self) -> None:
+        """Delete temporary files a killed writer left behind (only the lock holder calls this)."""
+        for leftover in self.path.glob(".*.tmp"):
+            leftover.unlink(missing_ok=True)
 
     def clear(self, keep: tuple[str, ...] = ("lock",)) -> None:
         """Remove the run's files (for --force), keeping the lock we hold."""

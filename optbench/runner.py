@@ -115,6 +115,7 @@ def run_plan(
         earlier = run.read_summary()
         status = earlier.get("status") if earlier else None
         checkpoints = CheckpointFile(run.checkpoint_path, plan.run_id)
+        run.remove_partial_files()
         if force:
             run.clear()
         elif status in FINISHED:

@@ -1,0 +1,257 @@
+"""Exact resume and crash safety: killed or interrupted runs continue to identical numbers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from optbench.checkpoint import CheckpointFile, RunLock
+from optbench.config import validate_config
+from optbench.optimizers import OPTIMIZERS
+from optbench.plan import make_plan
+from optbench.results import EPOCH_COLUMNS
+from optbench.train import train
+from tests.conftest import REPO, regression_dict, write_config
+
+METRICS = [c for c in EPOCH_COLUMNS if c not in ("seconds", "eval_seconds")]  # not wall times
+
+
+class _StopAt:
+    """An observer that interrupts training at (epoch, batch), like Ctrl-C would."""
+
+    def __init__(self, epoch: int, batch: int) -> None:
+        self.epoch, self.batch, self.current = epoch, batch, 0
+
+    def epoch_started(self, epoch: int, num_batches: int) -> None:
+        self.current = epoch
+
+    def batch_finished(self, batch: int, loss: float) -> None:
+        if (self.current, batch) == (self.epoch, self.batch):
+            raise KeyboardInterrupt
+
+    def epoch_finished(self, row: dict) -> None:
+        pass
+
+
+def _metrics(rows: list[dict]) -> list[list]:
+    return [[row[c] for c in METRICS] for row in rows]
+
+
+def _interrupted_then_resumed(plan, tmp_path: Path, epoch: int, batch: int) -> list[dict]:
+    checkpoints = CheckpointFile(tmp_path / "checkpoint.pt", plan.run_id)
+    with pytest.raises(KeyboardInterrupt):
+        train(plan, _StopAt(epoch, batch), checkpoints)
+    torch.manual_seed(12345)  # a resumed process starts with unrelated random state
+    return train(plan, checkpoints=checkpoints).rows
+
+
+CASES = {
+    **{name: {"optimizer": {"name": name, "lr": 0.02}} for name in OPTIMIZERS.names()},
+    "LBFGS": {"optimizer": {"name": "LBFGS", "lr": 0.5, "history_size": 5}},
+    "SGD_groups_dropout_steplr": {
+        "model": {"name": "mlp", "hidden_sizes": [16], "dropout": 0.2},
+        "optimizer": {
+            "name": "SGD",
+            "lr": 0.05,
+            "momentum": 0.9,
+            "param_groups": [{"params": "4.*", "lr": 0.01}, {"params": "*.bias", "momentum": 0.5}],
+        },
+        "scheduler": {"name": "StepLR", "step_size": 1, "gamma": 0.7},
+    },
+    "Adam_onecycle_per_step": {
+        "optimizer": {"name": "Adam", "lr": 0.01},
+        "scheduler": {"name": "OneCycleLR", "max_lr": 0.05, "interval": "step"},
+    },
+    "RMSprop_plateau": {
+        "optimizer": {"name": "RMSprop", "lr": 0.01, "momentum": 0.5},
+        "scheduler": {"name": "ReduceLROnPlateau", "patience": 0, "factor": 0.5},
+    },
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_resumed_run_is_bit_identical(case: str, tmp_path: Path) -> None:
+    sections = {"model": {"name": "linear", "bias": False}, "epochs": 4, **CASES[case]}
+    plan = make_plan(validate_config(regression_dict(**sections)))
+    reference = train(plan).rows
+    resumed = _interrupted_then_resumed(plan, tmp_path, epoch=3, batch=5)
+    assert _metrics(resumed) == _metrics(reference)  # exact equality, not approx
+
+
+def test_corrupt_and_foreign_checkpoints_are_errors(tmp_path: Path) -> None:
+    from optbench.errors import OptbenchError
+
+    plan = make_plan(validate_config(regression_dict()))
+    path = tmp_path / "checkpoint.pt"
+    checkpoints = CheckpointFile(path, plan.run_id)
+
+    path.write_bytes(b"PK\x03\x04 this is not a checkpoint")
+    with pytest.raises(OptbenchError, match=r"checkpoint .* cannot be read"):
+        checkpoints.load(torch.device("cpu"))
+
+    torch.save({"weights": torch.zeros(2)}, path)
+    with pytest.raises(OptbenchError, match="is not an optbench checkpoint"):
+        checkpoints.load(torch.device("cpu"))
+
+    torch.save({"evil": pd.Timestamp("2020-01-01")}, path)  # needs unpickling arbitrary classes
+    with pytest.raises(OptbenchError, match="cannot be read"):
+        checkpoints.load(torch.device("cpu"))
+
+    path.unlink()
+    train(plan, checkpoints=CheckpointFile(path, "another-run"))  # writes a checkpoint
+    with pytest.raises(OptbenchError, match="belongs to run another-run"):
+        checkpoints.load(torch.device("cpu"))
+
+
+# --------------------------------------------------------------------------- real processes
+
+SLOW_ENOUGH = {  # about a tenth of a second per epoch, so a kill can land inside one
+    "epochs": 5,
+    "data": {"dataset": "synthetic_regression", "n_train": 4096, "features": 64, "batch_size": 16},
+    "model": {"name": "mlp", "hidden_sizes": [64], "dropout": 0.1},
+    "optimizer": {"name": "Adam", "lr": 0.001},
+    "scheduler": {"name": "StepLR", "step_size": 2, "gamma": 0.5},
+}
+
+
+def _start(config: Path, results: Path, *extra: str, env: dict | None = None):
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "optbench",
+            "run",
+            str(config),
+            "--results-dir",
+            str(results),
+            *extra,
+        ],
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _finish(config: Path, results: Path, *extra: str) -> subprocess.CompletedProcess:
+    process = _start(config, results, *extra)
+    out, err = process.communicate(timeout=180)
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.01)
+
+
+def _table(results: Path) -> pd.DataFrame:
+    (run_dir,) = (results / "crash").iterdir()
+    return pd.read_csv(run_dir / "epochs.csv")[METRICS]
+
+
+@pytest.fixture(scope="module")
+def crash_setup(tmp_path_factory: pytest.TempPathFactory):
+    folder = tmp_path_factory.mktemp("crash")
+    config = write_config(folder, regression_dict(name="crash", **SLOW_ENOUGH))
+    reference = folder / "reference"
+    completed = _finish(config, reference)
+    assert completed.returncode == 0, completed.stderr
+    return folder, config, _table(reference)
+
+
+@pytest.mark.parametrize(
+    ("point", "kill_env"),
+    [
+        ("during an epoch", {}),
+        ("during a checkpoint write", {"OPTBENCH_KILL_DURING_WRITE": "checkpoint.pt:2"}),
+        ("during the epochs.csv write", {"OPTBENCH_KILL_DURING_WRITE": "epochs.csv:3"}),
+        ("during the summary write", {"OPTBENCH_KILL_DURING_WRITE": "summary.json:2"}),
+    ],
+)
+def test_sigkill_then_resume_gives_the_uninterrupted_table(crash_setup, point, kill_env) -> None:
+    folder, config, reference = crash_setup
+    results = folder / point.replace(" ", "_")
+    process = _start(config, results, env=kill_env)
+    if not kill_env:  # kill it a moment after the first checkpoint: inside epoch 2 or 3
+        _wait_for(next_checkpoint(results, process), process)
+        time.sleep(0.15)
+        process.kill()
+    process.communicate(timeout=180)
+    assert process.returncode == -signal.SIGKILL
+
+    (run_dir,) = (results / "crash").iterdir()
+    if kill_env:  # the writer died holding a complete temporary file it never renamed
+        assert list(run_dir.glob(".*.tmp"))
+    # whatever is in place is a whole file, readable as what it claims to be
+    json.loads((run_dir / "summary.json").read_text())
+    if (run_dir / "epochs.csv").exists():
+        assert list(pd.read_csv(run_dir / "epochs.csv").columns) == EPOCH_COLUMNS
+    resumed = _finish(config, results, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    pd.testing.assert_frame_equal(_table(results), reference, check_exact=True)
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
+    assert not list(run_dir.glob(".*.tmp"))  # the resumed run swept the dead writer's leftovers
+
+
+def next_checkpoint(results: Path, process: subprocess.Popen) -> Path:
+    deadline = time.monotonic() + 120
+    while not (results / "crash").exists() or not any((results / "crash").iterdir()):
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    (run_dir,) = (results / "crash").iterdir()
+    return run_dir / "checkpoint.pt"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_sigint_and_sigterm_stop_cleanly_and_resume(crash_setup, signum) -> None:
+    folder, config, reference = crash_setup
+    results = folder / f"signal{int(signum)}"
+    process = _start(config, results)
+    _wait_for(next_checkpoint(results, process), process)
+    sent = time.monotonic()
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=30)
+    assert time.monotonic() - sent < 2.0
+    assert process.returncode == 130, err
+    assert "Traceback" not in err
+    (run_dir,) = (results / "crash").iterdir()
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted"
+
+    again = _finish(config, results)  # without --resume it refuses to start over silently
+    assert again.returncode == 2 and "--resume" in again.stderr
+    resumed = _finish(config, results, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    pd.testing.assert_frame_equal(_table(results), reference, check_exact=True)
+    done = _finish(config, results, "--resume")
+    assert done.returncode == 0 and "already finished" in done.stdout
+
+
+def test_second_process_on_the_same_run_is_refused_and_stale_locks_are_taken_over(
+    tmp_path: Path,
+) -> None:
+    config = write_config(tmp_path, regression_dict(name="crash"))
+    plan = make_plan(validate_config(regression_dict(name="crash")))
+    run_dir = tmp_path / "results" / "crash" / plan.run_id
+    run_dir.mkdir(parents=True)
+    with RunLock(run_dir):
+        held = _finish(config, tmp_path / "results")
+    assert held.returncode == 2
+    assert f"being trained by process {os.getpid()}" in held.stderr
+    assert not (run_dir / "summary.json").exists()
+
+    (run_dir / "lock").write_text("999999\n")  # left behind by a killed process
+    free = _finish(config, tmp_path / "results")
+    assert free.returncode == 0, free.stderr
