@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from optbench.errors import OptbenchError
 
@@ -53,7 +54,7 @@ def user_errors_exit_2(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except OptbenchError as exc:
-            errors.print(f"[bold red]error:[/] {exc}", highlight=False)
+            errors.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
@@ -116,21 +117,26 @@ def run(
     except OptbenchError:
         raise
     except Exception as exc:
-        errors.print(f"[bold red]run failed:[/] {type(exc).__name__}: {exc}", highlight=False)
+        errors.print(
+            f"[bold red]run failed:[/] {type(exc).__name__}: {escape(str(exc))}", highlight=False
+        )
         raise typer.Exit(1) from None
     summary = outcome.summary
     status = summary.get("status")
     if outcome.already_finished:
-        console.print(f"already finished ({status}): nothing to do; results in {outcome.run_dir}")
+        console.print(
+            f"already finished ({status}): nothing to do; results in {outcome.run_dir}",
+            markup=False,
+        )
         return
     if status == "diverged":
         where = summary.get("diverged_at") or {}
         errors.print(
             f"[bold yellow]diverged[/] at epoch {where.get('epoch')} step {where.get('step')} "
-            f"({where.get('reason')}); results in {outcome.run_dir}"
+            f"({where.get('reason')}); results in {escape(str(outcome.run_dir))}"
         )
         raise typer.Exit(1)
-    console.print(f"{status}: results in {outcome.run_dir}", highlight=False)
+    console.print(f"{status}: results in {outcome.run_dir}", markup=False, highlight=False)
 
 
 @app.command()
@@ -141,7 +147,7 @@ def validate(config: ConfigArg, overrides: SetOption = None) -> None:
     from optbench.plan import make_plan
 
     plan = make_plan(load_config(config, overrides))
-    console.print(f"{config}: valid (run-id {plan.run_id})", highlight=False)
+    console.print(f"{config}: valid (run-id {plan.run_id})", markup=False, highlight=False)
 
 
 @app.command()

@@ -25,7 +25,7 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+=-]{0,99}$"
 class _Strict(BaseModel):
     """Unknown keys and wrong types are errors; ints pass for floats, nothing else is coerced."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class _WithOptions(BaseModel):
@@ -175,12 +175,36 @@ def parse_yaml(text: str, source: str) -> Any:
         raise ConfigError("", f"{source}: nested too deeply to be a config") from None
 
 
-def _depth(value: Any) -> int:
-    if isinstance(value, dict):
-        return 1 + max((_depth(v) for v in value.values()), default=0)
-    if isinstance(value, list):
-        return 1 + max((_depth(v) for v in value), default=0)
-    return 0
+MAX_CONFIG_VALUES = 100_000
+
+
+def _check_structure(data: dict[str, Any], source: str) -> None:
+    """Refuse configs too deep or too large once YAML aliases are expanded (a few hundred bytes
+    of nested aliases can stand for billions of values), and keys that are not strings."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    count = 0
+    while stack:
+        value, depth = stack.pop()
+        count += 1
+        if count > MAX_CONFIG_VALUES:
+            raise ConfigError(
+                "", f"config {source} expands to more than {MAX_CONFIG_VALUES} values"
+            )
+        if depth > MAX_CONFIG_DEPTH:
+            raise ConfigError(
+                "", f"config {source} is nested more than {MAX_CONFIG_DEPTH} levels deep"
+            )
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise ConfigError(
+                        "",
+                        f"config {source}: key {key!r} is not a string (YAML reads unquoted "
+                        "on/off/yes/no/true/false and numbers as values; quote the key)",
+                    )
+                stack.append((item, depth + 1))
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1) for item in value)
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -212,8 +236,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(
             "", f"config {path} must be a mapping of keys to values, not a {type(data).__name__}"
         )
-    if _depth(data) > MAX_CONFIG_DEPTH:
-        raise ConfigError("", f"config {path} is nested more than {MAX_CONFIG_DEPTH} levels deep")
+    _check_structure(data, str(path))
     return data
 
 
@@ -316,7 +339,9 @@ def validate_config(data: dict[str, Any]) -> ExperimentConfig:
 def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
     """Read, override and shape-check a config; `name` defaults to the file's stem."""
     data = read_config_file(path)
-    apply_overrides(data, list(overrides or []))
+    if overrides:
+        apply_overrides(data, list(overrides))
+        _check_structure(data, str(path))
     data.setdefault("name", _name_from_stem(Path(path).stem))
     return validate_config(data)
 

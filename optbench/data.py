@@ -244,10 +244,17 @@ def synthetic_regression(
     return InMemoryDataset(x[:n_train], y[:n_train]), InMemoryDataset(x[n_train:], y[n_train:])
 
 
+_SYNTHETIC_MINIMUM = {"n_train": 1, "n_test": 1, "features": 1, "noise": 0, "data_seed": 0}
+
+
 def _synthetic_options(options: dict[str, Any]) -> dict[str, Any]:
-    return bind_options(
+    bound = bind_options(
         synthetic_regression, options, "data", skip=("seed",), label="synthetic_regression"
     )
+    for key, minimum in _SYNTHETIC_MINIMUM.items():
+        if bound[key] is not None and not bound[key] >= minimum:
+            raise ConfigError(f"data.{key}", f"must be >= {minimum}, got {bound[key]}")
+    return bound
 
 
 DATASETS.register(

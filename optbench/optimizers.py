@@ -92,8 +92,8 @@ def _check_ranges(hyper: dict[str, Any], field: str) -> None:
         value = hyper.get(key)
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             continue
-        above = value > high if inclusive else value >= high
-        if value < low or above:
+        inside = low <= value <= high if inclusive else low <= value < high
+        if not inside:  # written this way round so that NaN is outside too
             bound = "]" if inclusive else ")"
             raise ConfigError(
                 f"{field}.{key}", f"must be in [{low:g}, {high:g}{bound}, got {value}"

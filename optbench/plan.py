@@ -64,7 +64,7 @@ class RunPlan:
     def build_model(self, device: torch.device | None = None) -> nn.Module:
         try:
             model = self.model.build(self.data_spec, **self.model_options)
-        except ValueError as exc:
+        except (ValueError, TypeError) as exc:
             raise ConfigError("model", f"{self.model.name}: {exc}") from None
         return model.to(device or self.device)
 

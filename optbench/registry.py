@@ -9,6 +9,7 @@ a wrong type fails at load time with the field's name instead of deep inside tor
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
@@ -54,9 +55,14 @@ class Registry(Generic[Record]):
 
 
 def _same_kind(value: Any, default: Any) -> bool:
-    """Whether `value` may replace `default`: bools for bools, numbers for numbers, and so on."""
+    """Whether `value` may replace `default`: bools for bools, numbers for numbers, and so on.
+    NaN is never a setting."""
+    if isinstance(value, float) and math.isnan(value):
+        return False
     if default is None or default is inspect.Parameter.empty:
         return True
+    if isinstance(default, list):
+        return isinstance(value, list) and all(_same_kind(v, default[0]) for v in value)
     if isinstance(default, bool):
         return isinstance(value, bool)
     if isinstance(default, (int, float)):
@@ -81,20 +87,25 @@ def _kind_name(default: Any) -> str:
         return "a string"
     if isinstance(default, tuple):
         return f"a list of {len(default)} values like {list(default)}"
+    if isinstance(default, list):
+        return f"a list of {_kind_name(default[0]).removeprefix('a ')}s"
     return type(default).__name__
 
 
-_EXAMPLE_OF_TYPE = {"int": 0, "float": 0.0, "bool": False, "str": ""}
+_EXAMPLE_OF_TYPE = {"int": 0, "float": 0.0, "bool": False, "str": "", "list[int]": [0]}
 
 
 def _example_value(parameter: inspect.Parameter) -> Any:
-    """The default, or for a required argument annotated with a plain type a value of that type,
-    so required arguments are type-checked too."""
-    if parameter.default is not inspect.Parameter.empty:
+    """A value of the kind the argument takes: its default, or, where the default says nothing
+    (required, or None), one read off a plain annotation such as `int` or `int | None`."""
+    if parameter.default not in (None, inspect.Parameter.empty):
         return parameter.default
     annotation = parameter.annotation
-    name = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
-    return _EXAMPLE_OF_TYPE.get(name, inspect.Parameter.empty)
+    text = annotation if isinstance(annotation, str) else str(annotation)
+    if not isinstance(annotation, str) and isinstance(annotation, type):
+        text = annotation.__name__
+    text = text.replace(" | None", "").replace("None | ", "")
+    return _EXAMPLE_OF_TYPE.get(text, inspect.Parameter.empty)
 
 
 def signature_defaults(fn: Callable[..., Any], skip: Iterable[str] = ()) -> dict[str, Any]:
@@ -139,7 +150,8 @@ def bind_options(
         if key in options:
             value = options[key]
             example = _example_value(parameters[key])
-            if not _same_kind(value, example):
+            nullable = parameters[key].default is None
+            if not (value is None and nullable) and not _same_kind(value, example):
                 raise ConfigError(f"{field}.{key}", f"must be {_kind_name(example)}, got {value!r}")
             if isinstance(default, tuple):
                 value = tuple(value)

@@ -90,7 +90,7 @@ def test_download_without_internet_fails_clearly(tmp_path: Path, monkeypatch) ->
 
     monkeypatch.setattr(torchvision.datasets.utils, "download_url", offline)
     monkeypatch.setattr(torchvision.datasets.cifar, "download_and_extract_archive", offline)
-    with pytest.raises(OptbenchError, match="could not load cifar10 .*name resolution"):
+    with pytest.raises(OptbenchError, match=r"could not load cifar10 .*name resolution"):
         load_data(_data_config(dataset="cifar10", download=True), 0, str(tmp_path))
 
 

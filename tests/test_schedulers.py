@@ -34,7 +34,7 @@ def _run(scheduler: dict, epochs: int = 3):
 def test_every_registered_scheduler_runs(name: str, interval: str) -> None:
     scheduler = {"name": name, "interval": interval, **REQUIRED.get(name, {})}
     if name == "ReduceLROnPlateau" and interval == "step":
-        with pytest.raises(ConfigError, match="scheduler.interval: ReduceLROnPlateau steps on"):
+        with pytest.raises(ConfigError, match=r"scheduler\.interval: ReduceLROnPlateau steps on"):
             make_plan(regression_config(optimizer=SGD, scheduler=scheduler))
         return
     _, lrs = _run(scheduler)

@@ -1,0 +1,808 @@
+"""Every mistake a user can make ends in one clear message, exit status 2 and no traceback.
+
+Each case writes a bad config (or passes a bad option) and runs `optbench validate` and
+`optbench run` on it. Both must print exactly one `error: ...` line on stderr that names the
+field and the problem, print nothing on stdout, exit with status 2 without an exception escaping,
+and leave the results directory empty.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import os
+import re
+import signal
+import subprocess
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+import optbench.data
+from optbench.cli import app
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+COMMANDS = ["validate", "run"]
+TIME_LIMIT_S = 10.0
+
+REGRESSION: dict[str, Any] = {
+    "name": "bad",
+    "seed": 0,
+    "epochs": 1,
+    "device": "cpu",
+    "data": {"dataset": "synthetic_regression", "n_train": 64, "n_test": 16, "batch_size": 16},
+    "model": {"name": "linear"},
+    "loss": "mse",
+    "optimizer": {"name": "SGD", "lr": 0.01},
+}
+IMAGES: dict[str, Any] = {
+    "name": "bad",
+    "seed": 0,
+    "epochs": 1,
+    "device": "cpu",
+    "data": {"dataset": "fashion_mnist", "batch_size": 64},
+    "model": {"name": "cifar_cnn"},
+    "loss": "cross_entropy",
+    "optimizer": {"name": "SGD", "lr": 0.01},
+}
+DELETE = object()
+
+
+def changed(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of `base` with dotted keys set (or removed, with DELETE)."""
+    config = copy.deepcopy(base)
+    for dotted, value in changes.items():
+        *parents, last = dotted.split(".")
+        node = config
+        for part in parents:
+            node = node.setdefault(part, {})
+        if value is DELETE:
+            del node[last]
+        else:
+            node[last] = copy.deepcopy(value)
+    return config
+
+
+def regression(**changes: Any) -> dict[str, Any]:
+    """The small regression config with `a__b=value` meaning key a.b set to value."""
+    return changed(REGRESSION, {k.replace("__", "."): v for k, v in changes.items()})
+
+
+def images(**changes: Any) -> dict[str, Any]:
+    return changed(IMAGES, {k.replace("__", "."): v for k, v in changes.items()})
+
+
+def to_text(config: Any) -> str | bytes:
+    if isinstance(config, (str, bytes)):
+        return config
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def write(folder: Path, config: Any, filename: str = "exp.yaml") -> Path:
+    path = folder / filename
+    text = to_text(config)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _deeply_nested_mapping(levels: int) -> str:
+    lines = ["name: bad", "epochs: 1", "deep:"]
+    lines += ["  " * i + f"k{i}:" for i in range(1, levels)]
+    lines.append("  " * levels + "leaf: 1")
+    return "\n".join(lines) + "\n"
+
+
+def _alias_bomb(levels: int) -> str:
+    """A few hundred bytes of YAML whose aliases stand for 10**levels values."""
+    lines = ["l0: &l0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- running the CLI
+
+
+class TookTooLong(Exception):
+    """Raised by SIGALRM inside a command that hangs, so CliRunner records it as the failure."""
+
+
+def _runner() -> CliRunner:
+    # click < 8.2 mixes stderr into stdout unless told not to; 8.2+ always keeps it separate.
+    if "mix_stderr" in inspect.signature(CliRunner.__init__).parameters:
+        return CliRunner(mix_stderr=False)  # type: ignore[call-arg]
+    return CliRunner()
+
+
+def invoke(
+    command: str, config: Path, results: Path, *args: str, time_limit: float = TIME_LIMIT_S
+) -> Any:
+    """`optbench COMMAND CONFIG ARGS` in-process; a command still going after `time_limit`
+    seconds is stopped by SIGALRM and fails the check with TookTooLong."""
+    argv = [command, str(config), *args]
+    if command == "run":
+        argv += ["--results-dir", str(results)]
+
+    def too_long(signum: int, frame: Any) -> None:
+        raise TookTooLong(f"still running after {time_limit} s")
+
+    previous = signal.signal(signal.SIGALRM, too_long)
+    signal.setitimer(signal.ITIMER_REAL, time_limit)
+    try:
+        return _runner().invoke(app, argv)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def plain(text: str) -> str:
+    return ANSI.sub("", text)
+
+
+def everything_in(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def assert_user_error(result: Any, results: Path | None, *fragments: str) -> str:
+    """Exit 2, no exception, one `error:` line on stderr holding every fragment, empty results."""
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise AssertionError(
+            "an exception escaped instead of a user error:\n"
+            + "".join(traceback.format_exception(*result.exc_info))
+        )
+    stderr, stdout = plain(result.stderr), plain(result.stdout)
+    assert result.exit_code == 2, f"exit {result.exit_code}\nstdout: {stdout}\nstderr: {stderr}"
+    assert "Traceback" not in result.output
+    assert stdout == "", f"a user error printed on stdout: {stdout!r}"
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, f"not one line: {stderr!r}"
+    message = lines[0]
+    assert message.startswith("error: "), message
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+    if results is not None:
+        assert everything_in(results) == [], "something was written under the results directory"
+    return message
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty results dir; no data root, no Debian dataset copy, nothing in the checkout."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OPTBENCH_DATA", str(tmp_path / "data"))
+    system_data = tmp_path / "system-data"
+    system_data.mkdir()
+    # data.py reads $OPTBENCH_SYSTEM_DATA at import time, so patch the module attribute.
+    monkeypatch.setattr(optbench.data, "SYSTEM_DATA_DIR", system_data)
+    results = tmp_path / "results"
+    results.mkdir()
+    monkeypatch.setenv("OPTBENCH_RESULTS", str(results))
+    return results
+
+
+@pytest.fixture
+def results(isolated: Path) -> Path:
+    return isolated
+
+
+@pytest.fixture
+def configs(tmp_path: Path) -> Path:
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    return folder
+
+
+# --------------------------------------------------------------------------- the cases
+
+
+def case(
+    id: str,
+    config: Any,
+    *fragments: str,
+    args: tuple[str, ...] = (),
+    filename: str = "exp.yaml",
+) -> Any:
+    return pytest.param(config, args, filename, fragments, id=id)
+
+
+CASES = [
+    # ---- the file is not a YAML mapping
+    case(
+        "malformed-yaml",
+        "name: bad\nepochs: 1\n  seed: 0\n",
+        "exp.yaml, line 3",
+        "invalid YAML",
+    ),
+    case(
+        "unclosed-bracket",
+        "name: bad\noptimizer: {name: SGD, lr: [0.1}\nepochs: 1\n",
+        "exp.yaml, line 2",
+        "invalid YAML",
+    ),
+    case("tab-indent", "name: bad\nepochs: 1\n\tseed: 0\n", "exp.yaml, line 3", "'\\t'"),
+    case(
+        "python-tag",
+        "name: bad\nepochs: !!python/object/apply:os.system ['true']\n",
+        "exp.yaml, line 2",
+        "could not determine a constructor",
+    ),
+    case("list", "- 1\n- 2\n", "exp.yaml", "must be a mapping", "not a list"),
+    case("scalar-int", "42\n", "exp.yaml", "must be a mapping", "int"),
+    case("scalar-str", "hello\n", "exp.yaml", "must be a mapping", "str"),
+    case("empty", "", "exp.yaml", "is empty"),
+    case("comments-only", "# nothing here\n", "exp.yaml", "is empty"),
+    case("duplicate-key", "epochs: 1\nepochs: 2\n", "line 2", "duplicate key 'epochs'"),
+    case(
+        "duplicate-nested-key",
+        "optimizer:\n  name: SGD\n  lr: 1\n  lr: 2\n",
+        "line 4",
+        "duplicate key 'lr'",
+    ),
+    case("non-utf8", b"\xff\xfe n\x00a\x00m\x00e\x00", "exp.yaml", "not UTF-8"),
+    case(
+        "huge",
+        "name: bad\n# " + "x" * 1_000_001 + "\n",
+        "exp.yaml",
+        "1000000 bytes",
+    ),
+    case("nested-25", _deeply_nested_mapping(25), "exp.yaml", "nested more than 20 levels"),
+    case(
+        "nested-600-brackets", "x: " + "[" * 600 + "]" * 600 + "\n", "exp.yaml", "nested too deeply"
+    ),
+    # ---- unknown keys
+    case("unknown-top-level", regression(epoch=3), "epoch: unknown key", "did you mean 'epochs'"),
+    case(
+        "unknown-data-key",
+        regression(data__shuffle=True),
+        "data.shuffle: unknown key",
+        "n_train",  # the valid keys include the dataset's own options
+    ),
+    case(
+        "unknown-image-data-key",
+        images(data__batchsize=32),
+        "data.batchsize: unknown key",
+        "did you mean 'batch_size'",
+    ),
+    case(
+        "unknown-normalize-key",
+        images(data__normalize={"mean": [0.5], "std": [0.5], "scale": 2}),
+        "data.normalize.scale: unknown key",
+    ),
+    case("non-string-key", {**REGRESSION, 1: "x"}, "key 1 is not a string", "quote the key"),
+    case(
+        "yaml11-bool-key",
+        "on: 1\n" + yaml.safe_dump(REGRESSION),
+        "key True is not a string",
+        "on/off/yes/no",
+    ),
+    # ---- missing keys
+    case("missing-epochs", changed(REGRESSION, {"epochs": DELETE}), "epochs: is required"),
+    case(
+        "missing-dataset-name",
+        changed(REGRESSION, {"data.dataset": DELETE}),
+        "data.dataset: is required",
+    ),
+    case("missing-model", changed(REGRESSION, {"model": DELETE}), "model: is required"),
+    # ---- wrong types
+    case("epochs-string", regression(epochs="ten"), "epochs", "valid integer", "'ten'"),
+    case("epochs-bool", regression(epochs=True), "epochs", "valid integer"),
+    case("batch-size-float", regression(data__batch_size=1.5), "data.batch_size", "integer"),
+    case("download-string", regression(data__download="yes"), "data.download", "boolean"),
+    case("data-string", regression(data="synthetic_regression"), "data", "dictionary"),
+    case("optimizer-null", regression(optimizer=None), "optimizer", "dictionary"),
+    case("optimizer-name-int", regression(optimizer__name=5), "optimizer.name", "string"),
+    case(
+        "param-groups-mapping",
+        regression(optimizer__param_groups={"params": "bias"}),
+        "optimizer.param_groups",
+        "valid list",
+    ),
+    case("noise-string", regression(data__noise="lots"), "data.noise", "must be a number"),
+    case("init-int", regression(model__init=5), "model.init", "must be a string"),
+    case(
+        "data-seed-string",
+        regression(data__data_seed="abc"),
+        "data.data_seed",
+    ),
+    case(
+        "mlp-hidden-sizes-int",
+        regression(model={"name": "mlp", "hidden_sizes": 5}),
+        "model",
+        "hidden_sizes",
+    ),
+    case(
+        "step-size-string",
+        regression(scheduler={"name": "StepLR", "step_size": "3"}),
+        "scheduler.step_size",
+        "must be a number",
+        "'3'",
+    ),
+    # ---- out of range
+    case("epochs-0", regression(epochs=0), "epochs", "greater than or equal to 1"),
+    case("epochs-huge", regression(epochs=10**7), "epochs", "less than or equal to 1000000"),
+    case("batch-size-0", regression(data__batch_size=0), "data.batch_size", "greater than"),
+    case(
+        "test-batch-size-0",
+        regression(data__test_batch_size=0),
+        "data.test_batch_size",
+        "greater than",
+    ),
+    case("subset-0", regression(data__subset=0), "data.subset", "greater than"),
+    case(
+        "subset-too-big",
+        regression(data__subset=1000),
+        "data.subset",
+        "more than the 64 training samples",
+    ),
+    case("negative-lr", regression(optimizer__lr=-0.1), "optimizer.lr", "must be in [0, inf]"),
+    case(
+        "nan-lr",
+        regression(optimizer__lr=float("nan")),
+        "optimizer.lr",
+    ),
+    case(
+        "momentum-1.5",
+        regression(optimizer__momentum=1.5),
+        "optimizer.momentum",
+        "must be in [0, 1), got 1.5",
+    ),
+    case(
+        "negative-weight-decay",
+        regression(optimizer__weight_decay=-1),
+        "optimizer.weight_decay",
+        "must be in",
+    ),
+    case(
+        "group-negative-lr",
+        regression(optimizer__param_groups=[{"params": "bias", "lr": -1}]),
+        "optimizer.param_groups.0.lr",
+        "must be in",
+    ),
+    case(
+        "adam-beta-1.5",
+        regression(optimizer={"name": "Adam", "betas": [0.9, 1.5]}),
+        "optimizer",
+        "Invalid beta parameter",
+    ),
+    case("seed-negative", regression(seed=-1), "seed", "greater than or equal to 0"),
+    case("normalize-std-0", images(data__normalize={"mean": [0.5], "std": [0]}), "std must be > 0"),
+    case(
+        "normalize-channels",
+        images(data__normalize={"mean": [0.5, 0.5], "std": [0.5, 0.5]}),
+        "data.normalize.mean",
+        "1 channel(s), got 2",
+    ),
+    case(
+        "normalize-regression",
+        regression(data__normalize={"mean": [0.5], "std": [0.5]}),
+        "data.normalize",
+        "not images",
+    ),
+    case("dropout-1.5", images(model__dropout=1.5), "model", "dropout must be in [0, 1)"),
+    case(
+        "n-train-negative",
+        regression(data__n_train=-5),
+        "data.n_train",
+    ),
+    case(
+        "n-test-0",
+        regression(data__n_test=0),
+        "data.n_test",
+    ),
+    case("device-gpu", regression(device="gpu"), "device", "should match pattern"),
+    case("device-cuda-99", regression(device="cuda:99"), "device: 'cuda:99'"),
+    # ---- unknown component names (the message lists the valid ones)
+    case(
+        "unknown-optimizer",
+        regression(optimizer__name="Adamm"),
+        "optimizer.name",
+        "unknown optimizer 'Adamm'",
+        "did you mean 'Adam'",
+        "valid: ",
+        "SGD",
+    ),
+    case("sparse-adam", regression(optimizer__name="SparseAdam"), "optimizer.name", "sparse"),
+    case(
+        "unknown-scheduler",
+        regression(scheduler={"name": "StepLRR", "step_size": 1}),
+        "scheduler.name",
+        "unknown scheduler 'StepLRR'",
+        "valid: ",
+        "CosineAnnealingLR",
+    ),
+    case(
+        "unknown-model",
+        regression(model__name="resnet"),
+        "model.name",
+        "unknown model 'resnet'",
+        "valid: linear, cifar_cnn, mlp",
+    ),
+    case(
+        "unknown-dataset",
+        regression(data={"dataset": "imagenet"}),
+        "data.dataset",
+        "unknown dataset 'imagenet'",
+        "valid: ",
+        "fashion_mnist",
+    ),
+    case(
+        "unknown-loss",
+        regression(loss="hinge"),
+        "loss",
+        "unknown loss 'hinge'",
+        "valid: ",
+        "mse",
+    ),
+    case("unknown-init", images(model__init="zeros"), "model", "unknown init 'zeros'", "valid: "),
+    case(
+        "missing-optimizer-name", regression(optimizer={"lr": 0.1}), "optimizer.name: is required"
+    ),
+    # ---- optimizer hyperparameters
+    case(
+        "adam-momentum",
+        regression(optimizer={"name": "Adam", "lr": 0.01, "momentum": 0.9}),
+        "optimizer.momentum",
+        "Adam does not accept 'momentum'",
+        "it accepts: lr, betas",
+    ),
+    case(
+        "group-adam-momentum",
+        regression(optimizer={"name": "Adam", "param_groups": [{"params": "bias", "momentum": 1}]}),
+        "optimizer.param_groups.0.momentum",
+        "Adam does not accept 'momentum'",
+    ),
+    case(
+        "betas-scalar",
+        regression(optimizer={"name": "Adam", "betas": 0.9}),
+        "optimizer.betas",
+        "must be a list of 2 values",
+        "got 0.9",
+    ),
+    case(
+        "betas-one-value",
+        regression(optimizer={"name": "Adam", "betas": [0.9]}),
+        "optimizer.betas",
+        "must be a list of 2 values",
+    ),
+    case(
+        "nesterov-string",
+        regression(optimizer__nesterov="yes"),
+        "optimizer.nesterov",
+        "must be true or false",
+        "'yes'",
+    ),
+    case(
+        "dotted-path-no-module",
+        regression(optimizer__name="nosuch.module.Opt"),
+        "optimizer.name",
+        "cannot import 'nosuch.module.Opt'",
+        "No module named 'nosuch'",
+    ),
+    case(
+        "dotted-path-no-attribute",
+        regression(optimizer__name="torch.optim.Nope"),
+        "optimizer.name",
+        "cannot import 'torch.optim.Nope'",
+    ),
+    case(
+        "dotted-path-not-optimizer",
+        regression(optimizer__name="collections.OrderedDict"),
+        "optimizer.name",
+        "'collections.OrderedDict' is not a torch.optim.Optimizer subclass",
+    ),
+    case(
+        "nesterov-without-momentum",
+        regression(optimizer__nesterov=True),
+        "optimizer",
+        "SGD rejects these settings",
+        "Nesterov momentum requires a momentum and zero dampening",  # torch's own words
+    ),
+    # ---- param groups
+    case(
+        "group-matches-nothing",
+        regression(optimizer__param_groups=[{"params": "conv*", "lr": 0.1}]),
+        "optimizer.param_groups.0.params",
+        "'conv*' matches no parameter",
+        "parameters are: weight, bias",
+    ),
+    case(
+        "group-glob-class-matches-nothing",
+        regression(optimizer__param_groups=[{"params": "[xy]*", "lr": 0.1}]),
+        "optimizer.param_groups.0.params",
+        "'[xy]*' matches no parameter",
+    ),
+    case(
+        "literal-name-in-two-groups",
+        regression(
+            optimizer__param_groups=[
+                {"params": "weight", "lr": 0.1},
+                {"params": ["bias", "weight"], "lr": 0.2},
+            ]
+        ),
+        "optimizer.param_groups.1.params",
+        "'weight' is already listed in param_groups.0",
+    ),
+    case(
+        "group-fully-shadowed",
+        regression(
+            optimizer__param_groups=[{"params": "*", "lr": 0.1}, {"params": "b*", "lr": 0.2}]
+        ),
+        "optimizer.param_groups.1.params",
+        "already taken by an earlier group",
+    ),
+    case(
+        "group-empty-pattern",
+        regression(optimizer__param_groups=[{"params": ""}]),
+        "optimizer.param_groups.0.params",
+        "non-empty",
+    ),
+    case(
+        "group-without-params",
+        regression(optimizer__param_groups=[{"lr": 0.1}]),
+        "optimizer.param_groups.0.params: is required",
+    ),
+    case(
+        "lbfgs-param-groups",
+        regression(optimizer={"name": "LBFGS", "param_groups": [{"params": "bias", "lr": 0.1}]}),
+        "optimizer",
+        "LBFGS",
+        "parameter groups",
+    ),
+    # ---- schedulers
+    case(
+        "steplr-without-step-size",
+        regression(scheduler={"name": "StepLR"}),
+        "scheduler.step_size",
+        "is required by StepLR",
+    ),
+    case(
+        "unknown-scheduler-argument",
+        regression(scheduler={"name": "StepLR", "step_size": 1, "step_sise": 2}),
+        "scheduler.step_sise",
+        "StepLR does not accept 'step_sise'",
+        "did you mean 'step_size'",
+    ),
+    case(
+        "plateau-per-step",
+        regression(scheduler={"name": "ReduceLROnPlateau", "interval": "step"}),
+        "scheduler.interval",
+        "ReduceLROnPlateau",
+        "must be 'epoch'",
+    ),
+    case(
+        "interval-batch",
+        regression(scheduler={"name": "StepLR", "step_size": 1, "interval": "batch"}),
+        "scheduler.interval",
+        "'epoch' or 'step'",
+    ),
+    case(
+        "onecycle-zero-steps",
+        regression(scheduler={"name": "OneCycleLR", "max_lr": 0.1, "total_steps": 0}),
+        "scheduler",
+        "OneCycleLR rejects these settings",
+        "total_steps",
+    ),
+    case("scheduler-int", regression(scheduler=5), "scheduler", "dictionary"),
+    # ---- models and losses
+    case(
+        "cifar-cnn-hidden-sizes",
+        images(model={"name": "cifar_cnn", "hidden_sizes": [10]}),
+        "model.hidden_sizes",
+        "cifar_cnn does not accept 'hidden_sizes'",
+        "it accepts: dropout, init",
+    ),
+    case(
+        "mse-on-classes",
+        images(loss="mse"),
+        "loss",
+        "mse expects values",
+        "fashion_mnist is a classification dataset",
+        "use cross_entropy, nll",
+    ),
+    case(
+        "cross-entropy-on-values",
+        regression(loss="cross_entropy"),
+        "loss",
+        "cross_entropy expects classes",
+        "regression dataset",
+    ),
+    # ---- names
+    case("name-parent-dirs", regression(name="../../etc"), "name", "should match pattern"),
+    case("name-dot-dot", regression(name=".."), "name", "should match pattern"),
+    case("name-absolute", regression(name="/etc/passwd"), "name", "should match pattern"),
+    case("name-newline", regression(name="abc\n"), "name", "should match pattern"),
+    case("name-empty", regression(name=""), "name", "should match pattern"),
+    case(
+        "name-from-set",
+        regression(),
+        "name",
+        "should match pattern",
+        args=("--set", "name=../../etc"),
+    ),
+    # ---- --set overrides
+    case(
+        "set-without-equals",
+        regression(),
+        "--set",
+        "'epochs' is not KEY=VALUE",
+        args=("-s", "epochs"),
+    ),
+    case("set-empty-key", regression(), "--set", "is not KEY=VALUE", args=("--set", "=3")),
+    case(
+        "set-double-dot",
+        regression(),
+        "--set",
+        "'a..b' is not a dotted key",
+        args=("--set", "a..b=1"),
+    ),
+    case(
+        "set-below-scalar",
+        regression(),
+        "--set epochs.x",
+        "'epochs' is a int, not a mapping",
+        args=("--set", "epochs.x=1"),
+    ),
+    case(
+        "set-list-index-out-of-range",
+        regression(optimizer__param_groups=[{"params": "bias", "lr": 0.1}]),
+        "--set optimizer.param_groups.3.lr",
+        "not an item of a list of 1",
+        args=("--set", "optimizer.param_groups.3.lr=1"),
+    ),
+    case(
+        "set-list-index-not-a-number",
+        regression(optimizer__param_groups=[{"params": "bias", "lr": 0.1}]),
+        "--set optimizer.param_groups.x.lr",
+        "not an item of a list",
+        args=("--set", "optimizer.param_groups.x.lr=1"),
+    ),
+    case(
+        "set-bad-yaml-value",
+        regression(),
+        "--set optimizer.lr",
+        "line 1",
+        "invalid YAML",
+        args=("--set", "optimizer.lr=[1, 2"),
+    ),
+    case(
+        "set-unknown-key",
+        regression(),
+        "epoch: unknown key",
+        "did you mean 'epochs'",
+        args=("--set", "epoch=3"),
+    ),
+    case(
+        "set-bad-value",
+        regression(),
+        "optimizer.momentum",
+        "must be in [0, 1)",
+        args=("--set", "optimizer.momentum=2"),
+    ),
+    # ---- rich markup in messages
+    case(
+        "bracket-in-file-name",
+        "a: [1\n",
+        "[draft] sgd.yaml, line 2",
+        filename="[draft] sgd.yaml",
+    ),
+    case(
+        "closing-tag-in-value",
+        regression(optimizer__name="[/]"),
+        "optimizer.name",
+        "unknown optimizer '[/]'",
+    ),
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize(("config", "args", "filename", "fragments"), CASES)
+def test_bad_config_is_one_clear_error(
+    command: str,
+    config: Any,
+    args: tuple[str, ...],
+    filename: str,
+    fragments: tuple[str, ...],
+    configs: Path,
+    results: Path,
+) -> None:
+    path = write(configs, config, filename)
+    result = invoke(command, path, results, *args)
+    assert_user_error(result, results, *fragments)
+
+
+# --------------------------------------------------------------------------- files and folders
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_missing_config_file(command: str, configs: Path, results: Path) -> None:
+    result = invoke(command, configs / "nope.yaml", results)
+    assert_user_error(result, results, "config file", "nope.yaml", "does not exist")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_directory_as_config(command: str, configs: Path, results: Path) -> None:
+    result = invoke(command, configs, results)
+    assert_user_error(result, results, str(configs), "it is a directory")
+
+
+def test_results_dir_is_a_file(configs: Path, tmp_path: Path) -> None:
+    path = write(configs, REGRESSION)
+    not_a_folder = tmp_path / "results.txt"
+    not_a_folder.write_text("keep me\n")
+    result = invoke("run", path, not_a_folder)
+    assert_user_error(result, None, "results directory", "results.txt", "is a file, not a folder")
+    assert not_a_folder.read_text() == "keep me\n"
+
+
+def test_results_dir_below_a_file(configs: Path, tmp_path: Path) -> None:
+    path = write(configs, REGRESSION)
+    a_file = tmp_path / "results.txt"
+    a_file.write_text("keep me\n")
+    result = invoke("run", path, a_file / "sub")
+    assert_user_error(result, None, "results.txt/sub", "Not a directory")
+    assert a_file.read_text() == "keep me\n"
+
+
+def test_missing_dataset(configs: Path, results: Path, tmp_path: Path) -> None:
+    """No data in data.root and no Debian copy (the autouse fixture empties SYSTEM_DATA_DIR)."""
+    empty_root = tmp_path / "empty"
+    path = write(configs, images(data__root=str(empty_root)))
+    result = invoke("run", path, results)
+    assert_user_error(
+        result,
+        results,
+        "dataset fashion_mnist was not found",
+        str(empty_root / "FashionMNIST" / "raw"),
+        str(optbench.data.SYSTEM_DATA_DIR / "fashion-mnist"),
+        "data.download: true",
+    )
+    assert not empty_root.exists()
+
+
+def test_cifar10_missing_without_download(configs: Path, results: Path, tmp_path: Path) -> None:
+    empty_root = tmp_path / "empty"
+    path = write(configs, images(data={"dataset": "cifar10", "root": str(empty_root)}))
+    result = invoke("run", path, results)
+    assert_user_error(
+        result,
+        results,
+        "dataset cifar10 was not found",
+        str(empty_root / "cifar-10-batches-py"),
+        "data.download: true",
+    )
+    assert not empty_root.exists()
+
+
+# --------------------------------------------------------------------------- the real entry point
+
+
+def test_real_entry_point(configs: Path, results: Path) -> None:
+    """`python -m optbench validate` itself: exit 2, the message on stderr, no traceback."""
+    path = write(configs, regression(optimizer={"name": "Adam", "momentum": 0.9}))
+    argv = [sys.executable, "-m", "optbench", "validate", str(path)]
+    env = {**os.environ, "OPTBENCH_RESULTS": str(results), "NO_COLOR": "1"}
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
+    stderr = plain(proc.stderr)
+    assert proc.returncode == 2, stderr
+    assert "Traceback" not in stderr + proc.stdout
+    assert proc.stdout == ""
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith(
+        "error: optimizer.momentum: Adam does not accept 'momentum'; it accepts: lr, betas"
+    ), lines[0]
+    assert everything_in(results) == []
+
+
+def test_alias_bomb_is_refused_quickly(configs: Path, results: Path) -> None:
+    """500 bytes of nested YAML aliases stand for 10**9 values: refused, and fast."""
+    path = write(configs, _alias_bomb(9))
+    result = invoke("validate", path, results, time_limit=1.0)
+    assert_user_error(result, results, "exp.yaml", "expands to more than 100000 values")
