@@ -69,18 +69,21 @@ def _interrupt_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+ResultsDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="Where runs land: DIR/<name>/<run-id>/. [default: ./results or $OPTBENCH_RESULTS]",
+        show_default=False,
+    ),
+]
+
+
 @app.command()
 @user_errors_exit_2
 def run(
     config: ConfigArg,
     overrides: SetOption = None,
-    results_dir: Annotated[
-        Path | None,
-        typer.Option(
-            help="Where runs land: DIR/<name>/<run-id>/. [default: ./results or $OPTBENCH_RESULTS]",
-            show_default=False,
-        ),
-    ] = None,
+    results_dir: ResultsDirOption = None,
     force: Annotated[
         bool, typer.Option("--force", help="Start over even if this exact run already exists.")
     ] = False,
@@ -159,6 +162,71 @@ def params(config: ConfigArg, overrides: SetOption = None) -> None:
     from optbench.reports import param_table
 
     console.print(param_table(make_plan(load_config(config, overrides))))
+
+
+@app.command()
+@user_errors_exit_2
+def sweep(
+    config: ConfigArg,
+    grid: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--grid",
+            "-g",
+            help="A grid axis KEY=V1,V2,... (values as YAML): --grid optimizer.lr=0.1,0.01 "
+            "(repeatable; adds to or replaces the config's sweep: section).",
+            show_default=False,
+        ),
+    ] = None,
+    seeds: Annotated[
+        str | None, typer.Option(help="Seeds to repeat every point with: --seeds 0,1,2.")
+    ] = None,
+    overrides: SetOption = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Parallel runs. [default: the CPU cores; torch threads are split]"),
+    ] = None,
+    executor: Annotated[
+        str, typer.Option(help="local (worker processes) or ray (tasks on a Ray cluster).")
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster address. [default: a local Ray instance, started here]"),
+    ] = None,
+    results_dir: ResultsDirOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List the runs (and which are done) without training.")
+    ] = False,
+) -> None:
+    """Run a grid of experiments; finished runs are skipped, interrupted ones resume."""
+    from optbench.config import default_results_dir
+    from optbench.reports import sweep_table
+    from optbench.sweep import load_sweep, point_status, run_sweep
+
+    name, points = load_sweep(config, grid, seeds, overrides)
+    results = results_dir or Path(default_results_dir())
+    if dry_run:
+        statuses = [point_status(results, name, p) for p in points]
+        console.print(sweep_table(name, points, statuses))
+        return
+    console.print(f"sweep {name}: {len(points)} runs into {results / name}", markup=False)
+    _interrupt_on_sigterm()
+    report = run_sweep(
+        name,
+        points,
+        results,
+        workers=workers,
+        executor=executor,
+        address=address,
+        console=console,
+    )
+    counts = ", ".join(f"{n} {status}" for status, n in report.counts().items())
+    console.print(f"sweep {name}: {counts}", markup=False)
+    if report.interrupted:
+        errors.print("interrupted: finished runs are kept; run the same command to resume")
+        raise typer.Exit(130)
+    if report.counts()["failed"]:
+        raise typer.Exit(1)
 
 
 class Kind(str, enum.Enum):

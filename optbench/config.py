@@ -120,6 +120,7 @@ class ExperimentConfig(_Strict):
     loss: LossConfig
     optimizer: OptimizerConfig
     scheduler: SchedulerConfig | None = None
+    sweep: dict[str, list[Any]] | None = None  # read by `optbench sweep`; `run` trains the base
 
     @field_validator("loss", mode="before")
     @classmethod
@@ -178,7 +179,7 @@ def parse_yaml(text: str, source: str) -> Any:
 MAX_CONFIG_VALUES = 100_000
 
 
-def _check_structure(data: dict[str, Any], source: str) -> None:
+def check_structure(data: dict[str, Any], source: str) -> None:
     """Refuse configs too deep or too large once YAML aliases are expanded (a few hundred bytes
     of nested aliases can stand for billions of values), and keys that are not strings."""
     stack: list[tuple[Any, int]] = [(data, 1)]
@@ -236,7 +237,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(
             "", f"config {path} must be a mapping of keys to values, not a {type(data).__name__}"
         )
-    _check_structure(data, str(path))
+    check_structure(data, str(path))
     return data
 
 
@@ -246,16 +247,23 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 def parse_override(text: str) -> tuple[list[str], Any]:
     """Split 'a.b.c=value' into (['a','b','c'], value parsed as YAML)."""
     key, sep, value = text.partition("=")
-    key = key.strip()
-    if not sep or not key:
+    if not sep or not key.strip():
         raise ConfigError("--set", f"'{text}' is not KEY=VALUE (e.g. --set optimizer.lr=0.1)")
-    parts = key.split(".")
-    if any(not p or not re.fullmatch(r"[A-Za-z0-9_]+", p) for p in parts):
-        raise ConfigError("--set", f"'{key}' is not a dotted key like optimizer.lr")
-    return parts, parse_yaml(value, f"--set {key}")
+    parts = parse_dotted_key(key, "--set")
+    return parts, parse_yaml(value, f"--set {key.strip()}")
 
 
-def apply_override(config: dict[str, Any], parts: list[str], value: Any) -> None:
+def parse_dotted_key(key: str, source: str) -> list[str]:
+    """'optimizer.lr' -> ['optimizer', 'lr'], refusing empty or odd segments."""
+    parts = key.strip().split(".")
+    if any(not re.fullmatch(r"[A-Za-z0-9_]+", p) for p in parts):
+        raise ConfigError(source, f"'{key.strip()}' is not a dotted key like optimizer.lr")
+    return parts
+
+
+def apply_override(
+    config: dict[str, Any], parts: list[str], value: Any, source: str = "--set"
+) -> None:
     """Set config[parts...] = value, creating mappings on the way; list items by index."""
     node: Any = config
     for i, part in enumerate(parts):
@@ -264,7 +272,7 @@ def apply_override(config: dict[str, Any], parts: list[str], value: Any) -> None
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
                 raise ConfigError(
-                    f"--set {'.'.join(parts)}",
+                    f"{source} {'.'.join(parts)}",
                     f"'{here}' is not an item of a list of {len(node)}",
                 )
             index: Any = int(part)
@@ -272,7 +280,7 @@ def apply_override(config: dict[str, Any], parts: list[str], value: Any) -> None
             index = part
         else:
             raise ConfigError(
-                f"--set {'.'.join(parts)}",
+                f"{source} {'.'.join(parts)}",
                 f"'{'.'.join(parts[:i])}' is a {type(node).__name__}, not a mapping",
             )
         if last:
@@ -341,12 +349,12 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
     data = read_config_file(path)
     if overrides:
         apply_overrides(data, list(overrides))
-        _check_structure(data, str(path))
-    data.setdefault("name", _name_from_stem(Path(path).stem))
+        check_structure(data, str(path))
+    data.setdefault("name", name_from_stem(Path(path).stem))
     return validate_config(data)
 
 
-def _name_from_stem(stem: str) -> str:
+def name_from_stem(stem: str) -> str:
     name = re.sub(r"[^A-Za-z0-9_.+=-]", "_", stem).lstrip("._-")
     return name[:100] or "experiment"
 

@@ -87,3 +87,74 @@ class LiveTable:
         else:
             cells = (format_cell(row.get(name), fmt) for name, fmt in COLUMNS)
             self.console.print("  ".join(cells), highlight=False)
+
+
+class SweepDisplay:
+    """One display for a whole sweep: runs done/total, and each run in flight with its epoch and
+    current loss. Plain lines, one per finished run, when stdout is not a terminal."""
+
+    def __init__(self, total: int, skipped: int, labels: dict[str, str], console: Console) -> None:
+        self.console, self.labels = console, labels
+        self.total, self.done = total, skipped
+        self.in_flight: dict[str, dict[str, Any]] = {}
+        self.progress = Progress(
+            TextColumn("sweep"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        )
+        self.task = self.progress.add_task("runs", total=total, completed=skipped)
+        self.live: Live | None = None
+
+    def _render(self) -> Group:
+        table = Table(title_justify="left", box=None, pad_edge=False)
+        for column in ("run", "grid point", "epoch", "batch", "loss"):
+            table.add_column(column, justify="left" if column in ("run", "grid point") else "right")
+        for run_id, state in self.in_flight.items():
+            table.add_row(
+                run_id,
+                self.labels.get(run_id, ""),
+                str(state.get("epoch", "-")),
+                f"{state.get('batch', 0)}/{state.get('batches', '-')}",
+                format_cell(state.get("loss"), "{:.4f}"),
+            )
+        return Group(self.progress, table)
+
+    def __enter__(self) -> SweepDisplay:
+        if self.console.is_terminal:
+            self.live = Live(self._render(), console=self.console, refresh_per_second=4)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.in_flight.clear()
+            self.live.update(self._render())
+            self.live.__exit__(*exc)
+
+    def message(self, message: tuple[Any, ...]) -> None:
+        kind, run_id, *values = message
+        state = self.in_flight.setdefault(run_id, {})
+        if kind == "epoch":
+            state.update(epoch=values[0], batches=values[1], batch=0)
+        elif kind == "batch":
+            state.update(batch=values[0], loss=values[1])
+        elif kind == "row":
+            state.update(loss=values[1])
+        if self.live is not None:
+            self.live.update(self._render())
+
+    def result(self, result: Any) -> None:
+        self.in_flight.pop(result.run_id, None)
+        self.done += 1
+        self.progress.update(self.task, completed=self.done)
+        note = f": {result.error}" if result.error and result.status != "completed" else ""
+        self.console.print(
+            f"[{self.done}/{self.total}] {result.status:<11} {result.run_id}  "
+            f"{self.labels.get(result.run_id, '')}{note}",
+            markup=False,
+            highlight=False,
+        )
+        if self.live is not None:
+            self.live.update(self._render())

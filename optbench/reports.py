@@ -101,3 +101,13 @@ def param_table(plan: RunPlan) -> Table:
             )
     table.caption = f"{total:,} trainable parameters in {len(groups)} group(s)"
     return table
+
+
+def sweep_table(name: str, points: list[Any], statuses: list[str]) -> Table:
+    """`optbench sweep --dry-run`: every run of the grid and whether it already ran."""
+    table = Table(title=f"sweep {name}: {len(points)} runs", title_justify="left")
+    for column in ("#", "run", "grid point", "on disk"):
+        table.add_column(column)
+    for index, (point, status) in enumerate(zip(points, statuses, strict=True), 1):
+        table.add_row(str(index), point.run_id, point.label, status)
+    return table

@@ -8,11 +8,11 @@ import math
 import platform
 import time
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import torch
-import torchvision
 from rich.console import Console
 
 import optbench
@@ -23,7 +23,7 @@ from optbench.display import LiveTable
 from optbench.errors import OptbenchError
 from optbench.plan import RunPlan, make_plan
 from optbench.results import FINISHED, ResultsWriteError, RunDir, create_run_dir
-from optbench.train import TrainResult, train
+from optbench.train import TrainingObserver, TrainResult, train
 
 
 @dataclass
@@ -71,7 +71,7 @@ def summarize(
         "versions": {
             "optbench": optbench.__version__,
             "torch": torch.__version__,
-            "torchvision": torchvision.__version__,
+            "torchvision": metadata.version("torchvision"),
             "python": platform.python_version(),
         },
     }
@@ -80,7 +80,7 @@ def summarize(
 class _SaveEachEpoch:
     """Writes epochs.csv after every epoch, so a crash keeps every finished epoch."""
 
-    def __init__(self, run: RunDir, display: LiveTable) -> None:
+    def __init__(self, run: RunDir, display: TrainingObserver) -> None:
         self.run, self.display, self.rows = run, display, []
 
     def epoch_started(self, epoch: int, num_batches: int) -> None:
@@ -103,8 +103,10 @@ def run_plan(
     resume: bool = False,
     detect_anomaly: bool = False,
     console: Console | None = None,
+    display: TrainingObserver | None = None,
 ) -> RunOutcome:
-    """Train a checked plan into results_dir/<name>/<run-id>/.
+    """Train a checked plan into results_dir/<name>/<run-id>/ (shown on `display`, by default a
+    live table on `console`).
 
     Nothing is written on bad input. A finished run is left alone (an error without `force`,
     a no-op with `resume`); an interrupted one continues from its checkpoint with `resume`.
@@ -129,7 +131,7 @@ def run_plan(
                 f"an unfinished run ({status or 'no summary'}) with a checkpoint is in {run.path}; "
                 "pass --resume to continue it or --force to start it over"
             )
-        return _train_in(run, plan, checkpoints, detect_anomaly, console)
+        return _train_in(run, plan, checkpoints, detect_anomaly, console, display)
 
 
 def _train_in(
@@ -138,6 +140,7 @@ def _train_in(
     checkpoints: CheckpointFile,
     detect_anomaly: bool,
     console: Console | None,
+    display: TrainingObserver | None,
 ) -> RunOutcome:
     run.write_config(plan.resolved)
     started = time.time()
@@ -146,7 +149,8 @@ def _train_in(
     title = f"{plan.name} / {plan.run_id}  ({plan.optimizer.name}, {plan.device})"
     result: TrainResult | None = None
     status, error = "failed", None
-    with LiveTable(title, console) as display:
+    shown = LiveTable(title, console) if display is None else contextlib.nullcontext(display)
+    with shown as display:
         observer = _SaveEachEpoch(run, display)
         try:
             result = train(plan, observer, checkpoints, detect_anomaly)

@@ -1,0 +1,223 @@
+"""Sweeps: a grid of dotted keys expanded into ordinary runs, each with its stable run-id.
+
+The grid comes from the config's `sweep:` section and `--grid KEY=V1,V2` options (the shell
+wins for a key given in both); `--seeds` is a grid over `seed`. A grid value that is a mapping
+replaces the whole section it names, so `optimizer: [{name: SGD, momentum: 0.9}, {name: Adam}]`
+varies the optimizer class with its own keys; longer keys (`optimizer.lr`) apply on top. Every
+point is validated when the grid is expanded, before anything trains.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from optbench.config import (
+    apply_override,
+    apply_overrides,
+    check_structure,
+    name_from_stem,
+    parse_dotted_key,
+    read_config_file,
+    validate_config,
+)
+from optbench.errors import ConfigError
+
+MAX_POINTS = 10_000
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One run of the sweep: what the grid set, and the full config it makes."""
+
+    assignments: dict[str, Any]
+    config: dict[str, Any]
+    run_id: str = ""
+
+    @property
+    def label(self) -> str:
+        return ", ".join(f"{k}={_short(v)}" for k, v in self.assignments.items()) or "(base)"
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, dict) and "name" in value:
+        extra = ",".join(f"{k}={v}" for k, v in value.items() if k != "name")
+        return f"{value['name']}({extra})" if extra else str(value["name"])
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def parse_grid_option(text: str) -> tuple[str, list[Any]]:
+    """'optimizer.lr=0.1,0.01' -> ('optimizer.lr', [0.1, 0.01]); values are YAML, so lists
+    and mappings work: 'optimizer.betas=[0.9,0.99],[0.8,0.9]'."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(
+            "--grid", f"'{text}' is not KEY=V1,V2 (e.g. --grid optimizer.lr=0.1,0.01)"
+        )
+    key = ".".join(parse_dotted_key(key, "--grid"))
+    try:
+        values = yaml.safe_load(f"[{raw}]")
+    except yaml.YAMLError:
+        raise ConfigError(f"--grid {key}", f"'{raw}' is not a list of YAML values") from None
+    return key, values
+
+
+def _check_grid(grid: Any, where: str) -> dict[str, list[Any]]:
+    if not isinstance(grid, dict):
+        raise ConfigError(where, "must map dotted keys to lists of values")
+    for key, values in grid.items():
+        if not isinstance(key, str) or not key:
+            raise ConfigError(where, f"key {key!r} is not a dotted key")
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{where}.{key}", "must be a non-empty list of values")
+    return grid
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError("--seeds", f"'{text}' is not a list of integers like 0,1,2") from None
+    if not seeds:
+        raise ConfigError("--seeds", "needs at least one seed")
+    return seeds
+
+
+def expand_grid(base: dict[str, Any], grid: dict[str, list[Any]]) -> list[SweepPoint]:
+    """The cartesian product of `grid` applied to `base`, each point shape-checked and planned.
+
+    Points that resolve to the same run-id are kept once.
+    """
+    from optbench.plan import make_plan
+
+    keys = sorted(grid, key=lambda k: k.count("."))  # sections before the keys inside them
+    total = 1
+    for key in keys:
+        total *= len(grid[key])
+    if total > MAX_POINTS:
+        raise ConfigError("sweep", f"the grid has {total} points; at most {MAX_POINTS}")
+    points: list[SweepPoint] = []
+    seen: set[str] = set()
+    for combination in itertools.product(*(grid[k] for k in keys)):
+        config = copy.deepcopy(base)
+        assignments = dict(zip(keys, combination, strict=True))
+        point = SweepPoint({k: assignments[k] for k in grid}, config)
+        try:
+            for key, value in assignments.items():
+                apply_override(config, key.split("."), copy.deepcopy(value), source="sweep")
+            plan = make_plan(validate_config(config))
+        except ConfigError as exc:
+            raise ConfigError(
+                f"sweep point [{point.label}]: {exc.field}" if exc.field else "sweep point",
+                exc.problem,
+            ) from None
+        if plan.run_id not in seen:
+            seen.add(plan.run_id)
+            points.append(
+                SweepPoint(point.assignments, validate_config(config).to_dict(), plan.run_id)
+            )
+    return points
+
+
+def load_sweep(
+    config_path: str | Path,
+    grid_options: list[str] | None = None,
+    seeds: str | None = None,
+    overrides: list[str] | None = None,
+) -> tuple[str, list[SweepPoint]]:
+    """Read a config, merge its `sweep:` section with the shell's grid, and expand it."""
+    data = read_config_file(config_path)
+    if overrides:
+        apply_overrides(data, list(overrides))
+    data.setdefault("name", name_from_stem(Path(config_path).stem))
+    grid = dict(_check_grid(data.pop("sweep", None) or {}, "sweep"))
+    for text in grid_options or []:
+        key, values = parse_grid_option(text)
+        grid[key] = values
+    if seeds is not None:
+        grid["seed"] = parse_seeds(seeds)
+    _check_grid(grid, "--grid")
+    check_structure(data, str(config_path))
+    points = expand_grid(data, grid)
+    return validate_config(data).name, points
+
+
+@dataclass
+class SweepReport:
+    total: int
+    skipped: list[str]
+    results: list[Any]
+    interrupted: bool = False
+    interrupted: bool = False
+
+    def counts(self) -> dict[str, int]:
+        counts = {"completed": 0, "diverged": 0, "failed": 0, "interrupted": 0}
+        for result in self.results:
+            counts[result.status] = counts.get(result.status, 0) + 1
+        counts["skipped"] = len(self.skipped)
+        return counts
+
+
+def point_status(results_dir: str | Path, name: str, point: SweepPoint) -> str:
+    """'new', or the status in the run's summary.json (completed, diverged, interrupted...)."""
+    from optbench.results import RunDir
+
+    summary = RunDir(Path(results_dir) / name / point.run_id).read_summary()
+    return summary.get("status", "unknown") if summary else "new"
+
+
+def run_sweep(
+    name: str,
+    points: list[SweepPoint],
+    results_dir: str | Path,
+    *,
+    workers: int | None = None,
+    executor: str = "local",
+    address: str | None = None,
+    console: Any = None,
+) -> SweepReport:
+    """Run every point that has not finished; finished ones are skipped, interrupted ones resume."""
+    from rich.console import Console
+
+    from optbench.display import SweepDisplay
+    from optbench.executors import default_workers, run_local, run_ray
+    from optbench.results import FINISHED, create_run_dir, write_atomic
+
+    results_dir = Path(results_dir)
+    if results_dir.exists() and not results_dir.is_dir():
+        raise ConfigError("", f"results directory {results_dir} is a file, not a folder")
+    console = console or Console()
+    workers = workers or default_workers()
+    if workers < 1:
+        raise ConfigError("--workers", f"must be at least 1, got {workers}")
+    skipped = [p.run_id for p in points if point_status(results_dir, name, p) in FINISHED]
+    todo = [(p.run_id, p.config) for p in points if p.run_id not in skipped]
+    report = SweepReport(len(points), skipped, [])
+
+    def record(result: Any) -> None:
+        report.results.append(result)
+        display.result(result)
+
+    def write_files(run_id: str, files: dict[str, bytes]) -> None:
+        run = create_run_dir(results_dir, name, run_id)
+        for file_name, content in files.items():
+            write_atomic(run.path / file_name, content)
+
+    labels = {p.run_id: p.label for p in points}
+    if executor not in ("local", "ray"):
+        raise ConfigError("--executor", f"unknown executor '{executor}'; valid: local, ray")
+    with SweepDisplay(len(points), len(skipped), labels, console) as display:
+        try:
+            if executor == "local":
+                workers = min(workers, max(1, len(todo)))
+                run_local(todo, str(results_dir), workers, display.message, record)
+            else:
+                run_ray(todo, address, workers, write_files, record)
+        except KeyboardInterrupt:
+            report.interrupted = True
+    return report
