@@ -229,6 +229,61 @@ def sweep(
         raise typer.Exit(1)
 
 
+class Output(str, enum.Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+    markdown = "markdown"
+
+
+@app.command()
+@user_errors_exit_2
+def compare(
+    paths: Annotated[
+        list[Path], typer.Argument(help="Result folders or run folders (results/<name>, ...).")
+    ],
+    metric: Annotated[
+        str,
+        typer.Option(
+            help="Rank by final_test_loss, best_test_loss, final_train_loss, "
+            "final_test_accuracy or best_test_accuracy."
+        ),
+    ] = "final_test_loss",
+    target: Annotated[
+        str | None,
+        typer.Option(help="Epochs and seconds to reach a value: --target test_accuracy=0.85."),
+    ] = None,
+    curve: Annotated[
+        str, typer.Option(help="Per-epoch column drawn as curves (test_loss, train_loss, ...).")
+    ] = "test_loss",
+    top: Annotated[int, typer.Option(help="How many configurations get curves.", min=1)] = 5,
+    output: Annotated[
+        Output, typer.Option("--format", help="table (terminal), csv, json or markdown.")
+    ] = Output.table,
+    plot: Annotated[
+        Path | None,
+        typer.Option(help="Also write the curves, with seed bands, to this PNG (matplotlib)."),
+    ] = None,
+) -> None:
+    """Rank configurations across runs (seeds aggregated) and show their curves."""
+    from optbench.compare import compare_runs
+    from optbench.reports import print_comparison
+
+    comparison = compare_runs(paths, metric, target)
+    print_comparison(console, comparison, output.value, curve, top, plot)
+
+
+@app.command()
+@user_errors_exit_2
+def show(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder: results/<name>/<run-id>.")],
+) -> None:
+    """Print one run's resolved config, status and per-epoch table."""
+    from optbench.reports import show_run
+
+    show_run(console, run_dir)
+
+
 class Kind(str, enum.Enum):
     optimizers = "optimizers"
     schedulers = "schedulers"

@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.table import Table
 
+from optbench.display import format_cell
 from optbench.plan import RunPlan
 
 KINDS = ("optimizers", "schedulers", "models", "datasets", "losses")
@@ -111,3 +112,214 @@ def sweep_table(name: str, points: list[Any], statuses: list[str]) -> Table:
     for index, (point, status) in enumerate(zip(points, statuses, strict=True), 1):
         table.add_row(str(index), point.run_id, point.label, status)
     return table
+
+
+# --------------------------------------------------------------------------- compare / show
+
+RANK_COLUMNS = [
+    ("final_train_loss", "final train loss", "{:.4f}"),
+    ("final_test_loss", "final test loss", "{:.4f}"),
+    ("best_test_loss", "best test loss", "{:.4f}"),
+    ("best_test_accuracy", "best test acc", "{:.4f}"),
+    ("best_accuracy_epoch", "at epoch", "{:.1f}"),
+]
+
+
+def _mean_std(row: Any, metric: str, pattern: str) -> str:
+    mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
+    if mean != mean:  # NaN
+        return "-"
+    text = pattern.format(mean)
+    return text if std != std else f"{text} ± {pattern.format(std)}"
+
+
+def ranking_frame(table: Any, target: tuple[str, float] | None) -> Any:
+    """The ranking as plain columns, for csv/json/markdown output."""
+    import pandas as pd
+
+    hyper = table.attrs["hyperparameters"]
+    out = pd.DataFrame({"rank": range(1, len(table) + 1)})
+    for key in hyper:
+        out[key] = table[key].to_numpy()
+    out["n"] = table["n"].to_numpy()
+    out["status"] = table["status"].to_numpy()
+    for metric, _, _ in RANK_COLUMNS:
+        out[f"{metric}_mean"] = table[f"{metric}_mean"].to_numpy()
+        out[f"{metric}_std"] = table[f"{metric}_std"].to_numpy()
+    if target:
+        out["reached_target"] = table["reached_target"].to_numpy()
+        out["epochs_to_target_mean"] = table["epochs_to_target_mean"].to_numpy()
+        out["seconds_to_target_mean"] = table["seconds_to_target_mean"].to_numpy()
+    return out
+
+
+def _value(value: Any) -> str:
+    return "-" if value is None or value != value else str(value)
+
+
+def ranking_table(table: Any, target: tuple[str, float] | None) -> Table:
+    """Rich ranking: one row per configuration, seeds as mean ± std, best first."""
+    hyper = table.attrs["hyperparameters"]
+    title = f"ranking by {table.attrs['metric']} (mean ± std over seeds)"
+    rich_table = Table(title=title, title_justify="left")
+    rich_table.add_column("#", justify="right")
+    for key in hyper:
+        rich_table.add_column(key.split(".")[-1] if len(hyper) < 6 else key)
+    rich_table.add_column("n", justify="right")
+    for _, header, _ in RANK_COLUMNS:
+        rich_table.add_column(header, justify="right")
+    if target:
+        rich_table.add_column(f"epochs to {target[0]}={target[1]:g}", justify="right")
+        rich_table.add_column("seconds to it", justify="right")
+    rich_table.add_column("status")
+    for rank, (_, row) in enumerate(table.iterrows(), 1):
+        cells = [str(rank), *(_value(row[k]) for k in hyper), str(row["n"])]
+        cells += [_mean_std(row, metric, fmt) for metric, _, fmt in RANK_COLUMNS]
+        if target:
+            reached = f" ({row['reached_target']}/{row['n']})"
+            cells.append(_mean_std(row, "epochs_to_target", "{:.1f}") + reached)
+            cells.append(_mean_std(row, "seconds_to_target", "{:.1f}"))
+        cells.append(row["status"])
+        rich_table.add_row(*cells)
+    return rich_table
+
+
+def curve_table(curves: Any, metric: str) -> Table:
+    table = Table(title=f"{metric} by epoch (mean over seeds)", title_justify="left")
+    table.add_column("epoch", justify="right")
+    for name in curves.columns:
+        table.add_column(name, justify="right")
+    for epoch, row in curves.iterrows():
+        table.add_row(str(epoch), *(format_cell(v, "{:.4f}") for v in row))
+    return table
+
+
+def curve_chart(curves: Any, metric: str, width: int, color: bool) -> str:
+    """The curves as a line chart drawn in text (uniplot), one series per configuration."""
+    from uniplot import plot_to_string
+
+    names = [n for n in curves.columns if curves[n].notna().any()]
+    ys = [curves[n].dropna().tolist() for n in names]
+    xs = [curves[n].dropna().index.tolist() for n in names]
+    return plot_to_string(
+        ys,
+        xs,
+        legend_labels=names,
+        width=max(30, width - 12),
+        height=15,
+        color=color,
+        title=f"{metric} by epoch",
+        lines=True,
+    )
+
+
+def markdown(frame: Any) -> str:
+    """A pandas frame as a GitHub markdown table (no extra dependency)."""
+
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return "" if value != value else f"{value:.4g}"
+        return str(value).replace("|", "\\|")
+
+    lines = [
+        "| " + " | ".join(map(str, frame.columns)) + " |",
+        "|" + "---|" * len(frame.columns),
+    ]
+    lines += [
+        "| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)
+    ]
+    return "\n".join(lines)
+
+
+def plot_png(bands: dict[str, Any], metric: str, path: Any) -> None:
+    """One line per configuration with a band for the seed spread (needs matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        from optbench.errors import OptbenchError
+
+        raise OptbenchError("--plot needs matplotlib: pip install 'optbench[plot]'") from None
+    figure, axes = plt.subplots(figsize=(9, 5.5))
+    for name, band in bands.items():
+        (line,) = axes.plot(band.index, band["mean"], label=name)
+        axes.fill_between(band.index, band["min"], band["max"], color=line.get_color(), alpha=0.2)
+    axes.set_xlabel("epoch")
+    axes.set_ylabel(metric)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def print_comparison(
+    console: Any,
+    comparison: Any,
+    output: str = "table",
+    curve_metric: str = "test_loss",
+    top: int = 5,
+    plot: Any = None,
+) -> None:
+    """`optbench compare`: the ranking, then the top configurations' curves (table and chart)."""
+    from optbench.compare import seed_bands
+
+    frame = ranking_frame(comparison.table, comparison.target)
+    if output == "csv":
+        console.out(frame.to_csv(index=False), end="")
+    elif output == "json":
+        console.out(frame.to_json(orient="records", indent=2))
+    elif output == "markdown":
+        console.out(markdown(frame))
+    elif output == "table":
+        console.print(ranking_table(comparison.table, comparison.target))
+    else:
+        from optbench.errors import OptbenchError
+
+        raise OptbenchError(f"--format must be table, csv, json or markdown, not '{output}'")
+    bands = seed_bands(comparison.frame, comparison.table, comparison.runs, curve_metric, top)
+    if output == "table" and bands:
+        import pandas as pd
+
+        curves = pd.DataFrame({name: band["mean"] for name, band in bands.items()})
+        console.print(curve_table(curves, curve_metric))
+        if len(curves) > 1:
+            from rich.text import Text
+
+            chart = curve_chart(curves, curve_metric, min(console.width, 120), console.is_terminal)
+            console.print(Text.from_ansi(chart))
+    if plot is not None:
+        plot_png(bands, curve_metric, plot)
+        console.print(f"plot written to {plot}", markup=False)
+
+
+def show_run(console: Any, run_dir: Any) -> None:
+    """`optbench show`: one run's resolved config, summary line and per-epoch table."""
+    import yaml
+    from rich.syntax import Syntax
+
+    from optbench.compare import read_run
+    from optbench.display import COLUMNS
+    from optbench.errors import OptbenchError
+
+    if not (run_dir / "summary.json").is_file():
+        raise OptbenchError(f"{run_dir} is not a run folder (it has no summary.json)")
+    run = read_run(run_dir)
+    text = yaml.safe_dump(run.config, sort_keys=False, default_flow_style=None)
+    console.print(Syntax(text, "yaml", theme="ansi_dark", background_color="default"))
+    summary = run.summary
+    console.print(
+        f"status {summary.get('status')}, "
+        f"{summary.get('epochs_completed')}/{summary.get('epochs')} epochs, "
+        f"seed {summary.get('seed')}, {summary.get('device')}, "
+        f"{summary.get('wall_seconds')} s",
+        markup=False,
+    )
+    table = Table(title=str(run_dir), title_justify="left")
+    for name, _ in COLUMNS:
+        table.add_column(name, justify="right")
+    for row in run.epochs.to_dict("records"):
+        table.add_row(*(format_cell(row.get(name), fmt) for name, fmt in COLUMNS))
+    console.print(table)
