@@ -111,7 +111,7 @@ class SchedulerConfig(_WithOptions):
 
 
 class ExperimentConfig(_Strict):
-    name: str = Field(pattern=NAME_PATTERN)
+    name: str
     seed: int = Field(0, ge=0, lt=2**63)
     epochs: int = Field(ge=1, le=1_000_000)
     device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -121,6 +121,16 @@ class ExperimentConfig(_Strict):
     optimizer: OptimizerConfig
     scheduler: SchedulerConfig | None = None
     sweep: dict[str, list[Any]] | None = None  # read by `optbench sweep`; `run` trains the base
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, name: str) -> str:
+        if not re.fullmatch(NAME_PATTERN, name):
+            raise ValueError(
+                "must be 1-100 letters, digits or _ . + = - starting with a letter or digit "
+                f"(it names a folder under the results directory), got {name!r}"
+            )
+        return name
 
     @field_validator("loss", mode="before")
     @classmethod
@@ -281,7 +291,7 @@ def apply_override(
         else:
             raise ConfigError(
                 f"{source} {'.'.join(parts)}",
-                f"'{'.'.join(parts[:i])}' is a {type(node).__name__}, not a mapping",
+                f"'{'.'.join(parts[:i])}' is not a mapping (it is {node!r})",
             )
         if last:
             node[index] = value

@@ -168,6 +168,8 @@ def _train_in(
                 result = TrainResult(status=status, rows=observer.rows)
             with contextlib.suppress(ResultsWriteError):
                 run.write_summary(summarize(plan, result, status, started, error))
+    if status in FINISHED:  # nothing left to resume: the checkpoint only costs disk now
+        checkpoints.path.unlink(missing_ok=True)
     return RunOutcome(run.path, run.read_summary() or {})
 
 
