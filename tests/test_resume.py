@@ -255,3 +255,52 @@ def test_second_process_on_the_same_run_is_refused_and_stale_locks_are_taken_ove
     (run_dir / "lock").write_text("999999\n")  # left behind by a killed process
     free = _finish(config, tmp_path / "results")
     assert free.returncode == 0, free.stderr
+
+
+def test_full_disk_stops_the_run_with_one_sentence_and_a_good_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from typer.testing import CliRunner
+
+    from optbench import results as results_module
+    from optbench.cli import app
+
+    config = write_config(tmp_path, regression_dict(name="crash", epochs=4))
+    plan = make_plan(validate_config(regression_dict(name="crash", epochs=4)))
+    reference = train(plan).rows
+    run_dir = tmp_path / "results" / "crash" / plan.run_id
+    real_fsync, writes = os.fsync, []
+
+    def fsync_until_the_disk_fills(fd: int) -> None:
+        name = os.readlink(f"/proc/self/fd/{fd}")
+        writes.append(name)
+        if ".epochs.csv." in name and sum(".epochs.csv." in w for w in writes) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(results_module.os, "fsync", fsync_until_the_disk_fills)
+    result = CliRunner().invoke(
+        app, ["run", str(config), "--results-dir", str(tmp_path / "results")]
+    )
+    assert result.exit_code == 2
+    message = result.stderr.strip()
+    assert message.count("\n") == 0 and "No space left on device" in message
+    assert "epochs.csv" in message and "previous version is kept" in message
+    assert not list(run_dir.glob(".*.tmp"))  # no partial file left behind
+    assert len(pd.read_csv(run_dir / "epochs.csv")) == 1  # the last good table
+    saved = CheckpointFile(run_dir / "checkpoint.pt", plan.run_id).load(torch.device("cpu"))
+    assert saved["epoch"] == 2  # the checkpoint of the epoch whose table could not be written
+
+    monkeypatch.setattr(results_module.os, "fsync", real_fsync)  # space again: resume
+    resumed = CliRunner().invoke(
+        app, ["run", str(config), "--results-dir", str(tmp_path / "results"), "--resume"]
+    )
+    assert resumed.exit_code == 0, resumed.output
+    pd.testing.assert_frame_equal(  # bit for bit after the csv round trip
+        pd.read_csv(run_dir / "epochs.csv")[METRICS],
+        pd.DataFrame(reference)[METRICS].astype(float),
+        check_exact=True,
+        check_dtype=False,
+    )
