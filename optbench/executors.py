@@ -64,10 +64,11 @@ def train_point(
     from optbench.config import validate_config
     from optbench.plan import make_plan
     from optbench.runner import run_plan
+    from optbench.train import SilentObserver
 
     plan = make_plan(validate_config(config))
     try:
-        outcome = run_plan(plan, results_dir, resume=True, display=display or _Quiet())
+        outcome = run_plan(plan, results_dir, resume=True, display=display or SilentObserver())
     except KeyboardInterrupt:
         return PointResult(plan.run_id, "interrupted", "interrupted")
     except OptbenchError as exc:
@@ -76,17 +77,6 @@ def train_point(
         return PointResult(plan.run_id, "failed", f"{type(exc).__name__}: {exc}")
     summary = outcome.summary
     return PointResult(plan.run_id, summary.get("status", "failed"), summary.get("error"))
-
-
-class _Quiet:
-    def epoch_started(self, epoch: int, num_batches: int) -> None:
-        pass
-
-    def batch_finished(self, batch: int, loss: float) -> None:
-        pass
-
-    def epoch_finished(self, row: dict[str, Any]) -> None:
-        pass
 
 
 # --------------------------------------------------------------------------- local processes

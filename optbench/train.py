@@ -32,7 +32,9 @@ class TrainingObserver(Protocol):
     def epoch_finished(self, row: dict[str, Any]) -> None: ...
 
 
-class _Silent:
+class SilentObserver:
+    """Reports nothing (library use, tests, sweep workers that only need the files)."""
+
     def epoch_started(self, epoch: int, num_batches: int) -> None:
         pass
 
@@ -85,7 +87,7 @@ def train(
 ) -> TrainResult:
     """Run `plan` and return its per-epoch rows. With `checkpoints`, continue from the last
     saved epoch when there is one, and save after every epoch."""
-    observer = observer or _Silent()
+    observer = observer or SilentObserver()
     config, device = plan.config, plan.device
     classify = plan.data_spec.num_classes is not None
 

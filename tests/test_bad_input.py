@@ -25,21 +25,17 @@ from typer.testing import CliRunner
 
 import optbench.data
 from optbench.cli import app
+from tests.conftest import regression_dict
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 COMMANDS = ["validate", "run"]
 TIME_LIMIT_S = 10.0
 
-REGRESSION: dict[str, Any] = {
-    "name": "bad",
-    "seed": 0,
-    "epochs": 1,
-    "device": "cpu",
-    "data": {"dataset": "synthetic_regression", "n_train": 64, "n_test": 16, "batch_size": 16},
-    "model": {"name": "linear"},
-    "loss": "mse",
-    "optimizer": {"name": "SGD", "lr": 0.01},
-}
+REGRESSION: dict[str, Any] = regression_dict(
+    name="bad",
+    epochs=1,
+    data={"dataset": "synthetic_regression", "n_train": 64, "n_test": 16, "batch_size": 16},
+)
 IMAGES: dict[str, Any] = {
     "name": "bad",
     "seed": 0,
