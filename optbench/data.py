@@ -79,7 +79,11 @@ class InMemoryDataset(torch.utils.data.Dataset):
 
     def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         index = torch.as_tensor(indices, device=self.targets.device)
-        return self.transform(self.inputs[index]), self.targets[index]
+        # index_select is several times cheaper than fancy indexing on a 4-D tensor
+        return (
+            self.transform(self.inputs.index_select(0, index)),
+            self.targets.index_select(0, index),
+        )
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         inputs, targets = self.__getitems__([index])
