@@ -217,17 +217,20 @@ def seed_bands(
     """Per configuration (the `top` of the ranking): min, mean and max of `metric` per epoch over
     its seeds. The means are the curves; min and max are the band a plot draws around them."""
     by_dir = {str(run.path): run for run in runs}
+    columns = {c for run in runs for c in run.epochs.columns} - {"epoch"}
+    if metric not in columns:
+        raise OptbenchError(
+            f"--curve must be a column of epochs.csv ({', '.join(sorted(columns))}), not '{metric}'"
+        )
     bands = {}
     for _, row in table.head(top).iterrows():
         dirs = frame.loc[frame["configuration"] == row["configuration"], "run_dir"]
-        stacked = pd.concat(
-            [
-                by_dir[d].epochs.set_index("epoch")[metric]
-                for d in dirs
-                if not by_dir[d].epochs.empty
-            ],
-            axis=1,
-        )
+        series = [
+            by_dir[d].epochs.set_index("epoch")[metric] for d in dirs if not by_dir[d].epochs.empty
+        ]
+        if not series:  # every seed diverged in its first epoch: no curve to draw
+            continue
+        stacked = pd.concat(series, axis=1)
         bands[label(row, table.attrs["hyperparameters"])] = pd.DataFrame(
             {"min": stacked.min(axis=1), "mean": stacked.mean(axis=1), "max": stacked.max(axis=1)}
         )

@@ -266,6 +266,7 @@ def print_comparison(
     """`optbench compare`: the ranking, then the top configurations' curves (table and chart)."""
     from optbench.compare import seed_bands
 
+    bands = seed_bands(comparison.frame, comparison.table, comparison.runs, curve_metric, top)
     frame = ranking_frame(comparison.table, comparison.target)
     if output == "csv":
         console.out(frame.to_csv(index=False), end="")
@@ -279,7 +280,6 @@ def print_comparison(
         from optbench.errors import OptbenchError
 
         raise OptbenchError(f"--format must be table, csv, json or markdown, not '{output}'")
-    bands = seed_bands(comparison.frame, comparison.table, comparison.runs, curve_metric, top)
     if output == "table" and bands:
         import pandas as pd
 

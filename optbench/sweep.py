@@ -74,7 +74,10 @@ def _check_grid(grid: Any, where: str) -> dict[str, list[Any]]:
         if not isinstance(key, str) or not key:
             raise ConfigError(where, f"key {key!r} is not a dotted key")
         if not isinstance(values, list) or not values:
-            raise ConfigError(f"{where}.{key}", "must be a non-empty list of values")
+            field = f"{where} {key}" if where.startswith("--") else f"{where}.{key}"
+            raise ConfigError(field, "must be a non-empty list of values")
+        if key == "name":
+            raise ConfigError(where, "the grid cannot vary `name`: a sweep lands in one folder")
     return grid
 
 
@@ -144,7 +147,7 @@ def load_sweep(
     _check_grid(grid, "--grid")
     check_structure(data, str(config_path))
     points = expand_grid(data, grid)
-    return validate_config(data).name, points
+    return points[0].config["name"], points
 
 
 @dataclass
@@ -152,7 +155,6 @@ class SweepReport:
     total: int
     skipped: list[str]
     results: list[Any]
-    interrupted: bool = False
     interrupted: bool = False
 
     def counts(self) -> dict[str, int]:
@@ -192,7 +194,7 @@ def run_sweep(
     if results_dir.exists() and not results_dir.is_dir():
         raise ConfigError("", f"results directory {results_dir} is a file, not a folder")
     console = console or Console()
-    workers = workers or default_workers()
+    workers = default_workers() if workers is None else workers
     if workers < 1:
         raise ConfigError("--workers", f"must be at least 1, got {workers}")
     skipped = [p.run_id for p in points if point_status(results_dir, name, p) in FINISHED]

@@ -1,0 +1,401 @@
+"""`optbench compare` and `optbench show` over run folders written by hand with chosen numbers,
+so every mean, std, ranking and time-to-target is checked against arithmetic done here."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from optbench.cli import app
+from optbench.compare import compare_runs
+from optbench.config import validate_config
+from optbench.plan import make_plan
+from optbench.results import EPOCH_COLUMNS
+from tests.conftest import regression_dict
+
+runner = CliRunner()
+
+
+def _invoke(*args: str):
+    return runner.invoke(app, list(args), env={"COLUMNS": "250"})
+
+
+def _resolved(optimizer: dict, seed: int, name: str = "fmnist", root: str = "data") -> dict:
+    """A real resolved config (every default filled in), as `optbench run` writes it."""
+    config = regression_dict(
+        name=name,
+        seed=seed,
+        epochs=3,
+        data={"dataset": "fashion_mnist", "root": root, "batch_size": 64},
+        model={"name": "mlp", "hidden_sizes": [32]},
+        loss="cross_entropy",
+        optimizer=optimizer,
+    )
+    return make_plan(validate_config(config)).resolved
+
+
+def _write_run(
+    folder: Path,
+    config: dict,
+    test_loss: list[float],
+    test_accuracy: list[float],
+    seconds: list[float],
+    status: str = "completed",
+) -> Path:
+    """A run folder in optbench's formats: config.yaml, epochs.csv, summary.json."""
+    plan = make_plan(validate_config(config))
+    run_dir = folder / config["name"] / plan.run_id
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    rows = [
+        {
+            "epoch": epoch,
+            "train_loss": loss + 0.1,
+            "test_loss": loss,
+            "test_accuracy": accuracy,
+            "lr": config["optimizer"]["lr"],
+            "seconds": second,
+            "eval_seconds": 0.25,  # evaluation time never counts towards a target
+        }
+        for epoch, (loss, accuracy, second) in enumerate(
+            zip(test_loss, test_accuracy, seconds, strict=True), 1
+        )
+    ]
+    if rows:
+        pd.DataFrame(rows, columns=EPOCH_COLUMNS).to_csv(run_dir / "epochs.csv", index=False)
+    last = rows[-1] if rows else {}
+    summary = {
+        "name": config["name"],
+        "run_id": plan.run_id,
+        "status": status,
+        "seed": config["seed"],
+        "device": "cpu",
+        "epochs": config["epochs"],
+        "epochs_completed": len(rows),
+        "final": {k: last.get(k) for k in ("train_loss", "test_loss", "test_accuracy")},
+        "best": {
+            "test_loss": min(test_loss, default=None),
+            "test_loss_epoch": test_loss.index(min(test_loss)) + 1 if rows else None,
+            "test_accuracy": max(test_accuracy, default=None),
+            "test_accuracy_epoch": test_accuracy.index(max(test_accuracy)) + 1 if rows else None,
+        },
+        "diverged_at": {"epoch": len(rows) + 1, "step": 3, "reason": "loss is nan"}
+        if status == "diverged"
+        else None,
+        "error": "RuntimeError: boom" if status == "failed" else None,
+        "wall_seconds": round(sum(seconds) + 0.25 * len(rows) + 1.5, 3),
+        "started_at": "2025-01-01T00:00:00+00:00",
+        "versions": {"optbench": "0.1.0"},
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return run_dir
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and *sample* standard deviation (divide by n - 1): pandas' std(ddof=1) default."""
+    mean = sum(values) / len(values)
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+ADAM_FAST = {"name": "Adam", "lr": 0.01}
+ADAM_SLOW = {"name": "Adam", "lr": 0.001}
+
+# Per seed: test_loss, test_accuracy and training seconds for epochs 1..3.
+RUNS = {
+    ("fast", 0): ([0.60, 0.40, 0.30], [0.60, 0.80, 0.78], [1.0, 1.0, 1.0]),
+    ("fast", 1): ([0.55, 0.35, 0.32], [0.70, 0.86, 0.85], [0.5, 0.5, 0.5]),
+    ("fast", 2): ([0.50, 0.33, 0.34], [0.83, 0.80, 0.82], [2.0, 2.0, 2.0]),
+    ("slow", 0): ([0.70, 0.50, 0.40], [0.85, 0.88, 0.87], [1.0, 1.5, 2.0]),
+    ("slow", 1): ([0.65, 0.55, 0.45], [0.80, 0.84, 0.90], [2.0, 2.0, 2.0]),
+    ("slow", 2): ([0.60, 0.52, 0.50], [0.86, 0.92, 0.91], [1.5, 1.0, 1.0]),
+}
+
+
+@pytest.fixture
+def two_configs(tmp_path: Path) -> tuple[Path, Path]:
+    """2 configurations x 3 seeds. Seed 2 of the fast one lives in another results folder, under
+    another experiment name and data root: still the same configuration."""
+    baselines, mine = tmp_path / "baselines", tmp_path / "mine"
+    for (which, seed), numbers in RUNS.items():
+        optimizer = ADAM_FAST if which == "fast" else ADAM_SLOW
+        if (which, seed) == ("fast", 2):
+            _write_run(mine, _resolved(optimizer, seed, name="mine", root="/data"), *numbers)
+        else:
+            _write_run(baselines, _resolved(optimizer, seed), *numbers)
+    return baselines, mine
+
+
+def test_seeds_are_aggregated_as_computed_by_hand(two_configs: tuple[Path, Path]) -> None:
+    comparison = compare_runs(list(two_configs), target="test_accuracy=0.85")
+    assert len(comparison.frame) == 6  # one row per run
+    table = comparison.table
+    assert table.attrs["hyperparameters"] == ["optimizer.lr"]  # not seed, name, root, betas
+    assert table["optimizer.lr"].tolist() == [0.01, 0.001]  # ranked by final_test_loss
+    assert table["n"].tolist() == [3, 3]
+    assert table["status"].tolist() == ["3 completed", "3 completed"]
+    fast, slow = table.iloc[0], table.iloc[1]
+
+    # std is the *sample* std (ddof=1, pandas' default), e.g. for fast's final test losses
+    # 0.30, 0.32, 0.34: sqrt((0.02² + 0² + 0.02²) / (3 - 1)) = 0.02 (ddof=0 would give 0.0163)
+    # final_test_loss: fast 0.30, 0.32, 0.34 -> 0.32 ± 0.02; slow 0.40, 0.45, 0.50 -> 0.45 ± 0.05
+    assert fast["final_test_loss_mean"] == pytest.approx(0.32)
+    assert fast["final_test_loss_std"] == pytest.approx(0.02)
+    assert slow["final_test_loss_mean"] == pytest.approx(0.45)
+    assert slow["final_test_loss_std"] == pytest.approx(0.05)
+    # best_test_accuracy: fast 0.80, 0.86, 0.83 -> 0.83 ± 0.03; slow 0.88, 0.90, 0.92 -> 0.90 ± 0.02
+    assert fast["best_test_accuracy_mean"] == pytest.approx(0.83)
+    assert fast["best_test_accuracy_std"] == pytest.approx(0.03)
+    assert slow["best_test_accuracy_mean"] == pytest.approx(0.90)
+    assert slow["best_test_accuracy_std"] == pytest.approx(0.02)
+    # best_test_loss: fast 0.30, 0.32, 0.33 (seed 2 was best at epoch 2)
+    mean, std = _mean_std([0.30, 0.32, 0.33])
+    assert fast["best_test_loss_mean"] == pytest.approx(mean)
+    assert fast["best_test_loss_std"] == pytest.approx(std)
+    assert fast["final_train_loss_mean"] == pytest.approx(0.42)  # train_loss = test_loss + 0.1
+    # best accuracy epochs: fast 2, 2, 1; slow 2, 3, 2
+    assert fast["best_accuracy_epoch_mean"] == pytest.approx(5 / 3)
+    assert slow["best_accuracy_epoch_mean"] == pytest.approx(7 / 3)
+    assert fast["epochs_mean"] == slow["epochs_mean"] == 3
+    assert fast["seconds_mean"] == pytest.approx((3.0 + 1.5 + 6.0) / 3)
+
+    # test_accuracy >= 0.85: fast reaches it only with seed 1 (epoch 2, after 0.5 + 0.5 s)
+    assert fast["reached_target"] == 1
+    assert fast["epochs_to_target_mean"] == 2
+    assert math.isnan(fast["epochs_to_target_std"])  # one value has no sample std
+    assert fast["seconds_to_target_mean"] == pytest.approx(1.0)
+    # slow: seed 0 at epoch 1 (1.0 s), seed 1 at epoch 3 (2+2+2 s), seed 2 at epoch 1 (1.5 s)
+    assert slow["reached_target"] == 3
+    mean, std = _mean_std([1, 3, 1])
+    assert (mean, std) == pytest.approx((5 / 3, math.sqrt(4 / 3)))
+    assert slow["epochs_to_target_mean"] == pytest.approx(mean)
+    assert slow["epochs_to_target_std"] == pytest.approx(std)
+    mean, std = _mean_std([1.0, 6.0, 1.5])
+    assert slow["seconds_to_target_mean"] == pytest.approx(mean)
+    assert slow["seconds_to_target_std"] == pytest.approx(std)
+
+    frame = comparison.frame
+    seed1_slow = frame[(frame["seed"] == 1) & (frame["config.optimizer.lr"] == 0.001)].iloc[0]
+    assert seed1_slow["epochs_to_target"] == 3 and seed1_slow["seconds_to_target"] == 6.0
+    assert len(set(frame["configuration"])) == 2
+
+
+def test_ranking_direction_follows_the_metric(two_configs: tuple[Path, Path]) -> None:
+    by_accuracy = compare_runs(list(two_configs), metric="best_test_accuracy").table
+    assert by_accuracy["optimizer.lr"].tolist() == [0.001, 0.01]  # higher is better
+    by_loss = compare_runs(list(two_configs), metric="best_test_loss").table
+    assert by_loss["optimizer.lr"].tolist() == [0.01, 0.001]  # lower is better
+
+
+def test_only_hyperparameters_that_differ_within_a_class_are_columns(tmp_path: Path) -> None:
+    optimizers = [
+        {"name": "Adam", "lr": 0.01},
+        {"name": "Adam", "lr": 0.001},
+        {"name": "SGD", "lr": 0.01, "momentum": 0.9},
+        {"name": "SGD", "lr": 0.01, "momentum": 0.0},
+    ]
+    for loss, optimizer in zip([0.4, 0.3, 0.2, 0.1], optimizers, strict=True):
+        _write_run(tmp_path, _resolved(optimizer, 0), [loss], [0.5], [1.0])
+    table = compare_runs([tmp_path]).table
+    # betas and eps belong to Adam only, dampening and nesterov to SGD only: never columns
+    assert sorted(table.attrs["hyperparameters"]) == [
+        "optimizer.lr",
+        "optimizer.momentum",
+        "optimizer.name",
+    ]
+    assert table["optimizer.name"].tolist() == ["SGD", "SGD", "Adam", "Adam"]
+    assert table["optimizer.momentum"].tolist()[:2] == [0.0, 0.9]
+    assert table["optimizer.momentum"].iloc[2:].isna().all()  # Adam has no momentum
+
+
+def test_diverged_and_failed_configurations_rank_last(tmp_path: Path) -> None:
+    # lr: [(seed, status, test_loss by epoch, test_accuracy by epoch)]. By their numbers alone
+    # the unfinished configurations would come first, whichever the metric.
+    runs = {
+        0.05: [(0, "completed", [0.9, 0.8, 0.7], [0.5, 0.6, 0.7])],
+        0.01: [
+            (0, "completed", [0.8, 0.6, 0.5], [0.6, 0.7, 0.8]),
+            (1, "completed", [0.8, 0.6, 0.6], [0.6, 0.7, 0.75]),
+        ],
+        0.1: [(0, "interrupted", [0.5, 0.3], [0.8, 0.9])],
+        0.2: [
+            (0, "completed", [0.3, 0.2, 0.1], [0.9, 0.95, 0.97]),
+            (1, "diverged", [0.2], [0.93]),
+        ],
+        0.5: [(0, "diverged", [], [])],  # diverged in epoch 1: no epochs at all
+        0.3: [(0, "failed", [0.1, 0.01], [0.98, 0.99])],
+    }
+    for lr, seeds in runs.items():
+        for seed, status, losses, accuracies in seeds:
+            config = _resolved({"name": "SGD", "lr": lr}, seed)
+            _write_run(tmp_path, config, losses, accuracies, [1.0] * len(losses), status)
+
+    expected = [0.01, 0.05, 0.1, 0.2, 0.5, 0.3]
+    for metric in ("final_test_loss", "best_test_accuracy", "best_test_loss"):
+        table = compare_runs([tmp_path], metric=metric).table
+        assert table["optimizer.lr"].tolist() == expected, metric
+    table = compare_runs([tmp_path]).table.set_index("optimizer.lr")
+    assert table.loc[0.2, "status"] == "1 completed, 1 diverged"
+    assert table.loc[0.2, "final_test_loss_mean"] == pytest.approx((0.1 + 0.2) / 2)
+    assert table.loc[0.3, "status"] == "1 failed"
+    assert math.isnan(table.loc[0.5, "final_test_loss_mean"])
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+def test_compare_csv_json_and_markdown(two_configs: tuple[Path, Path]) -> None:
+    paths = [str(p) for p in two_configs]
+    target = ["--target", "test_accuracy=0.85"]
+
+    csv = _invoke("compare", *paths, "--format", "csv", *target)
+    assert csv.exit_code == 0, csv.output
+    frame = pd.read_csv(io.StringIO(csv.stdout))
+    assert frame["rank"].tolist() == [1, 2]
+    assert frame["optimizer.lr"].tolist() == [0.01, 0.001]
+    assert frame["n"].tolist() == [3, 3]
+    assert frame["final_test_loss_mean"].tolist() == pytest.approx([0.32, 0.45])
+    assert frame["final_test_loss_std"].tolist() == pytest.approx([0.02, 0.05])
+    assert frame["best_test_accuracy_mean"].tolist() == pytest.approx([0.83, 0.90])
+    assert frame["reached_target"].tolist() == [1, 3]
+    assert frame["epochs_to_target_mean"].tolist() == pytest.approx([2, 5 / 3])
+    assert "betas" not in " ".join(frame.columns)
+
+    as_json = _invoke("compare", *paths, "--format", "json")
+    assert as_json.exit_code == 0, as_json.output
+    records = json.loads(as_json.stdout)
+    assert [r["optimizer.lr"] for r in records] == [0.01, 0.001]
+    assert [r["status"] for r in records] == ["3 completed", "3 completed"]
+    assert records[1]["final_test_loss_mean"] == pytest.approx(0.45)
+    assert "reached_target" not in records[0]  # no --target, no target columns
+
+    markdown = _invoke("compare", *paths, "--format", "markdown", "--metric", "best_test_accuracy")
+    assert markdown.exit_code == 0, markdown.output
+    lines = markdown.stdout.strip().splitlines()
+    assert len(lines) == 4  # header, rule, 2 configurations
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    assert header[:4] == ["rank", "optimizer.lr", "n", "status"]
+    assert set(lines[1]) == {"|", "-"} and lines[1].count("|") == len(header) + 1
+    first = [cell.strip() for cell in lines[2].strip("|").split("|")]
+    assert first[:4] == ["1", "0.001", "3", "3 completed"]  # best accuracy first
+    assert first[header.index("best_test_accuracy_mean")] == "0.9"
+
+
+def test_compare_table_shows_ranking_curves_and_chart(
+    two_configs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    plot = tmp_path / "curves.png"
+    result = _invoke(
+        "compare",
+        *[str(p) for p in two_configs],
+        "--target",
+        "test_accuracy=0.85",
+        "--plot",
+        str(plot),
+    )
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "ranking by final_test_loss (mean ± std over seeds)" in out
+    assert "epochs to test_accuracy=0.85" in out
+    fast = next(line for line in out.splitlines() if "0.3200 ± 0.0200" in line)
+    slow = next(line for line in out.splitlines() if "0.4500 ± 0.0500" in line)
+    assert out.index(fast) < out.index(slow)
+    assert "0.8300 ± 0.0300" in fast and "2.0 (1/3)" in fast and "3 completed" in fast
+    assert "0.9000 ± 0.0200" in slow and "(3/3)" in slow
+
+    assert "test_loss by epoch (mean over seeds)" in out
+    curves = {}
+    for line in out.splitlines():
+        cells = [c.strip() for c in line.strip("│ ").split("│")]
+        if len(cells) == 3 and cells[0] in ("1", "2", "3"):
+            curves[int(cells[0])] = cells[1:]
+    # mean test_loss per epoch over the seeds: fast (lr=0.01), slow (lr=0.001)
+    assert curves == {
+        1: [f"{(0.60 + 0.55 + 0.50) / 3:.4f}", f"{(0.70 + 0.65 + 0.60) / 3:.4f}"],
+        2: [f"{(0.40 + 0.35 + 0.33) / 3:.4f}", f"{(0.50 + 0.55 + 0.52) / 3:.4f}"],
+        3: [f"{(0.30 + 0.32 + 0.34) / 3:.4f}", f"{(0.40 + 0.45 + 0.50) / 3:.4f}"],
+    }
+    header = next(line for line in out.splitlines() if "epoch" in line and "lr=0.01" in line)
+    assert header.index("lr=0.01") < header.index("lr=0.001")
+    chart = out[out.rindex("test_loss by epoch") : out.index("plot written to")]
+    assert not chart.startswith("test_loss by epoch (mean")  # the chart's title, not the table's
+    assert "lr=0.01" in chart and "lr=0.001" in chart  # its legend
+
+    assert f"plot written to {plot}" in out
+    png = plot.read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000
+
+
+@pytest.mark.parametrize("output", ["table", "csv"])
+def test_compare_survives_a_run_that_diverged_in_its_first_epoch(
+    tmp_path: Path, output: str
+) -> None:
+    _write_run(tmp_path, _resolved({"name": "SGD", "lr": 0.1}, 0), [0.5, 0.4], [0.8, 0.9], [1, 1])
+    _write_run(tmp_path, _resolved({"name": "SGD", "lr": 100.0}, 0), [], [], [], "diverged")
+    result = _invoke("compare", str(tmp_path), "--format", output)
+    assert result.exit_code == 0, result.output
+    if output == "csv":
+        frame = pd.read_csv(io.StringIO(result.stdout))
+        assert frame["optimizer.lr"].tolist() == [0.1, 100.0]
+        assert frame["status"].tolist() == ["1 completed", "1 diverged"]
+    else:
+        assert "1 diverged" in result.stdout and "test_loss by epoch" in result.stdout
+
+
+def test_show_prints_the_config_and_the_epochs(two_configs: tuple[Path, Path]) -> None:
+    baselines, _ = two_configs
+    run_dir = next(p for p in (baselines / "fmnist").iterdir() if p.name.startswith("adam-seed1"))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    result = _invoke("show", str(run_dir))
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    lr = yaml.safe_load((run_dir / "config.yaml").read_text())["optimizer"]["lr"]
+    for text in ("name: fmnist", "seed: 1", "dataset: fashion_mnist", "name: Adam", f"lr: {lr}"):
+        assert text in out
+    assert f"status completed, 3/3 epochs, seed 1, cpu, {summary['wall_seconds']} s" in out
+    epochs = pd.read_csv(run_dir / "epochs.csv")
+    table = [[c.strip() for c in line.strip("│ ").split("│")] for line in out.splitlines()]
+    rows = [cells for cells in table if len(cells) == 7 and cells[0] in ("1", "2", "3")]
+    assert len(rows) == 3
+    for cells, (_, epoch) in zip(rows, epochs.iterrows(), strict=True):
+        assert cells[:4] == [
+            str(int(epoch["epoch"])),
+            f"{epoch['train_loss']:.6f}",
+            f"{epoch['test_loss']:.6f}",
+            f"{epoch['test_accuracy']:.4f}",
+        ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["compare", "{empty}"], "no runs found under"),
+        (["compare", "{missing}"], "does not exist"),
+        (["compare", "{runs}", "--target", "test_accuracy"], "--target must look like"),
+        (["compare", "{runs}", "--target", "accuracy=0.9"], "--target must look like"),
+        (["compare", "{runs}", "--target", "test_loss=low"], "--target must look like"),
+        (["compare", "{runs}", "--metric", "accuracy"], "--metric must be one of"),
+        (["compare", "{runs}", "--curve", "accuracy"], "--curve must be a column"),
+        (["show", "{empty}"], "is not a run folder"),
+        (["show", "{missing}"], "is not a run folder"),
+    ],
+)
+def test_bad_compare_and_show_input_exits_2_with_one_error_line(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    runs = tmp_path / "runs"
+    _write_run(runs, _resolved(ADAM_FAST, 0), [0.5], [0.5], [1.0])
+    (tmp_path / "empty").mkdir()
+    places = {"empty": tmp_path / "empty", "missing": tmp_path / "missing", "runs": runs}
+    result = _invoke(*(a.format(**places) for a in args))
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and message in lines[0]

@@ -1,0 +1,596 @@
+"""Sweeps: grid expansion, worker processes, trials that diverge or raise without stopping the
+sweep, skipping finished runs, resuming after the sweep is killed, and the Ray executor."""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from rich.console import Console
+from typer.testing import CliRunner
+
+from optbench.cli import app
+from optbench.config import validate_config
+from optbench.errors import ConfigError
+from optbench.plan import make_plan
+from optbench.results import EPOCH_COLUMNS, epochs_frame
+from optbench.sweep import expand_grid, load_sweep, parse_grid_option, parse_seeds, run_sweep
+from optbench.train import train
+from tests.conftest import REPO, regression_dict, write_config
+
+METRICS = [c for c in EPOCH_COLUMNS if c not in ("seconds", "eval_seconds")]  # not wall times
+runner = CliRunner()
+
+
+def _invoke(*args: str):
+    return runner.invoke(app, list(args), env={"COLUMNS": "250"})
+
+
+def _summary(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def _epochs(run_dir: Path) -> pd.DataFrame:
+    return pd.read_csv(run_dir / "epochs.csv")
+
+
+def _as_written(rows: list[dict]) -> pd.DataFrame:
+    """train()'s rows through the same CSV text and parser as a run's epochs.csv."""
+    return pd.read_csv(io.StringIO(epochs_frame(rows).to_csv(index=False)))
+
+
+def _metrics(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[METRICS].astype(float).reset_index(drop=True)
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
+    """Every file under `folder` with its modification time and content."""
+    return {
+        str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.read_bytes())
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _one_error_line(result) -> str:
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+# --------------------------------------------------------------------------- grid expansion
+
+
+def test_grid_is_the_product_of_its_axes_with_distinct_run_ids(tmp_path: Path) -> None:
+    config = write_config(tmp_path, regression_dict())
+    name, points = load_sweep(
+        config, ["optimizer.name=SGD,Adam,RMSprop", "optimizer.lr=0.1,0.01"], seeds="0,1"
+    )
+    assert name == "tiny"
+    assert len(points) == 3 * 2 * 2
+    assert len({p.run_id for p in points}) == 12
+    triples = {
+        (p.config["optimizer"]["name"], p.config["optimizer"]["lr"], p.config["seed"])
+        for p in points
+    }
+    assert triples == set(itertools.product(["SGD", "Adam", "RMSprop"], [0.1, 0.01], [0, 1]))
+    for point in points:
+        optimizer, seed = point.config["optimizer"], point.config["seed"]
+        assert point.assignments == {
+            "optimizer.name": optimizer["name"],
+            "optimizer.lr": optimizer["lr"],
+            "seed": seed,
+        }
+        assert point.config["data"]["n_train"] == 256  # the rest of the base is kept
+        # the id a plain `optbench run` of the same config gets, so a sweep skips such runs
+        assert point.run_id == make_plan(validate_config(point.config)).run_id
+        assert point.run_id.startswith(f"{optimizer['name'].lower()}-seed{seed}-")
+
+    (base,) = load_sweep(config, ["optimizer.lr=0.05"])[1]  # the base config's own lr
+    assert base.run_id == make_plan(validate_config(regression_dict())).run_id
+
+
+def test_config_sweep_section_merges_with_the_shell_grid_and_the_shell_wins(
+    tmp_path: Path,
+) -> None:
+    config = write_config(
+        tmp_path,
+        regression_dict(
+            sweep={"optimizer.lr": [0.1, 0.2, 0.3], "optimizer.momentum": [0.0, 0.9], "seed": [7]}
+        ),
+    )
+    _, from_file = load_sweep(config)
+    assert len(from_file) == 3 * 2
+    assert {p.config["seed"] for p in from_file} == {7}
+
+    _, points = load_sweep(config, ["optimizer.lr=0.5,0.6"], seeds="1,2", overrides=["epochs=3"])
+    combos = {
+        (p.config["optimizer"]["lr"], p.config["optimizer"]["momentum"], p.config["seed"])
+        for p in points
+    }
+    assert combos == set(itertools.product([0.5, 0.6], [0.0, 0.9], [1, 2]))
+    assert len(points) == 8
+    for point in points:
+        assert point.config["epochs"] == 3  # --set applies to every point
+        assert point.config["sweep"] is None  # the grid is not part of any run's config
+
+
+def test_per_optimizer_blocks_get_the_lr_applied_on_top(tmp_path: Path) -> None:
+    # The base has SGD's momentum: a block replaces the whole section, so Adam never sees it.
+    base = regression_dict(optimizer={"name": "SGD", "lr": 0.05, "momentum": 0.5})
+    blocks = [{"name": "SGD", "momentum": 0.9}, {"name": "Adam", "betas": [0.9, 0.999]}]
+    # optimizer.lr is listed first on purpose: the section must still be applied before it
+    config = write_config(
+        tmp_path, {**base, "sweep": {"optimizer.lr": [0.1, 0.01], "optimizer": blocks}}
+    )
+    _, points = load_sweep(config)
+    assert len(points) == 4
+    optimizers = sorted((p.config["optimizer"] for p in points), key=lambda o: (o["name"], o["lr"]))
+    assert optimizers == [
+        {"name": "Adam", "lr": 0.01, "betas": [0.9, 0.999], "param_groups": []},
+        {"name": "Adam", "lr": 0.1, "betas": [0.9, 0.999], "param_groups": []},
+        {"name": "SGD", "lr": 0.01, "momentum": 0.9, "param_groups": []},
+        {"name": "SGD", "lr": 0.1, "momentum": 0.9, "param_groups": []},
+    ]
+    resolved = {p.run_id: make_plan(validate_config(p.config)).resolved for p in points}
+    assert sorted(r["optimizer"]["lr"] for r in resolved.values()) == [0.01, 0.01, 0.1, 0.1]
+
+    # the same blocks given in the shell as YAML mappings make the same runs
+    shell = write_config(tmp_path, base, "shell.yaml")
+    _, from_shell = load_sweep(
+        shell,
+        [
+            "optimizer={name: SGD, momentum: 0.9},{name: Adam, betas: [0.9, 0.999]}",
+            "optimizer.lr=0.1,0.01",
+        ],
+    )
+    assert {p.run_id for p in from_shell} == {p.run_id for p in points}
+
+
+def test_a_key_the_chosen_optimizer_does_not_accept_fails_at_expansion(tmp_path: Path) -> None:
+    base = regression_dict(optimizer={"name": "SGD", "lr": 0.05, "momentum": 0.9})
+    with pytest.raises(ConfigError) as info:
+        expand_grid(base, {"optimizer.name": ["SGD", "Adam"]})
+    message = str(info.value)
+    assert "sweep point [optimizer.name=Adam]" in message
+    assert "optimizer.momentum" in message
+    assert "Adam does not accept 'momentum'" in message
+
+    config = write_config(tmp_path, base)
+    results = tmp_path / "results"
+    result = _invoke(
+        "sweep", str(config), "--grid", "optimizer.name=SGD,Adam", "--results-dir", str(results)
+    )
+    line = _one_error_line(result)
+    assert "[optimizer.name=Adam]" in line and "optimizer.momentum" in line
+    assert not results.exists()  # checked before anything trains
+
+
+@pytest.mark.parametrize(
+    "sweep",
+    [
+        {"optimizer.lr": []},
+        {"optimizer.lr": 0.1},
+        {"optimizer.lr": "0.1,0.01"},
+        {"optimizer.lr": {"a": 1}},
+        [0.1, 0.01],
+    ],
+    ids=["empty list", "number", "string", "mapping", "sweep is a list"],
+)
+def test_grid_values_must_be_non_empty_lists(tmp_path: Path, sweep) -> None:
+    config = write_config(tmp_path, regression_dict(sweep=sweep))
+    with pytest.raises(ConfigError, match=r"^sweep.*(non-empty list|must map dotted keys)"):
+        load_sweep(config)
+
+
+def test_shell_grid_with_no_values_is_an_error(tmp_path: Path) -> None:
+    config = write_config(tmp_path, regression_dict())
+    with pytest.raises(ConfigError, match=r"optimizer\.lr: must be a non-empty list"):
+        load_sweep(config, ["optimizer.lr="])
+
+
+def test_duplicate_points_are_kept_once(tmp_path: Path) -> None:
+    config = write_config(tmp_path, regression_dict())
+    assert len(load_sweep(config, ["optimizer.lr=0.1,0.1"])[1]) == 1
+    assert len(load_sweep(config, ["optimizer.lr=0.1,0.10,0.2"])[1]) == 2
+    _, points = load_sweep(config, ["optimizer.lr=0.1,0.2"], seeds="0,0,1")
+    assert len(points) == 4
+    assert len({p.run_id for p in points}) == 4
+
+
+def test_parse_grid_option_reads_yaml_values() -> None:
+    assert parse_grid_option("optimizer.betas=[0.9,0.99],[0.8,0.9]") == (
+        "optimizer.betas",
+        [[0.9, 0.99], [0.8, 0.9]],
+    )
+    assert parse_grid_option(" optimizer.lr = 0.1, 0.01") == ("optimizer.lr", [0.1, 0.01])
+    assert parse_grid_option("optimizer.name=SGD,Adam") == ("optimizer.name", ["SGD", "Adam"])
+    assert parse_grid_option("optimizer.nesterov=true,false") == (
+        "optimizer.nesterov",
+        [True, False],
+    )
+    assert parse_seeds("0, 1,2") == [0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("optimizer.lr", "is not KEY=V1,V2"),
+        ("=0.1", "is not KEY=V1,V2"),
+        ("optimizer..lr=0.1", "is not a dotted key"),
+        ("optimizer.l r=0.1", "is not a dotted key"),
+        ("optimizer.lr=[0.1", "is not a list of YAML values"),
+    ],
+)
+def test_bad_grid_text_is_a_config_error(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_grid_option(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a,b", "is not a list of integers"),
+        ("0.5", "is not a list"),
+        ("", "at least one"),
+        (",", "at least one"),
+    ],
+)
+def test_bad_seeds_text_is_a_config_error(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_seeds(text)
+
+
+def test_a_section_the_grid_supplies_need_not_be_in_the_base(tmp_path: Path) -> None:
+    base = regression_dict()
+    del base["optimizer"]
+    blocks = [{"name": "SGD", "lr": 0.1}, {"name": "Adam", "lr": 0.01}]
+    config = write_config(tmp_path, {**base, "sweep": {"optimizer": blocks}})
+    assert expand_grid(base, {"optimizer": blocks})  # every point on its own is valid
+    name, points = load_sweep(config)
+    assert name == "tiny"
+    assert sorted(p.config["optimizer"]["name"] for p in points) == ["Adam", "SGD"]
+
+
+@pytest.mark.parametrize(
+    "workers",
+    [-1, 0],
+)
+def test_workers_below_one_is_an_error(tmp_path: Path, workers: int) -> None:
+    quiet = Console(file=io.StringIO())
+    with pytest.raises(ConfigError, match="--workers: must be at least 1"):
+        run_sweep("tiny", [], tmp_path / "results", workers=workers, console=quiet)
+
+
+def test_dry_run_lists_the_runs_and_writes_nothing(tmp_path: Path) -> None:
+    config = write_config(tmp_path, regression_dict())
+    results = tmp_path / "results"
+    grid = ["--grid", "optimizer.name=SGD,Adam,RMSprop", "--grid", "optimizer.lr=0.1,0.01"]
+    result = _invoke(
+        "sweep", str(config), *grid, "--seeds", "0,1", "--results-dir", str(results), "--dry-run"
+    )
+    assert result.exit_code == 0, result.output
+    assert "sweep tiny: 12 runs" in result.output
+    _, points = load_sweep(
+        config, ["optimizer.name=SGD,Adam,RMSprop", "optimizer.lr=0.1,0.01"], "0,1"
+    )
+    rows = [line for line in result.output.splitlines() if "-seed" in line]
+    assert len(rows) == 12
+    for point in points:
+        (row,) = [line for line in rows if point.run_id in line]
+        assert point.label in row and row.rstrip(" │").endswith("new")
+    assert not results.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["exp.yaml"]
+
+
+@pytest.mark.parametrize(
+    ("grid", "message"),
+    [
+        ("optimizer.lr", "error: --grid: 'optimizer.lr' is not KEY=V1,V2"),
+        ("optimizer.lr=", "optimizer.lr: must be a non-empty list of values"),
+        ("optimizer.lr=[0.1", "error: --grid optimizer.lr: '[0.1' is not a list of YAML values"),
+        ("optimizer.lr=fast", "error: sweep point [optimizer.lr=fast]: optimizer.lr: "),
+    ],
+)
+def test_bad_grid_exits_2_with_one_error_line(tmp_path: Path, grid: str, message: str) -> None:
+    config = write_config(tmp_path, regression_dict())
+    results = tmp_path / "results"
+    result = _invoke("sweep", str(config), "--grid", grid, "--results-dir", str(results))
+    assert message in _one_error_line(result)
+    assert not results.exists()
+
+
+# --------------------------------------------------------------------------- real sweeps
+
+
+@dataclass
+class TinySweep:
+    config: Path
+    results: Path
+    args: list[str]
+    output: str
+    exit_code: int
+    run_ids: list[str]
+
+
+GRID = ["--grid", "optimizer.lr=0.05,0.02", "--seeds", "0,1"]
+
+
+@pytest.fixture(scope="module")
+def tiny_sweep(tmp_path_factory: pytest.TempPathFactory) -> TinySweep:
+    """4 tiny synthetic runs swept on 2 local worker processes (shared: spawning is slow)."""
+    folder = tmp_path_factory.mktemp("tiny_sweep")
+    config = write_config(folder, regression_dict())
+    results = folder / "results"
+    args = [str(config), *GRID, "--workers", "2", "--results-dir", str(results)]
+    result = _invoke("sweep", *args)
+    _, points = load_sweep(config, ["optimizer.lr=0.05,0.02"], "0,1")
+    return TinySweep(
+        config, results, args, result.output, result.exit_code, [p.run_id for p in points]
+    )
+
+
+def test_sweep_runs_every_point_then_a_rerun_skips_them_all(tiny_sweep: TinySweep) -> None:
+    assert tiny_sweep.exit_code == 0, tiny_sweep.output
+    results, run_ids = tiny_sweep.results, tiny_sweep.run_ids
+    assert len(run_ids) == 4
+    assert sorted(p.name for p in (results / "tiny").iterdir()) == sorted(run_ids)
+    for run_id in run_ids:
+        run_dir = results / "tiny" / run_id
+        summary = _summary(run_dir)
+        assert summary["status"] == "completed" and summary["run_id"] == run_id
+        assert summary["epochs_completed"] == 2 and summary["error"] is None
+        assert _epochs(run_dir)["epoch"].tolist() == [1, 2]
+        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+        assert make_plan(validate_config(config)).run_id == run_id
+    finished = [line for line in tiny_sweep.output.splitlines() if line.startswith("[")]
+    assert len(finished) == 4 and all(" completed " in line for line in finished)
+    assert "sweep tiny: 4 completed, 0 diverged, 0 failed, 0 interrupted, 0 skipped" in (
+        tiny_sweep.output
+    )
+
+    before = _snapshot(results)
+    again = _invoke("sweep", *tiny_sweep.args)
+    assert again.exit_code == 0, again.output
+    assert "sweep tiny: 0 completed, 0 diverged, 0 failed, 0 interrupted, 4 skipped" in (
+        again.output
+    )
+    assert not any(line.startswith("[") for line in again.output.splitlines())
+    assert _snapshot(results) == before  # not a byte, not a timestamp changed
+
+    dry = _invoke("sweep", *tiny_sweep.args, "--dry-run")
+    assert dry.exit_code == 0
+    rows = [line for line in dry.output.splitlines() if "-seed" in line]
+    assert len(rows) == 4 and all(row.rstrip(" │").endswith("completed") for row in rows)
+
+
+FAILING_OPTIMIZER = '''
+import torch
+
+
+class FailsOnThirdStep(torch.optim.SGD):
+    """SGD that constructs (and so validates) fine, then raises on its third step."""
+
+    def step(self, closure=None):
+        self.steps_taken = getattr(self, "steps_taken", 0) + 1
+        if self.steps_taken == 3:
+            raise RuntimeError("step 3 exploded")
+        return super().step(closure)
+'''
+
+
+def test_diverging_and_raising_trials_do_not_stop_the_sweep(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = "optbench_test_failing_optimizer"
+    (tmp_path / f"{module}.py").write_text(FAILING_OPTIMIZER)
+    monkeypatch.syspath_prepend(str(tmp_path))  # validation in this process
+    paths = [str(tmp_path), os.environ.get("PYTHONPATH", "")]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))  # spawned workers
+    failing = f"{module}.FailsOnThirdStep"
+    # 2 batches an epoch: the third step is the first of epoch 2, after epoch 1 is saved
+    data = {"dataset": "synthetic_regression", "n_train": 256, "n_test": 64, "batch_size": 128}
+    config = write_config(tmp_path, regression_dict(epochs=3, data=data))
+    results = tmp_path / "results"
+    grid = [f"optimizer.name=SGD,{failing}", "optimizer.lr=0.05,1000000.0"]
+    options = ["--grid", grid[0], "--grid", grid[1], "--workers", "2"]
+    result = _invoke("sweep", str(config), *options, "--results-dir", str(results))
+    assert result.exit_code == 1, result.output  # because of the failures
+    assert "sweep tiny: 1 completed, 1 diverged, 2 failed, 0 interrupted, 0 skipped" in (
+        result.output
+    )
+
+    _, points = load_sweep(config, grid)
+    assert len(points) == 4
+    tables = {}
+    for point in points:
+        run_dir = results / "tiny" / point.run_id
+        summary = _summary(run_dir)
+        epochs = _epochs(run_dir) if (run_dir / "epochs.csv").exists() else pd.DataFrame()
+        tables[point.label] = epochs
+        name, lr = point.config["optimizer"]["name"], point.config["optimizer"]["lr"]
+        (line,) = [x for x in result.output.splitlines() if point.run_id in x]
+        if name == failing:  # raises in the 3rd step, whatever the lr
+            assert summary["status"] == "failed", summary
+            assert summary["error"] == "RuntimeError: step 3 exploded"
+            assert summary["epochs_completed"] == 1
+            assert epochs["epoch"].tolist() == [1]
+            assert summary["final"]["train_loss"] == pytest.approx(epochs["train_loss"].iloc[0])
+            assert " failed " in line and "RuntimeError: step 3 exploded" in line
+        elif lr == 0.05:
+            assert summary["status"] == "completed" and summary["epochs_completed"] == 3
+            assert epochs["epoch"].tolist() == [1, 2, 3]
+        else:
+            assert summary["status"] == "diverged", summary
+            assert summary["error"] is None
+            assert summary["diverged_at"]["epoch"] - 1 == summary["epochs_completed"] == len(epochs)
+            assert len(epochs) < 3
+            assert " diverged " in line
+    # the failing trial really trained its first epoch: SGD's numbers, same seed and lr
+    sgd = tables["optimizer.name=SGD, optimizer.lr=0.05"]
+    mine = tables[f"optimizer.name={failing}, optimizer.lr=0.05"]
+    pd.testing.assert_frame_equal(_metrics(mine), _metrics(sgd.head(1)), check_exact=True)
+
+
+# --------------------------------------------------------------------------- kill and resume
+
+SLOW_ENOUGH = {  # about a tenth of a second per epoch, so the kill can land inside a run
+    "name": "killed",
+    "epochs": 4,
+    "data": {"dataset": "synthetic_regression", "n_train": 1024, "features": 64, "batch_size": 16},
+    "model": {"name": "mlp", "hidden_sizes": [64]},
+    "optimizer": {"name": "SGD", "lr": 0.01},
+}
+
+
+def _statuses(folder: Path) -> dict[str, str]:
+    statuses = {}
+    for run_dir in folder.iterdir() if folder.exists() else []:
+        try:
+            statuses[run_dir.name] = _summary(run_dir)["status"]
+        except (FileNotFoundError, ValueError):
+            statuses[run_dir.name] = "new"
+    return statuses
+
+
+def _in_flight_with_an_epoch(folder: Path, statuses: dict[str, str]) -> str | None:
+    for run_id, status in statuses.items():
+        epochs = folder / run_id / "epochs.csv"
+        if status == "running" and epochs.exists() and len(epochs.read_text().splitlines()) > 1:
+            return run_id
+    return None
+
+
+def _wait_until_unlocked(lock: Path, timeout: float = 30) -> None:
+    """The killed worker's flock goes when the kernel has finished it off."""
+    deadline = time.monotonic() + timeout
+    with lock.open("a") as handle:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                assert time.monotonic() < deadline, f"{lock} is still held"
+                time.sleep(0.05)
+            else:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+                return
+
+
+def test_sweep_killed_mid_way_resumes_and_runs_every_point_once(tmp_path: Path) -> None:
+    config = write_config(tmp_path, regression_dict(**SLOW_ENOUGH))
+    results = tmp_path / "results"
+    folder = results / "killed"
+    grid = ["--grid", "optimizer.lr=0.01,0.02,0.03", "--seeds", "0,1"]
+    args = [str(config), *grid, "--workers", "1", "--results-dir", str(results)]
+    _, points = load_sweep(config, ["optimizer.lr=0.01,0.02,0.03"], "0,1")
+    assert len(points) == 6
+    process = subprocess.Popen(
+        [sys.executable, "-m", "optbench", "sweep", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its own process group: the driver and its workers
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while True:  # one run completed, and another one is in flight with a saved epoch
+            statuses = _statuses(folder)
+            if "completed" in statuses.values() and _in_flight_with_an_epoch(folder, statuses):
+                break
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, statuses
+            time.sleep(0.02)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+
+    statuses = _statuses(folder)
+    done = sorted(r for r, s in statuses.items() if s == "completed")
+    (killed,) = [r for r, s in statuses.items() if s == "running"]  # one worker: one in flight
+    assert 1 <= len(done) < 6
+    rows_before = _epochs(folder / killed)
+    assert 1 <= len(rows_before) < 4
+    untouched = {r: _snapshot(folder / r) for r in done}
+    _wait_until_unlocked(folder / killed / "lock")
+
+    result = _invoke("sweep", *args)
+    assert result.exit_code == 0, result.output
+    assert (
+        f"sweep killed: {6 - len(done)} completed, 0 diverged, 0 failed, 0 interrupted, "
+        f"{len(done)} skipped"
+    ) in result.output
+
+    assert sorted(p.name for p in folder.iterdir()) == sorted(p.run_id for p in points)
+    for point in points:
+        run_dir = folder / point.run_id
+        summary = _summary(run_dir)
+        assert summary["status"] == "completed" and summary["epochs_completed"] == 4
+        assert _epochs(run_dir)["epoch"].tolist() == [1, 2, 3, 4]
+    for run_id in done:
+        assert _snapshot(folder / run_id) == untouched[run_id]  # skipped, not run again
+
+    # The killed run continued from its checkpoint: the epochs it had finished keep even their
+    # wall times, which a run started over could not reproduce.
+    resumed = _epochs(folder / killed)
+    pd.testing.assert_frame_equal(resumed.head(len(rows_before)), rows_before, check_exact=True)
+
+    # Its numbers equal a plain, uninterrupted training of the same point.
+    (point,) = [p for p in points if p.run_id == killed]
+    reference = _as_written(train(make_plan(validate_config(point.config))).rows)
+    pd.testing.assert_frame_equal(_metrics(resumed), _metrics(reference), check_exact=True)
+
+
+# --------------------------------------------------------------------------- Ray
+
+
+@pytest.fixture
+def ray_session():
+    import ray
+
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_executor_gives_the_local_executors_numbers(
+    tiny_sweep: TinySweep, ray_session, tmp_path: Path
+) -> None:
+    assert tiny_sweep.exit_code == 0, tiny_sweep.output
+    results = tmp_path / "ray"
+    ray_options = ["--executor", "ray", "--workers", "2"]
+    result = _invoke(
+        "sweep", str(tiny_sweep.config), *GRID, *ray_options, "--results-dir", str(results)
+    )
+    assert result.exit_code == 0, result.output
+    assert ray_session.is_initialized()  # it really ran on Ray
+    assert "sweep tiny: 4 completed, 0 diverged, 0 failed, 0 interrupted, 0 skipped" in (
+        result.output
+    )
+    assert sorted(p.name for p in (results / "tiny").iterdir()) == sorted(tiny_sweep.run_ids)
+    for run_id in tiny_sweep.run_ids:
+        on_ray = results / "tiny" / run_id
+        local = tiny_sweep.results / "tiny" / run_id
+        # the driver wrote what the task sent back: the results, no checkpoint, no lock
+        assert {p.name for p in on_ray.iterdir()} == {"config.yaml", "epochs.csv", "summary.json"}
+        assert _summary(on_ray)["status"] == "completed"
+        assert yaml.safe_load((on_ray / "config.yaml").read_text()) == yaml.safe_load(
+            (local / "config.yaml").read_text()
+        )
+        pd.testing.assert_frame_equal(
+            _metrics(_epochs(on_ray)), _metrics(_epochs(local)), check_exact=True
+        )
