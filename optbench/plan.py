@@ -8,6 +8,7 @@ stable run-id derived from it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -59,7 +60,7 @@ class RunPlan:
 
     @property
     def steps_per_epoch(self) -> int:
-        return math.ceil(self.data_spec.train_size / self.config.data.batch_size)
+        return steps_per_epoch(self.data_spec, self.config.data.batch_size)
 
     def build_model(self, device: torch.device | None = None) -> nn.Module:
         try:
@@ -78,6 +79,11 @@ class RunPlan:
         if self.scheduler is None:
             return None
         return create_scheduler(optimizer, self.scheduler, self.scheduler_options)
+
+
+def steps_per_epoch(spec: DataSpec, batch_size: int) -> int:
+    """Optimizer steps per epoch: the DataLoader keeps the last, smaller batch."""
+    return math.ceil(spec.train_size / batch_size)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -180,9 +186,7 @@ def make_plan(config: ExperimentConfig) -> RunPlan:
                 f"{scheduler_info.name} steps on the epoch's test loss, so its interval must be "
                 "'epoch'",
             )
-        run_length = config.epochs * (
-            math.ceil(spec.train_size / data.batch_size) if per_step else 1
-        )
+        run_length = config.epochs * (steps_per_epoch(spec, data.batch_size) if per_step else 1)
         scheduler_options = resolve_scheduler_options(scheduler_info, config.scheduler, run_length)
 
     device = resolve_device(config.device)
@@ -243,4 +247,4 @@ def make_plan(config: ExperimentConfig) -> RunPlan:
             ),
         }
     )
-    return RunPlan(**{**plan.__dict__, "resolved": resolved, "run_id": compute_run_id(resolved)})
+    return dataclasses.replace(plan, resolved=resolved, run_id=compute_run_id(resolved))
