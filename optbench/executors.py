@@ -98,11 +98,7 @@ def _init_worker(threads: int, messages: Any) -> None:
     signal.signal(signal.SIGTERM, interrupt)
 
 
-def _run_in_worker(config: dict[str, Any], results_dir: str) -> PointResult:
-    from optbench.config import validate_config
-    from optbench.plan import make_plan
-
-    run_id = make_plan(validate_config(config)).run_id
+def _run_in_worker(run_id: str, config: dict[str, Any], results_dir: str) -> PointResult:
     _worker_messages.put(("start", run_id, os.getpid()))
     return train_point(config, results_dir, _QueueReporter(_worker_messages, run_id))
 
@@ -135,7 +131,7 @@ def run_local(
         )
         try:
             futures = {
-                pool.submit(_run_in_worker, config, results_dir): run_id
+                pool.submit(_run_in_worker, run_id, config, results_dir): run_id
                 for run_id, config in remaining
             }
             pending = set(futures)
