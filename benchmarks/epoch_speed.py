@@ -34,9 +34,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
-import platform
-import shlex
 import statistics
 import sys
 import time
@@ -48,6 +45,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision
+from common import Interference, command_line, load_average, machine, share
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
@@ -313,65 +311,6 @@ CONTENDERS: list[tuple[str, str, Callable[[Bench], tuple[float, float]]]] = [
 # --------------------------------------------------------------------------- report
 
 
-def _machine() -> str:
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return (
-        f"{platform.system()} {platform.machine()}, {cpu}, os.cpu_count()={os.cpu_count()} "
-        f"(usable {usable}), torch {torch.__version__}, torchvision {torchvision.__version__}, "
-        f"torch.get_num_threads()={torch.get_num_threads()}, python {platform.python_version()}"
-    )
-
-
-def _load() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "n/a"
-
-
-def _cpu_busy_seconds() -> float | None:
-    """CPU seconds the whole machine has spent busy (all processes), from /proc/stat."""
-    try:
-        with open("/proc/stat") as f:
-            fields = [int(v) for v in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def _own_cpu_seconds() -> float:
-    t = os.times()
-    return t.user + t.system
-
-
-class Interference:
-    """Share of the machine that other processes used while a run was going on."""
-
-    def __enter__(self) -> Interference:
-        self.share: float | None = None
-        self._busy, self._own = _cpu_busy_seconds(), _own_cpu_seconds()
-        self._wall = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        busy, wall = _cpu_busy_seconds(), time.perf_counter() - self._wall
-        if busy is None or self._busy is None or wall <= 0:
-            return
-        others = (busy - self._busy) - (_own_cpu_seconds() - self._own)
-        self.share = max(0.0, others) / (wall * (os.cpu_count() or 1))
-
-
-def _share(value: float | None) -> str:
-    return "?" if value is None else f"{100 * value:.0f}%"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Time one epoch of cifar_cnn: notebook loop vs optbench vs a bare floor."
@@ -387,9 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
 
-    command = shlex.join(getattr(sys, "orig_argv", [sys.executable, *sys.argv]))
+    command = command_line()
     threads = torch.get_num_threads()
-    load_before = _load()
+    load_before = load_average()
     wall_started = time.perf_counter()
 
     setup = setup_fashion_mnist if dataset == "fashion_mnist" else setup_cifar_shaped
@@ -412,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
             others[name].append(interference.share)
             print(
                 f"  repeat {repeat}/{args.repeats} {name:<13} {seconds:8.3f} s  "
-                f"loss {loss:.8f}  other processes {_share(interference.share)} of the CPUs",
+                f"loss {loss:.8f}  other processes {share(interference.share)} of the CPUs",
                 file=sys.stderr,
                 flush=True,
             )
@@ -427,13 +366,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     print()
     print(f"- command: `{command}`")
-    print(f"- machine: {_machine()}")
+    print(f"- machine: {machine()}")
     print(
         f"- data: {dataset}, {bench.n_train} of {bench.full_size} training samples "
         f"({'x'.join(map(str, bench.shape))}), {steps} batches/epoch; {args.repeats} "
         f"epoch(s) per contender, run in turn a b c a b c ...; torch threads {threads} for all"
     )
-    print(f"- load average before / after: {load_before} / {_load()}")
+    print(f"- load average before / after: {load_before} / {load_average()}")
     for note in bench.notes:
         print(f"- {note}")
     print()
@@ -444,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---:|---:|---:|---|---|---:|")
     for name, what, _ in CONTENDERS:
         runs = ", ".join(f"{t:.3f}" for t in times[name])
-        busy = ", ".join(_share(v) for v in others[name])
+        busy = ", ".join(share(v) for v in others[name])
         print(
             f"| {name} | {what} | {medians[name]:.3f} | {minima[name]:.3f} "
             f"| {1000 * medians[name] / steps:.2f} | {runs} | {busy} | {losses[name][0]:.8f} |"
@@ -464,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     shares = [v for values in others.values() for v in values if v is not None]
     if shares and max(shares) > 0.10:
         print(
-            f"- WARNING: other processes used up to {_share(max(shares))} of the CPUs during "
+            f"- WARNING: other processes used up to {share(max(shares))} of the CPUs during "
             "some runs; with torch's default threads = all cores, such runs are slowed by "
             "large factors, so medians over them are unreliable (the minima are the least "
             "disturbed)"
