@@ -298,7 +298,7 @@ def list_components(
 ) -> None:
     """List available optimizers (with defaults from their signatures), schedulers, models,
     datasets or losses."""
-    from optbench.reports import catalog_table
+    from optbench.catalog import catalog_table
 
     console.print(catalog_table(kind.value))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any
 
@@ -53,3 +54,9 @@ def fashion_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "(.ci/run does this)"
         )
     return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_catalog_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep `optbench list`'s catalogue cache out of the user's home during tests."""
+    os.environ["OPTBENCH_CACHE"] = str(tmp_path_factory.mktemp("cache"))

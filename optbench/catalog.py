@@ -1,0 +1,121 @@
+"""What `optbench list` shows, without importing torch on every call.
+
+The catalogue (every registered optimizer, scheduler, model, dataset and loss with its options)
+is read from the registries, which import torch: about 2 s. It only changes when torch,
+torchvision or optbench's own code changes, so it is cached as JSON under a key made of those
+versions and the package's file stamps; `optbench list` then takes as long as `--help`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from optbench.errors import OptbenchError
+
+KINDS = ("optimizers", "schedulers", "models", "datasets", "losses")
+Row = tuple[str, str, str]  # name, options or shape, description
+
+
+def cache_dir() -> Path:
+    """$OPTBENCH_CACHE, else $XDG_CACHE_HOME/optbench, else ~/.cache/optbench."""
+    if "OPTBENCH_CACHE" in os.environ:
+        return Path(os.environ["OPTBENCH_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "optbench"
+
+
+def _cache_key() -> str:
+    """Changes whenever anything the catalogue is built from may have changed."""
+    package = Path(__file__).parent
+    stamps = [
+        f"{path.name}:{path.stat().st_mtime_ns}:{path.stat().st_size}"
+        for path in sorted(package.glob("*.py"))
+    ]
+    versions = [metadata.version(name) for name in ("torch", "torchvision")]
+    return hashlib.sha256("\n".join([*versions, *stamps]).encode()).hexdigest()[:16]
+
+
+def show_value(value: Any) -> str:
+    if value is inspect.Parameter.empty:
+        return "(required)"
+    if isinstance(value, tuple):
+        value = list(value)
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _options(defaults: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={show_value(v)}" for k, v in defaults.items())
+
+
+def build_rows(kind: str) -> list[Row]:
+    """The catalogue of `kind`, read from the registries (imports torch)."""
+    if kind == "optimizers":
+        from optbench.optimizers import OPTIMIZERS
+
+        return [(i.name, _options(i.defaults), i.description) for i in OPTIMIZERS]
+    if kind == "schedulers":
+        from optbench.schedulers import SCHEDULERS
+
+        return [(i.name, _options(i.defaults), i.description) for i in SCHEDULERS]
+    if kind == "models":
+        from optbench.models import MODELS
+        from optbench.registry import signature_defaults
+
+        return [
+            (i.name, _options(signature_defaults(i.build, skip=("spec",))), i.description)
+            for i in MODELS
+        ]
+    if kind == "datasets":
+        from optbench.data import DATASETS
+
+        rows = []
+        for info in DATASETS:
+            spec = info.spec({})
+            classes = f"{spec.num_classes} classes" if spec.num_classes else "regression"
+            shape = "x".join(map(str, spec.input_shape))
+            rows.append((info.name, f"{shape}, {classes}", info.description))
+        return rows
+    if kind == "losses":
+        from optbench.losses import LOSSES
+
+        return [(i.name, f"targets: {i.targets}", i.description) for i in LOSSES]
+    raise ValueError(f"unknown kind {kind!r}; valid: {', '.join(KINDS)}")
+
+
+def catalog_rows(kind: str) -> list[Row]:
+    """The catalogue of `kind`, from the cache when it is current, else built and cached."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}; valid: {', '.join(KINDS)}")
+    path = cache_dir() / f"catalog-{_cache_key()}.json"
+    try:
+        return [tuple(row) for row in json.loads(path.read_text())[kind]]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # missing, stale or damaged: build it again
+    catalog = {k: build_rows(k) for k in KINDS}
+    try:
+        from optbench.results import write_atomic
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, json.dumps(catalog))
+    except (OSError, OptbenchError):
+        pass  # a read-only home only costs speed
+    return catalog[kind]
+
+
+def catalog_table(kind: str) -> Table:
+    """One row per registered component of `kind`, with its options and their defaults."""
+    table = Table(title=f"optbench {kind}", title_justify="left", show_lines=False)
+    table.add_column("name", style="bold")
+    table.add_column("options (defaults)" if kind != "datasets" else "shape")
+    table.add_column("description")
+    for row in catalog_rows(kind):
+        table.add_row(*row)
+    return table
