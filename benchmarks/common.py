@@ -78,3 +78,15 @@ class Interference:
 
 def share(value: float | None) -> str:
     return "?" if value is None else f"{100 * value:.0f}%"
+
+
+def warn_if_disturbed(shares_by_contender: dict[str, list[float | None]]) -> None:
+    """A report line when other processes took more than 10% of the CPUs during some run."""
+    shares = [v for values in shares_by_contender.values() for v in values if v is not None]
+    if shares and max(shares) > 0.10:
+        print(
+            f"- WARNING: other processes used up to {share(max(shares))} of the CPUs during "
+            "some runs; with torch's default threads = all cores, such runs are slowed by "
+            "large factors, so medians over them are unreliable (the minima are the least "
+            "disturbed)"
+        )

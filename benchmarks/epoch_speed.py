@@ -45,7 +45,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision
-from common import Interference, command_line, load_average, machine, share
+from common import Interference, command_line, load_average, machine, share, warn_if_disturbed
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
@@ -400,14 +400,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{'met' if b / c <= GOAL_B_OVER_C else 'NOT met'}); "
         f"from the minima: {minima[b_name] / minima[c_name]:.3f}"
     )
-    shares = [v for values in others.values() for v in values if v is not None]
-    if shares and max(shares) > 0.10:
-        print(
-            f"- WARNING: other processes used up to {share(max(shares))} of the CPUs during "
-            "some runs; with torch's default threads = all cores, such runs are slowed by "
-            "large factors, so medians over them are unreliable (the minima are the least "
-            "disturbed)"
-        )
+    warn_if_disturbed(others)
 
     def max_rel(first: list[float], second: list[float]) -> float:
         return max(abs(x - y) / abs(x) for x in first for y in second)

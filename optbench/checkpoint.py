@@ -10,7 +10,6 @@ containers only, never arbitrary pickled objects.
 from __future__ import annotations
 
 import fcntl
-import io
 import os
 import re
 from pathlib import Path
@@ -36,9 +35,8 @@ class CheckpointFile:
         return self.path.exists()
 
     def save(self, state: dict[str, Any]) -> None:
-        buffer = io.BytesIO()
-        torch.save({"format": FORMAT, "run_id": self.run_id, **state}, buffer)
-        write_atomic(self.path, buffer.getvalue())
+        saved = {"format": FORMAT, "run_id": self.run_id, **state}
+        write_atomic(self.path, lambda handle: torch.save(saved, handle))
 
     def load(self, device: torch.device) -> dict[str, Any] | None:
         """The saved state, None when there is none; a clear error when it is not usable."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import hashlib
 import os
 import shutil
 from collections.abc import Callable
@@ -22,6 +23,7 @@ import torch
 from optbench.config import DataConfig
 from optbench.errors import ConfigError, OptbenchError, did_you_mean
 from optbench.registry import Registry, bind_options, signature_defaults
+from optbench.results import write_atomic
 
 # Where Debian's dataset packages put gzipped IDX files (apt-get install dataset-fashion-mnist).
 SYSTEM_DATA_DIR = Path(os.environ.get("OPTBENCH_SYSTEM_DATA", "/usr/share/datasets"))
@@ -143,6 +145,60 @@ def _unpack_system_copy(folder: Path, system_dir: Path, files: list[str]) -> boo
     return True
 
 
+TENSOR_FOLDER = "optbench-tensors"
+
+
+def _source_key(folder: Path) -> str:
+    """Names, sizes and modification times of the dataset's files: a changed file, a new key."""
+    stamps = sorted(
+        f"{p.relative_to(folder)}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
+        for p in folder.rglob("*")
+        if p.is_file()
+    )
+    return hashlib.sha256("\n".join(stamps).encode()).hexdigest()[:16]
+
+
+def _through_tensor_file(
+    name: str, root: str, source: Path, read: Callable[[], tuple[InMemoryDataset, InMemoryDataset]]
+) -> tuple[InMemoryDataset, InMemoryDataset]:
+    """Load a dataset's uint8 tensors from one file that every process memory-maps.
+
+    Parallel sweep workers then share a single copy of the images in the page cache instead of
+    each holding its own, and every load after the first skips torchvision's parsing. The file,
+    root/optbench-tensors/<name>-<key>.pt, is keyed by the source files; where root is not
+    writable, each process keeps a private copy as before.
+    """
+    if not source.is_dir():  # first download: nothing to key on yet
+        return read()
+    path = Path(root) / TENSOR_FOLDER / f"{name}-{_source_key(source)}.pt"
+    if not path.is_file():
+        train, test = read()
+        tensors = {
+            "train_inputs": train.inputs,
+            "train_targets": train.targets,
+            "test_inputs": test.inputs,
+            "test_targets": test.targets,
+        }
+        try:
+            path.parent.mkdir(exist_ok=True)
+            write_atomic(path, lambda handle: torch.save(tensors, handle))
+        except (OSError, OptbenchError):
+            return train, test
+        del train, test, tensors
+        for stale in path.parent.glob(f"{name}-*.pt"):
+            if stale != path:
+                stale.unlink(missing_ok=True)
+    try:
+        saved = torch.load(path, mmap=True, weights_only=True)
+        return (
+            InMemoryDataset(saved["train_inputs"], saved["train_targets"]),
+            InMemoryDataset(saved["test_inputs"], saved["test_targets"]),
+        )
+    except Exception:  # damaged or foreign file: read the source; the next load writes it again
+        path.unlink(missing_ok=True)
+        return read()
+
+
 def _load_mnist_like(
     name: str, cls_name: str, debian_dir: str, root: str, download: bool
 ) -> tuple[InMemoryDataset, InMemoryDataset]:
@@ -164,14 +220,18 @@ def _load_mnist_like(
             [raw, system_dir],
             f"set data.download: true to fetch it, or install Debian's dataset-{debian_dir}",
         )
-    splits = []
-    for train in (True, False):
-        try:
-            ds = cls(root, train=train, download=download)
-        except Exception as exc:  # torchvision raises RuntimeError, URLError, OSError...
-            raise OptbenchError(f"could not load {name} from {root}: {exc}") from None
-        splits.append(InMemoryDataset(ds.data.unsqueeze(1).contiguous(), ds.targets.long()))
-    return splits[0], splits[1]
+
+    def read() -> tuple[InMemoryDataset, InMemoryDataset]:
+        splits = []
+        for train in (True, False):
+            try:
+                ds = cls(root, train=train, download=download)
+            except Exception as exc:  # torchvision raises RuntimeError, URLError, OSError...
+                raise OptbenchError(f"could not load {name} from {root}: {exc}") from None
+            splits.append(InMemoryDataset(ds.data.unsqueeze(1).contiguous(), ds.targets.long()))
+        return splits[0], splits[1]
+
+    return _through_tensor_file(name, root, raw, read)
 
 
 def _load_cifar10(root: str, download: bool) -> tuple[InMemoryDataset, InMemoryDataset]:
@@ -184,15 +244,19 @@ def _load_cifar10(root: str, download: bool) -> tuple[InMemoryDataset, InMemoryD
             [folder],
             "set data.download: true to fetch it from www.cs.toronto.edu (needs internet)",
         )
-    splits = []
-    for train in (True, False):
-        try:
-            ds = torchvision.datasets.CIFAR10(root, train=train, download=download)
-        except Exception as exc:
-            raise OptbenchError(f"could not load cifar10 from {root}: {exc}") from None
-        images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()  # NHWC -> NCHW
-        splits.append(InMemoryDataset(images, torch.as_tensor(ds.targets, dtype=torch.long)))
-    return splits[0], splits[1]
+
+    def read() -> tuple[InMemoryDataset, InMemoryDataset]:
+        splits = []
+        for train in (True, False):
+            try:
+                ds = torchvision.datasets.CIFAR10(root, train=train, download=download)
+            except Exception as exc:
+                raise OptbenchError(f"could not load cifar10 from {root}: {exc}") from None
+            images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()  # NHWC -> NCHW
+            splits.append(InMemoryDataset(images, torch.as_tensor(ds.targets, dtype=torch.long)))
+        return splits[0], splits[1]
+
+    return _through_tensor_file("cifar10", root, folder, read)
 
 
 def _register_torchvision() -> None:

@@ -12,8 +12,9 @@ import os
 import shutil
 import signal
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pandas as pd
 import yaml
@@ -36,6 +37,8 @@ FINISHED = {"completed", "diverged"}
 # write of checkpoint.pt, after the temporary file is complete and before it is renamed.
 _KILL_DURING_WRITE = os.environ.get("OPTBENCH_KILL_DURING_WRITE", "")
 _writes: dict[str, int] = {}
+_UMASK = os.umask(0o022)  # read the process umask (and put it back): new files honour it
+os.umask(_UMASK)
 
 
 def _maybe_die_mid_write(name: str) -> None:
@@ -51,18 +54,23 @@ class ResultsWriteError(OptbenchError):
     """A results file could not be written (disk full, permissions); the old file is intact."""
 
 
-def write_atomic(path: Path, content: str | bytes) -> None:
+def write_atomic(path: Path, content: str | bytes | Callable[[BinaryIO], None]) -> None:
     """Replace `path` with `content` all at once: temp file in the same folder, fsync, rename.
 
-    A reader sees the old file or the new one, never a part; on any failure (full disk,
-    interrupt) the temporary file is removed and the old file stays as it was.
+    `content` is text, bytes, or a function that writes into the open file (torch.save), so
+    large objects go to disk without an extra copy in memory. A reader sees the old file or the
+    new one, never a part; on any failure (full disk, interrupt) the temporary file is removed
+    and the old file stays as it was.
     """
-    data = content.encode("utf-8") if isinstance(content, str) else content
     tmp: str | None = None
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; others may share results
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            if callable(content):
+                content(handle)
+            else:
+                handle.write(content.encode("utf-8") if isinstance(content, str) else content)
             handle.flush()
             os.fsync(handle.fileno())
         if _KILL_DURING_WRITE:

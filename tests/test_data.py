@@ -13,7 +13,7 @@ import torchvision
 import torchvision.transforms as T
 
 from optbench.config import validate_config
-from optbench.data import InMemoryDataset, keep_batch, load_data
+from optbench.data import TENSOR_FOLDER, InMemoryDataset, _load_cached, keep_batch, load_data
 from optbench.errors import OptbenchError
 from tests.conftest import regression_dict
 
@@ -74,6 +74,51 @@ def test_cifar10_goes_through_torchvision_and_matches_its_transforms(cifar_root)
         assert torch.equal(inputs[row], image)  # bit-identical, not just close
         assert targets[row].item() == label
     assert np.array_equal(reference.data, images)
+
+
+def _load_cifar(root: Path) -> tuple[InMemoryDataset, InMemoryDataset]:
+    _load_cached.cache_clear()  # as a fresh process would
+    return load_data(_data_config(dataset="cifar10", root=str(root)), 0, str(root))
+
+
+def _mapped_files() -> str:
+    return Path("/proc/self/maps").read_text()
+
+
+def test_images_come_from_one_memory_mapped_tensor_file_keyed_by_the_sources(cifar_root) -> None:
+    root, images = cifar_root
+    first, _ = _load_cifar(root)  # parses torchvision's files and writes the tensor file
+    (tensor_file,) = (root / TENSOR_FOLDER).glob("cifar10-*.pt")
+    second, second_test = _load_cifar(root)  # maps the tensor file
+    assert torch.equal(first.inputs, second.inputs) and torch.equal(first.targets, second.targets)
+    assert torch.equal(second.inputs.permute(0, 2, 3, 1), torch.from_numpy(images))
+    assert len(second_test) == 30
+    if Path("/proc/self/maps").exists():  # shared with every other process that maps it
+        assert str(tensor_file) in _mapped_files()
+
+    batch = root / "cifar-10-batches-py" / "data_batch_1"
+    batch.write_bytes(batch.read_bytes())  # same bytes, new modification time: a new key
+    _load_cifar(root)
+    (renewed,) = (root / TENSOR_FOLDER).glob("cifar10-*.pt")
+    assert renewed != tensor_file
+
+
+def test_a_damaged_tensor_file_falls_back_to_the_sources(cifar_root) -> None:
+    root, images = cifar_root
+    _load_cifar(root)
+    (tensor_file,) = (root / TENSOR_FOLDER).glob("cifar10-*.pt")
+    tensor_file.write_bytes(b"not a zip")
+    train, _ = _load_cifar(root)
+    assert torch.equal(train.inputs.permute(0, 2, 3, 1), torch.from_numpy(images))
+    _load_cifar(root)
+    assert tensor_file.stat().st_size > 100 * 3072  # written again
+
+
+def test_an_unwritable_root_keeps_a_private_copy(cifar_root) -> None:
+    root, images = cifar_root
+    (root / TENSOR_FOLDER).write_text("a file where the folder would go")
+    train, _ = _load_cifar(root)
+    assert torch.equal(train.inputs.permute(0, 2, 3, 1), torch.from_numpy(images))
 
 
 def test_missing_cifar10_says_where_it_looked_and_how_to_get_it(tmp_path: Path) -> None:
