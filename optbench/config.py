@@ -120,6 +120,7 @@ class ExperimentConfig(_Strict):
     loss: LossConfig
     optimizer: OptimizerConfig
     scheduler: SchedulerConfig | None = None
+    fast: bool = False  # speed over bit-exactness with the notebook loop (optbench/fast.py)
     sweep: dict[str, list[Any]] | None = None  # read by `optbench sweep`; `run` trains the base
 
     @field_validator("name")

@@ -76,9 +76,11 @@ class LiveTable:
         self.task = self.progress.add_task("train", total=num_batches, epoch=epoch, loss="-")
         self.live.update(Group(self._table(), self.progress))
 
-    def batch_finished(self, batch: int, loss: float) -> None:
+    def batch_finished(self, batch: int, loss: float | None) -> None:
+        """`loss` is None in fast mode, which reads losses once per epoch."""
         if self.live is not None and self.task is not None:
-            self.progress.update(self.task, completed=batch, loss=f"{loss:.4f}")
+            shown = "…" if loss is None else f"{loss:.4f}"
+            self.progress.update(self.task, completed=batch, loss=shown)
 
     def epoch_finished(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
@@ -139,7 +141,9 @@ class SweepDisplay:
         if kind == "epoch":
             state.update(epoch=values[0], batches=values[1], batch=0)
         elif kind == "batch":
-            state.update(batch=values[0], loss=values[1])
+            state.update(batch=values[0])
+            if values[1] is not None:  # fast mode reads losses once per epoch
+                state.update(loss=values[1])
         elif kind == "row":
             state.update(loss=values[1])
         if self.live is not None:

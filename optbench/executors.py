@@ -47,7 +47,7 @@ class _QueueReporter:
     def epoch_started(self, epoch: int, num_batches: int) -> None:
         self.messages.put(("epoch", self.run_id, epoch, num_batches))
 
-    def batch_finished(self, batch: int, loss: float) -> None:
+    def batch_finished(self, batch: int, loss: float | None) -> None:
         now = time.monotonic()
         if now - self._last > 0.25:
             self._last = now

@@ -245,6 +245,7 @@ def make_plan(config: ExperimentConfig) -> RunPlan:
                 if scheduler_info and config.scheduler
                 else None
             ),
+            **({"fast": True} if config.fast else {}),  # exact runs keep their earlier run-ids
         }
     )
     return dataclasses.replace(plan, resolved=resolved, run_id=compute_run_id(resolved))

@@ -86,7 +86,7 @@ class _SaveEachEpoch:
     def epoch_started(self, epoch: int, num_batches: int) -> None:
         self.display.epoch_started(epoch, num_batches)
 
-    def batch_finished(self, batch: int, loss: float) -> None:
+    def batch_finished(self, batch: int, loss: float | None) -> None:
         self.display.batch_finished(batch, loss)
 
     def epoch_finished(self, row: dict[str, Any]) -> None:

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 
 from optbench.checkpoint import CheckpointFile, restore_rng, rng_state
 from optbench.data import InMemoryDataset, keep_batch, load_data
+from optbench.fast import channels_last_pays
 from optbench.plan import RunPlan
 
 
@@ -27,7 +28,7 @@ class TrainingObserver(Protocol):
 
     def epoch_started(self, epoch: int, num_batches: int) -> None: ...
 
-    def batch_finished(self, batch: int, loss: float) -> None: ...
+    def batch_finished(self, batch: int, loss: float | None) -> None: ...
 
     def epoch_finished(self, row: dict[str, Any]) -> None: ...
 
@@ -38,7 +39,7 @@ class SilentObserver:
     def epoch_started(self, epoch: int, num_batches: int) -> None:
         pass
 
-    def batch_finished(self, batch: int, loss: float) -> None:
+    def batch_finished(self, batch: int, loss: float | None) -> None:
         pass
 
     def epoch_finished(self, row: dict[str, Any]) -> None:
@@ -97,6 +98,13 @@ def train(
     torch.manual_seed(config.seed)
     model = plan.build_model()
     loss_fn = plan.build_loss()
+    channels_last = config.fast and channels_last_pays(
+        model,
+        loss_fn,
+        *train_set.__getitems__(list(range(min(config.data.batch_size, len(train_set))))),
+    )
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     optimizer = plan.build_optimizer(model)
     scheduler = plan.build_scheduler(optimizer)
     step_scheduler_each_batch = scheduler is not None and config.scheduler.interval == "step"
@@ -128,8 +136,10 @@ def train(
             lr = optimizer.param_groups[0]["lr"]
             observer.epoch_started(epoch, len(loader))
             started = time.perf_counter()
-            loss_sum, batches = 0.0, 0
+            loss_sum, batches = torch.zeros((), device=device) if config.fast else 0.0, 0
             for inputs, targets in loader:
+                if channels_last:
+                    inputs = inputs.contiguous(memory_format=torch.channels_last)
                 if plan.optimizer.needs_closure:
 
                     def closure(inputs: torch.Tensor = inputs, targets: torch.Tensor = targets):
@@ -144,14 +154,21 @@ def train(
                     loss = loss_fn(model(inputs), targets)
                     loss.backward()
                     optimizer.step()
-                value = loss.item()
                 batches += 1
-                if not math.isfinite(value):
-                    return result.diverge(epoch, batches, f"loss is {value}")
-                loss_sum += value
+                if config.fast:  # summed on the device: no host synchronisation per batch
+                    loss_sum += loss.detach()
+                    value = None
+                else:
+                    value = loss.item()
+                    if not math.isfinite(value):
+                        return result.diverge(epoch, batches, f"loss is {value}")
+                    loss_sum += value
                 if step_scheduler_each_batch:
                     scheduler.step()
                 observer.batch_finished(batches, value)
+            loss_sum = float(loss_sum)
+            if not math.isfinite(loss_sum):  # fast mode: found at the end of the epoch
+                return result.diverge(epoch, batches, f"epoch loss is {loss_sum}")
             seconds = time.perf_counter() - started
             if not _parameters_finite(model):
                 return result.diverge(epoch, batches, "parameters became NaN or infinite")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -20,43 +18,6 @@ from tests.conftest import regression_dict
 
 def _data_config(**data):
     return validate_config(regression_dict(data=data)).data
-
-
-def write_cifar10(root: Path, train_per_batch: int = 20, test: int = 30) -> np.ndarray:
-    """Write CIFAR-10's on-disk format (pickled batches of 3072-byte rows) and return the train
-    images as NHWC; torchvision's md5 list is what the caller patches to accept these files."""
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    images = []
-    for index in range(1, 6):
-        data = rng.integers(0, 256, size=(train_per_batch, 3072), dtype=np.uint8)
-        labels = rng.integers(0, 10, size=train_per_batch).tolist()
-        with open(folder / f"data_batch_{index}", "wb") as handle:
-            pickle.dump({"data": data, "labels": labels}, handle)
-        images.append(data)
-    test_data = rng.integers(0, 256, size=(test, 3072), dtype=np.uint8)
-    with open(folder / "test_batch", "wb") as handle:
-        pickle.dump({"data": test_data, "labels": rng.integers(0, 10, size=test).tolist()}, handle)
-    names = [f"airplane{i}" for i in range(10)]
-    with open(folder / "batches.meta", "wb") as handle:
-        pickle.dump({"label_names": names}, handle)
-    return np.concatenate(images).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-
-
-@pytest.fixture
-def cifar_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, np.ndarray]:
-    images = write_cifar10(tmp_path)
-    folder = tmp_path / "cifar-10-batches-py"
-
-    def md5(name: str) -> str:
-        return hashlib.md5((folder / name).read_bytes()).hexdigest()
-
-    cls = torchvision.datasets.CIFAR10
-    monkeypatch.setattr(cls, "train_list", [[n, md5(n)] for n, _ in cls.train_list])
-    monkeypatch.setattr(cls, "test_list", [[n, md5(n)] for n, _ in cls.test_list])
-    monkeypatch.setattr(cls, "meta", {**cls.meta, "md5": md5("batches.meta")})
-    return tmp_path, images
 
 
 def test_cifar10_goes_through_torchvision_and_matches_its_transforms(cifar_root) -> None:

@@ -34,7 +34,7 @@ class _StopAt:
     def epoch_started(self, epoch: int, num_batches: int) -> None:
         self.current = epoch
 
-    def batch_finished(self, batch: int, loss: float) -> None:
+    def batch_finished(self, batch: int, loss: float | None) -> None:
         if (self.current, batch) == (self.epoch, self.batch):
             raise KeyboardInterrupt
 
