@@ -51,6 +51,7 @@ class TrainResult:
     status: str  # completed | diverged
     rows: list[dict[str, Any]] = field(default_factory=list)
     diverged_at: dict[str, Any] | None = None
+    channels_last: bool = False  # fast mode's layout trial chose channels_last
 
     def diverge(self, epoch: int, step: int, reason: str) -> TrainResult:
         self.status = "diverged"
@@ -118,7 +119,7 @@ def train(
         collate_fn=keep_batch,
     )
 
-    result = TrainResult(status="completed")
+    result = TrainResult(status="completed", channels_last=channels_last)
     saved = checkpoints.load(device) if checkpoints else None
     if saved is not None:
         model.load_state_dict(saved["model"])

@@ -15,6 +15,7 @@ from optbench.data import DataSpec
 from optbench.fast import channels_last_pays
 from optbench.models import cifar_cnn, mlp
 from optbench.plan import make_plan
+from optbench.runner import run_experiment
 from optbench.train import train
 from tests.conftest import accept_cifar10_files, regression_dict, write_cifar10, write_config
 
@@ -98,3 +99,15 @@ def test_fast_flag_on_the_command_line(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     (run_dir,) = (tmp_path / "r" / "tiny").iterdir()
     assert "fast: true" in (run_dir / "config.yaml").read_text()
+
+
+def test_the_summary_says_which_layout_fast_mode_chose(
+    fashion_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(train_module, "channels_last_pays", lambda *args: True)
+    config = write_config(tmp_path, {**_benchmark_problem("fashion_mnist", fashion_root, 128)})
+    outcome = run_experiment(config, ["fast=true", "epochs=1"], tmp_path / "r")
+    assert outcome.summary["status"] == "completed"
+    assert outcome.summary["fast"] == {"channels_last": True}
+    exact = run_experiment(config, ["epochs=1"], tmp_path / "r")
+    assert "fast" not in exact.summary
