@@ -146,6 +146,7 @@ def _unpack_system_copy(folder: Path, system_dir: Path, files: list[str]) -> boo
 
 
 TENSOR_FOLDER = "optbench-tensors"
+CIFAR10_FOLDER = "cifar-10-batches-py"  # torchvision.datasets.CIFAR10.base_folder
 
 
 def _source_key(folder: Path) -> str:
@@ -202,9 +203,6 @@ def _through_tensor_file(
 def _load_mnist_like(
     name: str, cls_name: str, debian_dir: str, root: str, download: bool
 ) -> tuple[InMemoryDataset, InMemoryDataset]:
-    import torchvision
-
-    cls = getattr(torchvision.datasets, cls_name)
     raw = Path(root) / cls_name / "raw"
     files = [
         "train-images-idx3-ubyte",
@@ -222,6 +220,9 @@ def _load_mnist_like(
         )
 
     def read() -> tuple[InMemoryDataset, InMemoryDataset]:
+        import torchvision  # only when parsing: the tensor file spares its import (~0.5 s)
+
+        cls = getattr(torchvision.datasets, cls_name)
         splits = []
         for train in (True, False):
             try:
@@ -235,9 +236,7 @@ def _load_mnist_like(
 
 
 def _load_cifar10(root: str, download: bool) -> tuple[InMemoryDataset, InMemoryDataset]:
-    import torchvision
-
-    folder = Path(root) / torchvision.datasets.CIFAR10.base_folder
+    folder = Path(root) / CIFAR10_FOLDER
     if not folder.is_dir() and not download:
         raise _missing(
             "cifar10",
@@ -246,6 +245,8 @@ def _load_cifar10(root: str, download: bool) -> tuple[InMemoryDataset, InMemoryD
         )
 
     def read() -> tuple[InMemoryDataset, InMemoryDataset]:
+        import torchvision
+
         splits = []
         for train in (True, False):
             try:

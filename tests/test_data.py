@@ -11,7 +11,14 @@ import torchvision
 import torchvision.transforms as T
 
 from optbench.config import validate_config
-from optbench.data import TENSOR_FOLDER, InMemoryDataset, _load_cached, keep_batch, load_data
+from optbench.data import (
+    CIFAR10_FOLDER,
+    TENSOR_FOLDER,
+    InMemoryDataset,
+    _load_cached,
+    keep_batch,
+    load_data,
+)
 from optbench.errors import OptbenchError
 from tests.conftest import regression_dict
 
@@ -35,6 +42,10 @@ def test_cifar10_goes_through_torchvision_and_matches_its_transforms(cifar_root)
         assert torch.equal(inputs[row], image)  # bit-identical, not just close
         assert targets[row].item() == label
     assert np.array_equal(reference.data, images)
+
+
+def test_cifar10_folder_is_torchvisions() -> None:
+    assert torchvision.datasets.CIFAR10.base_folder == CIFAR10_FOLDER
 
 
 def _load_cifar(root: Path) -> tuple[InMemoryDataset, InMemoryDataset]:
