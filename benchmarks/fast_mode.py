@@ -4,10 +4,10 @@ Usage:
     python benchmarks/fast_mode.py [--subset N] [--repeats R] [--data-root DIR]
 
 Each problem trains one epoch through optbench.train.train(plan), as `optbench run` does, once
-with the default (bit-exact) settings and once with `fast: true`; the two alternate (exact fast
-exact fast ...). Reported per problem: median seconds per epoch (the row's "seconds", training
-only), the speed-up exact / fast, whether fast mode's trial chose channels_last, and the largest
-relative difference of train_loss and test_loss between the modes (the tested bound is 1e-3).
+with the default (bit-exact) settings and once with `fast: true`; the two alternate, each round
+in the other order (exact fast, fast exact, ...). Reported per problem: median seconds per epoch
+(the row's "seconds", training only), the speed-up exact / fast, and the largest relative
+difference of train_loss and test_loss between the modes (the tested bound is 1e-3).
 
 Problems: cifar_cnn on real Fashion-MNIST (1x28x28), cifar_cnn on CIFAR-10-shaped random data
 (3x32x32, registered in-process as in epoch_speed.py), and the mlp on Fashion-MNIST.
@@ -68,10 +68,10 @@ def main() -> int:
     print(f"- {args.subset} training samples, batch 64, {args.repeats} epoch(s) per mode")
     print()
     print(
-        "| problem | exact s/epoch | fast s/epoch | speed-up | channels_last chosen "
+        "| problem | exact s/epoch | fast s/epoch | speed-up "
         "| max rel. loss difference | CPU used by other processes |"
     )
-    print("|---|---:|---:|---:|---|---:|---|")
+    print("|---|---:|---:|---:|---:|---|")
     others: dict[str, list[float | None]] = {}
     for label, dataset, model in PROBLEMS:
         root, subset = args.data_root, args.subset
@@ -82,17 +82,15 @@ def main() -> int:
         train(plans["fast"])  # warm-up, untimed
         times: dict[str, list[float]] = {"exact": [], "fast": []}
         rows: dict[str, dict[str, Any]] = {}
-        chose = []
-        for _ in range(args.repeats):
-            for mode, plan in plans.items():
+        for round_ in range(args.repeats):
+            order = list(plans.items())
+            for mode, plan in order if round_ % 2 == 0 else order[::-1]:
                 gc.collect()
                 with Interference() as interference:
                     result = train(plan)
                 others.setdefault(label, []).append(interference.share)
                 times[mode].append(result.rows[0]["seconds"])
                 rows[mode] = result.rows[0]
-                if mode == "fast":
-                    chose.append(result.channels_last)
                 print(f"  {label} {mode}: {times[mode][-1]:.3f} s", file=sys.stderr, flush=True)
         exact, fast = (statistics.median(times[m]) for m in ("exact", "fast"))
         difference = max(
@@ -102,7 +100,7 @@ def main() -> int:
         busy = ", ".join(share(v) for v in others[label])
         print(
             f"| {label} | {exact:.3f} | {fast:.3f} | {exact / fast:.2f}x "
-            f"| {', '.join('yes' if c else 'no' for c in chose)} | {difference:.2g} | {busy} |"
+            f"| {difference:.2g} | {busy} |"
         )
     print()
     warn_if_disturbed(others)

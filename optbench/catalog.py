@@ -2,17 +2,18 @@
 
 The catalogue (every registered optimizer, scheduler, model, dataset and loss with its options)
 is read from the registries, which import torch: about 2 s. It only changes when torch,
-torchvision or optbench's own code changes, so it is cached as JSON under a key made of those
-versions and the package's file stamps; `optbench list` then takes as long as `--help`.
+torchvision or optbench's own code changes, so it is cached as JSON under a key made of the
+stamps (size, modification time) of optbench's modules and of torch's and torchvision's
+version.py, found without importing them; `optbench list` then takes about as long as `--help`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import inspect
 import json
 import os
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +40,12 @@ def _cache_key() -> str:
         f"{path.name}:{path.stat().st_mtime_ns}:{path.stat().st_size}"
         for path in sorted(package.glob("*.py"))
     ]
-    versions = [metadata.version(name) for name in ("torch", "torchvision")]
-    return hashlib.sha256("\n".join([*versions, *stamps]).encode()).hexdigest()[:16]
+    for name in ("torch", "torchvision"):  # a reinstall rewrites version.py; no import needed
+        spec = importlib.util.find_spec(name)
+        version = Path(spec.origin).with_name("version.py") if spec and spec.origin else None
+        stat = version.stat() if version and version.is_file() else None
+        stamps.append(f"{name}:{stat.st_mtime_ns}:{stat.st_size}" if stat else f"{name}:absent")
+    return hashlib.sha256("\n".join(stamps).encode()).hexdigest()[:16]
 
 
 def show_value(value: Any) -> str:

@@ -73,8 +73,8 @@ FastOption = Annotated[
     bool,
     typer.Option(
         "--fast",
-        help="Fast mode (same as --set fast=true): channels_last where it pays, losses read "
-        "once per epoch; numbers close to, not bit-identical with, the notebook loop.",
+        help="Fast mode (same as --set fast=true): batch losses are summed on the device and "
+        "read once per epoch instead of after every batch.",
     ),
 ]
 ResultsDirOption = Annotated[

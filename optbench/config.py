@@ -120,7 +120,7 @@ class ExperimentConfig(_Strict):
     loss: LossConfig
     optimizer: OptimizerConfig
     scheduler: SchedulerConfig | None = None
-    fast: bool = False  # speed over bit-exactness with the notebook loop (optbench/fast.py)
+    fast: bool = False  # losses read once per epoch, not per batch (optbench/train.py)
     sweep: dict[str, list[Any]] | None = None  # read by `optbench sweep`; `run` trains the base
 
     @field_validator("name")

@@ -47,7 +47,6 @@ def summarize(
     """summary.json: status, final and best metrics, what ran where, and how long it took."""
     rows = result.rows if result else []
     last = rows[-1] if rows else {}
-    fast = plan.config.fast
     best_loss, best_loss_epoch = _best(rows, "test_loss", highest=False)
     best_acc, best_acc_epoch = _best(rows, "test_accuracy", highest=True)
     return {
@@ -66,7 +65,6 @@ def summarize(
             "test_accuracy_epoch": best_acc_epoch,
         },
         "diverged_at": result.diverged_at if result else None,
-        **({"fast": {"channels_last": result.channels_last if result else None}} if fast else {}),
         "error": error,
         "wall_seconds": round(time.time() - started, 3),
         "started_at": dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(),
