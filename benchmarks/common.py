@@ -15,6 +15,41 @@ import time
 import torch
 import torchvision
 
+from optbench.config import validate_config
+from optbench.plan import RunPlan, make_plan
+
+SEED = 0
+BATCH_SIZE = 64
+SGD_MOMENTUM = {"name": "SGD", "lr": 0.01, "momentum": 0.9}
+
+
+def benchmark_plan(
+    name: str,
+    dataset: str,
+    root: str,
+    subset: int | None = None,
+    *,
+    model: str = "cifar_cnn",
+    optimizer: dict | None = None,
+    epochs: int = 1,
+    fast: bool = False,
+) -> RunPlan:
+    """The problem every benchmark trains unless told otherwise: cifar_cnn, batch 64, seed 0,
+    CPU, cross-entropy, SGD(lr=0.01, momentum=0.9)."""
+    data = {"dataset": dataset, "root": root, "batch_size": BATCH_SIZE}
+    config = {
+        "name": name,
+        "seed": SEED,
+        "epochs": epochs,
+        "device": "cpu",
+        "fast": fast,
+        "data": data if subset is None else {**data, "subset": subset},
+        "model": model,
+        "loss": "cross_entropy",
+        "optimizer": optimizer or SGD_MOMENTUM,
+    }
+    return make_plan(validate_config(config))
+
 
 def command_line() -> str:
     """The command that produced a report, as a user would type it."""

@@ -37,30 +37,36 @@ import gc
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision
-from common import Interference, command_line, load_average, machine, share, warn_if_disturbed
+from common import (
+    BATCH_SIZE,
+    SEED,
+    SGD_MOMENTUM,
+    Interference,
+    benchmark_plan,
+    command_line,
+    load_average,
+    machine,
+    share,
+    warn_if_disturbed,
+)
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import transforms
 
-from optbench.config import validate_config
 from optbench.data import DATASETS, DatasetInfo, DataSpec, InMemoryDataset, load_data
 from optbench.models import cifar_cnn
-from optbench.plan import RunPlan, make_plan
+from optbench.plan import RunPlan
 from optbench.train import train
 
-SEED = 0
-BATCH_SIZE = 64
-LR = 0.01
-MOMENTUM = 0.9
+LR, MOMENTUM = SGD_MOMENTUM["lr"], SGD_MOMENTUM["momentum"]
 LOSS_RTOL = 1e-6
 GOAL_A_OVER_B = 2.0
 GOAL_B_OVER_C = 1.05
@@ -121,22 +127,6 @@ class Bench:
     notes: list[str] = field(default_factory=list)
 
 
-def _config(dataset: str, root: str, subset: int | None) -> dict[str, Any]:
-    data: dict[str, Any] = {"dataset": dataset, "root": root, "batch_size": BATCH_SIZE}
-    if subset is not None:
-        data["subset"] = subset
-    return {
-        "name": "epoch_speed",
-        "seed": SEED,
-        "epochs": 1,
-        "device": "cpu",
-        "data": data,
-        "model": "cifar_cnn",
-        "loss": "cross_entropy",
-        "optimizer": {"name": "SGD", "lr": LR, "momentum": MOMENTUM},
-    }
-
-
 def _shuffled_order(n: int) -> torch.Tensor:
     """The permutation DataLoader(shuffle=True, generator seeded) walks through, batch by batch."""
     loader = DataLoader(
@@ -167,7 +157,7 @@ def _check_subset(subset: int | None, full: int) -> int:
 
 
 def setup_fashion_mnist(root: str, subset: int | None) -> Bench:
-    plan = make_plan(validate_config(_config("fashion_mnist", root, subset)))
+    plan = benchmark_plan("epoch_speed", "fashion_mnist", root, subset)
     load_data(plan.config.data, SEED, plan.data_root)  # unpacks the IDX files on first use
 
     tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))])
@@ -207,7 +197,7 @@ def setup_cifar_shaped(root: str, subset: int | None) -> Bench:
                 ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
             ),
         )
-    plan = make_plan(validate_config(_config("cifar_shaped", root, subset)))
+    plan = benchmark_plan("epoch_speed", "cifar_shaped", root, subset)
 
     tf = transforms.Compose(
         [transforms.ToTensor(), transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))]
@@ -233,6 +223,22 @@ def _sgd(model: nn.Module) -> torch.optim.Optimizer:
     return torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
 
 
+def _timed_epoch(
+    model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterable
+) -> tuple[float, float]:
+    """The notebook's loop over `batches`: seconds, and the mean of loss.item()."""
+    started = time.perf_counter()
+    running_loss, steps = 0.0, 0
+    for inputs, labels in batches:
+        optimizer.zero_grad()
+        loss = criterion(model(inputs), labels)
+        loss.backward()
+        optimizer.step()
+        running_loss += loss.item()
+        steps += 1
+    return time.perf_counter() - started, running_loss / steps
+
+
 def run_notebook(bench: Bench) -> tuple[float, float]:
     trainloader = DataLoader(
         bench.notebook_data,
@@ -245,18 +251,7 @@ def run_notebook(bench: Bench) -> tuple[float, float]:
     criterion = nn.CrossEntropyLoss()
     optimizer = _sgd(net)
 
-    started = time.perf_counter()
-    running_loss, steps = 0.0, 0
-    for inputs, labels in trainloader:
-        optimizer.zero_grad()
-        outputs = net(inputs)
-        loss = criterion(outputs, labels)
-        loss.backward()
-        optimizer.step()
-        running_loss += loss.item()
-        steps += 1
-    seconds = time.perf_counter() - started
-    return seconds, running_loss / steps
+    return _timed_epoch(net, criterion, optimizer, trainloader)
 
 
 def run_optbench(bench: Bench) -> tuple[float, float]:
@@ -276,19 +271,7 @@ def run_bare(bench: Bench) -> tuple[float, float]:
     model = _bare_model(bench)
     loss_fn = nn.CrossEntropyLoss()
     optimizer = _sgd(model)
-    batches = bench.batches
-
-    started = time.perf_counter()
-    loss_sum, steps = 0.0, 0
-    for inputs, targets in batches:
-        optimizer.zero_grad()
-        loss = loss_fn(model(inputs), targets)
-        loss.backward()
-        optimizer.step()
-        loss_sum += loss.item()
-        steps += 1
-    seconds = time.perf_counter() - started
-    return seconds, loss_sum / steps
+    return _timed_epoch(model, loss_fn, optimizer, bench.batches)
 
 
 def warm_up(bench: Bench) -> None:

@@ -24,11 +24,17 @@ import time
 from typing import Any
 
 import torch
-from common import Interference, command_line, load_average, machine, share, warn_if_disturbed
+from common import (
+    Interference,
+    benchmark_plan,
+    command_line,
+    load_average,
+    machine,
+    share,
+    warn_if_disturbed,
+)
 from epoch_speed import setup_cifar_shaped
 
-from optbench.config import validate_config
-from optbench.plan import make_plan
 from optbench.train import train
 
 PROBLEMS = [  # (label, dataset, model)
@@ -36,20 +42,6 @@ PROBLEMS = [  # (label, dataset, model)
     ("cifar_cnn, cifar_shaped 3x32x32", "cifar_shaped", "cifar_cnn"),
     ("mlp, fashion_mnist", "fashion_mnist", "mlp"),
 ]
-
-
-def _config(dataset: str, model: str, root: str, subset: int, on: bool) -> dict[str, Any]:
-    return {
-        "name": "fast_mode",
-        "seed": 0,
-        "epochs": 1,
-        "device": "cpu",
-        "fast": on,
-        "data": {"dataset": dataset, "root": root, "batch_size": 64, "subset": subset},
-        "model": model,
-        "loss": "cross_entropy",
-        "optimizer": {"name": "SGD", "lr": 0.01, "momentum": 0.9},
-    }
 
 
 def main() -> int:
@@ -74,9 +66,10 @@ def main() -> int:
     print("|---|---:|---:|---:|---:|---|")
     others: dict[str, list[float | None]] = {}
     for label, dataset, model in PROBLEMS:
-        root, subset = args.data_root, args.subset
         plans = {
-            mode: make_plan(validate_config(_config(dataset, model, root, subset, on)))
+            mode: benchmark_plan(
+                "fast_mode", dataset, args.data_root, args.subset, model=model, fast=on
+            )
             for mode, on in (("exact", False), ("fast", True))
         }
         train(plans["fast"])  # warm-up, untimed

@@ -33,16 +33,23 @@ import sys
 import time
 
 import torch
-from common import Interference, command_line, load_average, machine, share, warn_if_disturbed
+from common import (
+    BATCH_SIZE,
+    SEED,
+    Interference,
+    benchmark_plan,
+    command_line,
+    load_average,
+    machine,
+    share,
+    warn_if_disturbed,
+)
 
-from optbench.config import validate_config
 from optbench.errors import ConfigError
 from optbench.optimizers import OPTIMIZERS, OptimInfo
-from optbench.plan import RunPlan, make_plan
+from optbench.plan import RunPlan
 from optbench.train import train
 
-SEED = 0
-BATCH_SIZE = 64
 WARMUP_SUBSET = 640
 # torch's default lr, except where it does not suit this problem (found on 640-6400 samples):
 LR = {
@@ -60,11 +67,10 @@ def _lr(info: OptimInfo) -> float:
 
 
 def _plan(info: OptimInfo, root: str, subset: int, epochs: int) -> RunPlan:
-    data = {"dataset": "fashion_mnist", "root": root, "batch_size": BATCH_SIZE, "subset": subset}
     optimizer = {"name": info.name, "lr": _lr(info)}
-    config = dict(name="optimizer_overhead", seed=SEED, epochs=epochs, device="cpu", data=data)
-    config.update(model="cifar_cnn", loss="cross_entropy", optimizer=optimizer)
-    return make_plan(validate_config(config))
+    return benchmark_plan(
+        "optimizer_overhead", "fashion_mnist", root, subset, optimizer=optimizer, epochs=epochs
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

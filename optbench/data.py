@@ -152,9 +152,9 @@ CIFAR10_FOLDER = "cifar-10-batches-py"  # torchvision.datasets.CIFAR10.base_fold
 def _source_key(folder: Path) -> str:
     """Names, sizes and modification times of the dataset's files: a changed file, a new key."""
     stamps = sorted(
-        f"{p.relative_to(folder)}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
+        f"{p.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns}"
         for p in folder.rglob("*")
-        if p.is_file()
+        if p.is_file() and (stat := p.stat())
     )
     return hashlib.sha256("\n".join(stamps).encode()).hexdigest()[:16]
 
