@@ -1,4 +1,4 @@
-"""Per-epoch checkpoints for exact resume, and the lock that keeps one process per run.
+"""Per-epoch checkpoints for exact resume.
 
 A checkpoint holds everything that decides what happens next: model, optimizer and scheduler
 state, the epoch, the global torch RNG (and CUDA's when used), the data-shuffling generator,
@@ -9,8 +9,6 @@ containers only, never arbitrary pickled objects.
 
 from __future__ import annotations
 
-import fcntl
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -75,36 +73,3 @@ def restore_rng(state: dict[str, Any], shuffle: torch.Generator, device: torch.d
     shuffle.set_state(state["shuffle"].cpu())
     if "cuda" in state and device.type == "cuda":
         torch.cuda.set_rng_state(state["cuda"].cpu(), device)
-
-
-class RunLock:
-    """An exclusive flock on <run>/lock holding the owner's pid.
-
-    The kernel drops the lock when its process dies, however it dies, so a lock left by a
-    killed process is simply taken over; a live owner is named in the error.
-    """
-
-    def __init__(self, folder: Path) -> None:
-        self.path = folder / "lock"
-        self._fd: int | None = None
-
-    def __enter__(self) -> RunLock:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            owner = os.read(fd, 64).decode(errors="replace").strip() or "another process"
-            os.close(fd)
-            raise OptbenchError(
-                f"run {self.path.parent} is being trained by process {owner}; "
-                "wait for it or stop it first"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._fd = fd
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing releases the flock
-            self._fd = None

@@ -7,7 +7,6 @@ results/mine fall into one row. The columns shown are the hyperparameters that d
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -18,9 +17,8 @@ import pandas as pd
 import yaml
 
 from optbench.errors import OptbenchError
+from optbench.identity import NOT_IN_CONFIGURATION, configuration_key, identity
 
-# Not part of what a configuration *is*: the seed varies within a row; the rest is bookkeeping.
-_NOT_CONFIGURATION = {"seed", "name", "data.root", "data.download"}
 _HIGHER_IS_BETTER = {"best_test_accuracy", "final_test_accuracy"}
 METRICS = [
     "final_test_loss",
@@ -30,16 +28,6 @@ METRICS = [
     "best_test_accuracy",
 ]
 _STATUS_ORDER = {"completed": 0, "running": 1, "interrupted": 2, "diverged": 3, "failed": 4}
-
-
-def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """{'optimizer': {'lr': 0.1}} -> {'optimizer.lr': 0.1}; lists stay values."""
-    if isinstance(value, dict):
-        flat: dict[str, Any] = {}
-        for key, item in value.items():
-            flat.update(flatten(item, f"{prefix}{key}."))
-        return flat
-    return {prefix.rstrip("."): value}
 
 
 def find_run_dirs(paths: list[Path]) -> list[Path]:
@@ -99,15 +87,13 @@ def runs_frame(runs: list[Run], target: tuple[str, float] | None = None) -> pd.D
     """One row per run: its configuration key, flattened config and metrics."""
     rows = []
     for run in runs:
-        flat = flatten(run.config)
-        identity = {k: v for k, v in flat.items() if k not in _NOT_CONFIGURATION}
-        key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode())
+        config = identity(run.config, NOT_IN_CONFIGURATION)
         epochs = run.epochs
         has = not epochs.empty
         epochs_to, seconds_to = _reach(epochs, target)
         rows.append(
             {
-                "configuration": key.hexdigest()[:10],
+                "configuration": configuration_key(run.config),
                 "run_dir": str(run.path),
                 "run_id": run.summary.get("run_id", run.path.name),
                 "status": run.summary.get("status", "unknown"),
@@ -126,7 +112,7 @@ def runs_frame(runs: list[Run], target: tuple[str, float] | None = None) -> pd.D
                 ),
                 "epochs_to_target": epochs_to,
                 "seconds_to_target": seconds_to,
-                **{f"config.{k}": _hashable(v) for k, v in identity.items()},
+                **{f"config.{k}": _hashable(v) for k, v in config.items()},
             }
         )
     return pd.DataFrame(rows)

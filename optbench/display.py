@@ -11,6 +11,8 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from optbench.results import Status
+
 COLUMNS = [
     ("epoch", "{:d}"),
     ("train_loss", "{:.6f}"),
@@ -153,7 +155,7 @@ class SweepDisplay:
         self.in_flight.pop(result.run_id, None)
         self.done += 1
         self.progress.update(self.task, completed=self.done)
-        note = f": {result.error}" if result.error and result.status != "completed" else ""
+        note = f": {result.error}" if result.error and result.status != Status.COMPLETED else ""
         self.console.print(
             f"[{self.done}/{self.total}] {result.status:<11} {result.run_id}  "
             f"{self.labels.get(result.run_id, '')}{note}",

@@ -23,14 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from optbench.errors import OptbenchError
-
-RESULT_FILES = ("config.yaml", "epochs.csv", "summary.json")
+from optbench.results import RunDir, Status
 
 
 @dataclass
 class PointResult:
     run_id: str
-    status: str  # completed | diverged | failed | interrupted
+    status: Status
     error: str | None = None
 
 
@@ -70,13 +69,15 @@ def train_point(
     try:
         outcome = run_plan(plan, results_dir, resume=True, display=display or SilentObserver())
     except KeyboardInterrupt:
-        return PointResult(plan.run_id, "interrupted", "interrupted")
+        return PointResult(plan.run_id, Status.INTERRUPTED, "interrupted")
     except OptbenchError as exc:
-        return PointResult(plan.run_id, "failed", str(exc))
+        return PointResult(plan.run_id, Status.FAILED, str(exc))
     except Exception as exc:  # recorded in its summary.json; the sweep goes on
-        return PointResult(plan.run_id, "failed", f"{type(exc).__name__}: {exc}")
+        return PointResult(plan.run_id, Status.FAILED, f"{type(exc).__name__}: {exc}")
     summary = outcome.summary
-    return PointResult(plan.run_id, summary.get("status", "failed"), summary.get("error"))
+    return PointResult(
+        plan.run_id, Status(summary.get("status", Status.FAILED)), summary.get("error")
+    )
 
 
 # --------------------------------------------------------------------------- local processes
@@ -158,7 +159,7 @@ def run_local(
             pool.shutdown(wait=True, cancel_futures=True)
         lost = [run_id for run_id in started if run_id not in finished]
         for run_id in lost:  # a worker died under these (killed, out of memory): record, go on
-            on_result(PointResult(run_id, "failed", "the worker process running it died"))
+            on_result(PointResult(run_id, Status.FAILED, "the worker process running it died"))
         remaining = [(r, c) for r, c in remaining if r not in finished and r not in started]
 
 
@@ -180,7 +181,9 @@ def _train_on_ray_node(config: dict[str, Any]) -> dict[str, Any]:
         folder = next(Path(scratch).glob(f"*/{result.run_id}"), None)
         files = {}
         if folder is not None:
-            files = {n: (folder / n).read_bytes() for n in RESULT_FILES if (folder / n).exists()}
+            files = {
+                n: (folder / n).read_bytes() for n in RunDir.RESULT_FILES if (folder / n).exists()
+            }
     return {"result": result, "files": files}
 
 
@@ -221,7 +224,7 @@ def run_ray(
                 try:
                     payload = ray.get(ref)
                 except Exception as exc:  # the task itself died (node lost, OOM)
-                    on_result(PointResult(run_id, "failed", f"Ray task failed: {exc}"))
+                    on_result(PointResult(run_id, Status.FAILED, f"Ray task failed: {exc}"))
                     continue
                 write_files(run_id, payload["files"])
                 on_result(payload["result"])

@@ -9,16 +9,14 @@ stable run-id derived from it.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from optbench import identity
 from optbench.config import ExperimentConfig, default_data_root
 from optbench.data import DATASETS, DatasetInfo, DataSpec, dataset_options, resolve_normalize
 from optbench.errors import ConfigError
@@ -32,9 +30,6 @@ from optbench.schedulers import (
     create_scheduler,
     resolve_scheduler_options,
 )
-
-# Keys that say where data lives, not what the experiment is: they do not change the run-id.
-_NOT_IN_RUN_ID = {("data", "root"), ("data", "download"), ("name",)}
 
 
 @dataclass(frozen=True)
@@ -114,23 +109,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
-
-
-def compute_run_id(resolved: dict[str, Any]) -> str:
-    """'<optimizer>-seed<seed>-<hash>': the same resolved experiment always gets the same id."""
-    identity = {
-        section: (
-            {k: v for k, v in value.items() if (section, k) not in _NOT_IN_RUN_ID}
-            if isinstance(value, dict)
-            else value
-        )
-        for section, value in resolved.items()
-        if (section,) not in _NOT_IN_RUN_ID
-    }
-    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
-    class_name = str(resolved["optimizer"]["name"]).rsplit(".", 1)[-1]
-    optimizer = re.sub(r"[^a-z0-9]+", "_", class_name.lower())
-    return f"{optimizer}-seed{resolved['seed']}-{digest}"
 
 
 def make_plan(config: ExperimentConfig) -> RunPlan:
@@ -248,4 +226,4 @@ def make_plan(config: ExperimentConfig) -> RunPlan:
             **({"fast": True} if config.fast else {}),  # exact runs keep their earlier run-ids
         }
     )
-    return dataclasses.replace(plan, resolved=resolved, run_id=compute_run_id(resolved))
+    return dataclasses.replace(plan, resolved=resolved, run_id=identity.run_id(resolved))

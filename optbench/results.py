@@ -6,6 +6,8 @@ so a reader (or a sweep deciding what is finished) sees the old file or the new 
 
 from __future__ import annotations
 
+import enum
+import fcntl
 import io
 import json
 import os
@@ -30,7 +32,26 @@ EPOCH_COLUMNS = [
     "seconds",
     "eval_seconds",
 ]
-FINISHED = {"completed", "diverged"}
+
+
+class Status(str, enum.Enum):
+    """A run's status in summary.json (and a sweep point's outcome). A str, so it is written and
+    compared as its plain value."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    DIVERGED = "diverged"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+    __hash__ = str.__hash__  # a Status and its plain value are one dict key
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# A finished run is never trained again: a sweep skips it, `run` refuses it without --force.
+FINISHED = frozenset({Status.COMPLETED, Status.DIVERGED})
 
 
 # Fault injection for the crash tests: "checkpoint.pt:2" SIGKILLs this process during the 2nd
@@ -91,14 +112,37 @@ def epochs_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 class RunDir:
-    """One run's folder and the files in it."""
+    """One run's folder and the files in it; the only place that knows their names."""
+
+    CONFIG = "config.yaml"
+    EPOCHS = "epochs.csv"
+    SUMMARY = "summary.json"
+    CHECKPOINT = "checkpoint.pt"
+    LOCK = "lock"
+    RESULT_FILES = (CONFIG, EPOCHS, SUMMARY)  # what a finished run consists of
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
     @property
     def summary_path(self) -> Path:
-        return self.path / "summary.json"
+        return self.path / self.SUMMARY
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / self.CONFIG
+
+    @property
+    def epochs_path(self) -> Path:
+        return self.path / self.EPOCHS
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / self.CHECKPOINT
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path / self.LOCK
 
     def read_summary(self) -> dict[str, Any] | None:
         try:
@@ -110,26 +154,22 @@ class RunDir:
 
     def write_config(self, resolved: dict[str, Any]) -> None:
         text = yaml.safe_dump(resolved, sort_keys=False, default_flow_style=None)
-        write_atomic(self.path / "config.yaml", text)
+        write_atomic(self.config_path, text)
 
     def write_epochs(self, rows: list[dict[str, Any]]) -> None:
         buffer = io.StringIO()
         epochs_frame(rows).to_csv(buffer, index=False)
-        write_atomic(self.path / "epochs.csv", buffer.getvalue())
-
-    @property
-    def checkpoint_path(self) -> Path:
-        return self.path / "checkpoint.pt"
+        write_atomic(self.epochs_path, buffer.getvalue())
 
     def remove_partial_files(self) -> None:
         """Delete temporary files a killed writer left behind (only the lock holder calls this)."""
         for leftover in self.path.glob(".*.tmp"):
             leftover.unlink(missing_ok=True)
 
-    def clear(self, keep: tuple[str, ...] = ("lock",)) -> None:
+    def clear(self) -> None:
         """Remove the run's files (for --force), keeping the lock we hold."""
         for entry in self.path.iterdir():
-            if entry.name in keep:
+            if entry.name == self.LOCK:
                 continue
             if entry.is_dir():
                 shutil.rmtree(entry)
@@ -138,6 +178,54 @@ class RunDir:
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         write_atomic(self.summary_path, json.dumps(summary, indent=2, allow_nan=True) + "\n")
+
+    def is_locked(self) -> bool:
+        """Whether a live process holds this run's lock (a `running` summary without one is
+        stale: its process was killed)."""
+        try:
+            fd = os.open(self.lock_path, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # also drops the shared lock we may have taken
+        return False
+
+
+class RunLock:
+    """An exclusive flock on <run>/lock holding the owner's pid.
+
+    The kernel drops the lock when its process dies, however it dies, so a lock left by a
+    killed process is simply taken over; a live owner is named in the error.
+    """
+
+    def __init__(self, run: RunDir) -> None:
+        self.path = run.lock_path
+        self._fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.read(fd, 64).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise OptbenchError(
+                f"run {self.path.parent} is being trained by process {owner}; "
+                "wait for it or stop it first"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing releases the flock
+            self._fd = None
 
 
 def create_run_dir(results_dir: str | Path, name: str, run_id: str) -> RunDir:

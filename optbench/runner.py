@@ -16,13 +16,13 @@ import torch
 from rich.console import Console
 
 import optbench
-from optbench.checkpoint import CheckpointFile, RunLock
+from optbench.checkpoint import CheckpointFile
 from optbench.config import default_results_dir, load_config
 from optbench.data import load_data
 from optbench.display import LiveTable
 from optbench.errors import OptbenchError
 from optbench.plan import RunPlan, make_plan
-from optbench.results import FINISHED, ResultsWriteError, RunDir, create_run_dir
+from optbench.results import FINISHED, ResultsWriteError, RunDir, RunLock, Status, create_run_dir
 from optbench.train import TrainingObserver, TrainResult, train
 
 
@@ -113,7 +113,7 @@ def run_plan(
     """
     load_data(plan.config.data, plan.config.seed, plan.data_root)  # a missing dataset fails here
     run = create_run_dir(results_dir, plan.name, plan.run_id)
-    with RunLock(run.path):
+    with RunLock(run):
         earlier = run.read_summary()
         status = earlier.get("status") if earlier else None
         checkpoints = CheckpointFile(run.checkpoint_path, plan.run_id)
@@ -144,11 +144,11 @@ def _train_in(
 ) -> RunOutcome:
     run.write_config(plan.resolved)
     started = time.time()
-    run.write_summary(summarize(plan, None, "running", started, None))
+    run.write_summary(summarize(plan, None, Status.RUNNING, started, None))
 
     title = f"{plan.name} / {plan.run_id}  ({plan.optimizer.name}, {plan.device})"
     result: TrainResult | None = None
-    status, error = "failed", None
+    status, error = Status.FAILED, None
     shown = LiveTable(title, console) if display is None else contextlib.nullcontext(display)
     with shown as display:
         observer = _SaveEachEpoch(run, display)
@@ -156,7 +156,7 @@ def _train_in(
             result = train(plan, observer, checkpoints, detect_anomaly)
             status = result.status
         except KeyboardInterrupt:
-            status, error = "interrupted", "interrupted (Ctrl-C or SIGTERM)"
+            status, error = Status.INTERRUPTED, "interrupted (Ctrl-C or SIGTERM)"
             raise
         except ResultsWriteError:
             raise  # the disk refused a write: do not try to write a summary on top of it

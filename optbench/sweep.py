@@ -158,9 +158,11 @@ class SweepReport:
     interrupted: bool = False
 
     def counts(self) -> dict[str, int]:
-        counts = {"completed": 0, "diverged": 0, "failed": 0, "interrupted": 0}
+        from optbench.results import Status
+
+        counts = {str(s): 0 for s in Status if s is not Status.RUNNING}
         for result in self.results:
-            counts[result.status] = counts.get(result.status, 0) + 1
+            counts[str(result.status)] += 1
         counts["skipped"] = len(self.skipped)
         return counts
 

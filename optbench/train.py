@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 from optbench.checkpoint import CheckpointFile, restore_rng, rng_state
 from optbench.data import InMemoryDataset, keep_batch, load_data
 from optbench.plan import RunPlan
+from optbench.results import Status
 
 
 class TrainingObserver(Protocol):
@@ -53,12 +54,12 @@ class SilentObserver:
 
 @dataclass
 class TrainResult:
-    status: str  # completed | diverged
+    status: Status  # completed | diverged
     rows: list[dict[str, Any]] = field(default_factory=list)
     diverged_at: dict[str, Any] | None = None
 
     def diverge(self, epoch: int, step: int, reason: str) -> TrainResult:
-        self.status = "diverged"
+        self.status = Status.DIVERGED
         self.diverged_at = {"epoch": epoch, "step": step, "reason": reason}
         return self
 
@@ -116,7 +117,7 @@ def train(
         collate_fn=keep_batch,
     )
 
-    result = TrainResult(status="completed")
+    result = TrainResult(status=Status.COMPLETED)
     saved = checkpoints.load(device) if checkpoints else None
     if saved is not None:
         model.load_state_dict(saved["model"])

@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 import torch
 
-from optbench.checkpoint import CheckpointFile, RunLock
+from optbench.checkpoint import CheckpointFile
 from optbench.config import validate_config
 from optbench.optimizers import OPTIMIZERS
 from optbench.plan import make_plan
-from optbench.results import EPOCH_COLUMNS
+from optbench.results import EPOCH_COLUMNS, RunDir, RunLock
 from optbench.train import train
 from tests.conftest import REPO, regression_dict, write_config
 
@@ -244,7 +244,7 @@ def test_second_process_on_the_same_run_is_refused_and_stale_locks_are_taken_ove
     plan = make_plan(validate_config(regression_dict(name="crash")))
     run_dir = tmp_path / "results" / "crash" / plan.run_id
     run_dir.mkdir(parents=True)
-    with RunLock(run_dir):
+    with RunLock(RunDir(run_dir)):
         held = _finish(config, tmp_path / "results")
     assert held.returncode == 2
     assert f"being trained by process {os.getpid()}" in held.stderr
