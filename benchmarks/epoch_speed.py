@@ -158,7 +158,7 @@ def _check_subset(subset: int | None, full: int) -> int:
 
 def setup_fashion_mnist(root: str, subset: int | None) -> Bench:
     plan = benchmark_plan("epoch_speed", "fashion_mnist", root, subset)
-    load_data(plan.config.data, SEED, plan.data_root)  # unpacks the IDX files on first use
+    load_data(plan.data, SEED)  # unpacks the IDX files on first use
 
     tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))])
     full = torchvision.datasets.FashionMNIST(root, train=True, download=False, transform=tf)

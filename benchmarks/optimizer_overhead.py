@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("|---|---:|---:|---:|---:|---:|---|---|---:|")
     for name, plan in plans.items():
-        lr = f"{_lr(plan.optimizer):g}"
+        lr = f"{_lr(plan.optimizer.info):g}"
         busy = ", ".join(share(v) for v in others[name])
         if name not in median:
             print(f"| {name} | {lr} | — | — | — | — | — | {busy} | {failed[name]} |")

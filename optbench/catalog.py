@@ -79,11 +79,11 @@ def build_rows(kind: str) -> list[Row]:
             for i in MODELS
         ]
     if kind == "datasets":
-        from optbench.data import DATASETS
+        from optbench.data import DATASETS, dataset_options
 
         rows = []
         for info in DATASETS:
-            spec = info.spec({})
+            spec = info.spec(dataset_options(info, {}))
             classes = f"{spec.num_classes} classes" if spec.num_classes else "regression"
             shape = "x".join(map(str, spec.input_shape))
             rows.append((info.name, f"{shape}, {classes}", info.description))

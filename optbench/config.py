@@ -195,6 +195,8 @@ def parse_yaml(text: str, source: str) -> Any:
 
 
 MAX_CONFIG_VALUES = 100_000
+# Sections that may be written as just a name (`loss: mse`) or as a mapping with options.
+COMPONENT_SECTIONS = ("model", "loss", "optimizer", "scheduler")
 
 
 def check_structure(data: dict[str, Any], source: str) -> None:
@@ -306,6 +308,8 @@ def apply_override(
         else:
             if isinstance(node, dict) and index not in node:
                 node[index] = {}
+            if i == 0 and part in COMPONENT_SECTIONS and isinstance(node[index], str):
+                node[index] = {"name": node[index]}  # `loss: mse` then --set loss.delta=...
             node = node[index]
 
 

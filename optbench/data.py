@@ -107,7 +107,7 @@ def keep_batch(batch: Any) -> Any:
 class DatasetInfo:
     name: str
     description: str
-    spec: Callable[[dict[str, Any]], DataSpec]
+    spec: Callable[[dict[str, Any]], DataSpec]  # from the bound dataset options
     load: Callable[..., tuple[InMemoryDataset, InMemoryDataset]]
     normalize: tuple[tuple[float, ...], tuple[float, ...]] | None  # default (mean, std)
 
@@ -332,9 +332,7 @@ DATASETS.register(
         "synthetic_regression",
         "y = x·w + b + noise with x ~ N(0, I), generated from the seed (options: n_train, "
         "n_test, features, noise, data_seed)",
-        lambda options: DataSpec(
-            (_synthetic_options(options)["features"],), None, _synthetic_options(options)["n_train"]
-        ),
+        lambda options: DataSpec((options["features"],), None, options["n_train"]),
         synthetic_regression,
         None,
     ),
@@ -345,19 +343,19 @@ _register_torchvision()
 # --------------------------------------------------------------------------- entry points
 
 
-def dataset_options(config: DataConfig) -> dict[str, Any]:
-    """Dataset-specific options, checked against the dataset's loader."""
-    info = DATASETS.get(config.dataset, "data.dataset")
+def dataset_options(info: DatasetInfo, options: dict[str, Any]) -> dict[str, Any]:
+    """Dataset-specific options (the data section's keys beyond the fixed ones), checked
+    against the dataset's loader, every default filled in."""
     own = list(signature_defaults(synthetic_regression, skip=("seed",)))
     own = own if info.name == "synthetic_regression" else []
-    for key in config.options:
+    for key in options:
         if key not in own:
             valid = [*DataConfig.model_fields, *own]
             raise ConfigError(
                 f"data.{key}",
                 f"unknown key{did_you_mean(key, valid)}; {info.name} takes: {', '.join(valid)}",
             )
-    return _synthetic_options(config.options) if own else {}
+    return _synthetic_options(options) if own else {}
 
 
 def resolve_normalize(config: DataConfig, info: DatasetInfo, spec: DataSpec) -> Any:
@@ -377,6 +375,44 @@ def resolve_normalize(config: DataConfig, info: DatasetInfo, spec: DataSpec) -> 
     return tuple(config.normalize.mean), tuple(config.normalize.std)
 
 
+@dataclass(frozen=True)
+class BoundData:
+    """The data section bound once, while planning: which dataset, its options, its shape and
+    its normalisation. Training loads from this; nothing reads the raw config again."""
+
+    info: DatasetInfo
+    options: dict[str, Any]
+    spec: DataSpec  # with `subset` applied
+    normalize: tuple[tuple[float, ...], tuple[float, ...]] | None
+    subset: int | None
+    root: str
+    download: bool
+
+    def resolved(self) -> dict[str, Any]:
+        """The keys this binding decides, for the resolved config."""
+        mean_std = {"mean": self.normalize[0], "std": self.normalize[1]} if self.normalize else None
+        return {"dataset": self.info.name, "root": self.root, "normalize": mean_std, **self.options}
+
+
+def bind_data(config: DataConfig, root: str) -> BoundData:
+    """Look up the dataset and check the data section against it (`root` when it sets none)."""
+    info = DATASETS.get(config.dataset, "data.dataset")
+    options = dataset_options(info, config.options)
+    spec = info.spec(options)
+    if config.subset is not None:
+        if config.subset > spec.train_size:
+            raise ConfigError(
+                "data.subset",
+                f"{config.subset} is more than the {spec.train_size} training samples "
+                f"of {info.name}",
+            )
+        spec = DataSpec(spec.input_shape, spec.num_classes, config.subset)
+    normalize = resolve_normalize(config, info, spec)
+    return BoundData(
+        info, options, spec, normalize, config.subset, config.root or root, config.download
+    )
+
+
 @functools.lru_cache(maxsize=4)
 def _load_cached(name: str, root: str, download: bool, seed: int, options: tuple) -> tuple:
     info = DATASETS.get(name, "data.dataset")
@@ -385,19 +421,15 @@ def _load_cached(name: str, root: str, download: bool, seed: int, options: tuple
     return info.load(root=root, download=download)
 
 
-def load_data(config: DataConfig, seed: int, root: str) -> tuple[InMemoryDataset, InMemoryDataset]:
+def load_data(data: BoundData, seed: int) -> tuple[InMemoryDataset, InMemoryDataset]:
     """Train and test splits in memory (cached per process, so sweeps load each dataset once)."""
-    info = DATASETS.get(config.dataset, "data.dataset")
-    options = dataset_options(config)
-    spec = info.spec(options)
-    normalize = resolve_normalize(config, info, spec)
-    data_seed = seed if info.name == "synthetic_regression" else 0  # images do not depend on it
+    data_seed = seed if data.info.name == "synthetic_regression" else 0  # images don't use it
     train, test = _load_cached(
-        info.name, str(root), config.download, data_seed, tuple(sorted(options.items()))
+        data.info.name, data.root, data.download, data_seed, tuple(sorted(data.options.items()))
     )
-    if config.subset is not None:
-        train = InMemoryDataset(train.inputs[: config.subset], train.targets[: config.subset])
-    mean, std = normalize if normalize else (None, None)
+    if data.subset is not None:
+        train = InMemoryDataset(train.inputs[: data.subset], train.targets[: data.subset])
+    mean, std = data.normalize if data.normalize else (None, None)
     return (
         InMemoryDataset(train.inputs, train.targets, mean, std),
         InMemoryDataset(test.inputs, test.targets, mean, std),

@@ -1,4 +1,4 @@
-"""Optimizers: every torch.optim optimizer by name (or a dotted import path), and param groups.
+"""Optimizers: every torch.optim optimizer by name (or an import path), and param groups.
 
 A parameter joins the first `param_groups` entry whose glob matches its name; parameters that
 no entry matches form the default group (group 0), which uses the top-level hyperparameters.
@@ -7,7 +7,6 @@ no entry matches form the default group (group 0), which uses the top-level hype
 from __future__ import annotations
 
 import fnmatch
-import importlib
 import inspect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -18,10 +17,17 @@ from torch import nn
 
 from optbench.config import OptimizerConfig
 from optbench.errors import ConfigError
-from optbench.registry import Registry, bind_options, signature_defaults
+from optbench.registry import (
+    Registry,
+    bind_options,
+    code_identity,
+    import_object,
+    is_import_path,
+    signature_defaults,
+)
 
-_NOT_TRAINABLE_HERE = {
-    "SparseAdam": "needs sparse gradients, which optbench's models do not produce",
+_NOT_TRAINABLE_HERE: dict[type, str] = {
+    torch.optim.SparseAdam: "needs sparse gradients, which optbench's models do not produce",
 }
 # Limits torch itself does not check on every group; an out-of-range value is a config error.
 _RANGES: dict[str, tuple[float, float, bool]] = {  # name: (low, high, high is inclusive)
@@ -41,9 +47,15 @@ class OptimInfo:
     description: str
     needs_closure: bool = False
     defaults: dict[str, Any] = field(default_factory=dict)
+    code: dict[str, Any] = field(default_factory=dict)  # what identifies an imported class's code
 
     @classmethod
-    def from_class(cls, name: str, optimizer_cls: type[torch.optim.Optimizer]) -> OptimInfo:
+    def from_class(
+        cls,
+        name: str,
+        optimizer_cls: type[torch.optim.Optimizer],
+        code: dict[str, Any] | None = None,
+    ) -> OptimInfo:
         doc = inspect.getdoc(optimizer_cls) or ""
         return cls(
             name=name,
@@ -51,6 +63,7 @@ class OptimInfo:
             description=doc.splitlines()[0] if doc else "",
             needs_closure=optimizer_cls is torch.optim.LBFGS,
             defaults=signature_defaults(optimizer_cls, skip=("params",)),
+            code=code or {},
         )
 
 
@@ -62,7 +75,7 @@ def _torch_optimizers() -> Registry[OptimInfo]:
             inspect.isclass(obj)
             and issubclass(obj, torch.optim.Optimizer)
             and obj is not torch.optim.Optimizer
-            and name not in _NOT_TRAINABLE_HERE
+            and obj not in _NOT_TRAINABLE_HERE
         ):
             registry.register(name, OptimInfo.from_class(name, obj))
     return registry
@@ -72,19 +85,24 @@ OPTIMIZERS = _torch_optimizers()
 
 
 def get_optimizer(name: str, field: str = "optimizer.name") -> OptimInfo:
-    """Look up a torch.optim name (any case) or import a dotted path to an Optimizer subclass."""
-    if name in _NOT_TRAINABLE_HERE:
-        raise ConfigError(field, f"{name} {_NOT_TRAINABLE_HERE[name]}")
-    if "." not in name:
+    """A torch.optim name (any case) or an import path to an Optimizer subclass. A registered
+    class comes back as its record whatever the spelling (SGD, sgd, torch.optim.SGD), so one
+    experiment has one run-id; other classes are named module.Class and carry their code's
+    identity."""
+    if not is_import_path(name):
+        refused = next((c for c in _NOT_TRAINABLE_HERE if c.__name__.lower() == name.lower()), None)
+        if refused is not None:
+            raise ConfigError(field, f"{refused.__name__} {_NOT_TRAINABLE_HERE[refused]}")
         return OPTIMIZERS.get(name, field)
-    module_name, _, attr = name.rpartition(".")
-    try:
-        obj = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(field, f"cannot import '{name}': {exc}") from None
+    obj = import_object(name, field)
     if not (inspect.isclass(obj) and issubclass(obj, torch.optim.Optimizer)):
         raise ConfigError(field, f"'{name}' is not a torch.optim.Optimizer subclass")
-    return OptimInfo.from_class(name, obj)
+    if obj in _NOT_TRAINABLE_HERE:
+        raise ConfigError(field, f"{obj.__name__} {_NOT_TRAINABLE_HERE[obj]}")
+    registered = next((info for info in OPTIMIZERS if info.cls is obj), None)
+    if registered is not None:
+        return registered
+    return OptimInfo.from_class(f"{obj.__module__}.{obj.__qualname__}", obj, code_identity(obj))
 
 
 def _check_ranges(hyper: dict[str, Any], field: str) -> None:
@@ -98,13 +116,6 @@ def _check_ranges(hyper: dict[str, Any], field: str) -> None:
             raise ConfigError(
                 f"{field}.{key}", f"must be in [{low:g}, {high:g}{bound}, got {value}"
             )
-
-
-def resolve_hyperparameters(info: OptimInfo, config: OptimizerConfig) -> dict[str, Any]:
-    """The top-level hyperparameters with every signature default filled in."""
-    hyper = bind_options(info.cls, config.options, "optimizer", skip=("params",), label=info.name)
-    _check_ranges(hyper, "optimizer")
-    return hyper
 
 
 def _group_overrides(info: OptimInfo, config: OptimizerConfig) -> list[dict[str, Any]]:
@@ -129,12 +140,51 @@ class ParamGroup:
     hyperparameters: dict[str, Any]
 
 
-def assign_param_groups(
-    names: Iterable[str], info: OptimInfo, config: OptimizerConfig
-) -> list[ParamGroup]:
-    """Split parameter names into groups: default group first, then the configured groups."""
+@dataclass(frozen=True)
+class BoundOptimizer:
+    """An optimizer bound once, while planning: its class, canonical hyperparameters and the
+    model's parameters split into groups. Training builds from this; nothing binds again."""
+
+    info: OptimInfo
+    hyperparameters: dict[str, Any]  # top level, every default filled in
+    group_settings: tuple[dict[str, Any], ...]  # each param_groups entry as configured, canonical
+    groups: tuple[ParamGroup, ...]  # the torch param groups, default group first
+
+    def build(self, model: nn.Module) -> torch.optim.Optimizer:
+        """The optimizer over `model`'s trainable parameters with its groups."""
+        named = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        if len(self.groups) == 1:
+            return _construct(self.info, list(named.values()), self.hyperparameters)
+        torch_groups = [
+            {"params": [named[n] for n in g.names], **g.hyperparameters} for g in self.groups
+        ]
+        return _construct(self.info, torch_groups, self.groups[0].hyperparameters)
+
+    def check(self, model: nn.Module) -> None:
+        """Construct each group on its own: torch checks values only for the constructor's
+        defaults, so a bad group value would otherwise surface at the first step."""
+        named = dict(model.named_parameters())
+        for group in self.groups:
+            _construct(self.info, [named[n] for n in group.names], group.hyperparameters)
+        self.build(model)
+
+    def resolved(self) -> dict[str, Any]:
+        return {
+            "name": self.info.name,
+            **self.hyperparameters,
+            "param_groups": [dict(g) for g in self.group_settings],
+        }
+
+
+def bind_optimizer(
+    info: OptimInfo, config: OptimizerConfig, names: Iterable[str]
+) -> BoundOptimizer:
+    """Check the optimizer's settings against its signature and split parameter `names` into
+    groups: a parameter joins the first param_groups entry whose glob matches it; the rest form
+    the default group."""
     names = list(names)
-    hyper = resolve_hyperparameters(info, config)
+    hyper = bind_options(info.cls, config.options, "optimizer", skip=("params",), label=info.name)
+    _check_ranges(hyper, "optimizer")
     overrides = _group_overrides(info, config)
     claimed: dict[str, int] = {}
     literal_owner: dict[str, int] = {}
@@ -164,27 +214,11 @@ def assign_param_groups(
                 f"optimizer.param_groups.{i}.params",
                 "every parameter it matches is already taken by an earlier group",
             )
-        label = ",".join(group.patterns)
-        groups.append(ParamGroup(label, members, {**hyper, **overrides[i]}))
-    return [g for g in groups if g.names]
-
-
-def create_optimizer(
-    model: nn.Module, info: OptimInfo, config: OptimizerConfig
-) -> tuple[torch.optim.Optimizer, list[ParamGroup]]:
-    """Build the optimizer over `model`'s trainable parameters with its configured groups."""
-    named = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    groups = assign_param_groups(named, info, config)
-    for group in groups:  # torch checks hyperparameter values only for the constructor's defaults
-        _construct(info, [named[n] for n in group.names], group.hyperparameters)
-    if len(groups) == 1:
-        optimizer = _construct(info, list(named.values()), groups[0].hyperparameters)
-    else:
-        torch_groups = [
-            {"params": [named[n] for n in g.names], **g.hyperparameters} for g in groups
-        ]
-        optimizer = _construct(info, torch_groups, groups[0].hyperparameters)
-    return optimizer, groups
+        groups.append(ParamGroup(",".join(group.patterns), members, {**hyper, **overrides[i]}))
+    settings = tuple(
+        {"params": group.params, **overrides[i]} for i, group in enumerate(config.param_groups)
+    )
+    return BoundOptimizer(info, hyper, settings, tuple(g for g in groups if g.names))
 
 
 def _construct(info: OptimInfo, params: list[Any], hyper: dict[str, Any]) -> torch.optim.Optimizer:

@@ -1,14 +1,15 @@
-"""From a shape-checked config to a run plan: every component looked up and bound to its signature.
+"""From a shape-checked config to a run plan: every component looked up, bound and tried.
 
-`make_plan` does all checking before anything trains: it builds the model once (parameter names
-for param groups), constructs the optimizer and scheduler on it, and throws them away. What it
-returns is enough to build fresh objects after seeding, plus the fully resolved config and the
-stable run-id derived from it.
+`make_plan` does all checking before anything trains: it binds every component to its
+signature, builds the model once (parameter names for param groups), constructs the optimizer
+and scheduler on it, and pushes a batch of zeros through model and loss, then throws them
+away. The plan carries what was bound; training, `params` and reports build from it and never
+read the raw config again. Its resolved config is derived from the schema and the bound
+components, and the run-id from that (optbench/identity.py).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -18,18 +19,13 @@ from torch import nn
 
 from optbench import identity
 from optbench.config import ExperimentConfig, default_data_root
-from optbench.data import DATASETS, DatasetInfo, DataSpec, dataset_options, resolve_normalize
+from optbench.data import BoundData, DataSpec, bind_data
 from optbench.errors import ConfigError
 from optbench.losses import LOSS_CODE_ARGS, LOSSES, LossInfo
 from optbench.models import MODELS, ModelInfo
-from optbench.optimizers import OptimInfo, create_optimizer, get_optimizer, resolve_hyperparameters
+from optbench.optimizers import BoundOptimizer, bind_optimizer, get_optimizer
 from optbench.registry import bind_options
-from optbench.schedulers import (
-    SCHEDULERS,
-    SchedulerInfo,
-    create_scheduler,
-    resolve_scheduler_options,
-)
+from optbench.schedulers import BoundScheduler, bind_scheduler
 
 
 @dataclass(frozen=True)
@@ -38,42 +34,48 @@ class RunPlan:
     resolved: dict[str, Any]
     run_id: str
     device: torch.device
-    dataset: DatasetInfo
-    data_spec: DataSpec
-    data_root: str
+    data: BoundData
     model: ModelInfo
     model_options: dict[str, Any]
     loss: LossInfo
     loss_options: dict[str, Any]
-    optimizer: OptimInfo
-    scheduler: SchedulerInfo | None
-    scheduler_options: dict[str, Any]
+    optimizer: BoundOptimizer
+    scheduler: BoundScheduler | None
+    parameters: tuple[tuple[str, tuple[int, ...]], ...]  # every trainable parameter's name, shape
 
     @property
     def name(self) -> str:
         return self.config.name
 
     @property
+    def data_spec(self) -> DataSpec:
+        return self.data.spec
+
+    @property
     def steps_per_epoch(self) -> int:
-        return steps_per_epoch(self.data_spec, self.config.data.batch_size)
+        return steps_per_epoch(self.data.spec, self.config.data.batch_size)
 
     def build_model(self, device: torch.device | None = None) -> nn.Module:
-        try:
-            model = self.model.build(self.data_spec, **self.model_options)
-        except (ValueError, TypeError) as exc:
-            raise ConfigError("model", f"{self.model.name}: {exc}") from None
-        return model.to(device or self.device)
+        return build_model(self.model, self.data.spec, self.model_options, device or self.device)
 
     def build_loss(self) -> nn.Module:
         return self.loss.cls(**self.loss_options)
 
     def build_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
-        return create_optimizer(model, self.optimizer, self.config.optimizer)[0]
+        return self.optimizer.build(model)
 
     def build_scheduler(self, optimizer: torch.optim.Optimizer) -> Any:
-        if self.scheduler is None:
-            return None
-        return create_scheduler(optimizer, self.scheduler, self.scheduler_options)
+        return None if self.scheduler is None else self.scheduler.build(optimizer)
+
+
+def build_model(
+    info: ModelInfo, spec: DataSpec, options: dict[str, Any], device: torch.device
+) -> nn.Module:
+    try:
+        model = info.build(spec, **options)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError("model", f"{info.name}: {exc}") from None
+    return model.to(device)
 
 
 def steps_per_epoch(spec: DataSpec, batch_size: int) -> int:
@@ -111,22 +113,79 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _section(dumped: dict[str, Any], extras: dict[str, Any] | None, bound: dict[str, Any]) -> Any:
+    """A section of the resolved config: its schema fields as dumped, with the free options the
+    user wrote replaced by what they were bound to (canonical, every default filled in)."""
+    replaced = {*(extras or {}), *bound}
+    return {**bound, **{k: v for k, v in dumped.items() if k not in replaced}}
+
+
+def resolve_config(
+    config: ExperimentConfig,
+    data: BoundData,
+    model: tuple[ModelInfo, dict[str, Any]],
+    loss: tuple[LossInfo, dict[str, Any]],
+    optimizer: BoundOptimizer,
+    scheduler: BoundScheduler | None,
+) -> dict[str, Any]:
+    """The resolved config (config.yaml): every field of the schema as dumped, so a new field
+    can not be left out, with each component's section replaced by its binding."""
+    dumped = config.model_dump(mode="json")
+    del dumped["sweep"]  # `run` trains the base; the grid is not part of a run
+    resolved = {
+        **dumped,
+        "data": _section(dumped["data"], config.data.model_extra, data.resolved()),
+        "model": _section(
+            dumped["model"], config.model.model_extra, {"name": model[0].name, **model[1]}
+        ),
+        "loss": _section(
+            dumped["loss"], config.loss.model_extra, {"name": loss[0].name, **loss[1]}
+        ),
+        "optimizer": _section(
+            dumped["optimizer"], config.optimizer.model_extra, optimizer.resolved()
+        ),
+    }
+    if scheduler is not None and config.scheduler is not None:
+        resolved["scheduler"] = _section(
+            dumped["scheduler"],
+            config.scheduler.model_extra,
+            {"name": scheduler.info.name, **scheduler.options},
+        )
+    code = {"optimizer": optimizer.info.code} if optimizer.info.code else {}
+    if code:  # an imported component's code is part of what the experiment is
+        resolved["code"] = code
+    return _plain(resolved)
+
+
+def _try_batch(
+    model: nn.Module, loss_fn: nn.Module, spec: DataSpec, model_name: str, loss_name: str
+) -> None:
+    """Push a batch of two zero inputs through the model and the loss, so a model that does not
+    fit the data, or a loss option torch checks only when called, fails while planning."""
+    inputs = torch.zeros(2, *spec.input_shape)
+    targets = (
+        torch.zeros(2, dtype=torch.long) if spec.num_classes else torch.zeros(2, spec.num_outputs)
+    )
+    model.eval()  # batch norm in training mode refuses tiny batches
+    try:
+        outputs = model(inputs)
+    except Exception as exc:
+        raise ConfigError(
+            "model",
+            f"{model_name} fails on a batch of shape {tuple(inputs.shape)}: "
+            f"{type(exc).__name__}: {exc}",
+        ) from None
+    try:
+        loss_fn(outputs, targets)
+    except Exception as exc:
+        raise ConfigError("loss", f"{loss_name} rejects these settings: {exc}") from None
+
+
 def make_plan(config: ExperimentConfig) -> RunPlan:
     """Check every component of `config` against what it builds; raise ConfigError on the first
     problem, naming its field."""
-    data = config.data
-    dataset = DATASETS.get(data.dataset, "data.dataset")
-    data_options = dataset_options(data)
-    spec = dataset.spec(data_options)
-    if data.subset is not None:
-        if data.subset > spec.train_size:
-            raise ConfigError(
-                "data.subset",
-                f"{data.subset} is more than the {spec.train_size} training samples "
-                f"of {dataset.name}",
-            )
-        spec = DataSpec(spec.input_shape, spec.num_classes, data.subset)
-    normalize = resolve_normalize(data, dataset, spec)
+    data = bind_data(config.data, default_data_root())
+    spec = data.spec
 
     model_info = MODELS.get(config.model.name, "model.name")
     model_options = bind_options(
@@ -146,84 +205,43 @@ def make_plan(config: ExperimentConfig) -> RunPlan:
         kind = "classification" if spec.num_classes else "regression"
         raise ConfigError(
             "loss",
-            f"{loss_info.name} expects {loss_info.targets} as targets, but {dataset.name} is a "
+            f"{loss_info.name} expects {loss_info.targets} as targets, but {data.info.name} is a "
             f"{kind} dataset; use "
             + ", ".join(info.name for info in LOSSES if info.targets == wants),
         )
 
     optimizer_info = get_optimizer(config.optimizer.name)
-    hyper = resolve_hyperparameters(optimizer_info, config.optimizer)
-
-    scheduler_info = scheduler_options = None
+    scheduler = None
     if config.scheduler is not None:
-        scheduler_info = SCHEDULERS.get(config.scheduler.name, "scheduler.name")
-        per_step = config.scheduler.interval == "step"
-        if per_step and scheduler_info.steps_on_metric:
-            raise ConfigError(
-                "scheduler.interval",
-                f"{scheduler_info.name} steps on the epoch's test loss, so its interval must be "
-                "'epoch'",
-            )
-        run_length = config.epochs * (steps_per_epoch(spec, data.batch_size) if per_step else 1)
-        scheduler_options = resolve_scheduler_options(scheduler_info, config.scheduler, run_length)
+        scheduler = bind_scheduler(
+            config.scheduler, config.epochs, steps_per_epoch(spec, config.data.batch_size)
+        )
 
-    device = resolve_device(config.device)
-    plan = RunPlan(
+    # Build everything once, away from the global RNG, so bad values fail now and not mid-run.
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        model = build_model(model_info, spec, model_options, torch.device("cpu"))
+        trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        optimizer = bind_optimizer(optimizer_info, config.optimizer, trainable)
+        optimizer.check(model)
+        if scheduler is not None:
+            scheduler.build(optimizer.build(model))
+        loss_fn = loss_info.cls(**loss_options)
+        _try_batch(model, loss_fn, spec, model_info.name, loss_info.name)
+
+    resolved = resolve_config(
+        config, data, (model_info, model_options), (loss_info, loss_options), optimizer, scheduler
+    )
+    return RunPlan(
         config=config,
-        resolved={},
-        run_id="",
-        device=device,
-        dataset=dataset,
-        data_spec=spec,
-        data_root=data.root or default_data_root(),
+        resolved=resolved,
+        run_id=identity.run_id(resolved),
+        device=resolve_device(config.device),
+        data=data,
         model=model_info,
         model_options=model_options,
         loss=loss_info,
         loss_options=loss_options,
-        optimizer=optimizer_info,
-        scheduler=scheduler_info,
-        scheduler_options=scheduler_options or {},
+        optimizer=optimizer,
+        scheduler=scheduler,
+        parameters=tuple((n, tuple(p.shape)) for n, p in trainable.items()),
     )
-    # Build everything once, away from the global RNG, so bad values fail now and not mid-run.
-    with torch.random.fork_rng(devices=[]):
-        optimizer = plan.build_optimizer(plan.build_model(torch.device("cpu")))
-        plan.build_scheduler(optimizer)
-
-    resolved = _plain(
-        {
-            "name": config.name,
-            "seed": config.seed,
-            "epochs": config.epochs,
-            "device": str(device),
-            "data": {
-                "dataset": dataset.name,
-                "root": plan.data_root,
-                "download": data.download,
-                "batch_size": data.batch_size,
-                "test_batch_size": data.test_batch_size,
-                "normalize": {"mean": normalize[0], "std": normalize[1]} if normalize else None,
-                "subset": data.subset,
-                **data_options,
-            },
-            "model": {"name": model_info.name, **model_options},
-            "loss": {"name": loss_info.name, **loss_options},
-            "optimizer": {
-                "name": optimizer_info.name,
-                **hyper,
-                "param_groups": [
-                    {"params": g.params, **g.hyperparameters} for g in config.optimizer.param_groups
-                ],
-            },
-            "scheduler": (
-                {
-                    "name": scheduler_info.name,
-                    "interval": config.scheduler.interval,
-                    **scheduler_options,
-                }
-                if scheduler_info and config.scheduler
-                else None
-            ),
-            **({"fast": True} if config.fast else {}),  # exact runs keep their earlier run-ids
-        }
-    )
-    return dataclasses.replace(plan, resolved=resolved, run_id=identity.run_id(resolved))

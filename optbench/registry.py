@@ -8,9 +8,17 @@ a wrong type fails at load time with the field's name instead of deep inside tor
 
 from __future__ import annotations
 
+import hashlib
+import importlib
+import importlib.metadata
 import inspect
 import math
+import re
+import site
+import sys
+import sysconfig
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from optbench.errors import ConfigError, did_you_mean
@@ -54,6 +62,127 @@ class Registry(Generic[Record]):
         return self._records[key]
 
 
+# package.module.Name or package.module:Name (the entry-point spelling)
+_IMPORT_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*)?")
+
+
+def is_import_path(name: str) -> bool:
+    """A component name with a dot or colon is an import path; others are registered names."""
+    return "." in name or ":" in name
+
+
+def import_object(path: str, field: str) -> Any:
+    """The object an import path names, or a one-line ConfigError on `field` saying why not."""
+    if not _IMPORT_PATH.fullmatch(path) or (":" not in path and "." not in path):
+        raise ConfigError(
+            field, f"'{path}' is not a registered name or an import path like package.module.Name"
+        )
+    module_name, colon, attributes = path.partition(":")
+    if not colon:
+        module_name, _, attributes = path.rpartition(".")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except Exception as exc:  # ImportError, or anything the user's module raises on import
+        raise ConfigError(field, f"cannot import '{path}': {exc}") from None
+    for attribute in attributes.split("."):
+        try:
+            obj = getattr(obj, attribute)
+        except AttributeError:
+            where = getattr(obj, "__name__", type(obj).__name__)
+            raise ConfigError(
+                field, f"cannot import '{path}': '{where}' has no attribute '{attribute}'"
+            ) from None
+    return obj
+
+
+def _site_dirs() -> list[Path]:
+    dirs = {sysconfig.get_paths()[key] for key in ("purelib", "platlib")}
+    dirs.update(site.getsitepackages())
+    dirs.add(site.getusersitepackages())
+    return [Path(d).resolve() for d in dirs]
+
+
+def _installed(source: str | None) -> bool:
+    """Whether a module file lies in site-packages, i.e. came with an installed distribution
+    (an editable install or a folder on sys.path keeps its code elsewhere, edited in place)."""
+    if not source:
+        return False
+    path = Path(source).resolve()
+    return any(path.is_relative_to(folder) for folder in _site_dirs())
+
+
+def code_identity(obj: Any) -> dict[str, Any]:
+    """What identifies the code of a component given by import path: the installed
+    distribution's name and version, or (a local or editable module) a hash of its source file.
+    A run-id that includes this changes when the code does."""
+    module = inspect.getmodule(obj) or sys.modules.get(getattr(obj, "__module__", ""), None)
+    name = module.__name__ if module else str(getattr(obj, "__module__", "?"))
+    source = getattr(module, "__file__", None)
+    distributions = importlib.metadata.packages_distributions().get(name.split(".")[0])
+    if distributions and _installed(source):
+        distribution = importlib.metadata.distribution(distributions[0])
+        return {
+            "module": name,
+            "distribution": distribution.metadata["Name"],
+            "version": distribution.version,
+        }
+    if source and Path(source).is_file():
+        digest = hashlib.sha256(Path(source).read_bytes()).hexdigest()[:16]
+        return {"module": name, "file": str(Path(source).resolve()), "sha256": digest}
+    return {"module": name}
+
+
+def _annotation_text(parameter: inspect.Parameter) -> str:
+    annotation = parameter.annotation
+    if annotation is inspect.Parameter.empty:
+        return ""
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return str(annotation)
+
+
+def _number_kind(parameter: inspect.Parameter, default: Any) -> str | None:
+    """'float', 'int' or None (no preference) for a numeric argument: its annotation decides,
+    else its default's type."""
+    text = _annotation_text(parameter)
+    if re.search(r"\bfloat\b", text):
+        return "float"
+    if re.search(r"\bint\b", text):
+        return "int"
+    if isinstance(default, float):
+        return "float"
+    if isinstance(default, int) and not isinstance(default, bool):
+        return "int"
+    return None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def canonical(value: Any, example: Any, kind: str | None = None) -> Any:
+    """`value` stored one way whatever the user wrote: a number as the type its parameter takes
+    (lr 1 and 1.0 are one value; an int argument stays int), a tuple argument as a tuple.
+    Raise ValueError when an integer argument gets a fraction."""
+    if _is_number(value):
+        if kind == "float" or (kind is None and isinstance(example, float)):
+            return float(value)
+        if kind == "int" or (kind is None and _is_number(example)):
+            if isinstance(value, float) and not value.is_integer():
+                if kind == "int":
+                    raise ValueError(f"must be an integer, got {value!r}")
+                return value
+            return int(value)
+        return value
+    if isinstance(value, (list, tuple)):
+        if isinstance(example, tuple) and len(example) == len(value):
+            return tuple(canonical(v, e) for v, e in zip(value, example, strict=True))
+        item = example[0] if isinstance(example, list) and example else None
+        items = [canonical(v, item) for v in value]
+        return tuple(items) if isinstance(example, tuple) else items
+    return value
+
+
 def _same_kind(value: Any, default: Any) -> bool:
     """Whether `value` may replace `default`: bools for bools, numbers for numbers, and so on.
     NaN is never a setting."""
@@ -66,7 +195,7 @@ def _same_kind(value: Any, default: Any) -> bool:
     if isinstance(default, bool):
         return isinstance(value, bool)
     if isinstance(default, (int, float)):
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+        return _is_number(value)
     if isinstance(default, str):
         return isinstance(value, str)
     if isinstance(default, tuple):
@@ -100,11 +229,7 @@ def _example_value(parameter: inspect.Parameter) -> Any:
     (required, or None), one read off a plain annotation such as `int` or `int | None`."""
     if parameter.default not in (None, inspect.Parameter.empty):
         return parameter.default
-    annotation = parameter.annotation
-    text = annotation if isinstance(annotation, str) else str(annotation)
-    if not isinstance(annotation, str) and isinstance(annotation, type):
-        text = annotation.__name__
-    text = text.replace(" | None", "").replace("None | ", "")
+    text = _annotation_text(parameter).replace(" | None", "").replace("None | ", "")
     return _EXAMPLE_OF_TYPE.get(text, inspect.Parameter.empty)
 
 
@@ -131,8 +256,8 @@ def bind_options(
     """Check `options` against `fn`'s signature and return them with every default filled in.
 
     `skip` names arguments that code passes (params, optimizer); `provided` holds values that
-    code supplies when the config leaves them out (step counts). Tuples in defaults come back
-    as tuples, so YAML lists work for betas and the like.
+    code supplies when the config leaves them out (step counts). Values come back canonical
+    (see `canonical`): tuples where the default is a tuple, so YAML lists work for betas.
     """
     label = label or getattr(fn, "__name__", str(fn))
     accepted = signature_defaults(fn, skip)
@@ -147,19 +272,20 @@ def bind_options(
     resolved: dict[str, Any] = {}
     parameters = inspect.signature(fn).parameters
     for key, default in accepted.items():
+        example = _example_value(parameters[key])
         if key in options:
             value = options[key]
-            example = _example_value(parameters[key])
             nullable = parameters[key].default is None
             if not (value is None and nullable) and not _same_kind(value, example):
                 raise ConfigError(f"{field}.{key}", f"must be {_kind_name(example)}, got {value!r}")
-            if isinstance(default, tuple):
-                value = tuple(value)
-            resolved[key] = value
         elif provided and key in provided:
-            resolved[key] = provided[key]
+            value = provided[key]
         elif default is inspect.Parameter.empty:
             raise ConfigError(f"{field}.{key}", f"is required by {label}")
         else:
-            resolved[key] = default
+            value = default
+        try:
+            resolved[key] = canonical(value, example, _number_kind(parameters[key], default))
+        except ValueError as exc:
+            raise ConfigError(f"{field}.{key}", str(exc)) from None
     return resolved

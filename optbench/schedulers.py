@@ -60,23 +60,39 @@ def _torch_schedulers() -> Registry[SchedulerInfo]:
 SCHEDULERS = _torch_schedulers()
 
 
-def resolve_scheduler_options(
-    info: SchedulerInfo, config: SchedulerConfig, run_length: int
-) -> dict[str, Any]:
-    """The scheduler's arguments with defaults filled and run-length arguments supplied."""
+@dataclass(frozen=True)
+class BoundScheduler:
+    """A scheduler bound once, while planning: its class, arguments and stepping interval."""
+
+    info: SchedulerInfo
+    options: dict[str, Any]
+    per_step: bool  # stepped after every optimizer step, not once per epoch
+
+    def build(self, optimizer: torch.optim.Optimizer) -> Any:
+        try:
+            return self.info.cls(optimizer, **self.options)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ConfigError(
+                "scheduler", f"{self.info.name} rejects these settings: {exc}"
+            ) from None
+
+
+def bind_scheduler(config: SchedulerConfig, epochs: int, steps_per_epoch: int) -> BoundScheduler:
+    """Check the scheduler's settings; run-length arguments default to the whole run, counted
+    in the scheduler's interval (epochs, or optimizer steps with `interval: step`)."""
+    info = SCHEDULERS.get(config.name, "scheduler.name")
+    per_step = config.interval == "step"
+    if per_step and info.steps_on_metric:
+        raise ConfigError(
+            "scheduler.interval",
+            f"{info.name} steps on the epoch's test loss, so its interval must be 'epoch'",
+        )
+    run_length = epochs * (steps_per_epoch if per_step else 1)
     provided = {}
     length_arg = _RUN_LENGTH_ARGS.get(info.name)
     if length_arg and not (info.name == "OneCycleLR" and "epochs" in config.options):
         provided[length_arg] = run_length
-    return bind_options(
+    options = bind_options(
         info.cls, config.options, "scheduler", skip=_CODE_ARGS, provided=provided, label=info.name
     )
-
-
-def create_scheduler(
-    optimizer: torch.optim.Optimizer, info: SchedulerInfo, options: dict[str, Any]
-) -> Any:
-    try:
-        return info.cls(optimizer, **options)
-    except (ValueError, TypeError, KeyError) as exc:
-        raise ConfigError("scheduler", f"{info.name} rejects these settings: {exc}") from None
+    return BoundScheduler(info, options, per_step)

@@ -23,6 +23,7 @@ from optbench.config import (
     check_structure,
     name_from_stem,
     parse_dotted_key,
+    parse_yaml,
     read_config_file,
     validate_config,
 )
@@ -52,18 +53,18 @@ def _short(value: Any) -> str:
 
 
 def parse_grid_option(text: str) -> tuple[str, list[Any]]:
-    """'optimizer.lr=0.1,0.01' -> ('optimizer.lr', [0.1, 0.01]); values are YAML, so lists
-    and mappings work: 'optimizer.betas=[0.9,0.99],[0.8,0.9]'."""
+    """'optimizer.lr=0.1,0.01' -> ('optimizer.lr', [0.1, 0.01]); values are YAML read exactly as
+    `--set` reads them (1e-3 is a number), so lists and mappings work:
+    'optimizer.betas=[0.9,0.99],[0.8,0.9]'."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(
             "--grid", f"'{text}' is not KEY=V1,V2 (e.g. --grid optimizer.lr=0.1,0.01)"
         )
     key = ".".join(parse_dotted_key(key, "--grid"))
-    try:
-        values = yaml.safe_load(f"[{raw}]")
-    except yaml.YAMLError:
-        raise ConfigError(f"--grid {key}", f"'{raw}' is not a list of YAML values") from None
+    values = parse_yaml(f"[{raw}]", f"--grid {key}")  # as --set and config files read values
+    if not isinstance(values, list):
+        raise ConfigError(f"--grid {key}", f"'{raw}' is not a list of YAML values")
     return key, values
 
 

@@ -2,8 +2,11 @@
 
 torch.manual_seed(seed) before the model is built; a DataLoader with shuffle=True and a
 generator seeded with the same seed; zero_grad, forward, loss, backward, step (or
-step(closure) for LBFGS); train_loss is the mean of the epoch's batch losses. Evaluation
-slices the test tensors in order and touches no random state, so it cannot change training.
+step(closure) for LBFGS); train_loss is the mean of the epoch's batch losses; after every
+epoch, evaluation over `DataLoader(test_set, batch_size=..., shuffle=False)`. Evaluation here
+slices the test tensors in order, and draws one number from the global generator per pass, as
+iterating that DataLoader does (its base seed): so dropout masks after the first epoch are the
+ones the evaluating loop gets. That loop, not one that never evaluates, is the reference.
 
 Fast mode (`fast: true`) changes one thing: batch losses are summed on the device and read
 once per epoch, so there is no host synchronisation per batch (what costs on a GPU). Training
@@ -68,6 +71,7 @@ def evaluate(
     model: nn.Module, loss_fn: nn.Module, data: InMemoryDataset, batch_size: int, classify: bool
 ) -> tuple[float, float | None]:
     """Per-sample mean loss and (for classification) accuracy over `data`, in order."""
+    torch.empty((), dtype=torch.int64).random_()  # what iterating a test DataLoader draws
     model.eval()
     total_loss, correct = 0.0, 0
     with torch.no_grad():
@@ -98,7 +102,7 @@ def train(
     config, device = plan.config, plan.device
     classify = plan.data_spec.num_classes is not None
 
-    train_set, test_set = load_data(config.data, config.seed, plan.data_root)
+    train_set, test_set = load_data(plan.data, config.seed)
     train_set, test_set = train_set.to(device), test_set.to(device)
 
     torch.manual_seed(config.seed)
@@ -106,7 +110,7 @@ def train(
     loss_fn = plan.build_loss()
     optimizer = plan.build_optimizer(model)
     scheduler = plan.build_scheduler(optimizer)
-    step_scheduler_each_batch = scheduler is not None and config.scheduler.interval == "step"
+    step_scheduler_each_batch = plan.scheduler is not None and plan.scheduler.per_step
 
     shuffle = torch.Generator().manual_seed(config.seed)
     loader = DataLoader(
@@ -137,7 +141,7 @@ def train(
             started = time.perf_counter()
             loss_sum, batches = torch.zeros((), device=device) if config.fast else 0.0, 0
             for inputs, targets in loader:
-                if plan.optimizer.needs_closure:
+                if plan.optimizer.info.needs_closure:
 
                     def closure(inputs: torch.Tensor = inputs, targets: torch.Tensor = targets):
                         optimizer.zero_grad()
@@ -177,7 +181,7 @@ def train(
             eval_seconds = time.perf_counter() - started
 
             if scheduler is not None and not step_scheduler_each_batch:
-                if plan.scheduler.steps_on_metric:
+                if plan.scheduler.info.steps_on_metric:
                     scheduler.step(test_loss)
                 else:
                     scheduler.step()

@@ -17,7 +17,7 @@ def test_every_shipped_config_validates(path: Path) -> None:
 
     plan = make_plan(load_config(path))
     assert plan.name == path.stem
-    assert plan.resolved["optimizer"]["name"] == plan.optimizer.name
+    assert plan.resolved["optimizer"]["name"] == plan.optimizer.info.name
 
 
 def test_name_defaults_to_file_stem(tmp_path: Path) -> None:

@@ -14,8 +14,10 @@ from optbench.config import validate_config
 from optbench.data import (
     CIFAR10_FOLDER,
     TENSOR_FOLDER,
+    BoundData,
     InMemoryDataset,
     _load_cached,
+    bind_data,
     keep_batch,
     load_data,
 )
@@ -27,9 +29,13 @@ def _data_config(**data):
     return validate_config(regression_dict(data=data)).data
 
 
+def _bound(root: str | Path, **data) -> BoundData:
+    return bind_data(_data_config(**data), str(root))
+
+
 def test_cifar10_goes_through_torchvision_and_matches_its_transforms(cifar_root) -> None:
     root, images = cifar_root
-    train, test = load_data(_data_config(dataset="cifar10", root=str(root)), 0, str(root))
+    train, test = load_data(_bound(root, dataset="cifar10"), 0)
     assert (len(train), len(test)) == (100, 30)
     assert train.inputs.dtype == torch.uint8 and train.inputs.shape == (100, 3, 32, 32)
 
@@ -50,7 +56,7 @@ def test_cifar10_folder_is_torchvisions() -> None:
 
 def _load_cifar(root: Path) -> tuple[InMemoryDataset, InMemoryDataset]:
     _load_cached.cache_clear()  # as a fresh process would
-    return load_data(_data_config(dataset="cifar10", root=str(root)), 0, str(root))
+    return load_data(_bound(root, dataset="cifar10"), 0)
 
 
 def _mapped_files() -> str:
@@ -95,7 +101,7 @@ def test_an_unwritable_root_keeps_a_private_copy(cifar_root) -> None:
 
 def test_missing_cifar10_says_where_it_looked_and_how_to_get_it(tmp_path: Path) -> None:
     with pytest.raises(OptbenchError) as error:
-        load_data(_data_config(dataset="cifar10"), 0, str(tmp_path))
+        load_data(_bound(str(tmp_path), dataset="cifar10"), 0)
     message = str(error.value)
     assert str(tmp_path / "cifar-10-batches-py") in message
     assert "data.download: true" in message
@@ -108,11 +114,11 @@ def test_download_without_internet_fails_clearly(tmp_path: Path, monkeypatch) ->
     monkeypatch.setattr(torchvision.datasets.utils, "download_url", offline)
     monkeypatch.setattr(torchvision.datasets.cifar, "download_and_extract_archive", offline)
     with pytest.raises(OptbenchError, match=r"could not load cifar10 .*name resolution"):
-        load_data(_data_config(dataset="cifar10", download=True), 0, str(tmp_path))
+        load_data(_bound(str(tmp_path), dataset="cifar10", download=True), 0)
 
 
 def test_fashion_mnist_is_unpacked_from_the_debian_package(fashion_root: Path) -> None:
-    train, test = load_data(_data_config(dataset="fashion_mnist"), 0, str(fashion_root))
+    train, test = load_data(_bound(str(fashion_root), dataset="fashion_mnist"), 0)
     assert (len(train), len(test)) == (60_000, 10_000)
     assert (fashion_root / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").is_file()
     reference = torchvision.datasets.FashionMNIST(
@@ -125,7 +131,7 @@ def test_fashion_mnist_is_unpacked_from_the_debian_package(fashion_root: Path) -
 def test_missing_fashion_mnist_names_both_places(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr("optbench.data.SYSTEM_DATA_DIR", tmp_path / "system")
     with pytest.raises(OptbenchError) as error:
-        load_data(_data_config(dataset="fashion_mnist"), 0, str(tmp_path / "empty"))
+        load_data(_bound(str(tmp_path / "empty"), dataset="fashion_mnist"), 0)
     message = str(error.value)
     assert "FashionMNIST/raw" in message and str(tmp_path / "system") in message
     assert "dataset-fashion-mnist" in message
@@ -133,18 +139,18 @@ def test_missing_fashion_mnist_names_both_places(tmp_path: Path, monkeypatch) ->
 
 
 def test_subset_keeps_the_first_samples() -> None:
-    full, _ = load_data(_data_config(dataset="synthetic_regression"), 0, "unused")
-    part, _ = load_data(_data_config(dataset="synthetic_regression", subset=10), 0, "unused")
+    full, _ = load_data(_bound("unused", dataset="synthetic_regression"), 0)
+    part, _ = load_data(_bound("unused", dataset="synthetic_regression", subset=10), 0)
     assert torch.equal(part.inputs, full.inputs[:10])
 
 
 def test_synthetic_data_follows_the_seed_and_not_the_global_rng() -> None:
-    config = _data_config(dataset="synthetic_regression")
+    data = _bound("unused", dataset="synthetic_regression")
     torch.manual_seed(123)
     state = torch.get_rng_state()
-    a, _ = load_data(config, 1, "unused")
+    a, _ = load_data(data, 1)
     assert torch.equal(torch.get_rng_state(), state)
-    b, _ = load_data(config, 2, "unused")
+    b, _ = load_data(data, 2)
     assert not torch.equal(a.inputs, b.inputs)
 
 

@@ -16,7 +16,7 @@ from tests.conftest import regression_config
 def _untrained_test_loss(plan) -> float:
     torch.manual_seed(plan.config.seed)
     model = plan.build_model()
-    _, test = load_data(plan.config.data, plan.config.seed, plan.data_root)
+    _, test = load_data(plan.data, plan.config.seed)
     return evaluate(model, plan.build_loss(), test, 64, classify=False)[0]
 
 
@@ -47,15 +47,18 @@ def test_optimizer_names_are_case_insensitive() -> None:
 
 
 def test_dotted_import_path_to_an_optimizer_subclass() -> None:
-    info = get_optimizer("torch.optim.sgd.SGD")
-    assert info.cls is torch.optim.SGD
-    assert info.defaults["momentum"] == 0
+    for spelling in ("torch.optim.sgd.SGD", "torch.optim.SGD", "torch.optim:SGD", "sgd"):
+        info = get_optimizer(spelling)
+        assert info is OPTIMIZERS.get("SGD", "")  # one record, one name, one run-id
+        assert info.cls is torch.optim.SGD and info.name == "SGD"
 
 
 @pytest.mark.parametrize(
     ("name", "message"),
     [
         ("no.such.module.Opt", "cannot import 'no.such.module.Opt'"),
+        ("torch.optim.SparseAdam", "needs sparse gradients"),
+        (".SGD", "is not a registered name or an import path"),
         ("collections.OrderedDict", "is not a torch.optim.Optimizer subclass"),
         ("Adamm", "unknown optimizer 'Adamm' (did you mean 'Adam'?)"),
         ("SparseAdam", "needs sparse gradients"),
@@ -74,7 +77,7 @@ def test_lbfgs_is_stepped_with_a_closure() -> None:
             data={"dataset": "synthetic_regression", "n_train": 256, "batch_size": 256},
         )
     )
-    assert plan.optimizer.needs_closure
+    assert plan.optimizer.info.needs_closure
     rows = train(plan).rows
     # Full batch: epoch 2's loss is the loss after epoch 1's 20 inner iterations, near the noise.
     assert rows[1]["train_loss"] < 0.05 < rows[0]["train_loss"]

@@ -54,7 +54,7 @@ def test_per_step_interval_steps_every_batch() -> None:
 
 def test_run_length_arguments_come_from_the_run() -> None:
     plan, _ = _run({"name": "OneCycleLR", "max_lr": 0.1, "interval": "step"})
-    assert plan.scheduler_options["total_steps"] == 3 * 8 == 3 * plan.steps_per_epoch
+    assert plan.scheduler.options["total_steps"] == 3 * 8 == 3 * plan.steps_per_epoch
     plan, lrs = _run({"name": "CosineAnnealingLR"}, epochs=4)
     assert plan.resolved["scheduler"]["T_max"] == 4
     assert lrs == pytest.approx([0.1, 0.085355339, 0.05, 0.014644661])
