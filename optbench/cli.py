@@ -1,8 +1,9 @@
 """The `optbench` command line: thin Typer commands over library functions.
 
 Each command body calls one function from the package; torch is imported only inside the
-commands that need it, so `optbench --help` stays fast. User errors exit with status 2 and one
-line on stderr; a run that fails or diverges exits 1; an interrupted run exits 130.
+commands that need it, so `optbench --help` stays fast. Exit statuses (optbench/errors.py): 2
+bad input, one line on stderr, nothing written; 3 a results file could not be written; 1 a run
+failed or diverged; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from optbench.errors import OptbenchError
+from optbench.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_WRITE_FAILED,
+    OptbenchError,
+    ResultsWriteError,
+)
 
 app = typer.Typer(
     help="Run, sweep and compare PyTorch optimizer experiments from YAML configs.",
@@ -46,8 +54,8 @@ SetOption = Annotated[
 ]
 
 
-def user_errors_exit_2(command: F) -> F:
-    """Turn an OptbenchError into one line on stderr and exit status 2 (no traceback)."""
+def one_line_errors(command: F) -> F:
+    """Bad input: one line on stderr, exit 2. A failed write: one line, exit 3. No traceback."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -55,7 +63,10 @@ def user_errors_exit_2(command: F) -> F:
             return command(*args, **kwargs)
         except OptbenchError as exc:
             errors.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
-            raise typer.Exit(2) from None
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+        except ResultsWriteError as exc:
+            errors.print(f"[bold red]write failed:[/] {escape(str(exc))}", highlight=False)
+            raise typer.Exit(EXIT_WRITE_FAILED) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -91,7 +102,7 @@ def _with_fast(overrides: list[str] | None, fast: bool) -> list[str] | None:
 
 
 @app.command()
-@user_errors_exit_2
+@one_line_errors
 def run(
     config: ConfigArg,
     overrides: SetOption = None,
@@ -129,14 +140,14 @@ def run(
         )
     except KeyboardInterrupt:
         errors.print("interrupted: the epochs finished so far are saved")
-        raise typer.Exit(130) from None
-    except OptbenchError:
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except (OptbenchError, ResultsWriteError):
         raise
     except Exception as exc:
         errors.print(
             f"[bold red]run failed:[/] {type(exc).__name__}: {escape(str(exc))}", highlight=False
         )
-        raise typer.Exit(1) from None
+        raise typer.Exit(EXIT_FAILED) from None
     summary = outcome.summary
     status = summary.get("status")
     if outcome.already_finished:
@@ -151,12 +162,12 @@ def run(
             f"[bold yellow]diverged[/] at epoch {where.get('epoch')} step {where.get('step')} "
             f"({where.get('reason')}); results in {escape(str(outcome.run_dir))}"
         )
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)
     console.print(f"{status}: results in {outcome.run_dir}", markup=False, highlight=False)
 
 
 @app.command()
-@user_errors_exit_2
+@one_line_errors
 def validate(config: ConfigArg, overrides: SetOption = None) -> None:
     """Check a config (keys, types, every component's arguments) without training."""
     from optbench.config import load_config
@@ -167,7 +178,7 @@ def validate(config: ConfigArg, overrides: SetOption = None) -> None:
 
 
 @app.command()
-@user_errors_exit_2
+@one_line_errors
 def params(config: ConfigArg, overrides: SetOption = None) -> None:
     """Show every parameter's name, shape and optimizer group with its hyperparameters."""
     from optbench.config import load_config
@@ -178,7 +189,7 @@ def params(config: ConfigArg, overrides: SetOption = None) -> None:
 
 
 @app.command()
-@user_errors_exit_2
+@one_line_errors
 def sweep(
     config: ConfigArg,
     grid: Annotated[
@@ -238,9 +249,9 @@ def sweep(
     console.print(f"sweep {name}: {counts}", markup=False)
     if report.interrupted:
         errors.print("interrupted: finished runs are kept; run the same command to resume")
-        raise typer.Exit(130)
+        raise typer.Exit(EXIT_INTERRUPTED)
     if report.counts()["failed"]:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)
 
 
 class Output(str, enum.Enum):
@@ -251,7 +262,7 @@ class Output(str, enum.Enum):
 
 
 @app.command()
-@user_errors_exit_2
+@one_line_errors
 def compare(
     paths: Annotated[
         list[Path], typer.Argument(help="Result folders or run folders (results/<name>, ...).")
@@ -281,14 +292,17 @@ def compare(
 ) -> None:
     """Rank configurations across runs (seeds aggregated) and show their curves."""
     from optbench.compare import compare_runs
-    from optbench.reports import print_comparison
+    from optbench.reports import check_plot_path, print_comparison
 
+    if plot is not None:
+        check_plot_path(plot)
     comparison = compare_runs(paths, metric, target)
-    print_comparison(console, comparison, output.value, curve, top, plot)
+    messages = console if output is Output.table else errors
+    print_comparison(console, comparison, output.value, curve, top, plot, messages)
 
 
 @app.command()
-@user_errors_exit_2
+@one_line_errors
 def show(
     run_dir: Annotated[Path, typer.Argument(help="A run folder: results/<name>/<run-id>.")],
 ) -> None:

@@ -1,13 +1,28 @@
-"""The one exception type that means "the user's input is wrong": the CLI prints it and exits 2."""
+"""The two failures the CLI reports in one line: bad input (exit 2) and a failed write (exit 3).
+
+Exit statuses, defined here once: 0 done; 1 a run failed or diverged; 2 bad input, nothing
+written; 3 a results file could not be written (disk full, permissions), what was written
+before stays valid; 130 interrupted.
+"""
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
 
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_WRITE_FAILED = 3
+EXIT_INTERRUPTED = 130
+
 
 class OptbenchError(Exception):
     """A problem the user can fix (bad config, missing data, refused overwrite); never a bug."""
+
+
+class ResultsWriteError(OSError):
+    """A results file could not be written (disk full, permissions); the old file is intact.
+    Not bad input: the run may be fine and its checkpoint is kept, so it can be resumed."""
 
 
 class ConfigError(OptbenchError):

@@ -12,7 +12,6 @@ import io
 import json
 import os
 import shutil
-import signal
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any, BinaryIO
 import pandas as pd
 import yaml
 
-from optbench.errors import OptbenchError
+from optbench.errors import OptbenchError, ResultsWriteError
 
 EPOCH_COLUMNS = [
     "epoch",
@@ -54,25 +53,16 @@ class Status(str, enum.Enum):
 FINISHED = frozenset({Status.COMPLETED, Status.DIVERGED})
 
 
-# Fault injection for the crash tests: "checkpoint.pt:2" SIGKILLs this process during the 2nd
-# write of checkpoint.pt, after the temporary file is complete and before it is renamed.
-_KILL_DURING_WRITE = os.environ.get("OPTBENCH_KILL_DURING_WRITE", "")
-_writes: dict[str, int] = {}
 _UMASK = os.umask(0o022)  # read the process umask (and put it back): new files honour it
 os.umask(_UMASK)
 
 
-def _maybe_die_mid_write(name: str) -> None:
-    target, _, count = _KILL_DURING_WRITE.partition(":")
-    if target != name:
-        return
-    _writes[name] = _writes.get(name, 0) + 1
-    if str(_writes[name]) == count:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-class ResultsWriteError(OptbenchError):
-    """A results file could not be written (disk full, permissions); the old file is intact."""
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_atomic(path: Path, content: str | bytes | Callable[[BinaryIO], None]) -> None:
@@ -94,10 +84,9 @@ def write_atomic(path: Path, content: str | bytes | Callable[[BinaryIO], None]) 
                 handle.write(content.encode("utf-8") if isinstance(content, str) else content)
             handle.flush()
             os.fsync(handle.fileno())
-        if _KILL_DURING_WRITE:
-            _maybe_die_mid_write(path.name)
         os.replace(tmp, path)
         tmp = None
+        _fsync_folder(path.parent)  # the rename itself survives a power loss, not only a kill
     except OSError as exc:
         raise ResultsWriteError(
             f"cannot write {path}: {exc.strerror or exc}; the previous version is kept"

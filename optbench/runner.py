@@ -20,9 +20,9 @@ from optbench.checkpoint import CheckpointFile
 from optbench.config import default_results_dir, load_config
 from optbench.data import load_data
 from optbench.display import LiveTable
-from optbench.errors import OptbenchError
+from optbench.errors import OptbenchError, ResultsWriteError
 from optbench.plan import RunPlan, make_plan
-from optbench.results import FINISHED, ResultsWriteError, RunDir, RunLock, Status, create_run_dir
+from optbench.results import FINISHED, RunDir, RunLock, Status, create_run_dir
 from optbench.train import TrainingObserver, TrainResult, train
 
 
@@ -111,7 +111,7 @@ def run_plan(
     Nothing is written on bad input. A finished run is left alone (an error without `force`,
     a no-op with `resume`); an interrupted one continues from its checkpoint with `resume`.
     """
-    load_data(plan.config.data, plan.config.seed, plan.data_root)  # a missing dataset fails here
+    load_data(plan.data, plan.config.seed)  # a missing dataset fails here, before any write
     run = create_run_dir(results_dir, plan.name, plan.run_id)
     with RunLock(run):
         earlier = run.read_summary()
@@ -142,35 +142,37 @@ def _train_in(
     console: Console | None,
     display: TrainingObserver | None,
 ) -> RunOutcome:
+    """Train with the run's files kept current. The checkpoint is deleted only once the final
+    summary is on disk, so a write that fails (full disk) never costs the training done."""
     run.write_config(plan.resolved)
     started = time.time()
     run.write_summary(summarize(plan, None, Status.RUNNING, started, None))
 
-    title = f"{plan.name} / {plan.run_id}  ({plan.optimizer.name}, {plan.device})"
-    result: TrainResult | None = None
-    status, error = Status.FAILED, None
+    title = f"{plan.name} / {plan.run_id}  ({plan.optimizer.info.name}, {plan.device})"
     shown = LiveTable(title, console) if display is None else contextlib.nullcontext(display)
     with shown as display:
         observer = _SaveEachEpoch(run, display)
         try:
             result = train(plan, observer, checkpoints, detect_anomaly)
-            status = result.status
-        except KeyboardInterrupt:
-            status, error = Status.INTERRUPTED, "interrupted (Ctrl-C or SIGTERM)"
+        except BaseException as exc:
+            status, error = _failure(exc)
+            failed = TrainResult(status=status, rows=observer.rows)
+            with contextlib.suppress(ResultsWriteError):  # the first failure is the one to report
+                run.write_summary(summarize(plan, failed, status, started, error))
             raise
-        except ResultsWriteError:
-            raise  # the disk refused a write: do not try to write a summary on top of it
-        except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            raise
-        finally:
-            if result is None:
-                result = TrainResult(status=status, rows=observer.rows)
-            with contextlib.suppress(ResultsWriteError):
-                run.write_summary(summarize(plan, result, status, started, error))
-    if status in FINISHED:  # nothing left to resume: the checkpoint only costs disk now
+    run.write_summary(summarize(plan, result, result.status, started, None))
+    if result.status in FINISHED:  # nothing left to resume: the checkpoint only costs disk now
         checkpoints.path.unlink(missing_ok=True)
     return RunOutcome(run.path, run.read_summary() or {})
+
+
+def _failure(exc: BaseException) -> tuple[Status, str]:
+    """The status and summary `error` for a run stopped by `exc`."""
+    if isinstance(exc, KeyboardInterrupt):
+        return Status.INTERRUPTED, "interrupted (Ctrl-C or SIGTERM)"
+    if isinstance(exc, ResultsWriteError):
+        return Status.FAILED, f"{exc} (the checkpoint is kept: --resume continues the run)"
+    return Status.FAILED, f"{type(exc).__name__}: {exc}"
 
 
 def run_experiment(

@@ -123,20 +123,15 @@ SLOW_ENOUGH = {  # about a tenth of a second per epoch, so a kill can land insid
 }
 
 
-def _start(config: Path, results: Path, *extra: str, env: dict | None = None):
+def _start(config: Path, results: Path, *extra: str, kill_during_write: str | None = None):
+    """`optbench run` in a process of its own; `kill_during_write` ('epochs.csv:3') SIGKILLs it
+    during that write (tests/kill_during_write.py)."""
+    launcher = ["-m", "optbench"]
+    if kill_during_write:
+        launcher = [str(REPO / "tests" / "kill_during_write.py"), kill_during_write]
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "optbench",
-            "run",
-            str(config),
-            "--results-dir",
-            str(results),
-            *extra,
-        ],
+        [sys.executable, *launcher, "run", str(config), "--results-dir", str(results), *extra],
         cwd=REPO,
-        env={**os.environ, **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -173,19 +168,21 @@ def crash_setup(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.mark.parametrize(
-    ("point", "kill_env"),
+    ("point", "kill_during_write"),
     [
-        ("during an epoch", {}),
-        ("during a checkpoint write", {"OPTBENCH_KILL_DURING_WRITE": "checkpoint.pt:2"}),
-        ("during the epochs.csv write", {"OPTBENCH_KILL_DURING_WRITE": "epochs.csv:3"}),
-        ("during the summary write", {"OPTBENCH_KILL_DURING_WRITE": "summary.json:2"}),
+        ("during an epoch", None),
+        ("during a checkpoint write", "checkpoint.pt:2"),
+        ("during the epochs.csv write", "epochs.csv:3"),
+        ("during the summary write", "summary.json:2"),
     ],
 )
-def test_sigkill_then_resume_gives_the_uninterrupted_table(crash_setup, point, kill_env) -> None:
+def test_sigkill_then_resume_gives_the_uninterrupted_table(
+    crash_setup, point, kill_during_write
+) -> None:
     folder, config, reference = crash_setup
     results = folder / point.replace(" ", "_")
-    process = _start(config, results, env=kill_env)
-    if not kill_env:  # kill it a moment after the first checkpoint: inside epoch 2 or 3
+    process = _start(config, results, kill_during_write=kill_during_write)
+    if not kill_during_write:  # kill it a moment after the first checkpoint: inside epoch 2 or 3
         _wait_for(next_checkpoint(results, process), process)
         time.sleep(0.15)
         process.kill()
@@ -193,7 +190,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_table(crash_setup, point, k
     assert process.returncode == -signal.SIGKILL
 
     (run_dir,) = (results / "crash").iterdir()
-    if kill_env:  # the writer died holding a complete temporary file it never renamed
+    if kill_during_write:  # the writer died holding a complete temporary file it never renamed
         assert list(run_dir.glob(".*.tmp"))
     # whatever is in place is a whole file, readable as what it claims to be
     json.loads((run_dir / "summary.json").read_text())
@@ -255,8 +252,21 @@ def test_second_process_on_the_same_run_is_refused_and_stale_locks_are_taken_ove
     assert free.returncode == 0, free.stderr
 
 
-def test_full_disk_stops_the_run_with_one_sentence_and_a_good_checkpoint(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+# Every write a 2-epoch run makes, in order: (file, which write of that file).
+RUN_WRITES = [
+    ("config.yaml", 1),
+    ("summary.json", 1),  # status running
+    ("checkpoint.pt", 1),
+    ("epochs.csv", 1),
+    ("checkpoint.pt", 2),
+    ("epochs.csv", 2),
+    ("summary.json", 2),  # the final summary
+]
+
+
+@pytest.mark.parametrize(("file", "nth"), RUN_WRITES, ids=[f"{f}-{n}" for f, n in RUN_WRITES])
+def test_a_full_disk_at_any_write_exits_3_keeps_the_work_and_resume_completes_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, file: str, nth: int
 ) -> None:
     import errno
 
@@ -265,40 +275,50 @@ def test_full_disk_stops_the_run_with_one_sentence_and_a_good_checkpoint(
     from optbench import results as results_module
     from optbench.cli import app
 
-    config = write_config(tmp_path, regression_dict(name="crash", epochs=4))
-    plan = make_plan(validate_config(regression_dict(name="crash", epochs=4)))
+    config = write_config(tmp_path, regression_dict(name="crash", epochs=2))
+    plan = make_plan(validate_config(regression_dict(name="crash", epochs=2)))
     reference = train(plan).rows
     run_dir = tmp_path / "results" / "crash" / plan.run_id
     real_fsync, writes = os.fsync, []
 
     def fsync_until_the_disk_fills(fd: int) -> None:
         name = os.readlink(f"/proc/self/fd/{fd}")
-        writes.append(name)
-        if ".epochs.csv." in name and sum(".epochs.csv." in w for w in writes) == 2:
-            raise OSError(errno.ENOSPC, "No space left on device")
+        if f"/.{file}." in name:
+            writes.append(name)
+            if len(writes) == nth:
+                raise OSError(errno.ENOSPC, "No space left on device")
         real_fsync(fd)
 
     monkeypatch.setattr(results_module.os, "fsync", fsync_until_the_disk_fills)
-    result = CliRunner().invoke(
-        app, ["run", str(config), "--results-dir", str(tmp_path / "results")]
-    )
-    assert result.exit_code == 2
+    args = ["run", str(config), "--results-dir", str(tmp_path / "results")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 3, result.output  # a failed write: never 0, and not bad input
     message = result.stderr.strip()
     assert message.count("\n") == 0 and "No space left on device" in message
-    assert "epochs.csv" in message and "previous version is kept" in message
+    assert file in message and "previous version is kept" in message
     assert not list(run_dir.glob(".*.tmp"))  # no partial file left behind
-    assert len(pd.read_csv(run_dir / "epochs.csv")) == 1  # the last good table
-    saved = CheckpointFile(run_dir / "checkpoint.pt", plan.run_id).load(torch.device("cpu"))
-    assert saved["epoch"] == 2  # the checkpoint of the epoch whose table could not be written
+    summary = RunDir(run_dir).read_summary()
+    if (file, nth) in (("config.yaml", 1), ("summary.json", 1)):  # before training started
+        assert summary is None and not (run_dir / "epochs.csv").exists()
+    if (file, nth) in (("checkpoint.pt", 1), ("epochs.csv", 1), ("checkpoint.pt", 2)):
+        assert summary["status"] == "failed"  # the summary says what failed
+        assert file in summary["error"] and "--resume" in summary["error"]
+    if (file, nth) == ("summary.json", 2):  # trained to the end, summary not written
+        assert summary["status"] == "running"
+        assert (run_dir / "checkpoint.pt").exists()  # the training is not lost
+        trained = pd.read_csv(run_dir / "epochs.csv")
 
     monkeypatch.setattr(results_module.os, "fsync", real_fsync)  # space again: resume
-    resumed = CliRunner().invoke(
-        app, ["run", str(config), "--results-dir", str(tmp_path / "results"), "--resume"]
-    )
+    resumed = CliRunner().invoke(app, [*args, "--resume"])
     assert resumed.exit_code == 0, resumed.output
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
+    assert not (run_dir / "checkpoint.pt").exists()
+    table = pd.read_csv(run_dir / "epochs.csv")
     pd.testing.assert_frame_equal(  # bit for bit after the csv round trip
-        pd.read_csv(run_dir / "epochs.csv")[METRICS],
+        table[METRICS],
         pd.DataFrame(reference)[METRICS].astype(float),
         check_exact=True,
         check_dtype=False,
     )
+    if (file, nth) == ("summary.json", 2):  # finished from the checkpoint, not trained again
+        pd.testing.assert_frame_equal(table, trained)
