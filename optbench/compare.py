@@ -3,13 +3,28 @@
 A configuration is a resolved config without its seed (and without where data lives or what
 the experiment was called), so the same optimizer settings from results/baselines and
 results/mine fall into one row. The columns shown are the hyperparameters that differ.
+
+Only comparable numbers are averaged:
+
+- A run is counted once. Copies of it (the same run-id in two folders) are one seed, not two:
+  the finished copy is kept (else the one with more epochs) and a note names the others.
+- The final_* metrics of a configuration are the mean over its runs that completed every
+  planned epoch, so they are all taken at the same epoch (a configuration's runs share its
+  `epochs`). Runs that stopped early (diverged, failed, interrupted, still running, stale) are
+  counted in n and named with the epoch they stopped in ("2 completed, 1 diverged at epoch 3"),
+  but their last epoch never enters a final mean; a configuration without a completed run has
+  no final numbers. Best-so-far numbers (best_*, at epoch, epochs to a target) use every epoch
+  of every run, and a curve's mean at an epoch is over the runs that reached that epoch.
+- A `running` run whose lock no live process holds was killed: it is shown as `stale`.
+- A run without a config.yaml is a configuration of its own, named by its folder (column
+  `run`): with nothing to compare, two such runs are never assumed to be the same experiment.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +33,7 @@ import yaml
 
 from optbench.errors import OptbenchError
 from optbench.identity import NOT_IN_CONFIGURATION, configuration_key, identity
+from optbench.results import FINISHED, RunDir, Status
 
 _HIGHER_IS_BETTER = {"best_test_accuracy", "final_test_accuracy"}
 METRICS = [
@@ -27,7 +43,20 @@ METRICS = [
     "final_test_accuracy",
     "best_test_accuracy",
 ]
-_STATUS_ORDER = {"completed": 0, "running": 1, "interrupted": 2, "diverged": 3, "failed": 4}
+# Statuses compare shows beyond summary.json's: a `running` run no process trains any more, and
+# a `completed` summary whose epochs.csv lacks planned epochs (a partial copy).
+STALE = "stale"
+INCOMPLETE = "incomplete"
+_STATUS_ORDER = {
+    Status.COMPLETED: 0,
+    Status.RUNNING: 1,
+    Status.INTERRUPTED: 2,
+    STALE: 3,
+    INCOMPLETE: 4,
+    Status.DIVERGED: 5,
+    Status.FAILED: 6,
+}
+_UNKNOWN_STATUS = len(_STATUS_ORDER)
 
 
 def find_run_dirs(paths: list[Path]) -> list[Path]:
@@ -36,10 +65,10 @@ def find_run_dirs(paths: list[Path]) -> list[Path]:
     for path in paths:
         if not path.exists():
             raise OptbenchError(f"{path} does not exist")
-        if (path / "summary.json").is_file():
+        if (path / RunDir.SUMMARY).is_file():
             found.append(path)
         else:
-            found.extend(sorted(p.parent for p in path.rglob("summary.json")))
+            found.extend(sorted(p.parent for p in path.rglob(RunDir.SUMMARY)))
     unique = list(dict.fromkeys(p.resolve() for p in found))
     if not unique:
         raise OptbenchError(
@@ -57,17 +86,72 @@ class Run:
 
 
 def read_run(path: Path) -> Run:
+    run = RunDir(path)
     try:
-        summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))
-        config_file = path / "config.yaml"
+        summary = json.loads(run.summary_path.read_text(encoding="utf-8"))
+        config_file = run.config_path
         config = (
             yaml.safe_load(config_file.read_text(encoding="utf-8")) if config_file.exists() else {}
         )
-        epochs_file = path / "epochs.csv"
+        epochs_file = run.epochs_path
         epochs = pd.read_csv(epochs_file) if epochs_file.exists() else pd.DataFrame()
     except (OSError, ValueError, yaml.YAMLError) as exc:
         raise OptbenchError(f"cannot read the run in {path}: {exc}") from None
+    for name, value in ((RunDir.SUMMARY, summary), (RunDir.CONFIG, config)):
+        if value is not None and not isinstance(value, dict):
+            raise OptbenchError(f"cannot read the run in {path}: {name} is not a mapping")
     return Run(path, summary, config or {}, epochs)
+
+
+def run_status(run: Run) -> str:
+    """summary.json's status, except that a `running` run nobody holds the lock of is stale."""
+    status = str(run.summary.get("status", "unknown"))
+    if status == Status.RUNNING and not RunDir(run.path).is_locked():
+        return STALE
+    return status
+
+
+def planned_epochs(run: Run) -> int:
+    """How many epochs the run was meant to train (summary.json, else config.yaml)."""
+    for source in (run.summary, run.config):
+        if isinstance(source.get("epochs"), int):
+            return source["epochs"]
+    return len(run.epochs)
+
+
+def _stopped_in(run: Run) -> int:
+    """The epoch an unfinished run stopped in: where it diverged, else the one after its last."""
+    diverged = run.summary.get("diverged_at")
+    if isinstance(diverged, dict) and isinstance(diverged.get("epoch"), int):
+        return diverged["epoch"]
+    return len(run.epochs) + 1
+
+
+def drop_copies(runs: list[Run]) -> tuple[list[Run], list[str]]:
+    """One run per run-id: a copy of a run in another folder is the same seed, not another.
+
+    Keeps a finished copy over an unfinished one, then the one with more epochs, then the first
+    found; returns the runs kept and a note for each run-id found more than once.
+    """
+    kept: dict[str, Run] = {}
+    copies: dict[str, list[Run]] = {}
+    for run in runs:
+        run_id = run.summary.get("run_id")
+        key = run_id if isinstance(run_id, str) and run_id else str(run.path)
+        copies.setdefault(key, []).append(run)
+        if key not in kept or _preference(run) > _preference(kept[key]):
+            kept[key] = run
+    notes = [
+        f"run {key} is in {len(found)} folders; counted once, from {kept[key].path} "
+        f"(also in {', '.join(str(r.path) for r in found if r is not kept[key])})"
+        for key, found in copies.items()
+        if len(found) > 1
+    ]
+    return list(kept.values()), notes
+
+
+def _preference(run: Run) -> tuple[bool, int]:
+    return str(run.summary.get("status")) in FINISHED, len(run.epochs)
 
 
 def _reach(epochs: pd.DataFrame, target: tuple[str, float] | None) -> tuple[float, float]:
@@ -84,19 +168,33 @@ def _reach(epochs: pd.DataFrame, target: tuple[str, float] | None) -> tuple[floa
 
 
 def runs_frame(runs: list[Run], target: tuple[str, float] | None = None) -> pd.DataFrame:
-    """One row per run: its configuration key, flattened config and metrics."""
+    """One row per run: its configuration key, flattened config, status and metrics.
+
+    `complete` says whether the run trained every planned epoch (only those enter a
+    configuration's final_* means); `stopped_in` is the epoch an unfinished run stopped in.
+    """
     rows = []
     for run in runs:
-        config = identity(run.config, NOT_IN_CONFIGURATION)
+        if run.config:
+            key = configuration_key(run.config)
+            config = identity(run.config, NOT_IN_CONFIGURATION)
+        else:  # nothing says what it trained: a configuration of its own
+            key, config = str(run.path), {"run": str(run.path)}
         epochs = run.epochs
         has = not epochs.empty
         epochs_to, seconds_to = _reach(epochs, target)
+        status = run_status(run)
+        complete = status == Status.COMPLETED and len(epochs) >= planned_epochs(run)
+        if status == Status.COMPLETED and not complete:
+            status = INCOMPLETE
         rows.append(
             {
-                "configuration": configuration_key(run.config),
+                "configuration": key,
                 "run_dir": str(run.path),
                 "run_id": run.summary.get("run_id", run.path.name),
-                "status": run.summary.get("status", "unknown"),
+                "status": status,
+                "complete": complete,
+                "stopped_in": math.nan if complete else _stopped_in(run),
                 "seed": run.summary.get("seed"),
                 "epochs": len(epochs),
                 "seconds": float(epochs["seconds"].sum()) if has else math.nan,
@@ -152,10 +250,17 @@ def differing_keys(frame: pd.DataFrame) -> list[str]:
 
 def rank(frame: pd.DataFrame, metric: str = "final_test_loss") -> pd.DataFrame:
     """One row per configuration: mean, std and n over seeds of every metric, status counts;
-    best first by `metric`, configurations with diverged or failed runs last."""
+    best first by `metric`, configurations with diverged or failed runs last.
+
+    final_* means are over the configuration's complete runs only (`completed` counts them):
+    a run that stopped early has its last epoch somewhere else, not at the final one.
+    """
     if metric not in METRICS:
         raise OptbenchError(f"--metric must be one of {', '.join(METRICS)}, not '{metric}'")
     shown = differing_keys(frame)
+    frame = frame.copy()
+    finals = [m for m in METRICS if m.startswith("final_")]
+    frame.loc[~frame["complete"].astype(bool), finals] = math.nan
     numbers = [
         *METRICS,
         "best_accuracy_epoch",
@@ -168,9 +273,12 @@ def rank(frame: pd.DataFrame, metric: str = "final_test_loss") -> pd.DataFrame:
     table = grouped[numbers].agg(["mean", "std"])
     table.columns = [f"{m}_{stat}" for m, stat in table.columns]
     table["n"] = grouped.size()
+    table["completed"] = grouped["complete"].sum().astype(int)
     table["reached_target"] = grouped["epochs_to_target"].count()
-    table["status"] = grouped["status"].agg(_status_counts)
-    table["worst_status"] = grouped["status"].agg(lambda s: max(_STATUS_ORDER.get(x, 5) for x in s))
+    table["status"] = pd.Series({key: _status_counts(rows) for key, rows in grouped})
+    table["worst_status"] = grouped["status"].agg(
+        lambda s: max(_STATUS_ORDER.get(x, _UNKNOWN_STATUS) for x in s)
+    )
     for column in shown:
         table[column.removeprefix("config.")] = grouped[column].first()
     ascending = metric not in _HIGHER_IS_BETTER
@@ -182,10 +290,18 @@ def rank(frame: pd.DataFrame, metric: str = "final_test_loss") -> pd.DataFrame:
     return table.reset_index()
 
 
-def _status_counts(statuses: pd.Series) -> str:
-    counts = statuses.value_counts()
-    order = sorted(counts.index, key=lambda s: _STATUS_ORDER.get(s, 5))
-    return ", ".join(f"{counts[s]} {s}" for s in order)
+def _status_counts(rows: pd.DataFrame) -> str:
+    """'2 completed, 1 diverged at epoch 3': how many runs ended how, and where they stopped."""
+    parts = []
+    order = sorted(set(rows["status"]), key=lambda s: (_STATUS_ORDER.get(s, _UNKNOWN_STATUS), s))
+    for status in order:
+        these = rows[rows["status"] == status]
+        text = f"{len(these)} {status}"
+        stopped = sorted({int(e) for e in these["stopped_in"].dropna()})
+        if stopped:
+            text += f" at epoch{'s' if len(stopped) > 1 else ''} {', '.join(map(str, stopped))}"
+        parts.append(text)
+    return ", ".join(parts)
 
 
 def label(row: pd.Series, hyperparameters: list[str]) -> str:
@@ -246,13 +362,14 @@ class Comparison:
     frame: pd.DataFrame  # one row per run
     table: pd.DataFrame  # one row per configuration, ranked
     target: tuple[str, float] | None
+    notes: list[str] = field(default_factory=list)  # e.g. copies of a run counted once
 
 
 def compare_runs(
     paths: list[Path], metric: str = "final_test_loss", target: str | None = None
 ) -> Comparison:
-    """Load every run under `paths` and rank their configurations."""
+    """Load every run under `paths` (copies of one run counted once) and rank configurations."""
     parsed = parse_target(target)
-    runs = [read_run(path) for path in find_run_dirs(paths)]
+    runs, notes = drop_copies([read_run(path) for path in find_run_dirs(paths)])
     frame = runs_frame(runs, parsed)
-    return Comparison(runs, frame, rank(frame, metric), parsed)
+    return Comparison(runs, frame, rank(frame, metric), parsed, notes)

@@ -1,26 +1,33 @@
-"""Tables for `optbench params`, sweeps and comparisons: where parameters go, how runs did."""
+"""Tables for `optbench params`, sweeps and comparisons: where parameters go, how runs did.
+
+Torch-free at import (the plan is only an annotation), so `compare` and `show` never load it.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
 from optbench.catalog import show_value
 from optbench.display import format_cell
-from optbench.plan import RunPlan
+from optbench.errors import OptbenchError
+
+if TYPE_CHECKING:
+    from optbench.plan import RunPlan
 
 
 def param_table(plan: RunPlan) -> Table:
-    """Every parameter's name, shape and group, with that group's effective hyperparameters."""
-    from optbench.optimizers import assign_param_groups
-
-    model = plan.build_model()
-    named = dict(model.named_parameters())
-    groups = assign_param_groups(named, plan.optimizer, plan.config.optimizer)
+    """Every parameter's name, shape and group, with that group's effective hyperparameters:
+    read off the plan, which bound them, with no model built again."""
+    shapes = dict(plan.parameters)
+    groups = plan.optimizer.groups
     top = groups[0].hyperparameters if groups[0].label == "default" else {}
     table = Table(
-        title=f"{plan.name}: {plan.model.name} parameters -> {plan.optimizer.name} groups",
+        title=f"{plan.name}: {plan.model.name} parameters -> {plan.optimizer.info.name} groups",
         title_justify="left",
     )
     for column in ("parameter", "shape", "numel", "group", "hyperparameters"):
@@ -33,12 +40,12 @@ def param_table(plan: RunPlan) -> Table:
             f"{k}={show_value(v)}" for k, v in shown.items() if v is not None and v is not False
         )
         for name in group.names:
-            tensor = named[name]
-            total += tensor.numel()
+            numel = math.prod(shapes[name])
+            total += numel
             table.add_row(
                 name,
-                "x".join(map(str, tensor.shape)),
-                f"{tensor.numel():,}",
+                "x".join(map(str, shapes[name])),
+                f"{numel:,}",
                 f"{index} ({group.label})",
                 key_values,
             )
@@ -85,6 +92,7 @@ def ranking_frame(table: Any, target: tuple[str, float] | None) -> Any:
         out[key] = table[key].to_numpy()
     out["n"] = table["n"].to_numpy()
     out["status"] = table["status"].to_numpy()
+    out["completed"] = table["completed"].to_numpy()  # the runs final_* means are over
     for metric, _, _ in RANK_COLUMNS:
         out[f"{metric}_mean"] = table[f"{metric}_mean"].to_numpy()
         out[f"{metric}_std"] = table[f"{metric}_std"].to_numpy()
@@ -102,7 +110,10 @@ def _value(value: Any) -> str:
 def ranking_table(table: Any, target: tuple[str, float] | None) -> Table:
     """Rich ranking: one row per configuration, seeds as mean ± std, best first."""
     hyper = table.attrs["hyperparameters"]
-    title = f"ranking by {table.attrs['metric']} (mean ± std over seeds)"
+    title = (
+        f"ranking by {table.attrs['metric']} (mean ± std over seeds; "
+        "final columns over completed runs only)"
+    )
     rich_table = Table(title=title, title_justify="left")
     rich_table.add_column("#", justify="right")
     for key in hyper:
@@ -173,17 +184,41 @@ def markdown(frame: Any) -> str:
     return "\n".join(lines)
 
 
-def plot_png(bands: dict[str, Any], metric: str, path: Any) -> None:
-    """One line per configuration with a band for the seed spread (needs matplotlib)."""
+def _pyplot() -> Any:
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        from optbench.errors import OptbenchError
-
         raise OptbenchError("--plot needs matplotlib: pip install 'optbench[plot]'") from None
+    return plt
+
+
+def check_plot_path(path: Path) -> None:
+    """Refuse a --plot destination that cannot be written before any run is read, not after."""
+    if path.is_dir():
+        raise OptbenchError(f"--plot {path} is a folder; give a file such as {path / 'curves.png'}")
+    folder = path.parent
+    if not folder.is_dir():
+        what = "is a file" if folder.exists() else "does not exist"
+        raise OptbenchError(f"--plot {path}: folder {folder} {what}")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise OptbenchError(f"--plot {path}: permission denied")
+    _pyplot()  # no matplotlib: say so now
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = sorted(FigureCanvasBase.get_supported_filetypes())
+    if path.suffix.lstrip(".").lower() not in formats:
+        raise OptbenchError(
+            f"--plot {path}: the file name must end in the image format to write: "
+            f"{', '.join('.' + f for f in formats)}"
+        )
+
+
+def plot_png(bands: dict[str, Any], metric: str, path: Path) -> None:
+    """One line per configuration with a band for the seed spread (needs matplotlib)."""
+    plt = _pyplot()
     figure, axes = plt.subplots(figsize=(9, 5.5))
     for name, band in bands.items():
         (line,) = axes.plot(band.index, band["mean"], label=name)
@@ -193,8 +228,12 @@ def plot_png(bands: dict[str, Any], metric: str, path: Any) -> None:
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    try:
+        figure.savefig(path, dpi=120)
+    except OSError as exc:
+        raise OptbenchError(f"cannot write --plot {path}: {exc.strerror or exc}") from None
+    finally:
+        plt.close(figure)
 
 
 def print_comparison(
@@ -203,10 +242,17 @@ def print_comparison(
     output: str = "table",
     curve_metric: str = "test_loss",
     top: int = 5,
-    plot: Any = None,
+    plot: Path | None = None,
+    messages: Any = None,
 ) -> None:
-    """`optbench compare`: the ranking, then the top configurations' curves (table and chart)."""
+    """`optbench compare`: the ranking, then the top configurations' curves (table and chart).
+
+    Notes and "plot written" go to `messages` (stderr for csv/json/markdown, so pipes get only
+    the ranking); by default to `console`.
+    """
     from optbench.compare import seed_bands
+
+    messages = console if messages is None else messages
 
     bands = seed_bands(comparison.frame, comparison.table, comparison.runs, curve_metric, top)
     frame = ranking_frame(comparison.table, comparison.target)
@@ -219,8 +265,6 @@ def print_comparison(
     elif output == "table":
         console.print(ranking_table(comparison.table, comparison.target))
     else:
-        from optbench.errors import OptbenchError
-
         raise OptbenchError(f"--format must be table, csv, json or markdown, not '{output}'")
     if output == "table" and bands:
         import pandas as pd
@@ -232,9 +276,11 @@ def print_comparison(
 
             chart = curve_chart(curves, curve_metric, min(console.width, 120), console.is_terminal)
             console.print(Text.from_ansi(chart))
+    for note in comparison.notes:
+        messages.print(f"note: {note}", markup=False, highlight=False)
     if plot is not None:
         plot_png(bands, curve_metric, plot)
-        console.print(f"plot written to {plot}", markup=False)
+        messages.print(f"plot written to {plot}", markup=False)
 
 
 def show_run(console: Any, run_dir: Any) -> None:
@@ -242,18 +288,20 @@ def show_run(console: Any, run_dir: Any) -> None:
     import yaml
     from rich.syntax import Syntax
 
-    from optbench.compare import read_run
+    from optbench.compare import STALE, read_run, run_status
     from optbench.display import COLUMNS
-    from optbench.errors import OptbenchError
 
     if not (run_dir / "summary.json").is_file():
         raise OptbenchError(f"{run_dir} is not a run folder (it has no summary.json)")
     run = read_run(run_dir)
+    status = run_status(run)
+    if status == STALE:
+        status = "stale (summary says running, but no process holds its lock)"
     text = yaml.safe_dump(run.config, sort_keys=False, default_flow_style=None)
     console.print(Syntax(text, "yaml", theme="ansi_dark", background_color="default"))
     summary = run.summary
     console.print(
-        f"status {summary.get('status')}, "
+        f"status {status}, "
         f"{summary.get('epochs_completed')}/{summary.get('epochs')} epochs, "
         f"seed {summary.get('seed')}, {summary.get('device')}, "
         f"{summary.get('wall_seconds')} s",

@@ -6,6 +6,9 @@ from __future__ import annotations
 import io
 import json
 import math
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -17,7 +20,7 @@ from optbench.cli import app
 from optbench.compare import compare_runs
 from optbench.config import validate_config
 from optbench.plan import make_plan
-from optbench.results import EPOCH_COLUMNS
+from optbench.results import EPOCH_COLUMNS, RunDir, RunLock
 from tests.conftest import regression_dict
 
 runner = CliRunner()
@@ -27,12 +30,14 @@ def _invoke(*args: str):
     return runner.invoke(app, list(args), env={"COLUMNS": "250"})
 
 
-def _resolved(optimizer: dict, seed: int, name: str = "fmnist", root: str = "data") -> dict:
+def _resolved(
+    optimizer: dict, seed: int, name: str = "fmnist", root: str = "data", epochs: int = 3
+) -> dict:
     """A real resolved config (every default filled in), as `optbench run` writes it."""
     config = regression_dict(
         name=name,
         seed=seed,
-        epochs=3,
+        epochs=epochs,
         data={"dataset": "fashion_mnist", "root": root, "batch_size": 64},
         model={"name": "mlp", "hidden_sizes": [32]},
         loss="cross_entropy",
@@ -201,7 +206,7 @@ def test_only_hyperparameters_that_differ_within_a_class_are_columns(tmp_path: P
         {"name": "SGD", "lr": 0.01, "momentum": 0.0},
     ]
     for loss, optimizer in zip([0.4, 0.3, 0.2, 0.1], optimizers, strict=True):
-        _write_run(tmp_path, _resolved(optimizer, 0), [loss], [0.5], [1.0])
+        _write_run(tmp_path, _resolved(optimizer, 0, epochs=1), [loss], [0.5], [1.0])
     table = compare_runs([tmp_path]).table
     # betas and eps belong to Adam only, dampening and nesterov to SGD only: never columns
     assert sorted(table.attrs["hyperparameters"]) == [
@@ -241,10 +246,115 @@ def test_diverged_and_failed_configurations_rank_last(tmp_path: Path) -> None:
         table = compare_runs([tmp_path], metric=metric).table
         assert table["optimizer.lr"].tolist() == expected, metric
     table = compare_runs([tmp_path]).table.set_index("optimizer.lr")
-    assert table.loc[0.2, "status"] == "1 completed, 1 diverged"
-    assert table.loc[0.2, "final_test_loss_mean"] == pytest.approx((0.1 + 0.2) / 2)
-    assert table.loc[0.3, "status"] == "1 failed"
+    assert table.loc[0.2, "status"] == "1 completed, 1 diverged at epoch 2"
+    assert table.loc[0.3, "status"] == "1 failed at epoch 3"
+    assert table.loc[0.5, "status"] == "1 diverged at epoch 1"
     assert math.isnan(table.loc[0.5, "final_test_loss_mean"])
+
+
+def test_final_metrics_average_only_runs_that_completed_every_epoch(tmp_path: Path) -> None:
+    """A run that stopped early is counted and named, never averaged into the final epoch."""
+    sgd = {"name": "SGD", "lr": 0.1}
+    # seed 0 completed its 3 epochs; seed 1 diverged in epoch 2, seed 2 was interrupted after 1
+    _write_run(tmp_path, _resolved(sgd, 0), [0.9, 0.7, 0.5], [0.5, 0.6, 0.7], [1.0] * 3)
+    _write_run(tmp_path, _resolved(sgd, 1), [0.2], [0.95], [1.0], "diverged")
+    _write_run(tmp_path, _resolved(sgd, 2), [0.3], [0.9], [1.0], "interrupted")
+    _write_run(tmp_path, _resolved(sgd, 3), [0.4, 0.3], [0.8, 0.85], [1.0] * 2, "interrupted")
+    (row,) = compare_runs([tmp_path]).table.to_dict("records")
+    assert row["n"] == 4 and row["completed"] == 1
+    assert row["status"] == "1 completed, 2 interrupted at epochs 2, 3, 1 diverged at epoch 2"
+    # final_*: seed 0's epoch 3 alone, not the mean of four runs' last epochs
+    assert row["final_test_loss_mean"] == pytest.approx(0.5)
+    assert row["final_test_accuracy_mean"] == pytest.approx(0.7)
+    assert row["final_train_loss_mean"] == pytest.approx(0.6)
+    assert math.isnan(row["final_test_loss_std"])
+    # best-so-far numbers use every epoch of every run: 0.5, 0.2, 0.3, 0.3
+    assert row["best_test_loss_mean"] == pytest.approx((0.5 + 0.2 + 0.3 + 0.3) / 4)
+
+    result = _invoke("compare", str(tmp_path), "--format", "csv")
+    assert result.exit_code == 0, result.output
+    (record,) = pd.read_csv(io.StringIO(result.stdout)).to_dict("records")
+    assert record["n"] == 4 and record["completed"] == 1
+    assert record["final_test_loss_mean"] == pytest.approx(0.5)
+    table = _invoke("compare", str(tmp_path))
+    assert "final columns over completed runs only" in table.stdout
+    assert "1 diverged at epoch 2" in table.stdout
+
+
+def test_a_completed_summary_missing_epochs_is_incomplete(tmp_path: Path) -> None:
+    """A copy caught between writes: summary.json says completed, epochs.csv lacks epoch 3."""
+    for seed, losses in enumerate([[0.6, 0.5, 0.4], [0.6, 0.2]]):
+        config = _resolved(ADAM_FAST, seed)
+        _write_run(tmp_path, config, losses, [0.8] * len(losses), [1.0] * len(losses))
+    (row,) = compare_runs([tmp_path]).table.to_dict("records")
+    assert row["status"] == "1 completed, 1 incomplete at epoch 3"
+    assert row["final_test_loss_mean"] == pytest.approx(0.4)
+
+
+def test_a_configuration_without_a_completed_run_has_no_final_numbers(tmp_path: Path) -> None:
+    for seed, losses in enumerate([[0.4, 0.3], [0.5]]):
+        config = _resolved(ADAM_FAST, seed)
+        _write_run(tmp_path, config, losses, [0.8] * len(losses), [1.0] * len(losses), "failed")
+    (row,) = compare_runs([tmp_path]).table.to_dict("records")
+    assert row["status"] == "2 failed at epochs 2, 3"
+    assert math.isnan(row["final_test_loss_mean"])
+    assert row["best_test_loss_mean"] == pytest.approx((0.3 + 0.5) / 2)
+
+
+def test_copies_of_a_run_in_two_folders_count_once(
+    two_configs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    baselines, mine = two_configs
+    original = next(p for p in (baselines / "fmnist").iterdir() if p.name.startswith("adam-seed0"))
+    copy = tmp_path / "copy" / "fmnist" / original.name
+    shutil.copytree(original, copy)
+    comparison = compare_runs([baselines, mine, tmp_path / "copy"])
+    assert len(comparison.frame) == 6
+    assert comparison.table["n"].tolist() == [3, 3]
+    assert comparison.table["final_test_loss_mean"].tolist() == pytest.approx([0.32, 0.45])
+    (note,) = comparison.notes
+    assert original.name in note and str(copy) in note and "counted once" in note
+
+    folders = [str(baselines), str(mine), str(tmp_path / "copy")]
+    result = _invoke("compare", *folders, "--format", "csv")
+    assert result.exit_code == 0, result.output
+    assert pd.read_csv(io.StringIO(result.stdout))["n"].tolist() == [3, 3]
+    assert "counted once" in result.stderr  # the note stays out of the csv
+
+
+def test_the_finished_copy_of_a_run_is_the_one_kept(tmp_path: Path) -> None:
+    config = _resolved(ADAM_FAST, 0)
+    partial = _write_run(tmp_path / "a", config, [0.9], [0.5], [1.0], "interrupted")
+    finished = _write_run(tmp_path / "b", config, [0.9, 0.8, 0.7], [0.5, 0.6, 0.7], [1.0] * 3)
+    assert partial.name == finished.name
+    comparison = compare_runs([tmp_path / "a", tmp_path / "b"])
+    assert comparison.frame["run_dir"].tolist() == [str(finished.resolve())]
+    (row,) = comparison.table.to_dict("records")
+    assert row["n"] == 1 and row["status"] == "1 completed"
+    assert row["final_test_loss_mean"] == pytest.approx(0.7)
+
+
+def test_a_running_run_whose_process_is_gone_is_stale(tmp_path: Path) -> None:
+    dead = _write_run(tmp_path, _resolved(ADAM_FAST, 0), [0.5], [0.5], [1.0], "running")
+    (dead / RunDir.LOCK).write_text("12345\n")  # left by a killed process: nobody holds it
+    alive = _write_run(tmp_path, _resolved(ADAM_SLOW, 0), [0.6], [0.4], [1.0], "running")
+    with RunLock(RunDir(alive)):
+        statuses = compare_runs([tmp_path]).table.set_index("optimizer.lr")["status"]
+        shown = _invoke("show", str(dead))
+    assert statuses.to_dict() == {0.01: "1 stale at epoch 2", 0.001: "1 running at epoch 2"}
+    assert shown.exit_code == 0, shown.output
+    assert "status stale (summary says running, but no process holds its lock)" in shown.stdout
+
+
+def test_runs_without_a_config_are_not_one_configuration(tmp_path: Path) -> None:
+    for optimizer, loss in ((ADAM_FAST, 0.3), (ADAM_SLOW, 0.5)):
+        run_dir = _write_run(tmp_path, _resolved(optimizer, 0, epochs=1), [loss], [0.5], [1.0])
+        (run_dir / RunDir.CONFIG).unlink()
+    table = compare_runs([tmp_path]).table
+    assert table["n"].tolist() == [1, 1]
+    assert table["final_test_loss_mean"].tolist() == pytest.approx([0.3, 0.5])
+    assert table.attrs["hyperparameters"] == ["run"]  # each named by its folder
+    assert all(Path(run).is_dir() for run in table["run"])
 
 
 # --------------------------------------------------------------------------- the command line
@@ -301,7 +411,8 @@ def test_compare_table_shows_ranking_curves_and_chart(
     )
     assert result.exit_code == 0, result.output
     out = result.stdout
-    assert "ranking by final_test_loss (mean ± std over seeds)" in out
+    title = "ranking by final_test_loss (mean ± std over seeds; final columns over completed runs"
+    assert title in out
     assert "epochs to test_accuracy=0.85" in out
     fast = next(line for line in out.splitlines() if "0.3200 ± 0.0200" in line)
     slow = next(line for line in out.splitlines() if "0.4500 ± 0.0500" in line)
@@ -336,14 +447,15 @@ def test_compare_table_shows_ranking_curves_and_chart(
 def test_compare_survives_a_run_that_diverged_in_its_first_epoch(
     tmp_path: Path, output: str
 ) -> None:
-    _write_run(tmp_path, _resolved({"name": "SGD", "lr": 0.1}, 0), [0.5, 0.4], [0.8, 0.9], [1, 1])
+    config = _resolved({"name": "SGD", "lr": 0.1}, 0, epochs=2)
+    _write_run(tmp_path, config, [0.5, 0.4], [0.8, 0.9], [1, 1])
     _write_run(tmp_path, _resolved({"name": "SGD", "lr": 100.0}, 0), [], [], [], "diverged")
     result = _invoke("compare", str(tmp_path), "--format", output)
     assert result.exit_code == 0, result.output
     if output == "csv":
         frame = pd.read_csv(io.StringIO(result.stdout))
         assert frame["optimizer.lr"].tolist() == [0.1, 100.0]
-        assert frame["status"].tolist() == ["1 completed", "1 diverged"]
+        assert frame["status"].tolist() == ["1 completed", "1 diverged at epoch 1"]
     else:
         assert "1 diverged" in result.stdout and "test_loss by epoch" in result.stdout
 
@@ -382,6 +494,13 @@ def test_show_prints_the_config_and_the_epochs(two_configs: tuple[Path, Path]) -
         (["compare", "{runs}", "--target", "test_loss=low"], "--target must look like"),
         (["compare", "{runs}", "--metric", "accuracy"], "--metric must be one of"),
         (["compare", "{runs}", "--curve", "accuracy"], "--curve must be a column"),
+        (["compare", "{runs}", "--plot", "{missing}/x.png"], "missing does not exist"),
+        (["compare", "{runs}", "--plot", "{afile}/x.png"], "afile is a file"),
+        (["compare", "{runs}", "--plot", "{empty}"], "is a folder; give a file such as"),
+        (["compare", "{runs}", "--plot", "{empty}/x.txt"], "must end in the image format"),
+        (["compare", "{runs}", "--plot", "{empty}/x"], "must end in the image format"),
+        # the destination is checked before any run is read
+        (["compare", "{missing}", "--plot", "{missing}/x.png"], "--plot"),
         (["show", "{empty}"], "is not a run folder"),
         (["show", "{missing}"], "is not a run folder"),
     ],
@@ -390,12 +509,51 @@ def test_bad_compare_and_show_input_exits_2_with_one_error_line(
     tmp_path: Path, args: list[str], message: str
 ) -> None:
     runs = tmp_path / "runs"
-    _write_run(runs, _resolved(ADAM_FAST, 0), [0.5], [0.5], [1.0])
+    _write_run(runs, _resolved(ADAM_FAST, 0, epochs=1), [0.5], [0.5], [1.0])
     (tmp_path / "empty").mkdir()
-    places = {"empty": tmp_path / "empty", "missing": tmp_path / "missing", "runs": runs}
+    (tmp_path / "afile").write_text("not a folder")
+    places = {name: tmp_path / name for name in ("empty", "missing", "runs", "afile")}
     result = _invoke(*(a.format(**places) for a in args))
     assert result.exit_code == 2, result.output
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: ") and message in lines[0]
+
+
+def test_csv_with_a_plot_keeps_stdout_a_csv(two_configs: tuple[Path, Path], tmp_path: Path) -> None:
+    plot = tmp_path / "curves.png"
+    result = _invoke("compare", *map(str, two_configs), "--format", "csv", "--plot", str(plot))
+    assert result.exit_code == 0, result.output
+    assert pd.read_csv(io.StringIO(result.stdout))["rank"].tolist() == [1, 2]
+    assert f"plot written to {plot}" in result.stderr and plot.is_file()
+
+
+def test_a_plot_that_cannot_be_written_is_one_error_line(
+    two_configs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    plot = tmp_path / "curves.png"  # passes the checks, then cannot be opened for writing
+    plot.symlink_to(tmp_path / "gone" / "curves.png")
+    result = _invoke("compare", *map(str, two_configs), "--format", "csv", "--plot", str(plot))
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().splitlines() == [
+        f"error: cannot write --plot {plot}: No such file or directory"
+    ]
+
+
+def test_compare_and_show_do_not_import_torch(two_configs: tuple[Path, Path]) -> None:
+    baselines, mine = two_configs
+    run_dir = next((baselines / "fmnist").iterdir())
+    script = (
+        "import sys\n"
+        "from optbench.cli import app\n"
+        f"app(['compare', {str(baselines)!r}, {str(mine)!r}], standalone_mode=False)\n"
+        f"app(['show', {str(run_dir)!r}], standalone_mode=False)\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "ranking by final_test_loss" in completed.stdout
+    assert "status completed" in completed.stdout
