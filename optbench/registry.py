@@ -128,7 +128,7 @@ def code_identity(obj: Any) -> dict[str, Any]:
         }
     if source and Path(source).is_file():
         digest = hashlib.sha256(Path(source).read_bytes()).hexdigest()[:16]
-        return {"module": name, "file": str(Path(source).resolve()), "sha256": digest}
+        return {"module": name, "sha256": digest}  # not the path: moving a project keeps ids
     return {"module": name}
 
 

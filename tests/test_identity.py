@@ -1,0 +1,242 @@
+"""One experiment, one run-id; one run-id, one experiment.
+
+The resolved config is canonical (numbers as their parameter's type, one name per registered
+component), covers every field of the schema, and brings the code of an imported component
+into the run-id.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import subprocess
+import sys
+import typing
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from pydantic import BaseModel
+
+from optbench.config import ExperimentConfig, apply_override, validate_config
+from optbench.identity import NOT_IN_RUN_ID
+from optbench.plan import make_plan
+from optbench.registry import code_identity
+from tests.conftest import REPO, regression_dict, write_config
+
+
+def _run_id(**changes: Any) -> str:
+    return make_plan(validate_config(regression_dict(**changes))).run_id
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ({"name": "SGD", "lr": 1}, {"name": "SGD", "lr": 1.0}),
+        ({"name": "SGD", "lr": 0.1}, {"name": "sgd", "lr": 0.1}),
+        ({"name": "SGD", "lr": 0.1}, {"name": "torch.optim.SGD", "lr": 0.1}),
+        ({"name": "SGD", "lr": 0.1}, {"name": "torch.optim:SGD", "lr": 0.1}),
+        ({"name": "SGD", "lr": 0.1}, {"name": "SGD", "lr": 0.1, "momentum": 0}),
+        ({"name": "Adam", "betas": [0, 0.5]}, {"name": "Adam", "betas": [0.0, 0.5]}),
+        ({"name": "Adam"}, {"name": "Adam", "betas": [0.9, 0.999], "weight_decay": 0}),
+    ],
+)
+def test_one_experiment_written_differently_has_one_run_id(first: dict, second: dict) -> None:
+    assert _run_id(optimizer=first) == _run_id(optimizer=second)
+
+
+def test_numbers_are_stored_as_the_type_their_parameter_takes() -> None:
+    plan = make_plan(
+        validate_config(
+            regression_dict(
+                optimizer={"name": "SGD", "lr": 1, "momentum": 0},
+                scheduler={"name": "StepLR", "step_size": 2.0},
+            )
+        )
+    )
+    optimizer, scheduler = plan.resolved["optimizer"], plan.resolved["scheduler"]
+    assert type(optimizer["lr"]) is float and type(optimizer["momentum"]) is float
+    assert type(optimizer["dampening"]) is float  # defaults too: SGD's signature says 0
+    assert type(scheduler["step_size"]) is int and scheduler["step_size"] == 2
+    assert plan.run_id == _run_id(
+        optimizer={"name": "SGD", "lr": 1.0}, scheduler={"name": "StepLR", "step_size": 2}
+    )
+
+
+def test_different_experiments_have_different_run_ids() -> None:
+    base = _run_id()
+    assert _run_id(optimizer={"name": "SGD", "lr": 0.051}) != base
+    assert _run_id(optimizer={"name": "SGD", "lr": 0.05, "momentum": 0.5}) != base
+
+
+def test_the_lr_sweep_everyone_runs_and_one_experiment_spelled_four_ways(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from optbench.cli import app
+
+    config = write_config(tmp_path, regression_dict())
+    runner = CliRunner()
+    same = runner.invoke(
+        app,
+        [
+            *("sweep", str(config), "--dry-run", "--results-dir", str(tmp_path)),
+            *("--grid", "optimizer.lr=1,1.0", "--grid", "optimizer.name=SGD,torch.optim.SGD"),
+        ],
+    )
+    assert same.exit_code == 0, same.output
+    assert "1 runs" in same.output
+    grid = runner.invoke(
+        app, ["sweep", str(config), "--dry-run", *("--grid", "optimizer.lr=1e-3,1e-4")]
+    )
+    assert grid.exit_code == 0, grid.output  # nothing on disk to look at: no --results-dir
+    assert "2 runs" in grid.output and "optimizer.lr=0.001" in grid.output
+
+
+# --------------------------------------------------------------------------- every schema field
+
+# A config that sets every section, and for each field of the schema another valid value.
+_BASE: dict[str, Any] = {
+    "name": "walk",
+    "seed": 0,
+    "epochs": 2,
+    "device": "auto",
+    "data": {
+        "dataset": "fashion_mnist",
+        "root": "data",
+        "download": False,
+        "batch_size": 64,
+        "test_batch_size": 1000,
+        "normalize": {"mean": [0.5], "std": [0.5]},
+        "subset": 1000,
+    },
+    "model": {"name": "linear"},
+    "loss": {"name": "cross_entropy"},
+    "optimizer": {"name": "SGD", "lr": 0.1, "param_groups": [{"params": "*bias", "lr": 0.2}]},
+    "scheduler": {"name": "CosineAnnealingLR", "interval": "epoch"},
+    "fast": False,
+    "sweep": None,
+}
+_OTHER_VALUE: dict[str, Any] = {
+    "name": "renamed",
+    "seed": 1,
+    "epochs": 3,
+    "device": "cpu",
+    "data.dataset": "mnist",
+    "data.root": "/somewhere/else",
+    "data.download": True,
+    "data.batch_size": 32,
+    "data.test_batch_size": 500,
+    "data.normalize.mean": [0.4],
+    "data.normalize.std": [0.3],
+    "data.subset": 2000,
+    "model.name": "mlp",
+    "loss.name": "nll",
+    "optimizer.name": "Adam",
+    "optimizer.param_groups.0.params": "*weight",
+    "scheduler.name": "ConstantLR",
+    "scheduler.interval": "step",
+    "fast": True,
+    "sweep": {"seed": [0, 1]},
+}
+
+
+def _schema_fields(model: type[BaseModel], prefix: str = "") -> list[str]:
+    """Every leaf field of a config schema, dotted; a list of sections is walked at item 0."""
+    fields = []
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        if typing.get_origin(annotation) is list:
+            (item,) = typing.get_args(annotation)
+            if isinstance(item, type) and issubclass(item, BaseModel):
+                fields += _schema_fields(item, f"{prefix}{name}.0.")
+                continue
+        options = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
+        section = next(
+            (a for a in options if isinstance(a, type) and issubclass(a, BaseModel)), None
+        )
+        if section is not None:
+            fields += _schema_fields(section, f"{prefix}{name}.")
+        else:
+            fields.append(f"{prefix}{name}")
+    return fields
+
+
+def test_the_walk_covers_every_field_of_the_schema() -> None:
+    # A new field must be given another value here, so the next test shows where it stands.
+    assert sorted(_schema_fields(ExperimentConfig)) == sorted(_OTHER_VALUE)
+
+
+@pytest.mark.parametrize("field", sorted(_OTHER_VALUE))
+def test_every_field_changes_the_run_id_except_the_documented_ones(field: str) -> None:
+    import copy
+
+    base = make_plan(validate_config(copy.deepcopy(_BASE)))
+    changed = copy.deepcopy(_BASE)
+    apply_override(changed, field.split("."), _OTHER_VALUE[field])
+    plan = make_plan(validate_config(changed))
+    if field in NOT_IN_RUN_ID:
+        assert plan.run_id == base.run_id
+    else:
+        assert plan.run_id != base.run_id
+
+
+# --------------------------------------------------------------------------- code identity
+
+
+def test_a_class_from_an_installed_package_is_identified_by_its_distribution() -> None:
+    identity = code_identity(pd.DataFrame)
+    assert identity["distribution"] == "pandas"
+    assert identity["version"] == importlib.metadata.version("pandas")
+
+
+_MY_OPTIMIZER = '''
+import torch
+
+
+class MyOpt(torch.optim.SGD):
+    """SGD under another name: {note}"""
+'''
+
+
+def _validate(config: Path, package: Path) -> str:
+    """`optbench validate` in a fresh process (a new import of the user's module); the run-id."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "optbench", "validate", str(config)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={"PYTHONPATH": str(package), "PATH": "/usr/bin:/bin"},
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr
+    return completed.stdout.split("run-id ")[1].rstrip(")\n")
+
+
+def test_editing_an_imported_optimizer_gives_a_new_run_id(tmp_path: Path) -> None:
+    package = tmp_path / "code"
+    (package / "mypkg").mkdir(parents=True)
+    (package / "mypkg" / "__init__.py").write_text("")
+    source = package / "mypkg" / "optim.py"
+    source.write_text(_MY_OPTIMIZER.format(note="first version"))
+    config = write_config(tmp_path, regression_dict(optimizer={"name": "mypkg.optim.MyOpt"}))
+
+    first = _validate(config, package)
+    assert first == _validate(config, package)  # the same code: the same experiment
+    assert first.startswith("myopt-seed0-")
+    source.write_text(_MY_OPTIMIZER.format(note="second version"))
+    assert _validate(config, package) != first
+
+
+def test_what_was_hashed_is_recorded_in_the_resolved_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+
+    (tmp_path / "recorded_opt.py").write_text(_MY_OPTIMIZER.format(note="recorded"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    plan = make_plan(validate_config(regression_dict(optimizer={"name": "recorded_opt:MyOpt"})))
+    code = plan.resolved["code"]["optimizer"]
+    assert plan.resolved["optimizer"]["name"] == "recorded_opt.MyOpt"
+    assert code["module"] == "recorded_opt"
+    expected = hashlib.sha256((tmp_path / "recorded_opt.py").read_bytes()).hexdigest()[:16]
+    assert code["sha256"] == expected
