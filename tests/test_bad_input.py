@@ -712,6 +712,53 @@ CASES = [
         "must be in [0, 1)",
         args=("--set", "optimizer.momentum=2"),
     ),
+    # ---- import paths, options torch checks late, --grid values
+    case(
+        "import-path-leading-dot",
+        regression(),
+        "optimizer.name",
+        "'.SGD' is not a registered name or an import path",
+        args=("--set", "optimizer.name=.SGD"),
+    ),
+    case(
+        "import-path-empty-part",
+        regression(optimizer__name="torch..optim.SGD"),
+        "optimizer.name",
+        "is not a registered name or an import path",
+    ),
+    case(
+        "import-path-to-sparse-adam",
+        regression(optimizer__name="torch.optim.SparseAdam"),
+        "optimizer.name",
+        "SparseAdam needs sparse gradients",
+    ),
+    case(
+        "import-path-colon-form-no-module",
+        regression(optimizer__name="nosuchpkg.optim:Opt"),
+        "optimizer.name",
+        "cannot import 'nosuchpkg.optim:Opt'",
+        "No module named 'nosuchpkg'",
+    ),
+    case(
+        "loss-option-torch-checks-when-called",
+        regression(loss={"name": "huber", "delta": -1.0}),
+        "loss",
+        "huber rejects these settings",
+        "delta",
+    ),
+    case(
+        "loss-option-on-a-loss-given-by-name",
+        regression(),
+        "loss",
+        "huber rejects these settings",
+        args=("--set", "loss=huber", "--set", "loss.delta=0"),
+    ),
+    case(
+        "int-argument-given-a-fraction",
+        regression(scheduler={"name": "StepLR", "step_size": 1.5}),
+        "scheduler.step_size",
+        "must be an integer, got 1.5",
+    ),
     # ---- rich markup in messages
     case(
         "bracket-in-file-name",
@@ -833,3 +880,13 @@ def test_alias_bomb_is_refused_quickly(configs: Path, results: Path) -> None:
     path = write(configs, _alias_bomb(9))
     result = invoke("validate", path, results, time_limit=1.0)
     assert_user_error(result, results, "exp.yaml", "expands to more than 100000 values")
+
+
+def test_grid_values_are_read_as_set_reads_them(configs: Path, results: Path) -> None:
+    path = write(configs, regression())
+    duplicate = invoke(
+        "sweep", path, results, "--dry-run", "--grid", "optimizer={name: SGD, name: Adam}"
+    )
+    assert_user_error(duplicate, results, "--grid optimizer", "duplicate key 'name'")
+    exponent = invoke("sweep", path, results, "--dry-run", "--grid", "optimizer.lr=1e-3,1e-4")
+    assert exponent.exit_code == 0, exponent.output

@@ -31,6 +31,22 @@ IMAGES = {
     "scheduler": {"name": "StepLR", "step_size": 1},
 }
 
+# Import paths, good and bad: registered classes by path, refused ones, malformed spellings.
+IMPORT_PATHS = [
+    "torch.optim.SGD",
+    "torch.optim:Adam",
+    "torch.optim.SparseAdam",
+    ".SGD",
+    "SGD.",
+    "torch..optim.SGD",
+    "torch.optim:",
+    ":SGD",
+    "nosuchpkg.Opt",
+    "collections.OrderedDict",
+    "torch.nn.HuberLoss",
+    "huber",
+    "smooth_l1",
+]
 scalars = st.one_of(
     st.none(),
     st.booleans(),
@@ -38,6 +54,7 @@ scalars = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=12),
     st.sampled_from(["SGD", "Adam", "LBFGS", "StepLR", "cifar_cnn", "mse", "fc3.*", "*", "cpu"]),
+    st.sampled_from(IMPORT_PATHS),
 )
 values = st.recursive(
     scalars,
@@ -64,6 +81,11 @@ KEYS = [
     "model.hidden_sizes",
     "model.init",
     "loss",
+    "loss.name",
+    "loss.delta",
+    "loss.beta",
+    "loss.label_smoothing",
+    "loss.reduction",
     "optimizer",
     "optimizer.name",
     "optimizer.lr",
@@ -144,3 +166,56 @@ def test_cli_validate_exits_0_or_2_and_never_raises(tmp_path_factory, changes, o
     result = CliRunner().invoke(app, args)
     assert result.exit_code in (0, 2), (result.output, result.exception)
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+PLOT_PATHS = st.one_of(
+    st.sampled_from(["/nonexistent/x.png", "curves.png", "curves", "curves.txt", ".", "sub/x.png"]),
+    st.text(max_size=12).filter(lambda t: "/" not in t and ".." not in t and "\x00" not in t),
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(grid=st.lists(st.text(max_size=24) | st.sampled_from(IMPORT_PATHS), max_size=2))
+def test_cli_sweep_grid_exits_0_or_2_and_never_raises(tmp_path_factory, grid) -> None:
+    folder = tmp_path_factory.mktemp("grid")
+    path = folder / "fuzz.yaml"
+    path.write_text(yaml.safe_dump(REGRESSION))
+    args = ["sweep", str(path), "--dry-run", "--results-dir", str(folder / "results")]
+    for axis in grid:
+        args += ["--grid", axis if "=" in axis else f"optimizer.name={axis}"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code in (0, 2), (result.output, result.exception)
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+@settings(max_examples=30, deadline=None)
+@given(plot=PLOT_PATHS, metric=st.sampled_from(["final_test_loss", "best_test_accuracy", "x"]))
+def test_cli_compare_plot_paths_exit_0_or_2_and_never_raise(tmp_path_factory, plot, metric):
+    results = _one_run(tmp_path_factory)
+    folder = tmp_path_factory.mktemp("plot")
+    args = ["compare", str(results), "--metric", metric, "--plot", str(folder / plot)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code in (0, 2), (result.output, result.exception)
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+_RUNS: dict[str, Path] = {}
+
+
+def _one_run(tmp_path_factory) -> Path:
+    """A results folder with one finished run, made once per session."""
+    if "runs" not in _RUNS:
+        from optbench.runner import run_plan
+        from optbench.train import SilentObserver
+
+        results = tmp_path_factory.mktemp("runs")
+        config = load_config(_write(results, REGRESSION))
+        run_plan(make_plan(config), results, display=SilentObserver())
+        _RUNS["runs"] = results
+    return _RUNS["runs"]
+
+
+def _write(folder: Path, config: dict[str, Any]) -> Path:
+    path = folder / "fuzz.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
