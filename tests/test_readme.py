@@ -1,0 +1,31 @@
+"""The README's commands are the ones CI runs, and its claims hold for this tree."""
+
+from __future__ import annotations
+
+import re
+
+from tests.conftest import REPO
+
+
+def _fenced_after(text: str, heading: str) -> list[str]:
+    """The lines of the first ```bash block after `heading`."""
+    rest = text[text.index(heading) :]
+    block = re.search(r"```bash\n(.*?)```", rest, re.S)
+    assert block, f"no bash block after {heading!r}"
+    return block.group(1).strip().splitlines()
+
+
+def test_ci_runs_the_readme_test_command_verbatim() -> None:
+    readme = (REPO / "README.md").read_text()
+    (command,) = _fenced_after(readme, "Run the tests")
+    ci = (REPO / ".ci" / "run").read_text().splitlines()
+    assert command in ci
+
+
+def test_ci_installs_the_debian_packages_the_quick_start_names() -> None:
+    readme = (REPO / "README.md").read_text()
+    apt_line = next(line for line in _fenced_after(readme, "## Quick start") if "apt-get" in line)
+    packages = apt_line.split("install -y", 1)[1].split()
+    ci = (REPO / ".ci" / "run").read_text()
+    for package in packages:
+        assert package in ci, package
