@@ -8,12 +8,14 @@ DataLoader's exact shuffling (same generator, same permutation) without per-samp
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import gzip
 import hashlib
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,30 +125,60 @@ def _missing(name: str, looked: list[Path], hint: str) -> OptbenchError:
     return OptbenchError(f"dataset {name} was not found in {places}; {hint}")
 
 
-def _unpack_system_copy(folder: Path, system_dir: Path, files: list[str]) -> bool:
-    """Unpack Debian's gzipped IDX files into torchvision's raw folder; False if absent."""
+def _unpack_system_copy(folder: Path, system_dir: Path, files: list[str], lock: Path) -> bool:
+    """Unpack Debian's gzipped IDX files into torchvision's raw folder; False if absent.
+
+    One process unpacks while the others wait on the dataset's `lock`, so parallel workers on a
+    fresh root unpack it once. Each file goes through a temporary name of its own and is renamed
+    into place, so even unlocked no process reads or clobbers another's half-written file.
+    """
     if not all((system_dir / f"{f}.gz").is_file() for f in files):
         return False
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        for f in files:
-            target = folder / f
-            if target.exists():
-                continue
-            partial = folder / f".{f}.partial"
-            with gzip.open(system_dir / f"{f}.gz", "rb") as src, open(partial, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-            os.replace(partial, target)
-    except OSError as exc:
+        with _exclusive(lock) as locked:
+            if locked:  # what an unpacker killed mid-file left behind
+                for leftover in folder.glob(".*.tmp"):
+                    leftover.unlink(missing_ok=True)
+            for f in files:
+                if not (folder / f).exists():
+                    with gzip.open(system_dir / f"{f}.gz", "rb") as src:
+                        write_atomic(folder / f, functools.partial(shutil.copyfileobj, src))
+    except (OSError, OptbenchError) as exc:  # write_atomic's errors included
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         raise OptbenchError(
-            f"cannot unpack {system_dir} into {folder}: {exc.strerror or exc}; "
+            f"cannot unpack {system_dir} into {folder}: {reason}; "
             "set data.root (or $OPTBENCH_DATA) to a writable folder"
         ) from None
     return True
 
 
 TENSOR_FOLDER = "optbench-tensors"
+TENSOR_FORMAT = "optbench-tensors-2"  # in every tensor file; a file of another format is rebuilt
 CIFAR10_FOLDER = "cifar-10-batches-py"  # torchvision.datasets.CIFAR10.base_folder
+
+
+def _lock_path(root: str, name: str) -> Path:
+    """One lock per dataset and root, held while unpacking it and writing its tensor file."""
+    return Path(root) / TENSOR_FOLDER / f"{name}.lock"
+
+
+@contextlib.contextmanager
+def _exclusive(lock: Path) -> Iterator[bool]:
+    """Hold an exclusive flock on `lock` (created if need be), so one process writes the shared
+    files while the others wait and then read them. Yields False, holding nothing, where the lock
+    cannot be created (a read-only root): the writes that can happen there are atomic anyway."""
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDONLY | os.O_CREAT, 0o666)
+    except OSError:
+        yield False
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # the kernel drops it if the holder dies
+        yield True
+    finally:
+        os.close(fd)
 
 
 def _source_key(folder: Path) -> str:
@@ -166,38 +198,53 @@ def _through_tensor_file(
 
     Parallel sweep workers then share a single copy of the images in the page cache instead of
     each holding its own, and every load after the first skips torchvision's parsing. The file,
-    root/optbench-tensors/<name>-<key>.pt, is keyed by the source files; where root is not
-    writable, each process keeps a private copy as before.
+    root/optbench-tensors/<name>-<key>.pt, is keyed by the source files and written by one
+    process under the dataset's lock while the others wait to map it; a damaged file or one of
+    another format is rebuilt. Where root is not writable, each process keeps a private copy.
     """
     if not source.is_dir():  # first download: nothing to key on yet
         return read()
-    path = Path(root) / TENSOR_FOLDER / f"{name}-{_source_key(source)}.pt"
-    if not path.is_file():
+    folder = Path(root) / TENSOR_FOLDER
+    with _exclusive(_lock_path(root, name)) as locked:
+        path = folder / f"{name}-{_source_key(source)}.pt"
+        mapped = _map_tensor_file(path)
+        if mapped is not None:
+            return mapped
+        if locked:  # what a writer killed mid-file left behind
+            for leftover in folder.glob(f".{name}-*.tmp"):
+                leftover.unlink(missing_ok=True)
         train, test = read()
         tensors = {
+            "format": TENSOR_FORMAT,
             "train_inputs": train.inputs,
             "train_targets": train.targets,
             "test_inputs": test.inputs,
             "test_targets": test.targets,
         }
         try:
-            path.parent.mkdir(exist_ok=True)
-            write_atomic(path, lambda handle: torch.save(tensors, handle))
-        except (OSError, OptbenchError):
+            write_atomic(path, functools.partial(torch.save, tensors))
+        except (OSError, OptbenchError):  # a read-only root
             return train, test
         del train, test, tensors
-        for stale in path.parent.glob(f"{name}-*.pt"):
+        for stale in folder.glob(f"{name}-*.pt"):
             if stale != path:
                 stale.unlink(missing_ok=True)
+        return _map_tensor_file(path) or read()
+
+
+def _map_tensor_file(path: Path) -> tuple[InMemoryDataset, InMemoryDataset] | None:
+    """The train and test sets in a tensor file, memory-mapped; None where the file is missing,
+    damaged or of another format than TENSOR_FORMAT."""
     try:
         saved = torch.load(path, mmap=True, weights_only=True)
+        if saved["format"] != TENSOR_FORMAT:
+            return None
         return (
             InMemoryDataset(saved["train_inputs"], saved["train_targets"]),
             InMemoryDataset(saved["test_inputs"], saved["test_targets"]),
         )
-    except Exception:  # damaged or foreign file: read the source; the next load writes it again
-        path.unlink(missing_ok=True)
-        return read()
+    except Exception:  # missing, not a zip, not optbench's dict of tensors
+        return None
 
 
 def _load_mnist_like(
@@ -212,7 +259,8 @@ def _load_mnist_like(
     ]
     system_dir = SYSTEM_DATA_DIR / debian_dir
     have_files = all((raw / f).is_file() for f in files)
-    if not have_files and not download and not _unpack_system_copy(raw, system_dir, files):
+    lock = _lock_path(root, name)
+    if not have_files and not download and not _unpack_system_copy(raw, system_dir, files, lock):
         raise _missing(
             name,
             [raw, system_dir],

@@ -62,7 +62,13 @@ def parse_grid_option(text: str) -> tuple[str, list[Any]]:
             "--grid", f"'{text}' is not KEY=V1,V2 (e.g. --grid optimizer.lr=0.1,0.01)"
         )
     key = ".".join(parse_dotted_key(key, "--grid"))
-    values = parse_yaml(f"[{raw}]", f"--grid {key}")  # as --set and config files read values
+    try:
+        values = parse_yaml(f"[{raw}]", "--grid")  # as --set and config files read values
+    except ConfigError as exc:
+        problem = exc.problem.partition("invalid YAML: ")[2] or exc.problem
+        raise ConfigError(
+            f"--grid {key}", f"'{raw}' is not a list of YAML values: {problem}"
+        ) from None
     if not isinstance(values, list):
         raise ConfigError(f"--grid {key}", f"'{raw}' is not a list of YAML values")
     return key, values

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +20,7 @@ from optbench.config import validate_config
 from optbench.data import (
     CIFAR10_FOLDER,
     TENSOR_FOLDER,
+    TENSOR_FORMAT,
     BoundData,
     InMemoryDataset,
     _load_cached,
@@ -22,7 +29,7 @@ from optbench.data import (
     load_data,
 )
 from optbench.errors import OptbenchError
-from tests.conftest import regression_dict
+from tests.conftest import FASHION_MNIST_GZ, REPO, regression_dict
 
 
 def _data_config(**data):
@@ -97,6 +104,98 @@ def test_an_unwritable_root_keeps_a_private_copy(cifar_root) -> None:
     (root / TENSOR_FOLDER).write_text("a file where the folder would go")
     train, _ = _load_cifar(root)
     assert torch.equal(train.inputs.permute(0, 2, 3, 1), torch.from_numpy(images))
+
+
+@pytest.mark.parametrize("other_format", ["optbench-tensors-1", None])  # None: no format entry
+def test_a_tensor_file_of_another_format_is_rebuilt_not_trusted(
+    cifar_root, other_format: str | None
+) -> None:
+    root, images = cifar_root
+    _load_cifar(root)
+    (tensor_file,) = (root / TENSOR_FOLDER).glob("cifar10-*.pt")
+    saved = torch.load(tensor_file, weights_only=True)
+    assert saved["format"] == TENSOR_FORMAT
+    foreign = {**saved, "train_inputs": torch.zeros_like(saved["train_inputs"])}
+    foreign.pop("format")
+    if other_format is not None:
+        foreign["format"] = other_format
+    torch.save(foreign, root / "foreign.pt")
+    os.replace(root / "foreign.pt", tensor_file)  # same name and key, wrong images
+    train, _ = _load_cifar(root)
+    assert torch.equal(train.inputs.permute(0, 2, 3, 1), torch.from_numpy(images))
+    (rebuilt,) = (root / TENSOR_FOLDER).glob("cifar10-*.pt")
+    assert rebuilt == tensor_file
+    assert torch.load(rebuilt, weights_only=True)["format"] == TENSOR_FORMAT
+
+
+LOAD_WHEN_TOLD = """
+import hashlib, json, sys, time
+from pathlib import Path
+
+import torch
+
+from optbench.config import DataConfig
+from optbench.data import TENSOR_FOLDER, bind_data, load_data
+
+root, go = sys.argv[1], Path(sys.argv[2])
+bound = bind_data(DataConfig(dataset="fashion_mnist"), root)
+print("ready", flush=True)
+while not go.exists():
+    time.sleep(0.001)
+train, test = load_data(bound, 0)
+digests = {
+    name: hashlib.sha256(tensor.to(torch.uint8).numpy().tobytes()).hexdigest()
+    for name, tensor in [
+        ("train-images-idx3-ubyte", train.inputs), ("train-labels-idx1-ubyte", train.targets),
+        ("t10k-images-idx3-ubyte", test.inputs), ("t10k-labels-idx1-ubyte", test.targets),
+    ]
+}
+mapped = f"{root}/{TENSOR_FOLDER}/fashion_mnist-" in Path("/proc/self/maps").read_text()
+print(json.dumps({"digests": digests, "parsed": "torchvision" in sys.modules, "mapped": mapped}))
+"""
+
+
+@pytest.mark.slow
+def test_parallel_first_loads_unpack_and_write_the_tensor_file_once(
+    fashion_root: Path, tmp_path: Path
+) -> None:
+    """Two fresh processes load Fashion-MNIST from Debian's copy into one new root at once."""
+    root, go = tmp_path / "data", tmp_path / "go"
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", LOAD_WHEN_TOLD, str(root), str(go)],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    try:
+        for worker in workers:  # both imported and waiting: then they start together
+            assert worker.stdout.readline() == "ready\n", worker.communicate()
+        go.touch()
+        outputs = [worker.communicate(timeout=240) for worker in workers]
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.communicate()
+    assert [w.returncode for w in workers] == [0, 0], outputs
+    loads = [json.loads(out) for out, _ in outputs]
+
+    def debian(name: str) -> str:
+        """The digest of Debian's file without its IDX header."""
+        data = gzip.decompress((FASHION_MNIST_GZ.parent / f"{name}.gz").read_bytes())
+        return hashlib.sha256(data[16 if "images" in name else 8 :]).hexdigest()
+
+    expected = {name: debian(name) for name in loads[0]["digests"]}
+    assert [load["digests"] for load in loads] == [expected, expected]  # Debian's bytes, both
+    assert sorted(load["parsed"] for load in loads) == [False, True]  # one parsed, one waited
+    assert all(load["mapped"] for load in loads)  # and both map the file it wrote
+    assert len(list((root / TENSOR_FOLDER).glob("fashion_mnist-*.pt"))) == 1
+    assert sorted(p.name for p in (root / "FashionMNIST" / "raw").iterdir()) == sorted(expected)
+    assert not list(root.rglob("*.tmp")) and not list(root.rglob("*.partial"))
 
 
 def test_missing_cifar10_says_where_it_looked_and_how_to_get_it(tmp_path: Path) -> None:

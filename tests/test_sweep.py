@@ -26,7 +26,14 @@ from optbench.config import validate_config
 from optbench.errors import ConfigError
 from optbench.plan import make_plan
 from optbench.results import EPOCH_COLUMNS, epochs_frame
-from optbench.sweep import expand_grid, load_sweep, parse_grid_option, parse_seeds, run_sweep
+from optbench.sweep import (
+    SweepPoint,
+    expand_grid,
+    load_sweep,
+    parse_grid_option,
+    parse_seeds,
+    run_sweep,
+)
 from optbench.train import train
 from tests.conftest import REPO, regression_dict, write_config
 
@@ -394,14 +401,19 @@ class FailsOnThirdStep(torch.optim.SGD):
 '''
 
 
+def _importable(folder: Path, module: str, source: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Write a module that this process and the sweep's worker processes can import."""
+    (folder / f"{module}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(folder))  # validation in this process
+    paths = [str(folder), os.environ.get("PYTHONPATH", "")]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))  # spawned workers
+
+
 def test_diverging_and_raising_trials_do_not_stop_the_sweep(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     module = "optbench_test_failing_optimizer"
-    (tmp_path / f"{module}.py").write_text(FAILING_OPTIMIZER)
-    monkeypatch.syspath_prepend(str(tmp_path))  # validation in this process
-    paths = [str(tmp_path), os.environ.get("PYTHONPATH", "")]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))  # spawned workers
+    _importable(tmp_path, module, FAILING_OPTIMIZER, monkeypatch)
     failing = f"{module}.FailsOnThirdStep"
     # 2 batches an epoch: the third step is the first of epoch 2, after epoch 1 is saved
     data = {"dataset": "synthetic_regression", "n_train": 256, "n_test": 64, "batch_size": 128}
@@ -554,6 +566,111 @@ def test_sweep_killed_mid_way_resumes_and_runs_every_point_once(tmp_path: Path) 
     (point,) = [p for p in points if p.run_id == killed]
     reference = _as_written(train(make_plan(validate_config(point.config))).rows)
     pd.testing.assert_frame_equal(_metrics(resumed), _metrics(reference), check_exact=True)
+
+
+SLEEPY_OPTIMIZER = '''
+import time
+
+import torch
+
+
+class SleepySGD(torch.optim.SGD):
+    """SGD's numbers, 2 ms a step: a run lasts long enough to kill its worker on any machine."""
+
+    def step(self, closure=None):
+        time.sleep(0.002)
+        return super().step(closure)
+'''
+
+
+def _lock_owner(run_dir: Path) -> int:
+    """The pid RunLock wrote: the worker that trained (or trains) the run."""
+    return int((run_dir / "lock").read_text())
+
+
+@pytest.mark.slow
+def test_a_killed_worker_fails_only_its_run_and_a_fresh_worker_takes_its_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _importable(tmp_path, "optbench_test_sleepy", SLEEPY_OPTIMIZER, monkeypatch)
+    sleepy = {"name": "optbench_test_sleepy.SleepySGD", "lr": 0.01}
+    config = write_config(tmp_path, regression_dict(**{**SLOW_ENOUGH, "optimizer": sleepy}))
+
+    def plain_training(point: SweepPoint) -> pd.DataFrame:
+        """The point trained in this process with torch's SGD: the numbers it must have."""
+        sgd = {**point.config, "optimizer": {**point.config["optimizer"], "name": "SGD"}}
+        return _as_written(train(make_plan(validate_config(sgd))).rows)
+
+    results = tmp_path / "results"
+    folder = results / "killed"
+    grid = ["--grid", "optimizer.lr=0.01,0.02,0.03", "--seeds", "0,1"]
+    args = [str(config), *grid, "--workers", "2", "--results-dir", str(results)]
+    _, points = load_sweep(config, ["optimizer.lr=0.01,0.02,0.03"], "0,1")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "optbench", "sweep", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "250"},  # one line per finished run
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while True:  # both workers busy, one with a saved epoch, and points still waiting
+            statuses = _statuses(folder)
+            victim = _in_flight_with_an_epoch(folder, statuses)
+            running = [r for r, s in statuses.items() if s == "running"]
+            if victim and len(running) == 2 and len(statuses) <= 4:
+                break
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, statuses
+            time.sleep(0.02)
+        (bystander,) = [r for r in running if r != victim]
+        dead_pid = _lock_owner(folder / victim)
+        assert dead_pid != process.pid  # a worker, not the driver
+        os.kill(dead_pid, signal.SIGKILL)
+        output, errors = process.communicate(timeout=240)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 1, output + errors  # a sweep with a failed run
+
+    assert "sweep killed: 5 completed, 0 diverged, 1 failed, 0 interrupted, 0 skipped" in output
+    (failed,) = [line for line in output.splitlines() if " failed " in line]
+    assert victim in failed
+    assert failed.endswith(": the worker process running it died (killed by SIGKILL)")
+    stale = _epochs(folder / victim)  # what the dead worker had saved; its summary says running
+    assert _summary(folder / victim)["status"] == "running" and 1 <= len(stale) < 4
+
+    # Every other point completed with the numbers of a plain training: the run in flight on the
+    # other worker went on in the same process, and a fresh worker took the dead one's place.
+    survivor = _lock_owner(folder / bystander)
+    owners = {_lock_owner(folder / p.run_id) for p in points if p.run_id != victim}
+    assert survivor in owners and owners - {survivor, dead_pid}  # that fresh worker's runs
+    for point in points:
+        if point.run_id == victim:
+            continue
+        run_dir = folder / point.run_id
+        summary = _summary(run_dir)
+        assert summary["status"] == "completed" and summary["epochs_completed"] == 4, summary
+        pd.testing.assert_frame_equal(
+            _metrics(_epochs(run_dir)), _metrics(plain_training(point)), check_exact=True
+        )
+
+    # Re-running the sweep skips the completed points and resumes the failed one from its
+    # checkpoint (only completed and diverged runs count as finished).
+    result = _invoke("sweep", *args)
+    assert result.exit_code == 0, result.output
+    assert "sweep killed: 1 completed, 0 diverged, 0 failed, 0 interrupted, 5 skipped" in (
+        result.output
+    )
+    resumed = _epochs(folder / victim)
+    pd.testing.assert_frame_equal(resumed.head(len(stale)), stale, check_exact=True)
+    (point,) = [p for p in points if p.run_id == victim]
+    pd.testing.assert_frame_equal(
+        _metrics(resumed), _metrics(plain_training(point)), check_exact=True
+    )
 
 
 # --------------------------------------------------------------------------- Ray
