@@ -25,10 +25,8 @@ whole life, interpreter exit included; a run also reports its ru_maxrss just bef
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
-import pickle
 import shutil
 import subprocess
 import sys
@@ -36,8 +34,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' shared helpers
+from tests.helpers import write_cifar10
 
 # optbench.data.TENSOR_FOLDER: not imported, nor is torch (common.py imports it) until the end, so
 # this process maps none of torch's libraries and takes no share of the children's Pss of them
@@ -76,23 +76,6 @@ if sys.argv[1] != "-":
 print("before_exit_kib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, flush=True)
 sys.exit(0 if status == "completed" else f"run ended {status}")
 """
-
-
-def write_cifar10(root: Path) -> dict[str, str]:
-    """CIFAR-10's on-disk format (pickled batches of 3072-byte rows), full size; md5 per file."""
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng, md5 = np.random.default_rng(0), {}
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]
-    for name in names:
-        content: dict = {"label_names": [f"class{i}" for i in range(10)]}
-        if name != "batches.meta":
-            data = rng.integers(0, 256, size=(10_000, 3072), dtype=np.uint8)
-            content = {"data": data, "labels": rng.integers(0, 10, size=10_000).tolist()}
-        blob = pickle.dumps(content)
-        (folder / name).write_bytes(blob)
-        md5[name] = hashlib.md5(blob).hexdigest()
-    return md5
 
 
 def config(dataset: str, root: str, subset: int, sweep: bool = False) -> dict:
@@ -210,7 +193,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         print("writing a CIFAR-10-shaped folder ...", file=sys.stderr, flush=True)
-        md5 = json.dumps(write_cifar10(folder / "cifar"))
+        md5 = json.dumps(write_cifar10(folder / "cifar", 10_000, 10_000)[1])  # full size
         private = folder / "private"
         raw = Path(data_root) / "FashionMNIST" / "raw"
         if raw.is_dir():  # else optbench unpacks Debian's copy there, as it would into data_root

@@ -381,6 +381,10 @@ def name_from_stem(stem: str) -> str:
     return name[:100] or "experiment"
 
 
+# Where Debian's dataset packages put gzipped IDX files (apt-get install dataset-fashion-mnist).
+SYSTEM_DATA_DIR = Path(os.environ.get("OPTBENCH_SYSTEM_DATA", "/usr/share/datasets"))
+
+
 def default_data_root() -> str:
     return os.environ.get("OPTBENCH_DATA", "data")
 

@@ -22,13 +22,10 @@ from typing import Any
 
 import torch
 
-from optbench.config import DataConfig
+from optbench.config import SYSTEM_DATA_DIR, DataConfig
 from optbench.errors import ConfigError, OptbenchError, did_you_mean
 from optbench.registry import Registry, bind_options, signature_defaults
 from optbench.results import write_atomic
-
-# Where Debian's dataset packages put gzipped IDX files (apt-get install dataset-fashion-mnist).
-SYSTEM_DATA_DIR = Path(os.environ.get("OPTBENCH_SYSTEM_DATA", "/usr/share/datasets"))
 
 
 @dataclass(frozen=True)

@@ -9,23 +9,20 @@ and leave the results directory empty.
 from __future__ import annotations
 
 import copy
-import inspect
 import os
 import re
 import signal
 import subprocess
 import sys
-import traceback
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
 import optbench.data
 from optbench.cli import app
-from tests.conftest import regression_dict
+from tests.helpers import assert_one_error_line, cli_runner, regression_dict
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 COMMANDS = ["validate", "run"]
@@ -110,13 +107,6 @@ class TookTooLong(Exception):
     """Raised by SIGALRM inside a command that hangs, so CliRunner records it as the failure."""
 
 
-def _runner() -> CliRunner:
-    # click < 8.2 mixes stderr into stdout unless told not to; 8.2+ always keeps it separate.
-    if "mix_stderr" in inspect.signature(CliRunner.__init__).parameters:
-        return CliRunner(mix_stderr=False)  # type: ignore[call-arg]
-    return CliRunner()
-
-
 def invoke(
     command: str, config: Path, results: Path, *args: str, time_limit: float = TIME_LIMIT_S
 ) -> Any:
@@ -132,7 +122,7 @@ def invoke(
     previous = signal.signal(signal.SIGALRM, too_long)
     signal.setitimer(signal.ITIMER_REAL, time_limit)
     try:
-        return _runner().invoke(app, argv)
+        return cli_runner().invoke(app, argv)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
@@ -147,22 +137,8 @@ def everything_in(folder: Path) -> list[str]:
 
 
 def assert_user_error(result: Any, results: Path | None, *fragments: str) -> str:
-    """Exit 2, no exception, one `error:` line on stderr holding every fragment, empty results."""
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise AssertionError(
-            "an exception escaped instead of a user error:\n"
-            + "".join(traceback.format_exception(*result.exc_info))
-        )
-    stderr, stdout = plain(result.stderr), plain(result.stdout)
-    assert result.exit_code == 2, f"exit {result.exit_code}\nstdout: {stdout}\nstderr: {stderr}"
-    assert "Traceback" not in result.output
-    assert stdout == "", f"a user error printed on stdout: {stdout!r}"
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, f"not one line: {stderr!r}"
-    message = lines[0]
-    assert message.startswith("error: "), message
-    for fragment in fragments:
-        assert fragment in message, f"{fragment!r} not in {message!r}"
+    """One `error:` line holding every fragment, exit 2, and an empty results directory."""
+    message = assert_one_error_line(result, *fragments)
     if results is not None:
         assert everything_in(results) == [], "something was written under the results directory"
     return message
@@ -857,6 +833,7 @@ def test_cifar10_missing_without_download(configs: Path, results: Path, tmp_path
 # --------------------------------------------------------------------------- the real entry point
 
 
+@pytest.mark.slow
 def test_real_entry_point(configs: Path, results: Path) -> None:
     """`python -m optbench validate` itself: exit 2, the message on stderr, no traceback."""
     path = write(configs, regression(optimizer={"name": "Adam", "momentum": 0.9}))

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from optbench.cli import app
 from optbench.results import EPOCH_COLUMNS
-from tests.conftest import REPO, regression_dict, write_config
+from tests.helpers import REPO, regression_dict, write_config
 
 runner = CliRunner()
 
@@ -136,6 +136,7 @@ def test_list(kind: str, expected: list[str]) -> None:
         assert text in result.output
 
 
+@pytest.mark.slow
 def test_python_dash_m_and_plain_output_when_not_a_terminal(tmp_path: Path) -> None:
     config = write_config(tmp_path, regression_dict())
     completed = subprocess.run(

@@ -14,20 +14,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from optbench.cli import app
 from optbench.compare import compare_runs
 from optbench.config import validate_config
 from optbench.plan import make_plan
 from optbench.results import EPOCH_COLUMNS, RunDir, RunLock
-from tests.conftest import regression_dict
-
-runner = CliRunner()
-
-
-def _invoke(*args: str):
-    return runner.invoke(app, list(args), env={"COLUMNS": "250"})
+from tests.helpers import assert_one_error_line, invoke, regression_dict
 
 
 def _resolved(
@@ -271,12 +263,12 @@ def test_final_metrics_average_only_runs_that_completed_every_epoch(tmp_path: Pa
     # best-so-far numbers use every epoch of every run: 0.5, 0.2, 0.3, 0.3
     assert row["best_test_loss_mean"] == pytest.approx((0.5 + 0.2 + 0.3 + 0.3) / 4)
 
-    result = _invoke("compare", str(tmp_path), "--format", "csv")
+    result = invoke("compare", str(tmp_path), "--format", "csv")
     assert result.exit_code == 0, result.output
     (record,) = pd.read_csv(io.StringIO(result.stdout)).to_dict("records")
     assert record["n"] == 4 and record["completed"] == 1
     assert record["final_test_loss_mean"] == pytest.approx(0.5)
-    table = _invoke("compare", str(tmp_path))
+    table = invoke("compare", str(tmp_path))
     assert "final columns over completed runs only" in table.stdout
     assert "1 diverged at epoch 2" in table.stdout
 
@@ -316,7 +308,7 @@ def test_copies_of_a_run_in_two_folders_count_once(
     assert original.name in note and str(copy) in note and "counted once" in note
 
     folders = [str(baselines), str(mine), str(tmp_path / "copy")]
-    result = _invoke("compare", *folders, "--format", "csv")
+    result = invoke("compare", *folders, "--format", "csv")
     assert result.exit_code == 0, result.output
     assert pd.read_csv(io.StringIO(result.stdout))["n"].tolist() == [3, 3]
     assert "counted once" in result.stderr  # the note stays out of the csv
@@ -340,7 +332,7 @@ def test_a_running_run_whose_process_is_gone_is_stale(tmp_path: Path) -> None:
     alive = _write_run(tmp_path, _resolved(ADAM_SLOW, 0), [0.6], [0.4], [1.0], "running")
     with RunLock(RunDir(alive)):
         statuses = compare_runs([tmp_path]).table.set_index("optimizer.lr")["status"]
-        shown = _invoke("show", str(dead))
+        shown = invoke("show", str(dead))
     assert statuses.to_dict() == {0.01: "1 stale at epoch 2", 0.001: "1 running at epoch 2"}
     assert shown.exit_code == 0, shown.output
     assert "status stale (summary says running, but no process holds its lock)" in shown.stdout
@@ -364,7 +356,7 @@ def test_compare_csv_json_and_markdown(two_configs: tuple[Path, Path]) -> None:
     paths = [str(p) for p in two_configs]
     target = ["--target", "test_accuracy=0.85"]
 
-    csv = _invoke("compare", *paths, "--format", "csv", *target)
+    csv = invoke("compare", *paths, "--format", "csv", *target)
     assert csv.exit_code == 0, csv.output
     frame = pd.read_csv(io.StringIO(csv.stdout))
     assert frame["rank"].tolist() == [1, 2]
@@ -377,7 +369,7 @@ def test_compare_csv_json_and_markdown(two_configs: tuple[Path, Path]) -> None:
     assert frame["epochs_to_target_mean"].tolist() == pytest.approx([2, 5 / 3])
     assert "betas" not in " ".join(frame.columns)
 
-    as_json = _invoke("compare", *paths, "--format", "json")
+    as_json = invoke("compare", *paths, "--format", "json")
     assert as_json.exit_code == 0, as_json.output
     records = json.loads(as_json.stdout)
     assert [r["optimizer.lr"] for r in records] == [0.01, 0.001]
@@ -385,7 +377,7 @@ def test_compare_csv_json_and_markdown(two_configs: tuple[Path, Path]) -> None:
     assert records[1]["final_test_loss_mean"] == pytest.approx(0.45)
     assert "reached_target" not in records[0]  # no --target, no target columns
 
-    markdown = _invoke("compare", *paths, "--format", "markdown", "--metric", "best_test_accuracy")
+    markdown = invoke("compare", *paths, "--format", "markdown", "--metric", "best_test_accuracy")
     assert markdown.exit_code == 0, markdown.output
     lines = markdown.stdout.strip().splitlines()
     assert len(lines) == 4  # header, rule, 2 configurations
@@ -401,7 +393,7 @@ def test_compare_table_shows_ranking_curves_and_chart(
     two_configs: tuple[Path, Path], tmp_path: Path
 ) -> None:
     plot = tmp_path / "curves.png"
-    result = _invoke(
+    result = invoke(
         "compare",
         *[str(p) for p in two_configs],
         "--target",
@@ -450,7 +442,7 @@ def test_compare_survives_a_run_that_diverged_in_its_first_epoch(
     config = _resolved({"name": "SGD", "lr": 0.1}, 0, epochs=2)
     _write_run(tmp_path, config, [0.5, 0.4], [0.8, 0.9], [1, 1])
     _write_run(tmp_path, _resolved({"name": "SGD", "lr": 100.0}, 0), [], [], [], "diverged")
-    result = _invoke("compare", str(tmp_path), "--format", output)
+    result = invoke("compare", str(tmp_path), "--format", output)
     assert result.exit_code == 0, result.output
     if output == "csv":
         frame = pd.read_csv(io.StringIO(result.stdout))
@@ -464,7 +456,7 @@ def test_show_prints_the_config_and_the_epochs(two_configs: tuple[Path, Path]) -
     baselines, _ = two_configs
     run_dir = next(p for p in (baselines / "fmnist").iterdir() if p.name.startswith("adam-seed1"))
     summary = json.loads((run_dir / "summary.json").read_text())
-    result = _invoke("show", str(run_dir))
+    result = invoke("show", str(run_dir))
     assert result.exit_code == 0, result.output
     out = result.stdout
     lr = yaml.safe_load((run_dir / "config.yaml").read_text())["optimizer"]["lr"]
@@ -513,17 +505,13 @@ def test_bad_compare_and_show_input_exits_2_with_one_error_line(
     (tmp_path / "empty").mkdir()
     (tmp_path / "afile").write_text("not a folder")
     places = {name: tmp_path / name for name in ("empty", "missing", "runs", "afile")}
-    result = _invoke(*(a.format(**places) for a in args))
-    assert result.exit_code == 2, result.output
-    assert result.stdout == ""
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ") and message in lines[0]
+    result = invoke(*(a.format(**places) for a in args))
+    assert_one_error_line(result, message)
 
 
 def test_csv_with_a_plot_keeps_stdout_a_csv(two_configs: tuple[Path, Path], tmp_path: Path) -> None:
     plot = tmp_path / "curves.png"
-    result = _invoke("compare", *map(str, two_configs), "--format", "csv", "--plot", str(plot))
+    result = invoke("compare", *map(str, two_configs), "--format", "csv", "--plot", str(plot))
     assert result.exit_code == 0, result.output
     assert pd.read_csv(io.StringIO(result.stdout))["rank"].tolist() == [1, 2]
     assert f"plot written to {plot}" in result.stderr and plot.is_file()
@@ -534,7 +522,7 @@ def test_a_plot_that_cannot_be_written_is_one_error_line(
 ) -> None:
     plot = tmp_path / "curves.png"  # passes the checks, then cannot be opened for writing
     plot.symlink_to(tmp_path / "gone" / "curves.png")
-    result = _invoke("compare", *map(str, two_configs), "--format", "csv", "--plot", str(plot))
+    result = invoke("compare", *map(str, two_configs), "--format", "csv", "--plot", str(plot))
     assert result.exit_code == 2, result.output
     assert result.stderr.strip().splitlines() == [
         f"error: cannot write --plot {plot}: No such file or directory"

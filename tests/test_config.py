@@ -8,7 +8,7 @@ import pytest
 
 from optbench.config import apply_overrides, load_config, parse_override
 from optbench.errors import ConfigError
-from tests.conftest import REPO, regression_dict, write_config
+from tests.helpers import REPO, regression_dict, write_config
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.stem)

@@ -29,7 +29,7 @@ from optbench.data import (
     load_data,
 )
 from optbench.errors import OptbenchError
-from tests.conftest import FASHION_MNIST_GZ, REPO, regression_dict
+from tests.helpers import FASHION_MNIST_GZ, REPO, regression_dict
 
 
 def _data_config(**data):

@@ -11,7 +11,7 @@ from optbench.cli import app
 from optbench.config import validate_config
 from optbench.plan import make_plan
 from optbench.train import train
-from tests.conftest import accept_cifar10_files, regression_dict, write_cifar10, write_config
+from tests.helpers import accept_cifar10_files, regression_dict, write_cifar10, write_config
 
 RTOL = 1e-3
 COMPARED = ("train_loss", "test_loss", "test_accuracy")

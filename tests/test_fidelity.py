@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Subset
 
 from optbench.plan import make_plan
 from optbench.train import train
-from tests.conftest import regression_config
+from tests.helpers import regression_config
 
 SUBSET = 9600  # 150 batches of 64 per epoch, 2 epochs: 300 optimizer steps
 

@@ -15,7 +15,7 @@ from optbench.cli import app
 from optbench.config import load_config
 from optbench.errors import OptbenchError
 from optbench.plan import RunPlan, make_plan
-from tests.conftest import REGRESSION
+from tests.helpers import REGRESSION
 
 IMAGES = {
     **copy.deepcopy(REGRESSION),

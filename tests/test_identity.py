@@ -22,7 +22,7 @@ from optbench.config import ExperimentConfig, apply_override, validate_config
 from optbench.identity import NOT_IN_RUN_ID
 from optbench.plan import make_plan
 from optbench.registry import code_identity
-from tests.conftest import REPO, regression_dict, write_config
+from tests.helpers import REPO, regression_dict, write_config
 
 
 def _run_id(**changes: Any) -> str:
@@ -212,6 +212,7 @@ def _validate(config: Path, package: Path) -> str:
     return completed.stdout.split("run-id ")[1].rstrip(")\n")
 
 
+@pytest.mark.slow
 def test_editing_an_imported_optimizer_gives_a_new_run_id(tmp_path: Path) -> None:
     package = tmp_path / "code"
     (package / "mypkg").mkdir(parents=True)

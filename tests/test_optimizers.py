@@ -10,7 +10,7 @@ from optbench.errors import ConfigError
 from optbench.optimizers import OPTIMIZERS, get_optimizer
 from optbench.plan import make_plan
 from optbench.train import evaluate, train
-from tests.conftest import regression_config
+from tests.helpers import regression_config
 
 
 def _untrained_test_loss(plan) -> float:

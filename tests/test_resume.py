@@ -20,9 +20,7 @@ from optbench.optimizers import OPTIMIZERS
 from optbench.plan import make_plan
 from optbench.results import EPOCH_COLUMNS, RunDir, RunLock
 from optbench.train import train
-from tests.conftest import REPO, regression_dict, write_config
-
-METRICS = [c for c in EPOCH_COLUMNS if c not in ("seconds", "eval_seconds")]  # not wall times
+from tests.helpers import METRICS, REPO, regression_dict, write_config
 
 
 class _StopAt:
@@ -167,6 +165,7 @@ def crash_setup(tmp_path_factory: pytest.TempPathFactory):
     return folder, config, _table(reference)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("point", "kill_during_write"),
     [
@@ -212,6 +211,7 @@ def next_checkpoint(results: Path, process: subprocess.Popen) -> Path:
     return run_dir / "checkpoint.pt"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_sigint_and_sigterm_stop_cleanly_and_resume(crash_setup, signum) -> None:
     folder, config, reference = crash_setup
@@ -234,6 +234,7 @@ def test_sigint_and_sigterm_stop_cleanly_and_resume(crash_setup, signum) -> None
     assert done.returncode == 0 and "already finished" in done.stdout
 
 
+@pytest.mark.slow
 def test_second_process_on_the_same_run_is_refused_and_stale_locks_are_taken_over(
     tmp_path: Path,
 ) -> None:

@@ -8,7 +8,7 @@ from optbench.errors import ConfigError
 from optbench.plan import make_plan
 from optbench.schedulers import SCHEDULERS
 from optbench.train import train
-from tests.conftest import regression_config
+from tests.helpers import regression_config
 
 # The arguments each scheduler requires, for a 3-epoch run with 8 steps per epoch.
 REQUIRED = {

@@ -19,13 +19,11 @@ import pandas as pd
 import pytest
 import yaml
 from rich.console import Console
-from typer.testing import CliRunner
 
-from optbench.cli import app
 from optbench.config import validate_config
 from optbench.errors import ConfigError
 from optbench.plan import make_plan
-from optbench.results import EPOCH_COLUMNS, epochs_frame
+from optbench.results import epochs_frame
 from optbench.sweep import (
     SweepPoint,
     expand_grid,
@@ -35,14 +33,14 @@ from optbench.sweep import (
     run_sweep,
 )
 from optbench.train import train
-from tests.conftest import REPO, regression_dict, write_config
-
-METRICS = [c for c in EPOCH_COLUMNS if c not in ("seconds", "eval_seconds")]  # not wall times
-runner = CliRunner()
-
-
-def _invoke(*args: str):
-    return runner.invoke(app, list(args), env={"COLUMNS": "250"})
+from tests.helpers import (
+    METRICS,
+    REPO,
+    assert_one_error_line,
+    invoke,
+    regression_dict,
+    write_config,
+)
 
 
 def _summary(run_dir: Path) -> dict:
@@ -69,15 +67,6 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     }
-
-
-def _one_error_line(result) -> str:
-    assert result.exit_code == 2, result.output
-    assert result.stdout == ""
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    return lines[0]
 
 
 # --------------------------------------------------------------------------- grid expansion
@@ -180,10 +169,10 @@ def test_a_key_the_chosen_optimizer_does_not_accept_fails_at_expansion(tmp_path:
 
     config = write_config(tmp_path, base)
     results = tmp_path / "results"
-    result = _invoke(
+    result = invoke(
         "sweep", str(config), "--grid", "optimizer.name=SGD,Adam", "--results-dir", str(results)
     )
-    line = _one_error_line(result)
+    line = assert_one_error_line(result)
     assert "[optimizer.name=Adam]" in line and "optimizer.momentum" in line
     assert not results.exists()  # checked before anything trains
 
@@ -288,7 +277,7 @@ def test_dry_run_lists_the_runs_and_writes_nothing(tmp_path: Path) -> None:
     config = write_config(tmp_path, regression_dict())
     results = tmp_path / "results"
     grid = ["--grid", "optimizer.name=SGD,Adam,RMSprop", "--grid", "optimizer.lr=0.1,0.01"]
-    result = _invoke(
+    result = invoke(
         "sweep", str(config), *grid, "--seeds", "0,1", "--results-dir", str(results), "--dry-run"
     )
     assert result.exit_code == 0, result.output
@@ -317,8 +306,8 @@ def test_dry_run_lists_the_runs_and_writes_nothing(tmp_path: Path) -> None:
 def test_bad_grid_exits_2_with_one_error_line(tmp_path: Path, grid: str, message: str) -> None:
     config = write_config(tmp_path, regression_dict())
     results = tmp_path / "results"
-    result = _invoke("sweep", str(config), "--grid", grid, "--results-dir", str(results))
-    assert message in _one_error_line(result)
+    result = invoke("sweep", str(config), "--grid", grid, "--results-dir", str(results))
+    assert message in assert_one_error_line(result)
     assert not results.exists()
 
 
@@ -345,13 +334,14 @@ def tiny_sweep(tmp_path_factory: pytest.TempPathFactory) -> TinySweep:
     config = write_config(folder, regression_dict())
     results = folder / "results"
     args = [str(config), *GRID, "--workers", "2", "--results-dir", str(results)]
-    result = _invoke("sweep", *args)
+    result = invoke("sweep", *args)
     _, points = load_sweep(config, ["optimizer.lr=0.05,0.02"], "0,1")
     return TinySweep(
         config, results, args, result.output, result.exit_code, [p.run_id for p in points]
     )
 
 
+@pytest.mark.slow
 def test_sweep_runs_every_point_then_a_rerun_skips_them_all(tiny_sweep: TinySweep) -> None:
     assert tiny_sweep.exit_code == 0, tiny_sweep.output
     results, run_ids = tiny_sweep.results, tiny_sweep.run_ids
@@ -372,7 +362,7 @@ def test_sweep_runs_every_point_then_a_rerun_skips_them_all(tiny_sweep: TinySwee
     )
 
     before = _snapshot(results)
-    again = _invoke("sweep", *tiny_sweep.args)
+    again = invoke("sweep", *tiny_sweep.args)
     assert again.exit_code == 0, again.output
     assert "sweep tiny: 0 completed, 0 diverged, 0 failed, 0 interrupted, 4 skipped" in (
         again.output
@@ -380,7 +370,7 @@ def test_sweep_runs_every_point_then_a_rerun_skips_them_all(tiny_sweep: TinySwee
     assert not any(line.startswith("[") for line in again.output.splitlines())
     assert _snapshot(results) == before  # not a byte, not a timestamp changed
 
-    dry = _invoke("sweep", *tiny_sweep.args, "--dry-run")
+    dry = invoke("sweep", *tiny_sweep.args, "--dry-run")
     assert dry.exit_code == 0
     rows = [line for line in dry.output.splitlines() if "-seed" in line]
     assert len(rows) == 4 and all(row.rstrip(" │").endswith("completed") for row in rows)
@@ -409,6 +399,7 @@ def _importable(folder: Path, module: str, source: str, monkeypatch: pytest.Monk
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))  # spawned workers
 
 
+@pytest.mark.slow
 def test_diverging_and_raising_trials_do_not_stop_the_sweep(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -421,7 +412,7 @@ def test_diverging_and_raising_trials_do_not_stop_the_sweep(
     results = tmp_path / "results"
     grid = [f"optimizer.name=SGD,{failing}", "optimizer.lr=0.05,1000000.0"]
     options = ["--grid", grid[0], "--grid", grid[1], "--workers", "2"]
-    result = _invoke("sweep", str(config), *options, "--results-dir", str(results))
+    result = invoke("sweep", str(config), *options, "--results-dir", str(results))
     assert result.exit_code == 1, result.output  # because of the failures
     assert "sweep tiny: 1 completed, 1 diverged, 2 failed, 0 interrupted, 0 skipped" in (
         result.output
@@ -503,6 +494,7 @@ def _wait_until_unlocked(lock: Path, timeout: float = 30) -> None:
                 return
 
 
+@pytest.mark.slow
 def test_sweep_killed_mid_way_resumes_and_runs_every_point_once(tmp_path: Path) -> None:
     config = write_config(tmp_path, regression_dict(**SLOW_ENOUGH))
     results = tmp_path / "results"
@@ -541,7 +533,7 @@ def test_sweep_killed_mid_way_resumes_and_runs_every_point_once(tmp_path: Path) 
     untouched = {r: _snapshot(folder / r) for r in done}
     _wait_until_unlocked(folder / killed / "lock")
 
-    result = _invoke("sweep", *args)
+    result = invoke("sweep", *args)
     assert result.exit_code == 0, result.output
     assert (
         f"sweep killed: {6 - len(done)} completed, 0 diverged, 0 failed, 0 interrupted, "
@@ -660,7 +652,7 @@ def test_a_killed_worker_fails_only_its_run_and_a_fresh_worker_takes_its_place(
 
     # Re-running the sweep skips the completed points and resumes the failed one from its
     # checkpoint (only completed and diverged runs count as finished).
-    result = _invoke("sweep", *args)
+    result = invoke("sweep", *args)
     assert result.exit_code == 0, result.output
     assert "sweep killed: 1 completed, 0 diverged, 0 failed, 0 interrupted, 5 skipped" in (
         result.output
@@ -684,13 +676,14 @@ def ray_session():
     ray.shutdown()
 
 
+@pytest.mark.slow
 def test_ray_executor_gives_the_local_executors_numbers(
     tiny_sweep: TinySweep, ray_session, tmp_path: Path
 ) -> None:
     assert tiny_sweep.exit_code == 0, tiny_sweep.output
     results = tmp_path / "ray"
     ray_options = ["--executor", "ray", "--workers", "2"]
-    result = _invoke(
+    result = invoke(
         "sweep", str(tiny_sweep.config), *GRID, *ray_options, "--results-dir", str(results)
     )
     assert result.exit_code == 0, result.output

@@ -1,0 +1,138 @@
+"""What the tests share, defined once: small configs, the CLI runner, the one-error-line check,
+the metric columns, and a CIFAR-10 writer (the benchmarks use it too)."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import inspect
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from optbench.config import SYSTEM_DATA_DIR, ExperimentConfig, validate_config
+from optbench.results import EPOCH_COLUMNS
+
+REPO = Path(__file__).resolve().parents[1]
+FASHION_MNIST_GZ = SYSTEM_DATA_DIR / "fashion-mnist" / "train-images-idx3-ubyte.gz"
+METRICS = [c for c in EPOCH_COLUMNS if c not in ("seconds", "eval_seconds")]  # not wall times
+
+REGRESSION: dict[str, Any] = {
+    "name": "tiny",
+    "seed": 0,
+    "epochs": 2,
+    "device": "cpu",
+    "data": {"dataset": "synthetic_regression", "n_train": 256, "n_test": 64, "batch_size": 32},
+    "model": {"name": "linear"},
+    "loss": "mse",
+    "optimizer": {"name": "SGD", "lr": 0.05},
+}
+
+
+def regression_dict(**changes: Any) -> dict[str, Any]:
+    """A copy of the small regression config with top-level sections replaced."""
+    config = copy.deepcopy(REGRESSION)
+    config.update(copy.deepcopy(changes))
+    return config
+
+
+def regression_config(**changes: Any) -> ExperimentConfig:
+    return validate_config(regression_dict(**changes))
+
+
+def write_config(folder: Path, config: dict[str, Any], name: str = "exp.yaml") -> Path:
+    path = folder / name
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+def cli_runner() -> Any:
+    """A CliRunner that keeps stderr apart (click < 8.2 mixes it into stdout unless told)."""
+    from typer.testing import CliRunner
+
+    if "mix_stderr" in inspect.signature(CliRunner.__init__).parameters:
+        return CliRunner(mix_stderr=False)  # type: ignore[call-arg]
+    return CliRunner()
+
+
+def invoke(*args: str) -> Any:
+    """`optbench ARGS` in-process, on a terminal wide enough for whole tables."""
+    from optbench.cli import app
+
+    return cli_runner().invoke(app, list(args), env={"COLUMNS": "250"})
+
+
+def assert_one_error_line(result: Any, *fragments: str, exit_code: int = 2) -> str:
+    """What every refusal looks like: the exit status, no exception, nothing on stdout, and one
+    `error: ...` line on stderr holding every fragment. Returns that line."""
+    import re
+    import traceback
+
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise AssertionError(
+            "an exception escaped instead of a one-line error:\n"
+            + "".join(traceback.format_exception(*result.exc_info))
+        )
+    ansi = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+    stderr, stdout = ansi.sub("", result.stderr), ansi.sub("", result.stdout)
+    assert result.exit_code == exit_code, f"exit {result.exit_code}\n{stdout}\n{stderr}"
+    assert "Traceback" not in result.output
+    assert stdout == "", f"an error printed on stdout: {stdout!r}"
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, f"not one line: {stderr!r}"
+    message = lines[0]
+    assert message.startswith("error: "), message
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+    return message
+
+
+# --------------------------------------------------------------------------- CIFAR-10 files
+
+
+def write_cifar10(
+    root: Path, train_per_batch: int = 20, test: int = 30
+) -> tuple[np.ndarray, dict[str, str]]:
+    """Write CIFAR-10's on-disk format (five pickled training batches of 3072-byte rows, a test
+    batch, the meta file) with random images. Returns the training images as NHWC, and each
+    file's md5, which torchvision checks (see `accept_cifar10_files`)."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng, md5, images = np.random.default_rng(0), {}, []
+    sizes = {f"data_batch_{i}": train_per_batch for i in range(1, 6)} | {"test_batch": test}
+    for name, rows in sizes.items():
+        data = rng.integers(0, 256, size=(rows, 3072), dtype=np.uint8)
+        content: dict[str, Any] = {"data": data, "labels": rng.integers(0, 10, size=rows).tolist()}
+        if name != "test_batch":
+            images.append(data)
+        md5[name] = _write_pickle(folder / name, content)
+    meta = {"label_names": [f"airplane{i}" for i in range(10)]}
+    md5["batches.meta"] = _write_pickle(folder / "batches.meta", meta)
+    return np.concatenate(images).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), md5
+
+
+def _write_pickle(path: Path, content: Any) -> str:
+    blob = pickle.dumps(content)
+    path.write_bytes(blob)
+    return hashlib.md5(blob).hexdigest()
+
+
+def accept_cifar10_files(root: Path, monkeypatch: Any) -> None:
+    """Make torchvision's integrity check accept the files write_cifar10 wrote."""
+    import torchvision
+
+    folder = root / "cifar-10-batches-py"
+
+    def md5(name: str) -> str:
+        return hashlib.md5((folder / name).read_bytes()).hexdigest()
+
+    cls = torchvision.datasets.CIFAR10
+    monkeypatch.setattr(cls, "train_list", [[n, md5(n)] for n, _ in cls.train_list])
+    monkeypatch.setattr(cls, "test_list", [[n, md5(n)] for n, _ in cls.test_list])
+    monkeypatch.setattr(cls, "meta", {**cls.meta, "md5": md5("batches.meta")})
