@@ -11,17 +11,9 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from optbench.results import Status
+from optbench.results import EPOCH_FORMATS, Status
 
-COLUMNS = [
-    ("epoch", "{:d}"),
-    ("train_loss", "{:.6f}"),
-    ("test_loss", "{:.6f}"),
-    ("test_accuracy", "{:.4f}"),
-    ("lr", "{:.3g}"),
-    ("seconds", "{:.2f}"),
-    ("eval_seconds", "{:.2f}"),
-]
+COLUMNS = list(EPOCH_FORMATS.items())  # the per-epoch table: epochs.csv's columns
 
 
 def format_cell(value: Any, pattern: str) -> str:

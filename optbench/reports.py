@@ -290,8 +290,9 @@ def show_run(console: Any, run_dir: Any) -> None:
 
     from optbench.compare import STALE, read_run, run_status
     from optbench.display import COLUMNS
+    from optbench.results import RunDir
 
-    if not (run_dir / "summary.json").is_file():
+    if not (run_dir / RunDir.SUMMARY).is_file():
         raise OptbenchError(f"{run_dir} is not a run folder (it has no summary.json)")
     run = read_run(run_dir)
     status = run_status(run)

@@ -22,15 +22,17 @@ import yaml
 
 from optbench.errors import OptbenchError, ResultsWriteError
 
-EPOCH_COLUMNS = [
-    "epoch",
-    "train_loss",
-    "test_loss",
-    "test_accuracy",
-    "lr",
-    "seconds",
-    "eval_seconds",
-]
+# epochs.csv's columns, in order, with how tables show them.
+EPOCH_FORMATS = {
+    "epoch": "{:d}",
+    "train_loss": "{:.6f}",
+    "test_loss": "{:.6f}",
+    "test_accuracy": "{:.4f}",
+    "lr": "{:.3g}",
+    "seconds": "{:.2f}",
+    "eval_seconds": "{:.2f}",
+}
+EPOCH_COLUMNS = list(EPOCH_FORMATS)
 
 
 class Status(str, enum.Enum):
