@@ -241,3 +241,25 @@ def test_what_was_hashed_is_recorded_in_the_resolved_config(
     assert code["module"] == "recorded_opt"
     expected = hashlib.sha256((tmp_path / "recorded_opt.py").read_bytes()).hexdigest()[:16]
     assert code["sha256"] == expected
+
+
+def test_device_auto_is_one_experiment_wherever_it_runs_and_resolves_once() -> None:
+    plan = make_plan(validate_config(regression_dict(device="auto")))
+    assert plan.resolved["device"] == "auto"  # the run-id does not depend on this machine
+    assert plan.device.type in ("cpu", "cuda", "mps")  # resolved once, here, for training
+
+
+def test_a_worker_that_plans_another_run_id_fails_the_point_instead_of_mislabeling_it(
+    tmp_path: Path,
+) -> None:
+    from optbench.executors import train_point
+
+    config = regression_dict()
+    planned = make_plan(validate_config(config)).run_id
+    driver_saw = planned[:-1] + ("0" if planned[-1] != "0" else "1")  # other code on the driver
+    result = train_point(driver_saw, config, str(tmp_path))
+    assert result.status == "failed" and result.run_id == driver_saw
+    assert f"plans it as {planned}" in result.error and "differ from the driver's" in result.error
+    assert not any(tmp_path.iterdir())  # nothing trained under either id
+    agreed = train_point(planned, config, str(tmp_path))
+    assert agreed.status == "completed"

@@ -323,3 +323,27 @@ def test_a_full_disk_at_any_write_exits_3_keeps_the_work_and_resume_completes_ex
     )
     if (file, nth) == ("summary.json", 2):  # finished from the checkpoint, not trained again
         pd.testing.assert_frame_equal(table, trained)
+
+
+def test_a_finished_file_is_fsynced_and_so_is_its_folder_after_the_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from optbench import results as results_module
+
+    real_fsync, real_replace, events = os.fsync, os.replace, []
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src: str, dst: str) -> None:
+        events.append(("rename", str(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(results_module.os, "fsync", fsync)
+    monkeypatch.setattr(results_module.os, "replace", replace)
+    results_module.write_atomic(tmp_path / "summary.json", "{}")
+    (kind, temp), rename, folder = events
+    assert kind == "fsync" and "/.summary.json." in temp  # the content, before the rename
+    assert rename == ("rename", str(tmp_path / "summary.json"))
+    assert folder == ("fsync", str(tmp_path))  # then the folder, so the rename is durable
