@@ -29,3 +29,24 @@ def test_ci_installs_the_debian_packages_the_quick_start_names() -> None:
     ci = (REPO / ".ci" / "run").read_text()
     for package in packages:
         assert package in ci, package
+
+
+def test_the_readme_shows_what_compare_prints_for_the_shipped_baselines() -> None:
+    import subprocess
+    import sys
+
+    readme = (REPO / "README.md").read_text()
+    command = "COLUMNS=160 optbench compare results/baselines --target test_accuracy=0.85"
+    assert command in readme
+    rest = readme[readme.index(command) :]
+    shown = rest[rest.index("```\n") + 4 : rest.index("\n```", rest.index("```\n") + 4)]
+    printed = subprocess.run(
+        [sys.executable, "-m", "optbench", *command.split()[2:]],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={"COLUMNS": "160", "PATH": "/usr/bin:/bin"},
+        timeout=120,
+    )
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout.rstrip("\n") == shown.rstrip("\n")
