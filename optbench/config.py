@@ -102,8 +102,13 @@ class ParamGroupConfig(BaseModel):
         return dict(self.model_extra or {})
 
 
+# How an optimizer is stepped (optbench/stepping.py); detected from the class unless forced.
+ProtocolName = Literal["plain", "closure", "sharpness", "second_order"]
+
+
 class OptimizerConfig(_WithOptions):
     param_groups: list[ParamGroupConfig] = Field(default_factory=list)
+    protocol: ProtocolName | None = None
 
 
 class SchedulerConfig(_WithOptions):

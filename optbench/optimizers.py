@@ -2,6 +2,9 @@
 
 A parameter joins the first `param_groups` entry whose glob matches its name; parameters that
 no entry matches form the default group (group 0), which uses the top-level hyperparameters.
+How each class is stepped is its protocol (optbench/stepping.py), fixed while binding. A
+sharpness-aware optimizer (SAM...) names its base optimizer in the config, by name or import
+path, with that optimizer's own hyperparameters: `base_optimizer: {name: SGD, lr: 0.1}`.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from optbench.config import OptimizerConfig
+from optbench.config import OptimizerConfig, ProtocolName
 from optbench.errors import ConfigError
 from optbench.registry import (
     Registry,
@@ -25,9 +28,17 @@ from optbench.registry import (
     is_import_path,
     signature_defaults,
 )
+from optbench.stepping import StepProtocol, detect_protocol, has_train_eval
 
 _NOT_TRAINABLE_HERE: dict[type, str] = {
     torch.optim.SparseAdam: "needs sparse gradients, which optbench's models do not produce",
+}
+# Arguments the code supplies to an optimizer's constructor, never the config.
+CODE_ARGS = ("params", "model")
+# Optimizers with a step no protocol here performs, by class name, with the reason.
+_CANNOT_STEP = {
+    "GSAM": "it takes its loss through set_closure() with a model and a rho scheduler built in "
+    "code, a step no optbench protocol performs",
 }
 # Limits torch itself does not check on every group; an out-of-range value is a config error.
 _RANGES: dict[str, tuple[float, float, bool]] = {  # name: (low, high, high is inclusive)
@@ -45,7 +56,8 @@ class OptimInfo:
     name: str
     cls: type[torch.optim.Optimizer]
     description: str
-    needs_closure: bool = False
+    protocol: ProtocolName = "plain"
+    train_eval: bool = False  # optimizer.train()/eval() switch its parameters (Schedule-Free)
     defaults: dict[str, Any] = field(default_factory=dict)
     code: dict[str, Any] = field(default_factory=dict)  # what identifies an imported class's code
 
@@ -61,8 +73,9 @@ class OptimInfo:
             name=name,
             cls=optimizer_cls,
             description=doc.splitlines()[0] if doc else "",
-            needs_closure=optimizer_cls is torch.optim.LBFGS,
-            defaults=signature_defaults(optimizer_cls, skip=("params",)),
+            protocol=detect_protocol(optimizer_cls),
+            train_eval=has_train_eval(optimizer_cls),
+            defaults=signature_defaults(optimizer_cls, skip=CODE_ARGS),
             code=code or {},
         )
 
@@ -99,6 +112,8 @@ def get_optimizer(name: str, field: str = "optimizer.name") -> OptimInfo:
         raise ConfigError(field, f"'{name}' is not a torch.optim.Optimizer subclass")
     if obj in _NOT_TRAINABLE_HERE:
         raise ConfigError(field, f"{obj.__name__} {_NOT_TRAINABLE_HERE[obj]}")
+    if obj.__name__ in _CANNOT_STEP:
+        raise ConfigError(field, f"{obj.__name__} cannot be stepped: {_CANNOT_STEP[obj.__name__]}")
     registered = next((info for info in OPTIMIZERS if info.cls is obj), None)
     if registered is not None:
         return registered
@@ -118,13 +133,25 @@ def _check_ranges(hyper: dict[str, Any], field: str) -> None:
             )
 
 
-def _group_overrides(info: OptimInfo, config: OptimizerConfig) -> list[dict[str, Any]]:
+def _group_overrides(
+    info: OptimInfo, base: BoundBase | None, config: OptimizerConfig
+) -> list[dict[str, Any]]:
+    """Each param group's own hyperparameters, bound to the optimizer's signature (a key only
+    the base optimizer takes, such as SAM's lr, to the base optimizer's)."""
+    skip = (*CODE_ARGS, "base_optimizer")
+    base_keys = signature_defaults(base.info.cls, skip=CODE_ARGS) if base else {}
+    own_keys = signature_defaults(info.cls, skip=skip)
     overrides = []
     for i, group in enumerate(config.param_groups):
         where = f"optimizer.param_groups.{i}"
-        bound = bind_options(
-            info.cls, group.hyperparameters, where, skip=("params",), label=info.name
-        )
+        to_base = {
+            k: v for k, v in group.hyperparameters.items() if k in base_keys and k not in own_keys
+        }
+        to_own = {k: v for k, v in group.hyperparameters.items() if k not in to_base}
+        bound = bind_options(info.cls, to_own, where, skip=skip, label=info.name)
+        if base is not None:
+            label = base.info.name
+            bound |= bind_options(base.info.cls, to_base, where, skip=CODE_ARGS, label=label)
         given = {k: bound[k] for k in group.hyperparameters}
         _check_ranges(given, where)
         overrides.append(given)
@@ -141,51 +168,122 @@ class ParamGroup:
 
 
 @dataclass(frozen=True)
-class BoundOptimizer:
-    """An optimizer bound once, while planning: its class, canonical hyperparameters and the
-    model's parameters split into groups. Training builds from this; nothing binds again."""
+class BoundBase:
+    """The base optimizer a sharpness-aware one updates with, and its hyperparameters."""
 
     info: OptimInfo
-    hyperparameters: dict[str, Any]  # top level, every default filled in
+    hyperparameters: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class BoundOptimizer:
+    """An optimizer bound once, while planning: its class, canonical hyperparameters, how it is
+    stepped, and the model's parameters split into groups. Training builds from this; nothing
+    binds again."""
+
+    info: OptimInfo
+    hyperparameters: dict[str, Any]  # its own, top level, every default filled in
     group_settings: tuple[dict[str, Any], ...]  # each param_groups entry as configured, canonical
     groups: tuple[ParamGroup, ...]  # the torch param groups, default group first
+    protocol: StepProtocol
+    base: BoundBase | None = None  # sharpness-aware optimizers only
+
+    def _arguments(self, model: nn.Module) -> dict[str, Any]:
+        """Constructor arguments besides the parameters: the base optimizer's class, and the
+        model for the classes that ask for it (WSAM)."""
+        arguments: dict[str, Any] = {}
+        if self.base is not None:
+            arguments["base_optimizer"] = self.base.info.cls
+        if "model" in inspect.signature(self.info.cls).parameters:
+            arguments["model"] = model
+        return arguments
 
     def build(self, model: nn.Module) -> torch.optim.Optimizer:
         """The optimizer over `model`'s trainable parameters with its groups."""
         named = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        arguments = self._arguments(model)
         if len(self.groups) == 1:
-            return _construct(self.info, list(named.values()), self.hyperparameters)
+            return _construct(
+                self.info, list(named.values()), self.groups[0].hyperparameters, arguments
+            )
         torch_groups = [
             {"params": [named[n] for n in g.names], **g.hyperparameters} for g in self.groups
         ]
-        return _construct(self.info, torch_groups, self.groups[0].hyperparameters)
+        return _construct(self.info, torch_groups, self.groups[0].hyperparameters, arguments)
 
     def check(self, model: nn.Module) -> None:
         """Construct each group on its own: torch checks values only for the constructor's
         defaults, so a bad group value would otherwise surface at the first step."""
         named = dict(model.named_parameters())
+        arguments = self._arguments(model)
         for group in self.groups:
-            _construct(self.info, [named[n] for n in group.names], group.hyperparameters)
+            _construct(self.info, [named[n] for n in group.names], group.hyperparameters, arguments)
         self.build(model)
 
     def resolved(self) -> dict[str, Any]:
+        base = {}
+        if self.base is not None:
+            base = {"base_optimizer": {"name": self.base.info.name, **self.base.hyperparameters}}
         return {
             "name": self.info.name,
+            "protocol": self.protocol.name,
             **self.hyperparameters,
+            **base,
             "param_groups": [dict(g) for g in self.group_settings],
         }
+
+    @property
+    def code(self) -> dict[str, Any]:
+        """What identifies the imported code among the optimizer and its base."""
+        code = {"optimizer": self.info.code} if self.info.code else {}
+        if self.base is not None and self.base.info.code:
+            code["base_optimizer"] = self.base.info.code
+        return code
+
+
+def _bind_base(info: OptimInfo, options: dict[str, Any]) -> tuple[dict[str, Any], BoundBase | None]:
+    """Split `base_optimizer` off a sharpness-aware optimizer's options and bind it."""
+    takes_base = "base_optimizer" in inspect.signature(info.cls).parameters
+    if not takes_base:
+        return options, None
+    section = options.get("base_optimizer")
+    field = "optimizer.base_optimizer"
+    if not isinstance(section, dict) or not isinstance(section.get("name"), str):
+        raise ConfigError(
+            field,
+            f"{info.name} updates with a base optimizer: give it as a mapping with a name and "
+            "its hyperparameters, e.g. base_optimizer: {name: SGD, lr: 0.1, momentum: 0.9}",
+        )
+    base_info = get_optimizer(section["name"], f"{field}.name")
+    if base_info.protocol != "plain":
+        raise ConfigError(f"{field}.name", f"{base_info.name} cannot be a base optimizer")
+    own = signature_defaults(info.cls, skip=CODE_ARGS)
+    hyper_options = {k: v for k, v in section.items() if k != "name"}
+    for key in hyper_options:
+        if key in own:  # the wrapper takes this argument itself (foreach, ...)
+            raise ConfigError(
+                f"{field}.{key}", f"{info.name} takes '{key}' itself; set optimizer.{key}"
+            )
+    hyper = bind_options(base_info.cls, hyper_options, field, skip=CODE_ARGS, label=base_info.name)
+    _check_ranges(hyper, field)
+    hyper = {k: v for k, v in hyper.items() if k not in own}
+    rest = {k: v for k, v in options.items() if k != "base_optimizer"}
+    return rest, BoundBase(base_info, hyper)
 
 
 def bind_optimizer(
     info: OptimInfo, config: OptimizerConfig, names: Iterable[str]
 ) -> BoundOptimizer:
-    """Check the optimizer's settings against its signature and split parameter `names` into
-    groups: a parameter joins the first param_groups entry whose glob matches it; the rest form
-    the default group."""
+    """Check the optimizer's settings against its signature (and its base optimizer's) and
+    split parameter `names` into groups: a parameter joins the first param_groups entry whose
+    glob matches it; the rest form the default group."""
     names = list(names)
-    hyper = bind_options(info.cls, config.options, "optimizer", skip=("params",), label=info.name)
-    _check_ranges(hyper, "optimizer")
-    overrides = _group_overrides(info, config)
+    options, base = _bind_base(info, config.options)
+    skip = (*CODE_ARGS, "base_optimizer") if base else CODE_ARGS
+    own = bind_options(info.cls, options, "optimizer", skip=skip, label=info.name)
+    _check_ranges(own, "optimizer")
+    hyper = {**own, **(base.hyperparameters if base else {})}  # what every group starts from
+    overrides = _group_overrides(info, base, config)
     claimed: dict[str, int] = {}
     literal_owner: dict[str, int] = {}
     for i, group in enumerate(config.param_groups):
@@ -218,11 +316,14 @@ def bind_optimizer(
     settings = tuple(
         {"params": group.params, **overrides[i]} for i, group in enumerate(config.param_groups)
     )
-    return BoundOptimizer(info, hyper, settings, tuple(g for g in groups if g.names))
+    protocol = StepProtocol(config.protocol or info.protocol, info.train_eval)
+    return BoundOptimizer(info, own, settings, tuple(g for g in groups if g.names), protocol, base)
 
 
-def _construct(info: OptimInfo, params: list[Any], hyper: dict[str, Any]) -> torch.optim.Optimizer:
+def _construct(
+    info: OptimInfo, params: list[Any], hyper: dict[str, Any], arguments: dict[str, Any]
+) -> torch.optim.Optimizer:
     try:
-        return info.cls(params, **hyper)
+        return info.cls(params=params, **hyper, **arguments)
     except (ValueError, TypeError, RuntimeError) as exc:
         raise ConfigError("optimizer", f"{info.name} rejects these settings: {exc}") from None

@@ -1,8 +1,9 @@
 """The training loop: the notebook loop, exactly, over in-memory data.
 
 torch.manual_seed(seed) before the model is built; a DataLoader with shuffle=True and a
-generator seeded with the same seed; zero_grad, forward, loss, backward, step (or
-step(closure) for LBFGS); train_loss is the mean of the epoch's batch losses; after every
+generator seeded with the same seed; each batch stepped as the optimizer's protocol says
+(optbench/stepping.py: zero_grad, forward, loss, backward, step for most; step(closure) for
+LBFGS; two passes for SAM); train_loss is the mean of the epoch's batch losses; after every
 epoch, evaluation over `DataLoader(test_set, batch_size=..., shuffle=False)`. Evaluation here
 slices the test tensors in order, and draws one number from the global generator per pass, as
 iterating that DataLoader does (its base seed): so dropout masks after the first epoch are the
@@ -17,6 +18,7 @@ measured for fast mode and left out is in BENCHMARKS.md.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -85,6 +87,13 @@ def evaluate(
     return total_loss / count, (correct / count if classify else None)
 
 
+def _loss(
+    model: nn.Module, loss_fn: nn.Module, inputs: torch.Tensor, targets: torch.Tensor
+) -> torch.Tensor:
+    """Forward and loss on one batch (what a step protocol calls, once or more per step)."""
+    return loss_fn(model(inputs), targets)
+
+
 def _parameters_finite(model: nn.Module) -> bool:
     norms = torch._foreach_norm([p.detach() for p in model.parameters()])
     return bool(torch.stack(norms).isfinite().all())
@@ -111,6 +120,7 @@ def train(
     optimizer = plan.build_optimizer(model)
     scheduler = plan.build_scheduler(optimizer)
     step_scheduler_each_batch = plan.scheduler is not None and plan.scheduler.per_step
+    protocol = plan.optimizer.protocol  # how this optimizer steps (optbench/stepping.py)
 
     shuffle = torch.Generator().manual_seed(config.seed)
     loader = DataLoader(
@@ -136,25 +146,15 @@ def train(
     with torch.autograd.set_detect_anomaly(detect_anomaly):
         for epoch in range(len(result.rows) + 1, config.epochs + 1):
             model.train()
-            lr = optimizer.param_groups[0]["lr"]
+            protocol.training(optimizer)
+            lr = optimizer.param_groups[0].get("lr")
             observer.epoch_started(epoch, len(loader))
             started = time.perf_counter()
             loss_sum, batches = torch.zeros((), device=device) if config.fast else 0.0, 0
             for inputs, targets in loader:
-                if plan.optimizer.info.needs_closure:
-
-                    def closure(inputs: torch.Tensor = inputs, targets: torch.Tensor = targets):
-                        optimizer.zero_grad()
-                        loss = loss_fn(model(inputs), targets)
-                        loss.backward()
-                        return loss
-
-                    loss = optimizer.step(closure)
-                else:
-                    optimizer.zero_grad()
-                    loss = loss_fn(model(inputs), targets)
-                    loss.backward()
-                    optimizer.step()
+                loss = protocol.step(
+                    optimizer, functools.partial(_loss, model, loss_fn, inputs, targets)
+                )
                 batches += 1
                 if config.fast:  # summed on the device: no host synchronisation per batch
                     loss_sum += loss.detach()
@@ -174,6 +174,9 @@ def train(
             if not _parameters_finite(model):
                 return result.diverge(epoch, batches, "parameters became NaN or infinite")
 
+            protocol.evaluating(
+                optimizer
+            )  # averaged weights (Schedule-Free), kept to the checkpoint
             started = time.perf_counter()
             test_loss, test_accuracy = evaluate(
                 model, loss_fn, test_set, config.data.test_batch_size, classify

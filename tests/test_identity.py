@@ -133,6 +133,7 @@ _OTHER_VALUE: dict[str, Any] = {
     "loss.name": "nll",
     "optimizer.name": "Adam",
     "optimizer.param_groups.0.params": "*weight",
+    "optimizer.protocol": "closure",
     "scheduler.name": "ConstantLR",
     "scheduler.interval": "step",
     "fast": True,

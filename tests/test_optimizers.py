@@ -77,7 +77,7 @@ def test_lbfgs_is_stepped_with_a_closure() -> None:
             data={"dataset": "synthetic_regression", "n_train": 256, "batch_size": 256},
         )
     )
-    assert plan.optimizer.info.needs_closure
+    assert plan.optimizer.protocol.name == "closure"
     rows = train(plan).rows
     # Full batch: epoch 2's loss is the loss after epoch 1's 20 inner iterations, near the noise.
     assert rows[1]["train_loss"] < 0.05 < rows[0]["train_loss"]

@@ -138,10 +138,10 @@ def test_per_optimizer_blocks_get_the_lr_applied_on_top(tmp_path: Path) -> None:
     assert len(points) == 4
     optimizers = sorted((p.config["optimizer"] for p in points), key=lambda o: (o["name"], o["lr"]))
     assert optimizers == [
-        {"name": "Adam", "lr": 0.01, "betas": [0.9, 0.999], "param_groups": []},
-        {"name": "Adam", "lr": 0.1, "betas": [0.9, 0.999], "param_groups": []},
-        {"name": "SGD", "lr": 0.01, "momentum": 0.9, "param_groups": []},
-        {"name": "SGD", "lr": 0.1, "momentum": 0.9, "param_groups": []},
+        {"name": "Adam", "lr": 0.01, "betas": [0.9, 0.999], "param_groups": [], "protocol": None},
+        {"name": "Adam", "lr": 0.1, "betas": [0.9, 0.999], "param_groups": [], "protocol": None},
+        {"name": "SGD", "lr": 0.01, "momentum": 0.9, "param_groups": [], "protocol": None},
+        {"name": "SGD", "lr": 0.1, "momentum": 0.9, "param_groups": [], "protocol": None},
     ]
     resolved = {p.run_id: make_plan(validate_config(p.config)).resolved for p in points}
     assert sorted(r["optimizer"]["lr"] for r in resolved.values()) == [0.01, 0.01, 0.1, 0.1]
