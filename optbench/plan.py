@@ -151,7 +151,7 @@ def resolve_config(
             config.scheduler.model_extra,
             {"name": scheduler.info.name, **scheduler.options},
         )
-    code = {"optimizer": optimizer.info.code} if optimizer.info.code else {}
+    code = optimizer.code
     if code:  # an imported component's code is part of what the experiment is
         resolved["code"] = code
     return _plain(resolved)
@@ -159,7 +159,7 @@ def resolve_config(
 
 def _try_batch(
     model: nn.Module, loss_fn: nn.Module, spec: DataSpec, model_name: str, loss_name: str
-) -> None:
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Push a batch of two zero inputs through the model and the loss, so a model that does not
     fit the data, or a loss option torch checks only when called, fails while planning."""
     inputs = torch.zeros(2, *spec.input_shape)
@@ -168,7 +168,8 @@ def _try_batch(
     )
     model.eval()  # batch norm in training mode refuses tiny batches
     try:
-        outputs = model(inputs)
+        with torch.no_grad():
+            outputs = model(inputs)
     except Exception as exc:
         raise ConfigError(
             "model",
@@ -179,6 +180,31 @@ def _try_batch(
         loss_fn(outputs, targets)
     except Exception as exc:
         raise ConfigError("loss", f"{loss_name} rejects these settings: {exc}") from None
+    return inputs, targets
+
+
+def _try_step(
+    optimizer: BoundOptimizer,
+    model: nn.Module,
+    loss_fn: nn.Module,
+    batch: tuple[torch.Tensor, torch.Tensor],
+    model_name: str,
+) -> None:
+    """One step of the optimizer's protocol on the batch of zeros, on the throwaway model: an
+    optimizer optbench cannot step (wrong protocol, a model it does not support) is refused
+    while planning, with torch's reason, and never run wrongly."""
+    trial = optimizer.build(model)
+    protocol = optimizer.protocol
+    try:
+        protocol.training(trial)
+        protocol.step(trial, lambda: loss_fn(model(batch[0]), batch[1]))
+        protocol.evaluating(trial)
+    except Exception as exc:
+        raise ConfigError(
+            "optimizer",
+            f"{optimizer.info.name} cannot take a step ({protocol.name} protocol) on "
+            f"{model_name}: {type(exc).__name__}: {exc}",
+        ) from None
 
 
 def make_plan(config: ExperimentConfig) -> RunPlan:
@@ -217,8 +243,9 @@ def make_plan(config: ExperimentConfig) -> RunPlan:
             config.scheduler, config.epochs, steps_per_epoch(spec, config.data.batch_size)
         )
 
-    # Build everything once, away from the global RNG, so bad values fail now and not mid-run.
-    with torch.random.fork_rng(devices=[]), torch.no_grad():
+    # Build everything once and take one step, away from the global RNG, so bad values fail
+    # now and not mid-run.
+    with torch.random.fork_rng(devices=[]):
         model = build_model(model_info, spec, model_options, torch.device("cpu"))
         trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
         optimizer = bind_optimizer(optimizer_info, config.optimizer, trainable)
@@ -226,7 +253,8 @@ def make_plan(config: ExperimentConfig) -> RunPlan:
         if scheduler is not None:
             scheduler.build(optimizer.build(model))
         loss_fn = loss_info.cls(**loss_options)
-        _try_batch(model, loss_fn, spec, model_info.name, loss_info.name)
+        batch = _try_batch(model, loss_fn, spec, model_info.name, loss_info.name)
+        _try_step(optimizer, model, loss_fn, batch, model_info.name)
 
     resolved = resolve_config(
         config, data, (model_info, model_options), (loss_info, loss_options), optimizer, scheduler
