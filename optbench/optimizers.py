@@ -35,6 +35,9 @@ _NOT_TRAINABLE_HERE: dict[type, str] = {
 }
 # Arguments the code supplies to an optimizer's constructor, never the config.
 CODE_ARGS = ("params", "model")
+# Arguments that describe the run, supplied when the constructor asks for them and the config
+# leaves them out (Ranger21's schedule length, BSAM's dataset size).
+RUN_ARGS = ("num_iterations", "num_data")
 # Optimizers with a step no protocol here performs, by class name, with the reason.
 _CANNOT_STEP = {
     "GSAM": "it takes its loss through set_closure() with a model and a rho scheduler built in "
@@ -272,15 +275,18 @@ def _bind_base(info: OptimInfo, options: dict[str, Any]) -> tuple[dict[str, Any]
 
 
 def bind_optimizer(
-    info: OptimInfo, config: OptimizerConfig, names: Iterable[str]
+    info: OptimInfo,
+    config: OptimizerConfig,
+    names: Iterable[str],
+    run: dict[str, Any] | None = None,
 ) -> BoundOptimizer:
     """Check the optimizer's settings against its signature (and its base optimizer's) and
     split parameter `names` into groups: a parameter joins the first param_groups entry whose
-    glob matches it; the rest form the default group."""
+    glob matches it; the rest form the default group. `run` holds RUN_ARGS' values."""
     names = list(names)
     options, base = _bind_base(info, config.options)
     skip = (*CODE_ARGS, "base_optimizer") if base else CODE_ARGS
-    own = bind_options(info.cls, options, "optimizer", skip=skip, label=info.name)
+    own = bind_options(info.cls, options, "optimizer", skip=skip, provided=run, label=info.name)
     _check_ranges(own, "optimizer")
     hyper = {**own, **(base.hyperparameters if base else {})}  # what every group starts from
     overrides = _group_overrides(info, base, config)
@@ -325,5 +331,9 @@ def _construct(
 ) -> torch.optim.Optimizer:
     try:
         return info.cls(params=params, **hyper, **arguments)
+    except ImportError as exc:
+        raise ConfigError(
+            "optimizer", f"{info.name} needs a package that is not installed: {exc}"
+        ) from None
     except (ValueError, TypeError, RuntimeError) as exc:
         raise ConfigError("optimizer", f"{info.name} rejects these settings: {exc}") from None

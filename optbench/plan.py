@@ -203,7 +203,8 @@ def _try_step(
         raise ConfigError(
             "optimizer",
             f"{optimizer.info.name} cannot take a step ({protocol.name} protocol) on "
-            f"{model_name}: {type(exc).__name__}: {exc}",
+            f"{model_name}: {type(exc).__name__}: {exc} (optimizer.protocol forces another: "
+            "plain, closure, sharpness or second_order)",
         ) from None
 
 
@@ -248,7 +249,11 @@ def make_plan(config: ExperimentConfig) -> RunPlan:
     with torch.random.fork_rng(devices=[]):
         model = build_model(model_info, spec, model_options, torch.device("cpu"))
         trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
-        optimizer = bind_optimizer(optimizer_info, config.optimizer, trainable)
+        run = {  # RUN_ARGS: what an optimizer may ask about the run
+            "num_iterations": config.epochs * steps_per_epoch(spec, config.data.batch_size),
+            "num_data": spec.train_size,
+        }
+        optimizer = bind_optimizer(optimizer_info, config.optimizer, trainable, run)
         optimizer.check(model)
         if scheduler is not None:
             scheduler.build(optimizer.build(model))

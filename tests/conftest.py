@@ -9,7 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import FASHION_MNIST_GZ, accept_cifar10_files, write_cifar10
+from tests.helpers import (
+    ECOSYSTEM_OUTCOMES,
+    FASHION_MNIST_GZ,
+    accept_cifar10_files,
+    write_cifar10,
+)
 
 
 @pytest.fixture(scope="session")
@@ -34,3 +39,15 @@ def cifar_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, n
     images, _ = write_cifar10(tmp_path)
     accept_cifar10_files(tmp_path, monkeypatch)
     return tmp_path, images
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """How pytorch_optimizer's registry fared (tests/test_ecosystem.py), when it ran."""
+    if not ECOSYSTEM_OUTCOMES:
+        return
+    counts = ", ".join(f"{len(v)} {k}" for k, v in sorted(ECOSYSTEM_OUTCOMES.items()))
+    terminalreporter.section("pytorch_optimizer through optbench")
+    terminalreporter.write_line(counts)
+    for outcome in ("refused", "skipped"):
+        for line in ECOSYSTEM_OUTCOMES.get(outcome, []):
+            terminalreporter.write_line(f"{outcome}: {line}")

@@ -19,6 +19,8 @@ from optbench.results import EPOCH_COLUMNS
 REPO = Path(__file__).resolve().parents[1]
 FASHION_MNIST_GZ = SYSTEM_DATA_DIR / "fashion-mnist" / "train-images-idx3-ubyte.gz"
 METRICS = [c for c in EPOCH_COLUMNS if c not in ("seconds", "eval_seconds")]  # not wall times
+# tests/test_ecosystem.py's outcome per third-party optimizer, printed at the end of the run.
+ECOSYSTEM_OUTCOMES: dict[str, list[str]] = {}
 
 REGRESSION: dict[str, Any] = {
     "name": "tiny",
