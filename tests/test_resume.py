@@ -74,6 +74,29 @@ CASES = {
         "scheduler": {"name": "ReduceLROnPlateau", "patience": 0, "factor": 0.5},
     },
 }
+# One optimizer of each step protocol (optbench/stepping.py).
+PROTOCOL_CASES = {
+    "closure_LBFGS_subclass_by_path": {
+        "optimizer": {
+            "name": "tests.custom_optimizers.HistoryLBFGS",
+            "lr": 0.5,
+            "history_size": 5,
+            "max_iter": 4,
+        }
+    },
+    "sharpness_SAM_SGD": {
+        "optimizer": {
+            "name": "pytorch_optimizer.SAM",
+            "rho": 0.05,
+            "base_optimizer": {"name": "SGD", "lr": 0.005, "momentum": 0.9},
+        }
+    },
+    "second_order_AdaHessian": {"optimizer": {"name": "pytorch_optimizer.AdaHessian", "lr": 0.05}},
+    "train_eval_ScheduleFreeAdamW": {
+        "optimizer": {"name": "pytorch_optimizer.ScheduleFreeAdamW", "lr": 0.02}
+    },
+}
+CASES.update(PROTOCOL_CASES)
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -347,3 +370,23 @@ def test_a_finished_file_is_fsynced_and_so_is_its_folder_after_the_rename(
     assert kind == "fsync" and "/.summary.json." in temp  # the content, before the rename
     assert rename == ("rename", str(tmp_path / "summary.json"))
     assert folder == ("fsync", str(tmp_path))  # then the folder, so the rename is durable
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", PROTOCOL_CASES)
+def test_sigkill_then_resume_is_exact_for_every_step_protocol(tmp_path: Path, case: str) -> None:
+    sections = {**SLOW_ENOUGH, "scheduler": None, **PROTOCOL_CASES[case]}
+    sections["model"] = {"name": "mlp", "hidden_sizes": [64]}
+    config = write_config(tmp_path, regression_dict(name="crash", **sections))
+    reference = pd.DataFrame(train(make_plan(validate_config(regression_dict(**sections)))).rows)
+    results = tmp_path / "results"
+    process = _start(config, results)
+    _wait_for(next_checkpoint(results, process), process)  # killed inside epoch 2 or later
+    process.kill()
+    process.communicate(timeout=180)
+    assert process.returncode == -signal.SIGKILL  # killed mid-run, not finished
+    resumed = _finish(config, results, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    pd.testing.assert_frame_equal(
+        _table(results), reference[METRICS].astype(float), check_exact=True, check_dtype=False
+    )
