@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from optbench.errors import OptbenchError
@@ -51,6 +52,8 @@ def _cache_key() -> str:
 def show_value(value: Any) -> str:
     if value is inspect.Parameter.empty:
         return "(required)"
+    if callable(value):  # a default that is code, not a setting a config could write
+        return "(code)"
     if isinstance(value, tuple):
         value = list(value)
     return repr(value) if isinstance(value, str) else str(value)
@@ -65,7 +68,7 @@ def build_rows(kind: str) -> list[Row]:
     if kind == "optimizers":
         from optbench.optimizers import OPTIMIZERS
 
-        return [(i.name, _options(i.defaults), i.description) for i in OPTIMIZERS]
+        return [_optimizer_row(i) for i in OPTIMIZERS]
     if kind == "schedulers":
         from optbench.schedulers import SCHEDULERS
 
@@ -115,12 +118,51 @@ def catalog_rows(kind: str) -> list[Row]:
     return catalog[kind]
 
 
-def catalog_table(kind: str) -> Table:
-    """One row per registered component of `kind`, with its options and their defaults."""
-    table = Table(title=f"optbench {kind}", title_justify="left", show_lines=False)
+def _optimizer_row(info: Any) -> Row:
+    """An optimizer's row; the description says how it steps when that is not plain."""
+    steps = [] if info.protocol == "plain" else [f"steps: {info.protocol}"]
+    if info.train_eval:
+        steps.append("train/eval modes")
+    prefix = f"[{'; '.join(steps)}] " if steps else ""
+    return info.name, _options(info.defaults), prefix + info.description
+
+
+def collection_rows(package: str) -> list[Row]:
+    """Every optimizer `package` exports (pytorch_optimizer, ...), named by the import path a
+    config can use, with its defaults and how it steps; not cached (it imports the package)."""
+    from optbench.optimizers import OptimInfo, collection_optimizers
+
+    found = collection_optimizers(package)
+    if not found:
+        raise OptbenchError(f"--from {package}: it exports no torch.optim.Optimizer subclass")
+    return [_optimizer_row(OptimInfo.from_class(f"{package}.{n}", c)) for n, c in found.items()]
+
+
+def plugin_rows() -> list[Row]:
+    """Optimizers that installed packages register under the `optbench.optimizers` entry-point
+    group, by their short name (cheap to find: only package metadata is read)."""
+    from importlib.metadata import entry_points
+
+    return [
+        (ep.name, f"(plug-in) {ep.value}", "registered by an installed package")
+        for ep in entry_points(group="optbench.optimizers")
+    ]
+
+
+def catalog_table(kind: str, source: str | None = None) -> Table:
+    """One row per registered component of `kind`, with its options and their defaults;
+    optimizers also from a package (`source`), or with the installed plug-ins."""
+    if source is not None and kind != "optimizers":
+        raise OptbenchError(f"--from lists optimizers only, not {kind}")
+    title = f"optbench {kind}" + (f" from {source}" if source else "")
+    table = Table(title=title, title_justify="left", show_lines=False)
     table.add_column("name", style="bold")
     table.add_column("options (defaults)" if kind != "datasets" else "shape")
     table.add_column("description")
-    for row in catalog_rows(kind):
-        table.add_row(*row)
+    if source is not None:
+        rows = collection_rows(source)
+    else:
+        rows = catalog_rows(kind) + (plugin_rows() if kind == "optimizers" else [])
+    for row in rows:
+        table.add_row(*(escape(cell) for cell in row))  # docstrings hold [brackets]
     return table

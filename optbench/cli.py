@@ -175,6 +175,8 @@ def validate(config: ConfigArg, overrides: SetOption = None) -> None:
 
     plan = make_plan(load_config(config, overrides))
     console.print(f"{config}: valid (run-id {plan.run_id})", markup=False, highlight=False)
+    steps = f"{plan.optimizer.info.name} steps: {plan.optimizer.protocol.describe()}"
+    console.print(steps, markup=False, highlight=False)
 
 
 @app.command()
@@ -321,14 +323,24 @@ class Kind(str, enum.Enum):
 
 
 @app.command("list")
+@one_line_errors
 def list_components(
     kind: Annotated[Kind, typer.Argument(help="What to list.")] = Kind.optimizers,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="List the optimizers a package exports (e.g. pytorch_optimizer), each with "
+            "the import path to use in a config.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """List available optimizers (with defaults from their signatures), schedulers, models,
-    datasets or losses."""
+    """List available optimizers (with defaults from their signatures and how they step),
+    schedulers, models, datasets or losses."""
     from optbench.catalog import catalog_table
 
-    console.print(catalog_table(kind.value))
+    console.print(catalog_table(kind.value, source))
 
 
 def main() -> None:

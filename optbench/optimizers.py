@@ -10,6 +10,9 @@ path, with that optimizer's own hyperparameters: `base_optimizer: {name: SGD, lr
 from __future__ import annotations
 
 import fnmatch
+import importlib
+import importlib.metadata
+import importlib.util
 import inspect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -99,17 +102,70 @@ def _torch_optimizers() -> Registry[OptimInfo]:
 
 OPTIMIZERS = _torch_optimizers()
 
+# Where a short name that torch.optim does not have is looked up: installed packages that
+# register plug-ins under this entry-point group, then these collections, when installed.
+ENTRY_POINT_GROUP = "optbench.optimizers"
+COLLECTIONS = ("pytorch_optimizer",)
+
+
+def collection_optimizers(package: str) -> dict[str, type[torch.optim.Optimizer]]:
+    """Every Optimizer subclass `package` exports at its top level, by its exported name."""
+    try:
+        module = importlib.import_module(package)
+    except Exception as exc:
+        raise ConfigError("--from", f"cannot import '{package}': {exc}") from None
+    return {
+        name: obj
+        for name, obj in sorted(vars(module).items())
+        if inspect.isclass(obj)
+        and issubclass(obj, torch.optim.Optimizer)
+        and obj is not torch.optim.Optimizer
+        and not name.startswith("_")
+    }
+
+
+def plugin_optimizers() -> dict[str, str]:
+    """Entry points of the `optbench.optimizers` group: short name -> import path."""
+    return {ep.name: ep.value for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def _by_short_name(name: str) -> dict[type, str]:
+    """The classes a short name (any case) stands for among plug-ins and installed collections,
+    each with the import path it was found under."""
+    found: dict[type, str] = {}
+    for short, path in plugin_optimizers().items():
+        if short.lower() == name.lower():
+            found.setdefault(import_object(path, "optimizer.name"), path)
+    for package in COLLECTIONS:
+        if importlib.util.find_spec(package) is None:
+            continue
+        for exported, obj in collection_optimizers(package).items():
+            if exported.lower() == name.lower():
+                found.setdefault(obj, f"{package}.{exported}")
+    return found
+
 
 def get_optimizer(name: str, field: str = "optimizer.name") -> OptimInfo:
-    """A torch.optim name (any case) or an import path to an Optimizer subclass. A registered
-    class comes back as its record whatever the spelling (SGD, sgd, torch.optim.SGD), so one
-    experiment has one run-id; other classes are named module.Class and carry their code's
-    identity."""
+    """A torch.optim name (any case), a short name from a plug-in or collection (`lion`, when
+    torch.optim has none and exactly one is found), or an import path to an Optimizer
+    subclass. A registered class comes back as its record whatever the spelling (SGD, sgd,
+    torch.optim.SGD), so one experiment has one run-id; other classes are named module.Class,
+    whatever path found them, and carry their code's identity."""
     if not is_import_path(name):
         refused = next((c for c in _NOT_TRAINABLE_HERE if c.__name__.lower() == name.lower()), None)
         if refused is not None:
             raise ConfigError(field, f"{refused.__name__} {_NOT_TRAINABLE_HERE[refused]}")
-        return OPTIMIZERS.get(name, field)
+        if name in OPTIMIZERS:
+            return OPTIMIZERS.get(name, field)
+        found = _by_short_name(name)
+        if len(found) > 1:
+            raise ConfigError(
+                field,
+                f"'{name}' is ambiguous: {', '.join(sorted(found.values()))}; give the import path",
+            )
+        if not found:
+            return OPTIMIZERS.get(name, field)  # unknown: the error lists the valid names
+        (name,) = found.values()
     obj = import_object(name, field)
     if not (inspect.isclass(obj) and issubclass(obj, torch.optim.Optimizer)):
         raise ConfigError(field, f"'{name}' is not a torch.optim.Optimizer subclass")

@@ -49,7 +49,10 @@ def param_table(plan: RunPlan) -> Table:
                 f"{index} ({group.label})",
                 key_values,
             )
-    table.caption = f"{total:,} trainable parameters in {len(groups)} group(s)"
+    table.caption = (
+        f"{total:,} trainable parameters in {len(groups)} group(s); "
+        f"steps: {plan.optimizer.protocol.describe()}"
+    )
     return table
 
 

@@ -16,6 +16,7 @@ from optbench.train import train
 from tests.helpers import ECOSYSTEM_OUTCOMES, regression_dict
 
 po = pytest.importorskip("pytorch_optimizer")
+pytestmark = pytest.mark.slow  # 134 optimizers, each planned and trained
 
 SAM_FAMILY = ["SAM", "GSAM", "WSAM", "BSAM", "FriendlySAM", "LookSAM"]
 NAMES = [*po.get_supported_optimizers(), *SAM_FAMILY]

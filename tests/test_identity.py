@@ -210,7 +210,7 @@ def _validate(config: Path, package: Path) -> str:
         timeout=120,
     )
     assert completed.returncode == 0, completed.stderr
-    return completed.stdout.split("run-id ")[1].rstrip(")\n")
+    return completed.stdout.split("run-id ")[1].split(")")[0]
 
 
 @pytest.mark.slow
