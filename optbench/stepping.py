@@ -22,6 +22,7 @@ exact. `optimizer.protocol` in the config forces a protocol where detection cann
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -62,9 +63,11 @@ def _sharpness(optimizer: torch.optim.Optimizer, batch_loss: BatchLoss) -> torch
 
 
 def _second_order(optimizer: torch.optim.Optimizer, batch_loss: BatchLoss) -> torch.Tensor:
-    optimizer.zero_grad()
+    optimizer.zero_grad()  # set_to_none: drops last step's graph-holding gradients
     loss = batch_loss()
-    loss.backward(create_graph=True)  # the Hessian estimate differentiates the gradients
+    with warnings.catch_warnings():  # torch warns of a cycle that zero_grad above breaks
+        warnings.filterwarnings("ignore", message="Using backward\\(\\) with create_graph=True")
+        loss.backward(create_graph=True)  # the Hessian estimate differentiates the gradients
     optimizer.step()
     return loss
 
