@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -378,7 +379,31 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
         apply_overrides(data, list(overrides))
         check_structure(data, str(path))
     data.setdefault("name", name_from_stem(Path(path).stem))
+    anchor_to_folder(data, Path(path).parent)
     return validate_config(data)
+
+
+DATA_FILE_SUFFIXES = (".pt", ".npz")
+
+
+def is_data_file(dataset: str) -> bool:
+    """`data.dataset` names a file of tensors rather than a dataset or an import path."""
+    return dataset.lower().endswith(DATA_FILE_SUFFIXES)
+
+
+def anchor_to_folder(config: dict[str, Any], folder: Path) -> None:
+    """Names in a config may point into its own folder. Its modules can be imported (the
+    folder joins the end of sys.path, so it never shadows an installed package; spawned sweep
+    workers inherit sys.path), and a relative data file found there is made absolute."""
+    entry = str(folder.resolve())
+    if entry not in sys.path:
+        sys.path.append(entry)
+    data = config.get("data")
+    if not isinstance(data, dict) or data.get("root") is not None:
+        return
+    dataset = data.get("dataset")
+    if isinstance(dataset, str) and is_data_file(dataset) and (folder / dataset).is_file():
+        data["dataset"] = str((folder / dataset).resolve())  # an absolute one stays as it is
 
 
 def name_from_stem(stem: str) -> str:

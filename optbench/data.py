@@ -1,9 +1,13 @@
-"""Datasets, loaded once through torchvision and kept in memory as tensors.
+"""Datasets, loaded once (through torchvision, a function or a tensor file) and kept in memory.
 
 Images stay uint8 in memory (4x smaller than float32) and each batch is converted with the
 very float ops of ToTensor + Normalize, so batches are bit-identical to the notebook pipeline.
 `InMemoryDataset.__getitems__` lets torch's DataLoader fetch a whole batch by index, which keeps
 DataLoader's exact shuffling (same generator, same permutation) without per-sample Python work.
+
+Besides the registered datasets, `data.dataset` may be an import path to a torchvision-style
+dataset class or to a function returning the train and test sets, or a .pt/.npz file of
+tensors; these are read into tensors while planning, and their shape and classes read off them.
 """
 
 from __future__ import annotations
@@ -13,18 +17,28 @@ import fcntl
 import functools
 import gzip
 import hashlib
+import inspect
+import json
 import os
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from optbench.config import SYSTEM_DATA_DIR, DataConfig
+from optbench.config import SYSTEM_DATA_DIR, DataConfig, is_data_file
 from optbench.errors import ConfigError, OptbenchError, did_you_mean
-from optbench.registry import Registry, bind_options, signature_defaults
+from optbench.registry import (
+    Registry,
+    bind_options,
+    parameters_of,
+    qualified_name,
+    resolve_component,
+    signature_defaults,
+)
 from optbench.results import write_atomic
 
 
@@ -106,9 +120,14 @@ def keep_batch(batch: Any) -> Any:
 class DatasetInfo:
     name: str
     description: str
-    spec: Callable[[dict[str, Any]], DataSpec]  # from the bound dataset options
-    load: Callable[..., tuple[InMemoryDataset, InMemoryDataset]]
+    spec: Callable[[dict[str, Any]], DataSpec] | None  # from the options; None: from the tensors
+    load: Callable[..., tuple[InMemoryDataset, InMemoryDataset]]  # (root, download, **options)
     normalize: tuple[tuple[float, ...], tuple[float, ...]] | None  # default (mean, std)
+    options: Callable[..., Any] | None = None  # the data section's own keys bind to its signature
+    code_args: tuple[str, ...] = ()  # arguments of `options` that code passes, not the config
+    check_options: Callable[[dict[str, Any]], None] | None = None  # limits beyond the types
+    takes_seed: bool = False  # loaded with the run's seed (as option `seed`): data varies by seed
+    code: dict[str, Any] = field(default_factory=dict)  # what identifies imported code or a file
 
 
 DATASETS: Registry[DatasetInfo] = Registry("dataset")
@@ -306,6 +325,8 @@ def _load_cifar10(root: str, download: bool) -> tuple[InMemoryDataset, InMemoryD
 
 
 def _register_torchvision() -> None:
+    """cifar10, fashion_mnist and mnist; their sources are named, not imported (torchvision's
+    import costs ~0.5 s), so `torchvision.datasets.CIFAR10` resolves to `cifar10`."""
     DATASETS.register(
         "cifar10",
         DatasetInfo(
@@ -315,6 +336,7 @@ def _register_torchvision() -> None:
             lambda root, download: _load_cifar10(root, download),
             ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
         ),
+        source="torchvision.datasets.cifar.CIFAR10",
     )
     for name, cls_name, debian_dir, mean, std, what in (
         ("fashion_mnist", "FashionMNIST", "fashion-mnist", 0.5, 0.5, "clothing"),
@@ -330,6 +352,7 @@ def _register_torchvision() -> None:
                 functools.partial(_load_mnist_like, name, cls_name, debian_dir),
                 ((mean,), (std,)),
             ),
+            source=f"torchvision.datasets.mnist.{cls_name}",
         )
 
 
@@ -361,14 +384,10 @@ def synthetic_regression(
 _SYNTHETIC_MINIMUM = {"n_train": 1, "n_test": 1, "features": 1, "noise": 0, "data_seed": 0}
 
 
-def _synthetic_options(options: dict[str, Any]) -> dict[str, Any]:
-    bound = bind_options(
-        synthetic_regression, options, "data", skip=("seed",), label="synthetic_regression"
-    )
+def _check_synthetic(bound: dict[str, Any]) -> None:
     for key, minimum in _SYNTHETIC_MINIMUM.items():
         if bound[key] is not None and not bound[key] >= minimum:
             raise ConfigError(f"data.{key}", f"must be >= {minimum}, got {bound[key]}")
-    return bound
 
 
 DATASETS.register(
@@ -378,11 +397,297 @@ DATASETS.register(
         "y = x·w + b + noise with x ~ N(0, I), generated from the seed (options: n_train, "
         "n_test, features, noise, data_seed)",
         lambda options: DataSpec((options["features"],), None, options["n_train"]),
-        synthetic_regression,
+        lambda root, download, **options: synthetic_regression(**options),
         None,
+        options=synthetic_regression,
+        code_args=("seed",),
+        check_options=_check_synthetic,
+        takes_seed=True,
     ),
+    source=synthetic_regression,
 )
 _register_torchvision()
+
+
+# --------------------------------------------------------------------------- imported datasets
+
+DATA_FILE_KEYS = ("x_train", "y_train", "x_test", "y_test")  # the tensors a .pt/.npz file holds
+# Arguments of a torchvision-style dataset class that code passes (or leaves at their default).
+_CLASS_CODE_ARGS = ("root", "train", "download", "transform", "target_transform", "transforms")
+
+
+def _tensor(value: Any) -> torch.Tensor:
+    return value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
+
+
+def _input_tensor(sample: Any) -> torch.Tensor:
+    """One input as a tensor: a PIL image as PILToTensor makes it (uint8, channels first)."""
+    if type(sample).__module__.startswith("PIL."):
+        from torchvision.transforms.functional import pil_to_tensor
+
+        return pil_to_tensor(sample)
+    return _tensor(sample)
+
+
+def _from_attributes(dataset: Any, first: torch.Tensor) -> tuple[torch.Tensor, ...] | None:
+    """A torchvision dataset's `.data` and `.targets` as (N, *first.shape) tensors, or None when
+    they are absent or are not laid out like its samples (checked against the first one)."""
+    data, targets = getattr(dataset, "data", None), getattr(dataset, "targets", None)
+    if data is None or targets is None:
+        return None
+    try:
+        inputs, labels = _tensor(data), _tensor(targets)
+    except (TypeError, ValueError, RuntimeError):
+        return None
+    shape = tuple(first.shape)
+    if inputs.dim() == 3 and len(shape) == 3 and shape[0] == 1:
+        inputs = inputs.unsqueeze(1)  # MNIST: N x H x W
+    elif inputs.dim() == 4 and tuple(inputs.shape[1:]) != shape:
+        inputs = inputs.permute(0, 3, 1, 2)  # CIFAR: N x H x W x C
+    if (
+        tuple(inputs.shape[1:]) != shape
+        or inputs.dtype != first.dtype
+        or len(inputs) != len(dataset)
+        or len(labels) != len(dataset)
+        or not torch.equal(inputs[0], first)
+    ):
+        return None
+    return inputs.contiguous(), labels
+
+
+def _from_dataset(dataset: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """A Dataset's samples as two tensors: from `.data`/`.targets` when they hold them, else
+    read one by one (PIL images through PILToTensor)."""
+    first = _input_tensor(dataset[0][0])
+    held = _from_attributes(dataset, first)
+    if held is not None:
+        return held[0], held[1]
+    inputs, targets = [first], [_tensor(dataset[0][1])]
+    for index in range(1, len(dataset)):
+        sample, target = dataset[index]
+        inputs.append(_input_tensor(sample))
+        targets.append(_tensor(target))
+    return torch.stack(inputs), torch.stack(targets)
+
+
+def _held(split: Any, name: str, which: str) -> InMemoryDataset:
+    """A train or test split in memory, served by index like the built-in datasets: a pair
+    (inputs, targets) of tensors or arrays, or a Dataset read once. uint8 inputs stay uint8
+    (scaled to [0, 1] per batch), others become float32; integer targets are classes, float
+    targets one regression value per sample."""
+    where = f"{name}'s {which} set"
+    try:
+        if isinstance(split, torch.utils.data.Dataset):
+            if len(split) == 0:  # type: ignore[arg-type]
+                raise ConfigError("data.dataset", f"{where} is empty")
+            inputs, targets = _from_dataset(split)
+        elif isinstance(split, (tuple, list)) and len(split) == 2:
+            inputs, targets = _tensor(split[0]), _tensor(split[1])
+        else:
+            raise ConfigError(
+                "data.dataset",
+                f"{where} is a {type(split).__name__}; it must be a torch Dataset or a pair "
+                "(inputs, targets)",
+            )
+    except (TypeError, ValueError, RuntimeError, IndexError) as exc:
+        raise ConfigError("data.dataset", f"cannot hold {where} as tensors: {exc}") from None
+    if inputs.dim() < 2 or len(inputs) != len(targets) or len(inputs) == 0:
+        raise ConfigError(
+            "data.dataset",
+            f"{where} has inputs of shape {tuple(inputs.shape)} and targets of shape "
+            f"{tuple(targets.shape)}; it needs N >= 1 samples of each",
+        )
+    if inputs.dtype != torch.uint8:
+        inputs = inputs.to(torch.float32)
+    if targets.is_floating_point():
+        targets = targets.reshape(len(targets), -1).to(torch.float32)
+        if targets.shape[1] != 1:
+            raise ConfigError("data.dataset", f"{where}: regression targets must be one value")
+    elif targets.dtype != torch.bool and not targets.is_complex():
+        targets = targets.reshape(-1).long()
+        if len(targets) != len(inputs) or targets.min() < 0:
+            raise ConfigError(
+                "data.dataset", f"{where}: class targets must be one integer >= 0 per sample"
+            )
+    else:
+        raise ConfigError(
+            "data.dataset",
+            f"{where}: targets must be integers (classes) or floats (regression), "
+            f"not {targets.dtype}",
+        )
+    return InMemoryDataset(inputs.contiguous(), targets)
+
+
+def _spec_of(train: InMemoryDataset, test: InMemoryDataset, name: str) -> DataSpec:
+    """Input shape, classes (integer targets: max + 1) or regression, read off the tensors."""
+    if train.inputs.shape[1:] != test.inputs.shape[1:]:
+        raise ConfigError(
+            "data.dataset",
+            f"{name}'s train inputs are {tuple(train.inputs.shape[1:])} per sample, its test "
+            f"inputs {tuple(test.inputs.shape[1:])}",
+        )
+    if train.targets.is_floating_point() != test.targets.is_floating_point():
+        raise ConfigError("data.dataset", f"{name}: train and test targets differ in kind")
+    classes = None
+    if not train.targets.is_floating_point():
+        classes = int(max(train.targets.max(), test.targets.max())) + 1
+    return DataSpec(tuple(train.inputs.shape[1:]), classes, len(train))
+
+
+@dataclass(frozen=True)
+class _ClassLoader:
+    """A torchvision-style dataset class, made as cls(root, train=..., download=..., **options).
+    Frozen, so equal loaders share `_load_cached`'s entry."""
+
+    cls: type
+
+    def __call__(
+        self, root: str, download: bool, **options: Any
+    ) -> tuple[InMemoryDataset, InMemoryDataset]:
+        name = qualified_name(self.cls)
+        splits = []
+        for train in (True, False):
+            try:
+                dataset = self.cls(root, train=train, download=download, **options)
+            except Exception as exc:  # torchvision raises RuntimeError, URLError, OSError...
+                hint = "" if download else "; data.download: true fetches it (needs internet)"
+                raise OptbenchError(f"could not load {name} from {root}: {exc}{hint}") from None
+            splits.append(_held(dataset, name, "train" if train else "test"))
+        return splits[0], splits[1]
+
+
+@dataclass(frozen=True)
+class _FunctionLoader:
+    """A function returning (train, test), called with its bound options (and `seed`)."""
+
+    fn: Callable[..., Any]
+
+    def __call__(
+        self, root: str, download: bool, **options: Any
+    ) -> tuple[InMemoryDataset, InMemoryDataset]:
+        name = qualified_name(self.fn)
+        try:
+            splits = self.fn(**options)
+        except Exception as exc:  # the user's code
+            raise ConfigError(
+                "data.dataset", f"{name} failed: {type(exc).__name__}: {exc}"
+            ) from None
+        if not (isinstance(splits, (tuple, list)) and len(splits) == 2):
+            raise ConfigError(
+                "data.dataset",
+                f"{name} returned a {type(splits).__name__}; it must return (train, test), each a "
+                "torch Dataset or a pair (inputs, targets)",
+            )
+        return _held(splits[0], name, "train"), _held(splits[1], name, "test")
+
+
+@dataclass(frozen=True)
+class _FileLoader:
+    """A .pt (torch.save of a dict) or .npz file holding DATA_FILE_KEYS."""
+
+    path: str
+    sha256: str  # in the cache key: an edited file is read again
+
+    def __call__(self, root: str, download: bool) -> tuple[InMemoryDataset, InMemoryDataset]:
+        name = Path(self.path).name
+        try:
+            if self.path.lower().endswith(".npz"):
+                with np.load(self.path, allow_pickle=False) as npz:
+                    tensors: Any = {key: npz[key] for key in npz.files}
+            else:
+                tensors = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # not a zip, not tensors, pickled objects...
+            raise ConfigError("data.dataset", f"cannot read {name}: {exc}") from None
+        missing = [k for k in DATA_FILE_KEYS if not isinstance(tensors, dict) or k not in tensors]
+        if missing:
+            raise ConfigError(
+                "data.dataset",
+                f"{name} has no {', '.join(missing)}; a data file holds "
+                f"{', '.join(DATA_FILE_KEYS)}",
+            )
+        return (
+            _held((tensors["x_train"], tensors["y_train"]), name, "train"),
+            _held((tensors["x_test"], tensors["y_test"]), name, "test"),
+        )
+
+
+@functools.lru_cache(maxsize=16)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def _data_file(name: str, root: str | None) -> Path:
+    """Where a data file named in the config is: as written when absolute, else under data.root
+    when set, else in the working directory (load_config made one next to the config absolute)."""
+    path = Path(name).expanduser()
+    if not path.is_absolute():
+        path = Path(root or ".") / path
+    if not path.is_file():
+        where = (
+            ""
+            if Path(name).is_absolute()
+            else f" in {root}"
+            if root
+            else f" next to the config or in the working directory {Path.cwd()}"
+        )
+        raise ConfigError("data.dataset", f"data file '{name}' not found{where}")
+    return path.resolve()
+
+
+def _file_dataset(path: Path) -> DatasetInfo:
+    """A data file is named by its file name and identified by its content, not its path."""
+    stat = path.stat()
+    digest = _file_digest(str(path), stat.st_size, stat.st_mtime_ns)
+    return DatasetInfo(
+        path.name,
+        f"tensors from {path}",
+        None,
+        _FileLoader(str(path), digest),
+        None,
+        code={"sha256": digest},
+    )
+
+
+def _check_dataset(obj: Any) -> str | None:
+    if inspect.isclass(obj):
+        if issubclass(obj, torch.utils.data.Dataset):
+            return None
+    elif callable(obj):
+        return None
+    return "is not a torch Dataset class, a function returning (train, test), or a .pt/.npz file"
+
+
+def _imported_dataset(name: str, obj: Any, code: dict[str, Any]) -> DatasetInfo:
+    doc = inspect.getdoc(obj) or ""
+    description = doc.splitlines()[0] if doc else ""
+    if inspect.isclass(obj):
+        loader: Callable[..., Any] = _ClassLoader(obj)
+        code_args, takes_seed = _CLASS_CODE_ARGS, False
+    else:
+        loader, code_args = _FunctionLoader(obj), ("seed",)
+        takes_seed = "seed" in parameters_of(obj, "data.dataset", name)
+    return DatasetInfo(
+        name,
+        description,
+        None,
+        loader,
+        None,
+        options=obj,
+        code_args=code_args,
+        takes_seed=takes_seed,
+        code=code,
+    )
+
+
+def get_dataset(name: str, field: str = "data.dataset") -> DatasetInfo:
+    """A registered dataset (any case), or an import path to a torchvision-style Dataset class
+    or a function returning (train, test); a registered one by its path comes back as its
+    record (torchvision.datasets.CIFAR10 is cifar10)."""
+    return resolve_component(DATASETS, name, field, _check_dataset, _imported_dataset)
 
 
 # --------------------------------------------------------------------------- entry points
@@ -391,8 +696,10 @@ _register_torchvision()
 def dataset_options(info: DatasetInfo, options: dict[str, Any]) -> dict[str, Any]:
     """Dataset-specific options (the data section's keys beyond the fixed ones), checked
     against the dataset's loader, every default filled in."""
-    own = list(signature_defaults(synthetic_regression, skip=("seed",)))
-    own = own if info.name == "synthetic_regression" else []
+    own = []
+    if info.options is not None:
+        parameters_of(info.options, "data.dataset", info.name)  # one that has none is refused
+        own = list(signature_defaults(info.options, skip=info.code_args))
     for key in options:
         if key not in own:
             valid = [*DataConfig.model_fields, *own]
@@ -400,15 +707,23 @@ def dataset_options(info: DatasetInfo, options: dict[str, Any]) -> dict[str, Any
                 f"data.{key}",
                 f"unknown key{did_you_mean(key, valid)}; {info.name} takes: {', '.join(valid)}",
             )
-    return _synthetic_options(options) if own else {}
+    if info.options is None:
+        return {}
+    bound = bind_options(info.options, options, "data", skip=info.code_args, label=info.name)
+    if info.check_options is not None:
+        info.check_options(bound)
+    return bound
 
 
 def resolve_normalize(config: DataConfig, info: DatasetInfo, spec: DataSpec) -> Any:
     """The (mean, std) to apply, checked against the number of channels."""
     if config.normalize is None:
         return info.normalize
-    if info.normalize is None:
-        raise ConfigError("data.normalize", f"{info.name} inputs are not images to normalize")
+    if len(spec.input_shape) != 3:
+        raise ConfigError(
+            "data.normalize",
+            f"{info.name} inputs are not images (channels, height, width) to normalize",
+        )
     channels = spec.input_shape[0]
     for key in ("mean", "std"):
         values = getattr(config.normalize, key)
@@ -439,11 +754,21 @@ class BoundData:
         return {"dataset": self.info.name, "root": self.root, "normalize": mean_std, **self.options}
 
 
-def bind_data(config: DataConfig, root: str) -> BoundData:
-    """Look up the dataset and check the data section against it (`root` when it sets none)."""
-    info = DATASETS.get(config.dataset, "data.dataset")
+def bind_data(config: DataConfig, root: str, seed: int = 0) -> BoundData:
+    """Look up the dataset and check the data section against it (`root` when it sets none).
+    A dataset whose shape only its tensors tell (imported, a file) is loaded here, with the
+    run's `seed` where it takes one; load_data then finds it in the cache."""
+    if is_data_file(config.dataset):
+        path = _data_file(config.dataset, config.root)
+        info, root = _file_dataset(path), str(path.parent)
+    else:
+        info, root = get_dataset(config.dataset), config.root or root
     options = dataset_options(info, config.options)
-    spec = info.spec(options)
+    if info.spec is not None:
+        spec = info.spec(options)
+    else:
+        loaded = _load_cached(info.load, root, config.download, _options_key(info, options, seed))
+        spec = _spec_of(*loaded, info.name)
     if config.subset is not None:
         if config.subset > spec.train_size:
             raise ConfigError(
@@ -453,24 +778,29 @@ def bind_data(config: DataConfig, root: str) -> BoundData:
             )
         spec = DataSpec(spec.input_shape, spec.num_classes, config.subset)
     normalize = resolve_normalize(config, info, spec)
-    return BoundData(
-        info, options, spec, normalize, config.subset, config.root or root, config.download
-    )
+    return BoundData(info, options, spec, normalize, config.subset, root, config.download)
+
+
+def _options_key(info: DatasetInfo, options: dict[str, Any], seed: int) -> str:
+    """The loader's options as JSON (hashable, for the cache), with the seed where it takes one
+    (images are the same for every seed)."""
+    return json.dumps({**options, "seed": seed} if info.takes_seed else options, sort_keys=True)
 
 
 @functools.lru_cache(maxsize=4)
-def _load_cached(name: str, root: str, download: bool, seed: int, options: tuple) -> tuple:
-    info = DATASETS.get(name, "data.dataset")
-    if name == "synthetic_regression":
-        return info.load(seed, **dict(options))
-    return info.load(root=root, download=download)
+def _load_cached(
+    load: Callable[..., tuple[InMemoryDataset, InMemoryDataset]],
+    root: str,
+    download: bool,
+    options: str,
+) -> tuple[InMemoryDataset, InMemoryDataset]:
+    return load(root=root, download=download, **json.loads(options))
 
 
 def load_data(data: BoundData, seed: int) -> tuple[InMemoryDataset, InMemoryDataset]:
     """Train and test splits in memory (cached per process, so sweeps load each dataset once)."""
-    data_seed = seed if data.info.name == "synthetic_regression" else 0  # images don't use it
     train, test = _load_cached(
-        data.info.name, data.root, data.download, data_seed, tuple(sorted(data.options.items()))
+        data.info.load, data.root, data.download, _options_key(data.info, data.options, seed)
     )
     if data.subset is not None:
         train = InMemoryDataset(train.inputs[: data.subset], train.targets[: data.subset])

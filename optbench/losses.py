@@ -1,13 +1,17 @@
-"""Loss functions by name, each tied to the kind of targets it expects."""
+"""Loss functions by name, each tied to the kind of targets it expects, or by import path: any
+nn.Module loss class, or a function (outputs, targets) -> loss."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
+import torch
 from torch import nn
 
-from optbench.registry import Registry
+from optbench.registry import Registry, bind_options, parameters_of, resolve_component
 
 # Deprecated torch arguments that the config does not offer.
 LOSS_CODE_ARGS = ("size_average", "reduce", "reduction")
@@ -16,9 +20,40 @@ LOSS_CODE_ARGS = ("size_average", "reduce", "reduction")
 @dataclass(frozen=True)
 class LossInfo:
     name: str
-    cls: type[nn.Module]
-    targets: Literal["classes", "values"]
+    cls: Callable[..., Any]  # an nn.Module class, or (imported) a function (outputs, targets)
+    targets: Literal["classes", "values"] | None  # None: imported; the trial batch checks it
     description: str
+    code: dict[str, Any] = field(default_factory=dict)  # what identifies an imported loss's code
+
+    @property
+    def is_function(self) -> bool:
+        return not inspect.isclass(self.cls)
+
+    def bind(self, options: dict[str, Any]) -> dict[str, Any]:
+        """The loss's options checked against its signature, every default filled in: torch's
+        losses leave out the deprecated arguments and `weight` (a tensor); a function's first
+        two arguments are the outputs and targets."""
+        if self.is_function:
+            skip: tuple[str, ...] = tuple(list(parameters_of(self.cls, "loss", self.name))[:2])
+        elif issubclass(self.cls, nn.modules.loss._Loss):
+            skip = (*LOSS_CODE_ARGS, "weight")
+        else:
+            skip = ()
+        return bind_options(self.cls, options, "loss", skip=skip, label=self.name)
+
+    def build(self, options: dict[str, Any]) -> nn.Module:
+        return FunctionLoss(self.cls, options) if self.is_function else self.cls(**options)
+
+
+class FunctionLoss(nn.Module):
+    """A loss function with its bound options, as a module like torch's losses."""
+
+    def __init__(self, fn: Callable[..., torch.Tensor], options: dict[str, Any]) -> None:
+        super().__init__()
+        self.fn, self.options = fn, options
+
+    def forward(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self.fn(outputs, targets, **self.options)
 
 
 LOSSES: Registry[LossInfo] = Registry("loss")
@@ -30,4 +65,27 @@ for _name, _cls, _targets, _what in (
     ("smooth_l1", nn.SmoothL1Loss, "values", "smooth L1 (quadratic near zero)"),
     ("huber", nn.HuberLoss, "values", "Huber loss"),
 ):
-    LOSSES.register(_name, LossInfo(_name, _cls, _targets, f"{_what} (torch.nn.{_cls.__name__})"))
+    LOSSES.register(
+        _name,
+        LossInfo(_name, _cls, _targets, f"{_what} (torch.nn.{_cls.__name__})"),
+        source=_cls,
+    )
+
+
+def _check_loss(obj: Any) -> str | None:
+    if inspect.isclass(obj) and issubclass(obj, nn.Module):
+        return None
+    if callable(obj) and not inspect.isclass(obj):
+        return None
+    return "is not an nn.Module loss class or a function (outputs, targets) -> loss"
+
+
+def _imported_loss(name: str, obj: Any, code: dict[str, Any]) -> LossInfo:
+    doc = inspect.getdoc(obj) or ""
+    return LossInfo(name, obj, None, doc.splitlines()[0] if doc else "", code)
+
+
+def get_loss(name: str, field: str = "loss") -> LossInfo:
+    """A registered loss (any case), or an import path to an nn.Module loss class or a loss
+    function; a registered one by its path (torch.nn.MSELoss) comes back as its record."""
+    return resolve_component(LOSSES, name, field, _check_loss, _imported_loss)

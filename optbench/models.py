@@ -1,4 +1,5 @@
-"""Models: small networks for optimizer comparisons, built from the data's shape.
+"""Models: small networks for optimizer comparisons, built from the data's shape, or any
+nn.Module class or function returning one by import path (its data arguments filled in).
 
 `cifar_cnn` is the LeNet-style network of PyTorch's CIFAR-10 tutorial; its layers are created
 in the tutorial's order, so the same seed gives the same initial weights.
@@ -6,9 +7,11 @@ in the tutorial's order, so the same seed gives the same initial weights.
 
 from __future__ import annotations
 
+import inspect
 import math
+import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
@@ -16,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from optbench.data import DataSpec
-from optbench.registry import Registry
+from optbench.registry import Registry, bind_options, parameters_of, resolve_component
 
 Init = Literal[
     "default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal"
@@ -131,6 +134,9 @@ class ModelInfo:
     name: str
     build: Callable[..., nn.Module]
     description: str
+    takes_spec: bool = True  # built-in builders take the DataSpec; others get data arguments
+    forwards: bool = False  # a torchvision builder: keys it does not declare go to its model
+    code: dict[str, Any] = field(default_factory=dict)  # what identifies an imported model's code
 
 
 MODELS: Registry[ModelInfo] = Registry("model")
@@ -138,4 +144,99 @@ for _build in (linear, cifar_cnn, mlp):
     MODELS.register(
         _build.__name__,
         ModelInfo(_build.__name__, _build, (_build.__doc__ or "").splitlines()[0]),
+        source=_build,
     )
+
+# Arguments of an imported model that describe the data, filled from it when the config does not
+# set them: argument name -> what of the data (see `data_values`).
+DATA_ARGUMENTS: dict[str, str] = {
+    "num_classes": "outputs",
+    "num_outputs": "outputs",
+    "out_features": "outputs",
+    "in_channels": "channels",
+    "in_features": "features",
+    "input_size": "features",
+    "input_dim": "features",
+    "image_size": "side",
+    "img_size": "side",
+}
+
+
+def data_values(spec: DataSpec) -> dict[str, int]:
+    """outputs (classes, or 1 for regression), features (inputs flattened), and for images
+    (channels, size, size) their channels and side."""
+    values = {"outputs": spec.num_outputs, "features": math.prod(spec.input_shape)}
+    if len(spec.input_shape) == 3:
+        values["channels"] = spec.input_shape[0]
+        if spec.input_shape[1] == spec.input_shape[2]:
+            values["side"] = spec.input_shape[1]
+    return values
+
+
+def _torchvision_builder(obj: Any) -> bool:
+    """Whether `obj` is in torchvision's model registry (resnet18(*, weights, progress, **kwargs)
+    forwards its keyword arguments to the model class)."""
+    models = sys.modules.get("torchvision.models")  # imported already when obj comes from it
+    if models is None or inspect.isclass(obj):
+        return False
+    return any(models.get_model_builder(name) is obj for name in models.list_models())
+
+
+def _check_model(obj: Any) -> str | None:
+    if inspect.isclass(obj) and issubclass(obj, nn.Module):
+        return None
+    if callable(obj) and not inspect.isclass(obj):
+        return None
+    return "is not an nn.Module class or a function that returns one"
+
+
+def _imported_model(name: str, obj: Any, code: dict[str, Any]) -> ModelInfo:
+    doc = inspect.getdoc(obj) or ""
+    return ModelInfo(
+        name,
+        obj,
+        doc.splitlines()[0] if doc else "",
+        takes_spec=False,
+        forwards=_torchvision_builder(obj),
+        code=code,
+    )
+
+
+def get_model(name: str, field: str = "model.name") -> ModelInfo:
+    """A registered model (any case), or an import path to an nn.Module class or a function
+    returning one; a registered one by its path comes back as its record."""
+    return resolve_component(MODELS, name, field, _check_model, _imported_model)
+
+
+def bind_model(info: ModelInfo, options: dict[str, Any], spec: DataSpec) -> dict[str, Any]:
+    """The model's arguments, checked against its signature, every default filled in. An
+    imported model's data arguments (DATA_ARGUMENTS) come from `spec` unless the config sets
+    them; a torchvision builder gets num_classes, and keys it does not declare pass through to
+    its model class (which refuses wrong ones when it is built)."""
+    if info.takes_spec:
+        return bind_options(info.build, options, "model", skip=("spec",), label=info.name)
+    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    parameters = parameters_of(info.build, "model", info.name).items()
+    declared = {name for name, p in parameters if p.kind not in variadic}
+    values = data_values(spec)
+    from_data = {
+        arg: values[what]
+        for arg, what in DATA_ARGUMENTS.items()
+        if what in values and arg in declared
+    }
+    given, passed = options, {}
+    if info.forwards:
+        given = {k: v for k, v in options.items() if k in declared}
+        passed = {k: v for k, v in options.items() if k not in declared}
+        if "num_classes" not in declared:
+            passed.setdefault("num_classes", values["outputs"])
+    bound = bind_options(info.build, given, "model", provided=from_data, label=info.name)
+    return {**bound, **passed}
+
+
+def construct(info: ModelInfo, spec: DataSpec, options: dict[str, Any]) -> nn.Module:
+    """The model, from arguments bound by `bind_model`."""
+    model = info.build(spec, **options) if info.takes_spec else info.build(**options)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"returned a {type(model).__name__}, not a torch.nn.Module")
+    return model

@@ -26,9 +26,9 @@ from optbench.errors import ConfigError
 from optbench.registry import (
     Registry,
     bind_options,
-    code_identity,
     import_object,
     is_import_path,
+    resolve_component,
     signature_defaults,
 )
 from optbench.stepping import StepProtocol, detect_protocol, has_train_eval
@@ -96,7 +96,7 @@ def _torch_optimizers() -> Registry[OptimInfo]:
             and obj is not torch.optim.Optimizer
             and obj not in _NOT_TRAINABLE_HERE
         ):
-            registry.register(name, OptimInfo.from_class(name, obj))
+            registry.register(name, OptimInfo.from_class(name, obj), source=obj)
     return registry
 
 
@@ -166,17 +166,18 @@ def get_optimizer(name: str, field: str = "optimizer.name") -> OptimInfo:
         if not found:
             return OPTIMIZERS.get(name, field)  # unknown: the error lists the valid names
         (name,) = found.values()
-    obj = import_object(name, field)
+    return resolve_component(OPTIMIZERS, name, field, _cannot_train, OptimInfo.from_class)
+
+
+def _cannot_train(obj: Any) -> str | None:
+    """Why an imported object cannot be trained with, or None."""
     if not (inspect.isclass(obj) and issubclass(obj, torch.optim.Optimizer)):
-        raise ConfigError(field, f"'{name}' is not a torch.optim.Optimizer subclass")
+        return "is not a torch.optim.Optimizer subclass"
     if obj in _NOT_TRAINABLE_HERE:
-        raise ConfigError(field, f"{obj.__name__} {_NOT_TRAINABLE_HERE[obj]}")
+        return _NOT_TRAINABLE_HERE[obj]
     if obj.__name__ in _CANNOT_STEP:
-        raise ConfigError(field, f"{obj.__name__} cannot be stepped: {_CANNOT_STEP[obj.__name__]}")
-    registered = next((info for info in OPTIMIZERS if info.cls is obj), None)
-    if registered is not None:
-        return registered
-    return OptimInfo.from_class(f"{obj.__module__}.{obj.__qualname__}", obj, code_identity(obj))
+        return f"cannot be stepped: {_CANNOT_STEP[obj.__name__]}"
+    return None
 
 
 def _check_ranges(hyper: dict[str, Any], field: str) -> None:

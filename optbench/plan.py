@@ -21,10 +21,9 @@ from optbench import identity
 from optbench.config import ExperimentConfig, default_data_root
 from optbench.data import BoundData, DataSpec, bind_data
 from optbench.errors import ConfigError
-from optbench.losses import LOSS_CODE_ARGS, LOSSES, LossInfo
-from optbench.models import MODELS, ModelInfo
+from optbench.losses import LOSSES, LossInfo, get_loss
+from optbench.models import ModelInfo, bind_model, construct, get_model
 from optbench.optimizers import BoundOptimizer, bind_optimizer, get_optimizer
-from optbench.registry import bind_options
 from optbench.schedulers import BoundScheduler, bind_scheduler
 
 
@@ -59,7 +58,7 @@ class RunPlan:
         return build_model(self.model, self.data.spec, self.model_options, device or self.device)
 
     def build_loss(self) -> nn.Module:
-        return self.loss.cls(**self.loss_options)
+        return self.loss.build(self.loss_options)
 
     def build_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         return self.optimizer.build(model)
@@ -72,8 +71,8 @@ def build_model(
     info: ModelInfo, spec: DataSpec, options: dict[str, Any], device: torch.device
 ) -> nn.Module:
     try:
-        model = info.build(spec, **options)
-    except (ValueError, TypeError) as exc:
+        model = construct(info, spec, options)
+    except Exception as exc:  # a bad value, or anything an imported model's code raises
         raise ConfigError("model", f"{info.name}: {exc}") from None
     return model.to(device)
 
@@ -151,17 +150,25 @@ def resolve_config(
             config.scheduler.model_extra,
             {"name": scheduler.info.name, **scheduler.options},
         )
-    code = optimizer.code
-    if code:  # an imported component's code is part of what the experiment is
+    others = {
+        "dataset": data.info,
+        "model": model[0],
+        "loss": loss[0],
+        "scheduler": scheduler.info if scheduler is not None else None,
+    }
+    code = {kind: info.code for kind, info in others.items() if info is not None and info.code}
+    code.update(optimizer.code)
+    if code:  # imported code (a data file's content) is part of what the experiment is
         resolved["code"] = code
     return _plain(resolved)
 
 
 def _try_batch(
-    model: nn.Module, loss_fn: nn.Module, spec: DataSpec, model_name: str, loss_name: str
+    model: nn.Module, loss_fn: nn.Module, spec: DataSpec, model_name: str, loss: LossInfo
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Push a batch of two zero inputs through the model and the loss, so a model that does not
-    fit the data, or a loss option torch checks only when called, fails while planning."""
+    fit the data, a loss option torch checks only when called, or an imported loss that does
+    not fit the outputs and targets fails while planning."""
     inputs = torch.zeros(2, *spec.input_shape)
     targets = (
         torch.zeros(2, dtype=torch.long) if spec.num_classes else torch.zeros(2, spec.num_outputs)
@@ -176,10 +183,26 @@ def _try_batch(
             f"{model_name} fails on a batch of shape {tuple(inputs.shape)}: "
             f"{type(exc).__name__}: {exc}",
         ) from None
+    shape = tuple(getattr(outputs, "shape", ()))
+    if loss.targets is not None and shape != (2, spec.num_outputs):  # what a built-in loss needs
+        raise ConfigError(
+            "model",
+            f"{model_name} gives outputs of shape {shape} for a batch of 2; "
+            f"{loss.name} needs (2, {spec.num_outputs}) here",
+        )
     try:
-        loss_fn(outputs, targets)
+        value = loss_fn(outputs, targets)
     except Exception as exc:
-        raise ConfigError("loss", f"{loss_name} rejects these settings: {exc}") from None
+        if loss.targets is not None:
+            raise ConfigError("loss", f"{loss.name} rejects these settings: {exc}") from None
+        raise ConfigError(
+            "loss",
+            f"{loss.name} fails on outputs of shape {shape} and {targets.dtype} targets of "
+            f"shape {tuple(targets.shape)}: {type(exc).__name__}: {exc}",
+        ) from None
+    if not (isinstance(value, torch.Tensor) and value.numel() == 1):
+        got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+        raise ConfigError("loss", f"{loss.name} returns {got}, not a single number")
     return inputs, targets
 
 
@@ -211,24 +234,16 @@ def _try_step(
 def make_plan(config: ExperimentConfig) -> RunPlan:
     """Check every component of `config` against what it builds; raise ConfigError on the first
     problem, naming its field."""
-    data = bind_data(config.data, default_data_root())
+    data = bind_data(config.data, default_data_root(), config.seed)
     spec = data.spec
 
-    model_info = MODELS.get(config.model.name, "model.name")
-    model_options = bind_options(
-        model_info.build, config.model.options, "model", skip=("spec",), label=model_info.name
-    )
+    model_info = get_model(config.model.name)
+    model_options = bind_model(model_info, config.model.options, spec)
 
-    loss_info = LOSSES.get(config.loss.name, "loss")
-    loss_options = bind_options(
-        loss_info.cls,
-        config.loss.options,
-        "loss",
-        skip=(*LOSS_CODE_ARGS, "weight"),
-        label=loss_info.name,
-    )
+    loss_info = get_loss(config.loss.name)
+    loss_options = loss_info.bind(config.loss.options)
     wants = "classes" if spec.num_classes else "values"
-    if loss_info.targets != wants:
+    if loss_info.targets is not None and loss_info.targets != wants:  # imported: tried below
         kind = "classification" if spec.num_classes else "regression"
         raise ConfigError(
             "loss",
@@ -257,8 +272,8 @@ def make_plan(config: ExperimentConfig) -> RunPlan:
         optimizer.check(model)
         if scheduler is not None:
             scheduler.build(optimizer.build(model))
-        loss_fn = loss_info.cls(**loss_options)
-        batch = _try_batch(model, loss_fn, spec, model_info.name, loss_info.name)
+        loss_fn = loss_info.build(loss_options)
+        batch = _try_batch(model, loss_fn, spec, model_info.name, loss_info)
         _try_step(optimizer, model, loss_fn, batch, model_info.name)
 
     resolved = resolve_config(

@@ -33,13 +33,23 @@ class Registry(Generic[Record]):
         self.kind = kind
         self._records: dict[str, Record] = {}
         self._names: dict[str, str] = {}
+        self._sources: dict[str, str] = {}  # qualified name of what a record wraps -> its name
 
-    def register(self, name: str, record: Record) -> Record:
+    def register(self, name: str, record: Record, source: Any = None) -> Record:
+        """Add `record` as `name`. `source` is the class or function it wraps (or that object's
+        qualified name, to spare an import): given by import path, it resolves to this record."""
         if name.lower() in self._names:
             raise ValueError(f"{self.kind} '{name}' is registered twice")
         self._records[name] = record
         self._names[name.lower()] = name
+        if source is not None:
+            self._sources[qualified_name(source)] = name
         return record
+
+    def find(self, obj: Any) -> Record | None:
+        """The record registered for `obj` (see `register`'s source), if any."""
+        name = self._sources.get(qualified_name(obj))
+        return None if name is None else self._records[name]
 
     def names(self) -> list[str]:
         return list(self._records)
@@ -80,6 +90,8 @@ def import_object(path: str, field: str) -> Any:
     module_name, colon, attributes = path.partition(":")
     if not colon:
         module_name, _, attributes = path.rpartition(".")
+    if module_name not in sys.modules:
+        importlib.invalidate_caches()  # a module written since start-up (next to a config)
     try:
         obj: Any = importlib.import_module(module_name)
     except Exception as exc:  # ImportError, or anything the user's module raises on import
@@ -93,6 +105,40 @@ def import_object(path: str, field: str) -> Any:
                 field, f"cannot import '{path}': '{where}' has no attribute '{attribute}'"
             ) from None
     return obj
+
+
+def qualified_name(obj: Any) -> str:
+    """'module.QualName' of a class or function (a string is taken as one already): the one
+    name of an imported component however its path was spelled."""
+    if isinstance(obj, str):
+        return obj
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', type(obj).__name__)}"
+
+
+def resolve_component(
+    registry: Registry[Record],
+    name: str,
+    field: str,
+    check: Callable[[Any], str | None],
+    make: Callable[[str, Any, dict[str, Any]], Record],
+) -> Record:
+    """The record for a component name: a registered name, or an import path.
+
+    An imported object is first checked (`check` returns what is wrong with it, as a phrase
+    after its quoted path, or None). One the registry holds comes back as its record, so every
+    spelling of a registered component has one name and one run-id; any other is made into a
+    record by `make(qualified name, object, code identity)`.
+    """
+    if not is_import_path(name):
+        return registry.get(name, field)
+    obj = import_object(name, field)
+    problem = check(obj)
+    if problem:
+        raise ConfigError(field, f"'{name}' {problem}")
+    registered = registry.find(obj)
+    if registered is not None:
+        return registered
+    return make(qualified_name(obj), obj, code_identity(obj))
 
 
 def _site_dirs() -> list[Path]:
@@ -233,6 +279,14 @@ def _example_value(parameter: inspect.Parameter) -> Any:
     return _EXAMPLE_OF_TYPE.get(text, inspect.Parameter.empty)
 
 
+def parameters_of(fn: Callable[..., Any], field: str, label: str) -> dict[str, inspect.Parameter]:
+    """`fn`'s parameters; a ConfigError on `field` for a builtin that has no Python signature."""
+    try:
+        return dict(inspect.signature(fn).parameters)
+    except (ValueError, TypeError):
+        raise ConfigError(field, f"cannot read the arguments {label} takes") from None
+
+
 def signature_defaults(fn: Callable[..., Any], skip: Iterable[str] = ()) -> dict[str, Any]:
     """Keyword options of `fn` (minus `skip`) with their defaults; required ones map to `empty`."""
     skip = set(skip)
@@ -260,6 +314,7 @@ def bind_options(
     (see `canonical`): tuples where the default is a tuple, so YAML lists work for betas.
     """
     label = label or getattr(fn, "__name__", str(fn))
+    parameters = parameters_of(fn, field, label)
     accepted = signature_defaults(fn, skip)
     for key in options:
         if key not in accepted:
@@ -270,7 +325,6 @@ def bind_options(
                 f"it accepts: {valid}",
             )
     resolved: dict[str, Any] = {}
-    parameters = inspect.signature(fn).parameters
     for key, default in accepted.items():
         example = _example_value(parameters[key])
         if key in options:

@@ -1,4 +1,5 @@
-"""Learning-rate schedulers: torch.optim.lr_scheduler classes by name, with their arguments.
+"""Learning-rate schedulers: torch.optim.lr_scheduler classes by name (or any LRScheduler
+subclass by import path), with their arguments.
 
 Step counts are runtime facts, so code supplies them: CosineAnnealingLR's T_max and
 OneCycleLR's total_steps default to the run's length in the scheduler's interval (epochs, or
@@ -16,13 +17,14 @@ from torch.optim import lr_scheduler
 
 from optbench.config import SchedulerConfig
 from optbench.errors import ConfigError
-from optbench.registry import Registry, bind_options, signature_defaults
+from optbench.registry import Registry, bind_options, resolve_component, signature_defaults
 
 # Schedulers whose arguments are Python callables or other schedulers cannot come from YAML.
 _NEEDS_CODE = {"LRScheduler", "LambdaLR", "MultiplicativeLR", "SequentialLR", "ChainedScheduler"}
 _CODE_ARGS = ("optimizer", "last_epoch")
-# Arguments measured in scheduler steps that default to the whole run when the config omits them.
-_RUN_LENGTH_ARGS = {"CosineAnnealingLR": "T_max", "OneCycleLR": "total_steps"}
+# Arguments measured in scheduler steps that default to the whole run when the config omits them
+# (for these classes and their subclasses).
+_RUN_LENGTH_ARGS = {lr_scheduler.CosineAnnealingLR: "T_max", lr_scheduler.OneCycleLR: "total_steps"}
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,19 @@ class SchedulerInfo:
     description: str
     steps_on_metric: bool
     defaults: dict[str, Any] = field(default_factory=dict)
+    code: dict[str, Any] = field(default_factory=dict)  # what identifies an imported class's code
+
+    @classmethod
+    def from_class(cls, name: str, scheduler_cls: type, code: dict[str, Any]) -> SchedulerInfo:
+        doc = inspect.getdoc(scheduler_cls) or ""
+        return cls(
+            name=name,
+            cls=scheduler_cls,
+            description=doc.splitlines()[0] if doc else "",
+            steps_on_metric=issubclass(scheduler_cls, lr_scheduler.ReduceLROnPlateau),
+            defaults=signature_defaults(scheduler_cls, skip=_CODE_ARGS),
+            code=code,
+        )
 
 
 def _torch_schedulers() -> Registry[SchedulerInfo]:
@@ -43,21 +58,28 @@ def _torch_schedulers() -> Registry[SchedulerInfo]:
         )
         if not is_scheduler or name.startswith("_") or name in _NEEDS_CODE:
             continue
-        doc = inspect.getdoc(obj) or ""
-        registry.register(
-            name,
-            SchedulerInfo(
-                name=name,
-                cls=obj,
-                description=doc.splitlines()[0] if doc else "",
-                steps_on_metric=obj is lr_scheduler.ReduceLROnPlateau,
-                defaults=signature_defaults(obj, skip=_CODE_ARGS),
-            ),
-        )
+        registry.register(name, SchedulerInfo.from_class(name, obj, {}), source=obj)
     return registry
 
 
 SCHEDULERS = _torch_schedulers()
+
+
+def _check_scheduler(obj: Any) -> str | None:
+    if not (
+        inspect.isclass(obj)
+        and issubclass(obj, (lr_scheduler.LRScheduler, lr_scheduler.ReduceLROnPlateau))
+    ):
+        return "is not a torch.optim.lr_scheduler.LRScheduler subclass"
+    if obj.__module__ == lr_scheduler.__name__ and obj.__name__ in _NEEDS_CODE:
+        return "takes Python callables or other schedulers, which a config cannot give"
+    return None
+
+
+def get_scheduler(name: str, field: str = "scheduler.name") -> SchedulerInfo:
+    """A torch.optim.lr_scheduler class by name (any case), or an import path to an LRScheduler
+    subclass; a registered one by its path comes back as its record."""
+    return resolve_component(SCHEDULERS, name, field, _check_scheduler, SchedulerInfo.from_class)
 
 
 @dataclass(frozen=True)
@@ -80,7 +102,7 @@ class BoundScheduler:
 def bind_scheduler(config: SchedulerConfig, epochs: int, steps_per_epoch: int) -> BoundScheduler:
     """Check the scheduler's settings; run-length arguments default to the whole run, counted
     in the scheduler's interval (epochs, or optimizer steps with `interval: step`)."""
-    info = SCHEDULERS.get(config.name, "scheduler.name")
+    info = get_scheduler(config.name)
     per_step = config.interval == "step"
     if per_step and info.steps_on_metric:
         raise ConfigError(
@@ -89,9 +111,10 @@ def bind_scheduler(config: SchedulerConfig, epochs: int, steps_per_epoch: int) -
         )
     run_length = epochs * (steps_per_epoch if per_step else 1)
     provided = {}
-    length_arg = _RUN_LENGTH_ARGS.get(info.name)
-    if length_arg and not (info.name == "OneCycleLR" and "epochs" in config.options):
-        provided[length_arg] = run_length
+    for cls, length_arg in _RUN_LENGTH_ARGS.items():
+        by_epochs = cls is lr_scheduler.OneCycleLR and "epochs" in config.options
+        if issubclass(info.cls, cls) and not by_epochs:
+            provided[length_arg] = run_length
     options = bind_options(
         info.cls, config.options, "scheduler", skip=_CODE_ARGS, provided=provided, label=info.name
     )

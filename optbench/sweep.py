@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from optbench.config import (
+    anchor_to_folder,
     apply_override,
     apply_overrides,
     check_structure,
@@ -98,10 +99,13 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def expand_grid(base: dict[str, Any], grid: dict[str, list[Any]]) -> list[SweepPoint]:
+def expand_grid(
+    base: dict[str, Any], grid: dict[str, list[Any]], folder: Path | None = None
+) -> list[SweepPoint]:
     """The cartesian product of `grid` applied to `base`, each point shape-checked and planned.
 
-    Points that resolve to the same run-id are kept once.
+    Points that resolve to the same run-id are kept once. `folder` is the config's: a data file
+    a point names relative to it is found there (see `anchor_to_folder`).
     """
     from optbench.plan import make_plan
 
@@ -120,6 +124,8 @@ def expand_grid(base: dict[str, Any], grid: dict[str, list[Any]]) -> list[SweepP
         try:
             for key, value in assignments.items():
                 apply_override(config, key.split("."), copy.deepcopy(value), source="sweep")
+            if folder is not None:
+                anchor_to_folder(config, folder)
             plan = make_plan(validate_config(config))
         except ConfigError as exc:
             raise ConfigError(
@@ -153,7 +159,9 @@ def load_sweep(
         grid["seed"] = parse_seeds(seeds)
     _check_grid(grid, "--grid")
     check_structure(data, str(config_path))
-    points = expand_grid(data, grid)
+    folder = Path(config_path).parent
+    anchor_to_folder(data, folder)  # its modules importable before any point is planned
+    points = expand_grid(data, grid, folder)
     return points[0].config["name"], points
 
 

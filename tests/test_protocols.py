@@ -82,7 +82,7 @@ def test_sam_binds_its_base_optimizer_and_param_groups_reach_it() -> None:
         ({"name": SAM, "base_optimizer": {"name": "LBFGS"}}, "cannot be a base optimizer"),
         ({"name": SAM, "base_optimizer": {"name": "SGD", "lr": -1}}, "base_optimizer.lr"),
         ({"name": SAM, "lr": 0.1, "base_optimizer": {"name": "SGD"}}, "does not accept 'lr'"),
-        ({"name": "pytorch_optimizer.GSAM"}, "GSAM cannot be stepped"),
+        ({"name": "pytorch_optimizer.GSAM"}, "GSAM' cannot be stepped"),
         ({"name": "pytorch_optimizer.AliG"}, "optimizer.protocol forces another"),
     ],
 )
