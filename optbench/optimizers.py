@@ -164,7 +164,14 @@ def get_optimizer(name: str, field: str = "optimizer.name") -> OptimInfo:
                 f"'{name}' is ambiguous: {', '.join(sorted(found.values()))}; give the import path",
             )
         if not found:
-            return OPTIMIZERS.get(name, field)  # unknown: the error lists the valid names
+            try:
+                return OPTIMIZERS.get(name, field)
+            except ConfigError as unknown:  # it lists torch.optim's names; say where else to look
+                raise ConfigError(
+                    field,
+                    f"{unknown.problem}; or an import path (package.module.Name), or a short "
+                    "name `optbench list optimizers --from PACKAGE` shows",
+                ) from None
         (name,) = found.values()
     return resolve_component(OPTIMIZERS, name, field, _cannot_train, OptimInfo.from_class)
 
