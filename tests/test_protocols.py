@@ -124,6 +124,7 @@ def test_validate_and_params_show_how_the_optimizer_steps(tmp_path: Path) -> Non
     assert "steps: sharpness" in invoke("params", str(config)).stdout
 
 
+@pytest.mark.slow
 def test_a_plug_in_registered_by_entry_point_is_found_by_its_short_name(tmp_path: Path) -> None:
     site = tmp_path / "site"
     (site / "myplug").mkdir(parents=True)
