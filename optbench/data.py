@@ -38,6 +38,7 @@ from optbench.registry import (
     qualified_name,
     resolve_component,
     signature_defaults,
+    summary,
 )
 from optbench.results import write_atomic
 
@@ -662,8 +663,7 @@ def _check_dataset(obj: Any) -> str | None:
 
 
 def _imported_dataset(name: str, obj: Any, code: dict[str, Any]) -> DatasetInfo:
-    doc = inspect.getdoc(obj) or ""
-    description = doc.splitlines()[0] if doc else ""
+    description = summary(obj)
     if inspect.isclass(obj):
         loader: Callable[..., Any] = _ClassLoader(obj)
         code_args, takes_seed = _CLASS_CODE_ARGS, False

@@ -11,7 +11,14 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from optbench.registry import Registry, bind_options, parameters_of, resolve_component
+from optbench.registry import (
+    Registry,
+    bind_options,
+    is_module_or_function,
+    parameters_of,
+    resolve_component,
+    summary,
+)
 
 # Deprecated torch arguments that the config does not offer.
 LOSS_CODE_ARGS = ("size_average", "reduce", "reduction")
@@ -73,16 +80,13 @@ for _name, _cls, _targets, _what in (
 
 
 def _check_loss(obj: Any) -> str | None:
-    if inspect.isclass(obj) and issubclass(obj, nn.Module):
-        return None
-    if callable(obj) and not inspect.isclass(obj):
+    if is_module_or_function(obj):
         return None
     return "is not an nn.Module loss class or a function (outputs, targets) -> loss"
 
 
 def _imported_loss(name: str, obj: Any, code: dict[str, Any]) -> LossInfo:
-    doc = inspect.getdoc(obj) or ""
-    return LossInfo(name, obj, None, doc.splitlines()[0] if doc else "", code)
+    return LossInfo(name, obj, None, summary(obj), code)
 
 
 def get_loss(name: str, field: str = "loss") -> LossInfo:

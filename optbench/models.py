@@ -19,7 +19,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from optbench.data import DataSpec
-from optbench.registry import Registry, bind_options, parameters_of, resolve_component
+from optbench.registry import (
+    Registry,
+    bind_options,
+    is_module_or_function,
+    parameters_of,
+    resolve_component,
+    summary,
+)
 
 Init = Literal[
     "default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal"
@@ -183,19 +190,16 @@ def _torchvision_builder(obj: Any) -> bool:
 
 
 def _check_model(obj: Any) -> str | None:
-    if inspect.isclass(obj) and issubclass(obj, nn.Module):
-        return None
-    if callable(obj) and not inspect.isclass(obj):
+    if is_module_or_function(obj):
         return None
     return "is not an nn.Module class or a function that returns one"
 
 
 def _imported_model(name: str, obj: Any, code: dict[str, Any]) -> ModelInfo:
-    doc = inspect.getdoc(obj) or ""
     return ModelInfo(
         name,
         obj,
-        doc.splitlines()[0] if doc else "",
+        summary(obj),
         takes_spec=False,
         forwards=_torchvision_builder(obj),
         code=code,

@@ -30,6 +30,7 @@ from optbench.registry import (
     is_import_path,
     resolve_component,
     signature_defaults,
+    summary,
 )
 from optbench.stepping import StepProtocol, detect_protocol, has_train_eval
 
@@ -74,11 +75,10 @@ class OptimInfo:
         optimizer_cls: type[torch.optim.Optimizer],
         code: dict[str, Any] | None = None,
     ) -> OptimInfo:
-        doc = inspect.getdoc(optimizer_cls) or ""
         return cls(
             name=name,
             cls=optimizer_cls,
-            description=doc.splitlines()[0] if doc else "",
+            description=summary(optimizer_cls),
             protocol=detect_protocol(optimizer_cls),
             train_eval=has_train_eval(optimizer_cls),
             defaults=signature_defaults(optimizer_cls, skip=CODE_ARGS),

@@ -107,6 +107,21 @@ def import_object(path: str, field: str) -> Any:
     return obj
 
 
+def summary(obj: Any) -> str:
+    """The first line of an object's docstring: a component's description in `optbench list`."""
+    doc = inspect.getdoc(obj) or ""
+    return doc.splitlines()[0] if doc else ""
+
+
+def is_module_or_function(obj: Any) -> bool:
+    """An nn.Module class, or a function (what a model or a loss given by path may be)."""
+    from torch import nn
+
+    return (inspect.isclass(obj) and issubclass(obj, nn.Module)) or (
+        callable(obj) and not inspect.isclass(obj)
+    )
+
+
 def qualified_name(obj: Any) -> str:
     """'module.QualName' of a class or function (a string is taken as one already): the one
     name of an imported component however its path was spelled."""

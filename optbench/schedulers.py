@@ -17,7 +17,7 @@ from torch.optim import lr_scheduler
 
 from optbench.config import SchedulerConfig
 from optbench.errors import ConfigError
-from optbench.registry import Registry, bind_options, resolve_component, signature_defaults
+from optbench.registry import Registry, bind_options, resolve_component, signature_defaults, summary
 
 # Schedulers whose arguments are Python callables or other schedulers cannot come from YAML.
 _NEEDS_CODE = {"LRScheduler", "LambdaLR", "MultiplicativeLR", "SequentialLR", "ChainedScheduler"}
@@ -38,11 +38,10 @@ class SchedulerInfo:
 
     @classmethod
     def from_class(cls, name: str, scheduler_cls: type, code: dict[str, Any]) -> SchedulerInfo:
-        doc = inspect.getdoc(scheduler_cls) or ""
         return cls(
             name=name,
             cls=scheduler_cls,
-            description=doc.splitlines()[0] if doc else "",
+            description=summary(scheduler_cls),
             steps_on_metric=issubclass(scheduler_cls, lr_scheduler.ReduceLROnPlateau),
             defaults=signature_defaults(scheduler_cls, skip=_CODE_ARGS),
             code=code,
