@@ -214,6 +214,7 @@ def _protocol_cases():
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "case",
     [
