@@ -116,8 +116,18 @@ class SchedulerConfig(_WithOptions):
     interval: Literal["epoch", "step"] = "epoch"
 
 
+class ProblemRecord(_Strict):
+    """`problem:` once expanded (optbench/problems.py): which problem, which version of it, and
+    the keys the config set differently."""
+
+    name: str
+    version: int
+    overrides: dict[str, Any] = Field(default_factory=dict)
+
+
 class ExperimentConfig(_Strict):
     name: str
+    problem: ProblemRecord | None = None  # written `problem: fmnist_2c2d`; see apply_problem
     seed: int = Field(0, ge=0, lt=2**63)
     epochs: int = Field(ge=1, le=1_000_000)
     device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -361,9 +371,12 @@ def _describe(error: dict[str, Any]) -> tuple[str, str]:
 
 
 def validate_config(data: dict[str, Any]) -> ExperimentConfig:
-    """Check the shape of a config mapping; raise ConfigError naming the first bad field."""
+    """Check the shape of a config mapping (its `problem:` expanded first); raise ConfigError
+    naming the first bad field."""
+    from optbench.problems import apply_problem
+
     try:
-        return ExperimentConfig.model_validate(data)
+        return ExperimentConfig.model_validate(apply_problem(data))
     except ValidationError as exc:
         field, problem = _describe(exc.errors()[0])
         more = len(exc.errors()) - 1
