@@ -97,6 +97,7 @@ def test_the_lr_sweep_everyone_runs_and_one_experiment_spelled_four_ways(tmp_pat
 # A config that sets every section, and for each field of the schema another valid value.
 _BASE: dict[str, Any] = {
     "name": "walk",
+    "problem": {"name": "fmnist_2c2d", "version": 1, "overrides": {}},  # as a resolved config
     "seed": 0,
     "epochs": 2,
     "device": "auto",
@@ -118,6 +119,9 @@ _BASE: dict[str, Any] = {
 }
 _OTHER_VALUE: dict[str, Any] = {
     "name": "renamed",
+    "problem.name": "mnist_2c2d",
+    "problem.version": 2,
+    "problem.overrides": {"epochs": 3},
     "seed": 1,
     "epochs": 3,
     "device": "cpu",
