@@ -149,6 +149,40 @@ def plugin_rows() -> list[Row]:
     ]
 
 
+def problem_rows() -> list[Row]:
+    """Every problem with its exact parameter count, data, budget and what it is judged by
+    (torch-free: the records are plain data)."""
+    from optbench.problems import PROBLEMS
+
+    rows = []
+    for info in PROBLEMS:
+        data = info.config.get("data", {})
+        budget = f"{info.config.get('epochs', '?')} epochs, batch {data.get('batch_size', '?')}"
+        what = f"{info.parameters} parameters; {data.get('dataset', '?')}; {budget}"
+        notes = f" Differs from the source: {info.differs}" if info.differs else ""
+        description = f"{info.description} (v{info.version}; judged by {info.metric}; "
+        rows.append((info.name, what, f"{description}from {info.source}).{notes}"))
+    return rows
+
+
+def reference_table(names: list[str] | None = None) -> Table | None:
+    """The published figures of the problems `names` (all when None): numbers someone
+    reported, shown beside runs, never mixed with them."""
+    from optbench.problems import PROBLEMS
+
+    infos = [i for i in PROBLEMS if names is None or i.name in names]
+    references = [(i.name, r) for i in infos for r in i.references]
+    if not references:
+        return None
+    table = Table(title="published figures (not runs)", title_justify="left")
+    for column in ("problem", "optimizer", "metric", "value", "epoch", "settings", "source"):
+        table.add_column(column, justify="right" if column in ("value", "epoch") else "left")
+    for name, r in references:
+        row = (name, r.optimizer, r.metric, f"{r.value:g}", str(r.epoch), r.settings, r.source)
+        table.add_row(*(escape(cell) for cell in row))
+    return table
+
+
 def catalog_table(kind: str, source: str | None = None) -> Table:
     """One row per registered component of `kind`, with its options and their defaults;
     optimizers also from a package (`source`), or with the installed plug-ins."""
@@ -161,6 +195,9 @@ def catalog_table(kind: str, source: str | None = None) -> Table:
     table.add_column("description")
     if source is not None:
         rows = collection_rows(source)
+    elif kind == "problems":
+        table.columns[1].header = "parameters; data; budget"
+        rows = problem_rows()
     else:
         rows = catalog_rows(kind) + (plugin_rows() if kind == "optimizers" else [])
     for row in rows:

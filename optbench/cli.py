@@ -177,6 +177,10 @@ def validate(config: ConfigArg, overrides: SetOption = None) -> None:
     console.print(f"{config}: valid (run-id {plan.run_id})", markup=False, highlight=False)
     steps = f"{plan.optimizer.info.name} steps: {plan.optimizer.protocol.describe()}"
     console.print(steps, markup=False, highlight=False)
+    if (problem := plan.config.problem) is not None:
+        changed = ", ".join(f"{k}={v}" for k, v in problem.overrides.items()) or "none"
+        line = f"problem {problem.name} (v{problem.version}); your overrides: {changed}"
+        console.print(line, markup=False, highlight=False)
 
 
 @app.command()
@@ -320,6 +324,7 @@ class Kind(str, enum.Enum):
     models = "models"
     datasets = "datasets"
     losses = "losses"
+    problems = "problems"
 
 
 @app.command("list")
@@ -337,10 +342,12 @@ def list_components(
     ] = None,
 ) -> None:
     """List available optimizers (with defaults from their signatures and how they step),
-    schedulers, models, datasets or losses."""
-    from optbench.catalog import catalog_table
+    schedulers, models, datasets, losses or test problems (with their published figures)."""
+    from optbench.catalog import catalog_table, reference_table
 
     console.print(catalog_table(kind.value, source))
+    if kind is Kind.problems and (references := reference_table()) is not None:
+        console.print(references)
 
 
 def main() -> None:
