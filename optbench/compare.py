@@ -42,6 +42,8 @@ METRICS = [
     "final_train_loss",
     "final_test_accuracy",
     "best_test_accuracy",
+    "final_distance_to_optimum",  # problems with a known optimum (quadratic_deep, 2-D)
+    "best_distance_to_optimum",
 ]
 # Statuses compare shows beyond summary.json's: a `running` run no process trains any more, and
 # a `completed` summary whose epochs.csv lacks planned epochs (a partial copy).
@@ -208,12 +210,22 @@ def runs_frame(runs: list[Run], target: tuple[str, float] | None = None) -> pd.D
                     if has and epochs["test_accuracy"].notna().any()
                     else math.nan
                 ),
+                **_distances(epochs),
                 "epochs_to_target": epochs_to,
                 "seconds_to_target": seconds_to,
                 **{f"config.{k}": _hashable(v) for k, v in config.items()},
             }
         )
     return pd.DataFrame(rows)
+
+
+def _distances(epochs: pd.DataFrame) -> dict[str, float]:
+    """Final and best distance to the optimum; NaN for runs that log none (older epochs.csv
+    files lack the column)."""
+    column = "distance_to_optimum"
+    if epochs.empty or column not in epochs:
+        return {f"final_{column}": math.nan, f"best_{column}": math.nan}
+    return {f"final_{column}": epochs[column].iloc[-1], f"best_{column}": epochs[column].min()}
 
 
 def _hashable(value: Any) -> Any:
@@ -337,6 +349,33 @@ def seed_bands(
             {"min": stacked.min(axis=1), "mean": stacked.mean(axis=1), "max": stacked.max(axis=1)}
         )
     return bands
+
+
+def two_d_paths(
+    frame: pd.DataFrame, table: pd.DataFrame, runs: list[Run]
+) -> tuple[str, dict[str, list[pd.DataFrame]]] | None:
+    """When every run is of one 2-D test function and recorded its path (path.csv): that
+    function's name and, per configuration in ranking order, each seed's path (u, v by step).
+    None otherwise (the plot then shows curves)."""
+    from optbench.twod import FUNCTIONS
+
+    models = {
+        model.get("name") if isinstance(model := run.config.get("model"), dict) else None
+        for run in runs
+    }
+    if len(models) != 1 or (function := models.pop()) not in FUNCTIONS:
+        return None
+    by_dir: dict[str, pd.DataFrame] = {}
+    for run in runs:
+        path = RunDir(run.path).read_path()
+        if path is None:
+            return None
+        by_dir[str(run.path)] = path
+    paths = {}
+    for _, row in table.iterrows():
+        dirs = frame.loc[frame["configuration"] == row["configuration"], "run_dir"]
+        paths[label(row, table.attrs["hyperparameters"])] = [by_dir[d] for d in dirs]
+    return function, paths
 
 
 def parse_target(text: str | None) -> tuple[str, float] | None:

@@ -116,6 +116,26 @@ class SchedulerConfig(_WithOptions):
     interval: Literal["epoch", "step"] = "epoch"
 
 
+class RegularizationConfig(_Strict):
+    """An L2 penalty added to the training loss (loss + 0.5 * l2 * sum of squares of the
+    parameters `params` matches), as DeepOBS regularises; not the optimizer's weight_decay."""
+
+    l2: float = Field(0.0, ge=0)
+    params: str | list[str] = "*weight*"
+
+    @field_validator("params")
+    @classmethod
+    def _not_empty(cls, params: str | list[str]) -> str | list[str]:
+        patterns = [params] if isinstance(params, str) else params
+        if not patterns or any(not p.strip() for p in patterns):
+            raise ValueError("needs at least one non-empty name pattern")
+        return params
+
+    @property
+    def patterns(self) -> list[str]:
+        return [self.params] if isinstance(self.params, str) else list(self.params)
+
+
 class ProblemRecord(_Strict):
     """`problem:` once expanded (optbench/problems.py): which problem, which version of it, and
     the keys the config set differently."""
@@ -136,6 +156,7 @@ class ExperimentConfig(_Strict):
     loss: LossConfig
     optimizer: OptimizerConfig
     scheduler: SchedulerConfig | None = None
+    regularization: RegularizationConfig | None = None  # applied in train.py's _loss
     fast: bool = False  # losses read once per epoch, not per batch (optbench/train.py)
     sweep: dict[str, list[Any]] | None = None  # read by `optbench sweep`; `run` trains the base
 
@@ -347,6 +368,7 @@ _SECTION_MODELS: dict[str, type[BaseModel]] = {
     "": ExperimentConfig,
     "data": DataConfig,
     "data.normalize": Normalize,
+    "regularization": RegularizationConfig,
 }
 
 

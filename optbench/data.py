@@ -19,6 +19,7 @@ import gzip
 import hashlib
 import inspect
 import json
+import math
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -808,4 +809,203 @@ def load_data(data: BoundData, seed: int) -> tuple[InMemoryDataset, InMemoryData
     return (
         InMemoryDataset(train.inputs, train.targets, mean, std),
         InMemoryDataset(test.inputs, test.targets, mean, std),
+    )
+
+
+# --------------------------------------------------------------------------- scikit-learn data
+
+SKLEARN_EXTRA = "pip install 'optbench[sklearn]'"
+
+
+@dataclass(frozen=True)
+class SklearnDataset:
+    """One dataset bundled with scikit-learn, its sizes as sklearn's documentation gives them
+    (tests/test_sklearn_data.py checks them against the data): its shape is then known, and
+    `optbench list` works, without sklearn installed."""
+
+    loader: str  # the sklearn.datasets function
+    samples: int
+    features: int
+    classes: int | None  # None: regression, one float target
+    what: str
+
+
+SKLEARN_DATASETS: dict[str, SklearnDataset] = {
+    "sklearn_digits": SklearnDataset(
+        "load_digits", 1797, 64, 10, "8x8 grey digit images (values 0-16) as 64 flat features"
+    ),
+    "sklearn_breast_cancer": SklearnDataset(
+        "load_breast_cancer", 569, 30, 2, "breast masses, 30 cell-nucleus features, benign or not"
+    ),
+    "sklearn_wine": SklearnDataset(
+        "load_wine", 178, 13, 3, "wines, 13 chemical measurements, 3 cultivars"
+    ),
+    "sklearn_iris": SklearnDataset(
+        "load_iris", 150, 4, 3, "iris flowers, 4 measurements, 3 species"
+    ),
+    "sklearn_diabetes": SklearnDataset(
+        "load_diabetes", 442, 10, None, "diabetes, 10 baseline variables, progression (25-346)"
+    ),
+}
+
+
+def sklearn_split(
+    name: str, split_seed: int = 0, test_size: float = 0.25, standardize: bool = True
+) -> tuple[InMemoryDataset, InMemoryDataset]:
+    """A scikit-learn bundled dataset, split once into train and test sets.
+
+    The split is sklearn's train_test_split(X, y, test_size=test_size, random_state=split_seed,
+    stratify=y for classes, None for regression): seeded by `split_seed`, not the run's seed,
+    so every seed of a comparison trains and tests on the same samples. `standardize` scales
+    each feature with a StandardScaler fit on the training split only (no test statistics leak
+    in; a constant feature is only centred). Features float32; classes long, regression targets
+    float32 (N, 1). sklearn is imported here only: it is an optional extra.
+    """
+    dataset = SKLEARN_DATASETS[name]
+    try:
+        import sklearn.datasets
+        from sklearn.model_selection import train_test_split
+        from sklearn.preprocessing import StandardScaler
+    except ImportError as exc:
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise OptbenchError(
+            f"dataset {name} needs scikit-learn ({reason}): {SKLEARN_EXTRA}"
+        ) from None
+    x, y = getattr(sklearn.datasets, dataset.loader)(return_X_y=True)
+    x_train, x_test, y_train, y_test = train_test_split(
+        x,
+        y,
+        test_size=test_size,
+        random_state=split_seed,
+        stratify=y if dataset.classes is not None else None,
+    )
+    if standardize:
+        scaler = StandardScaler().fit(x_train)
+        x_train, x_test = scaler.transform(x_train), scaler.transform(x_test)
+
+    def held(inputs: np.ndarray, targets: np.ndarray) -> InMemoryDataset:
+        features = torch.as_tensor(inputs, dtype=torch.float32)
+        if dataset.classes is None:
+            return InMemoryDataset(
+                features, torch.as_tensor(targets, dtype=torch.float32).view(-1, 1)
+            )
+        return InMemoryDataset(features, torch.as_tensor(targets, dtype=torch.long))
+
+    return held(x_train, y_train), held(x_test, y_test)
+
+
+def _sklearn_sizes(name: str, test_size: float) -> tuple[int, int]:
+    """(train, test) sizes of the split, computed as train_test_split does for a fraction."""
+    samples = SKLEARN_DATASETS[name].samples
+    test = math.ceil(test_size * samples)
+    return samples - test, test
+
+
+def _check_sklearn(name: str, bound: dict[str, Any]) -> None:
+    """Refuse, while planning, the options train_test_split would refuse while training."""
+    if not 0 <= bound["split_seed"] < 2**32:
+        raise ConfigError("data.split_seed", f"must be in [0, 2**32), got {bound['split_seed']}")
+    test_size = bound["test_size"]
+    if not 0 < test_size < 1:
+        raise ConfigError("data.test_size", f"must be a fraction in (0, 1), got {test_size}")
+    least = SKLEARN_DATASETS[name].classes or 1  # stratifying puts a sample of each class in each
+    train, test = _sklearn_sizes(name, test_size)
+    if min(train, test) < least:
+        per = " (one per class)" if least > 1 else ""
+        raise ConfigError(
+            "data.test_size",
+            f"{test_size} splits {name} into {train} train and {test} test samples; each needs "
+            f"at least {least}{per}",
+        )
+
+
+def _sklearn_spec(name: str, options: dict[str, Any]) -> DataSpec:
+    dataset = SKLEARN_DATASETS[name]
+    train, _ = _sklearn_sizes(name, options["test_size"])
+    return DataSpec((dataset.features,), dataset.classes, train)
+
+
+def _load_sklearn(
+    name: str, root: str, download: bool, **options: Any
+) -> tuple[InMemoryDataset, InMemoryDataset]:
+    return sklearn_split(name, **options)
+
+
+def _register_sklearn() -> None:
+    """The sklearn_* datasets; their sources are named, not imported, so
+    `sklearn.datasets.load_digits` resolves to `sklearn_digits`."""
+    for name, dataset in SKLEARN_DATASETS.items():
+        DATASETS.register(
+            name,
+            DatasetInfo(
+                name,
+                f"scikit-learn's {dataset.what}, {dataset.samples} samples (sklearn.datasets."
+                f"{dataset.loader}; options: split_seed, test_size, standardize; needs "
+                "optbench[sklearn])",
+                functools.partial(_sklearn_spec, name),
+                functools.partial(_load_sklearn, name),
+                None,
+                options=sklearn_split,
+                code_args=("name",),
+                check_options=functools.partial(_check_sklearn, name),
+            ),
+            source=f"sklearn.datasets._base.{dataset.loader}",
+        )
+
+
+_register_sklearn()
+
+
+# ------------------------------------------------------------------------ DeepOBS quadratic, 2-D
+
+
+def _zero_targets(inputs: torch.Tensor) -> InMemoryDataset:
+    """Test-function data: the inputs are noise, the model's output is the loss (no targets)."""
+    return InMemoryDataset(inputs, torch.zeros(len(inputs), 1))
+
+
+def deepobs_quadratic() -> tuple[InMemoryDataset, InMemoryDataset]:
+    """DeepOBS's quadratic data: 1000 draws of N(0, 0.6^2 I) in 100 dimensions, train from
+    RandomState(42), test from RandomState(43), as float32 (the same for every seed)."""
+    train = np.random.RandomState(42).normal(0.0, 0.6, (1000, 100)).astype(np.float32)
+    test = np.random.RandomState(43).normal(0.0, 0.6, (1000, 100)).astype(np.float32)
+    return _zero_targets(torch.from_numpy(train)), _zero_targets(torch.from_numpy(test))
+
+
+def deepobs_two_d() -> tuple[InMemoryDataset, InMemoryDataset]:
+    """DeepOBS's two_d noise: 10000 (x, y) pairs of N(0, 1), x then y from RandomState(42);
+    the test set is zeros, so the test loss is the deterministic function."""
+    rng = np.random.RandomState(42)
+    x = rng.normal(0.0, 1.0, 10_000).astype(np.float32)
+    y = rng.normal(0.0, 1.0, 10_000).astype(np.float32)
+    train = torch.from_numpy(np.stack([x, y], axis=1))
+    return _zero_targets(train), _zero_targets(torch.zeros(10_000, 2))
+
+
+for _name, _load, _spec, _what in (
+    (
+        "quadratic",
+        deepobs_quadratic,
+        DataSpec((100,), None, 1000),
+        "DeepOBS's quadratic data: 1000/1000 draws of N(0, 0.6^2 I) in 100 dimensions, "
+        "fixed seeds 42/43 (quadratic_deep)",
+    ),
+    (
+        "two_d",
+        deepobs_two_d,
+        DataSpec((2,), None, 10_000),
+        "DeepOBS's 2-D noise: 10000 (x, y) pairs of N(0, 1), fixed seed 42; test set zeros "
+        "(rosenbrock, beale, branin)",
+    ),
+):
+    DATASETS.register(
+        _name,
+        DatasetInfo(
+            _name,
+            _what,
+            functools.partial(lambda options, spec: spec, spec=_spec),
+            functools.partial(lambda root, download, load: load(), load=_load),
+            None,
+        ),
+        source=_load,
     )

@@ -136,6 +136,157 @@ def mlp(
     return _initialise(nn.Sequential(*layers), init)
 
 
+# --------------------------------------------------------------------------- DeepOBS networks
+# DeepOBS's PyTorch networks (deepobs/pytorch/testproblems/testproblems_modules.py), with its
+# layer names so param-group patterns read as DeepOBS's do (conv1.weight, dense2.bias, ...).
+
+
+def _tf_same_padding(
+    size: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    """TensorFlow's 'same' padding (left, right, top, bottom): the extra pixel goes right and
+    bottom, as DeepOBS's _determine_padding_from_tf_same computes it."""
+    pads = []
+    for length, k, s in zip(size, kernel, stride, strict=True):
+        total = max((math.ceil(length / s) - 1) * s + k - length, 0)
+        pads.append((total // 2, total - total // 2))
+    (top, bottom), (left, right) = pads
+    return left, right, top, bottom
+
+
+class TFConv2d(nn.Conv2d):
+    """nn.Conv2d with TensorFlow's 'same' padding when `same` (DeepOBS's tfconv2d); created as
+    nn.Conv2d, so it draws its default initialisation from the global RNG as DeepOBS's does."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, same: bool) -> None:
+        super().__init__(in_channels, out_channels, kernel_size)
+        self.same = same
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.same:
+            x = F.pad(x, _tf_same_padding(x.shape[-2:], self.kernel_size, self.stride))
+        return super().forward(x)
+
+
+class TFMaxPool2d(nn.MaxPool2d):
+    """Max-pooling after zero 'same' padding (DeepOBS's tfmaxpool2d; after a ReLU, zeros pad
+    as TensorFlow's -inf would)."""
+
+    def __init__(self, kernel_size: int, stride: int) -> None:
+        super().__init__(kernel_size, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pair = (self.kernel_size, self.kernel_size), (self.stride, self.stride)
+        return super().forward(F.pad(x, _tf_same_padding(x.shape[-2:], *pair)))  # type: ignore[arg-type]
+
+
+def _truncated_normal_(weight: torch.Tensor, std: float) -> None:
+    """N(0, std²) truncated at two standard deviations, as DeepOBS's _truncated_normal_init
+    (which draws it with scipy; here torch draws it from the global RNG)."""
+    nn.init.trunc_normal_(weight, mean=0.0, std=std, a=-2 * std, b=2 * std)
+
+
+def _side_after(size: int, *steps: tuple[int, int, bool]) -> int:
+    """An image side after (kernel, stride, same) steps of convolution or pooling."""
+    for kernel, stride, same in steps:
+        size = math.ceil(size / stride) if same else (size - kernel) // stride + 1
+    if size < 1:
+        raise ValueError("images are too small for this network")
+    return size
+
+
+def _image_shape(spec: DataSpec, name: str) -> tuple[int, int]:
+    if len(spec.input_shape) != 3 or spec.input_shape[1] != spec.input_shape[2]:
+        raise ValueError(
+            f"{name} needs square images (channels, size, size), got {spec.input_shape}"
+        )
+    return spec.input_shape[0], spec.input_shape[1]
+
+
+def deepobs_logreg(spec: DataSpec) -> nn.Module:
+    """DeepOBS's net_mnist_logreg: flatten, one linear layer `dense`, weights and biases zero."""
+    model = nn.Sequential()
+    model.add_module("flatten", nn.Flatten())
+    model.add_module("dense", nn.Linear(math.prod(spec.input_shape), spec.num_outputs))
+    nn.init.zeros_(model.dense.bias)
+    nn.init.zeros_(model.dense.weight)
+    return model
+
+
+def deepobs_mlp(spec: DataSpec) -> nn.Module:
+    """DeepOBS's net_mlp: dense 1000-500-100-out with ReLUs; truncated normal weights (std
+    0.03), zero biases."""
+    model = nn.Sequential()
+    model.add_module("flatten", nn.Flatten())
+    width = math.prod(spec.input_shape)
+    for i, size in enumerate((1000, 500, 100, spec.num_outputs), start=1):
+        model.add_module(f"dense{i}", nn.Linear(width, size))
+        if i < 4:
+            model.add_module(f"relu{i}", nn.ReLU())
+        width = size
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.zeros_(module.bias)
+            _truncated_normal_(module.weight, 3e-2)
+    return model
+
+
+def deepobs_2c2d(spec: DataSpec) -> nn.Module:
+    """DeepOBS's net_mnist_2c2d: conv 32@5x5, pool, conv 64@5x5, pool ('same'), dense 1024,
+    dense out; truncated normal weights (std 0.05), biases 0.05."""
+    channels, size = _image_shape(spec, "deepobs_2c2d")
+    side = _side_after(size, (5, 1, True), (2, 2, True), (5, 1, True), (2, 2, True))
+    model = nn.Sequential()
+    model.add_module("conv1", TFConv2d(channels, 32, 5, same=True))
+    model.add_module("relu1", nn.ReLU())
+    model.add_module("max_pool1", TFMaxPool2d(2, 2))
+    model.add_module("conv2", TFConv2d(32, 64, 5, same=True))
+    model.add_module("relu2", nn.ReLU())
+    model.add_module("max_pool2", TFMaxPool2d(2, 2))
+    model.add_module("flatten", nn.Flatten())
+    model.add_module("dense1", nn.Linear(side * side * 64, 1024))
+    model.add_module("relu3", nn.ReLU())
+    model.add_module("dense2", nn.Linear(1024, spec.num_outputs))
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            nn.init.constant_(module.bias, 0.05)
+            _truncated_normal_(module.weight, 0.05)
+    return model
+
+
+def deepobs_3c3d(spec: DataSpec) -> nn.Module:
+    """DeepOBS's net_cifar10_3c3d: conv 64@5x5 and 96@3x3 ('valid'), 128@3x3 ('same'), each
+    with a 3x3 stride-2 'same' max-pool; dense 512, 256, out. Xavier-normal conv and
+    Xavier-uniform dense weights, zero biases."""
+    channels, size = _image_shape(spec, "deepobs_3c3d")
+    pool = (3, 2, True)
+    side = _side_after(size, (5, 1, False), pool, (3, 1, False), pool, (3, 1, True), pool)
+    model = nn.Sequential()
+    model.add_module("conv1", TFConv2d(channels, 64, 5, same=False))
+    model.add_module("relu1", nn.ReLU())
+    model.add_module("maxpool1", TFMaxPool2d(3, 2))
+    model.add_module("conv2", TFConv2d(64, 96, 3, same=False))
+    model.add_module("relu2", nn.ReLU())
+    model.add_module("maxpool2", TFMaxPool2d(3, 2))
+    model.add_module("conv3", TFConv2d(96, 128, 3, same=True))
+    model.add_module("relu3", nn.ReLU())
+    model.add_module("maxpool3", TFMaxPool2d(3, 2))
+    model.add_module("flatten", nn.Flatten())
+    model.add_module("dense1", nn.Linear(side * side * 128, 512))
+    model.add_module("relu4", nn.ReLU())
+    model.add_module("dense2", nn.Linear(512, 256))
+    model.add_module("relu5", nn.ReLU())
+    model.add_module("dense3", nn.Linear(256, spec.num_outputs))
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.zeros_(module.bias)
+            nn.init.xavier_normal_(module.weight)
+        if isinstance(module, nn.Linear):
+            nn.init.zeros_(module.bias)
+            nn.init.xavier_uniform_(module.weight)
+    return model
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     name: str
@@ -147,7 +298,7 @@ class ModelInfo:
 
 
 MODELS: Registry[ModelInfo] = Registry("model")
-for _build in (linear, cifar_cnn, mlp):
+for _build in (linear, cifar_cnn, mlp, deepobs_logreg, deepobs_mlp, deepobs_2c2d, deepobs_3c3d):
     MODELS.register(
         _build.__name__,
         ModelInfo(_build.__name__, _build, (_build.__doc__ or "").splitlines()[0]),
@@ -244,3 +395,141 @@ def construct(info: ModelInfo, spec: DataSpec, options: dict[str, Any]) -> nn.Mo
     if not isinstance(model, nn.Module):
         raise TypeError(f"returned a {type(model).__name__}, not a torch.nn.Module")
     return model
+
+
+# ------------------------------------------------------------------------ DeepOBS quadratic, 2-D
+# Test functions whose forward gives each sample's loss: the model is the point being optimised.
+
+from optbench import twod  # noqa: E402  (torch-free; kept beside the models that use it)
+from optbench.losses import LOSSES, LossInfo  # noqa: E402
+
+
+class FunctionValue(nn.Module):
+    """The loss of a test function model: its outputs are the per-sample losses, so their mean."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def forward(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return outputs.mean()
+
+
+LOSSES.register(
+    "function_value",
+    LossInfo(
+        "function_value",
+        FunctionValue,
+        "values",
+        "mean of the model's outputs (a test function's per-sample values: quadratic_deep, 2-D)",
+    ),
+    source=FunctionValue,
+)
+
+
+class KnownOptimum(nn.Module):
+    """A model whose optimal parameters are known: training logs `distance_to_optimum`."""
+
+    optima: torch.Tensor  # (minima, parameters), float64
+
+    def point(self) -> torch.Tensor:
+        """The parameters as one flat vector (a new tensor, safe to keep)."""
+        return torch.cat([p.detach().reshape(-1) for p in self.parameters()])
+
+    def distance_to_optimum(self) -> float:
+        """Euclidean distance from the parameters to the nearest known optimum."""
+        return float((self.point().double() - self.optima).norm(dim=1).min())
+
+
+class QuadraticDeep(KnownOptimum):
+    """0.5 (theta - x)^T Q (theta - x) per sample, theta starting at ones (DeepOBS's
+    net_quadratic_deep); the optimum of its expectation over x ~ N(0, s^2 I) is theta = 0."""
+
+    def __init__(self, hessian: torch.Tensor) -> None:
+        super().__init__()
+        self.theta = nn.Parameter(torch.ones(hessian.shape[0]))
+        self.register_buffer("hessian", hessian, persistent=False)
+        self.register_buffer(
+            "optima", torch.zeros(1, hessian.shape[0], dtype=torch.float64), persistent=False
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q = self.theta - x  # per sample: (q Q) . q, not DeepOBS's diag(q Q q^T) (B^2 work)
+        return 0.5 * ((q @ self.hessian) * q).sum(dim=1, keepdim=True)
+
+
+def _deepobs_hessian(dim: int = 100) -> torch.Tensor:
+    """DeepOBS's quadratic_deep Hessian R^T D R: 90 eigenvalues from U(0, 1), 10 from U(30, 60),
+    R a Haar rotation (subgroup algorithm), all from the module's RandomState(42) in its order."""
+    import numpy as np
+
+    rng = np.random.RandomState(42)
+    eigenvalues = np.concatenate((rng.uniform(0.0, 1.0, 90), rng.uniform(30.0, 60.0, 10)))
+    t = 2 * np.pi * rng.uniform()
+    rotation = np.array([[np.cos(t), np.sin(t)], [-np.sin(t), np.cos(t)]])
+    for d in range(2, dim):
+        v = rng.normal(size=(d + 1, 1))
+        v = v / np.sqrt(v.T @ v)
+        e = np.concatenate((np.array([[1.0]]), np.zeros((d, 1))), axis=0)
+        x = (e - v) / np.sqrt((e - v).T @ (e - v))
+        block = np.vstack(
+            [np.hstack([[[1.0]], np.zeros((1, d))]), np.hstack([np.zeros((d, 1)), rotation])]
+        )
+        rotation = block - 2 * np.outer(x, x.T @ block)
+    rotation = -rotation
+    hessian = rotation.T @ np.diag(eigenvalues) @ rotation
+    return torch.from_numpy(hessian).to(torch.float32)
+
+
+def quadratic_deep(spec: DataSpec) -> nn.Module:
+    """DeepOBS's 100-dimensional noisy quadratic with a deep-learning-like eigenspectrum."""
+    if spec.input_shape != (100,):
+        raise ValueError(f"needs 100-dimensional inputs (data: quadratic), got {spec.input_shape}")
+    return QuadraticDeep(_deepobs_hessian(100))
+
+
+class TwoD(KnownOptimum):
+    """f(u, v) + u x + v y per sample (x, y) of noise, u and v starting at DeepOBS's point.
+    Training records its path (`point` after every step)."""
+
+    records_path = True
+
+    def __init__(self, function: twod.TwoDFunction) -> None:
+        super().__init__()
+        self.function = function
+        self.u = nn.Parameter(torch.tensor(function.start[0]))
+        self.v = nn.Parameter(torch.tensor(function.start[1]))
+        self.register_buffer(
+            "optima", torch.tensor(function.minima, dtype=torch.float64), persistent=False
+        )
+
+    def point(self) -> torch.Tensor:
+        return torch.stack([self.u.detach(), self.v.detach()])
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        if inputs.dim() != 2 or inputs.shape[1] != 2:
+            raise ValueError(f"needs (batch, 2) noise inputs (data: two_d), got {inputs.shape}")
+        value = self.function.value(self.u, self.v, torch.cos)
+        return (value + self.u * inputs[:, 0] + self.v * inputs[:, 1]).unsqueeze(1)
+
+
+def rosenbrock(spec: DataSpec) -> nn.Module:
+    """DeepOBS's noisy 2-D Rosenbrock, from (-0.5, 1.5); minimum (1, 1)."""
+    return TwoD(twod.FUNCTIONS["rosenbrock"])
+
+
+def beale(spec: DataSpec) -> nn.Module:
+    """DeepOBS's noisy 2-D Beale, from (-4.5, 4.5); minimum (3, 0.5)."""
+    return TwoD(twod.FUNCTIONS["beale"])
+
+
+def branin(spec: DataSpec) -> nn.Module:
+    """DeepOBS's noisy 2-D Branin, from (2.5, 12.5); three minima."""
+    return TwoD(twod.FUNCTIONS["branin"])
+
+
+for _build in (quadratic_deep, rosenbrock, beale, branin):
+    MODELS.register(
+        _build.__name__,
+        ModelInfo(_build.__name__, _build, (_build.__doc__ or "").splitlines()[0]),
+        source=_build,
+    )

@@ -10,6 +10,7 @@ components, and the run-id from that (optbench/identity.py).
 
 from __future__ import annotations
 
+import fnmatch
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,35 @@ from optbench.schedulers import BoundScheduler, bind_scheduler
 
 
 @dataclass(frozen=True)
+class BoundRegularization:
+    """The L2 penalty bound once: its factor and the names of the parameters it covers (what
+    `regularization.params` matched in the model while planning)."""
+
+    l2: float
+    names: tuple[str, ...]
+
+    def parameters(self, model: nn.Module) -> list[nn.Parameter]:
+        """The covered parameters of a model built from this plan, in the model's order."""
+        named = dict(model.named_parameters())
+        return [named[name] for name in self.names]
+
+
+def bind_regularization(config: ExperimentConfig, names: list[str]) -> BoundRegularization | None:
+    """`regularization` against the model's parameter names; a pattern matching none is refused."""
+    if config.regularization is None:
+        return None
+    for pattern in config.regularization.patterns:
+        if not any(fnmatch.fnmatchcase(name, pattern) for name in names):
+            raise ConfigError(
+                "regularization.params",
+                f"'{pattern}' matches no parameter; parameters are: {', '.join(names)}",
+            )
+    patterns = config.regularization.patterns
+    covered = tuple(n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns))
+    return BoundRegularization(config.regularization.l2, covered)
+
+
+@dataclass(frozen=True)
 class RunPlan:
     config: ExperimentConfig
     resolved: dict[str, Any]
@@ -41,6 +71,7 @@ class RunPlan:
     optimizer: BoundOptimizer
     scheduler: BoundScheduler | None
     parameters: tuple[tuple[str, tuple[int, ...]], ...]  # every trainable parameter's name, shape
+    regularization: BoundRegularization | None = None  # the L2 penalty train.py's _loss adds
 
     @property
     def name(self) -> str:
@@ -264,6 +295,7 @@ def make_plan(config: ExperimentConfig) -> RunPlan:
     with torch.random.fork_rng(devices=[]):
         model = build_model(model_info, spec, model_options, torch.device("cpu"))
         trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        regularization = bind_regularization(config, list(trainable))
         run = {  # RUN_ARGS: what an optimizer may ask about the run
             "num_iterations": config.epochs * steps_per_epoch(spec, config.data.batch_size),
             "num_data": spec.train_size,
@@ -292,4 +324,5 @@ def make_plan(config: ExperimentConfig) -> RunPlan:
         optimizer=optimizer,
         scheduler=scheduler,
         parameters=tuple((n, tuple(p.shape)) for n, p in trainable.items()),
+        regularization=regularization,
     )

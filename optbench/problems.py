@@ -92,7 +92,221 @@ def apply_problem(data: dict[str, Any]) -> dict[str, Any]:
 # Each family registers below; tests/test_problems.py is parametrized over PROBLEMS.
 
 # ---- DeepOBS image classification problems
+# Read from DeepOBS's PyTorch code (github.com/fsschneider/DeepOBS, deepobs/pytorch/): the nets
+# in testproblems/testproblems_modules.py, the data in datasets/, batch size and epochs from
+# DEFAULT_TEST_PROBLEMS_SETTINGS in deepobs/config.py. No published figures are attached: the
+# baselines live as JSON in fsschneider/DeepOBS_Baselines, which could not be read here.
+
+_DEEPOBS = "https://github.com/fsschneider/DeepOBS/blob/master/deepobs/pytorch/testproblems/"
+_UNIT_SCALE = {"mean": [0.0], "std": [1.0]}  # ToTensor only: uint8 / 255, nothing more
+_CIFAR10_NORMALIZE = {  # DeepOBS's datasets/cifar10.py
+    "mean": [0.49139968, 0.48215841, 0.44653091],
+    "std": [0.24703223, 0.24348513, 0.26158784],
+}
+# What every one of these differs in from DeepOBS's pipeline.
+_PIPELINE = (
+    "Trains on the whole training set and keeps the last, smaller batch; DeepOBS holds out "
+    "10,000 random training images as a validation set and drops the last batch "
+    "(drop_last=True). Truncated-normal weights (where used) are drawn by torch's trunc_normal_ "
+    "(the same distribution: N(0, std^2) cut at 2 std), not by scipy seeded from a torch draw, "
+    "so a seed gives other initial weights than DeepOBS's."
+)
+_NO_TRUNCATION = (
+    "Trains on the whole training set and keeps the last, smaller batch; DeepOBS holds out "
+    "10,000 random training images as a validation set and drops the last batch "
+    "(drop_last=True)."
+)
+
+
+def _deepobs_problem(
+    name: str,
+    what: str,
+    dataset: str,
+    model: str,
+    epochs: int,
+    parameters: int,
+    differs: str,
+    normalize: dict[str, list[float]] | None = None,
+    **extra: Any,
+) -> None:
+    config: dict[str, Any] = {
+        "data": {
+            "dataset": dataset,
+            "batch_size": 128,
+            "normalize": normalize or _UNIT_SCALE,
+        },
+        "model": {"name": model},
+        "loss": {"name": "cross_entropy"},
+        "epochs": epochs,
+        **extra,
+    }
+    PROBLEMS.register(
+        name,
+        ProblemInfo(
+            name=name,
+            version=1,
+            description=what,
+            config=config,
+            parameters=parameters,
+            metric="test_accuracy",
+            source=f"{_DEEPOBS}{name}.py",
+            differs=differs,
+        ),
+    )
+
+
+for _data, _dataset in (("fmnist", "fashion_mnist"), ("mnist", "mnist")):
+    _images = "Fashion-MNIST" if _data == "fmnist" else "MNIST"
+    _deepobs_problem(
+        f"{_data}_logreg",
+        f"DeepOBS {_data}_logreg: multinomial logistic regression on {_images}, weights and "
+        "biases zero, batch 128, 50 epochs",
+        _dataset,
+        "deepobs_logreg",
+        50,
+        7_850,
+        _NO_TRUNCATION,
+    )
+    _deepobs_problem(
+        f"{_data}_mlp",
+        f"DeepOBS {_data}_mlp: MLP 1000-500-100-10 with ReLUs on {_images}, batch 128, 100 epochs",
+        _dataset,
+        "deepobs_mlp",
+        100,
+        1_336_610,
+        _PIPELINE,
+    )
+    _deepobs_problem(
+        f"{_data}_2c2d",
+        f"DeepOBS {_data}_2c2d: two conv, two dense layers on {_images}, batch 128, 100 epochs",
+        _dataset,
+        "deepobs_2c2d",
+        100,
+        3_274_634,
+        _PIPELINE,
+    )
+
+_deepobs_problem(
+    "cifar10_3c3d",
+    "DeepOBS cifar10_3c3d: three conv, three dense layers on CIFAR-10, L2 0.002 on the "
+    "weights, batch 128, 100 epochs",
+    "cifar10",
+    "deepobs_3c3d",
+    100,
+    895_210,
+    "No data augmentation: DeepOBS trains on randomly padded-and-cropped (pad 2, crop 32), "
+    "horizontally flipped and colour-jittered (brightness 63/255, saturation [0.5, 1.5], "
+    "contrast [0.2, 1.8]) images; these are not augmented, so the problem is easier to fit and "
+    "overfits sooner. " + _NO_TRUNCATION + " The test loss is the data loss alone; DeepOBS's "
+    "includes the L2 penalty.",
+    normalize=_CIFAR10_NORMALIZE,
+    regularization={"l2": 0.002, "params": "*weight*"},
+)
 
 # ---- DeepOBS quadratic and 2-D problems
+# The model is the point being optimised, the data its noise, the loss the function's value
+# (optbench/models.py, optbench/data.py, optbench/twod.py); runs log `distance_to_optimum`.
+
+_DEEPOBS = "https://github.com/fsschneider/DeepOBS/blob/master/"
+_DROPS_LAST = (
+    "DeepOBS drops the last partial batch of each epoch and of the test set; optbench keeps it "
+    "(one more, smaller step per epoch). Shuffling is torch's, not DeepOBS's loader's."
+)
+
+PROBLEMS.register(
+    "quadratic_deep",
+    ProblemInfo(
+        name="quadratic_deep",
+        version=1,
+        description="DeepOBS's 100-dimensional noisy quadratic 0.5 (θ - x)ᵀ Q (θ - x), Q with "
+        "90 eigenvalues in (0, 1) and 10 in (30, 60), θ from ones",
+        config={
+            "data": {"dataset": "quadratic", "batch_size": 128},
+            "model": {"name": "quadratic_deep"},
+            "loss": "function_value",
+            "epochs": 100,  # deepobs/config.py DEFAULT_TEST_PROBLEMS_SETTINGS: 128, 100
+        },
+        parameters=100,
+        metric="distance_to_optimum",
+        source=f"{_DEEPOBS}deepobs/pytorch/testproblems/quadratic_deep.py "
+        "(data: deepobs/pytorch/datasets/quadratic.py)",
+        differs=f"{_DROPS_LAST} The optimum (θ = 0, the minimiser of the expected loss) is "
+        "optbench's; DeepOBS names none. Q is float32 (DeepOBS builds it in float64).",
+    ),
+)
+for _name, _start, _minimum in (
+    ("rosenbrock", "(-0.5, 1.5)", "minimum (1, 1)"),
+    ("beale", "(-4.5, 4.5)", "minimum (3, 0.5)"),
+    ("branin", "(2.5, 12.5)", "minima (-π, 12.275), (π, 2.275), (9.42478, 2.475)"),
+):
+    PROBLEMS.register(
+        _name,
+        ProblemInfo(
+            name=_name,
+            version=1,
+            description=f"DeepOBS's noisy 2-D {_name.capitalize()} f(u, v) + u·x + v·y, "
+            f"x, y ~ N(0, 1), from {_start}; {_minimum}",
+            config={
+                "data": {"dataset": "two_d", "batch_size": 128},
+                "model": {"name": _name},
+                "loss": "function_value",
+                "epochs": 100,
+            },
+            parameters=2,
+            metric="distance_to_optimum",
+            source=f"{_DEEPOBS}deepobs/tensorflow/testproblems/two_d_{_name}.py "
+            "(data: deepobs/tensorflow/datasets/two_d.py)",
+            differs=f"DeepOBS gives no batch size or epochs for the 2-D problems "
+            "(deepobs/config.py lists none): 128 and 100 are its usual ones. "
+            f"{_DROPS_LAST} No validation set (DeepOBS's is drawn from RandomState(44)).",
+        ),
+    )
 
 # ---- scikit-learn's bundled datasets
+# Real data that installs offline (optbench[sklearn]); the split and the standardisation are
+# optbench's (sklearn ships each dataset unsplit), pinned here so a changed default cannot
+# change the problem.
+
+_SKLEARN_SPLIT = {"split_seed": 0, "test_size": 0.25, "standardize": True}
+_SKLEARN_DIFFERS = (
+    "sklearn ships the data unsplit: optbench splits it with train_test_split (split_seed 0, "
+    "test_size 0.25, stratified for classes) and standardises the features with the training "
+    "split's statistics"
+)
+
+PROBLEMS.register(
+    "digits_mlp",
+    ProblemInfo(
+        "digits_mlp",
+        1,
+        "MLP 64-100-10 (ReLU) on scikit-learn's 8x8 digits as 64 features, 1347/450 split",
+        {
+            "data": {"dataset": "sklearn_digits", **_SKLEARN_SPLIT, "batch_size": 32},
+            "model": {"name": "mlp", "hidden_sizes": [100], "activation": "relu"},
+            "loss": {"name": "cross_entropy"},
+            "epochs": 30,
+        },
+        parameters=7_510,  # 64·100 + 100 (hidden layer) + 100·10 + 10 (output layer)
+        metric="test_accuracy",
+        source="scikit-learn bundled dataset (sklearn.datasets.load_digits)",
+        differs=_SKLEARN_DIFFERS,
+    ),
+)
+PROBLEMS.register(
+    "diabetes_linear",
+    ProblemInfo(
+        "diabetes_linear",
+        1,
+        "Linear regression (nn.Linear(10, 1), MSE) on scikit-learn's diabetes, 331/111 split",
+        {
+            "data": {"dataset": "sklearn_diabetes", **_SKLEARN_SPLIT, "batch_size": 32},
+            "model": {"name": "linear"},
+            "loss": {"name": "mse"},
+            "epochs": 100,
+        },
+        parameters=11,  # 10 weights + 1 bias
+        metric="test_loss",
+        source="scikit-learn bundled dataset (sklearn.datasets.load_diabetes)",
+        differs=_SKLEARN_DIFFERS + "; the targets (25-346) are kept as sklearn gives them",
+    ),
+)

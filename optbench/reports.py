@@ -75,6 +75,16 @@ RANK_COLUMNS = [
     ("best_test_accuracy", "best test acc", "{:.4f}"),
     ("best_accuracy_epoch", "at epoch", "{:.1f}"),
 ]
+# Shown only when some configuration has it (problems with a known optimum).
+DISTANCE_COLUMN = ("final_distance_to_optimum", "final distance to optimum", "{:.4g}")
+
+
+def rank_columns(table: Any) -> list[tuple[str, str, str]]:
+    """RANK_COLUMNS, plus the final distance to the optimum when any run logged one."""
+    column = f"{DISTANCE_COLUMN[0]}_mean"
+    if column in table and table[column].notna().any():
+        return [*RANK_COLUMNS, DISTANCE_COLUMN]
+    return RANK_COLUMNS
 
 
 def _mean_std(row: Any, metric: str, pattern: str) -> str:
@@ -96,7 +106,7 @@ def ranking_frame(table: Any, target: tuple[str, float] | None) -> Any:
     out["n"] = table["n"].to_numpy()
     out["status"] = table["status"].to_numpy()
     out["completed"] = table["completed"].to_numpy()  # the runs final_* means are over
-    for metric, _, _ in RANK_COLUMNS:
+    for metric, _, _ in rank_columns(table):
         out[f"{metric}_mean"] = table[f"{metric}_mean"].to_numpy()
         out[f"{metric}_std"] = table[f"{metric}_std"].to_numpy()
     if target:
@@ -122,7 +132,8 @@ def ranking_table(table: Any, target: tuple[str, float] | None) -> Table:
     for key in hyper:
         rich_table.add_column(key.split(".")[-1] if len(hyper) < 6 else key)
     rich_table.add_column("n", justify="right")
-    for _, header, _ in RANK_COLUMNS:
+    columns = rank_columns(table)
+    for _, header, _ in columns:
         rich_table.add_column(header, justify="right")
     if target:
         rich_table.add_column(f"epochs to {target[0]}={target[1]:g}", justify="right")
@@ -130,7 +141,7 @@ def ranking_table(table: Any, target: tuple[str, float] | None) -> Table:
     rich_table.add_column("status")
     for rank, (_, row) in enumerate(table.iterrows(), 1):
         cells = [str(rank), *(_value(row[k]) for k in hyper), str(row["n"])]
-        cells += [_mean_std(row, metric, fmt) for metric, _, fmt in RANK_COLUMNS]
+        cells += [_mean_std(row, metric, fmt) for metric, _, fmt in columns]
         if target:
             reached = f" ({row['reached_target']}/{row['n']})"
             cells.append(_mean_std(row, "epochs_to_target", "{:.1f}") + reached)
@@ -239,6 +250,54 @@ def plot_png(bands: dict[str, Any], metric: str, path: Path) -> None:
         plt.close(figure)
 
 
+def plot_paths(function_name: str, paths: dict[str, list[Any]], path: Path) -> None:
+    """2-D runs: each configuration's paths (one colour, every seed) over the function's
+    contour lines, with the starting point and the known minima marked (needs matplotlib)."""
+    import numpy as np
+
+    from optbench.twod import FUNCTIONS
+
+    plt = _pyplot()
+    function = FUNCTIONS[function_name]
+    (u_low, u_high), (v_low, v_high) = function.view
+    u, v = np.meshgrid(np.linspace(u_low, u_high, 300), np.linspace(v_low, v_high, 300))
+    values = function.value(u, v, np.cos)
+    lowest = values.min()
+    levels = lowest + np.logspace(-2, np.log10(values.max() - lowest), 25)
+    figure, axes = plt.subplots(figsize=(8, 6.5))
+    axes.contour(u, v, values, levels=levels, colors="0.75", linewidths=0.6)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for index, (name, seeds) in enumerate(paths.items()):
+        colour = colours[index % len(colours)]
+        for seed, frame in enumerate(seeds):
+            axes.plot(
+                frame["u"],
+                frame["v"],
+                color=colour,
+                linewidth=1.1,
+                alpha=0.85,
+                label=name if seed == 0 else None,
+            )
+    axes.plot(*function.start, "o", color="black", markersize=7, label="start", zorder=5)
+    minima = np.array(function.minima)
+    axes.plot(
+        minima[:, 0], minima[:, 1], "*", color="red", markersize=14, label="minimum", zorder=5
+    )
+    axes.set_xlim(u_low, u_high)
+    axes.set_ylim(v_low, v_high)
+    axes.set_xlabel("u")
+    axes.set_ylabel("v")
+    axes.set_title(f"{function_name}: optimizer paths (DeepOBS start and noise)")
+    axes.legend(fontsize=8, loc="best")
+    figure.tight_layout()
+    try:
+        figure.savefig(path, dpi=120)
+    except OSError as exc:
+        raise OptbenchError(f"cannot write --plot {path}: {exc.strerror or exc}") from None
+    finally:
+        plt.close(figure)
+
+
 def print_comparison(
     console: Any,
     comparison: Any,
@@ -282,7 +341,13 @@ def print_comparison(
     for note in comparison.notes:
         messages.print(f"note: {note}", markup=False, highlight=False)
     if plot is not None:
-        plot_png(bands, curve_metric, plot)
+        from optbench.compare import two_d_paths
+
+        paths = two_d_paths(comparison.frame, comparison.table, comparison.runs)
+        if paths is not None:  # runs of one 2-D function: their paths, not curves
+            plot_paths(*paths, plot)
+        else:
+            plot_png(bands, curve_metric, plot)
         messages.print(f"plot written to {plot}", markup=False)
 
 
@@ -312,8 +377,14 @@ def show_run(console: Any, run_dir: Any) -> None:
         markup=False,
     )
     table = Table(title=str(run_dir), title_justify="left")
-    for name, _ in COLUMNS:
+    optional = "distance_to_optimum"  # only problems with a known optimum log it
+    shown = [
+        (name, fmt)
+        for name, fmt in COLUMNS
+        if name != optional or (name in run.epochs and run.epochs[name].notna().any())
+    ]
+    for name, _ in shown:
         table.add_column(name, justify="right")
     for row in run.epochs.to_dict("records"):
-        table.add_row(*(format_cell(row.get(name), fmt) for name, fmt in COLUMNS))
+        table.add_row(*(format_cell(row.get(name), fmt) for name, fmt in shown))
     console.print(table)

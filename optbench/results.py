@@ -31,6 +31,7 @@ EPOCH_FORMATS = {
     "lr": "{:.3g}",
     "seconds": "{:.2f}",
     "eval_seconds": "{:.2f}",
+    "distance_to_optimum": "{:.6f}",  # problems with a known optimum only; empty for others
 }
 EPOCH_COLUMNS = list(EPOCH_FORMATS)
 
@@ -110,6 +111,7 @@ class RunDir:
     SUMMARY = "summary.json"
     CHECKPOINT = "checkpoint.pt"
     LOCK = "lock"
+    PATH = "path.csv"  # 2-D problems only: the parameters (u, v) after every step
     RESULT_FILES = (CONFIG, EPOCHS, SUMMARY)  # what a finished run consists of
 
     def __init__(self, path: Path) -> None:
@@ -151,6 +153,30 @@ class RunDir:
         buffer = io.StringIO()
         epochs_frame(rows).to_csv(buffer, index=False)
         write_atomic(self.epochs_path, buffer.getvalue())
+
+    @property
+    def path_path(self) -> Path:
+        return self.path / self.PATH
+
+    def write_path(self, rows: list[dict[str, Any]]) -> None:
+        """path.csv from the rows' `path` points (step 0 is the start), rewritten whole each
+        epoch like epochs.csv, so it always matches the epochs on disk."""
+        lines = ["epoch,step,u,v"]
+        step = 0
+        for row in rows:
+            for u, v in row.get("path") or ():
+                lines.append(f"{row['epoch'] if step else 0},{step},{u!r},{v!r}")
+                step += 1
+        write_atomic(self.path_path, "\n".join(lines) + "\n")
+
+    def read_path(self) -> pd.DataFrame | None:
+        """path.csv (epoch, step, u, v), or None for a run that records none."""
+        try:
+            return pd.read_csv(self.path_path)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise OptbenchError(f"cannot read {self.path_path}: {exc}") from None
 
     def remove_partial_files(self) -> None:
         """Delete temporary files a killed writer left behind (only the lock holder calls this)."""

@@ -92,6 +92,8 @@ class _SaveEachEpoch:
     def epoch_finished(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
         self.run.write_epochs(self.rows)
+        if "path" in row:  # a 2-D problem's parameter path, kept in step with epochs.csv
+            self.run.write_path(self.rows)
         self.display.epoch_finished(row)
 
 

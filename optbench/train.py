@@ -87,11 +87,33 @@ def evaluate(
     return total_loss / count, (correct / count if classify else None)
 
 
+# An L2 penalty bound to a built model: its factor and the parameters it covers.
+L2Penalty = tuple[float, list[nn.Parameter]]
+
+
+def _l2_penalty(plan: RunPlan, model: nn.Module) -> L2Penalty | None:
+    """The plan's `regularization` on this model; None when it adds nothing."""
+    bound = plan.regularization
+    if bound is None or bound.l2 == 0 or not bound.names:
+        return None
+    return bound.l2, bound.parameters(model)
+
+
 def _loss(
-    model: nn.Module, loss_fn: nn.Module, inputs: torch.Tensor, targets: torch.Tensor
+    model: nn.Module,
+    loss_fn: nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    penalty: L2Penalty | None = None,
 ) -> torch.Tensor:
-    """Forward and loss on one batch (what a step protocol calls, once or more per step)."""
-    return loss_fn(model(inputs), targets)
+    """Forward and loss on one batch (what a step protocol calls, once or more per step), plus
+    the L2 penalty where the run has one, summed as DeepOBS's get_regularization_loss does:
+    loss + 0.5 * sum(l2 * (w**2).sum()). Evaluation's test loss leaves it out."""
+    loss = loss_fn(model(inputs), targets)
+    if penalty is not None:
+        l2, parameters = penalty
+        loss = loss + 0.5 * sum(l2 * p.pow(2).sum() for p in parameters)
+    return loss
 
 
 def _parameters_finite(model: nn.Module) -> bool:
@@ -117,10 +139,15 @@ def train(
     torch.manual_seed(config.seed)
     model = plan.build_model()
     loss_fn = plan.build_loss()
+    penalty = _l2_penalty(plan, model)
     optimizer = plan.build_optimizer(model)
     scheduler = plan.build_scheduler(optimizer)
     step_scheduler_each_batch = plan.scheduler is not None and plan.scheduler.per_step
     protocol = plan.optimizer.protocol  # how this optimizer steps (optbench/stepping.py)
+    # Test functions with a known optimum log their distance to it; 2-D ones also their path
+    # (the point after every step, in the epoch's row: the checkpoint keeps it for --resume).
+    distance = getattr(model, "distance_to_optimum", None)
+    point = getattr(model, "point", None) if getattr(model, "records_path", False) else None
 
     shuffle = torch.Generator().manual_seed(config.seed)
     loader = DataLoader(
@@ -151,10 +178,13 @@ def train(
             observer.epoch_started(epoch, len(loader))
             started = time.perf_counter()
             loss_sum, batches = torch.zeros((), device=device) if config.fast else 0.0, 0
+            path = None if point is None else ([point()] if epoch == 1 else [])
             for inputs, targets in loader:
                 loss = protocol.step(
-                    optimizer, functools.partial(_loss, model, loss_fn, inputs, targets)
+                    optimizer, functools.partial(_loss, model, loss_fn, inputs, targets, penalty)
                 )
+                if path is not None:
+                    path.append(point())
                 batches += 1
                 if config.fast:  # summed on the device: no host synchronisation per batch
                     loss_sum += loss.detach()
@@ -197,7 +227,10 @@ def train(
                 "lr": lr,
                 "seconds": seconds,
                 "eval_seconds": eval_seconds,
+                "distance_to_optimum": distance() if distance is not None else None,
             }
+            if path is not None:  # epoch 1 starts with the starting point
+                row["path"] = torch.stack(path).tolist()
             result.rows.append(row)
             if checkpoints is not None:  # checkpoint first: it holds the rows, epochs.csv follows
                 checkpoints.save(

@@ -140,6 +140,8 @@ _OTHER_VALUE: dict[str, Any] = {
     "optimizer.protocol": "closure",
     "scheduler.name": "ConstantLR",
     "scheduler.interval": "step",
+    "regularization.l2": 0.002,
+    "regularization.params": "*bias",
     "fast": True,
     "sweep": {"seed": [0, 1]},
 }
