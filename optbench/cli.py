@@ -274,12 +274,15 @@ def compare(
         list[Path], typer.Argument(help="Result folders or run folders (results/<name>, ...).")
     ],
     metric: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="Rank by final_test_loss, best_test_loss, final_train_loss, "
-            "final_test_accuracy or best_test_accuracy."
+            "final_test_accuracy, best_test_accuracy, final_distance_to_optimum or "
+            "best_distance_to_optimum. [default: the runs' problem's metric, else "
+            "final_test_loss]",
+            show_default=False,
         ),
-    ] = "final_test_loss",
+    ] = None,
     target: Annotated[
         str | None,
         typer.Option(help="Epochs and seconds to reach a value: --target test_accuracy=0.85."),
@@ -293,11 +296,21 @@ def compare(
     ] = Output.table,
     plot: Annotated[
         Path | None,
-        typer.Option(help="Also write the curves, with seed bands, to this PNG (matplotlib)."),
+        typer.Option(
+            help="Also write the curves, with seed bands, to this PNG (matplotlib); for runs "
+            "of a 2-D problem, their paths over the function's contours."
+        ),
     ] = None,
+    references: Annotated[
+        bool,
+        typer.Option(
+            "--references",
+            help="Also show the published figures of the runs' problems (not runs).",
+        ),
+    ] = False,
 ) -> None:
     """Rank configurations across runs (seeds aggregated) and show their curves."""
-    from optbench.compare import compare_runs
+    from optbench.compare import compare_runs, problems_of
     from optbench.reports import check_plot_path, print_comparison
 
     if plot is not None:
@@ -305,6 +318,19 @@ def compare(
     comparison = compare_runs(paths, metric, target)
     messages = console if output is Output.table else errors
     print_comparison(console, comparison, output.value, curve, top, plot, messages)
+    if references:
+        from optbench.catalog import reference_table
+
+        names = problems_of(comparison.runs)
+        table = reference_table(names) if names else None
+        if table is None:
+            messages.print(
+                "no published figures for these runs' problems"
+                + (f" ({', '.join(names)})" if names else " (they name no problem)"),
+                markup=False,
+            )
+        else:
+            messages.print(table)
 
 
 @app.command()

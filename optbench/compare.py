@@ -404,11 +404,33 @@ class Comparison:
     notes: list[str] = field(default_factory=list)  # e.g. copies of a run counted once
 
 
+def problems_of(runs: list[Run]) -> list[str]:
+    """The test problems the runs are of (`problem:` in their config.yaml), in order."""
+    names = []
+    for run in runs:
+        problem = run.config.get("problem")
+        if isinstance(problem, dict) and isinstance(problem.get("name"), str):
+            names.append(problem["name"])
+    return list(dict.fromkeys(names))
+
+
+def default_metric(runs: list[Run]) -> str:
+    """What to rank by when the user does not say: the metric of the problem every run is of
+    (final test accuracy, test loss or distance to the optimum), else final_test_loss."""
+    from optbench.problems import PROBLEMS
+
+    names = problems_of(runs)
+    if len(names) == 1 and all(run.config.get("problem") for run in runs) and names[0] in PROBLEMS:
+        return f"final_{PROBLEMS.get(names[0], 'problem').metric}"
+    return "final_test_loss"
+
+
 def compare_runs(
-    paths: list[Path], metric: str = "final_test_loss", target: str | None = None
+    paths: list[Path], metric: str | None = None, target: str | None = None
 ) -> Comparison:
-    """Load every run under `paths` (copies of one run counted once) and rank configurations."""
+    """Load every run under `paths` (copies of one run counted once) and rank configurations
+    by `metric` (by default the runs' problem's, see `default_metric`)."""
     parsed = parse_target(target)
     runs, notes = drop_copies([read_run(path) for path in find_run_dirs(paths)])
     frame = runs_frame(runs, parsed)
-    return Comparison(runs, frame, rank(frame, metric), parsed, notes)
+    return Comparison(runs, frame, rank(frame, metric or default_metric(runs)), parsed, notes)

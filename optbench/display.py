@@ -14,6 +14,16 @@ from rich.table import Table
 from optbench.results import EPOCH_FORMATS, Status
 
 COLUMNS = list(EPOCH_FORMATS.items())  # the per-epoch table: epochs.csv's columns
+OPTIONAL = {"distance_to_optimum"}  # only problems with a known optimum log it
+
+
+def shown_columns(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The columns worth a table: every one, except optional ones no row has a value for."""
+    return [
+        (name, fmt)
+        for name, fmt in COLUMNS
+        if name not in OPTIONAL or any(format_cell(row.get(name), fmt) != "-" for row in rows)
+    ]
 
 
 def format_cell(value: Any, pattern: str) -> str:
@@ -42,10 +52,11 @@ class LiveTable:
 
     def _table(self) -> Table:
         table = Table(title=self.title, title_justify="left")
-        for name, _ in COLUMNS:
+        columns = shown_columns(self.rows)
+        for name, _ in columns:
             table.add_column(name, justify="right")
         for row in self.rows:
-            table.add_row(*(format_cell(row.get(name), fmt) for name, fmt in COLUMNS))
+            table.add_row(*(format_cell(row.get(name), fmt) for name, fmt in columns))
         return table
 
     def __enter__(self) -> LiveTable:
@@ -53,8 +64,7 @@ class LiveTable:
             self.live = Live(self._table(), console=self.console, refresh_per_second=8)
             self.live.__enter__()
         else:
-            self.console.print(self.title)
-            self.console.print("  ".join(name for name, _ in COLUMNS))
+            self.console.print(self.title)  # the header follows with the first row
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -80,9 +90,12 @@ class LiveTable:
         self.rows.append(row)
         if self.live is not None:
             self.live.update(Group(self._table(), self.progress))
-        else:
-            cells = (format_cell(row.get(name), fmt) for name, fmt in COLUMNS)
-            self.console.print("  ".join(cells), highlight=False)
+            return
+        columns = shown_columns(self.rows[:1])  # plain lines: the first row fixes the columns
+        if len(self.rows) == 1:
+            self.console.print("  ".join(name for name, _ in columns))
+        cells = (format_cell(row.get(name), fmt) for name, fmt in columns)
+        self.console.print("  ".join(cells), highlight=False)
 
 
 class SweepDisplay:

@@ -357,7 +357,7 @@ def show_run(console: Any, run_dir: Any) -> None:
     from rich.syntax import Syntax
 
     from optbench.compare import STALE, read_run, run_status
-    from optbench.display import COLUMNS
+    from optbench.display import shown_columns
     from optbench.results import RunDir
 
     if not (run_dir / RunDir.SUMMARY).is_file():
@@ -377,14 +377,10 @@ def show_run(console: Any, run_dir: Any) -> None:
         markup=False,
     )
     table = Table(title=str(run_dir), title_justify="left")
-    optional = "distance_to_optimum"  # only problems with a known optimum log it
-    shown = [
-        (name, fmt)
-        for name, fmt in COLUMNS
-        if name != optional or (name in run.epochs and run.epochs[name].notna().any())
-    ]
+    rows = run.epochs.to_dict("records")
+    shown = shown_columns(rows)
     for name, _ in shown:
         table.add_column(name, justify="right")
-    for row in run.epochs.to_dict("records"):
+    for row in rows:
         table.add_row(*(format_cell(row.get(name), fmt) for name, fmt in shown))
     console.print(table)
