@@ -79,6 +79,14 @@ class LossConfig(_WithOptions):
     pass
 
 
+def _name_patterns(params: str | list[str]) -> list[str]:
+    """`params` (a glob, or a list of globs over parameter names) as a list; none empty."""
+    patterns = [params] if isinstance(params, str) else list(params)
+    if not patterns or any(not p.strip() for p in patterns):
+        raise ValueError("needs at least one non-empty name pattern")
+    return patterns
+
+
 class ParamGroupConfig(BaseModel):
     """`params` selects parameters by name (glob or list of globs); the rest are hyperparameters."""
 
@@ -89,14 +97,12 @@ class ParamGroupConfig(BaseModel):
     @field_validator("params")
     @classmethod
     def _not_empty(cls, params: str | list[str]) -> str | list[str]:
-        patterns = [params] if isinstance(params, str) else params
-        if not patterns or any(not p.strip() for p in patterns):
-            raise ValueError("needs at least one non-empty name pattern")
+        _name_patterns(params)
         return params
 
     @property
     def patterns(self) -> list[str]:
-        return [self.params] if isinstance(self.params, str) else list(self.params)
+        return _name_patterns(self.params)
 
     @property
     def hyperparameters(self) -> dict[str, Any]:
@@ -126,14 +132,12 @@ class RegularizationConfig(_Strict):
     @field_validator("params")
     @classmethod
     def _not_empty(cls, params: str | list[str]) -> str | list[str]:
-        patterns = [params] if isinstance(params, str) else params
-        if not patterns or any(not p.strip() for p in patterns):
-            raise ValueError("needs at least one non-empty name pattern")
+        _name_patterns(params)
         return params
 
     @property
     def patterns(self) -> list[str]:
-        return [self.params] if isinstance(self.params, str) else list(self.params)
+        return _name_patterns(self.params)
 
 
 class ProblemRecord(_Strict):

@@ -230,6 +230,17 @@ def check_plot_path(path: Path) -> None:
         )
 
 
+def _save(figure: Any, path: Any) -> None:
+    """Write a matplotlib figure for --plot: one line naming the file when it cannot be."""
+    plt = _pyplot()
+    try:
+        figure.savefig(path, dpi=120)
+    except OSError as exc:
+        raise OptbenchError(f"cannot write --plot {path}: {exc.strerror or exc}") from None
+    finally:
+        plt.close(figure)
+
+
 def plot_png(bands: dict[str, Any], metric: str, path: Path) -> None:
     """One line per configuration with a band for the seed spread (needs matplotlib)."""
     plt = _pyplot()
@@ -242,12 +253,7 @@ def plot_png(bands: dict[str, Any], metric: str, path: Path) -> None:
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
     figure.tight_layout()
-    try:
-        figure.savefig(path, dpi=120)
-    except OSError as exc:
-        raise OptbenchError(f"cannot write --plot {path}: {exc.strerror or exc}") from None
-    finally:
-        plt.close(figure)
+    _save(figure, path)
 
 
 def plot_paths(function_name: str, paths: dict[str, list[Any]], path: Path) -> None:
@@ -290,12 +296,7 @@ def plot_paths(function_name: str, paths: dict[str, list[Any]], path: Path) -> N
     axes.set_title(f"{function_name}: optimizer paths (DeepOBS start and noise)")
     axes.legend(fontsize=8, loc="best")
     figure.tight_layout()
-    try:
-        figure.savefig(path, dpi=120)
-    except OSError as exc:
-        raise OptbenchError(f"cannot write --plot {path}: {exc.strerror or exc}") from None
-    finally:
-        plt.close(figure)
+    _save(figure, path)
 
 
 def print_comparison(

@@ -51,6 +51,23 @@ def write_config(folder: Path, config: dict[str, Any], name: str = "exp.yaml") -
     return path
 
 
+class StopAt:
+    """A training observer that interrupts at (epoch, batch), as Ctrl-C would."""
+
+    def __init__(self, epoch: int, batch: int) -> None:
+        self.epoch, self.batch, self.current = epoch, batch, 0
+
+    def epoch_started(self, epoch: int, num_batches: int) -> None:
+        self.current = epoch
+
+    def batch_finished(self, batch: int, loss: float | None) -> None:
+        if (self.current, batch) == (self.epoch, self.batch):
+            raise KeyboardInterrupt
+
+    def epoch_finished(self, row: dict[str, Any]) -> None:
+        pass
+
+
 # --------------------------------------------------------------------------- the CLI
 
 

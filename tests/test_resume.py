@@ -20,24 +20,7 @@ from optbench.optimizers import OPTIMIZERS
 from optbench.plan import make_plan
 from optbench.results import EPOCH_COLUMNS, RunDir, RunLock
 from optbench.train import train
-from tests.helpers import METRICS, REPO, regression_dict, write_config
-
-
-class _StopAt:
-    """An observer that interrupts training at (epoch, batch), like Ctrl-C would."""
-
-    def __init__(self, epoch: int, batch: int) -> None:
-        self.epoch, self.batch, self.current = epoch, batch, 0
-
-    def epoch_started(self, epoch: int, num_batches: int) -> None:
-        self.current = epoch
-
-    def batch_finished(self, batch: int, loss: float | None) -> None:
-        if (self.current, batch) == (self.epoch, self.batch):
-            raise KeyboardInterrupt
-
-    def epoch_finished(self, row: dict) -> None:
-        pass
+from tests.helpers import METRICS, REPO, StopAt, regression_dict, write_config
 
 
 def _metrics(rows: list[dict]) -> list[list]:
@@ -47,7 +30,7 @@ def _metrics(rows: list[dict]) -> list[list]:
 def _interrupted_then_resumed(plan, tmp_path: Path, epoch: int, batch: int) -> list[dict]:
     checkpoints = CheckpointFile(tmp_path / "checkpoint.pt", plan.run_id)
     with pytest.raises(KeyboardInterrupt):
-        train(plan, _StopAt(epoch, batch), checkpoints)
+        train(plan, StopAt(epoch, batch), checkpoints)
     torch.manual_seed(12345)  # a resumed process starts with unrelated random state
     return train(plan, checkpoints=checkpoints).rows
 

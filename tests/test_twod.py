@@ -22,7 +22,7 @@ from optbench.results import EPOCH_COLUMNS, RunDir
 from optbench.runner import run_plan
 from optbench.train import SilentObserver, train
 from optbench.twod import FUNCTIONS
-from tests.helpers import regression_dict
+from tests.helpers import StopAt, regression_dict
 
 TWO_D = ("rosenbrock", "beale", "branin")
 
@@ -37,23 +37,6 @@ KNOWN_MINIMA = {
     "beale": (((3.0, 0.5),), 0.0),
     "branin": (((-math.pi, 12.275), (math.pi, 2.275), (9.42478, 2.475)), 0.397887),
 }
-
-
-class _StopAt:
-    """Interrupts training at (epoch, batch), like Ctrl-C (as in tests/test_resume.py)."""
-
-    def __init__(self, epoch: int, batch: int) -> None:
-        self.epoch, self.batch, self.current = epoch, batch, 0
-
-    def epoch_started(self, epoch: int, num_batches: int) -> None:
-        self.current = epoch
-
-    def batch_finished(self, batch: int, loss: float | None) -> None:
-        if (self.current, batch) == (self.epoch, self.batch):
-            raise KeyboardInterrupt
-
-    def epoch_finished(self, row: dict[str, Any]) -> None:
-        pass
 
 
 def _plan(problem: str, epochs: int = 1, optimizer: dict[str, Any] | None = None) -> Any:
@@ -143,14 +126,14 @@ def test_resumed_run_has_the_identical_path(tmp_path: Path) -> None:
     plan = _plan("beale", epochs=3, optimizer={"name": "Adam", "lr": 0.01})
     reference = RunDir(run_plan(plan, tmp_path / "a", display=SilentObserver()).run_dir)
     with pytest.raises(KeyboardInterrupt):
-        run_plan(plan, tmp_path / "b", display=_StopAt(2, 30))
+        run_plan(plan, tmp_path / "b", display=StopAt(2, 30))
     torch.manual_seed(12345)  # a resumed process starts with unrelated random state
     resumed = RunDir(run_plan(plan, tmp_path / "b", resume=True, display=SilentObserver()).run_dir)
     assert resumed.path_path.read_bytes() == reference.path_path.read_bytes()
 
     checkpoints = CheckpointFile(tmp_path / "checkpoint.pt", plan.run_id)
     with pytest.raises(KeyboardInterrupt):
-        train(plan, _StopAt(3, 7), checkpoints)
+        train(plan, StopAt(3, 7), checkpoints)
     rows = train(plan, checkpoints=checkpoints).rows
     paths = [row["path"] for row in rows]
     expected = [row["path"] for row in train(plan).rows]
