@@ -2,9 +2,10 @@
 
 A checkpoint holds everything that decides what happens next: model, optimizer and scheduler
 state, the epoch, the global torch RNG (and CUDA's when used), the data-shuffling generator,
-and the per-epoch rows so far. Restoring all of it makes a resumed run's table identical to an
-uninterrupted one. Checkpoints are read with torch.load(weights_only=True): tensors and plain
-containers only, never arbitrary pickled objects.
+the augmentation's generator where the run augments, and the per-epoch rows so far. Restoring
+all of it makes a resumed run's table identical to an uninterrupted one. Checkpoints are read
+with torch.load(weights_only=True): tensors and plain containers only, never arbitrary pickled
+objects.
 """
 
 from __future__ import annotations
@@ -61,15 +62,33 @@ class CheckpointFile:
         return state
 
 
-def rng_state(shuffle: torch.Generator, device: torch.device) -> dict[str, Any]:
+def rng_state(
+    shuffle: torch.Generator, device: torch.device, augment: torch.Generator | None = None
+) -> dict[str, Any]:
+    """The global RNG (CUDA's too), the shuffling generator and, for a run that augments its
+    training batches, the augmentation's generator."""
     state = {"torch": torch.get_rng_state(), "shuffle": shuffle.get_state()}
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
+    if augment is not None:
+        state["augment"] = augment.get_state()
     return state
 
 
-def restore_rng(state: dict[str, Any], shuffle: torch.Generator, device: torch.device) -> None:
+def restore_rng(
+    state: dict[str, Any],
+    shuffle: torch.Generator,
+    device: torch.device,
+    augment: torch.Generator | None = None,
+) -> None:
     torch.set_rng_state(state["torch"].cpu())
     shuffle.set_state(state["shuffle"].cpu())
     if "cuda" in state and device.type == "cuda":
         torch.cuda.set_rng_state(state["cuda"].cpu(), device)
+    if augment is not None:
+        if "augment" not in state:
+            raise OptbenchError(
+                "the checkpoint holds no augmentation state; delete it or pass --force to "
+                "start the run over"
+            )
+        augment.set_state(state["augment"].cpu())

@@ -53,6 +53,9 @@ class Normalize(_Strict):
         return std
 
 
+AugmentName = Literal["deepobs_cifar10"]  # optbench/augment.py AUGMENTATIONS
+
+
 class DataConfig(BaseModel):
     """Fixed keys below; any other key is an option of the dataset (e.g. synthetic sizes)."""
 
@@ -65,6 +68,8 @@ class DataConfig(BaseModel):
     test_batch_size: int = Field(1000, ge=1)
     normalize: Normalize | None = None
     subset: int | None = Field(None, ge=1)
+    # Training batches only (optbench/augment.py); evaluation never sees it.
+    augment: AugmentName | None = None
 
     @property
     def options(self) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from optbench.augment import make_augment
 from optbench.config import SYSTEM_DATA_DIR, DataConfig, is_data_file
 from optbench.errors import ConfigError, OptbenchError, did_you_mean
 from optbench.registry import (
@@ -66,9 +67,12 @@ class InMemoryDataset(torch.utils.data.Dataset):
         targets: torch.Tensor,
         mean: tuple[float, ...] | None = None,
         std: tuple[float, ...] | None = None,
+        augment: Callable[..., torch.Tensor] | None = None,
     ) -> None:
         self.inputs = inputs
         self.targets = targets
+        # Applied to the batches __getitems__ fetches (training), not to `batches` (evaluation)
+        self.augment = augment
         self._scale = inputs.dtype == torch.uint8
         self._mean = self._std = None
         if mean is not None and std is not None:
@@ -80,15 +84,20 @@ class InMemoryDataset(torch.utils.data.Dataset):
         return len(self.targets)
 
     def to(self, device: torch.device) -> InMemoryDataset:
-        moved = InMemoryDataset(self.inputs.to(device), self.targets.to(device))
+        moved = InMemoryDataset(
+            self.inputs.to(device), self.targets.to(device), augment=self.augment
+        )
         moved._scale = self._scale
         if self._mean is not None and self._std is not None:
             moved._mean, moved._std = self._mean.to(device), self._std.to(device)
         return moved
 
-    def transform(self, inputs: torch.Tensor) -> torch.Tensor:
-        """uint8 -> float in [0, 1] -> normalized: the same ops as ToTensor then Normalize."""
-        if self._scale:
+    def transform(self, inputs: torch.Tensor, augment: bool = False) -> torch.Tensor:
+        """uint8 -> float in [0, 1] -> normalized: the same ops as ToTensor then Normalize;
+        with `augment` (and an augmentation), augmented before normalising."""
+        if augment and self.augment is not None:
+            inputs = self.augment(inputs, scale=self._scale)
+        elif self._scale:
             inputs = inputs.to(torch.float32).div(255)
         if self._mean is not None:
             inputs = inputs.sub_(self._mean).div_(self._std)
@@ -98,7 +107,7 @@ class InMemoryDataset(torch.utils.data.Dataset):
         index = torch.as_tensor(indices, device=self.targets.device)
         # index_select is several times cheaper than fancy indexing on a 4-D tensor
         return (
-            self.transform(self.inputs.index_select(0, index)),
+            self.transform(self.inputs.index_select(0, index), augment=True),
             self.targets.index_select(0, index),
         )
 
@@ -748,6 +757,7 @@ class BoundData:
     subset: int | None
     root: str
     download: bool
+    augment: str | None = None  # training batches only (optbench/augment.py)
 
     def resolved(self) -> dict[str, Any]:
         """The keys this binding decides, for the resolved config."""
@@ -779,7 +789,17 @@ def bind_data(config: DataConfig, root: str, seed: int = 0) -> BoundData:
             )
         spec = DataSpec(spec.input_shape, spec.num_classes, config.subset)
     normalize = resolve_normalize(config, info, spec)
-    return BoundData(info, options, spec, normalize, config.subset, root, config.download)
+    if config.augment is not None:
+        shape = spec.input_shape
+        if len(shape) != 3 or shape[0] not in (1, 3):
+            raise ConfigError(
+                "data.augment",
+                f"{config.augment} augments images (1 or 3 channels, height, width); "
+                f"{info.name}'s inputs are {tuple(shape)}",
+            )
+    return BoundData(
+        info, options, spec, normalize, config.subset, root, config.download, config.augment
+    )
 
 
 def _options_key(info: DatasetInfo, options: dict[str, Any], seed: int) -> str:
@@ -806,8 +826,9 @@ def load_data(data: BoundData, seed: int) -> tuple[InMemoryDataset, InMemoryData
     if data.subset is not None:
         train = InMemoryDataset(train.inputs[: data.subset], train.targets[: data.subset])
     mean, std = data.normalize if data.normalize else (None, None)
+    augment = make_augment(data.augment, seed) if data.augment is not None else None
     return (
-        InMemoryDataset(train.inputs, train.targets, mean, std),
+        InMemoryDataset(train.inputs, train.targets, mean, std, augment),
         InMemoryDataset(test.inputs, test.targets, mean, std),
     )
 

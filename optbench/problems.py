@@ -127,6 +127,8 @@ def _deepobs_problem(
     parameters: int,
     differs: str,
     normalize: dict[str, list[float]] | None = None,
+    version: int = 1,
+    augment: str | None = None,
     **extra: Any,
 ) -> None:
     config: dict[str, Any] = {
@@ -134,6 +136,7 @@ def _deepobs_problem(
             "dataset": dataset,
             "batch_size": 128,
             "normalize": normalize or _UNIT_SCALE,
+            **({"augment": augment} if augment is not None else {}),
         },
         "model": {"name": model},
         "loss": {"name": "cross_entropy"},
@@ -144,7 +147,7 @@ def _deepobs_problem(
         name,
         ProblemInfo(
             name=name,
-            version=1,
+            version=version,
             description=what,
             config=config,
             parameters=parameters,
@@ -194,12 +197,20 @@ _deepobs_problem(
     "deepobs_3c3d",
     100,
     895_210,
-    "No data augmentation: DeepOBS trains on randomly padded-and-cropped (pad 2, crop 32), "
-    "horizontally flipped and colour-jittered (brightness 63/255, saturation [0.5, 1.5], "
-    "contrast [0.2, 1.8]) images; these are not augmented, so the problem is easier to fit and "
-    "overfits sooner. " + _NO_TRUNCATION + " The test loss is the data loss alone; DeepOBS's "
-    "includes the L2 penalty.",
+    "Data augmentation as DeepOBS's (pad 2, random crop 32, random horizontal flip, colour "
+    "jitter: brightness 63/255, saturation [0.5, 1.5], contrast [0.2, 1.8], in a random order "
+    "per image), done on whole batches (data.augment: deepobs_cifar10, optbench/augment.py): "
+    "each image's crop, flip, factors and order have the distributions torchvision's "
+    "per-sample transforms give them, but are drawn from another random stream (one generator "
+    "seeded from the run's seed, not the global RNG sample by sample), so a seed augments "
+    "differently from DeepOBS. The colour operations are torchvision's tensor kernels (float, "
+    "clamped to [0, 1], grey = 0.2989 R + 0.587 G + 0.114 B); DeepOBS applies them to PIL "
+    "images, which round to 8 bits after each operation, weigh grey 0.299/0.587/0.114 and "
+    "round the contrast mean to an integer. " + _NO_TRUNCATION + " The test loss is the data "
+    "loss alone; DeepOBS's includes the L2 penalty.",
     normalize=_CIFAR10_NORMALIZE,
+    version=2,  # 2: augmented as DeepOBS (1 trained without augmentation)
+    augment="deepobs_cifar10",
     regularization={"l2": 0.002, "params": "*weight*"},
 )
 

@@ -135,6 +135,8 @@ def train(
 
     train_set, test_set = load_data(plan.data, config.seed)
     train_set, test_set = train_set.to(device), test_set.to(device)
+    # Augmentation draws from its own generator (optbench/augment.py), not the global RNG
+    augment = getattr(train_set.augment, "generator", None)
 
     torch.manual_seed(config.seed)
     model = plan.build_model()
@@ -165,7 +167,7 @@ def train(
         optimizer.load_state_dict(saved["optimizer"])
         if scheduler is not None:
             scheduler.load_state_dict(saved["scheduler"])
-        restore_rng(saved["rng"], shuffle, device)
+        restore_rng(saved["rng"], shuffle, device, augment)
         for row in saved["rows"]:
             result.rows.append(row)
             observer.epoch_finished(row)
@@ -240,7 +242,7 @@ def train(
                         "model": model.state_dict(),
                         "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                        "rng": rng_state(shuffle, device),
+                        "rng": rng_state(shuffle, device, augment),
                     }
                 )
             observer.epoch_finished(row)

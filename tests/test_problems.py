@@ -101,7 +101,11 @@ def test_a_deepobs_problem_plans_builds_and_trains(data_root: Path, request: Any
     assert sizes == DEEPOBS_SIZES[name]  # layer by layer, as DeepOBS's test writes them
     assert sum(sizes) == info.parameters
     overrides = {"epochs": 1, "data.root": str(data_root), "data.subset": 256}
-    assert plan.resolved["problem"] == {"name": name, "version": 1, "overrides": overrides}
+    assert plan.resolved["problem"] == {
+        "name": name,
+        "version": info.version,
+        "overrides": overrides,
+    }
     assert plan.config.data.batch_size == 128 and plan.config.epochs == 1  # the test's epochs
     assert info.metric == "test_accuracy" and "fsschneider/DeepOBS" in info.source
     result = train(plan)
@@ -128,6 +132,9 @@ def test_deepobs_budgets_and_inputs(name: str) -> None:
     assert regularization == (
         {"l2": 0.002, "params": "*weight*"} if name == "cifar10_3c3d" else None
     )
+    # DeepOBS augments CIFAR-10's training images only (datasets/cifar10.py)
+    assert config["data"].get("augment") == ("deepobs_cifar10" if name == "cifar10_3c3d" else None)
+    assert PROBLEMS.get(name, "problem").version == (2 if name == "cifar10_3c3d" else 1)
 
 
 def test_deepobs_initialisation() -> None:
