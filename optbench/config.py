@@ -92,10 +92,8 @@ def _name_patterns(params: str | list[str]) -> list[str]:
     return patterns
 
 
-class ParamGroupConfig(BaseModel):
-    """`params` selects parameters by name (glob or list of globs); the rest are hyperparameters."""
-
-    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+class _SelectsParameters(BaseModel):
+    """A section that selects parameters by name: `params`, a glob or a list of globs."""
 
     params: str | list[str]
 
@@ -108,6 +106,12 @@ class ParamGroupConfig(BaseModel):
     @property
     def patterns(self) -> list[str]:
         return _name_patterns(self.params)
+
+
+class ParamGroupConfig(_SelectsParameters):
+    """`params` selects parameters by name (glob or list of globs); the rest are hyperparameters."""
+
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
 
     @property
     def hyperparameters(self) -> dict[str, Any]:
@@ -127,22 +131,12 @@ class SchedulerConfig(_WithOptions):
     interval: Literal["epoch", "step"] = "epoch"
 
 
-class RegularizationConfig(_Strict):
+class RegularizationConfig(_Strict, _SelectsParameters):
     """An L2 penalty added to the training loss (loss + 0.5 * l2 * sum of squares of the
     parameters `params` matches), as DeepOBS regularises; not the optimizer's weight_decay."""
 
     l2: float = Field(0.0, ge=0)
     params: str | list[str] = "*weight*"
-
-    @field_validator("params")
-    @classmethod
-    def _not_empty(cls, params: str | list[str]) -> str | list[str]:
-        _name_patterns(params)
-        return params
-
-    @property
-    def patterns(self) -> list[str]:
-        return _name_patterns(self.params)
 
 
 class ProblemRecord(_Strict):

@@ -112,6 +112,20 @@ def assert_one_error_line(result: Any, *fragments: str, exit_code: int = 2) -> s
     return message
 
 
+def fashion_mnist_files_as(root: Path, folder: str) -> Path:
+    """Debian's Fashion-MNIST IDX files unpacked where torchvision's `folder` class (MNIST,
+    KMNIST: the same format) reads them; returns `root`."""
+    import gzip
+
+    assert FASHION_MNIST_GZ.is_file(), "apt-get install dataset-fashion-mnist (.ci/run does)"
+    raw = root / folder / "raw"
+    raw.mkdir(parents=True)
+    for gz in FASHION_MNIST_GZ.parent.glob("*.gz"):
+        with gzip.open(gz) as source:
+            (raw / gz.stem).write_bytes(source.read())
+    return root
+
+
 # --------------------------------------------------------------------------- CIFAR-10 files
 
 

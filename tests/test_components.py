@@ -7,7 +7,6 @@ describe the data, and brings its code (a data file: its content) into the run-i
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import math
 import shutil
@@ -26,8 +25,8 @@ from optbench.data import load_data
 from optbench.plan import make_plan
 from optbench.results import Status
 from tests.helpers import (
-    FASHION_MNIST_GZ,
     assert_one_error_line,
+    fashion_mnist_files_as,
     invoke,
     regression_dict,
     write_config,
@@ -264,12 +263,7 @@ def test_an_unregistered_torchvision_dataset_class_is_held_as_uint8_tensors(
     """KMNIST, on Fashion-MNIST's files put where KMNIST reads them."""
     import torchvision
 
-    assert FASHION_MNIST_GZ.is_file(), "apt-get install dataset-fashion-mnist (.ci/run does)"
-    raw = tmp_path / "KMNIST" / "raw"
-    raw.mkdir(parents=True)
-    for gz in FASHION_MNIST_GZ.parent.glob("*.gz"):
-        with gzip.open(gz) as source:
-            (raw / gz.stem).write_bytes(source.read())
+    fashion_mnist_files_as(tmp_path, "KMNIST")
     data = {"dataset": "torchvision.datasets.KMNIST", "root": str(tmp_path)}
     config = _images_config(tmp_path, data=data)
     plan = _plan(config)

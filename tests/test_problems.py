@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import math
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from optbench.plan import make_plan
 from optbench.problems import PROBLEMS
 from optbench.results import Status
 from optbench.train import _l2_penalty, _loss, train
-from tests.helpers import FASHION_MNIST_GZ, REPO, regression_dict
+from tests.helpers import REPO, fashion_mnist_files_as, regression_dict
 
 # --------------------------------------------------------------------------- DeepOBS images
 
@@ -53,13 +52,7 @@ def test_the_family_is_registered_whole() -> None:
 
 def _mnist_root(tmp_path: Path) -> Path:
     """MNIST's IDX files where torchvision reads them, made from Fashion-MNIST's (same format)."""
-    assert FASHION_MNIST_GZ.is_file(), "apt-get install dataset-fashion-mnist (.ci/run does)"
-    raw = tmp_path / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    for gz in FASHION_MNIST_GZ.parent.glob("*.gz"):
-        with gzip.open(gz) as source:
-            (raw / gz.stem).write_bytes(source.read())
-    return tmp_path
+    return fashion_mnist_files_as(tmp_path, "MNIST")
 
 
 @pytest.fixture
