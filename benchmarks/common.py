@@ -15,8 +15,8 @@ import time
 import torch
 import torchvision
 
-from optbench.config import validate_config
-from optbench.plan import RunPlan, make_plan
+from optbench.experiment.config import validate_config
+from optbench.experiment.plan import RunPlan, make_plan
 
 SEED = 0
 BATCH_SIZE = 64

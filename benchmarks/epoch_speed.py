@@ -10,7 +10,7 @@ SGD(lr=0.01, momentum=0.9), batch size 64, seed 0, on the CPU, with torch's defa
   (a) notebook  the classic loop: a torchvision dataset with ToTensor + Normalize, a DataLoader
                 (shuffle=True, generator seeded), torch.manual_seed before the model is built,
                 zero_grad / forward / loss / backward / step, running mean of loss.item().
-  (b) optbench  optbench.train.train(plan) for a config with epochs=1; the time is the row's
+  (b) optbench  train.train(plan) for a config with epochs=1; the time is the row's
                 "seconds" (the epoch's training pass, without loading or evaluation).
   (c) bare      the compute floor: the same model, optimizer and seed stepping over contiguous
                 float32 batches that were normalized, shuffled (DataLoader's very order) and
@@ -26,8 +26,8 @@ fashion_mnist a mismatch between (a) and (b) beyond 1e-6 relative is an error (e
 
 --dataset cifar_shaped is random uint8 data, 50000x3x32x32 with 10 classes (seed 0). For (a) it
 is served like torchvision's CIFAR10 (numpy HWC uint8 -> PIL image -> ToTensor + Normalize); for
-(b) it is registered as an in-memory dataset in optbench.data.DATASETS from this script (at run
-time, in this process only), so (b) is optbench.train.train(plan) unchanged.
+(b) it is registered as an in-memory dataset in components.data.DATASETS from this script (at run
+time, in this process only), so (b) is train.train(plan) unchanged.
 """
 
 from __future__ import annotations
@@ -61,10 +61,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import transforms
 
-from optbench.data import DATASETS, DatasetInfo, DataSpec, InMemoryDataset, load_data
-from optbench.models import cifar_cnn
-from optbench.plan import RunPlan
-from optbench.train import train
+from optbench.components.data import DATASETS, DatasetInfo, DataSpec, InMemoryDataset, load_data
+from optbench.components.models import cifar_cnn
+from optbench.experiment.plan import RunPlan
+from optbench.experiment.train import train
 
 LR, MOMENTUM = SGD_MOMENTUM["lr"], SGD_MOMENTUM["momentum"]
 LOSS_RTOL = 1e-6
@@ -206,9 +206,9 @@ def setup_cifar_shaped(root: str, subset: int | None) -> Bench:
     batches = _bare_batches(train_nchw[:n], train_y[:n], 0.5, 0.5)
     notes = [
         "cifar_shaped: random uint8 data (seed 0); (a) serves it like torchvision's CIFAR10 "
-        "(numpy HWC -> PIL -> ToTensor + Normalize); (b) is optbench.train.train(plan) unchanged, "
+        "(numpy HWC -> PIL -> ToTensor + Normalize); (b) is train.train(plan) unchanged, "
         "the data handed to optbench by registering an in-memory DatasetInfo in "
-        "optbench.data.DATASETS from this script (no optbench file changed); optbench's "
+        "optbench.components.data.DATASETS from this script (no optbench file changed); optbench's "
         f"evaluation (untimed) runs on {CIFAR_SHAPED_TEST} random test images."
     ]
     return Bench(
@@ -286,7 +286,7 @@ def warm_up(bench: Bench) -> None:
 
 CONTENDERS: list[tuple[str, str, Callable[[Bench], tuple[float, float]]]] = [
     ("(a) notebook", "torchvision dataset + ToTensor/Normalize, DataLoader", run_notebook),
-    ("(b) optbench", 'optbench.train.train(plan), row["seconds"]', run_optbench),
+    ("(b) optbench", 'train.train(plan), row["seconds"]', run_optbench),
     ("(c) bare", "pre-sliced contiguous float32 batches", run_bare),
 ]
 

@@ -3,7 +3,7 @@
 Usage:
     python benchmarks/fast_mode.py [--subset N] [--repeats R] [--data-root DIR]
 
-Each problem trains one epoch through optbench.train.train(plan), as `optbench run` does, once
+Each problem trains one epoch through train.train(plan), as `optbench run` does, once
 with the default (bit-exact) settings and once with `fast: true`; the two alternate, each round
 in the other order (exact fast, fast exact, ...). Reported per problem: median seconds per epoch
 (the row's "seconds", training only), the speed-up exact / fast, and the largest relative
@@ -35,7 +35,7 @@ from common import (
 )
 from epoch_speed import setup_cifar_shaped
 
-from optbench.train import train
+from optbench.experiment.train import train
 
 PROBLEMS = [  # (label, dataset, model)
     ("cifar_cnn, fashion_mnist 1x28x28", "fashion_mnist", "cifar_cnn"),

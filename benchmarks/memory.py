@@ -9,10 +9,10 @@ part of each that maps optbench's dataset tensor file (<root>/optbench-tensors/*
 is the kernel's ru_maxrss from os.wait4 (for a sweep: its largest process), over the process's
 whole life, interpreter exit included; a run also reports its ru_maxrss just before exiting.
 
-  baseline       a child that only imports torch and optbench.runner
+  baseline       a child that only imports torch and optbench.experiment.runner
   cifar10 cold   cifar_cnn, SGD(lr=0.01, momentum=0.9), batch 64, 1 epoch on the first N train
                  images (--subset; 0 = all 50000) of a CIFAR-10-shaped folder (random uint8, full
-                 size: 5 x 10000 train, 10000 test) via optbench.runner.run_experiment; parses
+                 size: 5 x 10000 train, 10000 test) via run_experiment; parses
                  torchvision's pickles and writes the tensor file
   cifar10 warm   the same again: memory-maps the tensor file (no torchvision import)
   fashion_mnist  the same model and settings on real Fashion-MNIST in --data-root
@@ -39,7 +39,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' shared helpers
 from tests.helpers import write_cifar10
 
-# optbench.data.TENSOR_FOLDER: not imported, nor is torch (common.py imports it) until the end, so
+# components.data.TENSOR_FOLDER: not imported, nor is torch (common.py imports it) until the end, so
 # this process maps none of torch's libraries and takes no share of the children's Pss of them
 TENSOR_FOLDER = "optbench-tensors"
 GOAL_MIB = 1e9 / 2**20  # 1 GB
@@ -62,7 +62,7 @@ sys.exit(os.waitstatus_to_exitcode(status))
 CHILD = """
 import json, resource, sys
 import torch
-from optbench.runner import run_experiment
+from optbench.experiment.runner import run_experiment
 md5 = json.loads(sys.argv[3])
 if md5:  # accept the CIFAR-10-shaped files that benchmarks/memory.py wrote
     import torchvision
@@ -237,9 +237,11 @@ def main() -> None:
 
     from common import command_line, load_average, machine
 
-    import optbench.data
+    import optbench.components.data
 
-    assert optbench.data.TENSOR_FOLDER == TENSOR_FOLDER, optbench.data.TENSOR_FOLDER
+    assert optbench.components.data.TENSOR_FOLDER == TENSOR_FOLDER, (
+        optbench.components.data.TENSOR_FOLDER
+    )
     subset = f"first {args.subset} of 50000/60000 train images" if args.subset else "all images"
     print("# Memory: peak RSS of one run and of a parallel sweep\n")
     print(f"- command: `{command_line()}`")
@@ -287,7 +289,7 @@ def main() -> None:
     print("\n## Conclusions\n")
     print(
         f"- cifar10 peak RSS {cold['maxrss']:.0f} MiB cold, {warm['maxrss']:.0f} MiB warm: the "
-        f"< 1 GB goal is {met}. Importing torch and optbench.runner alone peaks at "
+        f"< 1 GB goal is {met}. Importing torch and optbench.experiment.runner alone peaks at "
         f"{base['maxrss']:.0f} MiB ({base['before_exit']:.0f} before exit); the warm run adds "
         f"{warm['before_exit'] - base['before_exit']:.0f} MiB, the cold one (parsing and "
         f"writing the tensor file) {cold['before_exit'] - base['before_exit']:.0f} MiB."

@@ -4,8 +4,8 @@ Usage:
     python benchmarks/optimizer_overhead.py [--subset N] [--epochs E] [--repeats R]
                                             [--only NAME,...] [--data-root DIR]
 
-Every optimizer in optbench's registry (optbench.optimizers.OPTIMIZERS) trains cifar_cnn on the
-first N real Fashion-MNIST training samples through optbench.train.train(plan), as `optbench run`
+Every optimizer in optbench's registry (components.optimizers.OPTIMIZERS) trains cifar_cnn on the
+first N real Fashion-MNIST training samples through train.train(plan), as `optbench run`
 would: batch size 64, seed 0, cross_entropy, CPU, torch's default thread count. An epoch's time
 is its row's "seconds" (the training pass, without loading or evaluation). Each optimizer runs at
 torch's defaults except lr (LR below); SGD is the baseline and always runs.
@@ -45,10 +45,10 @@ from common import (
     warn_if_disturbed,
 )
 
+from optbench.components.optimizers import OPTIMIZERS, OptimInfo
 from optbench.errors import ConfigError
-from optbench.optimizers import OPTIMIZERS, OptimInfo
-from optbench.plan import RunPlan
-from optbench.train import train
+from optbench.experiment.plan import RunPlan
+from optbench.experiment.train import train
 
 WARMUP_SUBSET = 640
 # torch's default lr, except where it does not suit this problem (found on 640-6400 samples):

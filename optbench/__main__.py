@@ -1,3 +1,3 @@
-from optbench.cli import main
+from optbench.ui.cli import main
 
 main()

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from optbench.config import SYSTEM_DATA_DIR, ExperimentConfig, validate_config
-from optbench.results import EPOCH_COLUMNS
+from optbench.experiment.config import SYSTEM_DATA_DIR, ExperimentConfig, validate_config
+from optbench.storage.results import EPOCH_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
 FASHION_MNIST_GZ = SYSTEM_DATA_DIR / "fashion-mnist" / "train-images-idx3-ubyte.gz"
@@ -82,7 +82,7 @@ def cli_runner() -> Any:
 
 def invoke(*args: str) -> Any:
     """`optbench ARGS` in-process, on a terminal wide enough for whole tables."""
-    from optbench.cli import app
+    from optbench.ui.cli import app
 
     return cli_runner().invoke(app, list(args), env={"COLUMNS": "250"})
 

@@ -26,7 +26,7 @@ def main() -> None:
 
     os.replace = replace  # write_atomic renames every finished temporary file with os.replace
     sys.argv = ["optbench", *sys.argv[2:]]
-    from optbench.cli import main as optbench
+    from optbench.ui.cli import main as optbench
 
     optbench()
 

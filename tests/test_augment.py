@@ -1,5 +1,6 @@
 """data.augment: deepobs_cifar10, DeepOBS's CIFAR-10 augmentation done on whole training batches
-(optbench/augment.py): each component's range, determinism, training batches only, exact resume."""
+(components/augment.py): each component's range, determinism, training batches
+only, exact resume."""
 
 from __future__ import annotations
 
@@ -12,19 +13,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from optbench.augment import (
+from optbench.components.augment import (
     BRIGHTNESS,
     CONTRAST,
     SATURATION,
     DeepOBSCifar10Augment,
     jitter,
 )
-from optbench.checkpoint import CheckpointFile
-from optbench.config import validate_config
-from optbench.data import InMemoryDataset, load_data
+from optbench.components.data import InMemoryDataset, load_data
 from optbench.errors import ConfigError
-from optbench.plan import make_plan
-from optbench.train import evaluate, train
+from optbench.experiment.checkpoint import CheckpointFile
+from optbench.experiment.config import validate_config
+from optbench.experiment.plan import make_plan
+from optbench.experiment.train import evaluate, train
 from tests.helpers import METRICS, StopAt, regression_dict
 
 MEAN, STD = (0.49139968, 0.48215841, 0.44653091), (0.24703223, 0.24348513, 0.26158784)

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
-import optbench.data
-from optbench.cli import app
+import optbench.components.data
+from optbench.ui.cli import app
 from tests.helpers import assert_one_error_line, cli_runner, regression_dict
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -152,7 +152,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     system_data = tmp_path / "system-data"
     system_data.mkdir()
     # data.py reads $OPTBENCH_SYSTEM_DATA at import time, so patch the module attribute.
-    monkeypatch.setattr(optbench.data, "SYSTEM_DATA_DIR", system_data)
+    monkeypatch.setattr(optbench.components.data, "SYSTEM_DATA_DIR", system_data)
     results = tmp_path / "results"
     results.mkdir()
     monkeypatch.setenv("OPTBENCH_RESULTS", str(results))
@@ -921,7 +921,7 @@ def test_missing_dataset(configs: Path, results: Path, tmp_path: Path) -> None:
         results,
         "dataset fashion_mnist was not found",
         str(empty_root / "FashionMNIST" / "raw"),
-        str(optbench.data.SYSTEM_DATA_DIR / "fashion-mnist"),
+        str(optbench.components.data.SYSTEM_DATA_DIR / "fashion-mnist"),
         "data.download: true",
     )
     assert not empty_root.exists()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from optbench.catalog import KINDS, build_rows, cache_dir, catalog_rows
+from optbench.components.catalog import KINDS, build_rows, cache_dir, catalog_rows
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -23,7 +23,7 @@ def test_list_with_a_cached_catalogue_does_not_import_torch() -> None:
     catalog_rows("optimizers")
     script = (
         "import sys\n"
-        "from optbench.cli import app\n"
+        "from optbench.ui.cli import app\n"
         "app(['list', 'optimizers'], standalone_mode=False)\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )

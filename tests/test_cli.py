@@ -12,8 +12,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from optbench.cli import app
-from optbench.results import EPOCH_COLUMNS
+from optbench.storage.results import EPOCH_COLUMNS
+from optbench.ui.cli import app
 from tests.helpers import REPO, regression_dict, write_config
 
 runner = CliRunner()
@@ -78,8 +78,8 @@ def test_run_id_is_stable_and_a_finished_run_needs_force(tmp_path: Path) -> None
 
 
 def test_run_id_ignores_where_the_data_lives(tmp_path: Path) -> None:
-    from optbench.config import validate_config
-    from optbench.plan import make_plan
+    from optbench.experiment.config import validate_config
+    from optbench.experiment.plan import make_plan
 
     ids = {
         make_plan(

@@ -15,10 +15,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from optbench.compare import compare_runs
-from optbench.config import validate_config
-from optbench.plan import make_plan
-from optbench.results import EPOCH_COLUMNS, RunDir, RunLock
+from optbench.analysis.compare import compare_runs
+from optbench.experiment.config import validate_config
+from optbench.experiment.plan import make_plan
+from optbench.storage.results import EPOCH_COLUMNS, RunDir, RunLock
 from tests.helpers import assert_one_error_line, invoke, regression_dict
 
 
@@ -534,7 +534,7 @@ def test_compare_and_show_do_not_import_torch(two_configs: tuple[Path, Path]) ->
     run_dir = next((baselines / "fmnist").iterdir())
     script = (
         "import sys\n"
-        "from optbench.cli import app\n"
+        "from optbench.ui.cli import app\n"
         f"app(['compare', {str(baselines)!r}, {str(mine)!r}], standalone_mode=False)\n"
         f"app(['show', {str(run_dir)!r}], standalone_mode=False)\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"

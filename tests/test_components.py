@@ -20,10 +20,10 @@ import pytest
 import torch
 import yaml
 
-from optbench.config import load_config, validate_config
-from optbench.data import load_data
-from optbench.plan import make_plan
-from optbench.results import Status
+from optbench.components.data import load_data
+from optbench.experiment.config import load_config, validate_config
+from optbench.experiment.plan import make_plan
+from optbench.storage.results import Status
 from tests.helpers import (
     assert_one_error_line,
     fashion_mnist_files_as,
@@ -106,8 +106,8 @@ def _images_config(root: Path, **changes: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("section", "registered", "by_path"),
     [
-        ("model", {"name": "mlp"}, {"name": "optbench.models.mlp"}),
-        ("model", {"name": "mlp"}, {"name": "optbench.models:mlp"}),
+        ("model", {"name": "mlp"}, {"name": "optbench.components.models.mlp"}),
+        ("model", {"name": "mlp"}, {"name": "optbench.components.models:mlp"}),
         ("loss", "mse", "torch.nn.MSELoss"),
         (
             "loss",
@@ -122,7 +122,7 @@ def _images_config(root: Path, **changes: Any) -> dict[str, Any]:
         (
             "data",
             {"dataset": "synthetic_regression", "n_train": 64},
-            {"dataset": "optbench.data.synthetic_regression", "n_train": 64},
+            {"dataset": "optbench.components.data.synthetic_regression", "n_train": 64},
         ),
     ],
 )
@@ -155,7 +155,7 @@ def test_torchvision_dataset_classes_by_path_are_the_registered_datasets(tmp_pat
 def test_a_torchvision_builder_gets_num_classes_from_the_data_and_trains(cifar_root) -> None:
     import torchvision
 
-    from optbench.train import train
+    from optbench.experiment.train import train
 
     root, _ = cifar_root
     data = {"dataset": "cifar10", "root": str(root), "subset": 8, "batch_size": 8}

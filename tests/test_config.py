@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from optbench.config import apply_overrides, load_config, parse_override
 from optbench.errors import ConfigError
+from optbench.experiment.config import apply_overrides, load_config, parse_override
 from tests.helpers import REPO, regression_dict, write_config
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_shipped_config_validates(path: Path) -> None:
-    from optbench.plan import make_plan
+    from optbench.experiment.plan import make_plan
 
     plan = make_plan(load_config(path))
     assert plan.name == path.stem
@@ -75,7 +75,7 @@ def test_unknown_key_suggests_the_close_name(tmp_path: Path) -> None:
     with pytest.raises(
         ConfigError, match=r"data.batchsize: unknown key \(did you mean 'batch_size'\?\)"
     ):
-        from optbench.plan import make_plan
+        from optbench.experiment.plan import make_plan
 
         make_plan(load_config(write_config(tmp_path, config)))
 

@@ -16,8 +16,7 @@ import torch
 import torchvision
 import torchvision.transforms as T
 
-from optbench.config import validate_config
-from optbench.data import (
+from optbench.components.data import (
     CIFAR10_FOLDER,
     TENSOR_FOLDER,
     TENSOR_FORMAT,
@@ -29,6 +28,7 @@ from optbench.data import (
     load_data,
 )
 from optbench.errors import OptbenchError
+from optbench.experiment.config import validate_config
 from tests.helpers import FASHION_MNIST_GZ, REPO, regression_dict
 
 
@@ -134,8 +134,8 @@ from pathlib import Path
 
 import torch
 
-from optbench.config import DataConfig
-from optbench.data import TENSOR_FOLDER, bind_data, load_data
+from optbench.experiment.config import DataConfig
+from optbench.components.data import TENSOR_FOLDER, bind_data, load_data
 
 root, go = sys.argv[1], Path(sys.argv[2])
 bound = bind_data(DataConfig(dataset="fashion_mnist"), root)
@@ -228,7 +228,7 @@ def test_fashion_mnist_is_unpacked_from_the_debian_package(fashion_root: Path) -
 
 
 def test_missing_fashion_mnist_names_both_places(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr("optbench.data.SYSTEM_DATA_DIR", tmp_path / "system")
+    monkeypatch.setattr("optbench.components.data.SYSTEM_DATA_DIR", tmp_path / "system")
     with pytest.raises(OptbenchError) as error:
         load_data(_bound(str(tmp_path / "empty"), dataset="fashion_mnist"), 0)
     message = str(error.value)

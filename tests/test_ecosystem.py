@@ -9,10 +9,10 @@ import math
 
 import pytest
 
-from optbench.config import validate_config
 from optbench.errors import ConfigError
-from optbench.plan import make_plan
-from optbench.train import train
+from optbench.experiment.config import validate_config
+from optbench.experiment.plan import make_plan
+from optbench.experiment.train import train
 from tests.helpers import ECOSYSTEM_OUTCOMES, regression_dict
 
 po = pytest.importorskip("pytorch_optimizer")

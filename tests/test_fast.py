@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from optbench.cli import app
-from optbench.config import validate_config
-from optbench.plan import make_plan
-from optbench.train import train
+from optbench.experiment.config import validate_config
+from optbench.experiment.plan import make_plan
+from optbench.experiment.train import train
+from optbench.ui.cli import app
 from tests.helpers import accept_cifar10_files, regression_dict, write_cifar10, write_config
 
 RTOL = 1e-3

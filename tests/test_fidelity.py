@@ -11,8 +11,8 @@ import torchvision.transforms as T
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from optbench.plan import make_plan
-from optbench.train import train
+from optbench.experiment.plan import make_plan
+from optbench.experiment.train import train
 from tests.helpers import regression_config
 
 SUBSET = 9600  # 150 batches of 64 per epoch, 2 epochs: 300 optimizer steps
@@ -104,7 +104,7 @@ def _assert_same(ours: list[dict], theirs: list[dict]) -> None:
 
 @pytest.mark.slow
 def test_cifar_cnn_sgd_momentum_matches_the_notebook_loop(fashion_root: Path) -> None:
-    from optbench.models import LeNet
+    from optbench.components.models import LeNet
 
     ours = _optbench_rows(
         fashion_root,

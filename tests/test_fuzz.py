@@ -11,10 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from optbench.cli import app
-from optbench.config import load_config
 from optbench.errors import OptbenchError
-from optbench.plan import RunPlan, make_plan
+from optbench.experiment.config import load_config
+from optbench.experiment.plan import RunPlan, make_plan
+from optbench.ui.cli import app
 from tests.helpers import REGRESSION
 
 IMAGES = {
@@ -205,8 +205,8 @@ _RUNS: dict[str, Path] = {}
 def _one_run(tmp_path_factory) -> Path:
     """A results folder with one finished run, made once per session."""
     if "runs" not in _RUNS:
-        from optbench.runner import run_plan
-        from optbench.train import SilentObserver
+        from optbench.experiment.runner import run_plan
+        from optbench.experiment.train import SilentObserver
 
         results = tmp_path_factory.mktemp("runs")
         config = load_config(_write(results, REGRESSION))

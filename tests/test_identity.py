@@ -18,10 +18,10 @@ import pandas as pd
 import pytest
 from pydantic import BaseModel
 
-from optbench.config import ExperimentConfig, apply_override, validate_config
-from optbench.identity import NOT_IN_RUN_ID
-from optbench.plan import make_plan
-from optbench.registry import code_identity
+from optbench.components.registry import code_identity
+from optbench.experiment.config import ExperimentConfig, apply_override, validate_config
+from optbench.experiment.identity import NOT_IN_RUN_ID
+from optbench.experiment.plan import make_plan
 from tests.helpers import REPO, regression_dict, write_config
 
 
@@ -72,7 +72,7 @@ def test_different_experiments_have_different_run_ids() -> None:
 def test_the_lr_sweep_everyone_runs_and_one_experiment_spelled_four_ways(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from optbench.cli import app
+    from optbench.ui.cli import app
 
     config = write_config(tmp_path, regression_dict())
     runner = CliRunner()
@@ -260,7 +260,7 @@ def test_device_auto_is_one_experiment_wherever_it_runs_and_resolves_once() -> N
 def test_a_worker_that_plans_another_run_id_fails_the_point_instead_of_mislabeling_it(
     tmp_path: Path,
 ) -> None:
-    from optbench.executors import train_point
+    from optbench.sweep.executors import train_point
 
     config = regression_dict()
     planned = make_plan(validate_config(config)).run_id

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from optbench.data import load_data
+from optbench.components.data import load_data
+from optbench.components.optimizers import OPTIMIZERS, get_optimizer
 from optbench.errors import ConfigError
-from optbench.optimizers import OPTIMIZERS, get_optimizer
-from optbench.plan import make_plan
-from optbench.train import evaluate, train
+from optbench.experiment.plan import make_plan
+from optbench.experiment.train import evaluate, train
 from tests.helpers import regression_config
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from optbench.catalog import problem_rows
-from optbench.problems import PROBLEMS, Reference
-from optbench.runner import run_plan
-from optbench.train import SilentObserver
+from optbench.components.catalog import problem_rows
+from optbench.components.problems import PROBLEMS, Reference
+from optbench.experiment.runner import run_plan
+from optbench.experiment.train import SilentObserver
 from tests.helpers import invoke, regression_dict, write_config
 
 
@@ -39,8 +39,8 @@ def test_validate_shows_the_problem_and_the_keys_the_config_overrides(tmp_path: 
 
 
 def _run(tmp_path: Path, problem: str, **changes) -> None:
-    from optbench.config import validate_config
-    from optbench.plan import make_plan
+    from optbench.experiment.config import validate_config
+    from optbench.experiment.plan import make_plan
 
     config = {"name": problem, "problem": problem, **changes}
     run_plan(make_plan(validate_config(config)), tmp_path, display=SilentObserver())

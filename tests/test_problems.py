@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 import torch
 
-from optbench.config import load_config, validate_config
+from optbench.components.models import _tf_same_padding
+from optbench.components.problems import PROBLEMS
 from optbench.errors import ConfigError
-from optbench.models import _tf_same_padding
-from optbench.plan import make_plan
-from optbench.problems import PROBLEMS
-from optbench.results import Status
-from optbench.train import _l2_penalty, _loss, train
+from optbench.experiment.config import load_config, validate_config
+from optbench.experiment.plan import make_plan
+from optbench.experiment.train import _l2_penalty, _loss, train
+from optbench.storage.results import Status
 from tests.helpers import REPO, fashion_mnist_files_as, regression_dict
 
 # --------------------------------------------------------------------------- DeepOBS images

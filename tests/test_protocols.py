@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from optbench.config import validate_config
+from optbench.components.optimizers import OptimInfo, get_optimizer
+from optbench.components.stepping import detect_protocol, has_train_eval
 from optbench.errors import ConfigError
-from optbench.optimizers import OptimInfo, get_optimizer
-from optbench.plan import make_plan
-from optbench.stepping import detect_protocol, has_train_eval
+from optbench.experiment.config import validate_config
+from optbench.experiment.plan import make_plan
 from tests.custom_optimizers import HistoryLBFGS
 from tests.helpers import REPO, invoke, regression_dict, write_config
 
@@ -136,7 +136,7 @@ def test_a_plug_in_registered_by_entry_point_is_found_by_its_short_name(tmp_path
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: myplug\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text(
-        "[optbench.optimizers]\nplugged = myplug.optim:Plugged\n"
+        "[optbench.components.optimizers]\nplugged = myplug.optim:Plugged\n"
     )
     config = write_config(tmp_path, regression_dict(optimizer={"name": "plugged", "lr": 0.1}))
     env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin", "OPTBENCH_CACHE": str(tmp_path)}

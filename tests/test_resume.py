@@ -14,12 +14,12 @@ import pandas as pd
 import pytest
 import torch
 
-from optbench.checkpoint import CheckpointFile
-from optbench.config import validate_config
-from optbench.optimizers import OPTIMIZERS
-from optbench.plan import make_plan
-from optbench.results import EPOCH_COLUMNS, RunDir, RunLock
-from optbench.train import train
+from optbench.components.optimizers import OPTIMIZERS
+from optbench.experiment.checkpoint import CheckpointFile
+from optbench.experiment.config import validate_config
+from optbench.experiment.plan import make_plan
+from optbench.experiment.train import train
+from optbench.storage.results import EPOCH_COLUMNS, RunDir, RunLock
 from tests.helpers import METRICS, REPO, StopAt, regression_dict, write_config
 
 
@@ -57,7 +57,7 @@ CASES = {
         "scheduler": {"name": "ReduceLROnPlateau", "patience": 0, "factor": 0.5},
     },
 }
-# One optimizer of each step protocol (optbench/stepping.py).
+# One optimizer of each step protocol (optbench/components/stepping.py).
 PROTOCOL_CASES = {
     "closure_LBFGS_subclass_by_path": {
         "optimizer": {
@@ -279,8 +279,8 @@ def test_a_full_disk_at_any_write_exits_3_keeps_the_work_and_resume_completes_ex
 
     from typer.testing import CliRunner
 
-    from optbench import results as results_module
-    from optbench.cli import app
+    from optbench.storage import results as results_module
+    from optbench.ui.cli import app
 
     config = write_config(tmp_path, regression_dict(name="crash", epochs=2))
     plan = make_plan(validate_config(regression_dict(name="crash", epochs=2)))
@@ -334,7 +334,7 @@ def test_a_full_disk_at_any_write_exits_3_keeps_the_work_and_resume_completes_ex
 def test_a_finished_file_is_fsynced_and_so_is_its_folder_after_the_rename(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from optbench import results as results_module
+    from optbench.storage import results as results_module
 
     real_fsync, real_replace, events = os.fsync, os.replace, []
 

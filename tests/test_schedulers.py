@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from optbench.components.schedulers import SCHEDULERS
 from optbench.errors import ConfigError
-from optbench.plan import make_plan
-from optbench.schedulers import SCHEDULERS
-from optbench.train import train
+from optbench.experiment.plan import make_plan
+from optbench.experiment.train import train
 from tests.helpers import regression_config
 
 # The arguments each scheduler requires, for a 3-epoch run with 8 steps per epoch.

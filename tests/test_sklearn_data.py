@@ -17,9 +17,8 @@ from sklearn import datasets
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
-from optbench.catalog import build_rows
-from optbench.config import DataConfig, validate_config
-from optbench.data import (
+from optbench.components.catalog import build_rows
+from optbench.components.data import (
     DATASETS,
     SKLEARN_DATASETS,
     bind_data,
@@ -27,10 +26,11 @@ from optbench.data import (
     load_data,
     sklearn_split,
 )
+from optbench.components.problems import PROBLEMS
 from optbench.errors import ConfigError, OptbenchError
-from optbench.plan import make_plan
-from optbench.problems import PROBLEMS
-from optbench.runner import run_experiment
+from optbench.experiment.config import DataConfig, validate_config
+from optbench.experiment.plan import make_plan
+from optbench.experiment.runner import run_experiment
 from tests.helpers import REPO, assert_one_error_line, invoke, write_config
 
 NAMES = list(SKLEARN_DATASETS)

@@ -20,11 +20,12 @@ import pytest
 import yaml
 from rich.console import Console
 
-from optbench.config import validate_config
 from optbench.errors import ConfigError
-from optbench.plan import make_plan
-from optbench.results import epochs_frame
-from optbench.sweep import (
+from optbench.experiment.config import validate_config
+from optbench.experiment.plan import make_plan
+from optbench.experiment.train import train
+from optbench.storage.results import epochs_frame
+from optbench.sweep.grid import (
     SweepPoint,
     expand_grid,
     load_sweep,
@@ -32,7 +33,6 @@ from optbench.sweep import (
     parse_seeds,
     run_sweep,
 )
-from optbench.train import train
 from tests.helpers import (
     METRICS,
     REPO,

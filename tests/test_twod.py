@@ -12,16 +12,16 @@ import pytest
 import torch
 from rich.console import Console
 
-from optbench.checkpoint import CheckpointFile
-from optbench.compare import METRICS, compare_runs, two_d_paths
-from optbench.config import validate_config
-from optbench.plan import make_plan
-from optbench.problems import PROBLEMS
-from optbench.reports import print_comparison
-from optbench.results import EPOCH_COLUMNS, RunDir
-from optbench.runner import run_plan
-from optbench.train import SilentObserver, train
-from optbench.twod import FUNCTIONS
+from optbench.analysis.compare import METRICS, compare_runs, two_d_paths
+from optbench.analysis.reports import print_comparison
+from optbench.components.problems import PROBLEMS
+from optbench.components.twod import FUNCTIONS
+from optbench.experiment.checkpoint import CheckpointFile
+from optbench.experiment.config import validate_config
+from optbench.experiment.plan import make_plan
+from optbench.experiment.runner import run_plan
+from optbench.experiment.train import SilentObserver, train
+from optbench.storage.results import EPOCH_COLUMNS, RunDir
 from tests.helpers import StopAt, regression_dict
 
 TWO_D = ("rosenbrock", "beale", "branin")
@@ -92,7 +92,7 @@ def test_quadratic_deep_is_deepobs() -> None:
     assert ((eigenvalues[:90] > 0) & (eigenvalues[:90] < 1)).all()
     assert ((eigenvalues[90:] > 30) & (eigenvalues[90:] < 60)).all()
     assert model.distance_to_optimum() == pytest.approx(10.0)  # |ones(100)|: optimum is 0
-    from optbench.data import load_data
+    from optbench.components.data import load_data
 
     train_set, test_set = load_data(plan.data, 0)
     assert train_set.inputs.shape == test_set.inputs.shape == (1000, 100)

@@ -125,7 +125,7 @@ def run(
     fast: FastOption = False,
 ) -> None:
     """Train one experiment, showing a live per-epoch table; results go to results/<name>/."""
-    from optbench.runner import run_experiment
+    from optbench.experiment.runner import run_experiment
 
     _interrupt_on_sigterm()
     try:
@@ -170,8 +170,8 @@ def run(
 @one_line_errors
 def validate(config: ConfigArg, overrides: SetOption = None) -> None:
     """Check a config (keys, types, every component's arguments) without training."""
-    from optbench.config import load_config
-    from optbench.plan import make_plan
+    from optbench.experiment.config import load_config
+    from optbench.experiment.plan import make_plan
 
     plan = make_plan(load_config(config, overrides))
     console.print(f"{config}: valid (run-id {plan.run_id})", markup=False, highlight=False)
@@ -187,9 +187,9 @@ def validate(config: ConfigArg, overrides: SetOption = None) -> None:
 @one_line_errors
 def params(config: ConfigArg, overrides: SetOption = None) -> None:
     """Show every parameter's name, shape and optimizer group with its hyperparameters."""
-    from optbench.config import load_config
-    from optbench.plan import make_plan
-    from optbench.reports import param_table
+    from optbench.analysis.reports import param_table
+    from optbench.experiment.config import load_config
+    from optbench.experiment.plan import make_plan
 
     console.print(param_table(make_plan(load_config(config, overrides))))
 
@@ -230,9 +230,9 @@ def sweep(
     fast: FastOption = False,
 ) -> None:
     """Run a grid of experiments; finished runs are skipped, interrupted ones resume."""
-    from optbench.config import default_results_dir
-    from optbench.reports import sweep_table
-    from optbench.sweep import load_sweep, point_status, run_sweep
+    from optbench.analysis.reports import sweep_table
+    from optbench.experiment.config import default_results_dir
+    from optbench.sweep.grid import load_sweep, point_status, run_sweep
 
     name, points = load_sweep(config, grid, seeds, _with_fast(overrides, fast))
     results = results_dir or Path(default_results_dir())
@@ -310,8 +310,8 @@ def compare(
     ] = False,
 ) -> None:
     """Rank configurations across runs (seeds aggregated) and show their curves."""
-    from optbench.compare import compare_runs, problems_of
-    from optbench.reports import check_plot_path, print_comparison
+    from optbench.analysis.compare import compare_runs, problems_of
+    from optbench.analysis.reports import check_plot_path, print_comparison
 
     if plot is not None:
         check_plot_path(plot)
@@ -319,7 +319,7 @@ def compare(
     messages = console if output is Output.table else errors
     print_comparison(console, comparison, output.value, curve, top, plot, messages)
     if references:
-        from optbench.catalog import reference_table
+        from optbench.components.catalog import reference_table
 
         names = problems_of(comparison.runs)
         table = reference_table(names) if names else None
@@ -339,7 +339,7 @@ def show(
     run_dir: Annotated[Path, typer.Argument(help="A run folder: results/<name>/<run-id>.")],
 ) -> None:
     """Print one run's resolved config, status and per-epoch table."""
-    from optbench.reports import show_run
+    from optbench.analysis.reports import show_run
 
     show_run(console, run_dir)
 
@@ -369,7 +369,7 @@ def list_components(
 ) -> None:
     """List available optimizers (with defaults from their signatures and how they step),
     schedulers, models, datasets, losses or test problems (with their published figures)."""
-    from optbench.catalog import catalog_table, reference_table
+    from optbench.components.catalog import catalog_table, reference_table
 
     console.print(catalog_table(kind.value, source))
     if kind is Kind.problems and (references := reference_table()) is not None:

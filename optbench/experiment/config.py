@@ -2,7 +2,7 @@
 
 This module checks the *shape* of a config (keys, types, ranges) without importing torch.
 Whether an optimizer, scheduler, model or dataset accepts its options is checked against the
-component's own signature in `optbench.plan`.
+component's own signature in `optbench.experiment.plan`.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class Normalize(_Strict):
         return std
 
 
-AugmentName = Literal["deepobs_cifar10"]  # optbench/augment.py AUGMENTATIONS
+AugmentName = Literal["deepobs_cifar10"]  # components/augment.py AUGMENTATIONS
 
 
 class DataConfig(BaseModel):
@@ -68,7 +68,7 @@ class DataConfig(BaseModel):
     test_batch_size: int = Field(1000, ge=1)
     normalize: Normalize | None = None
     subset: int | None = Field(None, ge=1)
-    # Training batches only (optbench/augment.py); evaluation never sees it.
+    # Training batches only (components/augment.py); evaluation never sees it.
     augment: AugmentName | None = None
 
     @property
@@ -118,7 +118,7 @@ class ParamGroupConfig(_SelectsParameters):
         return dict(self.model_extra or {})
 
 
-# How an optimizer is stepped (optbench/stepping.py); detected from the class unless forced.
+# How an optimizer is stepped (components/stepping.py); detected from the class unless forced.
 ProtocolName = Literal["plain", "closure", "sharpness", "second_order"]
 
 
@@ -140,7 +140,7 @@ class RegularizationConfig(_Strict, _SelectsParameters):
 
 
 class ProblemRecord(_Strict):
-    """`problem:` once expanded (optbench/problems.py): which problem, which version of it, and
+    """`problem:` once expanded (components/problems.py): which problem, which version of it, and
     the keys the config set differently."""
 
     name: str
@@ -160,7 +160,7 @@ class ExperimentConfig(_Strict):
     optimizer: OptimizerConfig
     scheduler: SchedulerConfig | None = None
     regularization: RegularizationConfig | None = None  # applied in train.py's _loss
-    fast: bool = False  # losses read once per epoch, not per batch (optbench/train.py)
+    fast: bool = False  # losses read once per epoch, not per batch (experiment/train.py)
     sweep: dict[str, list[Any]] | None = None  # read by `optbench sweep`; `run` trains the base
 
     @field_validator("name")
@@ -398,7 +398,7 @@ def _describe(error: dict[str, Any]) -> tuple[str, str]:
 def validate_config(data: dict[str, Any]) -> ExperimentConfig:
     """Check the shape of a config mapping (its `problem:` expanded first); raise ConfigError
     naming the first bad field."""
-    from optbench.problems import apply_problem
+    from optbench.components.problems import apply_problem
 
     try:
         return ExperimentConfig.model_validate(apply_problem(data))

@@ -15,8 +15,8 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from optbench.components.registry import Registry
 from optbench.errors import ConfigError
-from optbench.registry import Registry
 
 # What a problem is judged by; compare ranks by it by default.
 ProblemMetric = Literal["test_accuracy", "test_loss", "distance_to_optimum"]
@@ -199,7 +199,7 @@ _deepobs_problem(
     895_210,
     "Data augmentation as DeepOBS's (pad 2, random crop 32, random horizontal flip, colour "
     "jitter: brightness 63/255, saturation [0.5, 1.5], contrast [0.2, 1.8], in a random order "
-    "per image), done on whole batches (data.augment: deepobs_cifar10, optbench/augment.py): "
+    "per image), done on whole batches (data.augment: deepobs_cifar10, components/augment.py): "
     "each image's crop, flip, factors and order have the distributions torchvision's "
     "per-sample transforms give them, but are drawn from another random stream (one generator "
     "seeded from the run's seed, not the global RNG sample by sample), so a seed augments "
@@ -216,7 +216,7 @@ _deepobs_problem(
 
 # ---- DeepOBS quadratic and 2-D problems
 # The model is the point being optimised, the data its noise, the loss the function's value
-# (optbench/models.py, optbench/data.py, optbench/twod.py); runs log `distance_to_optimum`.
+# (components/models.py, components/data.py, components/twod.py); runs log `distance_to_optimum`.
 
 _DEEPOBS = "https://github.com/fsschneider/DeepOBS/blob/master/"
 _DROPS_LAST = (

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from optbench.errors import OptbenchError
-from optbench.results import RunDir, Status
+from optbench.storage.results import RunDir, Status
 
 
 @dataclass
@@ -62,10 +62,10 @@ def train_point(
     `run_id` is what the driver planned; a worker on another machine whose code or packages
     differ plans another id, and that point fails instead of landing under the wrong id.
     """
-    from optbench.config import validate_config
-    from optbench.plan import make_plan
-    from optbench.runner import run_plan
-    from optbench.train import SilentObserver
+    from optbench.experiment.config import validate_config
+    from optbench.experiment.plan import make_plan
+    from optbench.experiment.runner import run_plan
+    from optbench.experiment.train import SilentObserver
 
     try:
         plan = make_plan(validate_config(config))

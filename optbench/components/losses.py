@@ -11,7 +11,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from optbench.registry import (
+from optbench.components.registry import (
     Registry,
     bind_options,
     is_module_or_function,

@@ -5,7 +5,7 @@ signature, builds the model once (parameter names for param groups), constructs 
 and scheduler on it, and pushes a batch of zeros through model and loss, then throws them
 away. The plan carries what was bound; training, `params` and reports build from it and never
 read the raw config again. Its resolved config is derived from the schema and the bound
-components, and the run-id from that (optbench/identity.py).
+components, and the run-id from that (experiment/identity.py).
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from optbench import identity
-from optbench.config import ExperimentConfig, default_data_root
-from optbench.data import BoundData, DataSpec, bind_data
+from optbench.components.data import BoundData, DataSpec, bind_data
+from optbench.components.losses import LOSSES, LossInfo, get_loss
+from optbench.components.models import ModelInfo, bind_model, construct, get_model
+from optbench.components.optimizers import BoundOptimizer, bind_optimizer, get_optimizer
+from optbench.components.schedulers import BoundScheduler, bind_scheduler
 from optbench.errors import ConfigError
-from optbench.losses import LOSSES, LossInfo, get_loss
-from optbench.models import ModelInfo, bind_model, construct, get_model
-from optbench.optimizers import BoundOptimizer, bind_optimizer, get_optimizer
-from optbench.schedulers import BoundScheduler, bind_scheduler
+from optbench.experiment import identity
+from optbench.experiment.config import ExperimentConfig, default_data_root
 
 
 @dataclass(frozen=True)

@@ -16,14 +16,14 @@ import torch
 from rich.console import Console
 
 import optbench
-from optbench.checkpoint import CheckpointFile
-from optbench.config import default_results_dir, load_config
-from optbench.data import load_data
-from optbench.display import LiveTable
+from optbench.components.data import load_data
 from optbench.errors import OptbenchError, ResultsWriteError
-from optbench.plan import RunPlan, make_plan
-from optbench.results import FINISHED, RunDir, RunLock, Status, create_run_dir
-from optbench.train import TrainingObserver, TrainResult, train
+from optbench.experiment.checkpoint import CheckpointFile
+from optbench.experiment.config import default_results_dir, load_config
+from optbench.experiment.plan import RunPlan, make_plan
+from optbench.experiment.train import TrainingObserver, TrainResult, train
+from optbench.storage.results import FINISHED, RunDir, RunLock, Status, create_run_dir
+from optbench.ui.display import LiveTable
 
 
 @dataclass

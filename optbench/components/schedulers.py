@@ -15,9 +15,15 @@ from typing import Any
 import torch
 from torch.optim import lr_scheduler
 
-from optbench.config import SchedulerConfig
+from optbench.components.registry import (
+    Registry,
+    bind_options,
+    resolve_component,
+    signature_defaults,
+    summary,
+)
 from optbench.errors import ConfigError
-from optbench.registry import Registry, bind_options, resolve_component, signature_defaults, summary
+from optbench.experiment.config import SchedulerConfig
 
 # Schedulers whose arguments are Python callables or other schedulers cannot come from YAML.
 _NEEDS_CODE = {"LRScheduler", "LambdaLR", "MultiplicativeLR", "SequentialLR", "ChainedScheduler"}

@@ -11,7 +11,7 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from optbench.results import EPOCH_FORMATS, Status
+from optbench.storage.results import EPOCH_FORMATS, Status
 
 COLUMNS = list(EPOCH_FORMATS.items())  # the per-epoch table: epochs.csv's columns
 OPTIONAL = {"distance_to_optimum"}  # only problems with a known optimum log it

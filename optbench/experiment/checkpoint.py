@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from optbench.errors import OptbenchError
-from optbench.results import write_atomic
+from optbench.storage.results import write_atomic
 
 FORMAT = "optbench-checkpoint-1"
 _KEYS = {"format", "run_id", "epoch", "rows", "model", "optimizer", "scheduler", "rng"}

@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
-from optbench.catalog import show_value
-from optbench.display import format_cell
+from optbench.components.catalog import show_value
 from optbench.errors import OptbenchError
+from optbench.ui.display import format_cell
 
 if TYPE_CHECKING:
-    from optbench.plan import RunPlan
+    from optbench.experiment.plan import RunPlan
 
 
 def param_table(plan: RunPlan) -> Table:
@@ -261,7 +261,7 @@ def plot_paths(function_name: str, paths: dict[str, list[Any]], path: Path) -> N
     contour lines, with the starting point and the known minima marked (needs matplotlib)."""
     import numpy as np
 
-    from optbench.twod import FUNCTIONS
+    from optbench.components.twod import FUNCTIONS
 
     plt = _pyplot()
     function = FUNCTIONS[function_name]
@@ -313,7 +313,7 @@ def print_comparison(
     Notes and "plot written" go to `messages` (stderr for csv/json/markdown, so pipes get only
     the ranking); by default to `console`.
     """
-    from optbench.compare import seed_bands
+    from optbench.analysis.compare import seed_bands
 
     messages = console if messages is None else messages
 
@@ -342,7 +342,7 @@ def print_comparison(
     for note in comparison.notes:
         messages.print(f"note: {note}", markup=False, highlight=False)
     if plot is not None:
-        from optbench.compare import two_d_paths
+        from optbench.analysis.compare import two_d_paths
 
         paths = two_d_paths(comparison.frame, comparison.table, comparison.runs)
         if paths is not None:  # runs of one 2-D function: their paths, not curves
@@ -357,9 +357,9 @@ def show_run(console: Any, run_dir: Any) -> None:
     import yaml
     from rich.syntax import Syntax
 
-    from optbench.compare import STALE, read_run, run_status
-    from optbench.display import shown_columns
-    from optbench.results import RunDir
+    from optbench.analysis.compare import STALE, read_run, run_status
+    from optbench.storage.results import RunDir
+    from optbench.ui.display import shown_columns
 
     if not (run_dir / RunDir.SUMMARY).is_file():
         raise OptbenchError(f"{run_dir} is not a run folder (it has no summary.json)")

@@ -36,10 +36,10 @@ def cache_dir() -> Path:
 
 def _cache_key() -> str:
     """Changes whenever anything the catalogue is built from may have changed."""
-    package = Path(__file__).parent
+    package = Path(__file__).parents[1]
     stamps = [
-        f"{path.name}:{path.stat().st_mtime_ns}:{path.stat().st_size}"
-        for path in sorted(package.glob("*.py"))
+        f"{path.relative_to(package)}:{path.stat().st_mtime_ns}:{path.stat().st_size}"
+        for path in sorted(package.rglob("*.py"))
     ]
     for name in ("torch", "torchvision"):  # a reinstall rewrites version.py; no import needed
         spec = importlib.util.find_spec(name)
@@ -66,23 +66,23 @@ def _options(defaults: dict[str, Any]) -> str:
 def build_rows(kind: str) -> list[Row]:
     """The catalogue of `kind`, read from the registries (imports torch)."""
     if kind == "optimizers":
-        from optbench.optimizers import OPTIMIZERS
+        from optbench.components.optimizers import OPTIMIZERS
 
         return [_optimizer_row(i) for i in OPTIMIZERS]
     if kind == "schedulers":
-        from optbench.schedulers import SCHEDULERS
+        from optbench.components.schedulers import SCHEDULERS
 
         return [(i.name, _options(i.defaults), i.description) for i in SCHEDULERS]
     if kind == "models":
-        from optbench.models import MODELS
-        from optbench.registry import signature_defaults
+        from optbench.components.models import MODELS
+        from optbench.components.registry import signature_defaults
 
         return [
             (i.name, _options(signature_defaults(i.build, skip=("spec",))), i.description)
             for i in MODELS
         ]
     if kind == "datasets":
-        from optbench.data import DATASETS, dataset_options
+        from optbench.components.data import DATASETS, dataset_options
 
         rows = []
         for info in DATASETS:
@@ -92,7 +92,7 @@ def build_rows(kind: str) -> list[Row]:
             rows.append((info.name, f"{shape}, {classes}", info.description))
         return rows
     if kind == "losses":
-        from optbench.losses import LOSSES
+        from optbench.components.losses import LOSSES
 
         return [(i.name, f"targets: {i.targets}", i.description) for i in LOSSES]
     raise ValueError(f"unknown kind {kind!r}; valid: {', '.join(KINDS)}")
@@ -109,7 +109,7 @@ def catalog_rows(kind: str) -> list[Row]:
         pass  # missing, stale or damaged: build it again
     catalog = {k: build_rows(k) for k in KINDS}
     try:
-        from optbench.results import write_atomic
+        from optbench.storage.results import write_atomic
 
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, json.dumps(catalog))
@@ -130,7 +130,7 @@ def _optimizer_row(info: Any) -> Row:
 def collection_rows(package: str) -> list[Row]:
     """Every optimizer `package` exports (pytorch_optimizer, ...), named by the import path a
     config can use, with its defaults and how it steps; not cached (it imports the package)."""
-    from optbench.optimizers import OptimInfo, collection_optimizers
+    from optbench.components.optimizers import OptimInfo, collection_optimizers
 
     found = collection_optimizers(package)
     if not found:
@@ -152,7 +152,7 @@ def plugin_rows() -> list[Row]:
 def problem_rows() -> list[Row]:
     """Every problem with its exact parameter count, data, budget and what it is judged by
     (torch-free: the records are plain data)."""
-    from optbench.problems import PROBLEMS
+    from optbench.components.problems import PROBLEMS
 
     rows = []
     for info in PROBLEMS:
@@ -168,7 +168,7 @@ def problem_rows() -> list[Row]:
 def reference_table(names: list[str] | None = None) -> Table | None:
     """The published figures of the problems `names` (all when None): numbers someone
     reported, shown beside runs, never mixed with them."""
-    from optbench.problems import PROBLEMS
+    from optbench.components.problems import PROBLEMS
 
     infos = [i for i in PROBLEMS if names is None or i.name in names]
     references = [(i.name, r) for i in infos for r in i.references]

@@ -32,8 +32,8 @@ import pandas as pd
 import yaml
 
 from optbench.errors import OptbenchError
-from optbench.identity import NOT_IN_CONFIGURATION, configuration_key, identity
-from optbench.results import FINISHED, RunDir, Status
+from optbench.experiment.identity import NOT_IN_CONFIGURATION, configuration_key, identity
+from optbench.storage.results import FINISHED, RunDir, Status
 
 _HIGHER_IS_BETTER = {"best_test_accuracy", "final_test_accuracy"}
 METRICS = [
@@ -357,7 +357,7 @@ def two_d_paths(
     """When every run is of one 2-D test function and recorded its path (path.csv): that
     function's name and, per configuration in ranking order, each seed's path (u, v by step).
     None otherwise (the plot then shows curves)."""
-    from optbench.twod import FUNCTIONS
+    from optbench.components.twod import FUNCTIONS
 
     models = {
         model.get("name") if isinstance(model := run.config.get("model"), dict) else None
@@ -417,7 +417,7 @@ def problems_of(runs: list[Run]) -> list[str]:
 def default_metric(runs: list[Run]) -> str:
     """What to rank by when the user does not say: the metric of the problem every run is of
     (final test accuracy, test loss or distance to the optimum), else final_test_loss."""
-    from optbench.problems import PROBLEMS
+    from optbench.components.problems import PROBLEMS
 
     names = problems_of(runs)
     if len(names) == 1 and all(run.config.get("problem") for run in runs) and names[0] in PROBLEMS:

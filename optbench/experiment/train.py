@@ -2,7 +2,7 @@
 
 torch.manual_seed(seed) before the model is built; a DataLoader with shuffle=True and a
 generator seeded with the same seed; each batch stepped as the optimizer's protocol says
-(optbench/stepping.py: zero_grad, forward, loss, backward, step for most; step(closure) for
+(components/stepping.py: zero_grad, forward, loss, backward, step for most; step(closure) for
 LBFGS; two passes for SAM); train_loss is the mean of the epoch's batch losses; after every
 epoch, evaluation over `DataLoader(test_set, batch_size=..., shuffle=False)`. Evaluation here
 slices the test tensors in order, and draws one number from the global generator per pass, as
@@ -28,10 +28,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from optbench.checkpoint import CheckpointFile, restore_rng, rng_state
-from optbench.data import InMemoryDataset, keep_batch, load_data
-from optbench.plan import RunPlan
-from optbench.results import Status
+from optbench.components.data import InMemoryDataset, keep_batch, load_data
+from optbench.experiment.checkpoint import CheckpointFile, restore_rng, rng_state
+from optbench.experiment.plan import RunPlan
+from optbench.storage.results import Status
 
 
 class TrainingObserver(Protocol):
@@ -135,7 +135,7 @@ def train(
 
     train_set, test_set = load_data(plan.data, config.seed)
     train_set, test_set = train_set.to(device), test_set.to(device)
-    # Augmentation draws from its own generator (optbench/augment.py), not the global RNG
+    # Augmentation draws from its own generator (components/augment.py), not the global RNG
     augment = getattr(train_set.augment, "generator", None)
 
     torch.manual_seed(config.seed)
@@ -145,7 +145,7 @@ def train(
     optimizer = plan.build_optimizer(model)
     scheduler = plan.build_scheduler(optimizer)
     step_scheduler_each_batch = plan.scheduler is not None and plan.scheduler.per_step
-    protocol = plan.optimizer.protocol  # how this optimizer steps (optbench/stepping.py)
+    protocol = plan.optimizer.protocol  # how this optimizer steps (components/stepping.py)
     # Test functions with a known optimum log their distance to it; 2-D ones also their path
     # (the point after every step, in the epoch's row: the checkpoint keeps it for --resume).
     distance = getattr(model, "distance_to_optimum", None)

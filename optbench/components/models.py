@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from optbench.data import DataSpec
-from optbench.registry import (
+from optbench.components.data import DataSpec
+from optbench.components.registry import (
     Registry,
     bind_options,
     is_module_or_function,
@@ -400,8 +400,8 @@ def construct(info: ModelInfo, spec: DataSpec, options: dict[str, Any]) -> nn.Mo
 # ------------------------------------------------------------------------ DeepOBS quadratic, 2-D
 # Test functions whose forward gives each sample's loss: the model is the point being optimised.
 
-from optbench import twod  # noqa: E402  (torch-free; kept beside the models that use it)
-from optbench.losses import LOSSES, LossInfo  # noqa: E402
+from optbench.components import twod  # noqa: E402  (torch-free; kept beside the models that use it)
+from optbench.components.losses import LOSSES, LossInfo  # noqa: E402
 
 
 class FunctionValue(nn.Module):

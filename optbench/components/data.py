@@ -30,10 +30,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from optbench.augment import make_augment
-from optbench.config import SYSTEM_DATA_DIR, DataConfig, is_data_file
-from optbench.errors import ConfigError, OptbenchError, did_you_mean
-from optbench.registry import (
+from optbench.components.augment import make_augment
+from optbench.components.registry import (
     Registry,
     bind_options,
     parameters_of,
@@ -42,7 +40,9 @@ from optbench.registry import (
     signature_defaults,
     summary,
 )
-from optbench.results import write_atomic
+from optbench.errors import ConfigError, OptbenchError, did_you_mean
+from optbench.experiment.config import SYSTEM_DATA_DIR, DataConfig, is_data_file
+from optbench.storage.results import write_atomic
 
 
 @dataclass(frozen=True)
@@ -757,7 +757,7 @@ class BoundData:
     subset: int | None
     root: str
     download: bool
-    augment: str | None = None  # training batches only (optbench/augment.py)
+    augment: str | None = None  # training batches only (components/augment.py)
 
     def resolved(self) -> dict[str, Any]:
         """The keys this binding decides, for the resolved config."""

@@ -17,7 +17,8 @@ from typing import Any
 
 import yaml
 
-from optbench.config import (
+from optbench.errors import ConfigError
+from optbench.experiment.config import (
     anchor_to_folder,
     apply_override,
     apply_overrides,
@@ -28,7 +29,6 @@ from optbench.config import (
     read_config_file,
     validate_config,
 )
-from optbench.errors import ConfigError
 
 MAX_POINTS = 10_000
 
@@ -107,7 +107,7 @@ def expand_grid(
     Points that resolve to the same run-id are kept once. `folder` is the config's: a data file
     a point names relative to it is found there (see `anchor_to_folder`).
     """
-    from optbench.plan import make_plan
+    from optbench.experiment.plan import make_plan
 
     keys = sorted(grid, key=lambda k: k.count("."))  # sections before the keys inside them
     total = 1
@@ -173,7 +173,7 @@ class SweepReport:
     interrupted: bool = False
 
     def counts(self) -> dict[str, int]:
-        from optbench.results import Status
+        from optbench.storage.results import Status
 
         counts = {str(s): 0 for s in Status if s is not Status.RUNNING}
         for result in self.results:
@@ -184,7 +184,7 @@ class SweepReport:
 
 def point_status(results_dir: str | Path, name: str, point: SweepPoint) -> str:
     """'new', or the status in the run's summary.json (completed, diverged, interrupted...)."""
-    from optbench.results import RunDir
+    from optbench.storage.results import RunDir
 
     summary = RunDir(Path(results_dir) / name / point.run_id).read_summary()
     return summary.get("status", "unknown") if summary else "new"
@@ -203,9 +203,9 @@ def run_sweep(
     """Run every point that has not finished; finished ones are skipped, interrupted ones resume."""
     from rich.console import Console
 
-    from optbench.display import SweepDisplay
-    from optbench.executors import default_workers, run_local, run_ray
-    from optbench.results import FINISHED, create_run_dir, write_atomic
+    from optbench.storage.results import FINISHED, create_run_dir, write_atomic
+    from optbench.sweep.executors import default_workers, run_local, run_ray
+    from optbench.ui.display import SweepDisplay
 
     results_dir = Path(results_dir)
     if results_dir.exists() and not results_dir.is_dir():

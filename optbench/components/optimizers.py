@@ -2,7 +2,7 @@
 
 A parameter joins the first `param_groups` entry whose glob matches its name; parameters that
 no entry matches form the default group (group 0), which uses the top-level hyperparameters.
-How each class is stepped is its protocol (optbench/stepping.py), fixed while binding. A
+How each class is stepped is its protocol (components/stepping.py), fixed while binding. A
 sharpness-aware optimizer (SAM...) names its base optimizer in the config, by name or import
 path, with that optimizer's own hyperparameters: `base_optimizer: {name: SGD, lr: 0.1}`.
 """
@@ -21,9 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from optbench.config import OptimizerConfig, ProtocolName
-from optbench.errors import ConfigError
-from optbench.registry import (
+from optbench.components.registry import (
     Registry,
     bind_options,
     import_object,
@@ -32,7 +30,9 @@ from optbench.registry import (
     signature_defaults,
     summary,
 )
-from optbench.stepping import StepProtocol, detect_protocol, has_train_eval
+from optbench.components.stepping import StepProtocol, detect_protocol, has_train_eval
+from optbench.errors import ConfigError
+from optbench.experiment.config import OptimizerConfig, ProtocolName
 
 _NOT_TRAINABLE_HERE: dict[type, str] = {
     torch.optim.SparseAdam: "needs sparse gradients, which optbench's models do not produce",
@@ -125,7 +125,7 @@ def collection_optimizers(package: str) -> dict[str, type[torch.optim.Optimizer]
 
 
 def plugin_optimizers() -> dict[str, str]:
-    """Entry points of the `optbench.optimizers` group: short name -> import path."""
+    """Entry points of the `optbench.components.optimizers` group: short name -> import path."""
     return {ep.name: ep.value for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
 
 
