@@ -136,7 +136,7 @@ def test_a_plug_in_registered_by_entry_point_is_found_by_its_short_name(tmp_path
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: myplug\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text(
-        "[optbench.components.optimizers]\nplugged = myplug.optim:Plugged\n"
+        "[optbench.optimizers]\nplugged = myplug.optim:Plugged\n"
     )
     config = write_config(tmp_path, regression_dict(optimizer={"name": "plugged", "lr": 0.1}))
     env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin", "OPTBENCH_CACHE": str(tmp_path)}
