@@ -233,3 +233,21 @@ def test_a_shipped_problem_config_plans(path: Path) -> None:
     assert plan.resolved["problem"]["overrides"] == {}
     info = PROBLEMS.get(path.stem, "problem")
     assert sum(math.prod(shape) for _, shape in plan.parameters) == info.parameters
+
+
+# DeepOBS's convergence performances, as deepobs/run_utils.py (convergence_performance) writes
+# them: {"mnist.mnist_mlp": [0.97], "fmnist.fmnist_2c2d": [0.9186], "cifar10.cifar10_3c3d":
+# [0.8279], ...}; the other problems here have none.
+DEEPOBS_CONVERGENCE = {"mnist_mlp": 0.97, "fmnist_2c2d": 0.9186, "cifar10_3c3d": 0.8279}
+
+
+@pytest.mark.parametrize("info", list(PROBLEMS), ids=lambda info: info.name)
+def test_targets_are_deepobs_convergence_performances(info: Any) -> None:
+    """A problem's target is the published figure flagged as one, in the problem's own metric,
+    at its budget's last epoch; only the problems DeepOBS gives one for have a target."""
+    expected = DEEPOBS_CONVERGENCE.get(info.name)
+    assert info.target == (None if expected is None else ("test_accuracy", expected))
+    for reference in info.references:
+        assert reference.metric == info.metric
+        assert reference.epoch == info.config["epochs"]
+        assert reference.source and reference.settings

@@ -32,6 +32,9 @@ class Reference:
     epoch: int  # the epoch the figure is at
     settings: str  # the conditions, e.g. "lr 0.0316 (tuned), batch 128, 100 epochs"
     source: str  # where it is published
+    # True: the figure is the problem's target, the level a run must reach to count as
+    # converged (DeepOBS's "convergence performance", which its speed metric counts epochs to).
+    target: bool = False
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,11 @@ class ProblemInfo:
     source: str  # where the definition is read from
     differs: str = ""  # what differs from the source, and why (empty: nothing)
     references: tuple[Reference, ...] = field(default_factory=tuple)
+
+    @property
+    def target(self) -> tuple[str, float] | None:
+        """(metric, value) a run must reach to count as converged, when the source gives one."""
+        return next(((r.metric, r.value) for r in self.references if r.target), None)
 
 
 PROBLEMS: Registry[ProblemInfo] = Registry("problem")
@@ -94,11 +102,41 @@ def apply_problem(data: dict[str, Any]) -> dict[str, Any]:
 # ---- DeepOBS image classification problems
 # Read from DeepOBS's PyTorch code (github.com/fsschneider/DeepOBS, deepobs/pytorch/): the nets
 # in testproblems/testproblems_modules.py, the data in datasets/, batch size and epochs from
-# DEFAULT_TEST_PROBLEMS_SETTINGS in deepobs/config.py. No published figures are attached: the
-# baselines live as JSON in fsschneider/DeepOBS_Baselines, which could not be read here.
+# DEFAULT_TEST_PROBLEMS_SETTINGS in deepobs/config.py. The published figure attached is DeepOBS's
+# convergence performance (deepobs/run_utils.py): the test accuracy its speed metric counts
+# epochs to, set from its baselines. The baseline curves themselves (fsschneider/
+# DeepOBS_Baselines, JSON) could not be read here, so no per-optimizer figures are attached.
 
 _DEEPOBS = "https://github.com/fsschneider/DeepOBS/blob/master/deepobs/pytorch/testproblems/"
 _UNIT_SCALE = {"mean": [0.0], "std": [1.0]}  # ToTensor only: uint8 / 255, nothing more
+_RUN_UTILS = (
+    "DeepOBS 1.1, deepobs/run_utils.py convergence_performance (github.com/fsschneider/DeepOBS)"
+)
+# DeepOBS's own convergence performances (test accuracy), by problem.
+_CONVERGENCE = {"mnist_mlp": 0.97, "fmnist_2c2d": 0.9186, "cifar10_3c3d": 0.8279}
+
+
+def _convergence(name: str, epochs: int) -> tuple[Reference, ...]:
+    """DeepOBS's convergence performance for `name` as a reference and target (none: ())."""
+    if name not in _CONVERGENCE:
+        return ()
+    settings = (
+        "convergence performance (DeepOBS's target: a run has converged once it reaches it), "
+        f"set from its tuned SGD, Momentum and Adam baselines; batch 128, {epochs} epochs"
+    )
+    return (
+        Reference(
+            "DeepOBS baselines",
+            "test_accuracy",
+            _CONVERGENCE[name],
+            epochs,
+            settings,
+            _RUN_UTILS,
+            target=True,
+        ),
+    )
+
+
 _CIFAR10_NORMALIZE = {  # DeepOBS's datasets/cifar10.py
     "mean": [0.49139968, 0.48215841, 0.44653091],
     "std": [0.24703223, 0.24348513, 0.26158784],
@@ -154,6 +192,7 @@ def _deepobs_problem(
             metric="test_accuracy",
             source=f"{_DEEPOBS}{name}.py",
             differs=differs,
+            references=_convergence(name, epochs),
         ),
     )
 
