@@ -116,6 +116,36 @@ def _loss(
     return loss
 
 
+def build_training(
+    plan: RunPlan,
+) -> tuple[nn.Module, nn.Module, L2Penalty | None, torch.optim.Optimizer]:
+    """Model, loss, L2 penalty and optimizer, built as training builds them: the global RNG
+    seeded with the run's seed just before the model, so its initial weights are the run's
+    (shared with the lr range test, experiment/lr_find.py, so it starts from the same point)."""
+    torch.manual_seed(plan.config.seed)
+    model = plan.build_model()
+    loss_fn = plan.build_loss()
+    penalty = _l2_penalty(plan, model)
+    optimizer = plan.build_optimizer(model)
+    return model, loss_fn, penalty, optimizer
+
+
+def training_loader(
+    train_set: InMemoryDataset, batch_size: int, seed: int
+) -> tuple[DataLoader, torch.Generator]:
+    """The shuffled training batches, with the generator that orders them (a checkpoint keeps
+    its state): DataLoader(shuffle=True) seeded with the run's seed, as the notebook loop."""
+    shuffle = torch.Generator().manual_seed(seed)
+    loader = DataLoader(
+        train_set,
+        batch_size=batch_size,
+        shuffle=True,
+        generator=shuffle,
+        collate_fn=keep_batch,
+    )
+    return loader, shuffle
+
+
 def _parameters_finite(model: nn.Module) -> bool:
     norms = torch._foreach_norm([p.detach() for p in model.parameters()])
     return bool(torch.stack(norms).isfinite().all())
@@ -138,11 +168,7 @@ def train(
     # Augmentation draws from its own generator (components/augment.py), not the global RNG
     augment = getattr(train_set.augment, "generator", None)
 
-    torch.manual_seed(config.seed)
-    model = plan.build_model()
-    loss_fn = plan.build_loss()
-    penalty = _l2_penalty(plan, model)
-    optimizer = plan.build_optimizer(model)
+    model, loss_fn, penalty, optimizer = build_training(plan)
     scheduler = plan.build_scheduler(optimizer)
     step_scheduler_each_batch = plan.scheduler is not None and plan.scheduler.per_step
     protocol = plan.optimizer.protocol  # how this optimizer steps (components/stepping.py)
@@ -151,14 +177,7 @@ def train(
     distance = getattr(model, "distance_to_optimum", None)
     point = getattr(model, "point", None) if getattr(model, "records_path", False) else None
 
-    shuffle = torch.Generator().manual_seed(config.seed)
-    loader = DataLoader(
-        train_set,
-        batch_size=config.data.batch_size,
-        shuffle=True,
-        generator=shuffle,
-        collate_fn=keep_batch,
-    )
+    loader, shuffle = training_loader(train_set, config.data.batch_size, config.seed)
 
     result = TrainResult(status=Status.COMPLETED)
     saved = checkpoints.load(device) if checkpoints else None

@@ -166,6 +166,53 @@ def run(
     console.print(f"{status}: results in {outcome.run_dir}", markup=False, highlight=False)
 
 
+@app.command("lr-find")
+@one_line_errors
+def lr_find(
+    config: ConfigArg,
+    start: Annotated[float, typer.Option(help="First lr of the test (first param group).")] = 1e-8,
+    end: Annotated[float, typer.Option(help="Last lr of the test (first param group).")] = 1.0,
+    steps: Annotated[
+        int, typer.Option(help="Optimizer steps, the lr growing exponentially.")
+    ] = 100,
+    overrides: SetOption = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(help="Also draw loss against lr, the suggestion marked, to this PNG."),
+    ] = None,
+    results_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="The CSV goes to DIR/_lr-find/<name>/<run-id>/, never among the runs. "
+            "[default: ./results or $OPTBENCH_RESULTS]",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Learning-rate range test: grow the lr exponentially over a short run, chart the smoothed
+    loss and suggest the lr where it falls fastest (a starting point, not an answer)."""
+    from optbench.experiment.lr_find import chart
+    from optbench.experiment.lr_find import lr_find as range_test
+
+    plan, result, path = range_test(config, overrides, start, end, steps, results_dir, plot)
+    console.print(chart(result, console.width, console.is_terminal), markup=False)
+    last = f"{len(result.lrs)} of {steps} steps, lr {result.lrs[0]:.3g} to {result.lrs[-1]:.3g}"
+    ended = f"stopped early: {result.stopped_early}" if result.stopped_early else "ran every step"
+    console.print(f"{plan.name} ({plan.optimizer.info.name}): {last}; {ended}", markup=False)
+    if result.suggestion is None:
+        console.print(f"no suggestion: {result.why_no_suggestion}", markup=False)
+    else:
+        console.print(
+            f"suggested lr: {result.suggestion:.3g} (steepest descent of the smoothed loss, "
+            f"step {result.suggestion_index + 1}); a starting point for a search, not an answer",
+            markup=False,
+            highlight=False,
+        )
+    console.print(f"lr, loss and smoothed loss per step: {path}", markup=False, highlight=False)
+    if plot is not None:
+        console.print(f"plot written: {plot}", markup=False, highlight=False)
+
+
 @app.command()
 @one_line_errors
 def validate(config: ConfigArg, overrides: SetOption = None) -> None:
