@@ -109,9 +109,7 @@ def apply_problem(data: dict[str, Any]) -> dict[str, Any]:
 
 _DEEPOBS = "https://github.com/fsschneider/DeepOBS/blob/master/deepobs/pytorch/testproblems/"
 _UNIT_SCALE = {"mean": [0.0], "std": [1.0]}  # ToTensor only: uint8 / 255, nothing more
-_RUN_UTILS = (
-    "DeepOBS 1.1, deepobs/run_utils.py convergence_performance (github.com/fsschneider/DeepOBS)"
-)
+_RUN_UTILS = "DeepOBS, deepobs/run_utils.py convergence_performance (fsschneider/DeepOBS@5f7c813)"
 # DeepOBS's own convergence performances (test accuracy), by problem.
 _CONVERGENCE = {"mnist_mlp": 0.97, "fmnist_2c2d": 0.9186, "cifar10_3c3d": 0.8279}
 
