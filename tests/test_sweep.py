@@ -567,10 +567,11 @@ import torch
 
 
 class SleepySGD(torch.optim.SGD):
-    """SGD's numbers, 2 ms a step: a run lasts long enough to kill its worker on any machine."""
+    """SGD's numbers, 5 ms a step: a run lasts long enough to kill its worker on any machine,
+    and over a second, so no run counts as tiny (those run in the driver, executors.py)."""
 
     def step(self, closure=None):
-        time.sleep(0.002)
+        time.sleep(0.005)
         return super().step(closure)
 '''
 

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from optbench.errors import OptbenchError
-from optbench.storage.results import write_atomic
+from optbench.storage.results import SyncPolicy, write_atomic
 
 FORMAT = "optbench-checkpoint-1"
 _KEYS = {"format", "run_id", "epoch", "rows", "model", "optimizer", "scheduler", "rng"}
@@ -26,16 +26,18 @@ _KEYS = {"format", "run_id", "epoch", "rows", "model", "optimizer", "scheduler",
 class CheckpointFile:
     """checkpoint.pt in a run folder: saved atomically after every epoch."""
 
-    def __init__(self, path: Path, run_id: str) -> None:
+    def __init__(self, path: Path, run_id: str, policy: SyncPolicy | None = None) -> None:
         self.path = path
         self.run_id = run_id
+        self.policy = policy or SyncPolicy()
 
     def exists(self) -> bool:
         return self.path.exists()
 
     def save(self, state: dict[str, Any]) -> None:
         saved = {"format": FORMAT, "run_id": self.run_id, **state}
-        write_atomic(self.path, lambda handle: torch.save(saved, handle))
+        sync = self.policy.sync(state.get("epoch", 0), self.path)
+        write_atomic(self.path, lambda handle: torch.save(saved, handle), sync=sync)
 
     def load(self, device: torch.device) -> dict[str, Any] | None:
         """The saved state, None when there is none; a clear error when it is not usable."""

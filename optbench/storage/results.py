@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -34,6 +35,14 @@ EPOCH_FORMATS = {
     "distance_to_optimum": "{:.6f}",  # problems with a known optimum only; empty for others
 }
 EPOCH_COLUMNS = list(EPOCH_FORMATS)
+# The epoch columns that are better high; every other metric (losses, distances) is better low.
+HIGHER_IS_BETTER = frozenset({"test_accuracy"})
+
+
+def higher_is_better(metric: str) -> bool:
+    """Whether `metric` (an epoch column, or a ranking metric such as final_test_accuracy or
+    best_test_accuracy) is better high: compare's ranking and tune's direction both ask here."""
+    return metric.removeprefix("final_").removeprefix("best_") in HIGHER_IS_BETTER
 
 
 class Status(str, enum.Enum):
@@ -45,6 +54,7 @@ class Status(str, enum.Enum):
     DIVERGED = "diverged"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
+    PRUNED = "pruned"  # stopped early by `optbench tune`'s pruner (sweep/tune.py); finished
 
     __hash__ = str.__hash__  # a Status and its plain value are one dict key
 
@@ -53,7 +63,7 @@ class Status(str, enum.Enum):
 
 
 # A finished run is never trained again: a sweep skips it, `run` refuses it without --force.
-FINISHED = frozenset({Status.COMPLETED, Status.DIVERGED})
+FINISHED = frozenset({Status.COMPLETED, Status.DIVERGED, Status.PRUNED})
 
 
 _UMASK = os.umask(0o022)  # read the process umask (and put it back): new files honour it
@@ -68,13 +78,16 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def write_atomic(path: Path, content: str | bytes | Callable[[BinaryIO], None]) -> None:
+def write_atomic(
+    path: Path, content: str | bytes | Callable[[BinaryIO], None], *, sync: bool = True
+) -> None:
     """Replace `path` with `content` all at once: temp file in the same folder, fsync, rename.
 
     `content` is text, bytes, or a function that writes into the open file (torch.save), so
     large objects go to disk without an extra copy in memory. A reader sees the old file or the
     new one, never a part; on any failure (full disk, interrupt) the temporary file is removed
-    and the old file stays as it was.
+    and the old file stays as it was. `sync=False` skips the fsyncs (see SyncPolicy): the file
+    still survives a killed process, not yet a power loss.
     """
     tmp: str | None = None
     try:
@@ -86,10 +99,12 @@ def write_atomic(path: Path, content: str | bytes | Callable[[BinaryIO], None]) 
             else:
                 handle.write(content.encode("utf-8") if isinstance(content, str) else content)
             handle.flush()
-            os.fsync(handle.fileno())
+            if sync:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
         tmp = None
-        _fsync_folder(path.parent)  # the rename itself survives a power loss, not only a kill
+        if sync:
+            _fsync_folder(path.parent)  # the rename survives a power loss, not only a kill
     except OSError as exc:
         raise ResultsWriteError(
             f"cannot write {path}: {exc.strerror or exc}; the previous version is kept"
@@ -97,6 +112,52 @@ def write_atomic(path: Path, content: str | bytes | Callable[[BinaryIO], None]) 
     finally:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
+
+
+class SyncPolicy:
+    """Which per-epoch writes (checkpoint, epochs.csv, path.csv) are fsynced.
+
+    By default every epoch's. A sweep's tiny runs, which train in the driver (sweep/executors.py)
+    with epochs of milliseconds, pass `interval` seconds: one epoch's files are fsynced per
+    interval, the others are only written and renamed (a killed process loses nothing; a power
+    loss at most the last `interval`), and `flush` makes them durable before the run's summary
+    is written. An fsync costs 1-10 ms on a virtual disk, more than such an epoch."""
+
+    def __init__(self, interval: float = 0.0) -> None:
+        self.interval = interval
+        self.last = time.monotonic()
+        self.epoch: int | None = None
+        self.synced = True
+        self.pending: set[Path] = set()
+
+    def sync(self, epoch: int, path: Path) -> bool:
+        """Whether to fsync this epoch's write of `path`; one decision per epoch for all files."""
+        if self.interval <= 0:
+            return True
+        if epoch != self.epoch:
+            self.epoch, now = epoch, time.monotonic()
+            self.synced = now - self.last >= self.interval
+            if self.synced:
+                self.last = now
+        if not self.synced:
+            self.pending.add(path)
+        return self.synced
+
+    def flush(self) -> None:
+        """fsync the files written without it, and their folder."""
+        try:
+            for path in sorted(self.pending):
+                if path.exists():
+                    fd = os.open(path, os.O_RDONLY)
+                    try:
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+            for folder in {path.parent for path in self.pending}:
+                _fsync_folder(folder)
+        except OSError as exc:
+            raise ResultsWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
+        self.pending.clear()
 
 
 def epochs_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -113,6 +174,7 @@ class RunDir:
     LOCK = "lock"
     PATH = "path.csv"  # 2-D problems only: the parameters (u, v) after every step
     RESULT_FILES = (CONFIG, EPOCHS, SUMMARY)  # what a finished run consists of
+    TENSORBOARD = "tensorboard"  # --tensorboard's event files (storage/loggers.py)
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -149,16 +211,16 @@ class RunDir:
         text = yaml.safe_dump(resolved, sort_keys=False, default_flow_style=None)
         write_atomic(self.config_path, text)
 
-    def write_epochs(self, rows: list[dict[str, Any]]) -> None:
+    def write_epochs(self, rows: list[dict[str, Any]], sync: bool = True) -> None:
         buffer = io.StringIO()
         epochs_frame(rows).to_csv(buffer, index=False)
-        write_atomic(self.epochs_path, buffer.getvalue())
+        write_atomic(self.epochs_path, buffer.getvalue(), sync=sync)
 
     @property
     def path_path(self) -> Path:
         return self.path / self.PATH
 
-    def write_path(self, rows: list[dict[str, Any]]) -> None:
+    def write_path(self, rows: list[dict[str, Any]], sync: bool = True) -> None:
         """path.csv from the rows' `path` points (step 0 is the start), rewritten whole each
         epoch like epochs.csv, so it always matches the epochs on disk."""
         lines = ["epoch,step,u,v"]
@@ -167,7 +229,7 @@ class RunDir:
             for u, v in row.get("path") or ():
                 lines.append(f"{row['epoch'] if step else 0},{step},{u!r},{v!r}")
                 step += 1
-        write_atomic(self.path_path, "\n".join(lines) + "\n")
+        write_atomic(self.path_path, "\n".join(lines) + "\n", sync=sync)
 
     def read_path(self) -> pd.DataFrame | None:
         """path.csv (epoch, step, u, v), or None for a run that records none."""

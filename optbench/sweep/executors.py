@@ -13,8 +13,9 @@ import multiprocessing
 import os
 import signal
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sized
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -36,15 +37,24 @@ Message = tuple[Any, ...]
 
 
 class _PipeReporter:
-    """A TrainingObserver that sends progress to the sweep's display, a few times a second."""
+    """A TrainingObserver that sends progress to the sweep's display, a few times a second.
 
-    def __init__(self, send: Callable[[Message], None], run_id: str) -> None:
-        self.send, self.run_id, self._last = send, run_id, 0.0
+    `stop`, set by the driver, interrupts the run at its next batch as Ctrl-C would (a worker
+    that is a thread of the driver gets no signals)."""
+
+    def __init__(
+        self, send: Callable[[Message], None], run_id: str, stop: threading.Event | None = None
+    ) -> None:
+        self.send, self.run_id, self._last, self.stop = send, run_id, 0.0, stop
 
     def epoch_started(self, epoch: int, num_batches: int) -> None:
+        if self.stop is not None and self.stop.is_set():
+            raise KeyboardInterrupt
         self.send(("epoch", self.run_id, epoch, num_batches))
 
     def batch_finished(self, batch: int, loss: float | None) -> None:
+        if self.stop is not None and self.stop.is_set():
+            raise KeyboardInterrupt
         now = time.monotonic()
         if now - self._last > 0.25:
             self._last = now
@@ -54,10 +64,37 @@ class _PipeReporter:
         self.send(("row", self.run_id, row["epoch"], row["train_loss"]))
 
 
+class _Both:
+    """Two training observers as one: the display first, then the point's own watcher."""
+
+    def __init__(self, first: Any, second: Any) -> None:
+        self.first, self.second = first, second
+
+    def epoch_started(self, epoch: int, num_batches: int) -> None:
+        self.first.epoch_started(epoch, num_batches)
+        self.second.epoch_started(epoch, num_batches)
+
+    def batch_finished(self, batch: int, loss: float | None) -> None:
+        self.first.batch_finished(batch, loss)
+        self.second.batch_finished(batch, loss)
+
+    def epoch_finished(self, row: dict[str, Any]) -> None:
+        self.first.epoch_finished(row)
+        self.second.epoch_finished(row)
+
+
 def train_point(
-    run_id: str, config: dict[str, Any], results_dir: str, display: Any | None = None
+    run_id: str,
+    config: dict[str, Any],
+    results_dir: str,
+    display: Any | None = None,
+    *watch: Callable[[], Any],
+    sync_every: float = 0.0,
 ) -> PointResult:
     """Run one sweep point to the end (resuming it if it was interrupted) and say how it went.
+
+    `watch`, when a point carries one (`optbench tune`'s pruning), makes one more observer of
+    the run here, where it trains; it may end the run early with StopTraining.
 
     `run_id` is what the driver planned; a worker on another machine whose code or packages
     differ plans another id, and that point fails instead of landing under the wrong id.
@@ -78,8 +115,11 @@ def train_point(
             f"this machine plans it as {plan.run_id}: its code or packages differ from the "
             "driver's",
         )
+    observer = display or SilentObserver()
+    if watch:
+        observer = _Both(observer, watch[0]())
     try:
-        outcome = run_plan(plan, results_dir, resume=True, display=display or SilentObserver())
+        outcome = run_plan(plan, results_dir, resume=True, display=observer, sync_every=sync_every)
     except KeyboardInterrupt:
         return PointResult(run_id, Status.INTERRUPTED, "interrupted")
     except OptbenchError as exc:
@@ -93,28 +133,122 @@ def train_point(
 # --------------------------------------------------------------------------- local processes
 
 
-def _worker(threads: int, connection: Connection) -> None:
+def _worker(threads: int, connection: Connection, stop: threading.Event | None = None) -> None:
     """A sweep worker: trains the points the driver sends, one at a time, until it hangs up.
 
     Each worker talks to the driver over its own pipe and shares no queue or lock with the
-    others, so one that dies (killed, out of memory) cannot wedge or take down the rest.
+    others, so one that dies (killed, out of memory) cannot wedge or take down the rest. The
+    same loop runs in a thread of the driver (`_InProcess`, with `stop`) for tiny runs.
     """
 
     def interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
+    threads_before = None
     try:
-        signal.signal(signal.SIGTERM, interrupt)  # SIGTERM stops a run like Ctrl-C does
+        if stop is None:
+            signal.signal(signal.SIGTERM, interrupt)  # SIGTERM stops a run like Ctrl-C does
         import torch
 
+        threads_before = torch.get_num_threads()
         torch.set_num_threads(threads)  # the cores are split between the workers
+        sync_every = 0.0 if stop is None else TINY_SYNC_SECONDS
         while True:
-            run_id, config, results_dir = connection.recv()
+            run_id, config, results_dir, *watch = connection.recv()
             connection.send(("start", run_id, os.getpid()))
-            reporter = _PipeReporter(connection.send, run_id)
-            connection.send(("result", train_point(run_id, config, results_dir, reporter)))
+            reporter = _PipeReporter(connection.send, run_id, stop)
+            result = train_point(
+                run_id, config, results_dir, reporter, *watch, sync_every=sync_every
+            )
+            connection.send(("result", result))
     except (KeyboardInterrupt, EOFError, OSError):
         pass  # stopped, or the driver hung up; a run in flight has recorded itself
+    finally:
+        if stop is not None:  # the driver's thread: leave the driver's torch as it was
+            if threads_before is not None:
+                torch.set_num_threads(threads_before)
+            connection.close()
+
+
+# A run in the driver that lasts longer than this is no tiny run: the rest go to processes.
+TINY_RUN_SECONDS = 1.0
+# A tiny run fsyncs one epoch's files per this many seconds (storage/results.py SyncPolicy).
+TINY_SYNC_SECONDS = 1.0
+
+
+class _InProcess:
+    """A worker that is a thread of the driver, for tiny runs: it starts at once and imports
+    nothing (a worker process pays seconds of Python start-up and `import torch`, more than a
+    sweep of tiny runs trains). Quacks like the multiprocessing.Process run_local drives."""
+
+    sentinel = None  # nothing to wait on but its pipe, which it closes when it ends
+    exitcode = 0
+
+    def __init__(self, threads: int, connection: Connection) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=_worker, args=(threads, connection, self._stop), daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def terminate(self) -> None:
+        self._stop.set()  # the run in flight stops at its next batch, resumably
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds its thread has used (wall seconds where the platform cannot tell): what
+        its runs cost, however busy the machine is."""
+        try:
+            return time.clock_gettime(time.pthread_getcpuclockid(self._thread.ident))
+        except (AttributeError, OSError, TypeError):
+            return time.monotonic()
+
+
+def _startup_seconds() -> float:
+    """What starting a worker process costs, estimated by what this process has spent in CPU
+    so far (Python, `import torch`, planning): a worker pays the same before its first run."""
+    return min(max(time.process_time(), 1.0), 10.0)
+
+
+class _TinyRuns:
+    """Whether the driver's thread should go on training the points itself (see run_local).
+
+    Worker processes pay off when the CPU time they would save (the runs still to go, at the
+    driver's CPU seconds per run, less the share one worker would train anyway) exceeds what
+    starting them costs. For a stream of points of unknown length (a tune), the runs to go are
+    taken to be those done so far: rent until the rent would have bought a worker."""
+
+    def __init__(self, workers: int, total: int | None) -> None:
+        self.share_saved = 1 - 1 / workers
+        self.total, self.startup = total, _startup_seconds()
+        self.handed = self.finished = 0
+        self.cpu = self.since = self.cpu_since = 0.0
+
+    def started(self, local: _InProcess) -> None:
+        self.handed += 1
+        self.since, self.cpu_since = time.monotonic(), local.cpu_seconds()
+
+    def ended(self, local: _InProcess) -> None:
+        self.finished += 1
+        self.cpu += local.cpu_seconds() - self.cpu_since
+
+    def still_tiny(self, local: _InProcess) -> bool:
+        if time.monotonic() - self.since > TINY_RUN_SECONDS:
+            return False
+        current = local.cpu_seconds() - self.cpu_since
+        if self.total is None:
+            to_go = self.cpu + current
+        else:
+            per_run = self.cpu / self.finished if self.finished else current
+            to_go = per_run * (self.total - self.handed) + max(0.0, per_run - current)
+        return to_go * self.share_saved <= self.startup
 
 
 @dataclass
@@ -145,39 +279,94 @@ def default_workers() -> int:
     return os.cpu_count() or 1
 
 
+class _Pending:
+    """Points taken one at a time, pulled from their iterator only when a worker can start one
+    (so `optbench tune` asks Optuna for a trial then, knowing every result told so far)."""
+
+    def __init__(self, points: Iterable[tuple[Any, ...]]) -> None:
+        self._points, self._next, self._done = iter(points), None, False
+
+    def __bool__(self) -> bool:  # there may be more
+        return self._next is not None or not self._done
+
+    def peek(self) -> bool:
+        """Whether there is another point, pulling it when none is waiting."""
+        if self._next is None and not self._done:
+            self._next = next(self._points, None)
+            self._done = self._next is None
+        return self._next is not None
+
+    def pop(self) -> tuple[Any, ...]:
+        self.peek()
+        point, self._next = self._next, None
+        assert point is not None, "pop() after peek() said there was none"
+        return point
+
+
 def run_local(
-    points: list[tuple[str, dict[str, Any]]],
+    points: Iterable[tuple[Any, ...]],
     results_dir: str,
     workers: int,
     on_message: Callable[[Message], None],
     on_result: Callable[[PointResult], None],
 ) -> None:
-    """Run (run_id, config) points on `workers` processes.
+    """Run (run_id, config[, watch]) points on `workers` processes; `points` may be a lazy
+    iterator, pulled only when a worker is free (see _Pending).
 
     A worker that dies fails only the run it held; a fresh process takes its place, and the
     runs on the other workers go on untouched.
+
+    Runs start in a thread of the driver, one at a time, while they are tiny: worker processes
+    start only once a run lasts longer than TINY_RUN_SECONDS, or once parallel workers would
+    save more CPU time than their start-up costs (_TinyRuns). The run the driver holds then
+    finishes there and processes take the rest.
     """
     threads = max(1, default_workers() // workers)
     context = multiprocessing.get_context("spawn")
-    todo = list(reversed(points))  # popped from the end: in order
+    tiny = _TinyRuns(workers, len(points) if isinstance(points, Sized) else None)
+    todo = _Pending(points)
     pool: list[_Worker] = []
     retired: list[_Worker] = []  # told to exit, to be joined
+    local: _Worker | None = None  # the driver's thread, while runs are tiny
+    spread = False  # runs proved not tiny: worker processes take the points
 
     def hand_out(worker: _Worker) -> None:
-        worker.run_id, config = todo.pop()
+        worker.run_id, config, *watch = todo.pop()
+        if worker is local:
+            tiny.started(worker.process)
         with contextlib.suppress(OSError):  # it has just died: its death fails the point
-            worker.connection.send((worker.run_id, config, results_dir))
+            worker.connection.send((worker.run_id, config, results_dir, *watch))
+
+    def start(in_process: bool) -> _Worker:
+        ours, theirs = context.Pipe()
+        if in_process:  # the thread uses `theirs` and closes it when it ends
+            process: Any = _InProcess(threads, theirs)
+            process.start()
+        else:
+            process = context.Process(target=_worker, args=(threads, theirs))
+            process.start()
+            theirs.close()  # the child has its own copy
+        pool.append(_Worker(process, ours))
+        return pool[-1]
 
     try:
         while todo or pool:
-            while todo and len(pool) < workers:
-                ours, theirs = context.Pipe()
-                process = context.Process(target=_worker, args=(threads, theirs))
-                process.start()
-                theirs.close()
-                pool.append(_Worker(process, ours))
-                hand_out(pool[-1])
-            wait([w.connection for w in pool] + [w.process.sentinel for w in pool])
+            if not spread and not pool and todo.peek():
+                local = start(in_process=True)
+                hand_out(local)
+            busy = [w for w in pool if w is not local or w.run_id is not None]
+            while spread and len(busy) < workers and todo.peek():
+                busy.append(start(in_process=False))
+                hand_out(busy[-1])
+            if not pool:  # the points ran out
+                continue
+            tiny_so_far = not spread and local in pool and local.run_id is not None
+            wait(
+                [w.connection for w in pool] + [w.process.sentinel for w in pool if w is not local],
+                timeout=0.05 if tiny_so_far else None,
+            )
+            if tiny_so_far:
+                spread = not tiny.still_tiny(local.process)
             for worker in list(pool):
                 gone = not worker.process.is_alive()  # checked first: all it sent is readable
                 try:
@@ -185,6 +374,8 @@ def run_local(
                         message = worker.connection.recv()
                         if message[0] == "result":
                             worker.run_id = None
+                            if worker is local:
+                                tiny.ended(worker.process)
                             on_result(message[1])
                         else:
                             on_message(message)
@@ -197,7 +388,7 @@ def run_local(
                     if worker.run_id is not None:
                         error = _death(worker.process.exitcode)
                         on_result(PointResult(worker.run_id, Status.FAILED, error))
-                elif worker.run_id is None and todo:
+                elif worker.run_id is None and not (worker is local and spread) and todo.peek():
                     hand_out(worker)
                 elif worker.run_id is None:  # nothing left to give it: it may exit now
                     worker.connection.close()
@@ -214,10 +405,12 @@ def run_local(
 # --------------------------------------------------------------------------- Ray
 
 
-def _train_on_ray_node(run_id: str, config: dict[str, Any]) -> dict[str, Any]:
+def _train_on_ray_node(
+    run_id: str, config: dict[str, Any], *watch: Callable[[], Any]
+) -> dict[str, Any]:
     """Ray task: train in a scratch folder on the node and return the run's files."""
     with tempfile.TemporaryDirectory(prefix="optbench-ray-") as scratch:
-        result = train_point(run_id, config, scratch)
+        result = train_point(run_id, config, scratch, None, *watch)
         folder = next(Path(scratch).glob(f"*/{result.run_id}"), None)
         files = {}
         if folder is not None:
@@ -228,13 +421,16 @@ def _train_on_ray_node(run_id: str, config: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_ray(
-    points: list[tuple[str, dict[str, Any]]],
+    points: Iterable[tuple[Any, ...]],
     address: str | None,
     workers: int,
     write_files: Callable[[str, dict[str, bytes]], None],
     on_result: Callable[[PointResult], None],
 ) -> None:
-    """Run points as Ray tasks (one CPU each) and write what they send back on this machine."""
+    """Run points as Ray tasks (one CPU each) and write what they send back on this machine.
+
+    Points are taken from `points` as the cluster has CPUs for them (it may be a lazy iterator,
+    see _Pending), so no more tasks wait in Ray's queue than it can start."""
     try:
         import ray
     except ImportError:
@@ -255,9 +451,16 @@ def run_ray(
                 f"cannot connect to Ray at {address or 'a local instance'}: {exc}"
             ) from None
     task = ray.remote(num_cpus=1, max_retries=0)(_train_on_ray_node)
-    refs = {task.remote(run_id, config): run_id for run_id, config in points}
+    slots = max(1, int(ray.cluster_resources().get("CPU", workers)))
+    todo = _Pending(points)
+    refs: dict[Any, str] = {}
     try:
-        while refs:
+        while refs or todo:
+            while len(refs) < slots and todo.peek():
+                run_id, config, *watch = todo.pop()
+                refs[task.remote(run_id, config, *watch)] = run_id
+            if not refs:
+                continue
             ready, _ = ray.wait(list(refs), num_returns=1, timeout=0.5)
             for ref in ready:
                 run_id = refs.pop(ref)

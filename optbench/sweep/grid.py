@@ -175,7 +175,8 @@ class SweepReport:
     def counts(self) -> dict[str, int]:
         from optbench.storage.results import Status
 
-        counts = {str(s): 0 for s in Status if s is not Status.RUNNING}
+        # a sweep never prunes (only `optbench tune` does): its counts leave that status out
+        counts = {str(s): 0 for s in Status if s not in (Status.RUNNING, Status.PRUNED)}
         for result in self.results:
             counts[str(result.status)] += 1
         counts["skipped"] = len(self.skipped)
@@ -230,7 +231,8 @@ def run_sweep(
     labels = {p.run_id: p.label for p in points}
     if executor not in ("local", "ray"):
         raise ConfigError("--executor", f"unknown executor '{executor}'; valid: local, ray")
-    with SweepDisplay(len(points), len(skipped), labels, console) as display:
+    epochs = {p.run_id: p.config["epochs"] for p in points}
+    with SweepDisplay(len(points), len(skipped), labels, console, epochs=epochs) as display:
         try:
             if executor == "local":
                 workers = min(workers, max(1, len(todo)))

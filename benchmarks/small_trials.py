@@ -1,0 +1,174 @@
+"""Wall time of a sweep of many small trials against a plain script that trains the same runs in
+one process.
+
+Usage:
+    python benchmarks/small_trials.py [--repeats R] [--workers N]
+
+The sweep is configs/linear_regression.yaml (nn.Linear(10, 1), MSE, 1000 synthetic samples,
+20 epochs) over 8 learning rates x 2 seeds: 16 runs of a fraction of a second each, where
+process start-up and imports, not training, decide the time. Contenders, alternated, each a
+fresh process as a user would start it:
+
+- plain: one Python script with the tutorial loop (DataLoader, nn.Linear, SGD, an evaluation
+  after every epoch) over the same 16 runs, writing nothing;
+- sweep: `optbench sweep` with the default workers (or --workers N), into a fresh results
+  folder, so every run trains;
+- sweep, processes: the same, with every run but the first sent to worker processes
+  (TINY_RUN_SECONDS=0: how sweeps ran before tiny runs stayed in the driver).
+
+The table reports each one's median wall seconds and its ratio to the plain script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import cpu_busy_seconds, load_average, machine, share, warn_if_disturbed
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "configs" / "linear_regression.yaml"
+LRS = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2]
+SEEDS = [0, 1]
+
+PLAIN = f"""
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+for lr in {LRS!r}:
+    for seed in {SEEDS!r}:
+        generator = torch.Generator().manual_seed(seed)
+        x = torch.randn(1200, 10, generator=generator)
+        w = torch.randn(10, 1, generator=generator)
+        b = torch.randn(1, generator=generator)
+        y = x @ w + b + 0.1 * torch.randn(1200, 1, generator=generator)
+        torch.manual_seed(seed)
+        model = nn.Linear(10, 1)
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+        criterion = nn.MSELoss()
+        loader = DataLoader(
+            TensorDataset(x[:1000], y[:1000]),
+            batch_size=100,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(seed),
+        )
+        for epoch in range(20):
+            model.train()
+            for inputs, targets in loader:
+                optimizer.zero_grad()
+                criterion(model(inputs), targets).backward()
+                optimizer.step()
+            model.eval()
+            with torch.no_grad():
+                test_loss = criterion(model(x[1000:]), y[1000:]).item()
+        print(lr, seed, test_loss)
+"""
+
+# `optbench sweep` with every run after the first in worker processes (the old behaviour).
+PROCESSES = (
+    "import sys; import optbench.sweep.executors as e; e.TINY_RUN_SECONDS = 0.0; "
+    "from optbench.ui.cli import app; sys.argv[0] = 'optbench'; app()"
+)
+
+
+class Others:
+    """Share of the CPUs that processes other than this one and its children used meanwhile
+    (common.Interference counts a contender's own subprocesses as others)."""
+
+    def __enter__(self) -> Others:
+        self.share: float | None = None
+        self._busy, self._own, self._wall = cpu_busy_seconds(), _own(), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        busy, wall = cpu_busy_seconds(), time.perf_counter() - self._wall
+        if busy is not None and self._busy is not None and wall > 0:
+            others = (busy - self._busy) - (_own() - self._own)
+            self.share = max(0.0, others) / (wall * (os.cpu_count() or 1))
+
+
+def _own() -> float:
+    t = os.times()  # children count once they have been waited for, as subprocess.run does
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def command(contender: str, results: str, plain: Path, workers: int | None) -> list[str]:
+    if contender == "plain":
+        return [sys.executable, str(plain)]
+    grid = ["--grid", "optimizer.lr=" + ",".join(map(str, LRS)), "--seeds", "0,1"]
+    options = [str(CONFIG), *grid, "--results-dir", results]
+    options += ["--workers", str(workers)] if workers else []
+    if contender == "sweep":
+        return [sys.executable, "-m", "optbench", "sweep", *options]
+    return [sys.executable, "-c", PROCESSES, "sweep", *options]
+
+
+def timed(contender: str, plain: Path, workers: int | None) -> tuple[float, float | None]:
+    """Wall seconds of one contender's command, and the CPU share other processes took."""
+    with tempfile.TemporaryDirectory() as results:
+        argv = command(contender, results, plain, workers)
+        with Others() as load:
+            started = time.perf_counter()
+            completed = subprocess.run(argv, capture_output=True, text=True, cwd=REPO)
+            seconds = time.perf_counter() - started
+        if completed.returncode != 0:
+            sys.exit(f"{contender} failed:\n{completed.stdout}\n{completed.stderr}")
+        expected = "16 completed" if contender != "plain" else None
+        if expected and expected not in completed.stdout:
+            sys.exit(f"expected {expected} runs:\n{completed.stdout}")
+        if contender == "plain" and len(completed.stdout.splitlines()) != 16:
+            sys.exit(f"the plain script trained other runs:\n{completed.stdout}")
+    return seconds, load.share
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=None, help="default: optbench's")
+    args = parser.parse_args()
+
+    contenders = ["plain", "sweep", "sweep, processes"]
+    times: dict[str, list[float]] = {c: [] for c in contenders}
+    shares: dict[str, list[float | None]] = {c: [] for c in contenders}
+    with tempfile.TemporaryDirectory() as folder:
+        plain = Path(folder) / "plain_loop.py"
+        plain.write_text(PLAIN)
+        for _ in range(args.repeats):
+            for contender in contenders:
+                seconds, other = timed(contender, plain, args.workers)
+                times[contender].append(seconds)
+                shares[contender].append(other)
+                print(f"  {contender}: {seconds:.2f} s (others {share(other)})", flush=True)
+
+    reference = statistics.median(times["plain"])
+    print()
+    print(f"command: python {shlex.join(sys.argv)}")
+    print(f"machine: {machine()}")
+    print(f"load average at the end: {load_average()}")
+    print(
+        f"sweep: {CONFIG.relative_to(REPO)}, {len(LRS)} learning rates x {len(SEEDS)} seeds, "
+        f"workers {args.workers or 'default'}"
+    )
+    warn_if_disturbed(shares)
+    print()
+    print("| contender | median wall s | / plain script | runs (s) | others' CPU share (max) |")
+    print("|---|---:|---:|---|---:|")
+    for contender, values in times.items():
+        median = statistics.median(values)
+        each = ", ".join(f"{v:.2f}" for v in values)
+        worst = max((s for s in shares[contender] if s is not None), default=None)
+        print(
+            f"| {contender} | {median:.2f} | {median / reference:.2f}x | {each} | {share(worst)} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
