@@ -21,8 +21,16 @@ from optbench.errors import OptbenchError, ResultsWriteError
 from optbench.experiment.checkpoint import CheckpointFile
 from optbench.experiment.config import default_results_dir, load_config
 from optbench.experiment.plan import RunPlan, make_plan
-from optbench.experiment.train import TrainingObserver, TrainResult, train
-from optbench.storage.results import FINISHED, RunDir, RunLock, Status, create_run_dir
+from optbench.experiment.train import StopTraining, TrainingObserver, TrainResult, train
+from optbench.storage.loggers import RunLoggers, require_backends
+from optbench.storage.results import (
+    FINISHED,
+    RunDir,
+    RunLock,
+    Status,
+    SyncPolicy,
+    create_run_dir,
+)
 from optbench.ui.display import LiveTable
 
 
@@ -80,8 +88,11 @@ def summarize(
 class _SaveEachEpoch:
     """Writes epochs.csv after every epoch, so a crash keeps every finished epoch."""
 
-    def __init__(self, run: RunDir, display: TrainingObserver) -> None:
+    def __init__(
+        self, run: RunDir, display: TrainingObserver, policy: SyncPolicy | None = None
+    ) -> None:
         self.run, self.display, self.rows = run, display, []
+        self.policy = policy or SyncPolicy()  # which epochs' files are fsynced
 
     def epoch_started(self, epoch: int, num_batches: int) -> None:
         self.display.epoch_started(epoch, num_batches)
@@ -91,9 +102,9 @@ class _SaveEachEpoch:
 
     def epoch_finished(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
-        self.run.write_epochs(self.rows)
+        self.run.write_epochs(self.rows, self.policy.sync(row["epoch"], self.run.epochs_path))
         if "path" in row:  # a 2-D problem's parameter path, kept in step with epochs.csv
-            self.run.write_path(self.rows)
+            self.run.write_path(self.rows, self.policy.sync(row["epoch"], self.run.path_path))
         self.display.epoch_finished(row)
 
 
@@ -106,19 +117,22 @@ def run_plan(
     detect_anomaly: bool = False,
     console: Console | None = None,
     display: TrainingObserver | None = None,
+    sync_every: float = 0.0,
 ) -> RunOutcome:
     """Train a checked plan into results_dir/<name>/<run-id>/ (shown on `display`, by default a
-    live table on `console`).
+    live table on `console`). `sync_every` > 0 fsyncs one epoch's files per that many seconds
+    (SyncPolicy; a sweep's tiny runs), not every epoch's.
 
     Nothing is written on bad input. A finished run is left alone (an error without `force`,
     a no-op with `resume`); an interrupted one continues from its checkpoint with `resume`.
     """
+    require_backends(plan.config.log)  # a logging extra not installed: refused before any write
     load_data(plan.data, plan.config.seed)  # a missing dataset fails here, before any write
     run = create_run_dir(results_dir, plan.name, plan.run_id)
     with RunLock(run):
         earlier = run.read_summary()
         status = earlier.get("status") if earlier else None
-        checkpoints = CheckpointFile(run.checkpoint_path, plan.run_id)
+        checkpoints = CheckpointFile(run.checkpoint_path, plan.run_id, SyncPolicy(sync_every))
         run.remove_partial_files()
         if force:
             run.clear()
@@ -151,18 +165,29 @@ def _train_in(
     run.write_summary(summarize(plan, None, Status.RUNNING, started, None))
 
     title = f"{plan.name} / {plan.run_id}  ({plan.optimizer.info.name}, {plan.device})"
-    shown = LiveTable(title, console) if display is None else contextlib.nullcontext(display)
+    if display is None:
+        shown: Any = LiveTable(title, console, epochs=plan.config.epochs)
+    else:
+        shown = contextlib.nullcontext(display)
     with shown as display:
-        observer = _SaveEachEpoch(run, display)
+        loggers = RunLoggers.open(plan, run, display, resuming=checkpoints.exists())
+        observer = _SaveEachEpoch(run, loggers.observer, checkpoints.policy)
+        error = None
         try:
             result = train(plan, observer, checkpoints, detect_anomaly)
+        except StopTraining as stop:  # ended on purpose by an observer (a tuner's pruner)
+            result, error = TrainResult(status=stop.status, rows=observer.rows), stop.reason
         except BaseException as exc:
             status, error = _failure(exc)
             failed = TrainResult(status=status, rows=observer.rows)
             with contextlib.suppress(ResultsWriteError):  # the first failure is the one to report
+                checkpoints.policy.flush()
                 run.write_summary(summarize(plan, failed, status, started, error))
+            loggers.close(status)
             raise
-    run.write_summary(summarize(plan, result, result.status, started, None))
+    checkpoints.policy.flush()  # the epochs on disk before the summary that says how it ended
+    run.write_summary(summarize(plan, result, result.status, started, error))
+    loggers.close(result.status)
     if result.status in FINISHED:  # nothing left to resume: the checkpoint only costs disk now
         checkpoints.path.unlink(missing_ok=True)
     return RunOutcome(run.path, run.read_summary() or {})
