@@ -116,6 +116,7 @@ _BASE: dict[str, Any] = {
     "scheduler": {"name": "CosineAnnealingLR", "interval": "epoch"},
     "fast": False,
     "sweep": None,
+    "tune": {"space": {"optimizer.lr": {"log_uniform": [1.0e-4, 1.0]}}},
 }
 _OTHER_VALUE: dict[str, Any] = {
     "name": "renamed",
@@ -145,6 +146,14 @@ _OTHER_VALUE: dict[str, Any] = {
     "regularization.params": "*bias",
     "fast": True,
     "sweep": {"seed": [0, 1]},
+    "tune.space": {"optimizer.momentum": {"uniform": [0.0, 0.9]}},
+    "tune.trials": 5,
+    "tune.sampler": "random",
+    "tune.pruner": "none",
+    "tune.metric": "test_loss",
+    "tune.seeds": [3],
+    "log.tensorboard": True,
+    "log.mlflow": "http://127.0.0.1:5000",
 }
 
 
@@ -158,6 +167,9 @@ def _schema_fields(model: type[BaseModel], prefix: str = "") -> list[str]:
             if isinstance(item, type) and issubclass(item, BaseModel):
                 fields += _schema_fields(item, f"{prefix}{name}.0.")
                 continue
+        if typing.get_origin(annotation) is dict:  # user keys (tune.space), one field
+            fields.append(f"{prefix}{name}")
+            continue
         options = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
         section = next(
             (a for a in options if isinstance(a, type) and issubclass(a, BaseModel)), None

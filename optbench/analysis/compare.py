@@ -18,6 +18,20 @@ Only comparable numbers are averaged:
 - A `running` run whose lock no live process holds was killed: it is shown as `stale`.
 - A run without a config.yaml is a configuration of its own, named by its folder (column
   `run`): with nothing to compare, two such runs are never assumed to be the same experiment.
+
+DeepOBS's metrics (Schneider et al., ICLR 2019; its deepobs/analyzer code) are here too, over a
+configuration's complete runs, in the metric ranked by (`performance_metric`):
+
+- final performance: the final_* means above;
+- best performance: the best point of the *mean curve* over seeds and its epoch
+  (`mean_curve`, `best_of_curve`), not the mean of each seed's best;
+- speed: per run, the first epoch the target is reached, a run that never reaches it counting
+  as its planned epochs + 1 (DeepOBS: argmax over its curve of epochs + 1 points, else that
+  curve's length); then the mean over runs (`deepobs_speed`). The target is --target, else the
+  problem's (ProblemInfo.target: DeepOBS's convergence performance);
+- tuneability: final performance against the learning rate, per optimizer, with the chosen lr
+  (`tuneability_frame`), and one row per optimizer with its tuned configuration, from a
+  tune.json when the folder has one (`tuned_frame`).
 """
 
 from __future__ import annotations
@@ -33,9 +47,8 @@ import yaml
 
 from optbench.errors import OptbenchError
 from optbench.experiment.identity import NOT_IN_CONFIGURATION, configuration_key, identity
-from optbench.storage.results import FINISHED, RunDir, Status
+from optbench.storage.results import FINISHED, RunDir, Status, higher_is_better
 
-_HIGHER_IS_BETTER = {"best_test_accuracy", "final_test_accuracy"}
 METRICS = [
     "final_test_loss",
     "best_test_loss",
@@ -55,8 +68,9 @@ _STATUS_ORDER = {
     Status.INTERRUPTED: 2,
     STALE: 3,
     INCOMPLETE: 4,
-    Status.DIVERGED: 5,
-    Status.FAILED: 6,
+    Status.PRUNED: 5,  # stopped early on purpose by optbench tune's pruner
+    Status.DIVERGED: 6,
+    Status.FAILED: 7,
 }
 _UNKNOWN_STATUS = len(_STATUS_ORDER)
 
@@ -122,10 +136,13 @@ def planned_epochs(run: Run) -> int:
 
 
 def _stopped_in(run: Run) -> int:
-    """The epoch an unfinished run stopped in: where it diverged, else the one after its last."""
+    """The epoch an unfinished run stopped in: where it diverged, its last if it was pruned
+    (after that epoch), else the one after its last."""
     diverged = run.summary.get("diverged_at")
     if isinstance(diverged, dict) and isinstance(diverged.get("epoch"), int):
         return diverged["epoch"]
+    if run.summary.get("status") == Status.PRUNED:
+        return len(run.epochs)
     return len(run.epochs) + 1
 
 
@@ -161,7 +178,7 @@ def _reach(epochs: pd.DataFrame, target: tuple[str, float] | None) -> tuple[floa
     if target is None or epochs.empty or target[0] not in epochs:
         return math.nan, math.nan
     metric, value = target
-    higher = "accuracy" in metric
+    higher = higher_is_better(metric)
     hit = epochs[metric] >= value if higher else epochs[metric] <= value
     if not hit.any():
         return math.nan, math.nan
@@ -169,11 +186,20 @@ def _reach(epochs: pd.DataFrame, target: tuple[str, float] | None) -> tuple[floa
     return float(epochs["epoch"].iloc[first]), float(epochs["seconds"].iloc[: first + 1].sum())
 
 
+def deepobs_speed(epochs: pd.DataFrame, target: tuple[str, float], planned: int) -> float:
+    """DeepOBS's speed of one run: the first epoch `target` (metric, value) is reached at, or
+    `planned` + 1 when it never is (DeepOBS's curves hold epochs + 1 points, epoch 0 first, and
+    a run that never reaches the target counts as that length: deepobs/analyzer/analyze.py)."""
+    reached, _ = _reach(epochs, target)
+    return float(planned + 1) if math.isnan(reached) else reached
+
+
 def runs_frame(runs: list[Run], target: tuple[str, float] | None = None) -> pd.DataFrame:
     """One row per run: its configuration key, flattened config, status and metrics.
 
     `complete` says whether the run trained every planned epoch (only those enter a
-    configuration's final_* means); `stopped_in` is the epoch an unfinished run stopped in.
+    configuration's final_* means); `stopped_in` is the epoch an unfinished run stopped in;
+    `speed` is `deepobs_speed` for complete runs (NaN without a target).
     """
     rows = []
     for run in runs:
@@ -213,6 +239,11 @@ def runs_frame(runs: list[Run], target: tuple[str, float] | None = None) -> pd.D
                 **_distances(epochs),
                 "epochs_to_target": epochs_to,
                 "seconds_to_target": seconds_to,
+                "speed": (
+                    deepobs_speed(epochs, target, planned_epochs(run))
+                    if complete and target is not None
+                    else math.nan
+                ),
                 **{f"config.{k}": _hashable(v) for k, v in config.items()},
             }
         )
@@ -280,6 +311,7 @@ def rank(frame: pd.DataFrame, metric: str = "final_test_loss") -> pd.DataFrame:
         "seconds",
         "epochs_to_target",
         "seconds_to_target",
+        "speed",
     ]
     grouped = frame.groupby("configuration", sort=False)
     table = grouped[numbers].agg(["mean", "std"])
@@ -293,7 +325,7 @@ def rank(frame: pd.DataFrame, metric: str = "final_test_loss") -> pd.DataFrame:
     )
     for column in shown:
         table[column.removeprefix("config.")] = grouped[column].first()
-    ascending = metric not in _HIGHER_IS_BETTER
+    ascending = not higher_is_better(metric)
     table = table.sort_values(
         ["worst_status", f"{metric}_mean"], ascending=[True, ascending], na_position="last"
     )
@@ -402,6 +434,7 @@ class Comparison:
     table: pd.DataFrame  # one row per configuration, ranked
     target: tuple[str, float] | None
     notes: list[str] = field(default_factory=list)  # e.g. copies of a run counted once
+    tune: dict[str, Any] | None = None  # the compared folders' tune.json (`find_tune`), read
 
 
 def problems_of(runs: list[Run]) -> list[str]:
@@ -425,12 +458,262 @@ def default_metric(runs: list[Run]) -> str:
     return "final_test_loss"
 
 
+def default_target(runs: list[Run]) -> tuple[str, float] | None:
+    """The target speed is measured to when --target is not given: the problem's
+    (ProblemInfo.target, DeepOBS's convergence performance) when every run is of that one
+    problem, else none."""
+    from optbench.components.problems import PROBLEMS
+
+    names = problems_of(runs)
+    if len(names) != 1 or not all(run.config.get("problem") for run in runs):
+        return None
+    if names[0] not in PROBLEMS:
+        return None
+    target = getattr(PROBLEMS.get(names[0], "problem"), "target", None)
+    return (str(target[0]), float(target[1])) if target else None
+
+
 def compare_runs(
     paths: list[Path], metric: str | None = None, target: str | None = None
 ) -> Comparison:
     """Load every run under `paths` (copies of one run counted once) and rank configurations
-    by `metric` (by default the runs' problem's, see `default_metric`)."""
+    by `metric` (by default the runs' problem's, see `default_metric`). Speed is measured to
+    `target`, by default the runs' problem's (`default_target`)."""
     parsed = parse_target(target)
     runs, notes = drop_copies([read_run(path) for path in find_run_dirs(paths)])
+    if parsed is None and (parsed := default_target(runs)) is not None:
+        (problem,) = problems_of(runs)
+        notes.append(
+            f"target {parsed[0]}={parsed[1]:g} is {problem}'s (DeepOBS's convergence "
+            "performance); --target sets another"
+        )
     frame = runs_frame(runs, parsed)
-    return Comparison(runs, frame, rank(frame, metric or default_metric(runs)), parsed, notes)
+    table = add_mean_curve_best(rank(frame, metric or default_metric(runs)), frame, runs)
+    try:
+        found = find_tune(paths)
+    except OptbenchError as exc:  # unreadable, or two tunes: compare the runs all the same
+        found = None
+        notes.append(f"tune.json ignored: {exc}")
+    return Comparison(runs, frame, table, parsed, notes, found[1] if found else None)
+
+
+# --------------------------------------------------------------------------- DeepOBS's metrics
+
+
+def performance_metric(metric: str) -> str:
+    """The epochs.csv column a ranking metric is read from: final_test_accuracy ->
+    test_accuracy. DeepOBS's best performance, speed and tuneability are in this column."""
+    return metric.removeprefix("final_").removeprefix("best_")
+
+
+def mean_curve(epochs: list[pd.DataFrame], column: str) -> pd.Series:
+    """The mean over runs of `column` at each epoch (index: epoch), as DeepOBS aggregates a
+    setting's seeds. Give it runs of one length (a configuration's complete runs): at an epoch
+    only some runs reached, the mean would be over those alone."""
+    series = [e.set_index("epoch")[column] for e in epochs if not e.empty and column in e]
+    if not series:
+        return pd.Series(dtype=float)
+    return pd.concat(series, axis=1).mean(axis=1).sort_index()
+
+
+def best_of_curve(curve: pd.Series, higher: bool) -> tuple[float, float]:
+    """The best value of a curve and the (first) epoch it is at; NaN, NaN for no values.
+    On a `mean_curve` this is DeepOBS's best performance: the best epoch of the mean over
+    seeds, not the mean of each seed's best."""
+    values = curve.dropna()
+    if values.empty:
+        return math.nan, math.nan
+    epoch = values.idxmax() if higher else values.idxmin()
+    return float(values[epoch]), float(epoch)
+
+
+def _complete_epochs(rows: pd.DataFrame, by_dir: dict[str, Run]) -> list[pd.DataFrame]:
+    return [by_dir[d].epochs for d in rows.loc[rows["complete"].astype(bool), "run_dir"]]
+
+
+def add_mean_curve_best(table: pd.DataFrame, frame: pd.DataFrame, runs: list[Run]) -> pd.DataFrame:
+    """The ranking with DeepOBS's best performance per configuration: `mean_curve_best` and
+    `mean_curve_best_epoch`, of the mean curve over its complete runs of the ranking metric's
+    column (table.attrs["performance"])."""
+    column = performance_metric(table.attrs["metric"])
+    by_dir = {str(run.path): run for run in runs}
+    bests = {
+        key: best_of_curve(
+            mean_curve(_complete_epochs(rows, by_dir), column), higher_is_better(column)
+        )
+        for key, rows in frame.groupby("configuration", sort=False)
+    }
+    table["mean_curve_best"] = [bests[key][0] for key in table["configuration"]]
+    table["mean_curve_best_epoch"] = [bests[key][1] for key in table["configuration"]]
+    table.attrs["performance"] = column
+    return table
+
+
+def _lr(value: Any) -> float:
+    try:
+        lr = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return lr if lr > 0 else math.nan
+
+
+def tuneability_frame(comparison: Comparison, tune: dict[str, Any] | None = None) -> pd.DataFrame:
+    """DeepOBS's tuneability: one row per configuration with its optimizer, learning rate and
+    final performance (mean, std over its complete runs, in the ranking's column), and `chosen`
+    marking the learning rate each optimizer's result is given at: tune.json's best params
+    when `tune` names that optimizer, else its best-ranked configuration with a final value.
+    Configurations without a final value (every run pruned, diverged, ...) keep NaN there."""
+    table = comparison.table
+    column = f"final_{table.attrs['performance']}"
+    firsts = comparison.frame.groupby("configuration", sort=False).first()
+    rows = []
+    for _, row in table.iterrows():
+        key = row["configuration"]
+        name = firsts.get("config.optimizer.name", pd.Series(dtype=object)).get(key)
+        rows.append(
+            {
+                "configuration": key,
+                "optimizer": name if isinstance(name, str) else "?",  # ?: the run has no config
+                "lr": _lr(firsts.at[key, "config.optimizer.lr"])
+                if "config.optimizer.lr" in firsts
+                else math.nan,
+                "final_mean": row[f"{column}_mean"],
+                "final_std": row[f"{column}_std"],
+                "n": int(row["n"]),
+                "completed": int(row["completed"]),
+            }
+        )
+    columns = ["configuration", "optimizer", "lr", "final_mean", "final_std", "n", "completed"]
+    out = pd.DataFrame(rows, columns=columns)
+    out["chosen"] = False
+    tuned = (tune or {}).get("optimizers", {})
+    for name, rows_of in out.groupby("optimizer", sort=False):
+        best = tuned.get(name, {}).get("best") if isinstance(tuned.get(name), dict) else None
+        chosen = None
+        if isinstance(best, dict):
+            key = _configuration_of(comparison.frame, [best.get("run_id")])
+            chosen = rows_of.index[rows_of["configuration"] == key]
+        if chosen is None or not len(chosen):
+            with_final = rows_of.index[rows_of["final_mean"].notna()]
+            # the table is ranked: the first is the best (none has a final value: the first)
+            chosen = (with_final if len(with_final) else rows_of.index)[:1]
+        out.loc[chosen, "chosen"] = True
+    out.attrs = {"metric": column, "performance": table.attrs["performance"]}
+    return out
+
+
+def _configuration_of(frame: pd.DataFrame, run_ids: list[Any]) -> str | None:
+    found = frame.loc[frame["run_id"].isin([r for r in run_ids if isinstance(r, str)])]
+    return str(found["configuration"].iloc[0]) if len(found) else None
+
+
+TUNE_FILE = "tune.json"  # written by `optbench tune` (see /tmp/team/tune_contract.md)
+
+
+def find_tune(paths: list[Path]) -> tuple[Path, dict[str, Any]] | None:
+    """The tune.json in the compared folders (at one of `paths` or a folder right under it),
+    read; None when there is none. Two of them: an error, since which optimizers were tuned
+    together is then unclear."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found += [path / TUNE_FILE] if (path / TUNE_FILE).is_file() else []
+            found += sorted(path.glob(f"*/{TUNE_FILE}"))
+    found = list(dict.fromkeys(p.resolve() for p in found))
+    if not found:
+        return None
+    if len(found) > 1:
+        raise OptbenchError(
+            f"{len(found)} tune.json files under the compared folders "
+            f"({', '.join(map(str, found))}); compare one tune's folder"
+        )
+    try:
+        tune = json.loads(found[0].read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise OptbenchError(f"cannot read {found[0]}: {exc}") from None
+    if not isinstance(tune, dict) or not isinstance(tune.get("optimizers"), dict):
+        raise OptbenchError(f"cannot read {found[0]}: it has no 'optimizers' mapping")
+    return found[0], tune
+
+
+def _aggregate(rows: pd.DataFrame, by_dir: dict[str, Run], performance: str) -> dict[str, Any]:
+    """DeepOBS's numbers over some runs of one configuration (final, best of the mean curve,
+    speed: all over the complete runs), with n and the status counts."""
+    complete = rows[rows["complete"].astype(bool)]
+    final = complete[f"final_{performance}"]
+    best, epoch = best_of_curve(
+        mean_curve(_complete_epochs(rows, by_dir), performance), higher_is_better(performance)
+    )
+    return {
+        "n": len(rows),
+        "completed": len(complete),
+        "status": _status_counts(rows) if len(rows) else "no runs found",
+        "final_mean": final.mean(),
+        "final_std": final.std(),
+        "mean_curve_best": best,
+        "mean_curve_best_epoch": epoch,
+        "speed_mean": complete["speed"].mean(),
+        "speed_std": complete["speed"].std(),
+    }
+
+
+def tuned_frame(comparison: Comparison, tune: dict[str, Any] | None = None) -> pd.DataFrame:
+    """One row per optimizer, ranked by final performance (the ranking's column): its tuned
+    configuration's runs aggregated with DeepOBS's metrics and the learning rate chosen.
+
+    With `tune` (a tune.json) the rows are its tuned optimizers, each over its `seed_run_ids`
+    (the best trial's reruns; its best trial alone if none are found), the lr from its best
+    params, and the budget spent (trials, completed, pruned, failed, epochs, seconds). Without,
+    each optimizer's best-ranked configuration stands for it (`configurations`: how many it
+    was tried in), as DeepOBS picks a setting from a grid.
+    """
+    table, frame = comparison.table, comparison.frame
+    performance = table.attrs["performance"]
+    by_dir = {str(run.path): run for run in comparison.runs}
+    tuneability = tuneability_frame(comparison, tune)
+    rows = []
+    if tune is not None:
+        for name, spent in tune["optimizers"].items():
+            spent = spent if isinstance(spent, dict) else {}
+            best = spent.get("best") if isinstance(spent.get("best"), dict) else {}
+            ids = [r for r in spent.get("seed_run_ids") or [] if isinstance(r, str)]
+            runs = frame[frame["run_id"].isin(ids)]
+            if runs.empty and isinstance(best.get("run_id"), str):
+                runs = frame[frame["run_id"] == best["run_id"]]
+            params = best.get("params") if isinstance(best.get("params"), dict) else {}
+            lr = _lr(params.get("optimizer.lr"))
+            if math.isnan(lr) and not runs.empty and "config.optimizer.lr" in runs:
+                lr = _lr(runs["config.optimizer.lr"].iloc[0])
+            rows.append(
+                {
+                    "optimizer": name,
+                    "lr": lr,
+                    **_aggregate(runs, by_dir, performance),
+                    "trials": spent.get("trials"),
+                    "trials_completed": spent.get("completed"),
+                    "trials_pruned": spent.get("pruned"),
+                    "trials_failed": spent.get("failed"),
+                    "budget_epochs": spent.get("epochs"),
+                    "budget_seconds": spent.get("seconds"),
+                }
+            )
+    else:
+        chosen = tuneability[tuneability["chosen"]]
+        for _, row in chosen.iterrows():
+            runs = frame[frame["configuration"] == row["configuration"]]
+            configurations = int((tuneability["optimizer"] == row["optimizer"]).sum())
+            rows.append(
+                {
+                    "optimizer": row["optimizer"],
+                    "lr": row["lr"],
+                    **_aggregate(runs, by_dir, performance),
+                    "configurations": configurations,
+                }
+            )
+    out = pd.DataFrame(rows)
+    if not out.empty:
+        out = out.sort_values(
+            "final_mean", ascending=not higher_is_better(performance), na_position="last"
+        ).reset_index(drop=True)
+    out.attrs = {"performance": performance, "tuned": tune is not None}
+    return out

@@ -79,12 +79,21 @@ RANK_COLUMNS = [
 DISTANCE_COLUMN = ("final_distance_to_optimum", "final distance to optimum", "{:.4g}")
 
 
+# DeepOBS's final performance: the ranking metric's column at the last epoch, where RANK_COLUMNS
+# lacks it (ranked by test accuracy).
+FINAL_ACCURACY_COLUMN = ("final_test_accuracy", "final test acc", "{:.4f}")
+
+
 def rank_columns(table: Any) -> list[tuple[str, str, str]]:
-    """RANK_COLUMNS, plus the final distance to the optimum when any run logged one."""
+    """RANK_COLUMNS, plus the final distance to the optimum when any run logged one, and the
+    final test accuracy when the ranking is by test accuracy."""
+    columns = list(RANK_COLUMNS)
+    if table.attrs.get("performance") == "test_accuracy":
+        columns.insert(2, FINAL_ACCURACY_COLUMN)
     column = f"{DISTANCE_COLUMN[0]}_mean"
     if column in table and table[column].notna().any():
-        return [*RANK_COLUMNS, DISTANCE_COLUMN]
-    return RANK_COLUMNS
+        columns.append(DISTANCE_COLUMN)
+    return columns
 
 
 def _mean_std(row: Any, metric: str, pattern: str) -> str:
@@ -109,11 +118,25 @@ def ranking_frame(table: Any, target: tuple[str, float] | None) -> Any:
     for metric, _, _ in rank_columns(table):
         out[f"{metric}_mean"] = table[f"{metric}_mean"].to_numpy()
         out[f"{metric}_std"] = table[f"{metric}_std"].to_numpy()
+    if "mean_curve_best" in table:  # DeepOBS's best performance: the mean curve's best epoch
+        out[f"mean_curve_best_{table.attrs['performance']}"] = table["mean_curve_best"].to_numpy()
+        out["mean_curve_best_epoch"] = table["mean_curve_best_epoch"].to_numpy()
     if target:
         out["reached_target"] = table["reached_target"].to_numpy()
         out["epochs_to_target_mean"] = table["epochs_to_target_mean"].to_numpy()
         out["seconds_to_target_mean"] = table["seconds_to_target_mean"].to_numpy()
+        out["speed_mean"] = table["speed_mean"].to_numpy()  # DeepOBS's speed (compare.py)
+        out["speed_std"] = table["speed_std"].to_numpy()
     return out
+
+
+def _format_of(column: str) -> str:
+    return "{:.4g}" if "distance" in column else "{:.4f}"
+
+
+def _at_epoch(value: Any, epoch: Any, pattern: str) -> str:
+    """'0.8760 (3)': a value and the epoch it is at."""
+    return "-" if value != value else f"{pattern.format(value)} ({epoch:g})"
 
 
 def _value(value: Any) -> str:
@@ -135,17 +158,26 @@ def ranking_table(table: Any, target: tuple[str, float] | None) -> Table:
     columns = rank_columns(table)
     for _, header, _ in columns:
         rich_table.add_column(header, justify="right")
+    curve_best = "mean_curve_best" in table
+    if curve_best:
+        performance = table.attrs["performance"]
+        rich_table.add_column(f"best of mean {performance} (epoch)", justify="right")
     if target:
         rich_table.add_column(f"epochs to {target[0]}={target[1]:g}", justify="right")
         rich_table.add_column("seconds to it", justify="right")
-    rich_table.add_column("status")
+        rich_table.add_column("speed (epochs)", justify="right")
+    rich_table.add_column("status", min_width=11)  # "completed" whole
     for rank, (_, row) in enumerate(table.iterrows(), 1):
         cells = [str(rank), *(_value(row[k]) for k in hyper), str(row["n"])]
         cells += [_mean_std(row, metric, fmt) for metric, _, fmt in columns]
+        if curve_best:
+            pattern = _format_of(performance)
+            cells.append(_at_epoch(row["mean_curve_best"], row["mean_curve_best_epoch"], pattern))
         if target:
             reached = f" ({row['reached_target']}/{row['n']})"
             cells.append(_mean_std(row, "epochs_to_target", "{:.1f}") + reached)
             cells.append(_mean_std(row, "seconds_to_target", "{:.1f}"))
+            cells.append(_mean_std(row, "speed", "{:.1f}"))
         cells.append(row["status"])
         rich_table.add_row(*cells)
     return rich_table
@@ -198,45 +230,48 @@ def markdown(frame: Any) -> str:
     return "\n".join(lines)
 
 
-def _pyplot() -> Any:
+def _pyplot(option: str = "--plot") -> Any:
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise OptbenchError("--plot needs matplotlib: pip install 'optbench[plot]'") from None
+        raise OptbenchError(f"{option} needs matplotlib: pip install 'optbench[plot]'") from None
     return plt
 
 
-def check_plot_path(path: Path) -> None:
-    """Refuse a --plot destination that cannot be written before any run is read, not after."""
+def check_plot_path(path: Path, option: str = "--plot") -> None:
+    """Refuse a --plot (or other `option`'s) destination that cannot be written before any run
+    is read, not after."""
     if path.is_dir():
-        raise OptbenchError(f"--plot {path} is a folder; give a file such as {path / 'curves.png'}")
+        raise OptbenchError(
+            f"{option} {path} is a folder; give a file such as {path / 'curves.png'}"
+        )
     folder = path.parent
     if not folder.is_dir():
         what = "is a file" if folder.exists() else "does not exist"
-        raise OptbenchError(f"--plot {path}: folder {folder} {what}")
+        raise OptbenchError(f"{option} {path}: folder {folder} {what}")
     if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise OptbenchError(f"--plot {path}: permission denied")
-    _pyplot()  # no matplotlib: say so now
+        raise OptbenchError(f"{option} {path}: permission denied")
+    _pyplot(option)  # no matplotlib: say so now
     from matplotlib.backend_bases import FigureCanvasBase
 
     formats = sorted(FigureCanvasBase.get_supported_filetypes())
     if path.suffix.lstrip(".").lower() not in formats:
         raise OptbenchError(
-            f"--plot {path}: the file name must end in the image format to write: "
+            f"{option} {path}: the file name must end in the image format to write: "
             f"{', '.join('.' + f for f in formats)}"
         )
 
 
-def _save(figure: Any, path: Any) -> None:
+def _save(figure: Any, path: Any, option: str = "--plot") -> None:
     """Write a matplotlib figure for --plot: one line naming the file when it cannot be."""
-    plt = _pyplot()
+    plt = _pyplot(option)
     try:
         figure.savefig(path, dpi=120)
     except OSError as exc:
-        raise OptbenchError(f"cannot write --plot {path}: {exc.strerror or exc}") from None
+        raise OptbenchError(f"cannot write {option} {path}: {exc.strerror or exc}") from None
     finally:
         plt.close(figure)
 
@@ -299,6 +334,120 @@ def plot_paths(function_name: str, paths: dict[str, list[Any]], path: Path) -> N
     _save(figure, path)
 
 
+def tuned_output_frame(tuned: Any, target: tuple[str, float] | None) -> Any:
+    """`compare --tuned` as plain columns, for csv/json/markdown output: one row per optimizer,
+    DeepOBS's metrics named by the column they are in."""
+    performance = tuned.attrs["performance"]
+    out = tuned.copy()
+    out.insert(0, "rank", range(1, len(out) + 1))
+    out = out.rename(
+        columns={
+            "final_mean": f"final_{performance}_mean",
+            "final_std": f"final_{performance}_std",
+            "mean_curve_best": f"mean_curve_best_{performance}",
+        }
+    )
+    if not target:
+        out = out.drop(columns=["speed_mean", "speed_std"], errors="ignore")
+    return out
+
+
+def _optional(value: Any, pattern: str = "{}") -> str:
+    return "-" if value is None or value != value else pattern.format(value)
+
+
+def tuned_table(tuned: Any, target: tuple[str, float] | None) -> Table:
+    """Rich `compare --tuned`: the optimizers ranked by final performance, each by its tuned
+    configuration's runs (mean ± std), with DeepOBS's best performance, speed, the chosen lr
+    and, from a tune.json, the budget the tuning spent."""
+    performance = tuned.attrs["performance"]
+    pattern = _format_of(performance)
+    source = (
+        "tune.json: each its best trial's seed reruns"
+        if tuned.attrs["tuned"]
+        else "each its best configuration here"
+    )
+    table = Table(
+        title=f"optimizers by final {performance} (mean ± std over seeds; {source})",
+        title_justify="left",
+    )
+    table.add_column("#", justify="right")
+    table.add_column("optimizer")
+    table.add_column("chosen lr", justify="right")
+    table.add_column("n", justify="right")
+    table.add_column(f"final {performance}", justify="right")
+    table.add_column("best of mean (epoch)", justify="right")
+    if target:
+        table.add_column(f"speed: epochs to {target[0]}={target[1]:g}", justify="right")
+    if tuned.attrs["tuned"]:
+        table.add_column("trials (pruned, failed)", justify="right")
+        table.add_column("budget epochs", justify="right")
+        table.add_column("budget seconds", justify="right")
+    else:
+        table.add_column("configurations", justify="right")
+    table.add_column("status")
+    for rank, (_, row) in enumerate(tuned.iterrows(), 1):
+        cells = [str(rank), str(row["optimizer"]), _optional(row["lr"], "{:.4g}"), str(row["n"])]
+        cells.append(_mean_std(row, "final", pattern))
+        cells.append(_at_epoch(row["mean_curve_best"], row["mean_curve_best_epoch"], pattern))
+        if target:
+            cells.append(_mean_std(row, "speed", "{:.1f}"))
+        if tuned.attrs["tuned"]:
+            pruned, failed = _optional(row["trials_pruned"]), _optional(row["trials_failed"])
+            cells.append(f"{_optional(row['trials'])} ({pruned}, {failed})")
+            cells.append(_optional(row["budget_epochs"]))
+            cells.append(_optional(row["budget_seconds"], "{:.1f}"))
+        else:
+            cells.append(str(row["configurations"]))
+        cells.append(str(row["status"]))
+        table.add_row(*cells)
+    return table
+
+
+def plot_tuneability(frame: Any, path: Path) -> None:
+    """DeepOBS's tuneability: one panel per optimizer, its configurations' final performance
+    (mean over seeds, the std as error bars) against the learning rate on a log axis, the
+    chosen one starred. Points join into a line when each lr is one configuration (an lr grid);
+    configurations without a final value or an lr are counted in the panel's title."""
+    plt = _pyplot("--tuneability")
+    performance = frame.attrs["performance"]
+    names = list(dict.fromkeys(frame["optimizer"]))
+    figure, axes = plt.subplots(
+        1, len(names), figsize=(4.5 * len(names) + 1, 4.5), sharey=True, squeeze=False
+    )
+    for axes_, name in zip(axes[0], names, strict=True):
+        rows = frame[frame["optimizer"] == name]
+        shown = rows[rows["lr"].notna() & rows["final_mean"].notna()].sort_values("lr")
+        unique = shown["lr"].is_unique
+        (line,) = axes_.plot(
+            shown["lr"], shown["final_mean"], "o-" if unique else "o", label="configurations"
+        )
+        axes_.errorbar(
+            shown["lr"],
+            shown["final_mean"],
+            yerr=shown["final_std"].fillna(0),
+            fmt="none",
+            ecolor=line.get_color(),
+            capsize=3,
+        )
+        chosen = shown[shown["chosen"]]
+        if not chosen.empty:
+            lr, value = chosen["lr"].iloc[0], chosen["final_mean"].iloc[0]
+            axes_.plot(
+                [lr], [value], "*", color="red", markersize=14, zorder=5, label=f"chosen {lr:.3g}"
+            )
+            axes_.axvline(lr, color="red", linestyle=":", alpha=0.6)
+        axes_.set_xscale("log")
+        missing = len(rows) - len(shown)
+        axes_.set_title(name + (f" ({missing} without a final value)" if missing else ""))
+        axes_.set_xlabel("learning rate")
+        axes_.grid(alpha=0.3, which="both")
+        axes_.legend(fontsize=8)
+    axes[0][0].set_ylabel(f"final {performance} (mean over seeds)")
+    figure.tight_layout()
+    _save(figure, path, "--tuneability")
+
+
 def print_comparison(
     console: Any,
     comparison: Any,
@@ -307,19 +456,28 @@ def print_comparison(
     top: int = 5,
     plot: Path | None = None,
     messages: Any = None,
+    tuned: bool = False,
+    tuneability: Path | None = None,
 ) -> None:
     """`optbench compare`: the ranking, then the top configurations' curves (table and chart).
+    `tuned`: one row per optimizer instead (`tuned_frame`); `tuneability`: also write that
+    plot (`plot_tuneability`).
 
     Notes and "plot written" go to `messages` (stderr for csv/json/markdown, so pipes get only
     the ranking); by default to `console`.
     """
-    from optbench.analysis.compare import seed_bands
+    from optbench.analysis.compare import seed_bands, tuneability_frame, tuned_frame
 
     messages = console if messages is None else messages
 
     bands = seed_bands(comparison.frame, comparison.table, comparison.runs, curve_metric, top)
     frame = ranking_frame(comparison.table, comparison.target)
-    if output == "csv":
+    if tuned:
+        by_optimizer = tuned_frame(comparison, comparison.tune)
+        frame = tuned_output_frame(by_optimizer, comparison.target)
+    if output == "table" and tuned:
+        console.print(tuned_table(by_optimizer, comparison.target))
+    elif output == "csv":
         console.out(frame.to_csv(index=False), end="")
     elif output == "json":
         console.out(frame.to_json(orient="records", indent=2))
@@ -329,7 +487,7 @@ def print_comparison(
         console.print(ranking_table(comparison.table, comparison.target))
     else:
         raise OptbenchError(f"--format must be table, csv, json or markdown, not '{output}'")
-    if output == "table" and bands:
+    if output == "table" and bands and not tuned:
         import pandas as pd
 
         curves = pd.DataFrame({name: band["mean"] for name, band in bands.items()})
@@ -341,6 +499,16 @@ def print_comparison(
             console.print(Text.from_ansi(chart))
     for note in comparison.notes:
         messages.print(f"note: {note}", markup=False, highlight=False)
+    if comparison.tune is not None and not tuned:
+        messages.print(
+            "note: the folder has a tune.json: --tuned ranks its optimizers by their tuned "
+            "configurations' seed reruns, with the budget spent",
+            markup=False,
+            highlight=False,
+        )
+    if tuneability is not None:
+        plot_tuneability(tuneability_frame(comparison, comparison.tune), tuneability)
+        messages.print(f"tuneability plot written to {tuneability}", markup=False)
     if plot is not None:
         from optbench.analysis.compare import two_d_paths
 

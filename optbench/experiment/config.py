@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from optbench.errors import ConfigError, did_you_mean
 
@@ -148,6 +155,113 @@ class ProblemRecord(_Strict):
     overrides: dict[str, Any] = Field(default_factory=dict)
 
 
+class LogConfig(_Strict):
+    """Where a run also logs as it trains (storage/loggers.py); not part of what is trained."""
+
+    tensorboard: bool = False  # event files in the run folder's tensorboard/
+    # true: $MLFLOW_TRACKING_URI, else sqlite:///<results>/mlflow.db; a string: a tracking URI
+    mlflow: bool | str = False
+
+    @field_validator("mlflow", mode="before")
+    @classmethod
+    def _uri_or_switch(cls, mlflow: Any) -> Any:
+        if isinstance(mlflow, bool) or (isinstance(mlflow, str) and mlflow.strip()):
+            return mlflow
+        raise ValueError(f"must be true, false or a tracking URI string, got {mlflow!r}")
+
+
+DISTRIBUTIONS = ("uniform", "log_uniform", "int_uniform", "choice")  # sweep/tune.py samples them
+
+
+class Distribution(_Strict):
+    """One hyperparameter's search range in `tune.space`: exactly one of the distributions."""
+
+    uniform: list[float] | None = Field(None, min_length=2, max_length=2)  # [low, high]
+    log_uniform: list[float] | None = Field(None, min_length=2, max_length=2)
+    int_uniform: list[int] | None = Field(None, min_length=2, max_length=2)
+    choice: list[Any] | None = Field(None, min_length=1)
+
+    @field_validator("choice")
+    @classmethod
+    def _plain_values(cls, choice: list[Any] | None) -> list[Any] | None:
+        for value in choice or []:  # what Optuna's categorical distribution holds
+            if value is not None and not isinstance(value, (bool, int, float, str)):
+                raise ValueError(f"{value!r} is not a number, string, true/false or null")
+        return choice
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_known(cls, value: Any) -> Any:
+        if not isinstance(value, dict) or len(value) != 1:
+            raise ValueError(
+                "must be one distribution, e.g. {log_uniform: [1.0e-5, 1.0]}; "
+                f"valid: {', '.join(DISTRIBUTIONS)}"
+            )
+        (kind,) = value
+        if kind not in DISTRIBUTIONS:
+            raise ValueError(
+                f"unknown distribution '{kind}'{did_you_mean(str(kind), DISTRIBUTIONS)}; "
+                f"valid: {', '.join(DISTRIBUTIONS)}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Distribution:
+        kind, bounds = self.kind, self.bounds
+        if kind != "choice" and bounds[0] >= bounds[1]:
+            raise ValueError(f"{kind}: low {bounds[0]} must be below high {bounds[1]}")
+        if kind == "log_uniform" and bounds[0] <= 0:
+            raise ValueError(f"log_uniform: low {bounds[0]} must be > 0 (a log range)")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in DISTRIBUTIONS if getattr(self, k) is not None)
+
+    @property
+    def bounds(self) -> Any:
+        return getattr(self, self.kind)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {self.kind: list(self.bounds)}
+
+
+TuneMetric = Literal["test_accuracy", "test_loss", "train_loss", "distance_to_optimum"]
+
+
+class TuneConfig(_Strict):
+    """`optbench tune` (sweep/tune.py): a search space of dotted keys, a budget of trials per
+    optimizer, Optuna's sampler and pruner, and the seeds the best configuration is rerun with.
+    Not part of any run's identity (experiment/identity.py)."""
+
+    space: dict[str, Distribution] = Field(min_length=1)
+    trials: int = Field(20, ge=1, le=100_000)
+    sampler: Literal["tpe", "random", "grid", "qmc"] = "tpe"
+    pruner: Literal["median", "hyperband", "none"] = "median"
+    # A column of epochs.csv; default: the problem's metric, else test_accuracy or test_loss.
+    metric: TuneMetric | None = None
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+
+    @field_validator("space")
+    @classmethod
+    def _dotted_keys(cls, space: dict[str, Distribution]) -> dict[str, Distribution]:
+        for key in space:
+            if not re.fullmatch(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*", key):
+                raise ValueError(f"'{key}' is not a dotted key like optimizer.lr")
+            if key in ("name", "seed", "optimizer.name"):
+                raise ValueError(
+                    f"'{key}' cannot be tuned (vary optimizers with sweep:, seeds with seeds:)"
+                )
+        return space
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, seeds: list[int]) -> list[int]:
+        if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+            raise ValueError("must be distinct seeds >= 0")
+        return seeds
+
+
 class ExperimentConfig(_Strict):
     name: str
     problem: ProblemRecord | None = None  # written `problem: fmnist_2c2d`; see apply_problem
@@ -162,6 +276,8 @@ class ExperimentConfig(_Strict):
     regularization: RegularizationConfig | None = None  # applied in train.py's _loss
     fast: bool = False  # losses read once per epoch, not per batch (experiment/train.py)
     sweep: dict[str, list[Any]] | None = None  # read by `optbench sweep`; `run` trains the base
+    tune: TuneConfig | None = None  # read by `optbench tune`; `run` trains the base
+    log: LogConfig = Field(default_factory=LogConfig)  # TensorBoard / MLflow (not in the run-id)
 
     @field_validator("name")
     @classmethod
@@ -372,6 +488,7 @@ _SECTION_MODELS: dict[str, type[BaseModel]] = {
     "data": DataConfig,
     "data.normalize": Normalize,
     "regularization": RegularizationConfig,
+    "log": LogConfig,
 }
 
 

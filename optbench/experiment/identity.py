@@ -14,7 +14,11 @@ import re
 from typing import Any
 
 # Dotted keys of the resolved config that never change the run-id (documented in the README).
-NOT_IN_RUN_ID = frozenset({"name", "data.root", "data.download", "sweep"})
+NOT_IN_RUN_ID = frozenset(
+    {"name", "data.root", "data.download", "sweep", "log.tensorboard", "log.mlflow"}
+    # `tune:` (sweep/tune.py): how to search, not what one run trains
+    | {f"tune.{key}" for key in ("space", "trials", "sampler", "pruner", "metric", "seeds")}
+)
 # A configuration is every seed of one experiment.
 NOT_IN_CONFIGURATION = NOT_IN_RUN_ID | {"seed"}
 

@@ -162,6 +162,7 @@ def resolve_config(
     can not be left out, with each component's section replaced by its binding."""
     dumped = config.model_dump(mode="json")
     del dumped["sweep"]  # `run` trains the base; the grid is not part of a run
+    del dumped["tune"]  # nor is a search space (sweep/tune.py)
     resolved = {
         **dumped,
         "data": _section(dumped["data"], config.data.model_extra, data.resolved()),

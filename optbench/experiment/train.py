@@ -44,6 +44,15 @@ class TrainingObserver(Protocol):
     def epoch_finished(self, row: dict[str, Any]) -> None: ...
 
 
+class StopTraining(Exception):
+    """Raised by an observer to end a run on purpose after an epoch (a tuner's pruner): the run is
+    recorded with `status` and `reason`, its finished epochs kept (experiment/runner.py)."""
+
+    def __init__(self, status: Status, reason: str) -> None:
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
 class SilentObserver:
     """Reports nothing (library use, tests, sweep workers that only need the files)."""
 

@@ -1,0 +1,742 @@
+"""`optbench tune`: each optimizer's hyperparameters searched by Optuna, with one budget each.
+
+The config's `tune:` section names a search space of dotted keys, a budget of trials, Optuna's
+sampler and pruner, the metric, and the seeds the best configuration is rerun with. Every
+optimizer of the config's `sweep:` grid (or `--grid`) gets its own Optuna study over the keys
+it takes, with the same budget, so the comparison is fair by construction.
+
+Every trial is an ordinary run with its stable run-id, trained on the sweep's executors
+(sweep/executors.py) from a lazy iterator: a trial is asked from Optuna only when a worker can
+take it, and its result is told as it arrives. A trial whose run already finished is answered
+from disk. Pruning happens where the run trains: the worker attaches to its trial through the
+storage, reports each epoch's metric, and ends the run (status `pruned`) when the pruner says.
+
+Resuming: a trial whose process died is found on the next start (it is RUNNING and its owner,
+recorded on the trial, is gone): it is failed, marked not counted, and its parameters are
+enqueued again, so the same run-id is asked again and its run resumes from its checkpoint.
+Several processes on one storage share a study: the budget is counted in the storage, and a
+trial asked beyond it (two processes asking at once) is failed and not counted.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import itertools
+import json
+import math
+import os
+import socket
+import statistics
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from optbench.errors import ConfigError, OptbenchError
+from optbench.experiment.config import (
+    Distribution,
+    TuneConfig,
+    anchor_to_folder,
+    apply_override,
+    apply_overrides,
+    check_structure,
+    default_results_dir,
+    name_from_stem,
+    read_config_file,
+    validate_config,
+)
+from optbench.storage.results import FINISHED, RunDir, Status, higher_is_better
+
+TUNE_FILE = "tune.json"  # <results>/<name>/tune.json, the contract with compare and report
+JOURNAL_FILE = "optuna-journal.log"  # the default storage, next to the runs
+# Trial user attributes (what the Optuna dashboard shows next to each trial).
+RUN_ID, STATUS, EPOCHS, SECONDS, OWNER = "run_id", "status", "epochs", "seconds", "owner"
+NOT_COUNTED = "not_counted"  # why a trial does not count against the budget (its retry does)
+
+
+def _optuna() -> Any:
+    try:
+        import optuna
+    except ImportError:
+        raise OptbenchError("optbench tune needs Optuna: pip install 'optbench[tune]'") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+def open_storage(spec: str) -> Any:
+    """An Optuna storage URL (sqlite:///..., postgresql://...) or the path of a journal file."""
+    optuna = _optuna()
+    try:
+        if "://" in spec:
+            return optuna.storages.get_storage(spec)
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(spec))
+    except Exception as exc:
+        raise OptbenchError(f"--storage: cannot open Optuna storage '{spec}': {exc}") from None
+
+
+def make_pruner(name: str, epochs: int) -> Any:
+    pruners = _optuna().pruners
+    if name == "median":
+        return pruners.MedianPruner()  # Optuna's defaults: 5 trials before any is pruned
+    if name == "hyperband":
+        return pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
+    return pruners.NopPruner()
+
+
+def _sampler(name: str, space: dict[str, Distribution], seed: int) -> Any:
+    samplers = _optuna().samplers
+    if name == "random":
+        return samplers.RandomSampler()
+    if name == "grid":
+        return samplers.GridSampler({k: d.bounds for k, d in space.items()}, seed=seed)
+    if name == "qmc":  # seeded: the sequence continues across restarts (its index is stored)
+        return samplers.QMCSampler(scramble=True, seed=seed, warn_independent_sampling=False)
+    return samplers.TPESampler(constant_liar=True)  # in-flight trials count as seen
+
+
+def _distribution(dist: Distribution) -> Any:
+    d = _optuna().distributions
+    low, high = dist.bounds[0], dist.bounds[-1]
+    if dist.kind == "uniform":
+        return d.FloatDistribution(low, high)
+    if dist.kind == "log_uniform":
+        return d.FloatDistribution(low, high, log=True)
+    if dist.kind == "int_uniform":
+        return d.IntDistribution(low, high)
+    return d.CategoricalDistribution(dist.bounds)
+
+
+def _middle(dist: Distribution) -> Any:
+    """A value inside the range, to check the space before anything runs."""
+    if dist.kind == "choice":
+        return dist.bounds[0]
+    low, high = dist.bounds
+    if dist.kind == "log_uniform":
+        return math.sqrt(low * high)
+    if dist.kind == "int_uniform":
+        return (low + high) // 2
+    return (low + high) / 2
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+# --------------------------------------------------------------------------- the plan
+
+
+@dataclasses.dataclass
+class Arm:
+    """One optimizer of the tune: its base config, the space it takes and its study."""
+
+    key: str
+    config: dict[str, Any]
+    space: dict[str, Distribution]
+    study_name: str
+    epochs: int
+    study: Any = None
+    budget: int = 0
+    asked_all: bool = False
+    seed_run_ids: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class TuneSetup:
+    name: str
+    tune: TuneConfig
+    metric: str
+    arms: list[Arm]
+
+    @property
+    def direction(self) -> str:
+        return "maximize" if higher_is_better(self.metric) else "minimize"
+
+
+def _with(config: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    config = copy.deepcopy(config)
+    for key, value in values.items():
+        apply_override(config, key.split("."), copy.deepcopy(value), source="tune")
+    return config
+
+
+def _default_metric(plan: Any) -> str:
+    from optbench.components.problems import PROBLEMS
+
+    problem = plan.config.problem
+    if problem is not None and problem.name in PROBLEMS:
+        return PROBLEMS.get(problem.name, "problem").metric
+    return "test_accuracy" if plan.data_spec.num_classes is not None else "test_loss"
+
+
+def _check_metric(metric: str, plan: Any) -> None:
+    if metric == "test_accuracy" and plan.data_spec.num_classes is None:
+        raise ConfigError("tune.metric", "test_accuracy needs a classification problem")
+    if metric == "distance_to_optimum" and not hasattr(plan.build_model(), "distance_to_optimum"):
+        raise ConfigError("tune.metric", "distance_to_optimum needs a problem with a known optimum")
+
+
+def load_tune(
+    config_path: str | Path,
+    overrides: list[str] | None = None,
+    grid_options: list[str] | None = None,
+    trials: int | None = None,
+) -> TuneSetup:
+    """Read and check everything a tune needs before anything runs: its `tune:` section, one
+    arm per optimizer of the grid, each arm's space (the keys its optimizer takes), the metric."""
+    from optbench.experiment.plan import make_plan
+    from optbench.sweep.grid import _check_grid, expand_grid, parse_grid_option
+
+    data = read_config_file(config_path)
+    if overrides:
+        apply_overrides(data, list(overrides))
+    data.setdefault("name", name_from_stem(Path(config_path).stem))
+    check_structure(data, str(config_path))
+    grid = dict(_check_grid(data.pop("sweep", None) or {}, "sweep"))
+    for text in grid_options or []:
+        key, values = parse_grid_option(text)
+        grid[key] = values
+    _check_grid(grid, "--grid")
+    if "seed" in grid:
+        raise ConfigError("sweep.seed", "a tune reruns its best configurations with tune.seeds")
+    folder = Path(config_path).parent
+    anchor_to_folder(data, folder)
+    tune = validate_config(data).tune
+    if tune is None:
+        raise ConfigError("tune", "is required: optbench tune needs a tune: section with a space")
+    if trials is not None:
+        if trials < 1:
+            raise ConfigError("--trials", f"must be at least 1, got {trials}")
+        tune = tune.model_copy(update={"trials": trials})
+    base = {k: v for k, v in data.items() if k != "tune"}
+    points = expand_grid(base, grid, folder)
+
+    arms: list[Arm] = []
+    metric = tune.metric
+    plans = [make_plan(validate_config(p.config)) for p in points]
+    names = [plan.optimizer.info.name for plan in plans]
+    for point, plan in zip(points, plans, strict=True):
+        accepted = set(plan.optimizer.info.defaults)
+        space = {
+            k: d
+            for k, d in tune.space.items()
+            if not k.startswith("optimizer.") or k.split(".")[1] in accepted
+        }
+        key = plan.optimizer.info.name
+        if names.count(key) > 1:
+            key = point.label.removeprefix("optimizer=")
+        arms.append(Arm(key, point.config, space, "", plan.config.epochs))
+        metric = metric or _default_metric(plan)
+        _check_metric(metric, plan)
+    for key in tune.space:
+        if not any(key in arm.space for arm in arms):
+            takes = "; ".join(
+                f"{plan.optimizer.info.name} takes {', '.join(plan.optimizer.info.defaults)}"
+                for plan in plans
+            )
+            raise ConfigError(f"tune.space.{key}", f"no optimizer of this tune takes it ({takes})")
+    if tune.sampler == "grid":
+        for key, dist in tune.space.items():
+            if dist.kind != "choice":
+                raise ConfigError(
+                    f"tune.space.{key}",
+                    f"the grid sampler needs choice lists, not a {dist.kind} range",
+                )
+    for arm, plan in zip(arms, plans, strict=True):
+        try:
+            make_plan(
+                validate_config(_with(arm.config, {k: _middle(d) for k, d in arm.space.items()}))
+            )
+        except ConfigError as exc:
+            raise ConfigError(f"tune.space ({arm.key})", str(exc)) from None
+        spec = {
+            "run": plan.run_id,
+            "space": {k: d.to_dict() for k, d in arm.space.items()},
+            "metric": metric,
+        }
+        digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:8]
+        arm.study_name = f"{plan.name}.{arm.key}.{digest}"
+    assert metric is not None
+    return TuneSetup(plans[0].name, tune, metric, arms)
+
+
+# --------------------------------------------------------------------------- trials' owners
+
+
+def _start_time(pid: int) -> str | None:
+    """When process `pid` started (clock ticks since boot, Linux), to tell it from a later
+    process that got the same pid; None where /proc cannot say."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text.rpartition(")")[2].split()[19]
+
+
+def _owner() -> dict[str, Any]:
+    return {"host": socket.gethostname(), "pid": os.getpid(), "start": _start_time(os.getpid())}
+
+
+def _owner_alive(owner: Any) -> bool:
+    """Whether the process that asked a trial may still run it. One on another host cannot be
+    checked from here: it is taken as alive (its own restart recovers it)."""
+    if not isinstance(owner, dict) or owner.get("host") != socket.gethostname():
+        return True
+    pid = owner.get("pid")
+    if not isinstance(pid, int):
+        return True
+    if pid == os.getpid():
+        return True
+    start = _start_time(pid)
+    if start is not None or owner.get("start") is not None:
+        return start is not None and start == owner.get("start")
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# --------------------------------------------------------------------------- the driver
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialWatch:
+    """Sent with a trial's point to the worker: it reports each epoch's metric to the trial
+    through the storage and ends the run when the pruner says (picklable, for processes and
+    Ray tasks)."""
+
+    storage: str
+    study: str
+    trial_id: int
+    metric: str
+    pruner: str
+    epochs: int
+
+    def __call__(self) -> _Pruning:
+        return _Pruning(self)
+
+
+class _Pruning:
+    """A training observer reporting to an Optuna trial. Where the storage cannot be reached
+    (a Ray node without the journal file), the run trains unpruned; the driver reports its
+    epochs when it ends."""
+
+    def __init__(self, watch: TrialWatch) -> None:
+        self.watch, self.trial = watch, None
+        try:
+            optuna = _optuna()
+            if "://" not in watch.storage and not Path(watch.storage).is_file():
+                return
+            study = optuna.load_study(
+                study_name=watch.study,
+                storage=open_storage(watch.storage),
+                pruner=make_pruner(watch.pruner, watch.epochs),
+            )
+            self.trial = optuna.trial.Trial(study, watch.trial_id)
+        except Exception:
+            self.trial = None
+
+    def epoch_started(self, epoch: int, num_batches: int) -> None:
+        pass
+
+    def batch_finished(self, batch: int, loss: float | None) -> None:
+        pass
+
+    def epoch_finished(self, row: dict[str, Any]) -> None:
+        from optbench.experiment.train import StopTraining
+
+        value, epoch = row.get(self.watch.metric), row["epoch"]
+        if self.trial is None or not _finite(value):
+            return
+        try:
+            self.trial.report(float(value), epoch)
+            prune = epoch < self.watch.epochs and self.trial.should_prune()
+        except Exception:  # the trial was told meanwhile (its driver stopped): stop reporting
+            self.trial = None
+            return
+        if prune:
+            raise StopTraining(
+                Status.PRUNED, f"pruned after epoch {epoch} by the {self.watch.pruner} pruner"
+            )
+
+
+def _counted(trials: list[Any]) -> list[Any]:
+    return [t for t in trials if not t.user_attrs.get(NOT_COUNTED)]
+
+
+class Tuner:
+    """Asks trials lazily, tells results as they come, and keeps the studies honest."""
+
+    def __init__(
+        self, setup: TuneSetup, results_dir: Path, storage: str, console: Any, workers: int
+    ) -> None:
+        self.setup, self.results_dir, self.storage_spec = setup, results_dir, storage
+        self.console, self.workers = console, workers
+        self.optuna = _optuna()
+        self.storage = open_storage(storage)
+        self.owner = _owner()
+        self.inflight: dict[str, list[tuple[Arm, Any]]] = {}
+        self.failed_seeds = 0
+
+    # ------------------------------------------------------------------ studies
+
+    def open_studies(self) -> None:
+        tune = self.setup.tune
+        for number, arm in enumerate(self.setup.arms):
+            arm.budget = tune.trials
+            if tune.sampler == "grid":
+                arm.budget = min(arm.budget, math.prod(len(d.bounds) for d in arm.space.values()))
+            seed = int(hashlib.sha256(arm.study_name.encode()).hexdigest()[:8], 16) + number
+            try:
+                arm.study = self.optuna.create_study(
+                    storage=self.storage,
+                    study_name=arm.study_name,
+                    sampler=_sampler(tune.sampler, arm.space, seed),
+                    pruner=make_pruner(tune.pruner, arm.epochs),
+                    direction=self.setup.direction,
+                    load_if_exists=True,
+                )
+            except ValueError as exc:  # an existing study with the other direction
+                raise OptbenchError(f"study {arm.study_name}: {exc}") from None
+            arm.study.set_user_attr("optbench", {"optimizer": arm.key, "metric": self.setup.metric})
+            self._recover(arm)
+
+    def _recover(self, arm: Arm) -> None:
+        """Trials left RUNNING by a process that died: failed, not counted, asked again."""
+        state = self.optuna.trial.TrialState
+        for trial in arm.study.get_trials(deepcopy=False, states=(state.RUNNING,)):
+            if _owner_alive(trial.user_attrs.get(OWNER)):
+                continue
+            self._abandon(arm, trial._trial_id, trial.number, trial.params, "its process died")
+
+    def _abandon(
+        self, arm: Arm, trial_id: int, number: int, params: dict[str, Any], why: str
+    ) -> None:
+        self.storage.set_trial_user_attr(trial_id, NOT_COUNTED, why)
+        arm.study.tell(number, state=self.optuna.trial.TrialState.FAIL, skip_if_finished=True)
+        arm.study.enqueue_trial(params, user_attrs={"retry_of": number})
+
+    # ------------------------------------------------------------------ asking
+
+    def points(self) -> Iterator[tuple[Any, ...]]:
+        return itertools.chain.from_iterable(self._trials(arm) for arm in self.setup.arms)
+
+    def _trials(self, arm: Arm) -> Iterator[tuple[Any, ...]]:
+        from optbench.experiment.plan import make_plan
+
+        state = self.optuna.trial.TrialState
+        distributions = {k: _distribution(d) for k, d in arm.space.items()}
+        while True:
+            counted = _counted(arm.study.get_trials(deepcopy=False))
+            waiting = any(t.state == state.WAITING for t in counted)  # queued: in the budget
+            if len(counted) >= arm.budget and not waiting:
+                break
+            trial = arm.study.ask(distributions)
+            trial.set_user_attr(OWNER, self.owner)
+            before = [
+                t for t in _counted(arm.study.get_trials(deepcopy=False)) if t.number < trial.number
+            ]
+            if len(before) >= arm.budget:  # another process took the last one meanwhile
+                trial.set_user_attr(NOT_COUNTED, "over the budget")
+                arm.study.tell(trial, state=state.FAIL)
+                break
+            try:
+                config = validate_config(_with(arm.config, trial.params))
+                plan = make_plan(config)
+            except ConfigError as exc:
+                trial.set_user_attr(STATUS, "invalid")
+                trial.set_user_attr("error", str(exc))
+                arm.study.tell(trial, state=state.FAIL)
+                self._line(arm, trial, "invalid", None, str(exc))
+                continue
+            trial.set_user_attr(RUN_ID, plan.run_id)
+            summary = RunDir(self.results_dir / self.setup.name / plan.run_id).read_summary()
+            if summary and summary.get("status") in FINISHED:
+                self._tell(arm, trial, plan.run_id, Status(summary["status"]), None)
+                continue
+            waiting = plan.run_id in self.inflight
+            self.inflight.setdefault(plan.run_id, []).append((arm, trial))
+            if waiting:  # the same run is training for another trial: share its result
+                continue
+            watch = None
+            if self.setup.tune.pruner != "none":
+                watch = TrialWatch(
+                    self.storage_spec,
+                    arm.study_name,
+                    trial._trial_id,
+                    self.setup.metric,
+                    self.setup.tune.pruner,
+                    arm.epochs,
+                )
+            yield (plan.run_id, config.to_dict(), *([watch] if watch else []))
+        arm.asked_all = True
+        self._maybe_done(arm)
+
+    # ------------------------------------------------------------------ telling
+
+    def on_result(self, result: Any) -> None:
+        for arm, trial in self.inflight.pop(result.run_id, []):
+            self._tell(arm, trial, result.run_id, Status(result.status), result.error)
+            self._maybe_done(arm)
+
+    def _tell(self, arm: Arm, trial: Any, run_id: str, status: Status, error: str | None) -> None:
+        state = self.optuna.trial.TrialState
+        run = RunDir(self.results_dir / self.setup.name / run_id)
+        rows = _rows(run)
+        if status is Status.INTERRUPTED:
+            self._abandon(arm, trial._trial_id, trial.number, trial.params, "interrupted")
+            return
+        reported = self.storage.get_trial(trial._trial_id).intermediate_values
+        for row in rows:  # the epochs a worker did not report (no pruner, or answered from disk)
+            if row["epoch"] not in reported and _finite(row.get(self.setup.metric)):
+                trial.report(float(row[self.setup.metric]), int(row["epoch"]))
+        trial.set_user_attr(STATUS, str(status))
+        trial.set_user_attr(EPOCHS, len(rows))
+        trial.set_user_attr(SECONDS, round(sum(r["seconds"] + r["eval_seconds"] for r in rows), 3))
+        value = _final(run, rows, self.setup.metric)
+        if status is Status.COMPLETED and _finite(value):
+            arm.study.tell(trial, value)
+        elif status is Status.PRUNED:
+            arm.study.tell(trial, state=state.PRUNED)
+        else:
+            if error:
+                trial.set_user_attr("error", error[:500])
+            arm.study.tell(trial, state=state.FAIL)
+        self._line(arm, trial, str(status), value, error)
+
+    def _line(self, arm: Arm, trial: Any, status: str, value: Any, error: str | None) -> None:
+        params = ", ".join(f"{k}={_fmt(v)}" for k, v in trial.params.items())
+        shown = f"{self.setup.metric} {_fmt(value)}" if _finite(value) else (error or "")
+        self.console.print(
+            f"{arm.key} trial {trial.number}: {params} -> {status} {shown}".rstrip(), markup=False
+        )
+
+    def _maybe_done(self, arm: Arm) -> None:
+        if arm.asked_all and not any(a is arm for t in self.inflight.values() for a, _ in t):
+            self.write_json()
+
+    def abandon_inflight(self) -> None:
+        """After Ctrl-C: the trials in flight are failed, not counted, and asked again later."""
+        for trials in self.inflight.values():
+            for arm, trial in trials:
+                self._abandon(arm, trial._trial_id, trial.number, trial.params, "interrupted")
+        self.inflight.clear()
+
+    # ------------------------------------------------------------------ seeds and tune.json
+
+    def seed_points(self) -> list[tuple[str, dict[str, Any]]]:
+        from optbench.experiment.plan import make_plan
+
+        points = []
+        for arm in self.setup.arms:
+            best = _best(arm.study)
+            arm.seed_run_ids = []
+            if best is None:
+                continue
+            for seed in self.setup.tune.seeds:
+                config = validate_config(_with(arm.config, {**best.params, "seed": seed}))
+                run_id = make_plan(config).run_id
+                arm.seed_run_ids.append(run_id)
+                run = RunDir(self.results_dir / self.setup.name / run_id)
+                summary = run.read_summary()
+                if (summary and summary.get("status") in FINISHED) or run.is_locked():
+                    continue  # done, or trained right now by a process sharing this tune
+                points.append((run_id, config.to_dict()))
+        return points
+
+    def on_seed_result(self, result: Any) -> None:
+        if result.status not in FINISHED:
+            self.failed_seeds += 1
+        self.console.print(
+            f"seed rerun {result.run_id}: {result.status} {result.error or ''}".rstrip(),
+            markup=False,
+        )
+
+    def arm_report(self, arm: Arm) -> dict[str, Any]:
+        state = self.optuna.trial.TrialState
+        trials = sorted(_counted(arm.study.get_trials(deepcopy=False)), key=lambda t: t.number)
+        best = _best(arm.study)
+        seed_values = []
+        for run_id in arm.seed_run_ids:
+            run = RunDir(self.results_dir / self.setup.name / run_id)
+            summary = run.read_summary() or {}
+            value = _final(run, _rows(run), self.setup.metric)
+            if summary.get("status") == Status.COMPLETED and _finite(value):
+                seed_values.append(value)
+        return {
+            "study": arm.study_name,
+            "space": {k: d.to_dict() for k, d in arm.space.items()},
+            "trials": arm.budget,
+            "completed": sum(t.state == state.COMPLETE for t in trials),
+            "pruned": sum(t.state == state.PRUNED for t in trials),
+            "failed": sum(t.state == state.FAIL for t in trials),
+            "epochs": sum(int(t.user_attrs.get(EPOCHS, 0)) for t in trials),
+            "seconds": round(sum(float(t.user_attrs.get(SECONDS, 0.0)) for t in trials), 3),
+            "best": None
+            if best is None
+            else {
+                "run_id": best.user_attrs.get(RUN_ID),
+                "params": best.params,
+                "value": best.value,
+            },
+            "trial_run_ids": [t.user_attrs[RUN_ID] for t in trials if RUN_ID in t.user_attrs],
+            "seed_run_ids": list(arm.seed_run_ids),
+            "seed_values": seed_values,
+        }
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "format": 1,
+            "name": self.setup.name,
+            "metric": self.setup.metric,
+            "direction": self.setup.direction,
+            "seeds": list(self.setup.tune.seeds),
+            "storage": self.storage_spec,
+            "optimizers": {arm.key: self.arm_report(arm) for arm in self.setup.arms},
+        }
+
+    def write_json(self) -> dict[str, Any]:
+        from optbench.storage.results import write_atomic
+
+        report = self.report()
+        folder = self.results_dir / self.setup.name
+        folder.mkdir(parents=True, exist_ok=True)
+        write_atomic(folder / TUNE_FILE, json.dumps(report, indent=2) + "\n")
+        return report
+
+
+def _best(study: Any) -> Any:
+    try:
+        return study.best_trial
+    except ValueError:  # no completed trial
+        return None
+
+
+def _rows(run: RunDir) -> list[dict[str, Any]]:
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(run.epochs_path)
+    except (FileNotFoundError, pd.errors.EmptyDataError):
+        return []
+    return [
+        {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+        for row in frame.to_dict("records")
+    ]
+
+
+def _final(run: RunDir, rows: list[dict[str, Any]], metric: str) -> float | None:
+    """The metric at the run's last epoch: summary.json's final value, else epochs.csv's."""
+    summary = run.read_summary() or {}
+    value = (summary.get("final") or {}).get(metric)
+    if value is None and rows:
+        value = rows[-1].get(metric)
+    return float(value) if _finite(value) else None
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+# --------------------------------------------------------------------------- the command
+
+
+@dataclasses.dataclass
+class TuneReport:
+    report: dict[str, Any]
+    interrupted: bool = False
+    failed: bool = False
+
+
+def run_tune(
+    config_path: str | Path,
+    overrides: list[str] | None = None,
+    grid_options: list[str] | None = None,
+    results_dir: str | Path | None = None,
+    *,
+    workers: int | None = None,
+    executor: str = "local",
+    address: str | None = None,
+    storage: str | None = None,
+    trials: int | None = None,
+    console: Any = None,
+) -> TuneReport:
+    """`optbench tune`: check everything, tune each optimizer to its budget, rerun each best
+    configuration with the seeds, and write tune.json."""
+    from rich.console import Console
+
+    from optbench.storage.results import create_run_dir, write_atomic
+    from optbench.sweep.executors import default_workers, run_local, run_ray
+
+    console = console or Console()
+    _optuna()
+    if executor not in ("local", "ray"):
+        raise ConfigError("--executor", f"unknown executor '{executor}'; valid: local, ray")
+    workers = default_workers() if workers is None else workers
+    if workers < 1:
+        raise ConfigError("--workers", f"must be at least 1, got {workers}")
+    setup = load_tune(config_path, overrides, grid_options, trials)
+    results = Path(results_dir or default_results_dir())
+    if results.exists() and not results.is_dir():
+        raise ConfigError("", f"results directory {results} is a file, not a folder")
+    if storage is None:
+        (results / setup.name).mkdir(parents=True, exist_ok=True)
+        storage = str((results / setup.name / JOURNAL_FILE).resolve())
+    tuner = Tuner(setup, results, storage, console, workers)
+    tuner.open_studies()
+    console.print(
+        f"tune {setup.name}: {len(setup.arms)} optimizer(s) x {setup.tune.trials} trials, "
+        f"{setup.direction} {setup.metric}, storage {storage}",
+        markup=False,
+    )
+
+    def write_files(run_id: str, files: dict[str, bytes]) -> None:
+        run = create_run_dir(results, setup.name, run_id)
+        for file_name, content in files.items():
+            write_atomic(run.path / file_name, content)
+
+    def execute(points: Any, on_result: Any) -> None:
+        if executor == "local":
+            run_local(points, str(results), workers, lambda message: None, on_result)
+        else:
+            run_ray(points, address, workers, write_files, on_result)
+
+    try:
+        execute(tuner.points(), tuner.on_result)
+        execute(tuner.seed_points(), tuner.on_seed_result)
+    except KeyboardInterrupt:
+        tuner.abandon_inflight()
+        return TuneReport(tuner.write_json(), interrupted=True)
+    report = tuner.write_json()
+    failed = tuner.failed_seeds > 0 or any(
+        arm["best"] is None for arm in report["optimizers"].values()
+    )
+    return TuneReport(report, failed=failed)
+
+
+def tune_summary(report: dict[str, Any]) -> str:
+    """Per optimizer: the best hyperparameters and their metric, then the seed reruns
+    (mean ± std) and the budget spent."""
+    metric, lines = report["metric"], []
+    for key, arm in report["optimizers"].items():
+        best = arm["best"]
+        if best is None:
+            lines.append(f"{key}: no completed trial")
+        else:
+            params = ", ".join(f"{k}={_fmt(v)}" for k, v in best["params"].items()) or "-"
+            value = _fmt(float(best["value"]))
+            lines.append(f"{key}: best {metric} {value} with {params} ({best['run_id']})")
+        values = arm.get("seed_values") or []
+        spread = f" ± {statistics.stdev(values):.2g}" if len(values) > 1 else ""
+        seeds = f"{statistics.mean(values):.4g}{spread} (n={len(values)})" if values else "-"
+        lines.append(
+            f"  seeds {','.join(map(str, report['seeds']))}: {metric} {seeds}; "
+            f"budget {arm['trials']} trials ({arm['completed']} completed, {arm['pruned']} "
+            f"pruned, {arm['failed']} failed), {arm['epochs']} epochs, {arm['seconds']:.1f} s"
+        )
+    return "\n".join(lines)

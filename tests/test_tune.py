@@ -1,0 +1,290 @@
+"""`optbench tune`: Optuna studies per optimizer over ordinary runs, checked through Optuna itself.
+
+Optuna (`optuna.load_study` on the storage tune wrote) is the judge of what the studies hold:
+how many trials, in which state, with which values and parameters; the run folders are the
+judge of what trained.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from tests.helpers import REPO, assert_one_error_line, invoke, regression_dict, write_config
+
+optuna = pytest.importorskip("optuna")
+
+LR = {"log_uniform": [1.0e-2, 0.3]}
+MOMENTUM = {"uniform": [0.0, 0.9]}
+
+
+def _config(name: str, tune: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    config = regression_dict(name=name, tune=tune, **{"epochs": 3, **changes})
+    config["data"] = {**config["data"], "n_train": 512, "n_test": 128, "batch_size": 64}
+    return config
+
+
+def _study(results: Path, name: str, optimizer: str) -> Any:
+    report = json.loads((results / name / "tune.json").read_text())
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(report["storage"])
+    )
+    return optuna.load_study(study_name=report["optimizers"][optimizer]["study"], storage=storage)
+
+
+def _summary(results: Path, name: str, run_id: str) -> dict[str, Any]:
+    return json.loads((results / name / run_id / "summary.json").read_text())
+
+
+def _states(study: Any) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for trial in study.get_trials(deepcopy=False):
+        counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
+    return counts
+
+
+def _tune(*args: str) -> Any:
+    return invoke("tune", *args)
+
+
+def _tune_process(config: Path, results: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "optbench",
+            "tune",
+            str(config),
+            "--results-dir",
+            str(results),
+            *args,
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group: killed with its workers
+    )
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+@pytest.mark.parametrize(
+    ("tune", "fragments"),
+    [
+        ({"space": {"optimizer.lr": {"log_unifrm": [1e-3, 1.0]}}}, ["unknown distribution"]),
+        ({"space": {"optimizer.lr": {"uniform": [1.0, 0.1]}}}, ["low 1.0 must be below high"]),
+        ({"space": {"optimizer.lr": {"log_uniform": [0, 1.0]}}}, ["must be > 0"]),
+        ({"space": {"optimizer.amsgrad": {"choice": [True]}}}, ["no optimizer", "takes"]),
+        ({"space": {"optimizer.lr": LR}, "trials": 0}, ["tune.trials"]),
+        ({"space": {"optimizer.lr": LR}, "sampler": "cmaes"}, ["tune.sampler"]),
+        ({"space": {"optimizer.lr": LR}, "pruner": "asha"}, ["tune.pruner"]),
+        ({"space": {"optimizer.lr": LR}, "sampler": "grid"}, ["grid sampler needs choice"]),
+        ({"space": {}}, ["tune.space"]),
+        ({"space": {"optimizer.lr": LR}, "metric": "test_accuracy"}, ["classification"]),
+        ({"space": {"model.nonsense": {"choice": [1, 2]}}}, ["nonsense"]),
+    ],
+)
+def test_bad_tune_sections_are_refused_before_anything_runs(
+    tmp_path: Path, tune: dict[str, Any], fragments: list[str]
+) -> None:
+    config = write_config(tmp_path, _config("bad", tune))
+    results = tmp_path / "results"
+    assert_one_error_line(_tune(str(config), "--results-dir", str(results)), *fragments)
+    assert not results.exists()
+
+
+def test_no_tune_section_and_a_bad_trials_option_are_refused(tmp_path: Path) -> None:
+    config = write_config(tmp_path, regression_dict())
+    assert_one_error_line(_tune(str(config)), "tune", "is required")
+    config = write_config(tmp_path, _config("bad", {"space": {"optimizer.lr": LR}}))
+    assert_one_error_line(_tune(str(config), "--trials", "0"), "--trials", "at least 1")
+
+
+def test_validate_accepts_a_tune_section_and_it_is_not_part_of_the_run_id(tmp_path: Path) -> None:
+    from optbench.experiment.config import validate_config
+    from optbench.experiment.plan import make_plan
+
+    config = _config("ok", {"space": {"optimizer.lr": LR}, "trials": 4})
+    result = invoke("validate", str(write_config(tmp_path, config)))
+    assert result.exit_code == 0, result.output
+    without = {k: v for k, v in config.items() if k != "tune"}
+    assert make_plan(validate_config(config)).run_id == make_plan(validate_config(without)).run_id
+
+
+def test_the_command_line_does_not_import_optuna() -> None:
+    code = "import sys, optbench.ui.cli; assert 'optuna' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_executors_pull_points_only_when_a_worker_is_free(tmp_path: Path) -> None:
+    """The lazy executor: with one worker, the next point is pulled after the last result."""
+    from optbench.experiment.config import validate_config
+    from optbench.experiment.plan import make_plan
+    from optbench.sweep.executors import run_local
+
+    events: list[str] = []
+
+    def points() -> Any:
+        for lr in (0.01, 0.02, 0.03):
+            config = validate_config(regression_dict(optimizer={"name": "SGD", "lr": lr}))
+            events.append(f"pull {lr}")
+            yield make_plan(config).run_id, config.to_dict()
+
+    run_local(points(), str(tmp_path), 1, lambda m: None, lambda r: events.append("result"))
+    assert events == ["pull 0.01", "result", "pull 0.02", "result", "pull 0.03", "result"]
+
+
+# --------------------------------------------------------------------------- studies
+
+
+@pytest.mark.slow
+def test_each_optimizer_gets_its_own_study_with_the_keys_it_takes(tmp_path: Path) -> None:
+    tune = {
+        "space": {"optimizer.lr": LR, "optimizer.momentum": MOMENTUM},
+        "trials": 3,
+        "pruner": "none",
+        "seeds": [0, 1],
+    }
+    config = write_config(tmp_path, _config("two", tune, sweep={"optimizer": ["SGD", "Adam"]}))
+    results = tmp_path / "results"
+    first = _tune(str(config), "--results-dir", str(results), "--workers", "2")
+    assert first.exit_code == 0, first.output
+    report = json.loads((results / "two" / "tune.json").read_text())
+    assert report["metric"] == "test_loss" and report["direction"] == "minimize"
+    assert set(report["optimizers"]) == {"SGD", "Adam"}
+    for optimizer, keys in (
+        ("SGD", {"optimizer.lr", "optimizer.momentum"}),
+        ("Adam", {"optimizer.lr"}),
+    ):
+        study = _study(results, "two", optimizer)
+        trials = study.get_trials(deepcopy=False)
+        assert [t.state.name for t in trials] == ["COMPLETE"] * 3
+        arm = report["optimizers"][optimizer]
+        assert set(arm["space"]) == keys
+        assert arm["trial_run_ids"] == [t.user_attrs["run_id"] for t in trials]
+        for trial in trials:
+            assert set(trial.params) == keys  # Adam never samples momentum
+            summary = _summary(results, "two", trial.user_attrs["run_id"])
+            assert trial.value == summary["final"]["test_loss"]
+            config_yaml = (results / "two" / trial.user_attrs["run_id"] / "config.yaml").read_text()
+            assert f"name: {optimizer}" in config_yaml
+        assert arm["best"]["value"] == study.best_value
+        assert arm["best"]["params"] == study.best_params
+        assert (arm["completed"], arm["pruned"], arm["failed"], arm["epochs"]) == (3, 0, 0, 9)
+        seeds = [_summary(results, "two", r) for r in arm["seed_run_ids"]]
+        assert [s["seed"] for s in seeds] == [0, 1]
+        assert all(s["status"] == "completed" for s in seeds)
+    assert "SGD: best test_loss" in first.stdout and "Adam: best test_loss" in first.stdout
+
+    # The same tune again: nothing trains, no trial is added.
+    before = {p: p.stat().st_mtime_ns for p in (results / "two").glob("*/summary.json")}
+    again = _tune(str(config), "--results-dir", str(results), "--workers", "2")
+    assert again.exit_code == 0, again.output
+    assert {p: p.stat().st_mtime_ns for p in (results / "two").glob("*/summary.json")} == before
+    for optimizer in ("SGD", "Adam"):
+        assert len(_study(results, "two", optimizer).trials) == 3
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:Fixed parameter")  # the hopeless lr is outside the range
+def test_a_pruned_trial_is_a_pruned_run_with_fewer_epochs(tmp_path: Path) -> None:
+    tune = {"space": {"optimizer.lr": LR}, "trials": 5, "pruner": "median", "seeds": [0]}
+    config = write_config(tmp_path, _config("prune", {**tune}, epochs=4))
+    results = tmp_path / "results"
+    assert _tune(str(config), "--results-dir", str(results), "--workers", "1").exit_code == 0
+    study = _study(results, "prune", "SGD")
+    assert _states(study) == {"COMPLETE": 5}  # Optuna's median pruner waits for 5 trials
+    # A hopeless trial, queued through Optuna's own API; the budget grows by one for it.
+    study.enqueue_trial({"optimizer.lr": 1.0e-6})
+    result = _tune(str(config), "--results-dir", str(results), "--trials", "6")
+    assert result.exit_code == 0, result.output
+    study = _study(results, "prune", "SGD")
+    assert _states(study) == {"COMPLETE": 5, "PRUNED": 1}
+    pruned = study.trials[5]
+    assert pruned.state == optuna.trial.TrialState.PRUNED
+    assert pruned.params == {"optimizer.lr": 1.0e-6}
+    run = results / "prune" / pruned.user_attrs["run_id"]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "pruned"
+    epochs = pd.read_csv(run / "epochs.csv")
+    assert len(epochs) == summary["epochs_completed"] < 4
+    assert list(pruned.intermediate_values) == epochs["epoch"].tolist()
+    assert not (run / "checkpoint.pt").exists()  # finished: never resumed
+    assert (
+        json.loads((results / "prune" / "tune.json").read_text())["optimizers"]["SGD"]["pruned"]
+        == 1
+    )
+    shown = invoke("compare", str(results / "prune"), "--format", "json")
+    assert shown.exit_code == 0, shown.output
+    assert "pruned" in shown.stdout
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def _slow_config(tmp_path: Path, name: str, trials: int, n_train: int, epochs: int) -> Path:
+    tune = {"space": {"optimizer.lr": LR}, "trials": trials, "pruner": "none", "seeds": [0]}
+    config = _config(name, tune, epochs=epochs)
+    config["data"] = {**config["data"], "n_train": n_train, "batch_size": 32}
+    return write_config(tmp_path, config)
+
+
+@pytest.mark.slow
+def test_a_killed_tune_resumes_to_exactly_its_budget(tmp_path: Path) -> None:
+    config, results = _slow_config(tmp_path, "killed", 2, 20_000, 6), tmp_path / "results"
+    process = _tune_process(config, results, "--workers", "1")
+    deadline, victim = time.monotonic() + 240, None
+    while victim is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        for epochs in (results / "killed").glob("*/epochs.csv"):
+            summary = json.loads((epochs.parent / "summary.json").read_text())
+            if summary["status"] == "running" and len(pd.read_csv(epochs)) >= 2:
+                victim = epochs.parent
+    assert victim is not None, "no run got 2 epochs in"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    kept = pd.read_csv(victim / "epochs.csv")
+
+    again = _tune_process(config, results, "--workers", "1")
+    output, _ = again.communicate(timeout=400)
+    assert again.returncode == 0, output
+    study = _study(results, "killed", "SGD")
+    trials = study.get_trials(deepcopy=False)
+    assert "RUNNING" not in _states(study)
+    counted = [t for t in trials if not t.user_attrs.get("not_counted")]
+    assert [t.state.name for t in counted] == ["COMPLETE"] * 2
+    dead = [t for t in trials if t.user_attrs.get("not_counted")]
+    assert [t.user_attrs["not_counted"] for t in dead] == ["its process died"]
+    retry = next(t for t in counted if t.user_attrs.get("retry_of") == dead[0].number)
+    assert retry.params == dead[0].params and retry.user_attrs["run_id"] == victim.name
+    resumed = pd.read_csv(victim / "epochs.csv")
+    assert len(resumed) == 6
+    # the epochs done before the kill are the same rows, timings included: not trained again
+    pd.testing.assert_frame_equal(resumed.iloc[: len(kept)], kept)
+
+
+@pytest.mark.slow
+def test_two_processes_on_one_storage_share_the_budget(tmp_path: Path) -> None:
+    config, results = _slow_config(tmp_path, "shared", 4, 10_000, 3), tmp_path / "results"
+    first = _tune_process(config, results, "--workers", "1")  # one journal file, shared
+    second = _tune_process(config, results, "--workers", "1")
+    for process in (first, second):
+        output, _ = process.communicate(timeout=400)
+        assert process.returncode == 0, output
+    study = _study(results, "shared", "SGD")
+    trials = study.get_trials(deepcopy=False)
+    counted = [t for t in trials if not t.user_attrs.get("not_counted")]
+    assert [t.state.name for t in counted] == ["COMPLETE"] * 4  # the budget, not twice it
+    # at most a trial asked by both at the same moment, failed and not counted
+    assert all(t.user_attrs["not_counted"] == "over the budget" for t in trials if t not in counted)
