@@ -169,3 +169,37 @@ def accept_cifar10_files(root: Path, monkeypatch: Any) -> None:
     monkeypatch.setattr(cls, "train_list", [[n, md5(n)] for n, _ in cls.train_list])
     monkeypatch.setattr(cls, "test_list", [[n, md5(n)] for n, _ in cls.test_list])
     monkeypatch.setattr(cls, "meta", {**cls.meta, "md5": md5("batches.meta")})
+
+
+# --------------------------------------------------------------------------- fabricated runs
+
+
+def write_run_folder(
+    root: Path, config: dict[str, Any], rows: list[dict[str, Any]], run_id: str
+) -> Path:
+    """A finished run folder as `optbench run` leaves it (config.yaml, epochs.csv, summary.json)
+    with numbers the test chose, written without torch so hundreds take a moment. The run-id
+    is the test's, not the config's, so no plan is built."""
+    import json
+
+    import pandas as pd
+
+    run_dir = root / config["name"] / run_id
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    pd.DataFrame(rows, columns=EPOCH_COLUMNS).to_csv(run_dir / "epochs.csv", index=False)
+    last = rows[-1]
+    summary = {
+        "name": config["name"],
+        "run_id": run_id,
+        "status": "completed",
+        "seed": config["seed"],
+        "device": "cpu",
+        "epochs": config["epochs"],
+        "epochs_completed": len(rows),
+        "final": {k: last.get(k) for k in ("train_loss", "test_loss", "test_accuracy")},
+        "diverged_at": None,
+        "error": None,
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return run_dir

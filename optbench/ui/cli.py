@@ -101,6 +101,44 @@ def _with_fast(overrides: list[str] | None, fast: bool) -> list[str] | None:
     return [*(overrides or []), "fast=true"] if fast else overrides
 
 
+TensorBoardOption = Annotated[
+    bool,
+    typer.Option(
+        "--tensorboard",
+        help="Also log to TensorBoard (same as --set log.tensorboard=true): event files in each "
+        "run's folder, for `tensorboard --logdir results/`.",
+    ),
+]
+MlflowOption = Annotated[
+    bool,
+    typer.Option(
+        "--mlflow",
+        help="Also log each run to MLflow (same as --set log.mlflow=true): at "
+        "$MLFLOW_TRACKING_URI, else in sqlite:///<results-dir>/mlflow.db.",
+    ),
+]
+MlflowUriOption = Annotated[
+    str | None,
+    typer.Option(
+        "--mlflow-uri",
+        metavar="URI",
+        help="Log each run to MLflow at this tracking URI (implies --mlflow).",
+        show_default=False,
+    ),
+]
+
+
+def with_logging(
+    overrides: list[str] | None, tensorboard: bool, mlflow: bool, mlflow_uri: str | None
+) -> list[str] | None:
+    """--tensorboard / --mlflow / --mlflow-uri as `--set log...` overrides (storage/loggers.py)."""
+    if not (tensorboard or mlflow or mlflow_uri):
+        return overrides
+    from optbench.storage.loggers import log_overrides
+
+    return [*(overrides or []), *log_overrides(tensorboard, mlflow_uri or mlflow)]
+
+
 @app.command()
 @one_line_errors
 def run(
@@ -123,6 +161,9 @@ def run(
         ),
     ] = False,
     fast: FastOption = False,
+    tensorboard: TensorBoardOption = False,
+    mlflow: MlflowOption = False,
+    mlflow_uri: MlflowUriOption = None,
 ) -> None:
     """Train one experiment, showing a live per-epoch table; results go to results/<name>/."""
     from optbench.experiment.runner import run_experiment
@@ -131,7 +172,7 @@ def run(
     try:
         outcome = run_experiment(
             config,
-            _with_fast(overrides, fast),
+            with_logging(_with_fast(overrides, fast), tensorboard, mlflow, mlflow_uri),
             results_dir,
             force=force,
             resume=resume,
@@ -275,18 +316,25 @@ def sweep(
         bool, typer.Option("--dry-run", help="List the runs (and which are done) without training.")
     ] = False,
     fast: FastOption = False,
+    tensorboard: TensorBoardOption = False,
+    mlflow: MlflowOption = False,
+    mlflow_uri: MlflowUriOption = None,
 ) -> None:
     """Run a grid of experiments; finished runs are skipped, interrupted ones resume."""
     from optbench.analysis.reports import sweep_table
     from optbench.experiment.config import default_results_dir
+    from optbench.storage.loggers import require_backends
     from optbench.sweep.grid import load_sweep, point_status, run_sweep
 
-    name, points = load_sweep(config, grid, seeds, _with_fast(overrides, fast))
+    overrides = with_logging(_with_fast(overrides, fast), tensorboard, mlflow, mlflow_uri)
+    name, points = load_sweep(config, grid, seeds, overrides)
     results = results_dir or Path(default_results_dir())
     if dry_run:
         statuses = [point_status(results, name, p) for p in points]
         console.print(sweep_table(name, points, statuses))
         return
+    for point in points:  # every worker logs its runs: a missing extra is refused here, once
+        require_backends(point.config.get("log"))
     console.print(f"sweep {name}: {len(points)} runs into {results / name}", markup=False)
     _interrupt_on_sigterm()
     report = run_sweep(
@@ -304,6 +352,72 @@ def sweep(
         errors.print("interrupted: finished runs are kept; run the same command to resume")
         raise typer.Exit(EXIT_INTERRUPTED)
     if report.counts()["failed"]:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+@one_line_errors
+def tune(
+    config: ConfigArg,
+    overrides: SetOption = None,
+    grid: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--grid",
+            "-g",
+            help="Optimizers to tune, each in its own study: --grid optimizer.name=SGD,Adam "
+            "(repeatable; adds to or replaces the config's sweep: section).",
+            show_default=False,
+        ),
+    ] = None,
+    results_dir: ResultsDirOption = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Parallel trials. [default: the CPU cores; torch threads are split]"),
+    ] = None,
+    executor: Annotated[
+        str, typer.Option(help="local (worker processes) or ray (tasks on a Ray cluster).")
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster address. [default: a local Ray instance, started here]"),
+    ] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            help="Optuna storage URL (sqlite:///tune.db, postgresql://...) or journal file; "
+            "processes sharing one share the studies. [default: RESULTS/NAME/optuna-journal.log]"
+        ),
+    ] = None,
+    trials: Annotated[
+        int | None, typer.Option(help="Trials per optimizer. [default: the config's tune.trials]")
+    ] = None,
+    tensorboard: TensorBoardOption = False,
+    mlflow: MlflowOption = False,
+    mlflow_uri: MlflowUriOption = None,
+) -> None:
+    """Tune each optimizer's hyperparameters with Optuna (the config's tune: section), then
+    rerun each best configuration with the seeds; resumable, results in tune.json."""
+    from optbench.sweep.tune import run_tune, tune_summary
+
+    _interrupt_on_sigterm()
+    outcome = run_tune(
+        config,
+        with_logging(overrides, tensorboard, mlflow, mlflow_uri),
+        grid,
+        results_dir,
+        workers=workers,
+        executor=executor,
+        address=address,
+        storage=storage,
+        trials=trials,
+        console=console,
+    )
+    console.print(tune_summary(outcome.report), markup=False)
+    if outcome.interrupted:
+        errors.print("interrupted: finished trials are kept; run the same command to resume")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if outcome.failed:
         raise typer.Exit(EXIT_FAILED)
 
 
@@ -332,7 +446,11 @@ def compare(
     ] = None,
     target: Annotated[
         str | None,
-        typer.Option(help="Epochs and seconds to reach a value: --target test_accuracy=0.85."),
+        typer.Option(
+            help="Epochs and seconds to reach a value, and DeepOBS's speed: --target "
+            "test_accuracy=0.85. [default: the runs' problem's target, if it has one]",
+            show_default=False,
+        ),
     ] = None,
     curve: Annotated[
         str, typer.Option(help="Per-epoch column drawn as curves (test_loss, train_loss, ...).")
@@ -355,6 +473,23 @@ def compare(
             help="Also show the published figures of the runs' problems (not runs).",
         ),
     ] = False,
+    tuned: Annotated[
+        bool,
+        typer.Option(
+            "--tuned",
+            help="One row per optimizer instead: its tuned configuration's seeds (from the "
+            "folder's tune.json, with the budget spent; else its best configuration here), "
+            "the chosen lr, final and best performance, speed.",
+        ),
+    ] = False,
+    tuneability: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write DeepOBS's tuneability plot to this PNG: final performance "
+            "against lr per optimizer, the chosen lr marked (matplotlib).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Rank configurations across runs (seeds aggregated) and show their curves."""
     from optbench.analysis.compare import compare_runs, problems_of
@@ -362,9 +497,13 @@ def compare(
 
     if plot is not None:
         check_plot_path(plot)
+    if tuneability is not None:
+        check_plot_path(tuneability, "--tuneability")
     comparison = compare_runs(paths, metric, target)
     messages = console if output is Output.table else errors
-    print_comparison(console, comparison, output.value, curve, top, plot, messages)
+    print_comparison(
+        console, comparison, output.value, curve, top, plot, messages, tuned, tuneability
+    )
     if references:
         from optbench.components.catalog import reference_table
 
@@ -378,6 +517,42 @@ def compare(
             )
         else:
             messages.print(table)
+
+
+@app.command()
+@one_line_errors
+def report(
+    paths: Annotated[
+        list[Path], typer.Argument(help="Result folders or run folders (results/<name>, ...).")
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")] = Path(
+        "report.html"
+    ),
+    metric: Annotated[
+        str | None,
+        typer.Option(
+            help="Rank by this metric, as in `optbench compare --metric` (default: the runs' "
+            "problem's metric, else final_test_loss).",
+            show_default=False,
+        ),
+    ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(help="Epochs and seconds to reach a value: --target test_accuracy=0.85."),
+    ] = None,
+) -> None:
+    """Write the comparison as one self-contained HTML page (works offline): the ranking,
+    interactive curves with seed bands, 2-D paths, tuneability, each configuration's config
+    (needs plotly, the `report` extra)."""
+    from optbench.analysis.html_report import write_report
+
+    written = write_report(paths, output, metric, target)
+    console.print(
+        f"report written to {written.path} ({written.runs} runs, {written.configurations} "
+        f"configurations, {len(written.figures)} figures, {written.size / 1e6:.1f} MB)",
+        markup=False,
+        highlight=False,
+    )
 
 
 @app.command()

@@ -1,0 +1,698 @@
+"""`optbench report`: a comparison as one self-contained HTML file that works offline.
+
+The page holds the ranking of `optbench compare` (seeds aggregated, the hyperparameters that
+differ), one interactive Plotly figure per epochs.csv metric with every configuration in it (the
+mean over seeds as a line, the seed spread from `seed_bands` as a band around it), the optimizer
+paths over the function's contours for runs of one 2-D problem (`two_d_paths`), DeepOBS's
+tuneability plot when an optimizer was tried at several learning rates (`tuneability_frame`),
+and each configuration's resolved config.yaml. plotly.js is inlined once and every figure is
+compact JSON drawn by one script, so the file needs no network at all (no CDN, fonts or
+MathJax; a Content-Security-Policy forbids any request) and stays small and quick to open with
+hundreds of runs.
+
+Plotly is imported here only, so the rest of optbench runs without the `report` extra.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from optbench.analysis.compare import (
+    Comparison,
+    compare_runs,
+    label,
+    seed_bands,
+    two_d_paths,
+)
+from optbench.analysis.reports import rank_columns
+from optbench.errors import OptbenchError
+from optbench.storage.results import EPOCH_COLUMNS, RunDir
+
+EXTRA_HINT = "pip install 'optbench[report]'"
+# epochs.csv columns that are wall times, not how training went: never drawn as curves.
+NOT_CURVES = {"epoch", "seconds", "eval_seconds"}
+CURVE_TITLES = {
+    "train_loss": "train loss",
+    "test_loss": "test loss",
+    "test_accuracy": "test accuracy",
+    "lr": "learning rate",
+    "distance_to_optimum": "distance to the optimum",
+}
+# Above this many configurations the figures draw no legend (hundreds of entries take seconds
+# to lay out, in every figure); the ranking's checkboxes hide and show configurations instead.
+LEGEND_LIMIT = 40
+MAX_PATH_POINTS = 2000  # per seed's 2-D path; longer paths are thinned evenly (ends kept)
+# Colours that stay apart on white: Plotly's D3 set, then its Dark24 (cycled beyond).
+_PALETTE = [
+    *("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"),
+    *("#bcbd22", "#17becf", "#2E91E5", "#E15F99", "#1CA71C", "#FB0D0D", "#DA16FF", "#222A2A"),
+    *("#B68100", "#750D86", "#EB663B", "#511CFB", "#00A08B", "#FB00D1", "#FC0080", "#B2828D"),
+    *("#6C7C32", "#778AAE", "#862A16", "#A777F1", "#620042", "#1616A7"),
+]
+
+
+@dataclass(frozen=True)
+class ReportSummary:
+    """What was written: the file, its size, and what it shows (the browser test checks the
+    page against `figures`)."""
+
+    path: Path
+    size: int
+    runs: int
+    configurations: int
+    figures: list[str]  # the figure ids, in page order
+
+
+def _plotly() -> Any:
+    try:
+        import plotly
+    except ImportError:
+        raise OptbenchError(f"optbench report needs plotly: {EXTRA_HINT}") from None
+    return plotly
+
+
+def check_output_path(path: Path) -> None:
+    """Refuse an output that cannot be written (and a missing plotly) before reading any run."""
+    if path.is_dir():
+        raise OptbenchError(
+            f"--output {path} is a folder; give a file such as {path / 'report.html'}"
+        )
+    folder = path.parent
+    if not folder.is_dir():
+        what = "is a file" if folder.exists() else "does not exist"
+        raise OptbenchError(f"--output {path}: folder {folder} {what}")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise OptbenchError(f"--output {path}: permission denied")
+    _plotly()
+
+
+def write_report(
+    paths: list[Path], output: Path, metric: str | None = None, target: str | None = None
+) -> ReportSummary:
+    """`optbench report`: compare the runs under `paths` and write the page to `output`."""
+    check_output_path(output)
+    comparison = compare_runs(paths, metric, target)
+    page, figures = render(comparison, [str(p) for p in paths])
+    try:
+        output.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise OptbenchError(f"cannot write --output {output}: {exc.strerror or exc}") from None
+    return ReportSummary(
+        output, len(page.encode()), len(comparison.frame), len(comparison.table), figures
+    )
+
+
+# --------------------------------------------------------------------------- the figures
+
+
+@dataclass(frozen=True)
+class _Configuration:
+    key: str  # the legend group every trace of this configuration shares (c0, c1, ...)
+    name: str  # "#rank label", shown in legends and the table
+    colour: str
+    row: pd.Series  # its row of the ranking
+    run_dirs: list[str]
+
+
+def _configurations(comparison: Comparison) -> list[_Configuration]:
+    table, frame = comparison.table, comparison.frame
+    hyper = table.attrs["hyperparameters"]
+    found = []
+    for index, (_, row) in enumerate(table.iterrows()):
+        dirs = frame.loc[frame["configuration"] == row["configuration"], "run_dir"].tolist()
+        found.append(
+            _Configuration(
+                f"c{index}",
+                f"#{index + 1} {label(row, hyper)}",
+                _PALETTE[index % len(_PALETTE)],
+                row,
+                dirs,
+            )
+        )
+    return found
+
+
+def _rgba(colour: str, alpha: float) -> str:
+    red, green, blue = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({red},{green},{blue},{alpha})"
+
+
+def curve_metrics(comparison: Comparison) -> list[str]:
+    """The epochs.csv columns drawn as curves: epochs.csv's own order, then any other column,
+    skipping wall times and columns no run filled in (accuracy of a regression run)."""
+    present: dict[str, bool] = {}
+    for run in comparison.runs:
+        for column in run.epochs.columns:
+            if column in NOT_CURVES:
+                continue
+            values = pd.to_numeric(run.epochs[column], errors="coerce")
+            present[column] = present.get(column, False) or bool(values.notna().any())
+    known = [c for c in EPOCH_COLUMNS if present.get(c)]
+    return known + sorted(c for c, has in present.items() if has and c not in EPOCH_COLUMNS)
+
+
+def _bands(comparison: Comparison, metric: str) -> list[pd.DataFrame | None]:
+    """seed_bands for every configuration, in ranking order (None where it has no curve).
+
+    seed_bands keys its result by label; when two configurations share one, each is asked
+    for alone so neither hides the other."""
+    table, frame, runs = comparison.table, comparison.frame, comparison.runs
+    hyper = table.attrs["hyperparameters"]
+    labels = [label(row, hyper) for _, row in table.iterrows()]
+    if len(set(labels)) == len(labels):
+        bands = seed_bands(frame, table, runs, metric, len(table))
+        return [bands.get(name) for name in labels]
+    found = []
+    for index, name in enumerate(labels):
+        one = table.iloc[[index]]
+        one.attrs = table.attrs
+        found.append(seed_bands(frame, one, runs, metric, 1).get(name))
+    return found
+
+
+def _curve_figure(
+    comparison: Comparison, configurations: list[_Configuration], metric: str
+) -> dict[str, Any] | None:
+    """Every configuration's mean curve of `metric`, with its min-max band over seeds."""
+    title = CURVE_TITLES.get(metric, metric)
+    traces: list[dict[str, Any]] = []
+    bands = _bands(comparison, metric)
+    # Markers show where the epochs are; with many curves they are thousands of SVG nodes.
+    markers = len(configurations) <= 20 and all(b is None or len(b) <= 30 for b in bands)
+    for config, band in zip(configurations, bands, strict=True):
+        if band is None:
+            continue
+        if any(dtype.kind == "O" for dtype in band.dtypes):  # text in the column: numbers only
+            band = band.apply(pd.to_numeric, errors="coerce")
+        values = band[["min", "mean", "max"]].to_numpy(np.float32)
+        keep = ~np.isnan(values[:, 1])
+        if not keep.any():
+            continue
+        epochs = band.index.to_numpy()[keep]
+        epochs = epochs.astype(np.int32) if np.issubdtype(epochs.dtype, np.integer) else epochs
+        low, mean, high = values[keep].T
+        spread = bool((high > low).any())  # one seed, or seeds that agree: no band to draw
+        if spread:
+            traces.append(
+                {
+                    "type": "scatter",
+                    "x": _typed(np.concatenate([epochs, epochs[::-1]])),
+                    "y": _typed(np.concatenate([high, low[::-1]])),
+                    "fill": "toself",
+                    "fillcolor": _rgba(config.colour, 0.18),
+                    "line": {"width": 0},
+                    "mode": "lines",
+                    "hoverinfo": "skip",
+                    "showlegend": False,
+                    "legendgroup": config.key,
+                    "name": config.name,
+                }
+            )
+        hover = f"<b>%{{fullData.name}}</b><br>epoch %{{x}}<br>{title} %{{y:.5~g}}"
+        line = {
+            "type": "scatter",
+            "x": _typed(epochs),
+            "y": _typed(mean),
+            "mode": "lines+markers" if markers else "lines",
+            "marker": {"size": 4},
+            "line": {"color": config.colour, "width": 2},
+            "name": config.name,
+            "legendgroup": config.key,
+            "hovertemplate": hover + "<extra></extra>",
+        }
+        if spread:
+            line["customdata"] = _typed(np.stack([low, high], axis=1))
+            line["hovertemplate"] = (
+                hover + " (mean)<br>seeds: min %{customdata[0]:.5~g}, "
+                "max %{customdata[1]:.5~g}<extra></extra>"
+            )
+        traces.append(line)
+    if not traces:
+        return None
+    last = max(float(np.max(band.index)) for band in bands if band is not None)
+    layout = {
+        "xaxis": {"title": {"text": "epoch"}, "dtick": max(1, int(np.ceil(last / 12)))},
+        "yaxis": {"title": {"text": title}, "type": "linear"},
+        "hovermode": "closest",
+        "height": 440,
+        "margin": {"t": 40, "r": 10},
+        "legend": {"itemclick": "toggle", "font": {"size": 11}},
+    }
+    if metric != "test_accuracy":  # losses and distances often span decades
+        layout["updatemenus"] = [_log_switch()]
+    heading = f"{title} by epoch (mean over seeds; band: min to max over seeds)"
+    return {"heading": heading, "data": traces, "layout": layout}
+
+
+def _typed(array: np.ndarray) -> dict[str, Any]:
+    """A numpy array as plotly.js's typed-array JSON (dtype, base64 bytes, shape): a quarter
+    of the size of decimal text, and read without parsing numbers."""
+    array = np.ascontiguousarray(array)
+    if array.dtype == np.float64:
+        array = array.astype(np.float32)
+    elif np.issubdtype(array.dtype, np.integer):
+        array = array.astype(np.int32)
+    code = {np.dtype(np.float32): "f4", np.dtype(np.int32): "i4"}[array.dtype]
+    spec = {"dtype": code, "bdata": base64.b64encode(array.astype(f"<{code}").tobytes()).decode()}
+    if array.ndim > 1:
+        spec["shape"] = ",".join(map(str, array.shape))
+    return spec
+
+
+def _log_switch() -> dict[str, Any]:
+    return {
+        "type": "buttons",
+        "direction": "left",
+        "x": 0,
+        "xanchor": "left",
+        "y": 1.02,
+        "yanchor": "bottom",
+        "showactive": True,
+        "buttons": [
+            {"label": "linear", "method": "relayout", "args": [{"yaxis.type": "linear"}]},
+            {"label": "log", "method": "relayout", "args": [{"yaxis.type": "log"}]},
+        ],
+    }
+
+
+def _thin(path: pd.DataFrame) -> pd.DataFrame:
+    if len(path) <= MAX_PATH_POINTS:
+        return path
+    keep = np.unique(np.linspace(0, len(path) - 1, MAX_PATH_POINTS).round().astype(int))
+    return path.iloc[keep]
+
+
+def _paths_figure(
+    comparison: Comparison, configurations: list[_Configuration]
+) -> dict[str, Any] | None:
+    """Runs of one 2-D test function: every seed's path over the function's contour lines,
+    one colour per configuration, with DeepOBS's start and the known minima marked."""
+    found = two_d_paths(comparison.frame, comparison.table, comparison.runs)
+    if found is None:
+        return None
+    from optbench.components.twod import FUNCTIONS
+
+    function_name, by_label = found
+    function = FUNCTIONS[function_name]
+    (u_low, u_high), (v_low, v_high) = function.view
+    u, v = np.linspace(u_low, u_high, 150), np.linspace(v_low, v_high, 150)
+    values = function.value(*np.meshgrid(u, v), np.cos)
+    lowest = values.min()
+    top = float(np.log10(values.max() - lowest))
+    traces: list[dict[str, Any]] = [
+        {
+            "type": "contour",
+            "x": _typed(u),
+            "y": _typed(v),
+            "z": _typed(np.log10(values - lowest + 1e-2)),
+            "contours": {"coloring": "lines", "start": -2, "end": top, "size": (top + 2) / 24},
+            "line": {"width": 0.7},
+            "colorscale": [[0, "#bbbbbb"], [1, "#bbbbbb"]],
+            "showscale": False,
+            "hoverinfo": "skip",
+            "name": "contours",
+        }
+    ]
+    hyper = comparison.table.attrs["hyperparameters"]
+    thinned = False
+    for config in configurations:
+        seeds = by_label.get(label(config.row, hyper), [])
+        for seed, path in enumerate(seeds):
+            shown = _thin(path)
+            thinned = thinned or len(shown) < len(path)
+            traces.append(
+                {
+                    "type": "scatter",
+                    "x": _typed(shown["u"].to_numpy(np.float32)),
+                    "y": _typed(shown["v"].to_numpy(np.float32)),
+                    "customdata": _typed(shown["step"].to_numpy(np.int32)),
+                    "mode": "lines",
+                    "line": {"color": config.colour, "width": 1.3},
+                    "opacity": 0.85,
+                    "name": config.name,
+                    "legendgroup": config.key,
+                    "showlegend": seed == 0,
+                    "hovertemplate": "<b>%{fullData.name}</b><br>step %{customdata}"
+                    "<br>u %{x:.4f}, v %{y:.4f}<extra></extra>",
+                }
+            )
+    minima = np.array(function.minima)
+    traces += [
+        {
+            "type": "scatter",
+            "x": [function.start[0]],
+            "y": [function.start[1]],
+            "mode": "markers",
+            "marker": {"color": "black", "size": 10},
+            "name": "start",
+        },
+        {
+            "type": "scatter",
+            "x": minima[:, 0].tolist(),
+            "y": minima[:, 1].tolist(),
+            "mode": "markers",
+            "marker": {"color": "red", "size": 16, "symbol": "star"},
+            "name": "minimum",
+        },
+    ]
+    note = f" (every path thinned to {MAX_PATH_POINTS} points)" if thinned else ""
+    layout = {
+        "xaxis": {"title": {"text": "u"}, "range": [u_low, u_high]},
+        "yaxis": {"title": {"text": "v"}, "range": [v_low, v_high]},
+        "hovermode": "closest",
+        "height": 600,
+        "margin": {"t": 30, "r": 10},
+    }
+    heading = f"{function_name}: optimizer paths from DeepOBS's start, with its noise{note}"
+    return {"heading": heading, "data": traces, "layout": layout}
+
+
+def _tuneability_figure(
+    comparison: Comparison, configurations: list[_Configuration]
+) -> dict[str, Any] | None:
+    """DeepOBS's tuneability (compare.tuneability_frame): each optimizer's configurations'
+    final performance (mean over seeds, std as error bars) against the learning rate, the lr
+    its result is given at starred. Drawn when an optimizer was tried at two learning rates or
+    more, or a tune.json came with the runs; one point per optimizer says nothing about lr."""
+    from optbench.analysis.compare import tuneability_frame
+
+    frame = tuneability_frame(comparison, comparison.tune)
+    shown = frame[frame["lr"].notna() & frame["final_mean"].notna()]
+    tried = shown.groupby("optimizer")["lr"].nunique()
+    if shown.empty or (comparison.tune is None and not (tried > 1).any()):
+        return None
+    names = {c.row["configuration"]: c.name for c in configurations}
+    performance = frame.attrs["performance"]
+    hover = (
+        "<b>%{customdata[0]}</b><br>lr %{x:.4g}<br>"
+        f"final {performance} %{{y:.5~g}} ± %{{customdata[1]:.3~g}}"
+        "<br>%{customdata[2]} runs<extra></extra>"
+    )
+
+    def points(rows: pd.DataFrame) -> dict[str, Any]:
+        std = rows["final_std"].fillna(0.0)
+        return {
+            "x": rows["lr"].tolist(),
+            "y": rows["final_mean"].tolist(),
+            "customdata": [
+                [names.get(key, key), s, int(n)]
+                for key, s, n in zip(rows["configuration"], std, rows["n"], strict=True)
+            ],
+            "hovertemplate": hover,
+        }
+
+    traces = []
+    for index, (optimizer, rows) in enumerate(shown.groupby("optimizer", sort=False)):
+        rows = rows.sort_values("lr")
+        colour = _PALETTE[index % len(_PALETTE)]
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "lines+markers" if rows["lr"].is_unique else "markers",
+                "name": str(optimizer),
+                "legendgroup": f"optimizer-{index}",
+                "line": {"color": colour},
+                "marker": {"size": 8},
+                "error_y": {"type": "data", "array": rows["final_std"].fillna(0.0).tolist()},
+                **points(rows),
+            }
+        )
+    chosen = shown[shown["chosen"]]
+    traces.append(
+        {
+            "type": "scatter",
+            "mode": "markers",
+            "name": "chosen lr",
+            "marker": {"symbol": "star", "size": 16, "color": "red"},
+            **points(chosen),
+        }
+    )
+    source = "tune.json's best trial" if comparison.tune is not None else "its best-ranked lr"
+    heading = (
+        f"Tuneability: final {performance} against the learning rate, per optimizer "
+        f"(DeepOBS); starred: the lr each optimizer's result is given at ({source})"
+    )
+    layout = {
+        "xaxis": {"title": {"text": "learning rate"}, "type": "log"},
+        "yaxis": {"title": {"text": f"final {performance} (mean ± std over seeds)"}},
+        "hovermode": "closest",
+        "height": 460,
+        "margin": {"t": 30, "r": 10},
+        "showlegend": True,  # its entries are optimizers, a handful
+    }
+    return {"heading": heading, "data": traces, "layout": layout}
+
+
+# --------------------------------------------------------------------------- the page
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    return html.escape(str(value))
+
+
+def _mean_std(row: pd.Series, metric: str, pattern: str) -> str:
+    mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
+    if mean != mean:
+        return "-"
+    return pattern.format(mean) + ("" if std != std else f" ± {pattern.format(std)}")
+
+
+def _ranking_html(comparison: Comparison, configurations: list[_Configuration]) -> str:
+    table, target = comparison.table, comparison.target
+    hyper = table.attrs["hyperparameters"]
+    ranked_by = table.attrs["metric"]
+    columns = rank_columns(table)
+    head = ["#", "show"] + [h.split(".")[-1] if len(hyper) < 6 else h for h in hyper] + ["n"]
+    head += [name for _, name, _ in columns]
+    if target:
+        head += [f"epochs to {target[0]}={target[1]:g}", "seconds to it"]
+    head += ["status", "config"]
+    ranked_index = next(
+        (2 + len(hyper) + 1 + i for i, (m, _, _) in enumerate(columns) if m == ranked_by), None
+    )
+    cells = "".join(
+        f"<th{' class=ranked' if i == ranked_index else ''}>{html.escape(h)}</th>"
+        for i, h in enumerate(head)
+    )
+    lines = [f"<table class=ranking><thead><tr>{cells}</tr></thead><tbody>"]
+    for index, config in enumerate(configurations):
+        row = config.row
+        values = [
+            str(index + 1),
+            f'<label><input type=checkbox checked data-group="{config.key}" '
+            f'title="show or hide in every figure"><span class=swatch '
+            f'style="background:{config.colour}"></span></label>',
+        ]
+        values += [_cell(row[h]) for h in hyper] + [str(row["n"])]
+        values += [_mean_std(row, metric, fmt) for metric, _, fmt in columns]
+        if target:
+            reached = f" ({row['reached_target']}/{row['n']})"
+            values.append(_mean_std(row, "epochs_to_target", "{:.1f}") + reached)
+            values.append(_mean_std(row, "seconds_to_target", "{:.1f}"))
+        values.append(_cell(row["status"]))
+        values.append(f'<a href="#config-{config.key}">config</a>')
+        lines.append(
+            f'<tr data-group="{config.key}">'
+            + "".join(
+                f"<td{' class=ranked' if i == ranked_index else ''}>{v}</td>"
+                for i, v in enumerate(values)
+            )
+            + "</tr>"
+        )
+    lines.append("</tbody></table>")
+    return "\n".join(lines)
+
+
+def _configs_html(comparison: Comparison, configurations: list[_Configuration]) -> str:
+    """Each configuration's resolved config.yaml (its first seed's; seeds differ only in
+    `seed`), folded until asked for."""
+    by_dir = {str(run.path): run for run in comparison.runs}
+    parts = []
+    for config in configurations:
+        seeds = [by_dir[d].summary.get("seed") for d in config.run_dirs]
+        config_file = RunDir(Path(config.run_dirs[0])).config_path
+        try:
+            text = config_file.read_text(encoding="utf-8")
+        except OSError:
+            text = "(no config.yaml)"
+        runs = "".join(f"<li>{html.escape(d)}</li>" for d in config.run_dirs)
+        parts.append(
+            f'<details id="config-{config.key}"><summary>'
+            f'<span class=swatch style="background:{config.colour}"></span>'
+            f"{html.escape(config.name)} <small>({len(config.run_dirs)} runs, seeds "
+            f"{html.escape(', '.join(map(str, seeds)))})</small></summary>"
+            f"<p>config.yaml of {html.escape(config.run_dirs[0])} (the other seeds differ "
+            f"only in <code>seed</code>); runs:</p><ul>{runs}</ul>"
+            f"<pre>{html.escape(text)}</pre></details>"
+        )
+    return "\n".join(parts)
+
+
+_HOW_LEGENDS = (
+    "Click a legend entry (or a ranking checkbox) to hide a configuration in every figure, "
+    "double-click it to show only that one."
+)
+_HOW_MANY = (
+    "With more than {limit} configurations the figures have no legend: the ranking's checkboxes "
+    "hide and show configurations in every figure."
+)
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:1.5em auto;
+max-width:1300px;padding:0 1em;color:#222}
+h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.6em}
+.meta{color:#555;font-size:.9em}
+table.ranking{border-collapse:collapse;font-size:.85em;font-variant-numeric:tabular-nums}
+.ranking th,.ranking td{border-bottom:1px solid #ddd;padding:3px 8px;text-align:right;
+white-space:nowrap}
+.ranking th{background:#f3f3f3;position:sticky;top:0}
+.ranking .ranked{background:#fff7d6}
+.ranking tr.hidden td{opacity:.35}
+.swatch{display:inline-block;width:.9em;height:.9em;border-radius:2px;vertical-align:middle;
+margin-right:.3em}
+.tablewrap{max-height:32em;overflow:auto}
+.figure{margin:1em 0;border:1px solid #eee}
+details{margin:.3em 0}summary{cursor:pointer}
+pre{background:#f7f7f7;padding:.6em;overflow:auto;font-size:.85em}
+.todo{color:#555;font-style:italic}
+"""
+
+# Draws every figure, then keeps a configuration hidden or shown in all of them at once:
+# clicking a legend entry toggles its group (line and band) in every figure, double-clicking
+# shows only it (again: all). window.optbenchRendered is when the last figure was drawn.
+_SCRIPT = """
+(function(){
+window.optbenchScriptStart = performance.now();
+const hidden = new Set();
+const gds = [];
+function groupsOf(gd){return gd.data.map(t => t.legendgroup).filter(g => g && g[0] === 'c');}
+function apply(){
+  for (const gd of gds){
+    const idx = [], vis = [];
+    gd.data.forEach((t, i) => {
+      if (t.legendgroup && t.legendgroup[0] === 'c'){
+        idx.push(i); vis.push(hidden.has(t.legendgroup) ? 'legendonly' : true);
+      }
+    });
+    if (idx.length) Plotly.restyle(gd, {visible: vis}, idx);
+  }
+  document.querySelectorAll('tr[data-group]').forEach(tr =>
+    tr.classList.toggle('hidden', hidden.has(tr.dataset.group)));
+  document.querySelectorAll('input[data-group]').forEach(box => {
+    box.checked = !hidden.has(box.dataset.group);
+  });
+}
+document.querySelectorAll('input[data-group]').forEach(box => box.addEventListener('change', () => {
+  if (box.checked) hidden.delete(box.dataset.group); else hidden.add(box.dataset.group);
+  apply();
+}));
+function group(ev){const t = ev.data[ev.curveNumber]; return t && t.legendgroup;}
+function onClick(ev){
+  const g = group(ev); if (!g || g[0] !== 'c') return true;
+  if (hidden.has(g)) hidden.delete(g); else hidden.add(g);
+  apply(); return false;
+}
+function onDoubleClick(ev){
+  const g = group(ev); if (!g || g[0] !== 'c') return true;
+  const all = new Set(gds.flatMap(groupsOf));
+  const alone = [...all].every(x => x === g || hidden.has(x)) && !hidden.has(g);
+  hidden.clear();
+  if (!alone) all.forEach(x => { if (x !== g) hidden.add(x); });
+  apply(); return false;
+}
+const config = {responsive: true, displaylogo: false, scrollZoom: false};
+Promise.all(FIGURES.map(f => {
+  f.layout.template = TEMPLATE;
+  return Plotly.newPlot(f.id, f.data, f.layout, config);
+})).then(drawn => {
+  drawn.forEach(gd => {
+    gds.push(gd);
+    gd.on('plotly_legendclick', onClick);
+    gd.on('plotly_legenddoubleclick', onDoubleClick);
+  });
+  window.optbenchRendered = performance.now();
+  document.body.dataset.rendered = String(drawn.length);
+}, err => { console.error('optbench report: a figure failed to draw', err); });
+})();
+"""
+
+# Nothing may be fetched: only inline scripts and styles, images from data: URLs.
+_CSP = (
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+    "img-src data:; font-src data:"
+)
+
+
+def _json(value: Any) -> str:
+    """Plotly's JSON (numpy arrays as compact typed arrays), safe inside a <script>."""
+    from plotly.io.json import to_json_plotly
+
+    return to_json_plotly(value).replace("<", "\\u003c")
+
+
+def render(comparison: Comparison, sources: list[str]) -> tuple[str, list[str]]:
+    """The page for `comparison` and the ids of its figures, in page order."""
+    plotly = _plotly()
+    from plotly.io import templates
+    from plotly.offline import get_plotlyjs
+
+    configurations = _configurations(comparison)
+    found = [
+        ("fig-paths", _paths_figure(comparison, configurations)),
+        *(
+            (f"fig-{metric}", _curve_figure(comparison, configurations, metric))
+            for metric in curve_metrics(comparison)
+        ),
+        ("fig-tuneability", _tuneability_figure(comparison, configurations)),
+    ]
+    figures = [{"id": fid, **figure} for fid, figure in found if figure is not None]
+    legends = len(configurations) <= LEGEND_LIMIT
+    for figure in figures:
+        figure["layout"].setdefault("showlegend", legends)
+    figure_divs = "\n".join(
+        f"<h2>{html.escape(figure.pop('heading'))}</h2><div id={figure['id']} class=figure></div>"
+        for figure in figures
+    )
+
+    table = comparison.table
+    runs, n_configs = len(comparison.frame), len(table)
+    notes = "".join(f"<li>{html.escape(note)}</li>" for note in comparison.notes)
+    generated = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    title = f"optbench report: {', '.join(sources)}"
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{_CSP}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(title)}</title><style>{_CSS}</style></head>
+<body>
+<h1>{html.escape(title)}</h1>
+<p class=meta>{runs} runs in {n_configs} configurations, ranked by
+<b>{html.escape(table.attrs["metric"])}</b> (mean ± std over seeds; final columns over
+completed runs only). Generated {generated} by optbench with plotly {plotly.__version__}.
+{_HOW_LEGENDS if legends else _HOW_MANY.format(limit=LEGEND_LIMIT)}
+Hover for values.</p>
+{f"<ul class=meta>{notes}</ul>" if notes else ""}
+<h2>Ranking</h2>
+<div class=tablewrap>{_ranking_html(comparison, configurations)}</div>
+{figure_divs}
+<h2>Configurations</h2>
+{_configs_html(comparison, configurations)}
+<script>{get_plotlyjs()}</script>
+<script>
+const TEMPLATE = {{layout: {_json(templates["plotly_white"].layout)}}};
+const FIGURES = {_json(figures)};
+{_SCRIPT}</script>
+</body></html>
+"""
+    return page, [figure["id"] for figure in figures]
