@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -186,6 +187,21 @@ def test_each_optimizer_gets_its_own_study_with_the_keys_it_takes(tmp_path: Path
         assert [s["seed"] for s in seeds] == [0, 1]
         assert all(s["status"] == "completed" for s in seeds)
     assert "SGD: best test_loss" in first.stdout and "Adam: best test_loss" in first.stdout
+    # One progress for the whole tune (plain lines off a terminal): 2 x 3 trials + 2 x 2 seeds,
+    # of which seed 0 is the best trial's own run (the config's seed), found done on disk.
+    progress = re.findall(r"^\[(\d+)/(\d+), ETA [^]]+\] (.*)$", first.stdout, re.MULTILINE)
+    assert [(int(done), int(total)) for done, total, _ in progress] == [
+        *((n, 10) for n in range(1, 7)),
+        (9, 10),
+        (10, 10),
+    ]
+    trial_lines = [line for _, _, line in progress if " trial " in line]
+    assert len(trial_lines) == 6 and all("-> completed test_loss" in x for x in trial_lines)
+    seed_lines = [line for _, _, line in progress[6:]]
+    assert sorted(line.split()[-5] for line in seed_lines) == ["Adam", "SGD"]
+    assert all(
+        line.startswith("completed") and "seed 1 (best trial)" in line for line in seed_lines
+    )
 
     # The same tune again: nothing trains, no trial is added.
     before = {p: p.stat().st_mtime_ns for p in (results / "two").glob("*/summary.json")}

@@ -369,14 +369,19 @@ def _counted(trials: list[Any]) -> list[Any]:
     return [t for t in trials if not t.user_attrs.get(NOT_COUNTED)]
 
 
+def _told(trials: list[Any]) -> list[Any]:
+    """The counted trials that have ended (not running, not waiting in the queue)."""
+    return [t for t in _counted(trials) if t.state.is_finished()]
+
+
 class Tuner:
     """Asks trials lazily, tells results as they come, and keeps the studies honest."""
 
     def __init__(
-        self, setup: TuneSetup, results_dir: Path, storage: str, console: Any, workers: int
+        self, setup: TuneSetup, results_dir: Path, storage: str, display: Any, workers: int
     ) -> None:
         self.setup, self.results_dir, self.storage_spec = setup, results_dir, storage
-        self.console, self.workers = console, workers
+        self.display, self.workers = display, workers  # display: ui/display.py SweepDisplay
         self.optuna = _optuna()
         self.storage = open_storage(storage)
         self.owner = _owner()
@@ -452,12 +457,13 @@ class Tuner:
                 trial.set_user_attr(STATUS, "invalid")
                 trial.set_user_attr("error", str(exc))
                 arm.study.tell(trial, state=state.FAIL)
-                self._line(arm, trial, "invalid", None, str(exc))
+                self.display.answered(self._describe(arm, trial, "invalid", None, str(exc)))
                 continue
             trial.set_user_attr(RUN_ID, plan.run_id)
             summary = RunDir(self.results_dir / self.setup.name / plan.run_id).read_summary()
             if summary and summary.get("status") in FINISHED:
-                self._tell(arm, trial, plan.run_id, Status(summary["status"]), None)
+                line = self._tell(arm, trial, plan.run_id, Status(summary["status"]), None)
+                self.display.answered(f"{line} (on disk)")
                 continue
             waiting = plan.run_id in self.inflight
             self.inflight.setdefault(plan.run_id, []).append((arm, trial))
@@ -473,6 +479,7 @@ class Tuner:
                     self.setup.tune.pruner,
                     arm.epochs,
                 )
+            self.display.add(plan.run_id, self._describe(arm, trial), arm.epochs)
             yield (plan.run_id, config.to_dict(), *([watch] if watch else []))
         arm.asked_all = True
         self._maybe_done(arm)
@@ -480,17 +487,24 @@ class Tuner:
     # ------------------------------------------------------------------ telling
 
     def on_result(self, result: Any) -> None:
+        lines = []
         for arm, trial in self.inflight.pop(result.run_id, []):
-            self._tell(arm, trial, result.run_id, Status(result.status), result.error)
+            lines.append(self._tell(arm, trial, result.run_id, Status(result.status), result.error))
             self._maybe_done(arm)
+        told = [line for line in lines if line is not None]
+        self.display.result(result, "; ".join(told) if told else None)
 
-    def _tell(self, arm: Arm, trial: Any, run_id: str, status: Status, error: str | None) -> None:
+    def _tell(
+        self, arm: Arm, trial: Any, run_id: str, status: Status, error: str | None
+    ) -> str | None:
+        """Tell the study how the trial's run ended; the line that says so (None: the trial
+        was interrupted and is asked again)."""
         state = self.optuna.trial.TrialState
         run = RunDir(self.results_dir / self.setup.name / run_id)
         rows = _rows(run)
         if status is Status.INTERRUPTED:
             self._abandon(arm, trial._trial_id, trial.number, trial.params, "interrupted")
-            return
+            return None
         reported = self.storage.get_trial(trial._trial_id).intermediate_values
         for row in rows:  # the epochs a worker did not report (no pruner, or answered from disk)
             if row["epoch"] not in reported and _finite(row.get(self.setup.metric)):
@@ -507,14 +521,23 @@ class Tuner:
             if error:
                 trial.set_user_attr("error", error[:500])
             arm.study.tell(trial, state=state.FAIL)
-        self._line(arm, trial, str(status), value, error)
+        return self._describe(arm, trial, str(status), value, error)
 
-    def _line(self, arm: Arm, trial: Any, status: str, value: Any, error: str | None) -> None:
+    def _describe(
+        self,
+        arm: Arm,
+        trial: Any,
+        status: str | None = None,
+        value: Any = None,
+        error: str | None = None,
+    ) -> str:
+        """`SGD trial 3: lr=0.01, momentum=0.9`, and how it ended where it has."""
         params = ", ".join(f"{k}={_fmt(v)}" for k, v in trial.params.items())
+        line = f"{arm.key} trial {trial.number}: {params}"
+        if status is None:
+            return line
         shown = f"{self.setup.metric} {_fmt(value)}" if _finite(value) else (error or "")
-        self.console.print(
-            f"{arm.key} trial {trial.number}: {params} -> {status} {shown}".rstrip(), markup=False
-        )
+        return f"{line} -> {status} {shown}".rstrip()
 
     def _maybe_done(self, arm: Arm) -> None:
         if arm.asked_all and not any(a is arm for t in self.inflight.values() for a, _ in t):
@@ -537,6 +560,7 @@ class Tuner:
             best = _best(arm.study)
             arm.seed_run_ids = []
             if best is None:
+                self.display.skip(len(self.setup.tune.seeds))
                 continue
             for seed in self.setup.tune.seeds:
                 config = validate_config(_with(arm.config, {**best.params, "seed": seed}))
@@ -545,17 +569,16 @@ class Tuner:
                 run = RunDir(self.results_dir / self.setup.name / run_id)
                 summary = run.read_summary()
                 if (summary and summary.get("status") in FINISHED) or run.is_locked():
-                    continue  # done, or trained right now by a process sharing this tune
+                    self.display.skip(1)  # done, or trained now by a process sharing this tune
+                    continue
+                self.display.add(run_id, f"{arm.key} seed {seed} (best trial)", arm.epochs)
                 points.append((run_id, config.to_dict()))
         return points
 
     def on_seed_result(self, result: Any) -> None:
         if result.status not in FINISHED:
             self.failed_seeds += 1
-        self.console.print(
-            f"seed rerun {result.run_id}: {result.status} {result.error or ''}".rstrip(),
-            markup=False,
-        )
+        self.display.result(result)
 
     def arm_report(self, arm: Arm) -> dict[str, Any]:
         state = self.optuna.trial.TrialState
@@ -672,6 +695,7 @@ def run_tune(
 
     from optbench.storage.results import create_run_dir, write_atomic
     from optbench.sweep.executors import default_workers, run_local, run_ray
+    from optbench.ui.display import SweepDisplay
 
     console = console or Console()
     _optuna()
@@ -687,7 +711,7 @@ def run_tune(
     if storage is None:
         (results / setup.name).mkdir(parents=True, exist_ok=True)
         storage = str((results / setup.name / JOURNAL_FILE).resolve())
-    tuner = Tuner(setup, results, storage, console, workers)
+    tuner = Tuner(setup, results, storage, None, workers)
     tuner.open_studies()
     console.print(
         f"tune {setup.name}: {len(setup.arms)} optimizer(s) x {setup.tune.trials} trials, "
@@ -702,16 +726,20 @@ def run_tune(
 
     def execute(points: Any, on_result: Any) -> None:
         if executor == "local":
-            run_local(points, str(results), workers, lambda message: None, on_result)
+            run_local(points, str(results), workers, tuner.display.message, on_result)
         else:
             run_ray(points, address, workers, write_files, on_result)
 
-    try:
-        execute(tuner.points(), tuner.on_result)
-        execute(tuner.seed_points(), tuner.on_seed_result)
-    except KeyboardInterrupt:
-        tuner.abandon_inflight()
-        return TuneReport(tuner.write_json(), interrupted=True)
+    # One live view for the trials and the seed reruns: the trials already told count as done.
+    total = sum(arm.budget for arm in setup.arms) + len(setup.arms) * len(setup.tune.seeds)
+    told = sum(len(_told(arm.study.get_trials(deepcopy=False))) for arm in setup.arms)
+    with SweepDisplay(total, told, None, console) as tuner.display:
+        try:
+            execute(tuner.points(), tuner.on_result)
+            execute(tuner.seed_points(), tuner.on_seed_result)
+        except KeyboardInterrupt:
+            tuner.abandon_inflight()
+            return TuneReport(tuner.write_json(), interrupted=True)
     report = tuner.write_json()
     failed = tuner.failed_seeds > 0 or any(
         arm["best"] is None for arm in report["optimizers"].values()

@@ -341,18 +341,30 @@ class SweepDisplay:
             state.update(loss=values[1], finished=values[0])
         self._refresh()
 
-    def result(self, result: Any) -> None:
+    def result(self, result: Any, line: str | None = None) -> None:
+        """A run came back: counted, and printed as `line` (by default its status, run-id,
+        label and error) after the progress."""
         state = self.in_flight.pop(result.run_id, None)
         if state is not None:
             self.durations.append(self.clock() - state["since"])
-        self.done += 1
         self.finished_here += 1
+        if line is None:
+            note = f": {result.error}" if result.error and result.status != Status.COMPLETED else ""
+            line = f"{result.status:<11} {result.run_id}  {self.labels.get(result.run_id, '')}"
+            line += note
+        self.answered(line)
+
+    def answered(self, line: str) -> None:
+        """One more of the total done without training here (a tune's trial answered from
+        disk or refused), printed as `line` after the progress."""
+        self.done += 1
         eta = format_eta(self.time_left())
         self._refresh()
-        note = f": {result.error}" if result.error and result.status != Status.COMPLETED else ""
         self.console.print(
-            f"[{self.done}/{self.total}, ETA {eta}] {result.status:<11} {result.run_id}  "
-            f"{self.labels.get(result.run_id, '')}{note}",
-            markup=False,
-            highlight=False,
+            f"[{self.done}/{self.total}, ETA {eta}] {line}", markup=False, highlight=False
         )
+
+    def skip(self, count: int) -> None:
+        """`count` of the total found done already (a tune's seed reruns on disk)."""
+        self.done += count
+        self._refresh()
