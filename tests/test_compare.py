@@ -545,3 +545,25 @@ def test_compare_and_show_do_not_import_torch(two_configs: tuple[Path, Path]) ->
     assert completed.returncode == 0, completed.stderr
     assert "ranking by final_test_loss" in completed.stdout
     assert "status completed" in completed.stdout
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (0.0046431803257, "0.004643"),
+        (0.0, "0.0"),
+        (0.9, "0.9"),
+        (1e-05, "1e-05"),
+        (3, "3"),
+        (True, "True"),
+        ("Adam", "Adam"),
+        (None, "-"),
+        (float("nan"), "-"),
+    ],
+)
+def test_hyperparameters_show_four_significant_digits_and_exact_values_as_written(
+    value: object, shown: str
+) -> None:
+    from optbench.analysis.compare import show_hyperparameter
+
+    assert show_hyperparameter(value) == shown

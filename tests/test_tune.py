@@ -304,3 +304,19 @@ def test_two_processes_on_one_storage_share_the_budget(tmp_path: Path) -> None:
     assert [t.state.name for t in counted] == ["COMPLETE"] * 4  # the budget, not twice it
     # at most a trial asked by both at the same moment, failed and not counted
     assert all(t.user_attrs["not_counted"] == "over the budget" for t in trials if t not in counted)
+
+
+def test_a_tune_samples_the_same_trials_again_and_a_resumed_one_new_ones(tmp_path: Path) -> None:
+    tune = {"space": {"optimizer.lr": LR}, "trials": 3, "pruner": "none", "seeds": [0]}
+    config = write_config(tmp_path, _config("again", tune, epochs=1))
+    sampled = []
+    for folder in ("first", "second"):
+        outcome = _tune(str(config), "--results-dir", str(tmp_path / folder), "--workers", "1")
+        assert outcome.exit_code == 0, outcome.output
+        sampled.append([t.params for t in _study(tmp_path / folder, "again", "SGD").trials])
+    assert sampled[0] == sampled[1] and len({p["optimizer.lr"] for p in sampled[0]}) == 3
+    # A larger budget on the same study continues with trials not sampled before.
+    more = _tune(str(config), "--results-dir", str(tmp_path / "first"), "--trials", "5")
+    assert more.exit_code == 0, more.output
+    lrs = [t.params["optimizer.lr"] for t in _study(tmp_path / "first", "again", "SGD").trials]
+    assert len(lrs) == 5 and len(set(lrs)) == 5

@@ -348,12 +348,22 @@ def _status_counts(rows: pd.DataFrame) -> str:
     return ", ".join(parts)
 
 
+def show_hyperparameter(value: Any) -> str:
+    """A hyperparameter as a table or a label shows it: floats to 4 significant digits (a
+    tune's sampled lr is 0.004643, not 0.0046431803257...), '-' where a configuration has none."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    if isinstance(value, float) and float(f"{value:.4g}") != value:
+        return f"{value:.4g}"
+    return str(value)  # exact values as written: 0.0, 0.9, 1e-05
+
+
 def label(row: pd.Series, hyperparameters: list[str]) -> str:
     """A short name for a configuration: its differing hyperparameters, keys shortened."""
     parts = []
     for key in hyperparameters:
         if row[key] == row[key] and row[key] is not None:  # NaN: this class has no such key
-            parts.append(f"{key.split('.')[-1]}={row[key]}")
+            parts.append(f"{key.split('.')[-1]}={show_hyperparameter(row[key])}")
     return " ".join(parts) or str(row["configuration"])
 
 

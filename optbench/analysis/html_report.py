@@ -31,6 +31,7 @@ from optbench.analysis.compare import (
     compare_runs,
     label,
     seed_bands,
+    show_hyperparameter,
     two_d_paths,
 )
 from optbench.analysis.reports import rank_columns
@@ -494,7 +495,7 @@ def _ranking_html(comparison: Comparison, configurations: list[_Configuration]) 
             f'title="show or hide in every figure"><span class=swatch '
             f'style="background:{config.colour}"></span></label>',
         ]
-        values += [_cell(row[h]) for h in hyper] + [str(row["n"])]
+        values += [html.escape(show_hyperparameter(row[h])) for h in hyper] + [str(row["n"])]
         values += [_mean_std(row, metric, fmt) for metric, _, fmt in columns]
         if target:
             reached = f" ({row['reached_target']}/{row['n']})"

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
+from optbench.analysis.compare import show_hyperparameter
 from optbench.components.catalog import show_value
 from optbench.errors import OptbenchError
 from optbench.ui.display import format_cell
@@ -139,10 +140,6 @@ def _at_epoch(value: Any, epoch: Any, pattern: str) -> str:
     return "-" if value != value else f"{pattern.format(value)} ({epoch:g})"
 
 
-def _value(value: Any) -> str:
-    return "-" if value is None or value != value else str(value)
-
-
 def ranking_table(table: Any, target: tuple[str, float] | None) -> Table:
     """Rich ranking: one row per configuration, seeds as mean ± std, best first."""
     hyper = table.attrs["hyperparameters"]
@@ -168,7 +165,7 @@ def ranking_table(table: Any, target: tuple[str, float] | None) -> Table:
         rich_table.add_column("speed (epochs)", justify="right")
     rich_table.add_column("status", min_width=11)  # "completed" whole
     for rank, (_, row) in enumerate(table.iterrows(), 1):
-        cells = [str(rank), *(_value(row[k]) for k in hyper), str(row["n"])]
+        cells = [str(rank), *(show_hyperparameter(row[k]) for k in hyper), str(row["n"])]
         cells += [_mean_std(row, metric, fmt) for metric, _, fmt in columns]
         if curve_best:
             pattern = _format_of(performance)

@@ -89,12 +89,12 @@ def make_pruner(name: str, epochs: int) -> Any:
 def _sampler(name: str, space: dict[str, Distribution], seed: int) -> Any:
     samplers = _optuna().samplers
     if name == "random":
-        return samplers.RandomSampler()
+        return samplers.RandomSampler(seed=seed)
     if name == "grid":
         return samplers.GridSampler({k: d.bounds for k, d in space.items()}, seed=seed)
     if name == "qmc":  # seeded: the sequence continues across restarts (its index is stored)
         return samplers.QMCSampler(scramble=True, seed=seed, warn_independent_sampling=False)
-    return samplers.TPESampler(constant_liar=True)  # in-flight trials count as seen
+    return samplers.TPESampler(constant_liar=True, seed=seed)  # in-flight trials count as seen
 
 
 def _distribution(dist: Distribution) -> Any:
@@ -408,6 +408,10 @@ class Tuner:
                 )
             except ValueError as exc:  # an existing study with the other direction
                 raise OptbenchError(f"study {arm.study_name}: {exc}") from None
+            if tune.sampler in ("tpe", "random"):  # seeded from the study and its trials so far:
+                # a tune samples the same first trials every time, a resumed one new ones
+                done = len(arm.study.get_trials(deepcopy=False))
+                arm.study.sampler = _sampler(tune.sampler, arm.space, seed + done)
             arm.study.set_user_attr("optbench", {"optimizer": arm.key, "metric": self.setup.metric})
             self._recover(arm)
 
