@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import html
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from optbench.analysis.compare import (
     show_hyperparameter,
     two_d_paths,
 )
-from optbench.analysis.reports import rank_columns
+from optbench.analysis.reports import check_writable, rank_columns
 from optbench.errors import OptbenchError
 from optbench.storage.results import EPOCH_COLUMNS, RunDir
 
@@ -83,16 +82,7 @@ def _plotly() -> Any:
 
 def check_output_path(path: Path) -> None:
     """Refuse an output that cannot be written (and a missing plotly) before reading any run."""
-    if path.is_dir():
-        raise OptbenchError(
-            f"--output {path} is a folder; give a file such as {path / 'report.html'}"
-        )
-    folder = path.parent
-    if not folder.is_dir():
-        what = "is a file" if folder.exists() else "does not exist"
-        raise OptbenchError(f"--output {path}: folder {folder} {what}")
-    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise OptbenchError(f"--output {path}: permission denied")
+    check_writable(path, "--output", "report.html")
     _plotly()
 
 

@@ -238,19 +238,23 @@ def _pyplot(option: str = "--plot") -> Any:
     return plt
 
 
-def check_plot_path(path: Path, option: str = "--plot") -> None:
-    """Refuse a --plot (or other `option`'s) destination that cannot be written before any run
-    is read, not after."""
+def check_writable(path: Path, option: str, example: str) -> None:
+    """Refuse an output file that cannot be written (a folder, a missing folder, no permission)
+    with one line naming `option`; `example` is a file name to suggest inside a folder."""
     if path.is_dir():
-        raise OptbenchError(
-            f"{option} {path} is a folder; give a file such as {path / 'curves.png'}"
-        )
+        raise OptbenchError(f"{option} {path} is a folder; give a file such as {path / example}")
     folder = path.parent
     if not folder.is_dir():
         what = "is a file" if folder.exists() else "does not exist"
         raise OptbenchError(f"{option} {path}: folder {folder} {what}")
     if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise OptbenchError(f"{option} {path}: permission denied")
+
+
+def check_plot_path(path: Path, option: str = "--plot") -> None:
+    """Refuse a --plot (or other `option`'s) destination that cannot be written before any run
+    is read, not after."""
+    check_writable(path, option, "curves.png")
     _pyplot(option)  # no matplotlib: say so now
     from matplotlib.backend_bases import FigureCanvasBase
 

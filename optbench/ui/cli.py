@@ -101,6 +101,17 @@ def _with_fast(overrides: list[str] | None, fast: bool) -> list[str] | None:
     return [*(overrides or []), "fast=true"] if fast else overrides
 
 
+WorkersOption = Annotated[
+    int | None,
+    typer.Option(help="Runs in parallel. [default: the CPU cores; torch threads are split]"),
+]
+ExecutorOption = Annotated[
+    str, typer.Option(help="local (worker processes) or ray (tasks on a Ray cluster).")
+]
+AddressOption = Annotated[
+    str | None,
+    typer.Option(help="Ray cluster address. [default: a local Ray instance, started here]"),
+]
 TensorBoardOption = Annotated[
     bool,
     typer.Option(
@@ -300,17 +311,9 @@ def sweep(
         str | None, typer.Option(help="Seeds to repeat every point with: --seeds 0,1,2.")
     ] = None,
     overrides: SetOption = None,
-    workers: Annotated[
-        int | None,
-        typer.Option(help="Parallel runs. [default: the CPU cores; torch threads are split]"),
-    ] = None,
-    executor: Annotated[
-        str, typer.Option(help="local (worker processes) or ray (tasks on a Ray cluster).")
-    ] = "local",
-    address: Annotated[
-        str | None,
-        typer.Option(help="Ray cluster address. [default: a local Ray instance, started here]"),
-    ] = None,
+    workers: WorkersOption = None,
+    executor: ExecutorOption = "local",
+    address: AddressOption = None,
     results_dir: ResultsDirOption = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="List the runs (and which are done) without training.")
@@ -371,17 +374,9 @@ def tune(
         ),
     ] = None,
     results_dir: ResultsDirOption = None,
-    workers: Annotated[
-        int | None,
-        typer.Option(help="Parallel trials. [default: the CPU cores; torch threads are split]"),
-    ] = None,
-    executor: Annotated[
-        str, typer.Option(help="local (worker processes) or ray (tasks on a Ray cluster).")
-    ] = "local",
-    address: Annotated[
-        str | None,
-        typer.Option(help="Ray cluster address. [default: a local Ray instance, started here]"),
-    ] = None,
+    workers: WorkersOption = None,
+    executor: ExecutorOption = "local",
+    address: AddressOption = None,
     storage: Annotated[
         str | None,
         typer.Option(
