@@ -320,3 +320,17 @@ def test_a_tune_samples_the_same_trials_again_and_a_resumed_one_new_ones(tmp_pat
     assert more.exit_code == 0, more.output
     lrs = [t.params["optimizer.lr"] for t in _study(tmp_path / "first", "again", "SGD").trials]
     assert len(lrs) == 5 and len(set(lrs)) == 5
+
+
+def test_an_optuna_storage_url_holds_the_studies(tmp_path: Path) -> None:
+    # SQLite through Optuna's RDB storage, as a postgresql:// URL would be used.
+    tune = {"space": {"optimizer.lr": LR}, "trials": 2, "pruner": "none", "seeds": [0]}
+    config = write_config(tmp_path, _config("rdb", tune, epochs=1))
+    url = f"sqlite:///{tmp_path / 'tune.db'}"
+    outcome = _tune(str(config), "--results-dir", str(tmp_path / "r"), "--storage", url)
+    assert outcome.exit_code == 0, outcome.output
+    report = json.loads((tmp_path / "r" / "rdb" / "tune.json").read_text())
+    assert report["storage"] == url and not (tmp_path / "r" / "rdb" / "optuna-journal.log").exists()
+    study = optuna.load_study(study_name=report["optimizers"]["SGD"]["study"], storage=url)
+    assert _states(study) == {"COMPLETE": 2}
+    assert study.best_trial.user_attrs["run_id"] == report["optimizers"]["SGD"]["best"]["run_id"]
