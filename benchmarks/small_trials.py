@@ -14,7 +14,10 @@ fresh process as a user would start it:
 - sweep: `optbench sweep` with the default workers (or --workers N), into a fresh results
   folder, so every run trains;
 - sweep, processes: the same, with every run but the first sent to worker processes
-  (TINY_RUN_SECONDS=0: how sweeps ran before tiny runs stayed in the driver).
+  (TINY_RUN_SECONDS=0: how sweeps ran before tiny runs stayed in the driver);
+- tune: `optbench tune` of the same config, 16 trials of the random sampler over lr in
+  [0.001, 0.2] (pruner none, its best rerun with seed 0 only, answered from disk): the same
+  16 trainings' cost plus Optuna's asking, telling and journal file.
 
 The table reports each one's median wall seconds and its ratio to the plain script.
 """
@@ -31,6 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
 from common import cpu_busy_seconds, load_average, machine, share, warn_if_disturbed
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,9 +104,24 @@ def _own() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
+TUNE = {
+    "space": {"optimizer.lr": {"log_uniform": [min(LRS), max(LRS)]}},
+    "trials": len(LRS) * len(SEEDS),
+    "sampler": "random",
+    "pruner": "none",
+    "seeds": [0],
+}
+
+
 def command(contender: str, results: str, plain: Path, workers: int | None) -> list[str]:
     if contender == "plain":
         return [sys.executable, str(plain)]
+    if contender == "tune":
+        config = yaml.safe_load(CONFIG.read_text()) | {"tune": TUNE}
+        tuned = Path(results) / "tune.yaml"
+        tuned.write_text(yaml.safe_dump(config))
+        options = ["--results-dir", results, *(["--workers", str(workers)] if workers else [])]
+        return [sys.executable, "-m", "optbench", "tune", str(tuned), *options]
     grid = ["--grid", "optimizer.lr=" + ",".join(map(str, LRS)), "--seeds", "0,1"]
     options = [str(CONFIG), *grid, "--results-dir", results]
     options += ["--workers", str(workers)] if workers else []
@@ -121,7 +140,7 @@ def timed(contender: str, plain: Path, workers: int | None) -> tuple[float, floa
             seconds = time.perf_counter() - started
         if completed.returncode != 0:
             sys.exit(f"{contender} failed:\n{completed.stdout}\n{completed.stderr}")
-        expected = "16 completed" if contender != "plain" else None
+        expected = {"plain": None, "tune": "16 trials (16 completed"}.get(contender, "16 completed")
         if expected and expected not in completed.stdout:
             sys.exit(f"expected {expected} runs:\n{completed.stdout}")
         if contender == "plain" and len(completed.stdout.splitlines()) != 16:
@@ -135,7 +154,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None, help="default: optbench's")
     args = parser.parse_args()
 
-    contenders = ["plain", "sweep", "sweep, processes"]
+    contenders = ["plain", "sweep", "sweep, processes", "tune"]
     times: dict[str, list[float]] = {c: [] for c in contenders}
     shares: dict[str, list[float | None]] = {c: [] for c in contenders}
     with tempfile.TemporaryDirectory() as folder:
