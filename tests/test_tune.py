@@ -334,3 +334,18 @@ def test_an_optuna_storage_url_holds_the_studies(tmp_path: Path) -> None:
     study = optuna.load_study(study_name=report["optimizers"]["SGD"]["study"], storage=url)
     assert _states(study) == {"COMPLETE": 2}
     assert study.best_trial.user_attrs["run_id"] == report["optimizers"]["SGD"]["best"]["run_id"]
+
+
+def test_a_config_with_a_tune_section_still_sweeps_and_runs(tmp_path: Path) -> None:
+    # Each sweep point's config (tune: section included) is validated again where it trains.
+    from optbench.experiment.config import load_config, validate_config
+
+    tune = {"space": {"optimizer.lr": LR, "optimizer.momentum": MOMENTUM}, "seeds": [0, 1]}
+    config = write_config(tmp_path, _config("both", tune, epochs=1))
+    loaded = load_config(config)
+    assert validate_config(loaded.to_dict()) == loaded
+    swept = invoke("sweep", str(config), "--seeds", "0,1", "--results-dir", str(tmp_path / "r"))
+    assert swept.exit_code == 0, swept.output
+    assert "2 completed" in swept.stdout
+    ran = invoke("run", str(config), "--results-dir", str(tmp_path / "r2"))
+    assert ran.exit_code == 0, ran.output

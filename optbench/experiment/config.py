@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -222,7 +223,10 @@ class Distribution(_Strict):
     def bounds(self) -> Any:
         return getattr(self, self.kind)
 
+    @model_serializer
     def to_dict(self) -> dict[str, Any]:
+        """As written, `{log_uniform: [low, high]}`: what a run's config (a sweep point, a
+        worker's copy) carries and validates again."""
         return {self.kind: list(self.bounds)}
 
 
