@@ -114,6 +114,60 @@ _RUN_UTILS = "DeepOBS, deepobs/run_utils.py convergence_performance (fsschneider
 _CONVERGENCE = {"mnist_mlp": 0.97, "fmnist_2c2d": 0.9186, "cifar10_3c3d": 0.8279}
 
 
+_BASELINES_SOURCE = (
+    "DeepOBS's baselines, baselines/{name}/{folder}/ (fsschneider/DeepOBS@873bbc2): TensorFlow "
+    "runs at the learning rate DeepOBS's grid search chose"
+)
+# DeepOBS's published baselines at their tuned settings: (optimizer, DeepOBS's class, lr,
+# momentum, final mean, sample std, the seeds' final values averaged: those its baseline
+# folder holds in the index read, of the ten it ran), at the last of 100 epochs, batch 128.
+_BASELINES: dict[str, tuple[str, tuple[tuple[Any, ...], ...]]] = {
+    "fmnist_2c2d": (
+        "test_accuracy",
+        (
+            ("SGD", "GradientDescentOptimizer", 0.15848931925, None, 0.9227, 0.0013, 7),
+            ("Momentum", "MomentumOptimizer", 0.0025118864315, 0.99, 0.9207, 0.0024, 6),
+            ("Adam", "AdamOptimizer", 0.00025118864315, None, 0.9243, 0.0031, 6),
+        ),
+    ),
+    "cifar10_3c3d": (
+        "test_accuracy",
+        (
+            ("SGD", "GradientDescentOptimizer", 0.063095734448, None, 0.8390, 0.0074, 5),
+            ("Momentum", "MomentumOptimizer", 0.00039810717055, 0.99, 0.8466, 0.0050, 6),
+            ("Adam", "AdamOptimizer", 0.00039810717055, None, 0.8447, 0.0036, 4),
+        ),
+    ),
+    "quadratic_deep": (  # DeepOBS publishes its loss, not a distance to the optimum
+        "test_loss",
+        (
+            ("SGD", "GradientDescentOptimizer", 0.015848931925, None, 87.442, 0.189, 4),
+            ("Momentum", "MomentumOptimizer", 0.0025118864315, 0.99, 87.055, 0.026, 3),
+            ("Adam", "AdamOptimizer", 0.039810717055, None, 87.106, 0.024, 5),
+        ),
+    ),
+}
+
+
+def _baselines(name: str, epochs: int) -> tuple[Reference, ...]:
+    """DeepOBS's SGD, Momentum and Adam baselines of `name` at their tuned settings (none: ())."""
+    if name not in _BASELINES:
+        return ()
+    metric, rows = _BASELINES[name]
+    references = []
+    for optimizer, deepobs, lr, momentum, mean, std, seeds in rows:
+        torch_optim = f"SGD lr {lr:.3g}" if optimizer != "Adam" else f"Adam lr {lr:.3g}"
+        if momentum is not None:
+            torch_optim += f", momentum {momentum}"
+        settings = (
+            f"{torch_optim} (DeepOBS's tuned {deepobs}), batch 128, {epochs} epochs; "
+            f"mean ± {std:g} (sample std) over {seeds} seeds"
+        )
+        source = _BASELINES_SOURCE.format(name=name, folder=deepobs)
+        references.append(Reference(optimizer, metric, mean, epochs, settings, source))
+    return tuple(references)
+
+
 def _convergence(name: str, epochs: int) -> tuple[Reference, ...]:
     """DeepOBS's convergence performance for `name` as a reference and target (none: ())."""
     if name not in _CONVERGENCE:
@@ -190,7 +244,7 @@ def _deepobs_problem(
             metric="test_accuracy",
             source=f"{_DEEPOBS}{name}.py",
             differs=differs,
-            references=_convergence(name, epochs),
+            references=_baselines(name, epochs) + _convergence(name, epochs),
         ),
     )
 
@@ -280,6 +334,7 @@ PROBLEMS.register(
         "(data: deepobs/pytorch/datasets/quadratic.py)",
         differs=f"{_DROPS_LAST} The optimum (θ = 0, the minimiser of the expected loss) is "
         "optbench's; DeepOBS names none. Q is float32 (DeepOBS builds it in float64).",
+        references=_baselines("quadratic_deep", 100),
     ),
 )
 for _name, _start, _minimum in (
