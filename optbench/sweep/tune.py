@@ -737,7 +737,7 @@ def run_tune(
     # One live view for the trials and the seed reruns: the trials already told count as done.
     total = sum(arm.budget for arm in setup.arms) + len(setup.arms) * len(setup.tune.seeds)
     told = sum(len(_told(arm.study.get_trials(deepcopy=False))) for arm in setup.arms)
-    with SweepDisplay(total, told, None, console) as tuner.display:
+    with SweepDisplay(total, told, None, console, title="tune") as tuner.display:
         try:
             execute(tuner.points(), tuner.on_result)
             execute(tuner.seed_points(), tuner.on_seed_result)

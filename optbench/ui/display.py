@@ -213,6 +213,7 @@ class SweepDisplay:
         *,
         epochs: dict[str, int] | None = None,
         clock: Clock = time.monotonic,
+        title: str = "sweep",  # what the progress bar is called: sweep, tune
     ) -> None:
         self.console, self.clock = console, clock
         self.labels = dict(labels or {})
@@ -223,7 +224,7 @@ class SweepDisplay:
         self.in_flight: dict[str, dict[str, Any]] = {}
         self.peak = 1  # the most runs seen in flight at once: the workers
         self.progress = Progress(
-            TextColumn("sweep"),
+            TextColumn(title),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
