@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -51,3 +52,12 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for outcome in ("refused", "skipped"):
         for line in ECOSYSTEM_OUTCOMES.get(outcome, []):
             terminalreporter.write_line(f"{outcome}: {line}")
+
+
+@pytest.fixture
+def ray_session() -> Any:
+    """Ray, shut down after the test (the executor starts a local instance on demand)."""
+    import ray
+
+    yield ray
+    ray.shutdown()

@@ -666,15 +666,7 @@ def test_a_killed_worker_fails_only_its_run_and_a_fresh_worker_takes_its_place(
     )
 
 
-# --------------------------------------------------------------------------- Ray
-
-
-@pytest.fixture
-def ray_session():
-    import ray
-
-    yield ray
-    ray.shutdown()
+# ---------------------------------------------------------------- Ray (ray_session: conftest.py)
 
 
 @pytest.mark.slow

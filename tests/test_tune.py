@@ -349,3 +349,27 @@ def test_a_config_with_a_tune_section_still_sweeps_and_runs(tmp_path: Path) -> N
     assert "2 completed" in swept.stdout
     ran = invoke("run", str(config), "--results-dir", str(tmp_path / "r2"))
     assert ran.exit_code == 0, ran.output
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:Fixed parameter")  # the hopeless lr is outside the range
+def test_trials_run_as_ray_tasks_and_are_pruned_there(ray_session: Any, tmp_path: Path) -> None:
+    tune = {"space": {"optimizer.lr": LR}, "trials": 5, "pruner": "median", "seeds": [0]}
+    config = write_config(tmp_path, _config("onray", tune, epochs=4))
+    results = tmp_path / "results"
+    options = (str(config), "--results-dir", str(results), "--executor", "ray", "--workers", "2")
+    first = _tune(*options)
+    assert first.exit_code == 0, first.output
+    assert ray_session.is_initialized()  # it really ran on Ray
+    study = _study(results, "onray", "SGD")
+    assert _states(study) == {"COMPLETE": 5}
+    # A hopeless trial: only the task training it, reporting to the journal, can prune it.
+    study.enqueue_trial({"optimizer.lr": 1.0e-6})
+    again = _tune(*options, "--trials", "6")
+    assert again.exit_code == 0, again.output
+    pruned = _study(results, "onray", "SGD").trials[5]
+    assert pruned.state == optuna.trial.TrialState.PRUNED
+    run = results / "onray" / pruned.user_attrs["run_id"]  # written by the driver from the task
+    assert _summary(results, "onray", run.name)["status"] == "pruned"
+    epochs = pd.read_csv(run / "epochs.csv")
+    assert list(pruned.intermediate_values) == epochs["epoch"].tolist() and len(epochs) < 4
