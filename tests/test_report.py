@@ -324,3 +324,27 @@ def test_configurations_with_the_same_label_keep_their_own_curves(tmp_path: Path
     assert [t["name"] for t in test_loss] == ["#1 lr=0.1", "#2 lr=0.1", "#3 lr=0.2"]
     curves = [decode(t["y"]).tolist() for t in test_loss]
     assert curves == [[1.0, 0.5], [2.0, 1.5], [3.0, 2.5]]
+
+
+def test_runs_of_a_problem_show_its_published_figures_apart_from_the_ranking(
+    tmp_path: Path,
+) -> None:
+    from optbench.components.problems import PROBLEMS
+
+    config = regression_dict(name="dobs", seed=0, epochs=1)
+    config["problem"] = {"name": "fmnist_2c2d", "version": 1, "overrides": {}}
+    row = {"epoch": 1, "train_loss": 0.4, "test_loss": 0.35, "test_accuracy": 0.88, "lr": 0.1}
+    write_run_folder(tmp_path / "results", config, [{**row, "seconds": 1.0}], "sgd-seed0")
+    output = tmp_path / "report.html"
+    assert invoke("report", str(tmp_path / "results"), "-o", str(output)).exit_code == 0
+    page = Page(output.read_text())
+    assert ("table", {"id": "references"}) in page.tags
+    published = [r for r in page.rows if r and r[0] == "fmnist_2c2d"]
+    expected = PROBLEMS.get("fmnist_2c2d", "problem").references
+    assert [(r[1], float(r[3]), r[6]) for r in published] == [
+        (ref.optimizer, ref.value, ref.source) for ref in expected
+    ]
+    # a report of runs that name no problem has no such table
+    plain = tmp_path / "plain.html"
+    assert invoke("report", str(write_grid(tmp_path / "grid")), "-o", str(plain)).exit_code == 0
+    assert ("table", {"id": "references"}) not in Page(plain.read_text()).tags

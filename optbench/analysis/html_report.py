@@ -1,7 +1,7 @@
 """`optbench report`: a comparison as one self-contained HTML file that works offline.
 
 The page holds the ranking of `optbench compare` (seeds aggregated, the hyperparameters that
-differ), one interactive Plotly figure per epochs.csv metric with every configuration in it (the
+differ), the published figures of the runs' problem apart from it, one interactive Plotly figure per epochs.csv metric with every configuration in it (the
 mean over seeds as a line, the seed spread from `seed_bands` as a band around it), the optimizer
 paths over the function's contours for runs of one 2-D problem (`two_d_paths`), DeepOBS's
 tuneability plot when an optimizer was tried at several learning rates (`tuneability_frame`),
@@ -505,6 +505,26 @@ def _ranking_html(comparison: Comparison, configurations: list[_Configuration]) 
     return "\n".join(lines)
 
 
+def _references_html(comparison: Comparison) -> str:
+    """The published figures of the runs' problems (DeepOBS's baselines and targets), marked
+    as such; empty when they have none."""
+    from optbench.analysis.compare import problems_of
+    from optbench.components.catalog import REFERENCE_COLUMNS, reference_rows
+
+    names = problems_of(comparison.runs)
+    rows = reference_rows(names) if names else []
+    if not rows:
+        return ""
+    head = "".join(f"<th>{column}</th>" for column in REFERENCE_COLUMNS)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in rows
+    )
+    return (
+        "<h2>Published figures (not runs)</h2><div class=tablewrap><table id=references>"
+        f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
+    )
+
+
 def _configs_html(comparison: Comparison, configurations: list[_Configuration]) -> str:
     """Each configuration's resolved config.yaml (its first seed's; seeds differ only in
     `seed`), folded until asked for."""
@@ -676,6 +696,7 @@ Hover for values.</p>
 {f"<ul class=meta>{notes}</ul>" if notes else ""}
 <h2>Ranking</h2>
 <div class=tablewrap>{_ranking_html(comparison, configurations)}</div>
+{_references_html(comparison)}
 {figure_divs}
 <h2>Configurations</h2>
 {_configs_html(comparison, configurations)}

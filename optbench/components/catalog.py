@@ -165,20 +165,31 @@ def problem_rows() -> list[Row]:
     return rows
 
 
-def reference_table(names: list[str] | None = None) -> Table | None:
-    """The published figures of the problems `names` (all when None): numbers someone
-    reported, shown beside runs, never mixed with them."""
+REFERENCE_COLUMNS = ("problem", "optimizer", "metric", "value", "epoch", "settings", "source")
+
+
+def reference_rows(names: list[str] | None = None) -> list[tuple[str, ...]]:
+    """The published figures of the problems `names` (all when None), as REFERENCE_COLUMNS:
+    numbers someone reported, shown beside runs (terminal, report), never mixed with them."""
     from optbench.components.problems import PROBLEMS
 
     infos = [i for i in PROBLEMS if names is None or i.name in names]
-    references = [(i.name, r) for i in infos for r in i.references]
-    if not references:
+    return [
+        (i.name, r.optimizer, r.metric, f"{r.value:g}", str(r.epoch), r.settings, r.source)
+        for i in infos
+        for r in i.references
+    ]
+
+
+def reference_table(names: list[str] | None = None) -> Table | None:
+    """reference_rows as a terminal table; None when the problems have no published figure."""
+    rows = reference_rows(names)
+    if not rows:
         return None
     table = Table(title="published figures (not runs)", title_justify="left")
-    for column in ("problem", "optimizer", "metric", "value", "epoch", "settings", "source"):
+    for column in REFERENCE_COLUMNS:
         table.add_column(column, justify="right" if column in ("value", "epoch") else "left")
-    for name, r in references:
-        row = (name, r.optimizer, r.metric, f"{r.value:g}", str(r.epoch), r.settings, r.source)
+    for row in rows:
         table.add_row(*(escape(cell) for cell in row))
     return table
 
