@@ -1,14 +1,15 @@
 """`optbench report`: a comparison as one self-contained HTML file that works offline.
 
 The page holds the ranking of `optbench compare` (seeds aggregated, the hyperparameters that
-differ), the published figures of the runs' problem apart from it, one interactive Plotly figure per epochs.csv metric with every configuration in it (the
-mean over seeds as a line, the seed spread from `seed_bands` as a band around it), the optimizer
-paths over the function's contours for runs of one 2-D problem (`two_d_paths`), DeepOBS's
-tuneability plot when an optimizer was tried at several learning rates (`tuneability_frame`),
-and each configuration's resolved config.yaml. plotly.js is inlined once and every figure is
-compact JSON drawn by one script, so the file needs no network at all (no CDN, fonts or
-MathJax; a Content-Security-Policy forbids any request) and stays small and quick to open with
-hundreds of runs.
+differ), the published figures of the runs' problem apart from it, one interactive Plotly
+figure per epochs.csv metric with every configuration in it (the mean over seeds as a line,
+the seed spread from `seed_bands` as a band around it), the optimizer paths over the
+function's contours for runs of one 2-D problem (`two_d_paths`), DeepOBS's tuneability plot
+when an optimizer was tried at several learning rates (`tuneability_frame`), and each
+configuration's resolved config.yaml. plotly.js is inlined once and every figure is compact
+JSON drawn by one script, so the file needs no network at all (no CDN, fonts or MathJax; a
+Content-Security-Policy forbids any request) and stays small and quick to open with hundreds
+of runs.
 
 Plotly is imported here only, so the rest of optbench runs without the `report` extra.
 """
