@@ -373,3 +373,20 @@ def test_trials_run_as_ray_tasks_and_are_pruned_there(ray_session: Any, tmp_path
     assert _summary(results, "onray", run.name)["status"] == "pruned"
     epochs = pd.read_csv(run / "epochs.csv")
     assert list(pruned.intermediate_values) == epochs["epoch"].tolist() and len(epochs) < 4
+
+
+def test_tune_logs_every_trial_to_tensorboard_when_asked(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tune = {"space": {"optimizer.lr": LR}, "trials": 2, "pruner": "none", "seeds": [0]}
+    config = write_config(tmp_path, _config("logged", tune, epochs=2))
+    results = tmp_path / "results"
+    outcome = _tune(str(config), "--results-dir", str(results), "--tensorboard")
+    assert outcome.exit_code == 0, outcome.output
+    for trial in _study(results, "logged", "SGD").trials:
+        run = results / "logged" / trial.user_attrs["run_id"]
+        (logdir,) = (run / "tensorboard").iterdir()
+        events = EventAccumulator(str(logdir)).Reload()
+        losses = [e.value for e in events.Scalars("epoch/test_loss")]
+        assert losses == pytest.approx(pd.read_csv(run / "epochs.csv")["test_loss"].tolist())
