@@ -377,11 +377,9 @@ def _told(trials: list[Any]) -> list[Any]:
 class Tuner:
     """Asks trials lazily, tells results as they come, and keeps the studies honest."""
 
-    def __init__(
-        self, setup: TuneSetup, results_dir: Path, storage: str, display: Any, workers: int
-    ) -> None:
+    def __init__(self, setup: TuneSetup, results_dir: Path, storage: str) -> None:
         self.setup, self.results_dir, self.storage_spec = setup, results_dir, storage
-        self.display, self.workers = display, workers  # display: ui/display.py SweepDisplay
+        self.display: Any = None  # ui/display.py SweepDisplay, set while the tune runs
         self.optuna = _optuna()
         self.storage = open_storage(storage)
         self.owner = _owner()
@@ -715,7 +713,7 @@ def run_tune(
     if storage is None:
         (results / setup.name).mkdir(parents=True, exist_ok=True)
         storage = str((results / setup.name / JOURNAL_FILE).resolve())
-    tuner = Tuner(setup, results, storage, None, workers)
+    tuner = Tuner(setup, results, storage)
     tuner.open_studies()
     console.print(
         f"tune {setup.name}: {len(setup.arms)} optimizer(s) x {setup.tune.trials} trials, "
