@@ -102,10 +102,10 @@ def apply_problem(data: dict[str, Any]) -> dict[str, Any]:
 # ---- DeepOBS image classification problems
 # Read from DeepOBS's PyTorch code (github.com/fsschneider/DeepOBS, deepobs/pytorch/): the nets
 # in testproblems/testproblems_modules.py, the data in datasets/, batch size and epochs from
-# DEFAULT_TEST_PROBLEMS_SETTINGS in deepobs/config.py. The published figure attached is DeepOBS's
-# convergence performance (deepobs/run_utils.py): the test accuracy its speed metric counts
-# epochs to, set from its baselines. The baseline curves themselves (fsschneider/
-# DeepOBS_Baselines, JSON) could not be read here, so no per-optimizer figures are attached.
+# DEFAULT_TEST_PROBLEMS_SETTINGS in deepobs/config.py. The published figures attached are
+# DeepOBS's baselines (its baselines/ result files: SGD, Momentum and Adam at their tuned lr)
+# where it published them, and its convergence performance (deepobs/run_utils.py): the test
+# accuracy its speed metric counts epochs to, set from those baselines.
 
 _DEEPOBS = "https://github.com/fsschneider/DeepOBS/blob/master/deepobs/pytorch/testproblems/"
 _UNIT_SCALE = {"mean": [0.0], "std": [1.0]}  # ToTensor only: uint8 / 255, nothing more
