@@ -390,3 +390,34 @@ def test_tune_logs_every_trial_to_tensorboard_when_asked(tmp_path: Path) -> None
         events = EventAccumulator(str(logdir)).Reload()
         losses = [e.value for e in events.Scalars("epoch/test_loss")]
         assert losses == pytest.approx(pd.read_csv(run / "epochs.csv")["test_loss"].tolist())
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # the test asks as the lost tune
+def test_a_trial_whose_heartbeat_stopped_is_asked_again_whichever_host_ran_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from optbench.sweep import tune as tune_module
+
+    monkeypatch.setattr(tune_module, "GRACE_SECONDS", 1)
+    tune = {"space": {"optimizer.lr": LR}, "trials": 2, "pruner": "none", "seeds": [0]}
+    config = write_config(tmp_path, _config("beat", tune, epochs=1))
+    url = f"sqlite:///{tmp_path / 'tune.db'}"
+    options = (str(config), "--results-dir", str(tmp_path / "r"), "--storage", url)
+    assert _tune(*options, "--trials", "1").exit_code == 0
+    name = json.loads((tmp_path / "r" / "beat" / "tune.json").read_text())["optimizers"]["SGD"]
+    # A tune on another machine asked a trial and died: its owner cannot be checked from here,
+    # only its heartbeat, which Optuna's RDB storage keeps.
+    storage = tune_module.open_storage(url)
+    study = optuna.load_study(study_name=name["study"], storage=storage)
+    lost = study.ask({"optimizer.lr": optuna.distributions.FloatDistribution(0.01, 0.3, log=True)})
+    lost.set_user_attr("owner", {"host": "elsewhere", "pid": 1, "start": "0"})
+    storage.record_heartbeat(lost._trial_id)
+    time.sleep(2.5)  # the grace period, on SQLite's clock of whole seconds
+    again = _tune(*options, "--trials", "2")
+    assert again.exit_code == 0, again.output
+    trials = optuna.load_study(study_name=name["study"], storage=url).get_trials()
+    dead = trials[lost.number]
+    assert dead.state.name == "FAIL" and dead.user_attrs["not_counted"] == "no heartbeat for 1 s"
+    (retry,) = [t for t in trials if t.user_attrs.get("retry_of") == lost.number]
+    assert retry.state.name == "COMPLETE" and retry.params == dead.params
+    assert [t.state.name for t in trials if not t.user_attrs.get("not_counted")] == ["COMPLETE"] * 2

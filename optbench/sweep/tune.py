@@ -12,14 +12,16 @@ from disk. Pruning happens where the run trains: the worker attaches to its tria
 storage, reports each epoch's metric, and ends the run (status `pruned`) when the pruner says.
 
 Resuming: a trial whose process died is found on the next start (it is RUNNING and its owner,
-recorded on the trial, is gone): it is failed, marked not counted, and its parameters are
-enqueued again, so the same run-id is asked again and its run resumes from its checkpoint.
+recorded on the trial, is gone from this host; or, on an RDB storage, its Optuna heartbeat
+stopped, wherever it ran): it is failed, marked not counted, and its parameters are enqueued
+again, so the same run-id is asked again and its run resumes from its checkpoint.
 Several processes on one storage share a study: the budget is counted in the storage, and a
 trial asked beyond it (two processes asking at once) is failed and not counted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import hashlib
@@ -29,6 +31,8 @@ import math
 import os
 import socket
 import statistics
+import threading
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -64,12 +68,24 @@ def _optuna() -> Any:
     return optuna
 
 
+# A storage URL is Optuna's RDBStorage, with Optuna's heartbeat: the driver records one for
+# each trial in flight every HEARTBEAT_SECONDS, and a RUNNING trial with none for GRACE_SECONDS
+# is dead wherever it ran (another host's included) and is asked again. Optuna's journal
+# storage has no heartbeat: there a trial's owner (host, pid) tells (see _owner_alive).
+HEARTBEAT_SECONDS = 30
+GRACE_SECONDS = 120
+
+
 def open_storage(spec: str) -> Any:
     """An Optuna storage URL (sqlite:///..., postgresql://...) or the path of a journal file."""
     optuna = _optuna()
     try:
         if "://" in spec:
-            return optuna.storages.get_storage(spec)
+            with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    spec, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS
+                )
         from optuna.storages.journal import JournalFileBackend
 
         return optuna.storages.JournalStorage(JournalFileBackend(spec))
@@ -413,13 +429,58 @@ class Tuner:
             arm.study.set_user_attr("optbench", {"optimizer": arm.key, "metric": self.setup.metric})
             self._recover(arm)
 
+    @property
+    def heartbeats(self) -> bool:
+        """Whether the storage keeps Optuna's heartbeats (an RDB storage, see open_storage)."""
+        interval = getattr(self.storage, "get_heartbeat_interval", lambda: None)
+        return interval() is not None
+
     def _recover(self, arm: Arm) -> None:
-        """Trials left RUNNING by a process that died: failed, not counted, asked again."""
+        """Trials left RUNNING by a process that died (its owner gone from this host, or its
+        heartbeat stale): failed, not counted, asked again."""
         state = self.optuna.trial.TrialState
+        stale: set[int] = set()
+        if self.heartbeats:
+            mine = {trial._trial_id for trials in self.inflight.values() for _, trial in trials}
+            stale = set(self.storage._get_stale_trial_ids(arm.study._study_id)) - mine
         for trial in arm.study.get_trials(deepcopy=False, states=(state.RUNNING,)):
-            if _owner_alive(trial.user_attrs.get(OWNER)):
+            if trial._trial_id in stale:
+                why = f"no heartbeat for {GRACE_SECONDS} s"
+            elif not _owner_alive(trial.user_attrs.get(OWNER)):
+                why = "its process died"
+            else:
                 continue
-            self._abandon(arm, trial._trial_id, trial.number, trial.params, "its process died")
+            self._abandon(arm, trial._trial_id, trial.number, trial.params, why)
+
+    def beat(self) -> None:
+        """Record a heartbeat for every trial in flight (called every HEARTBEAT_SECONDS)."""
+        try:
+            trials = [trial for told in list(self.inflight.values()) for _, trial in told]
+        except RuntimeError:  # changed while copied: the next beat has it
+            return
+        for trial in trials:
+            with contextlib.suppress(Exception):  # told meanwhile, or the storage hiccupped
+                self.storage.record_heartbeat(trial._trial_id)
+
+    @contextlib.contextmanager
+    def beating(self) -> Iterator[None]:
+        """Heartbeats from a thread while the trials run (nothing without heartbeats)."""
+        if not self.heartbeats:
+            yield
+            return
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(HEARTBEAT_SECONDS):
+                self.beat()
+
+        thread = threading.Thread(target=loop, name="optbench-heartbeat", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
     def _abandon(
         self, arm: Arm, trial_id: int, number: int, params: dict[str, Any], why: str
@@ -439,12 +500,18 @@ class Tuner:
         state = self.optuna.trial.TrialState
         distributions = {k: _distribution(d) for k, d in arm.space.items()}
         while True:
+            if self.heartbeats:  # a trial of another host's dead tune is asked again now
+                self._recover(arm)
             counted = _counted(arm.study.get_trials(deepcopy=False))
             waiting = any(t.state == state.WAITING for t in counted)  # queued: in the budget
             if len(counted) >= arm.budget and not waiting:
                 break
-            trial = arm.study.ask(distributions)
+            with warnings.catch_warnings():  # Optuna wants heartbeats from optimize(); ours
+                warnings.filterwarnings("ignore", "Heartbeat of storage")  # come from beating()
+                trial = arm.study.ask(distributions)
             trial.set_user_attr(OWNER, self.owner)
+            if self.heartbeats:
+                self.storage.record_heartbeat(trial._trial_id)
             before = [
                 t for t in _counted(arm.study.get_trials(deepcopy=False)) if t.number < trial.number
             ]
@@ -735,7 +802,7 @@ def run_tune(
     # One live view for the trials and the seed reruns: the trials already told count as done.
     total = sum(arm.budget for arm in setup.arms) + len(setup.arms) * len(setup.tune.seeds)
     told = sum(len(_told(arm.study.get_trials(deepcopy=False))) for arm in setup.arms)
-    with SweepDisplay(total, told, None, console, title="tune") as tuner.display:
+    with SweepDisplay(total, told, None, console, title="tune") as tuner.display, tuner.beating():
         try:
             execute(tuner.points(), tuner.on_result)
             execute(tuner.seed_points(), tuner.on_seed_result)
