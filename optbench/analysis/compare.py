@@ -47,7 +47,7 @@ import yaml
 
 from optbench.errors import OptbenchError
 from optbench.experiment.identity import NOT_IN_CONFIGURATION, configuration_key, identity
-from optbench.storage.results import FINISHED, RunDir, Status, higher_is_better
+from optbench.storage.results import FINISHED, TUNE_FILE, RunDir, Status, higher_is_better
 
 METRICS = [
     "final_test_loss",
@@ -615,9 +615,6 @@ def tuneability_frame(comparison: Comparison, tune: dict[str, Any] | None = None
 def _configuration_of(frame: pd.DataFrame, run_ids: list[Any]) -> str | None:
     found = frame.loc[frame["run_id"].isin([r for r in run_ids if isinstance(r, str)])]
     return str(found["configuration"].iloc[0]) if len(found) else None
-
-
-TUNE_FILE = "tune.json"  # written by `optbench tune` (see /tmp/team/tune_contract.md)
 
 
 def find_tune(paths: list[Path]) -> tuple[Path, dict[str, Any]] | None:

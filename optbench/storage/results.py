@@ -35,6 +35,10 @@ EPOCH_FORMATS = {
     "distance_to_optimum": "{:.6f}",  # problems with a known optimum only; empty for others
 }
 EPOCH_COLUMNS = list(EPOCH_FORMATS)
+# <results>/<name>/tune.json: what `optbench tune` (sweep/tune.py) reports per optimizer (its
+# study, space, budget spent, best trial, trial and seed-rerun run-ids), read by compare
+# --tuned and the report.
+TUNE_FILE = "tune.json"
 # The epoch columns that are better high; every other metric (losses, distances) is better low.
 HIGHER_IS_BETTER = frozenset({"test_accuracy"})
 

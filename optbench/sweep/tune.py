@@ -50,9 +50,8 @@ from optbench.experiment.config import (
     read_config_file,
     validate_config,
 )
-from optbench.storage.results import FINISHED, RunDir, Status, higher_is_better
+from optbench.storage.results import FINISHED, TUNE_FILE, RunDir, Status, higher_is_better
 
-TUNE_FILE = "tune.json"  # <results>/<name>/tune.json, the contract with compare and report
 JOURNAL_FILE = "optuna-journal.log"  # the default storage, next to the runs
 # Trial user attributes (what the Optuna dashboard shows next to each trial).
 RUN_ID, STATUS, EPOCHS, SECONDS, OWNER = "run_id", "status", "epochs", "seconds", "owner"
