@@ -103,6 +103,7 @@ def test_bad_tune_sections_are_refused_before_anything_runs(
     results = tmp_path / "results"
     assert_one_error_line(_tune(str(config), "--results-dir", str(results)), *fragments)
     assert not results.exists()
+    assert_one_error_line(invoke("validate", str(config)), *fragments)  # checked there too
 
 
 def test_no_tune_section_and_a_bad_trials_option_are_refused(tmp_path: Path) -> None:
@@ -116,9 +117,14 @@ def test_validate_accepts_a_tune_section_and_it_is_not_part_of_the_run_id(tmp_pa
     from optbench.experiment.config import validate_config
     from optbench.experiment.plan import make_plan
 
-    config = _config("ok", {"space": {"optimizer.lr": LR}, "trials": 4})
+    space = {"optimizer.lr": LR, "optimizer.momentum": MOMENTUM}
+    config = _config("ok", {"space": space, "trials": 4}, sweep={"optimizer": ["SGD", "Adam"]})
     result = invoke("validate", str(write_config(tmp_path, config)))
     assert result.exit_code == 0, result.output
+    assert "tune: 4 trials per optimizer (tpe sampler, median pruner), minimize test_loss" in (
+        result.stdout
+    )
+    assert "searching SGD: optimizer.lr, optimizer.momentum; Adam: optimizer.lr" in result.stdout
     without = {k: v for k, v in config.items() if k != "tune"}
     assert make_plan(validate_config(config)).run_id == make_plan(validate_config(without)).run_id
 

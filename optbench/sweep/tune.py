@@ -277,6 +277,19 @@ def load_tune(
     return TuneSetup(plans[0].name, tune, metric, arms)
 
 
+def describe_tune(setup: TuneSetup) -> str:
+    """What a tune will do, as `optbench validate` shows it: each optimizer's space and budget."""
+    tune = setup.tune
+    arms = "; ".join(f"{arm.key}: {', '.join(arm.space)}" for arm in setup.arms)
+    seeds = ",".join(map(str, tune.seeds))
+    return (
+        f"tune: {tune.trials} trials per optimizer ({tune.sampler} sampler, "
+        f"{'no' if tune.pruner == 'none' else tune.pruner} pruner), {setup.direction} "
+        f"{setup.metric}, best rerun with seeds {seeds}; "
+        f"searching {arms}"
+    )
+
+
 # --------------------------------------------------------------------------- trials' owners
 
 

@@ -273,6 +273,11 @@ def validate(config: ConfigArg, overrides: SetOption = None) -> None:
     from optbench.experiment.plan import make_plan
 
     plan = make_plan(load_config(config, overrides))
+    tune = None
+    if plan.config.tune is not None:  # checked as `optbench tune` would, before anything runs
+        from optbench.sweep.tune import describe_tune, load_tune
+
+        tune = describe_tune(load_tune(config, overrides))
     console.print(f"{config}: valid (run-id {plan.run_id})", markup=False, highlight=False)
     steps = f"{plan.optimizer.info.name} steps: {plan.optimizer.protocol.describe()}"
     console.print(steps, markup=False, highlight=False)
@@ -280,6 +285,8 @@ def validate(config: ConfigArg, overrides: SetOption = None) -> None:
         changed = ", ".join(f"{k}={v}" for k, v in problem.overrides.items()) or "none"
         line = f"problem {problem.name} (v{problem.version}); your overrides: {changed}"
         console.print(line, markup=False, highlight=False)
+    if tune is not None:
+        console.print(tune, markup=False, highlight=False)
 
 
 @app.command()
