@@ -20,7 +20,7 @@ Only comparable numbers are averaged:
   `run`): with nothing to compare, two such runs are never assumed to be the same experiment.
 
 DeepOBS's metrics (Schneider et al., ICLR 2019; its deepobs/analyzer code) are here too, over a
-configuration's complete runs, in the metric ranked by (`performance_metric`):
+configuration's complete runs, in the epochs.csv column of the metric ranked by (`epoch_column`):
 
 - final performance: the final_* means above;
 - best performance: the best point of the *mean curve* over seeds and its epoch
@@ -47,7 +47,14 @@ import yaml
 
 from optbench.errors import OptbenchError
 from optbench.experiment.identity import NOT_IN_CONFIGURATION, configuration_key, identity
-from optbench.storage.results import FINISHED, TUNE_FILE, RunDir, Status, higher_is_better
+from optbench.storage.results import (
+    FINISHED,
+    TUNE_FILE,
+    RunDir,
+    Status,
+    epoch_column,
+    higher_is_better,
+)
 
 METRICS = [
     "final_test_loss",
@@ -109,8 +116,7 @@ def read_run(path: Path) -> Run:
         config = (
             yaml.safe_load(config_file.read_text(encoding="utf-8")) if config_file.exists() else {}
         )
-        epochs_file = run.epochs_path
-        epochs = pd.read_csv(epochs_file) if epochs_file.exists() else pd.DataFrame()
+        epochs = run.read_epochs()
     except (OSError, ValueError, yaml.YAMLError) as exc:
         raise OptbenchError(f"cannot read the run in {path}: {exc}") from None
     for name, value in ((RunDir.SUMMARY, summary), (RunDir.CONFIG, config)):
@@ -510,12 +516,6 @@ def compare_runs(
 # --------------------------------------------------------------------------- DeepOBS's metrics
 
 
-def performance_metric(metric: str) -> str:
-    """The epochs.csv column a ranking metric is read from: final_test_accuracy ->
-    test_accuracy. DeepOBS's best performance, speed and tuneability are in this column."""
-    return metric.removeprefix("final_").removeprefix("best_")
-
-
 def mean_curve(epochs: list[pd.DataFrame], column: str) -> pd.Series:
     """The mean over runs of `column` at each epoch (index: epoch), as DeepOBS aggregates a
     setting's seeds. Give it runs of one length (a configuration's complete runs): at an epoch
@@ -545,7 +545,7 @@ def add_mean_curve_best(table: pd.DataFrame, frame: pd.DataFrame, runs: list[Run
     """The ranking with DeepOBS's best performance per configuration: `mean_curve_best` and
     `mean_curve_best_epoch`, of the mean curve over its complete runs of the ranking metric's
     column (table.attrs["performance"])."""
-    column = performance_metric(table.attrs["metric"])
+    column = epoch_column(table.attrs["metric"])
     by_dir = {str(run.path): run for run in runs}
     bests = {
         key: best_of_curve(
@@ -677,7 +677,6 @@ def tuned_frame(comparison: Comparison, tune: dict[str, Any] | None = None) -> p
     table, frame = comparison.table, comparison.frame
     performance = table.attrs["performance"]
     by_dir = {str(run.path): run for run in comparison.runs}
-    tuneability = tuneability_frame(comparison, tune)
     rows = []
     if tune is not None:
         for name, spent in tune["optimizers"].items():
@@ -705,6 +704,7 @@ def tuned_frame(comparison: Comparison, tune: dict[str, Any] | None = None) -> p
                 }
             )
     else:
+        tuneability = tuneability_frame(comparison)
         chosen = tuneability[tuneability["chosen"]]
         for _, row in chosen.iterrows():
             runs = frame[frame["configuration"] == row["configuration"]]

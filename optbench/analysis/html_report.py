@@ -34,9 +34,10 @@ from optbench.analysis.compare import (
     show_hyperparameter,
     two_d_paths,
 )
-from optbench.analysis.reports import check_writable, rank_columns
+from optbench.analysis.reports import check_writable, mean_std, rank_columns
 from optbench.errors import OptbenchError
 from optbench.storage.results import EPOCH_COLUMNS, RunDir
+from optbench.ui.display import format_cell
 
 EXTRA_HINT = "pip install 'optbench[report]'"
 # epochs.csv columns that are wall times, not how training went: never drawn as curves.
@@ -447,19 +448,6 @@ def _tuneability_figure(
 # --------------------------------------------------------------------------- the page
 
 
-def _cell(value: Any) -> str:
-    if value is None or (isinstance(value, float) and value != value):
-        return "-"
-    return html.escape(str(value))
-
-
-def _mean_std(row: pd.Series, metric: str, pattern: str) -> str:
-    mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
-    if mean != mean:
-        return "-"
-    return pattern.format(mean) + ("" if std != std else f" ± {pattern.format(std)}")
-
-
 def _ranking_html(comparison: Comparison, configurations: list[_Configuration]) -> str:
     table, target = comparison.table, comparison.target
     hyper = table.attrs["hyperparameters"]
@@ -487,12 +475,12 @@ def _ranking_html(comparison: Comparison, configurations: list[_Configuration]) 
             f'style="background:{config.colour}"></span></label>',
         ]
         values += [html.escape(show_hyperparameter(row[h])) for h in hyper] + [str(row["n"])]
-        values += [_mean_std(row, metric, fmt) for metric, _, fmt in columns]
+        values += [mean_std(row, metric, fmt) for metric, _, fmt in columns]
         if target:
             reached = f" ({row['reached_target']}/{row['n']})"
-            values.append(_mean_std(row, "epochs_to_target", "{:.1f}") + reached)
-            values.append(_mean_std(row, "seconds_to_target", "{:.1f}"))
-        values.append(_cell(row["status"]))
+            values.append(mean_std(row, "epochs_to_target", "{:.1f}") + reached)
+            values.append(mean_std(row, "seconds_to_target", "{:.1f}"))
+        values.append(html.escape(format_cell(row["status"], "{}")))
         values.append(f'<a href="#config-{config.key}">config</a>')
         lines.append(
             f'<tr data-group="{config.key}">'

@@ -97,7 +97,8 @@ def rank_columns(table: Any) -> list[tuple[str, str, str]]:
     return columns
 
 
-def _mean_std(row: Any, metric: str, pattern: str) -> str:
+def mean_std(row: Any, metric: str, pattern: str) -> str:
+    """'0.8760 ± 0.0013' from a ranking row's <metric>_mean and _std ('-' for no mean)."""
     mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
     if mean != mean:  # NaN
         return "-"
@@ -166,15 +167,15 @@ def ranking_table(table: Any, target: tuple[str, float] | None) -> Table:
     rich_table.add_column("status", min_width=11)  # "completed" whole
     for rank, (_, row) in enumerate(table.iterrows(), 1):
         cells = [str(rank), *(show_hyperparameter(row[k]) for k in hyper), str(row["n"])]
-        cells += [_mean_std(row, metric, fmt) for metric, _, fmt in columns]
+        cells += [mean_std(row, metric, fmt) for metric, _, fmt in columns]
         if curve_best:
             pattern = _format_of(performance)
             cells.append(_at_epoch(row["mean_curve_best"], row["mean_curve_best_epoch"], pattern))
         if target:
             reached = f" ({row['reached_target']}/{row['n']})"
-            cells.append(_mean_std(row, "epochs_to_target", "{:.1f}") + reached)
-            cells.append(_mean_std(row, "seconds_to_target", "{:.1f}"))
-            cells.append(_mean_std(row, "speed", "{:.1f}"))
+            cells.append(mean_std(row, "epochs_to_target", "{:.1f}") + reached)
+            cells.append(mean_std(row, "seconds_to_target", "{:.1f}"))
+            cells.append(mean_std(row, "speed", "{:.1f}"))
         cells.append(row["status"])
         rich_table.add_row(*cells)
     return rich_table
@@ -353,10 +354,6 @@ def tuned_output_frame(tuned: Any, target: tuple[str, float] | None) -> Any:
     return out
 
 
-def _optional(value: Any, pattern: str = "{}") -> str:
-    return "-" if value is None or value != value else pattern.format(value)
-
-
 def tuned_table(tuned: Any, target: tuple[str, float] | None) -> Table:
     """Rich `compare --tuned`: the optimizers ranked by final performance, each by its tuned
     configuration's runs (mean ± std), with DeepOBS's best performance, speed, the chosen lr
@@ -388,16 +385,17 @@ def tuned_table(tuned: Any, target: tuple[str, float] | None) -> Table:
         table.add_column("configurations", justify="right")
     table.add_column("status")
     for rank, (_, row) in enumerate(tuned.iterrows(), 1):
-        cells = [str(rank), str(row["optimizer"]), _optional(row["lr"], "{:.4g}"), str(row["n"])]
-        cells.append(_mean_std(row, "final", pattern))
+        cells = [str(rank), str(row["optimizer"]), format_cell(row["lr"], "{:.4g}"), str(row["n"])]
+        cells.append(mean_std(row, "final", pattern))
         cells.append(_at_epoch(row["mean_curve_best"], row["mean_curve_best_epoch"], pattern))
         if target:
-            cells.append(_mean_std(row, "speed", "{:.1f}"))
+            cells.append(mean_std(row, "speed", "{:.1f}"))
         if tuned.attrs["tuned"]:
-            pruned, failed = _optional(row["trials_pruned"]), _optional(row["trials_failed"])
-            cells.append(f"{_optional(row['trials'])} ({pruned}, {failed})")
-            cells.append(_optional(row["budget_epochs"]))
-            cells.append(_optional(row["budget_seconds"], "{:.1f}"))
+            pruned = format_cell(row["trials_pruned"], "{}")
+            failed = format_cell(row["trials_failed"], "{}")
+            cells.append(f"{format_cell(row['trials'], '{}')} ({pruned}, {failed})")
+            cells.append(format_cell(row["budget_epochs"], "{}"))
+            cells.append(format_cell(row["budget_seconds"], "{:.1f}"))
         else:
             cells.append(str(row["configurations"]))
         cells.append(str(row["status"]))

@@ -43,10 +43,16 @@ TUNE_FILE = "tune.json"
 HIGHER_IS_BETTER = frozenset({"test_accuracy"})
 
 
+def epoch_column(metric: str) -> str:
+    """The epochs.csv column a ranking metric is read from: final_test_accuracy and
+    best_test_accuracy -> test_accuracy (an epoch column names itself)."""
+    return metric.removeprefix("final_").removeprefix("best_")
+
+
 def higher_is_better(metric: str) -> bool:
     """Whether `metric` (an epoch column, or a ranking metric such as final_test_accuracy or
     best_test_accuracy) is better high: compare's ranking and tune's direction both ask here."""
-    return metric.removeprefix("final_").removeprefix("best_") in HIGHER_IS_BETTER
+    return epoch_column(metric) in HIGHER_IS_BETTER
 
 
 class Status(str, enum.Enum):
@@ -202,6 +208,10 @@ class RunDir:
     @property
     def lock_path(self) -> Path:
         return self.path / self.LOCK
+
+    def read_epochs(self) -> pd.DataFrame:
+        """epochs.csv as a frame; an empty one when the run wrote none yet."""
+        return pd.read_csv(self.epochs_path) if self.epochs_path.exists() else pd.DataFrame()
 
     def read_summary(self) -> dict[str, Any] | None:
         try:

@@ -725,8 +725,8 @@ def _rows(run: RunDir) -> list[dict[str, Any]]:
     import pandas as pd
 
     try:
-        frame = pd.read_csv(run.epochs_path)
-    except (FileNotFoundError, pd.errors.EmptyDataError):
+        frame = run.read_epochs()
+    except (FileNotFoundError, pd.errors.EmptyDataError):  # gone meanwhile, or not yet written
         return []
     return [
         {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
