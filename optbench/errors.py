@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from pathlib import Path
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -23,6 +24,16 @@ class OptbenchError(Exception):
 class ResultsWriteError(OSError):
     """A results file could not be written (disk full, permissions); the old file is intact.
     Not bad input: the run may be fine and its checkpoint is kept, so it can be resumed."""
+
+
+class RunExistsError(OptbenchError):
+    """The run was trained before: finished (train it again with force), or interrupted with a
+    checkpoint (continue it with resume, or start over with force)."""
+
+    def __init__(self, run_dir: Path, status: str, resumable: bool) -> None:
+        self.run_dir, self.status, self.resumable = run_dir, status, resumable
+        what = "an unfinished run" if resumable else "this run already finished"
+        super().__init__(f"{what} ({status}) is in {run_dir}")
 
 
 class ConfigError(OptbenchError):

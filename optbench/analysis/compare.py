@@ -43,17 +43,18 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from optbench.errors import OptbenchError
 from optbench.experiment.identity import NOT_IN_CONFIGURATION, configuration_key, identity
 from optbench.storage.results import (
     FINISHED,
     TUNE_FILE,
+    Run,
     RunDir,
     Status,
     epoch_column,
     higher_is_better,
+    read_run,
 )
 
 METRICS = [
@@ -100,35 +101,10 @@ def find_run_dirs(paths: list[Path]) -> list[Path]:
     return unique
 
 
-@dataclass(frozen=True)
-class Run:
-    path: Path
-    summary: dict[str, Any]
-    config: dict[str, Any]
-    epochs: pd.DataFrame
-
-
-def read_run(path: Path) -> Run:
-    run = RunDir(path)
-    try:
-        summary = json.loads(run.summary_path.read_text(encoding="utf-8"))
-        config_file = run.config_path
-        config = (
-            yaml.safe_load(config_file.read_text(encoding="utf-8")) if config_file.exists() else {}
-        )
-        epochs = run.read_epochs()
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        raise OptbenchError(f"cannot read the run in {path}: {exc}") from None
-    for name, value in ((RunDir.SUMMARY, summary), (RunDir.CONFIG, config)):
-        if value is not None and not isinstance(value, dict):
-            raise OptbenchError(f"cannot read the run in {path}: {name} is not a mapping")
-    return Run(path, summary, config or {}, epochs)
-
-
 def run_status(run: Run) -> str:
     """summary.json's status, except that a `running` run nobody holds the lock of is stale."""
     status = str(run.summary.get("status", "unknown"))
-    if status == Status.RUNNING and not RunDir(run.path).is_locked():
+    if status == Status.RUNNING and not RunDir(run.dir).is_locked():
         return STALE
     return status
 
@@ -162,13 +138,13 @@ def drop_copies(runs: list[Run]) -> tuple[list[Run], list[str]]:
     copies: dict[str, list[Run]] = {}
     for run in runs:
         run_id = run.summary.get("run_id")
-        key = run_id if isinstance(run_id, str) and run_id else str(run.path)
+        key = run_id if isinstance(run_id, str) and run_id else str(run.dir)
         copies.setdefault(key, []).append(run)
         if key not in kept or _preference(run) > _preference(kept[key]):
             kept[key] = run
     notes = [
-        f"run {key} is in {len(found)} folders; counted once, from {kept[key].path} "
-        f"(also in {', '.join(str(r.path) for r in found if r is not kept[key])})"
+        f"run {key} is in {len(found)} folders; counted once, from {kept[key].dir} "
+        f"(also in {', '.join(str(r.dir) for r in found if r is not kept[key])})"
         for key, found in copies.items()
         if len(found) > 1
     ]
@@ -213,7 +189,7 @@ def runs_frame(runs: list[Run], target: tuple[str, float] | None = None) -> pd.D
             key = configuration_key(run.config)
             config = identity(run.config, NOT_IN_CONFIGURATION)
         else:  # nothing says what it trained: a configuration of its own
-            key, config = str(run.path), {"run": str(run.path)}
+            key, config = str(run.dir), {"run": str(run.dir)}
         epochs = run.epochs
         has = not epochs.empty
         epochs_to, seconds_to = _reach(epochs, target)
@@ -224,8 +200,8 @@ def runs_frame(runs: list[Run], target: tuple[str, float] | None = None) -> pd.D
         rows.append(
             {
                 "configuration": key,
-                "run_dir": str(run.path),
-                "run_id": run.summary.get("run_id", run.path.name),
+                "run_dir": str(run.dir),
+                "run_id": run.summary.get("run_id", run.dir.name),
                 "status": status,
                 "complete": complete,
                 "stopped_in": math.nan if complete else _stopped_in(run),
@@ -378,7 +354,7 @@ def seed_bands(
 ) -> dict[str, pd.DataFrame]:
     """Per configuration (the `top` of the ranking): min, mean and max of `metric` per epoch over
     its seeds. The means are the curves; min and max are the band a plot draws around them."""
-    by_dir = {str(run.path): run for run in runs}
+    by_dir = {str(run.dir): run for run in runs}
     columns = {c for run in runs for c in run.epochs.columns} - {"epoch"}
     if metric not in columns:
         raise OptbenchError(
@@ -415,10 +391,10 @@ def two_d_paths(
         return None
     by_dir: dict[str, pd.DataFrame] = {}
     for run in runs:
-        path = RunDir(run.path).read_path()
+        path = RunDir(run.dir).read_path()
         if path is None:
             return None
-        by_dir[str(run.path)] = path
+        by_dir[str(run.dir)] = path
     paths = {}
     for _, row in table.iterrows():
         dirs = frame.loc[frame["configuration"] == row["configuration"], "run_dir"]
@@ -546,7 +522,7 @@ def add_mean_curve_best(table: pd.DataFrame, frame: pd.DataFrame, runs: list[Run
     `mean_curve_best_epoch`, of the mean curve over its complete runs of the ranking metric's
     column (table.attrs["performance"])."""
     column = epoch_column(table.attrs["metric"])
-    by_dir = {str(run.path): run for run in runs}
+    by_dir = {str(run.dir): run for run in runs}
     bests = {
         key: best_of_curve(
             mean_curve(_complete_epochs(rows, by_dir), column), higher_is_better(column)
@@ -676,7 +652,7 @@ def tuned_frame(comparison: Comparison, tune: dict[str, Any] | None = None) -> p
     """
     table, frame = comparison.table, comparison.frame
     performance = table.attrs["performance"]
-    by_dir = {str(run.path): run for run in comparison.runs}
+    by_dir = {str(run.dir): run for run in comparison.runs}
     rows = []
     if tune is not None:
         for name, spent in tune["optimizers"].items():

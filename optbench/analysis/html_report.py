@@ -517,7 +517,7 @@ def _references_html(comparison: Comparison) -> str:
 def _configs_html(comparison: Comparison, configurations: list[_Configuration]) -> str:
     """Each configuration's resolved config.yaml (its first seed's; seeds differ only in
     `seed`), folded until asked for."""
-    by_dir = {str(run.path): run for run in comparison.runs}
+    by_dir = {str(run.dir): run for run in comparison.runs}
     parts = []
     for config in configurations:
         seeds = [by_dir[d].summary.get("seed") for d in config.run_dirs]

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
 from rich.table import Table
 
 from optbench.analysis.compare import show_hyperparameter
@@ -21,19 +22,17 @@ if TYPE_CHECKING:
     from optbench.experiment.plan import RunPlan
 
 
-def param_table(plan: RunPlan) -> Table:
-    """Every parameter's name, shape and group, with that group's effective hyperparameters:
+PARAM_COLUMNS = ("parameter", "shape", "numel", "group", "hyperparameters")
+
+
+def param_frame(plan: RunPlan) -> pd.DataFrame:
+    """Every parameter's name, shape, size and group, with that group's effective
+    hyperparameters (only those that differ from the first group's, after the first group):
     read off the plan, which bound them, with no model built again."""
     shapes = dict(plan.parameters)
     groups = plan.optimizer.groups
     top = groups[0].hyperparameters if groups[0].label == "default" else {}
-    table = Table(
-        title=f"{plan.name}: {plan.model.name} parameters -> {plan.optimizer.info.name} groups",
-        title_justify="left",
-    )
-    for column in ("parameter", "shape", "numel", "group", "hyperparameters"):
-        table.add_column(column, justify="right" if column == "numel" else "left")
-    total = 0
+    rows = []
     for index, group in enumerate(groups):
         differs = {k: v for k, v in group.hyperparameters.items() if top.get(k, object()) != v}
         shown = differs if index and top else group.hyperparameters
@@ -41,18 +40,26 @@ def param_table(plan: RunPlan) -> Table:
             f"{k}={show_value(v)}" for k, v in shown.items() if v is not None and v is not False
         )
         for name in group.names:
-            numel = math.prod(shapes[name])
-            total += numel
-            table.add_row(
-                name,
-                "x".join(map(str, shapes[name])),
-                f"{numel:,}",
-                f"{index} ({group.label})",
-                key_values,
-            )
+            shape = "x".join(map(str, shapes[name]))
+            group_name = f"{index} ({group.label})"
+            rows.append((name, shape, math.prod(shapes[name]), group_name, key_values))
+    return pd.DataFrame(rows, columns=list(PARAM_COLUMNS))
+
+
+def param_table(plan: RunPlan) -> Table:
+    """param_frame as a terminal table, with the total and how the optimizer steps."""
+    frame = param_frame(plan)
+    table = Table(
+        title=f"{plan.name}: {plan.model.name} parameters -> {plan.optimizer.info.name} groups",
+        title_justify="left",
+    )
+    for column in PARAM_COLUMNS:
+        table.add_column(column, justify="right" if column == "numel" else "left")
+    for row in frame.itertuples(index=False):
+        table.add_row(row.parameter, row.shape, f"{row.numel:,}", row.group, row.hyperparameters)
     table.caption = (
-        f"{total:,} trainable parameters in {len(groups)} group(s); "
-        f"steps: {plan.optimizer.protocol.describe()}"
+        f"{int(frame['numel'].sum()):,} trainable parameters in {len(plan.optimizer.groups)} "
+        f"group(s); steps: {plan.optimizer.protocol.describe()}"
     )
     return table
 
@@ -552,3 +559,34 @@ def show_run(console: Any, run_dir: Any) -> None:
     for row in rows:
         table.add_row(*(format_cell(row.get(name), fmt) for name, fmt in shown))
     console.print(table)
+
+
+def plot_range_test(result: Any, title: str, path: Path) -> None:
+    """Batch and smoothed loss against the lr on a log axis, the suggestion marked
+    (matplotlib, written as `optbench compare --plot` writes its figures)."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(8, 5))
+    axes.plot(result.lrs, result.losses, color="0.7", linewidth=0.8, label="batch loss")
+    axes.plot(result.lrs, result.smoothed, linewidth=1.6, label="smoothed loss")
+    if result.suggestion is not None and result.suggestion_index is not None:
+        axes.plot(
+            result.suggestion,
+            result.smoothed[result.suggestion_index],
+            "o",
+            color="red",
+            markersize=8,
+            label=f"steepest descent: lr {result.suggestion:.3g}",
+        )
+    finite = [s for s in result.smoothed if math.isfinite(s)]
+    if finite:  # the batch losses' last spike would flatten the interesting part
+        low = min(finite + [v for v in result.losses if math.isfinite(v)])
+        high = max(finite)
+        axes.set_ylim(low - 0.05 * (high - low), high + 0.05 * (high - low) + 1e-12)
+    axes.set_xscale("log")
+    axes.set_xlabel("learning rate (first param group)")
+    axes.set_ylabel("training loss")
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    _save(figure, path)

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from rich.markup import escape
 from rich.table import Table
 
@@ -194,23 +195,32 @@ def reference_table(names: list[str] | None = None) -> Table | None:
     return table
 
 
-def catalog_table(kind: str, source: str | None = None) -> Table:
-    """One row per registered component of `kind`, with its options and their defaults;
-    optimizers also from a package (`source`), or with the installed plug-ins."""
+CATALOG_COLUMNS = ("name", "options", "description")
+
+
+def catalog_frame(kind: str, source: str | None = None) -> pd.DataFrame:
+    """One row per registered component of `kind` (optimizers, schedulers, models, datasets,
+    losses, problems), with its options and their defaults; optimizers also from a package
+    (`source`), or with the installed plug-ins."""
     if source is not None and kind != "optimizers":
         raise OptbenchError(f"--from lists optimizers only, not {kind}")
-    title = f"optbench {kind}" + (f" from {source}" if source else "")
-    table = Table(title=title, title_justify="left", show_lines=False)
-    table.add_column("name", style="bold")
-    table.add_column("options (defaults)" if kind != "datasets" else "shape")
-    table.add_column("description")
     if source is not None:
         rows = collection_rows(source)
     elif kind == "problems":
-        table.columns[1].header = "parameters; data; budget"
         rows = problem_rows()
     else:
         rows = catalog_rows(kind) + (plugin_rows() if kind == "optimizers" else [])
-    for row in rows:
+    return pd.DataFrame(rows, columns=list(CATALOG_COLUMNS))
+
+
+def catalog_table(frame: pd.DataFrame, kind: str, source: str | None = None) -> Table:
+    """catalog_frame as a terminal table."""
+    title = f"optbench {kind}" + (f" from {source}" if source else "")
+    table = Table(title=title, title_justify="left", show_lines=False)
+    table.add_column("name", style="bold")
+    options = {"datasets": "shape", "problems": "parameters; data; budget"}
+    table.add_column(options.get(kind, "options (defaults)"))
+    table.add_column("description")
+    for row in frame.itertuples(index=False):
         table.add_row(*(escape(cell) for cell in row))  # docstrings hold [brackets]
     return table

@@ -7,9 +7,11 @@ component's own signature in `optbench.experiment.plan`.
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -473,7 +475,18 @@ def apply_override(
             node = node[index]
 
 
-def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+# `--set KEY=VALUE` strings (values read as YAML), or a mapping of dotted keys to Python values.
+Overrides = list[str] | Mapping[str, Any]
+
+
+def apply_overrides(config: dict[str, Any], overrides: Overrides) -> dict[str, Any]:
+    if isinstance(overrides, Mapping):
+        for key, value in overrides.items():
+            if not isinstance(key, str):
+                raise ConfigError("overrides", f"key {key!r} is not a dotted key like optimizer.lr")
+            parts = parse_dotted_key(key, "overrides")
+            apply_override(config, parts, copy.deepcopy(value), source="overrides")
+        return config
     for text in overrides:
         parts, value = parse_override(text)
         apply_override(config, parts, value)
@@ -531,14 +544,32 @@ def validate_config(data: dict[str, Any]) -> ExperimentConfig:
         raise ConfigError(field, problem) from None
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Read, override and shape-check a config; `name` defaults to the file's stem."""
-    data = read_config_file(path)
+# A config: a YAML file's path, or the mapping such a file would hold.
+ConfigSource = str | Path | Mapping[str, Any]
+
+
+def read_source(
+    source: ConfigSource, overrides: Overrides | None = None
+) -> tuple[dict[str, Any], Path]:
+    """The config's mapping with `overrides` applied and `name` set (default: the file's stem,
+    or `experiment` for a mapping), and the folder its relative names are found in (the file's,
+    or the working directory for a mapping). The one reader behind run, validate, sweep, tune."""
+    if isinstance(source, Mapping):
+        data, folder, stem = copy.deepcopy(dict(source)), Path.cwd(), "experiment"
+        check_structure(data, "mapping")
+    else:
+        data, folder, stem = read_config_file(source), Path(source).parent, Path(source).stem
     if overrides:
-        apply_overrides(data, list(overrides))
-        check_structure(data, str(path))
-    data.setdefault("name", name_from_stem(Path(path).stem))
-    anchor_to_folder(data, Path(path).parent)
+        apply_overrides(data, overrides)
+        check_structure(data, str(source) if not isinstance(source, Mapping) else "mapping")
+    data.setdefault("name", name_from_stem(stem))
+    return data, folder
+
+
+def load_config(source: ConfigSource, overrides: Overrides | None = None) -> ExperimentConfig:
+    """Read, override and shape-check a config (see `read_source`)."""
+    data, folder = read_source(source, overrides)
+    anchor_to_folder(data, folder)
     return validate_config(data)
 
 

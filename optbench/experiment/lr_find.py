@@ -198,31 +198,23 @@ def lr_range_test(
 
 
 def lr_find(
-    config_path: str | Path,
-    overrides: list[str] | None,
+    config: Any,
+    overrides: Any = None,
     start: float = START,
     end: float = END,
     steps: int = STEPS,
     results_dir: str | Path | None = None,
-    plot: Path | None = None,
 ) -> tuple[RunPlan, RangeTest, Path]:
-    """`optbench lr-find`: plan the config, run the range test, write its CSV (and the --plot
-    PNG); returns the plan, the result and the CSV's path. Settings and the plot destination
-    are checked before any step is taken."""
+    """`optbench lr-find`: plan the config, run the range test and write its CSV; returns the
+    plan, the result and the CSV's path. Settings are checked before any step is taken."""
     from optbench.experiment.config import default_results_dir, load_config
     from optbench.experiment.plan import make_plan
 
     check_settings(start, end, steps)
-    if plot is not None:
-        from optbench.analysis.reports import check_plot_path
-
-        check_plot_path(plot)
-    plan = make_plan(load_config(config_path, overrides))
+    plan = make_plan(load_config(config, overrides))
     result = lr_range_test(plan, start, end, steps)
     path = csv_path(results_dir or default_results_dir(), plan, start, end, steps)
     write_csv(result, path)
-    if plot is not None:
-        plot_png(result, f"{plan.name}: lr range test ({plan.optimizer.info.name})", plot)
     return plan, result, path
 
 
@@ -272,36 +264,3 @@ def chart(result: RangeTest, width: int, color: bool) -> str:
         title="lr range test: smoothed loss by learning rate (log scale)",
         lines=[True, False][: len(ys)],
     )
-
-
-def plot_png(result: RangeTest, title: str, path: Path) -> None:
-    """Batch and smoothed loss against the lr on a log axis, the suggestion marked
-    (matplotlib, written as `optbench compare --plot` writes its figures)."""
-    from optbench.analysis.reports import _pyplot, _save
-
-    plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(8, 5))
-    axes.plot(result.lrs, result.losses, color="0.7", linewidth=0.8, label="batch loss")
-    axes.plot(result.lrs, result.smoothed, linewidth=1.6, label="smoothed loss")
-    if result.suggestion is not None and result.suggestion_index is not None:
-        axes.plot(
-            result.suggestion,
-            result.smoothed[result.suggestion_index],
-            "o",
-            color="red",
-            markersize=8,
-            label=f"steepest descent: lr {result.suggestion:.3g}",
-        )
-    finite = [s for s in result.smoothed if math.isfinite(s)]
-    if finite:  # the batch losses' last spike would flatten the interesting part
-        low = min(finite + [v for v in result.losses if math.isfinite(v)])
-        high = max(finite)
-        axes.set_ylim(low - 0.05 * (high - low), high + 0.05 * (high - low) + 1e-12)
-    axes.set_xscale("log")
-    axes.set_xlabel("learning rate (first param group)")
-    axes.set_ylabel("training loss")
-    axes.set_title(title)
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=8)
-    figure.tight_layout()
-    _save(figure, path)

@@ -13,15 +13,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from rich.console import Console
 
 import optbench
 from optbench.components.data import load_data
-from optbench.errors import OptbenchError, ResultsWriteError
+from optbench.errors import ResultsWriteError, RunExistsError
 from optbench.experiment.checkpoint import CheckpointFile
-from optbench.experiment.config import default_results_dir, load_config
-from optbench.experiment.plan import RunPlan, make_plan
-from optbench.experiment.train import StopTraining, TrainingObserver, TrainResult, train
+from optbench.experiment.plan import RunPlan
+from optbench.experiment.train import (
+    SilentObserver,
+    StopTraining,
+    TrainingObserver,
+    TrainResult,
+    train,
+)
 from optbench.storage.loggers import RunLoggers, require_backends
 from optbench.storage.results import (
     FINISHED,
@@ -31,7 +35,6 @@ from optbench.storage.results import (
     SyncPolicy,
     create_run_dir,
 )
-from optbench.ui.display import LiveTable
 
 
 @dataclass
@@ -115,16 +118,17 @@ def run_plan(
     force: bool = False,
     resume: bool = False,
     detect_anomaly: bool = False,
-    console: Console | None = None,
     display: TrainingObserver | None = None,
     sync_every: float = 0.0,
 ) -> RunOutcome:
-    """Train a checked plan into results_dir/<name>/<run-id>/ (shown on `display`, by default a
-    live table on `console`). `sync_every` > 0 fsyncs one epoch's files per that many seconds
-    (SyncPolicy; a sweep's tiny runs), not every epoch's.
+    """Train a checked plan into results_dir/<name>/<run-id>/, reporting to `display` (the
+    caller's observer: a live table, a progress bar; by default nothing). `sync_every` > 0
+    fsyncs one epoch's files per that many seconds (SyncPolicy; a sweep's tiny runs), not every
+    epoch's.
 
-    Nothing is written on bad input. A finished run is left alone (an error without `force`,
-    a no-op with `resume`); an interrupted one continues from its checkpoint with `resume`.
+    Nothing is written on bad input. A finished run is left alone (RunExistsError without
+    `force`, returned as it is with `resume`); an interrupted one continues from its checkpoint
+    with `resume`.
     """
     require_backends(plan.config.log)  # a logging extra not installed: refused before any write
     load_data(plan.data, plan.config.seed)  # a missing dataset fails here, before any write
@@ -139,15 +143,10 @@ def run_plan(
         elif status in FINISHED:
             if resume:
                 return RunOutcome(run.path, earlier or {}, already_finished=True)
-            raise OptbenchError(
-                f"this run already finished ({status}) in {run.path}; pass --force to run it again"
-            )
+            raise RunExistsError(run.path, str(status), resumable=False)
         elif checkpoints.exists() and not resume:
-            raise OptbenchError(
-                f"an unfinished run ({status or 'no summary'}) with a checkpoint is in {run.path}; "
-                "pass --resume to continue it or --force to start it over"
-            )
-        return _train_in(run, plan, checkpoints, detect_anomaly, console, display)
+            raise RunExistsError(run.path, str(status or "no summary"), resumable=True)
+        return _train_in(run, plan, checkpoints, detect_anomaly, display or SilentObserver())
 
 
 def _train_in(
@@ -155,8 +154,7 @@ def _train_in(
     plan: RunPlan,
     checkpoints: CheckpointFile,
     detect_anomaly: bool,
-    console: Console | None,
-    display: TrainingObserver | None,
+    display: TrainingObserver,
 ) -> RunOutcome:
     """Train with the run's files kept current. The checkpoint is deleted only once the final
     summary is on disk, so a write that fails (full disk) never costs the training done."""
@@ -165,26 +163,24 @@ def _train_in(
     run.write_summary(summarize(plan, None, Status.RUNNING, started, None))
 
     title = f"{plan.name} / {plan.run_id}  ({plan.optimizer.info.name}, {plan.device})"
-    if display is None:
-        shown: Any = LiveTable(title, console, epochs=plan.config.epochs)
-    else:
-        shown = contextlib.nullcontext(display)
-    with shown as display:
-        loggers = RunLoggers.open(plan, run, display, resuming=checkpoints.exists())
-        observer = _SaveEachEpoch(run, loggers.observer, checkpoints.policy)
-        error = None
-        try:
-            result = train(plan, observer, checkpoints, detect_anomaly)
-        except StopTraining as stop:  # ended on purpose by an observer (a tuner's pruner)
-            result, error = TrainResult(status=stop.status, rows=observer.rows), stop.reason
-        except BaseException as exc:
-            status, error = _failure(exc)
-            failed = TrainResult(status=status, rows=observer.rows)
-            with contextlib.suppress(ResultsWriteError):  # the first failure is the one to report
-                checkpoints.policy.flush()
-                run.write_summary(summarize(plan, failed, status, started, error))
-            loggers.close(status)
-            raise
+    display.run_started(title, plan.config.epochs)
+    loggers = RunLoggers.open(plan, run, display, resuming=checkpoints.exists())
+    observer = _SaveEachEpoch(run, loggers.observer, checkpoints.policy)
+    error = None
+    try:
+        result = train(plan, observer, checkpoints, detect_anomaly)
+    except StopTraining as stop:  # ended on purpose by an observer (a tuner's pruner)
+        result, error = TrainResult(status=stop.status, rows=observer.rows), stop.reason
+    except BaseException as exc:
+        status, error = _failure(exc)
+        failed = TrainResult(status=status, rows=observer.rows)
+        with contextlib.suppress(ResultsWriteError):  # the first failure is the one to report
+            checkpoints.policy.flush()
+            run.write_summary(summarize(plan, failed, status, started, error))
+        loggers.close(status)
+        display.run_ended(str(status))
+        raise
+    display.run_ended(str(result.status))
     checkpoints.policy.flush()  # the epochs on disk before the summary that says how it ended
     run.write_summary(summarize(plan, result, result.status, started, error))
     loggers.close(result.status)
@@ -200,25 +196,3 @@ def _failure(exc: BaseException) -> tuple[Status, str]:
     if isinstance(exc, ResultsWriteError):
         return Status.FAILED, f"{exc} (the checkpoint is kept: --resume continues the run)"
     return Status.FAILED, f"{type(exc).__name__}: {exc}"
-
-
-def run_experiment(
-    config_path: str | Path,
-    overrides: list[str] | None = None,
-    results_dir: str | Path | None = None,
-    *,
-    force: bool = False,
-    resume: bool = False,
-    detect_anomaly: bool = False,
-    console: Console | None = None,
-) -> RunOutcome:
-    """`optbench run`: load and check the config, then train it."""
-    plan = make_plan(load_config(config_path, overrides))
-    return run_plan(
-        plan,
-        results_dir or default_results_dir(),
-        force=force,
-        resume=resume,
-        detect_anomaly=detect_anomaly,
-        console=console,
-    )

@@ -35,13 +35,17 @@ from optbench.storage.results import Status
 
 
 class TrainingObserver(Protocol):
-    """What the loop reports as it goes (display, files on disk)."""
+    """What the loop reports as it goes (display, files on disk, a notebook's progress bar)."""
+
+    def run_started(self, title: str, epochs: int) -> None: ...
 
     def epoch_started(self, epoch: int, num_batches: int) -> None: ...
 
     def batch_finished(self, batch: int, loss: float | None) -> None: ...
 
     def epoch_finished(self, row: dict[str, Any]) -> None: ...
+
+    def run_ended(self, status: str) -> None: ...
 
 
 class StopTraining(Exception):
@@ -54,7 +58,11 @@ class StopTraining(Exception):
 
 
 class SilentObserver:
-    """Reports nothing (library use, tests, sweep workers that only need the files)."""
+    """Reports nothing (library use, tests, sweep workers that only need the files); the base of
+    observers that need only some of the calls."""
+
+    def run_started(self, title: str, epochs: int) -> None:
+        pass
 
     def epoch_started(self, epoch: int, num_batches: int) -> None:
         pass
@@ -64,6 +72,36 @@ class SilentObserver:
 
     def epoch_finished(self, row: dict[str, Any]) -> None:
         pass
+
+    def run_ended(self, status: str) -> None:
+        pass
+
+
+class Observers(SilentObserver):
+    """Several observers as one, each call made to them in order."""
+
+    def __init__(self, *observers: TrainingObserver) -> None:
+        self.observers = observers
+
+    def run_started(self, title: str, epochs: int) -> None:
+        for observer in self.observers:
+            observer.run_started(title, epochs)
+
+    def epoch_started(self, epoch: int, num_batches: int) -> None:
+        for observer in self.observers:
+            observer.epoch_started(epoch, num_batches)
+
+    def batch_finished(self, batch: int, loss: float | None) -> None:
+        for observer in self.observers:
+            observer.batch_finished(batch, loss)
+
+    def epoch_finished(self, row: dict[str, Any]) -> None:
+        for observer in self.observers:
+            observer.epoch_finished(row)
+
+    def run_ended(self, status: str) -> None:
+        for observer in self.observers:
+            observer.run_ended(status)
 
 
 @dataclass

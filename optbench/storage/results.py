@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -319,6 +320,46 @@ class RunLock:
         if self._fd is not None:
             os.close(self._fd)  # closing releases the flock
             self._fd = None
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run as it lies on disk, read once: its folder, summary.json, config.yaml (the resolved
+    config) and epochs.csv as a DataFrame. What `optbench.run` and `optbench.load` return, and
+    what compare and the report rank."""
+
+    dir: Path
+    summary: dict[str, Any]
+    config: dict[str, Any]
+    epochs: pd.DataFrame
+
+    @property
+    def run_id(self) -> str:
+        return str(self.summary.get("run_id", self.dir.name))
+
+    @property
+    def status(self) -> str:
+        """summary.json's status: completed, diverged, failed, interrupted, pruned or running."""
+        return str(self.summary.get("status", "unknown"))
+
+
+def read_run(path: str | Path) -> Run:
+    """Read the run in `path` (a folder with summary.json); OptbenchError when it is not one."""
+    path = Path(path)
+    run = RunDir(path)
+    try:
+        summary = json.loads(run.summary_path.read_text(encoding="utf-8"))
+        config_file = run.config_path
+        config = (
+            yaml.safe_load(config_file.read_text(encoding="utf-8")) if config_file.exists() else {}
+        )
+        epochs = run.read_epochs()
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise OptbenchError(f"cannot read the run in {path}: {exc}") from None
+    for name, value in ((RunDir.SUMMARY, summary), (RunDir.CONFIG, config)):
+        if value is not None and not isinstance(value, dict):
+            raise OptbenchError(f"cannot read the run in {path}: {name} is not a mapping")
+    return Run(path, summary, config or {}, epochs)
 
 
 def create_run_dir(results_dir: str | Path, name: str, run_id: str) -> RunDir:

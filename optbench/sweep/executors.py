@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from optbench.errors import OptbenchError
+from optbench.experiment.train import Observers, SilentObserver
 from optbench.storage.results import RunDir, Status
 
 
@@ -32,11 +33,46 @@ class PointResult:
     error: str | None = None
 
 
+class QuietSweep:
+    """What a sweep or tune reports to as it goes, when nobody watches (library use): every
+    call a no-op. The CLI hands in a live view instead (ui/display.py's SweepDisplay), made by
+    a `SweepView` from the sweep's size, so nothing here imports the UI."""
+
+    def __init__(self, total: int, done: int, labels: dict[str, str] | None, **_: Any) -> None:
+        pass
+
+    def __enter__(self) -> QuietSweep:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def message(self, message: tuple[Any, ...]) -> None:
+        pass
+
+    def result(self, result: Any, line: str | None = None) -> None:
+        pass
+
+    def answered(self, line: str) -> None:
+        pass
+
+    def add(self, run_id: str, label: str, epochs: int | None = None) -> None:
+        pass
+
+    def skip(self, count: int) -> None:
+        pass
+
+
+# Makes a sweep's observer: (total runs, runs done already, run-id -> label, epochs=run-id ->
+# epochs, title=sweep|tune) -> a context manager with QuietSweep's methods.
+SweepView = Callable[..., Any]
+
+
 # Progress messages from workers: (kind, run_id, *values).
 Message = tuple[Any, ...]
 
 
-class _PipeReporter:
+class _PipeReporter(SilentObserver):
     """A TrainingObserver that sends progress to the sweep's display, a few times a second.
 
     `stop`, set by the driver, interrupts the run at its next batch as Ctrl-C would (a worker
@@ -64,25 +100,6 @@ class _PipeReporter:
         self.send(("row", self.run_id, row["epoch"], row["train_loss"]))
 
 
-class _Both:
-    """Two training observers as one: the display first, then the point's own watcher."""
-
-    def __init__(self, first: Any, second: Any) -> None:
-        self.first, self.second = first, second
-
-    def epoch_started(self, epoch: int, num_batches: int) -> None:
-        self.first.epoch_started(epoch, num_batches)
-        self.second.epoch_started(epoch, num_batches)
-
-    def batch_finished(self, batch: int, loss: float | None) -> None:
-        self.first.batch_finished(batch, loss)
-        self.second.batch_finished(batch, loss)
-
-    def epoch_finished(self, row: dict[str, Any]) -> None:
-        self.first.epoch_finished(row)
-        self.second.epoch_finished(row)
-
-
 def train_point(
     run_id: str,
     config: dict[str, Any],
@@ -102,7 +119,6 @@ def train_point(
     from optbench.experiment.config import validate_config
     from optbench.experiment.plan import make_plan
     from optbench.experiment.runner import run_plan
-    from optbench.experiment.train import SilentObserver
 
     try:
         plan = make_plan(validate_config(config))
@@ -117,7 +133,7 @@ def train_point(
         )
     observer = display or SilentObserver()
     if watch:
-        observer = _Both(observer, watch[0]())
+        observer = Observers(observer, watch[0]())
     try:
         outcome = run_plan(plan, results_dir, resume=True, display=observer, sync_every=sync_every)
     except KeyboardInterrupt:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,16 +20,16 @@ import yaml
 
 from optbench.errors import ConfigError
 from optbench.experiment.config import (
+    ConfigSource,
+    Overrides,
     anchor_to_folder,
     apply_override,
-    apply_overrides,
-    check_structure,
-    name_from_stem,
     parse_dotted_key,
     parse_yaml,
-    read_config_file,
+    read_source,
     validate_config,
 )
+from optbench.sweep.executors import QuietSweep, SweepView, default_workers, run_local, run_ray
 
 MAX_POINTS = 10_000
 
@@ -140,28 +141,29 @@ def expand_grid(
     return points
 
 
+# A grid: dotted keys to lists of values, or `--grid KEY=V1,V2` strings (values read as YAML).
+Grid = Mapping[str, list[Any]] | list[str]
+
+
 def load_sweep(
-    config_path: str | Path,
-    grid_options: list[str] | None = None,
-    seeds: str | None = None,
-    overrides: list[str] | None = None,
+    source: ConfigSource,
+    grid: Grid | None = None,
+    seeds: list[int] | str | None = None,
+    overrides: Overrides | None = None,
 ) -> tuple[str, list[SweepPoint]]:
-    """Read a config, merge its `sweep:` section with the shell's grid, and expand it."""
-    data = read_config_file(config_path)
-    if overrides:
-        apply_overrides(data, list(overrides))
-    data.setdefault("name", name_from_stem(Path(config_path).stem))
-    grid = dict(_check_grid(data.pop("sweep", None) or {}, "sweep"))
-    for text in grid_options or []:
-        key, values = parse_grid_option(text)
-        grid[key] = values
+    """Read a config, merge its `sweep:` section with `grid` (which wins for a key in both) and
+    `seeds` (a list, or `--seeds` text like 0,1,2), and expand it."""
+    data, folder = read_source(source, overrides)
+    merged = dict(_check_grid(data.pop("sweep", None) or {}, "sweep"))
+    if isinstance(grid, Mapping):
+        merged.update(_check_grid(dict(grid), "grid"))
+    else:
+        merged.update(parse_grid_option(text) for text in grid or [])
     if seeds is not None:
-        grid["seed"] = parse_seeds(seeds)
-    _check_grid(grid, "--grid")
-    check_structure(data, str(config_path))
-    folder = Path(config_path).parent
+        merged["seed"] = parse_seeds(seeds) if isinstance(seeds, str) else list(seeds)
+    _check_grid(merged, "--grid")
     anchor_to_folder(data, folder)  # its modules importable before any point is planned
-    points = expand_grid(data, grid, folder)
+    points = expand_grid(data, merged, folder)
     return points[0].config["name"], points
 
 
@@ -199,19 +201,14 @@ def run_sweep(
     workers: int | None = None,
     executor: str = "local",
     address: str | None = None,
-    console: Any = None,
+    view: SweepView = QuietSweep,
 ) -> SweepReport:
-    """Run every point that has not finished; finished ones are skipped, interrupted ones resume."""
-    from rich.console import Console
-
+    """Run every point that has not finished; finished ones are skipped, interrupted ones resume.
+    `view` makes what the sweep reports to as it goes (the CLI's live view; by default nothing)."""
     from optbench.storage.results import FINISHED, create_run_dir, write_atomic
-    from optbench.sweep.executors import default_workers, run_local, run_ray
-    from optbench.ui.display import SweepDisplay
-
     results_dir = Path(results_dir)
     if results_dir.exists() and not results_dir.is_dir():
         raise ConfigError("", f"results directory {results_dir} is a file, not a folder")
-    console = console or Console()
     workers = default_workers() if workers is None else workers
     if workers < 1:
         raise ConfigError("--workers", f"must be at least 1, got {workers}")
@@ -232,7 +229,7 @@ def run_sweep(
     if executor not in ("local", "ray"):
         raise ConfigError("--executor", f"unknown executor '{executor}'; valid: local, ray")
     epochs = {p.run_id: p.config["epochs"] for p in points}
-    with SweepDisplay(len(points), len(skipped), labels, console, epochs=epochs) as display:
+    with view(len(points), len(skipped), labels, epochs=epochs) as display:
         try:
             if executor == "local":
                 workers = min(workers, max(1, len(todo)))

@@ -154,6 +154,14 @@ class LiveTable:
             self.live.update(self._table())
             self.live.__exit__(*exc)
 
+    def run_started(self, title: str, epochs: int) -> None:
+        """As a run's observer: the live view starts with the run (runner.run_plan)."""
+        self.title, self.eta.epochs = title, epochs
+        self.__enter__()
+
+    def run_ended(self, status: str) -> None:
+        self.__exit__(None, None, None)
+
     def _etas(self) -> dict[str, str]:
         return {
             "epoch_eta": format_eta(self.eta.epoch_left()),

@@ -1,0 +1,33 @@
+"""A progress bar for a run in a notebook or a script (`optbench.run(..., progress=True)`).
+
+tqdm.auto draws a widget in Jupyter and a text bar elsewhere; never rich's live view, which a
+notebook cannot redraw.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from optbench.experiment.train import SilentObserver
+
+
+class ProgressBar(SilentObserver):
+    """One bar over the run's epochs, with the last epoch's losses and accuracy beside it."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+
+    def run_started(self, title: str, epochs: int) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=epochs, desc=title.split("  (")[0], unit="epoch")
+
+    def epoch_finished(self, row: dict[str, Any]) -> None:
+        shown = ("train_loss", "test_loss", "test_accuracy")
+        values = {k: f"{row[k]:.4g}" for k in shown if isinstance(row.get(k), float)}
+        self.bar.n = row["epoch"]  # a resumed run starts past its first epochs
+        self.bar.set_postfix(values, refresh=True)
+
+    def run_ended(self, status: str) -> None:
+        self.bar.set_description_str(f"{self.bar.desc} ({status})")
+        self.bar.close()
