@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from optbench.analysis.compare import Comparison
+    from optbench.analysis.html_report import ReportSummary
     from optbench.experiment.lr_find import RangeTest
     from optbench.experiment.plan import RunPlan
     from optbench.experiment.train import TrainingObserver
@@ -41,9 +42,9 @@ __all__ = [
     "SweepResult",
     "TuneResult",
     "Validation",
+    "catalog",
     "compare",
     "comparison",
-    "components",
     "load",
     "lr_find",
     "params",
@@ -51,6 +52,7 @@ __all__ = [
     "report",
     "run",
     "sweep",
+    "sweep_points",
     "tune",
     "validate",
 ]
@@ -163,8 +165,12 @@ class SweepResult:
         return self.runs[index]
 
     def counts(self) -> dict[str, int]:
-        """How many runs ended in each status, and how many were skipped as finished before."""
-        counts: dict[str, int] = {}
+        """How many runs ended in each status (completed, diverged, failed, interrupted), and
+        how many were skipped as finished before."""
+        from optbench.storage.results import Status
+
+        # a sweep never prunes (only `optbench tune` does): its counts leave that status out
+        counts = {str(s): 0 for s in Status if s not in (Status.RUNNING, Status.PRUNED)}
         for each in self.runs:
             if each.run_id not in self.skipped:
                 counts[each.status] = counts.get(each.status, 0) + 1
@@ -209,6 +215,29 @@ def sweep(
     errors = {result.run_id: result.error for result in report.results}
     runs = [_run_or_failure(results / name / p.run_id, errors.get(p.run_id)) for p in points]
     return SweepResult(name, runs, list(report.skipped), report.interrupted)
+
+
+def sweep_points(
+    config: ConfigSource,
+    grid: Grid | None = None,
+    seeds: Sequence[int] | None = None,
+    *,
+    overrides: Overrides | None = None,
+    results_dir: str | Path | None = None,
+) -> pd.DataFrame:
+    """The runs `sweep` would train, without training: one row per point (`run_id`, the grid
+    `point`, its `status` on disk: new, completed, interrupted, ...), in grid order; the
+    frame's `attrs["name"]` is the sweep's name."""
+    import pandas as pd
+
+    from optbench.sweep.grid import load_sweep, point_status
+
+    results = Path(results_dir or default_results_dir())
+    name, points = load_sweep(config, grid, list(seeds) if seeds is not None else None, overrides)
+    rows = [(p.run_id, p.label, point_status(results, name, p)) for p in points]
+    frame = pd.DataFrame(rows, columns=["run_id", "point", "status"])
+    frame.attrs["name"] = name
+    return frame
 
 
 def _run_or_failure(path: Path, error: str | None) -> Run:
@@ -306,12 +335,12 @@ def report(
     output: str | Path = "report.html",
     metric: str | None = None,
     target: str | None = None,
-) -> Path:
+) -> ReportSummary:
     """Write the comparison of the runs under `dirs` as one self-contained HTML page (works
-    offline) and return its path. Needs the `report` extra (plotly)."""
+    offline); returns where (`.path`) and what it holds. Needs the `report` extra (plotly)."""
     from optbench.analysis.html_report import write_report
 
-    return write_report([Path(d) for d in dirs], Path(output), metric, target).path
+    return write_report([Path(d) for d in dirs], Path(output), metric, target)
 
 
 @dataclass(frozen=True)
@@ -354,7 +383,7 @@ def lr_find(
     return LrFind(checked, test, csv)
 
 
-def components(kind: str = "optimizers", source: str | None = None) -> pd.DataFrame:
+def catalog(kind: str = "optimizers", source: str | None = None) -> pd.DataFrame:
     """What a config can name: optimizers, schedulers, models, datasets, losses or problems,
     with their defaults; `source` lists the optimizers a package exports (pytorch_optimizer)."""
     from optbench.components.catalog import catalog_frame

@@ -32,8 +32,10 @@ class RunExistsError(OptbenchError):
 
     def __init__(self, run_dir: Path, status: str, resumable: bool) -> None:
         self.run_dir, self.status, self.resumable = run_dir, status, resumable
-        what = "an unfinished run" if resumable else "this run already finished"
-        super().__init__(f"{what} ({status}) is in {run_dir}")
+        if resumable:
+            super().__init__(f"an unfinished run ({status}) with a checkpoint is in {run_dir}")
+        else:
+            super().__init__(f"this run already finished ({status}) in {run_dir}")
 
 
 class ConfigError(OptbenchError):

@@ -10,13 +10,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 from sklearn import datasets
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
+import optbench
 from optbench.components.catalog import build_rows
 from optbench.components.data import (
     DATASETS,
@@ -30,7 +30,6 @@ from optbench.components.problems import PROBLEMS
 from optbench.errors import ConfigError, OptbenchError
 from optbench.experiment.config import DataConfig, validate_config
 from optbench.experiment.plan import make_plan
-from optbench.experiment.runner import run_experiment
 from tests.helpers import REPO, assert_one_error_line, invoke, write_config
 
 NAMES = list(SKLEARN_DATASETS)
@@ -267,9 +266,9 @@ def test_problem_records(name: str, dataset: str, parameters: int, metric: str) 
 @pytest.mark.parametrize("name", ["digits_mlp", "diabetes_linear"])
 def test_the_shipped_configs_train(name: str, tmp_path: Path) -> None:
     path = REPO / "configs" / f"{name}.yaml"
-    outcome = run_experiment(path, ["epochs=2"], tmp_path)
-    assert outcome.summary["status"] == "completed", outcome.summary
-    epochs = pd.read_csv(outcome.run_dir / "epochs.csv")
+    outcome = optbench.run(path, ["epochs=2"], results_dir=tmp_path)
+    assert outcome.status == "completed", outcome.summary
+    epochs = outcome.epochs
     assert len(epochs) == 2
     assert np.isfinite(epochs["train_loss"]).all() and np.isfinite(epochs["test_loss"]).all()
     if name == "digits_mlp":

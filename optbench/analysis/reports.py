@@ -20,6 +20,7 @@ from optbench.ui.display import format_cell
 
 if TYPE_CHECKING:
     from optbench.experiment.plan import RunPlan
+    from optbench.storage.results import Run
 
 
 PARAM_COLUMNS = ("parameter", "shape", "numel", "group", "hyperparameters")
@@ -64,13 +65,13 @@ def param_table(plan: RunPlan) -> Table:
     return table
 
 
-def sweep_table(name: str, points: list[Any], statuses: list[str]) -> Table:
+def sweep_table(name: str, points: pd.DataFrame) -> Table:
     """`optbench sweep --dry-run`: every run of the grid and whether it already ran."""
     table = Table(title=f"sweep {name}: {len(points)} runs", title_justify="left")
     for column in ("#", "run", "grid point", "on disk"):
         table.add_column(column)
-    for index, (point, status) in enumerate(zip(points, statuses, strict=True), 1):
-        table.add_row(str(index), point.run_id, point.label, status)
+    for index, point in enumerate(points.itertuples(index=False), 1):
+        table.add_row(str(index), point.run_id, point.point, point.status)
     return table
 
 
@@ -526,18 +527,14 @@ def print_comparison(
         messages.print(f"plot written to {plot}", markup=False)
 
 
-def show_run(console: Any, run_dir: Any) -> None:
+def show_run(console: Any, run: Run) -> None:
     """`optbench show`: one run's resolved config, summary line and per-epoch table."""
     import yaml
     from rich.syntax import Syntax
 
-    from optbench.analysis.compare import STALE, read_run, run_status
-    from optbench.storage.results import RunDir
+    from optbench.analysis.compare import STALE, run_status
     from optbench.ui.display import shown_columns
 
-    if not (run_dir / RunDir.SUMMARY).is_file():
-        raise OptbenchError(f"{run_dir} is not a run folder (it has no summary.json)")
-    run = read_run(run_dir)
     status = run_status(run)
     if status == STALE:
         status = "stale (summary says running, but no process holds its lock)"
@@ -551,7 +548,7 @@ def show_run(console: Any, run_dir: Any) -> None:
         f"{summary.get('wall_seconds')} s",
         markup=False,
     )
-    table = Table(title=str(run_dir), title_justify="left")
+    table = Table(title=str(run.dir), title_justify="left")
     rows = run.epochs.to_dict("records")
     shown = shown_columns(rows)
     for name, _ in shown:

@@ -347,6 +347,8 @@ def read_run(path: str | Path) -> Run:
     """Read the run in `path` (a folder with summary.json); OptbenchError when it is not one."""
     path = Path(path)
     run = RunDir(path)
+    if not run.summary_path.is_file():
+        raise OptbenchError(f"{path} is not a run folder (it has no {RunDir.SUMMARY})")
     try:
         summary = json.loads(run.summary_path.read_text(encoding="utf-8"))
         config_file = run.config_path

@@ -174,16 +174,6 @@ class SweepReport:
     results: list[Any]
     interrupted: bool = False
 
-    def counts(self) -> dict[str, int]:
-        from optbench.storage.results import Status
-
-        # a sweep never prunes (only `optbench tune` does): its counts leave that status out
-        counts = {str(s): 0 for s in Status if s not in (Status.RUNNING, Status.PRUNED)}
-        for result in self.results:
-            counts[str(result.status)] += 1
-        counts["skipped"] = len(self.skipped)
-        return counts
-
 
 def point_status(results_dir: str | Path, name: str, point: SweepPoint) -> str:
     """'new', or the status in the run's summary.json (completed, diverged, interrupted...)."""
@@ -206,6 +196,7 @@ def run_sweep(
     """Run every point that has not finished; finished ones are skipped, interrupted ones resume.
     `view` makes what the sweep reports to as it goes (the CLI's live view; by default nothing)."""
     from optbench.storage.results import FINISHED, create_run_dir, write_atomic
+
     results_dir = Path(results_dir)
     if results_dir.exists() and not results_dir.is_dir():
         raise ConfigError("", f"results directory {results_dir} is a file, not a folder")
@@ -229,7 +220,8 @@ def run_sweep(
     if executor not in ("local", "ray"):
         raise ConfigError("--executor", f"unknown executor '{executor}'; valid: local, ray")
     epochs = {p.run_id: p.config["epochs"] for p in points}
-    with view(len(points), len(skipped), labels, epochs=epochs) as display:
+    header = f"sweep {name}: {len(points)} runs into {results_dir / name}"
+    with view(len(points), len(skipped), labels, epochs=epochs, header=header) as display:
         try:
             if executor == "local":
                 workers = min(workers, max(1, len(todo)))

@@ -51,6 +51,7 @@ from optbench.experiment.config import (
     validate_config,
 )
 from optbench.storage.results import FINISHED, TUNE_FILE, RunDir, Status, higher_is_better
+from optbench.sweep.executors import QuietSweep, SweepView
 
 JOURNAL_FILE = "optuna-journal.log"  # the default storage, next to the runs
 # Trial user attributes (what the Optuna dashboard shows next to each trial).
@@ -753,6 +754,7 @@ def _fmt(value: Any) -> str:
 @dataclasses.dataclass
 class TuneReport:
     report: dict[str, Any]
+    storage: str  # the Optuna storage the studies live in
     interrupted: bool = False
     failed: bool = False
 
@@ -768,17 +770,14 @@ def run_tune(
     address: str | None = None,
     storage: str | None = None,
     trials: int | None = None,
-    console: Any = None,
+    view: SweepView = QuietSweep,
 ) -> TuneReport:
     """`optbench tune`: check everything, tune each optimizer to its budget, rerun each best
-    configuration with the seeds, and write tune.json."""
-    from rich.console import Console
-
+    configuration with the seeds, and write tune.json. `view` makes what the tune reports to as
+    it goes (the CLI's live view; by default nothing)."""
     from optbench.storage.results import create_run_dir, write_atomic
     from optbench.sweep.executors import default_workers, run_local, run_ray
-    from optbench.ui.display import SweepDisplay
 
-    console = console or Console()
     _optuna()
     if executor not in ("local", "ray"):
         raise ConfigError("--executor", f"unknown executor '{executor}'; valid: local, ray")
@@ -794,10 +793,9 @@ def run_tune(
         storage = str((results / setup.name / JOURNAL_FILE).resolve())
     tuner = Tuner(setup, results, storage)
     tuner.open_studies()
-    console.print(
+    header = (
         f"tune {setup.name}: {len(setup.arms)} optimizer(s) x {setup.tune.trials} trials, "
-        f"{setup.direction} {setup.metric}, storage {storage}",
-        markup=False,
+        f"{setup.direction} {setup.metric}, storage {storage}"
     )
 
     def write_files(run_id: str, files: dict[str, bytes]) -> None:
@@ -814,18 +812,19 @@ def run_tune(
     # One live view for the trials and the seed reruns: the trials already told count as done.
     total = sum(arm.budget for arm in setup.arms) + len(setup.arms) * len(setup.tune.seeds)
     told = sum(len(_told(arm.study.get_trials(deepcopy=False))) for arm in setup.arms)
-    with SweepDisplay(total, told, None, console, title="tune") as tuner.display, tuner.beating():
+    shown = view(total, told, None, title="tune", header=header)
+    with shown as tuner.display, tuner.beating():
         try:
             execute(tuner.points(), tuner.on_result)
             execute(tuner.seed_points(), tuner.on_seed_result)
         except KeyboardInterrupt:
             tuner.abandon_inflight()
-            return TuneReport(tuner.write_json(), interrupted=True)
+            return TuneReport(tuner.write_json(), storage, interrupted=True)
     report = tuner.write_json()
     failed = tuner.failed_seeds > 0 or any(
         arm["best"] is None for arm in report["optimizers"].values()
     )
-    return TuneReport(report, failed=failed)
+    return TuneReport(report, storage, failed=failed)
 
 
 def tune_summary(report: dict[str, Any]) -> str:

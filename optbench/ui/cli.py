@@ -20,6 +20,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+import optbench
 from optbench.errors import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -27,6 +28,7 @@ from optbench.errors import (
     EXIT_WRITE_FAILED,
     OptbenchError,
     ResultsWriteError,
+    RunExistsError,
 )
 
 app = typer.Typer(
@@ -177,22 +179,27 @@ def run(
     mlflow_uri: MlflowUriOption = None,
 ) -> None:
     """Train one experiment, showing a live per-epoch table; results go to results/<name>/."""
-    from optbench.experiment.runner import run_experiment
+    from optbench.ui.display import LiveTable
 
     _interrupt_on_sigterm()
+    table = LiveTable("", console)  # titled when the run starts
     try:
-        outcome = run_experiment(
+        trained = optbench.run(
             config,
             with_logging(_with_fast(overrides, fast), tensorboard, mlflow, mlflow_uri),
-            results_dir,
+            results_dir=results_dir,
             force=force,
             resume=resume,
             detect_anomaly=detect_anomaly,
-            console=console,
+            observers=[table],
         )
     except KeyboardInterrupt:
         errors.print("interrupted: the epochs finished so far are saved")
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    except RunExistsError as exc:
+        hint = "pass --resume to continue it or --force to start it over"
+        hint = hint if exc.resumable else "pass --force to run it again"
+        raise OptbenchError(f"{exc}; {hint}") from None
     except (OptbenchError, ResultsWriteError):
         raise
     except Exception as exc:
@@ -200,22 +207,18 @@ def run(
             f"[bold red]run failed:[/] {type(exc).__name__}: {escape(str(exc))}", highlight=False
         )
         raise typer.Exit(EXIT_FAILED) from None
-    summary = outcome.summary
-    status = summary.get("status")
-    if outcome.already_finished:
-        console.print(
-            f"already finished ({status}): nothing to do; results in {outcome.run_dir}",
-            markup=False,
-        )
+    if not table.title:  # --resume found it finished: nothing trained
+        line = f"already finished ({trained.status}): nothing to do; results in {trained.dir}"
+        console.print(line, markup=False)
         return
-    if status == "diverged":
-        where = summary.get("diverged_at") or {}
+    if trained.status == "diverged":
+        where = trained.summary.get("diverged_at") or {}
         errors.print(
             f"[bold yellow]diverged[/] at epoch {where.get('epoch')} step {where.get('step')} "
-            f"({where.get('reason')}); results in {escape(str(outcome.run_dir))}"
+            f"({where.get('reason')}); results in {escape(str(trained.dir))}"
         )
         raise typer.Exit(EXIT_FAILED)
-    console.print(f"{status}: results in {outcome.run_dir}", markup=False, highlight=False)
+    console.print(f"{trained.status}: results in {trained.dir}", markup=False, highlight=False)
 
 
 @app.command("lr-find")
@@ -244,9 +247,11 @@ def lr_find(
     """Learning-rate range test: grow the lr exponentially over a short run, chart the smoothed
     loss and suggest the lr where it falls fastest (a starting point, not an answer)."""
     from optbench.experiment.lr_find import chart
-    from optbench.experiment.lr_find import lr_find as range_test
 
-    plan, result, path = range_test(config, overrides, start, end, steps, results_dir, plot)
+    found = optbench.lr_find(
+        config, overrides, start=start, end=end, steps=steps, results_dir=results_dir, plot=plot
+    )
+    plan, result, path = found.plan, found.test, found.csv
     console.print(chart(result, console.width, console.is_terminal), markup=False)
     last = f"{len(result.lrs)} of {steps} steps, lr {result.lrs[0]:.3g} to {result.lrs[-1]:.3g}"
     ended = f"stopped early: {result.stopped_early}" if result.stopped_early else "ran every step"
@@ -269,15 +274,8 @@ def lr_find(
 @one_line_errors
 def validate(config: ConfigArg, overrides: SetOption = None) -> None:
     """Check a config (keys, types, every component's arguments) without training."""
-    from optbench.experiment.config import load_config
-    from optbench.experiment.plan import make_plan
-
-    plan = make_plan(load_config(config, overrides))
-    tune = None
-    if plan.config.tune is not None:  # checked as `optbench tune` would, before anything runs
-        from optbench.sweep.tune import describe_tune, load_tune
-
-        tune = describe_tune(load_tune(config, overrides))
+    checked = optbench.validate(config, overrides)
+    plan, tune = checked.plan, checked.tune
     console.print(f"{config}: valid (run-id {plan.run_id})", markup=False, highlight=False)
     steps = f"{plan.optimizer.info.name} steps: {plan.optimizer.protocol.describe()}"
     console.print(steps, markup=False, highlight=False)
@@ -294,10 +292,8 @@ def validate(config: ConfigArg, overrides: SetOption = None) -> None:
 def params(config: ConfigArg, overrides: SetOption = None) -> None:
     """Show every parameter's name, shape and optimizer group with its hyperparameters."""
     from optbench.analysis.reports import param_table
-    from optbench.experiment.config import load_config
-    from optbench.experiment.plan import make_plan
 
-    console.print(param_table(make_plan(load_config(config, overrides))))
+    console.print(param_table(optbench.plan(config, overrides)))
 
 
 @app.command()
@@ -332,36 +328,38 @@ def sweep(
 ) -> None:
     """Run a grid of experiments; finished runs are skipped, interrupted ones resume."""
     from optbench.analysis.reports import sweep_table
-    from optbench.experiment.config import default_results_dir
-    from optbench.storage.loggers import require_backends
-    from optbench.sweep.grid import load_sweep, point_status, run_sweep
+    from optbench.sweep.grid import parse_grid_option, parse_seeds
+    from optbench.ui.display import SweepDisplay
 
     overrides = with_logging(_with_fast(overrides, fast), tensorboard, mlflow, mlflow_uri)
-    name, points = load_sweep(config, grid, seeds, overrides)
-    results = results_dir or Path(default_results_dir())
+    axes = dict(parse_grid_option(text) for text in grid or [])
+    seed_list = parse_seeds(seeds) if seeds is not None else None
     if dry_run:
-        statuses = [point_status(results, name, p) for p in points]
-        console.print(sweep_table(name, points, statuses))
+        points = optbench.sweep_points(
+            config, axes, seed_list, overrides=overrides, results_dir=results_dir
+        )
+        console.print(sweep_table(points.attrs["name"], points))
         return
-    for point in points:  # every worker logs its runs: a missing extra is refused here, once
-        require_backends(point.config.get("log"))
-    console.print(f"sweep {name}: {len(points)} runs into {results / name}", markup=False)
+
     _interrupt_on_sigterm()
-    report = run_sweep(
-        name,
-        points,
-        results,
+    result = optbench.sweep(
+        config,
+        axes,
+        seed_list,
+        overrides=overrides,
         workers=workers,
         executor=executor,
         address=address,
-        console=console,
+        results_dir=results_dir,
+        view=functools.partial(SweepDisplay, console=console),
     )
-    counts = ", ".join(f"{n} {status}" for status, n in report.counts().items())
-    console.print(f"sweep {name}: {counts}", markup=False)
-    if report.interrupted:
+    counts = result.counts()
+    shown = ", ".join(f"{n} {status}" for status, n in counts.items())
+    console.print(f"sweep {result.name}: {shown}", markup=False)
+    if result.interrupted:
         errors.print("interrupted: finished runs are kept; run the same command to resume")
         raise typer.Exit(EXIT_INTERRUPTED)
-    if report.counts()["failed"]:
+    if counts["failed"]:
         raise typer.Exit(EXIT_FAILED)
 
 
@@ -400,20 +398,21 @@ def tune(
 ) -> None:
     """Tune each optimizer's hyperparameters with Optuna (the config's tune: section), then
     rerun each best configuration with the seeds; resumable, results in tune.json."""
-    from optbench.sweep.tune import run_tune, tune_summary
+    from optbench.sweep.tune import tune_summary
+    from optbench.ui.display import SweepDisplay
 
     _interrupt_on_sigterm()
-    outcome = run_tune(
+    outcome = optbench.tune(
         config,
         with_logging(overrides, tensorboard, mlflow, mlflow_uri),
-        grid,
-        results_dir,
+        grid=grid,
+        trials=trials,
         workers=workers,
         executor=executor,
         address=address,
         storage=storage,
-        trials=trials,
-        console=console,
+        results_dir=results_dir,
+        view=functools.partial(SweepDisplay, console=console),
     )
     console.print(tune_summary(outcome.report), markup=False)
     if outcome.interrupted:
@@ -494,14 +493,14 @@ def compare(
     ] = None,
 ) -> None:
     """Rank configurations across runs (seeds aggregated) and show their curves."""
-    from optbench.analysis.compare import compare_runs, problems_of
+    from optbench.analysis.compare import problems_of
     from optbench.analysis.reports import check_plot_path, print_comparison
 
     if plot is not None:
         check_plot_path(plot)
     if tuneability is not None:
         check_plot_path(tuneability, "--tuneability")
-    comparison = compare_runs(paths, metric, target)
+    comparison = optbench.comparison(*paths, metric=metric, target=target)
     messages = console if output is Output.table else errors
     print_comparison(
         console, comparison, output.value, curve, top, plot, messages, tuned, tuneability
@@ -546,9 +545,7 @@ def report(
     """Write the comparison as one self-contained HTML page (works offline): the ranking,
     interactive curves with seed bands, 2-D paths, tuneability, each configuration's config
     (needs plotly, the `report` extra)."""
-    from optbench.analysis.html_report import write_report
-
-    written = write_report(paths, output, metric, target)
+    written = optbench.report(*paths, output=output, metric=metric, target=target)
     console.print(
         f"report written to {written.path} ({written.runs} runs, {written.configurations} "
         f"configurations, {len(written.figures)} figures, {written.size / 1e6:.1f} MB)",
@@ -565,7 +562,7 @@ def show(
     """Print one run's resolved config, status and per-epoch table."""
     from optbench.analysis.reports import show_run
 
-    show_run(console, run_dir)
+    show_run(console, optbench.load(run_dir))
 
 
 class Kind(str, enum.Enum):
@@ -595,7 +592,7 @@ def list_components(
     schedulers, models, datasets, losses or test problems (with their published figures)."""
     from optbench.components.catalog import catalog_table, reference_table
 
-    console.print(catalog_table(kind.value, source))
+    console.print(catalog_table(optbench.catalog(kind.value, source), kind.value, source))
     if kind is Kind.problems and (references := reference_table()) is not None:
         console.print(references)
 

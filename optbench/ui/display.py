@@ -222,8 +222,9 @@ class SweepDisplay:
         epochs: dict[str, int] | None = None,
         clock: Clock = time.monotonic,
         title: str = "sweep",  # what the progress bar is called: sweep, tune
+        header: str | None = None,  # printed once, before the progress
     ) -> None:
-        self.console, self.clock = console, clock
+        self.console, self.clock, self.header = console, clock, header
         self.labels = dict(labels or {})
         self.epochs = dict(epochs or {})
         self.total, self.done, self.finished_here = total, skipped, 0
@@ -317,6 +318,8 @@ class SweepDisplay:
             self.live.update(self._render())
 
     def __enter__(self) -> SweepDisplay:
+        if self.header is not None:
+            self.console.print(self.header, markup=False)
         if self.console.is_terminal:
             self.live = Live(self._render(), console=self.console, refresh_per_second=4)
             self.live.__enter__()
