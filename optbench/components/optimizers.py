@@ -33,6 +33,7 @@ from optbench.components.registry import (
 from optbench.components.stepping import StepProtocol, detect_protocol, has_train_eval
 from optbench.errors import ConfigError
 from optbench.experiment.config import OptimizerConfig, ProtocolName
+from optbench.usercode import user_code
 
 _NOT_TRAINABLE_HERE: dict[type, str] = {
     torch.optim.SparseAdam: "needs sparse gradients, which optbench's models do not produce",
@@ -110,10 +111,8 @@ COLLECTIONS = ("pytorch_optimizer",)
 
 def collection_optimizers(package: str) -> dict[str, type[torch.optim.Optimizer]]:
     """Every Optimizer subclass `package` exports at its top level, by its exported name."""
-    try:
+    with user_code("--from", package, f"cannot import '{package}'"):  # sys.exit() included
         module = importlib.import_module(package)
-    except Exception as exc:
-        raise ConfigError("--from", f"cannot import '{package}': {exc}") from None
     return {
         name: obj
         for name, obj in sorted(vars(module).items())

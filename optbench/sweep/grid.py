@@ -27,6 +27,7 @@ from optbench.experiment.config import (
     parse_dotted_key,
     parse_yaml,
     read_config_file,
+    refuse_repeated_key,
     validate_config,
 )
 
@@ -73,6 +74,20 @@ def parse_grid_option(text: str) -> tuple[str, list[Any]]:
     if not isinstance(values, list):
         raise ConfigError(f"--grid {key}", f"'{raw}' is not a list of YAML values")
     return key, values
+
+
+def merge_grid_options(
+    grid: dict[str, list[Any]], grid_options: list[str] | None
+) -> dict[str, list[Any]]:
+    """The config's `sweep:` grid with the shell's `--grid` options on top (the shell wins for a
+    key in both); a key given in two `--grid` options is refused, not the last one kept."""
+    merged = dict(grid)
+    seen: set[str] = set()
+    for text in grid_options or []:
+        key, values = parse_grid_option(text)
+        refuse_repeated_key(key, seen, "--grid")
+        merged[key] = values
+    return merged
 
 
 def _check_grid(grid: Any, where: str) -> dict[str, list[Any]]:
@@ -151,10 +166,7 @@ def load_sweep(
     if overrides:
         apply_overrides(data, list(overrides))
     data.setdefault("name", name_from_stem(Path(config_path).stem))
-    grid = dict(_check_grid(data.pop("sweep", None) or {}, "sweep"))
-    for text in grid_options or []:
-        key, values = parse_grid_option(text)
-        grid[key] = values
+    grid = merge_grid_options(_check_grid(data.pop("sweep", None) or {}, "sweep"), grid_options)
     if seeds is not None:
         grid["seed"] = parse_seeds(seeds)
     _check_grid(grid, "--grid")

@@ -202,17 +202,14 @@ def load_tune(
     """Read and check everything a tune needs before anything runs: its `tune:` section, one
     arm per optimizer of the grid, each arm's space (the keys its optimizer takes), the metric."""
     from optbench.experiment.plan import make_plan
-    from optbench.sweep.grid import _check_grid, expand_grid, parse_grid_option
+    from optbench.sweep.grid import _check_grid, expand_grid, merge_grid_options
 
     data = read_config_file(config_path)
     if overrides:
         apply_overrides(data, list(overrides))
     data.setdefault("name", name_from_stem(Path(config_path).stem))
     check_structure(data, str(config_path))
-    grid = dict(_check_grid(data.pop("sweep", None) or {}, "sweep"))
-    for text in grid_options or []:
-        key, values = parse_grid_option(text)
-        grid[key] = values
+    grid = merge_grid_options(_check_grid(data.pop("sweep", None) or {}, "sweep"), grid_options)
     _check_grid(grid, "--grid")
     if "seed" in grid:
         raise ConfigError("sweep.seed", "a tune reruns its best configurations with tune.seeds")
