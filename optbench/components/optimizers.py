@@ -22,8 +22,10 @@ import torch
 from torch import nn
 
 from optbench.components.registry import (
+    Range,
     Registry,
     bind_options,
+    check_ranges,
     import_object,
     is_import_path,
     resolve_component,
@@ -49,7 +51,7 @@ _CANNOT_STEP = {
     "code, a step no optbench protocol performs",
 }
 # Limits torch itself does not check on every group; an out-of-range value is a config error.
-_RANGES: dict[str, tuple[float, float, bool]] = {  # name: (low, high, high is inclusive)
+_RANGES: dict[str, Range] = {
     "lr": (0.0, float("inf"), True),
     "momentum": (0.0, 1.0, False),
     "dampening": (0.0, 1.0, True),
@@ -187,16 +189,7 @@ def _cannot_train(obj: Any) -> str | None:
 
 
 def _check_ranges(hyper: dict[str, Any], field: str) -> None:
-    for key, (low, high, inclusive) in _RANGES.items():
-        value = hyper.get(key)
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            continue
-        inside = low <= value <= high if inclusive else low <= value < high
-        if not inside:  # written this way round so that NaN is outside too
-            bound = "]" if inclusive else ")"
-            raise ConfigError(
-                f"{field}.{key}", f"must be in [{low:g}, {high:g}{bound}, got {value}"
-            )
+    check_ranges(hyper, _RANGES, field)
 
 
 def _group_overrides(

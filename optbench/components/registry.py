@@ -194,6 +194,25 @@ def code_identity(obj: Any) -> dict[str, Any]:
     return {"module": name}
 
 
+Range = tuple[float, float, bool]  # (low, high, whether high is inclusive); low always is
+
+
+def check_ranges(values: dict[str, Any], ranges: dict[str, Range], field: str) -> None:
+    """Refuse a value outside its key's range (NaN included), or any number of a list given
+    for it (a per-group max_lr). Torch checks some of these only when it steps, some never."""
+    for key, (low, high, inclusive) in ranges.items():
+        value = values.get(key)
+        for number in value if isinstance(value, (list, tuple)) else [value]:
+            if not _is_number(number):
+                continue
+            inside = low <= number <= high if inclusive else low <= number < high
+            if not inside:  # written this way round so that NaN is outside too
+                bound = "]" if inclusive else ")"
+                raise ConfigError(
+                    f"{field}.{key}", f"must be in [{low:g}, {high:g}{bound}, got {value}"
+                )
+
+
 def _annotation_text(parameter: inspect.Parameter) -> str:
     annotation = parameter.annotation
     if annotation is inspect.Parameter.empty:

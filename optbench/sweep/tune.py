@@ -257,12 +257,7 @@ def load_tune(
                     f"the grid sampler needs choice lists, not a {dist.kind} range",
                 )
     for arm, plan in zip(arms, plans, strict=True):
-        try:
-            make_plan(
-                validate_config(_with(arm.config, {k: _middle(d) for k, d in arm.space.items()}))
-            )
-        except ConfigError as exc:
-            raise ConfigError(f"tune.space ({arm.key})", str(exc)) from None
+        _check_space(arm)
         spec = {
             "run": plan.run_id,
             "space": {k: d.to_dict() for k, d in arm.space.items()},
@@ -272,6 +267,32 @@ def load_tune(
         arm.study_name = f"{plan.name}.{arm.key}.{digest}"
     assert metric is not None
     return TuneSetup(plans[0].name, tune, metric, arms)
+
+
+def _ends(dist: Distribution) -> list[tuple[Any, str]]:
+    """The values of a range that the sampler can reach at its edges (each with where it lies),
+    or every value of a choice: what the space is checked at."""
+    if dist.kind == "choice":
+        return [(value, "a choice") for value in dist.bounds]
+    low, high = dist.bounds
+    return [(low, f"the low end of {dist.kind}"), (high, f"the high end of {dist.kind}")]
+
+
+def _check_space(arm: Arm) -> None:
+    """Plan the arm's config at both ends of every range and at every choice (the other keys in
+    the middle of theirs), against the schema and the components' own checks, so a space that
+    can produce a value the run would refuse is refused before any study exists."""
+    from optbench.experiment.plan import make_plan
+
+    middle = {k: _middle(d) for k, d in arm.space.items()}
+    for key, dist in arm.space.items():
+        for value, where in _ends(dist):
+            try:
+                make_plan(validate_config(_with(arm.config, {**middle, key: value})))
+            except ConfigError as exc:
+                raise ConfigError(
+                    f"tune.space.{key}", f"{value!r} ({where}) is refused for {arm.key}: {exc}"
+                ) from None
 
 
 def describe_tune(setup: TuneSetup) -> str:
