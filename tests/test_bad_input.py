@@ -859,6 +859,31 @@ CASES = [
         "optimizer.name",
         "unknown optimizer '[/]'",
     ),
+    # ---- issue 17's last refusals: odd keys, integers past int64, scheduler rates
+    case(
+        "key-that-is-a-list",
+        "? [a, b]\n: 1\n",
+        "exp.yaml, line 1",
+        "key ['a', 'b'] is not a string",
+    ),
+    case(
+        "batch-size-past-int64",
+        regression(data__batch_size=99999999999999999999999),
+        "data.batch_size",
+        "less than or equal to 9223372036854775807",
+    ),
+    case(
+        "scheduler-integer-past-int64",
+        regression(scheduler={"name": "StepLR", "step_size": 2**70}),
+        "scheduler.step_size",
+        "must be at most 9223372036854775807",
+    ),
+    case(
+        "onecycle-negative-max-lr",
+        regression(scheduler={"name": "OneCycleLR", "max_lr": -1.0}),
+        "scheduler.max_lr",
+        "must be in [0, inf], got -1.0",
+    ),
 ]
 
 
@@ -978,3 +1003,118 @@ def test_grid_values_are_read_as_set_reads_them(configs: Path, results: Path) ->
     assert_user_error(duplicate, results, "--grid optimizer", "duplicate key 'name'")
     exponent = invoke("sweep", path, results, "--dry-run", "--grid", "optimizer.lr=1e-3,1e-4")
     assert exponent.exit_code == 0, exponent.output
+
+
+# --------------------------------------------------------------------------- issue 17, section 4
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_device_or_fifo_is_refused_without_reading_it(
+    command: str, configs: Path, results: Path
+) -> None:
+    """/dev/zero never ends and a FIFO without a writer blocks: both refused at once."""
+    fifo = configs / "pipe.yaml"
+    os.mkfifo(fifo)
+    for path in (Path("/dev/zero"), fifo):
+        result = invoke(command, path, results, time_limit=5.0)
+        assert_user_error(result, results, str(path), "is not a regular file")
+
+
+def test_a_key_given_twice_on_the_command_line_is_refused(configs: Path, results: Path) -> None:
+    path = write(configs, regression())
+    grid = ("--grid", "optimizer.lr=0.1", "--grid", "optimizer.lr=0.2")
+    sweep = invoke("sweep", path, results, "--dry-run", *grid)
+    assert_user_error(sweep, results, "--grid optimizer.lr", "is given twice")
+    for command in COMMANDS:
+        twice = ("--set", "optimizer.lr=0.1", "--set", "optimizer.lr=0.2")
+        assert_user_error(
+            invoke(command, path, results, *twice), results, "--set optimizer.lr", "given twice"
+        )
+    # the config's sweep: axis and one --grid for the same key: the shell wins, as documented
+    path = write(configs, regression(sweep={"optimizer.lr": [0.3]}))
+    once = invoke("sweep", path, results, "--dry-run", "--grid", "optimizer.lr=0.1,0.2")
+    assert once.exit_code == 0, once.output
+    assert "optimizer.lr=0.1" in plain(once.stdout) and "0.3" not in plain(once.stdout)
+
+
+IMPORT_STOPS = [
+    ("import sys\nsys.exit(0)\n", "it called sys.exit(0)"),
+    ("raise KeyboardInterrupt\n", "it raised KeyboardInterrupt"),
+    ("raise SystemExit('bye')\n", "it called sys.exit('bye')"),
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize(("source", "said"), IMPORT_STOPS)
+def test_user_code_that_stops_while_imported_is_a_refusal(
+    command: str, source: str, said: str, configs: Path, results: Path, request: Any
+) -> None:
+    """Not exit 0 with nothing trained, not exit 130 for a run that never existed."""
+    module = f"stops_{abs(hash(request.node.name))}"
+    (configs / f"{module}.py").write_text(source)
+    path = write(configs, regression(model={"name": f"{module}.Net"}))
+    result = invoke(command, path, results)
+    assert_user_error(result, results, "model.name", f"cannot import '{module}.Net'", said)
+
+
+def test_a_message_of_several_lines_is_cut_to_its_first(configs: Path, results: Path) -> None:
+    (configs / "manylines.py").write_text(
+        "raise RuntimeError('the first line\\nthe second\\nthe third')\n"
+    )
+    path = write(configs, regression(model={"name": "manylines.Net"}))
+    result = invoke("validate", path, results)
+    assert_user_error(result, results, "the first line (2 more lines: rerun with --verbose)")
+    verbose = cli_runner().invoke(app, ["--verbose", "validate", str(path)])
+    assert verbose.exit_code == 2
+    assert plain(verbose.stderr).strip().splitlines()[1:] == ["the second", "the third"]
+
+
+TUNE_SPACES = [
+    ({"optimizer.lr": {"uniform": [-1.0, 1.0]}}, "-1.0 (the low end of uniform)", "optimizer.lr"),
+    ({"epochs": {"int_uniform": [0, 2]}}, "0 (the low end of int_uniform)", "epochs"),
+    ({"optimizer.momentum": {"choice": [0.5, 1.0]}}, "1.0 (a choice)", "momentum"),
+]
+
+
+@pytest.mark.parametrize(("space", "value", "why"), TUNE_SPACES)
+def test_a_tune_space_the_component_refuses_is_refused_before_the_study(
+    space: dict[str, Any], value: str, why: str, configs: Path, results: Path
+) -> None:
+    """Both ends of each range and every choice are planned: nothing written, no journal."""
+    config = regression(tune={"trials": 2, "space": space})
+    path = write(configs, config)
+    for command in ("tune", "validate"):
+        extra = ("--results-dir", str(results)) if command == "tune" else ()
+        result = invoke(command, path, results, *extra)
+        assert_user_error(result, results, value, why)
+
+
+def test_a_hanging_constructor_meets_planning_time_limit(
+    configs: Path, results: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model whose __init__ sleeps for an hour: refused after OPTBENCH_PLAN_TIMEOUT seconds
+    naming the model, while the test's own SIGALRM time limit still stands behind it."""
+    (configs / "hangs.py").write_text(
+        "import time\nfrom torch import nn\n\n\nclass Net(nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n        time.sleep(3600)\n"
+    )
+    monkeypatch.setenv("OPTBENCH_PLAN_TIMEOUT", "0.5")
+    path = write(configs, regression(model={"name": "hangs.Net"}))
+    for command in COMMANDS:
+        result = invoke(command, path, results, time_limit=20.0)
+        assert_user_error(
+            result, results, "model: hangs.Net did not finish within 0.5 s while planning"
+        )
+    monkeypatch.setenv("OPTBENCH_PLAN_TIMEOUT", "soon")
+    assert_user_error(invoke("validate", write(configs, regression()), results), results, "soon")
+
+
+def test_a_real_interrupt_while_importing_is_not_a_refusal(tmp_path: Path) -> None:
+    """Ctrl-C pressed during an import goes on up as KeyboardInterrupt (the run is
+    interrupted), unlike one the module raises itself."""
+    from optbench.usercode import user_code
+
+    with pytest.raises(KeyboardInterrupt), user_code("model.name", "slow.Net"):
+        os.kill(os.getpid(), signal.SIGINT)  # handled at once, in this thread
+        for _ in range(1000):
+            pass

@@ -267,3 +267,50 @@ def test_batched_fetch_keeps_dataloaders_exact_shuffling() -> None:
     reference = batches(torch.utils.data.TensorDataset(inputs, targets))
     assert ours == reference
     assert [len(y) for _, y in ours[:7]] == [16] * 6 + [4]
+
+
+def test_a_first_download_takes_the_unpacking_lock(tmp_path: Path, monkeypatch) -> None:
+    """Two loads of a dataset with download: true on a fresh root: one downloads while the
+    other waits on the dataset's lock, then maps the tensor file (no internet: a stand-in for
+    torchvision's class downloads, slowly, and counts how many download at once)."""
+    import threading
+    import time
+
+    from optbench.components.data import _load_mnist_like
+
+    raw_files = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte"]
+    raw_files += ["t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+    active, most, downloads = [0], [0], []
+    guard = threading.Lock()
+
+    class SlowDownload:
+        def __init__(self, root: str, train: bool, download: bool) -> None:
+            raw = Path(root) / "FashionMNIST" / "raw"
+            if download and not all((raw / f).is_file() for f in raw_files):
+                with guard:
+                    active[0] += 1
+                    most[0] = max(most[0], active[0])
+                time.sleep(0.3)
+                raw.mkdir(parents=True, exist_ok=True)
+                for name in raw_files:
+                    (raw / name).write_bytes(b"idx")
+                downloads.append(train)
+                with guard:
+                    active[0] -= 1
+            self.data = torch.zeros(4 if train else 2, 28, 28, dtype=torch.uint8)
+            self.targets = torch.arange(4 if train else 2)
+
+    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", SlowDownload)
+    root, loads = tmp_path / "fresh", []
+
+    def load() -> None:
+        loads.append(_load_mnist_like("fashion_mnist", "FashionMNIST", "fm", str(root), True))
+
+    threads = [threading.Thread(target=load) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(loads) == 2 and most[0] == 1 and downloads == [True]
+    assert len(list((root / TENSOR_FOLDER).glob("fashion_mnist-*.pt"))) == 1
+    assert [len(train) for train, _ in loads] == [4, 4]

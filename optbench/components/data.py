@@ -228,19 +228,22 @@ def _through_tensor_file(
     root/optbench-tensors/<name>-<key>.pt, is keyed by the source files and written by one
     process under the dataset's lock while the others wait to map it; a damaged file or one of
     another format is rebuilt. Where root is not writable, each process keeps a private copy.
+    A first download (`source` missing, `read` fetches it) happens under the same lock, so two
+    workers on a fresh root never download into one folder at once: the second waits, then maps.
     """
-    if not source.is_dir():  # first download: nothing to key on yet
-        return read()
     folder = Path(root) / TENSOR_FOLDER
     with _exclusive(_lock_path(root, name)) as locked:
-        path = folder / f"{name}-{_source_key(source)}.pt"
-        mapped = _map_tensor_file(path)
-        if mapped is not None:
-            return mapped
+        if source.is_dir():
+            mapped = _map_tensor_file(folder / f"{name}-{_source_key(source)}.pt")
+            if mapped is not None:
+                return mapped
         if locked:  # what a writer killed mid-file left behind
             for leftover in folder.glob(f".{name}-*.tmp"):
                 leftover.unlink(missing_ok=True)
-        train, test = read()
+        train, test = read()  # downloads first where the source is missing
+        if not source.is_dir():  # a loader that keeps its files elsewhere: nothing to key on
+            return train, test
+        path = folder / f"{name}-{_source_key(source)}.pt"
         tensors = {
             "format": TENSOR_FORMAT,
             "train_inputs": train.inputs,
@@ -557,13 +560,15 @@ class _ClassLoader:
     ) -> tuple[InMemoryDataset, InMemoryDataset]:
         name = qualified_name(self.cls)
         splits = []
-        for train in (True, False):
-            try:
-                dataset = self.cls(root, train=train, download=download, **options)
-            except Exception as exc:  # torchvision raises RuntimeError, URLError, OSError...
-                hint = "" if download else "; data.download: true fetches it (needs internet)"
-                raise OptbenchError(f"could not load {name} from {root}: {exc}{hint}") from None
-            splits.append(_held(dataset, name, "train" if train else "test"))
+        # A download takes the lock the built-in datasets take: one worker fetches at a time.
+        with _exclusive(_lock_path(root, name)) if download else contextlib.nullcontext():
+            for train in (True, False):
+                try:
+                    dataset = self.cls(root, train=train, download=download, **options)
+                except Exception as exc:  # torchvision raises RuntimeError, URLError, OSError...
+                    hint = "" if download else "; data.download: true fetches it (needs internet)"
+                    raise OptbenchError(f"could not load {name} from {root}: {exc}{hint}") from None
+                splits.append(_held(dataset, name, "train" if train else "test"))
         return splits[0], splits[1]
 
 

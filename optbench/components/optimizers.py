@@ -22,8 +22,10 @@ import torch
 from torch import nn
 
 from optbench.components.registry import (
+    Range,
     Registry,
     bind_options,
+    check_ranges,
     import_object,
     is_import_path,
     resolve_component,
@@ -33,6 +35,7 @@ from optbench.components.registry import (
 from optbench.components.stepping import StepProtocol, detect_protocol, has_train_eval
 from optbench.errors import ConfigError
 from optbench.experiment.config import OptimizerConfig, ProtocolName
+from optbench.usercode import user_code
 
 _NOT_TRAINABLE_HERE: dict[type, str] = {
     torch.optim.SparseAdam: "needs sparse gradients, which optbench's models do not produce",
@@ -48,7 +51,7 @@ _CANNOT_STEP = {
     "code, a step no optbench protocol performs",
 }
 # Limits torch itself does not check on every group; an out-of-range value is a config error.
-_RANGES: dict[str, tuple[float, float, bool]] = {  # name: (low, high, high is inclusive)
+_RANGES: dict[str, Range] = {
     "lr": (0.0, float("inf"), True),
     "momentum": (0.0, 1.0, False),
     "dampening": (0.0, 1.0, True),
@@ -110,10 +113,8 @@ COLLECTIONS = ("pytorch_optimizer",)
 
 def collection_optimizers(package: str) -> dict[str, type[torch.optim.Optimizer]]:
     """Every Optimizer subclass `package` exports at its top level, by its exported name."""
-    try:
+    with user_code("--from", package, f"cannot import '{package}'"):  # sys.exit() included
         module = importlib.import_module(package)
-    except Exception as exc:
-        raise ConfigError("--from", f"cannot import '{package}': {exc}") from None
     return {
         name: obj
         for name, obj in sorted(vars(module).items())
@@ -188,16 +189,7 @@ def _cannot_train(obj: Any) -> str | None:
 
 
 def _check_ranges(hyper: dict[str, Any], field: str) -> None:
-    for key, (low, high, inclusive) in _RANGES.items():
-        value = hyper.get(key)
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            continue
-        inside = low <= value <= high if inclusive else low <= value < high
-        if not inside:  # written this way round so that NaN is outside too
-            bound = "]" if inclusive else ")"
-            raise ConfigError(
-                f"{field}.{key}", f"must be in [{low:g}, {high:g}{bound}, got {value}"
-            )
+    check_ranges(hyper, _RANGES, field)
 
 
 def _group_overrides(

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from optbench.errors import ConfigError, did_you_mean
+from optbench.experiment.config import MAX_INTEGER
+from optbench.usercode import user_code
 
 Record = TypeVar("Record")
 
@@ -92,10 +94,9 @@ def import_object(path: str, field: str) -> Any:
         module_name, _, attributes = path.rpartition(".")
     if module_name not in sys.modules:
         importlib.invalidate_caches()  # a module written since start-up (next to a config)
-    try:
+    # ImportError, or anything the user's module raises on import, sys.exit() included
+    with user_code(field, path, f"cannot import '{path}'"):
         obj: Any = importlib.import_module(module_name)
-    except Exception as exc:  # ImportError, or anything the user's module raises on import
-        raise ConfigError(field, f"cannot import '{path}': {exc}") from None
     for attribute in attributes.split("."):
         try:
             obj = getattr(obj, attribute)
@@ -193,6 +194,25 @@ def code_identity(obj: Any) -> dict[str, Any]:
     return {"module": name}
 
 
+Range = tuple[float, float, bool]  # (low, high, whether high is inclusive); low always is
+
+
+def check_ranges(values: dict[str, Any], ranges: dict[str, Range], field: str) -> None:
+    """Refuse a value outside its key's range (NaN included), or any number of a list given
+    for it (a per-group max_lr). Torch checks some of these only when it steps, some never."""
+    for key, (low, high, inclusive) in ranges.items():
+        value = values.get(key)
+        for number in value if isinstance(value, (list, tuple)) else [value]:
+            if not _is_number(number):
+                continue
+            inside = low <= number <= high if inclusive else low <= number < high
+            if not inside:  # written this way round so that NaN is outside too
+                bound = "]" if inclusive else ")"
+                raise ConfigError(
+                    f"{field}.{key}", f"must be in [{low:g}, {high:g}{bound}, got {value}"
+                )
+
+
 def _annotation_text(parameter: inspect.Parameter) -> str:
     annotation = parameter.annotation
     if annotation is inspect.Parameter.empty:
@@ -226,15 +246,18 @@ def canonical(value: Any, example: Any, kind: str | None = None) -> Any:
     (lr 1 and 1.0 are one value; an int argument stays int), a tuple argument as a tuple.
     Raise ValueError when an integer argument gets a fraction."""
     if _is_number(value):
+        number = value
         if kind == "float" or (kind is None and isinstance(example, float)):
-            return float(value)
-        if kind == "int" or (kind is None and _is_number(example)):
+            number = float(value)
+        elif kind == "int" or (kind is None and _is_number(example)):
             if isinstance(value, float) and not value.is_integer():
                 if kind == "int":
                     raise ValueError(f"must be an integer, got {value!r}")
-                return value
-            return int(value)
-        return value
+            else:
+                number = int(value)
+        if isinstance(number, int) and abs(number) > MAX_INTEGER:  # torch and numpy: int64
+            raise ValueError(f"must be at most {MAX_INTEGER} in size, got {value!r}")
+        return number
     if isinstance(value, (list, tuple)):
         if isinstance(example, tuple) and len(example) == len(value):
             return tuple(canonical(v, e) for v, e in zip(value, example, strict=True))

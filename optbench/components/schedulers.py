@@ -16,8 +16,10 @@ import torch
 from torch.optim import lr_scheduler
 
 from optbench.components.registry import (
+    Range,
     Registry,
     bind_options,
+    check_ranges,
     resolve_component,
     signature_defaults,
     summary,
@@ -31,6 +33,15 @@ _CODE_ARGS = ("optimizer", "last_epoch")
 # Arguments measured in scheduler steps that default to the whole run when the config omits them
 # (for these classes and their subclasses).
 _RUN_LENGTH_ARGS = {lr_scheduler.CosineAnnealingLR: "T_max", lr_scheduler.OneCycleLR: "total_steps"}
+# Learning rates and factors a scheduler sets, which torch does not check (OneCycleLR trains
+# with max_lr -1.0): checked as the optimizer's lr is, for any scheduler taking these names.
+_RANGES: dict[str, Range] = {
+    "max_lr": (0.0, float("inf"), True),
+    "base_lr": (0.0, float("inf"), True),
+    "eta_min": (0.0, float("inf"), True),
+    "min_lr": (0.0, float("inf"), True),
+    "gamma": (0.0, float("inf"), True),
+}
 
 
 @dataclass(frozen=True)
@@ -123,4 +134,5 @@ def bind_scheduler(config: SchedulerConfig, epochs: int, steps_per_epoch: int) -
     options = bind_options(
         info.cls, config.options, "scheduler", skip=_CODE_ARGS, provided=provided, label=info.name
     )
+    check_ranges(options, _RANGES, "scheduler")
     return BoundScheduler(info, options, per_step)

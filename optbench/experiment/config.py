@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+import stat
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,6 +32,8 @@ from optbench.errors import ConfigError, did_you_mean
 MAX_CONFIG_BYTES = 1_000_000
 MAX_CONFIG_DEPTH = 20
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+=-]{0,99}$"
+# The largest integer any field or option may hold: what an int64 (torch, numpy, islice) holds.
+MAX_INTEGER = 2**63 - 1
 
 
 class _Strict(BaseModel):
@@ -74,10 +77,10 @@ class DataConfig(BaseModel):
     dataset: str
     root: str | None = None
     download: bool = False
-    batch_size: int = Field(64, ge=1)
-    test_batch_size: int = Field(1000, ge=1)
+    batch_size: int = Field(64, ge=1, le=MAX_INTEGER)
+    test_batch_size: int = Field(1000, ge=1, le=MAX_INTEGER)
     normalize: Normalize | None = None
-    subset: int | None = Field(None, ge=1)
+    subset: int | None = Field(None, ge=1, le=MAX_INTEGER)
     # Training batches only (components/augment.py); evaluation never sees it.
     augment: AugmentName | None = None
 
@@ -154,7 +157,7 @@ class ProblemRecord(_Strict):
     the keys the config set differently."""
 
     name: str
-    version: int
+    version: int = Field(ge=0, le=MAX_INTEGER)
     overrides: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -215,6 +218,8 @@ class Distribution(_Strict):
             raise ValueError(f"{kind}: low {bounds[0]} must be below high {bounds[1]}")
         if kind == "log_uniform" and bounds[0] <= 0:
             raise ValueError(f"log_uniform: low {bounds[0]} must be > 0 (a log range)")
+        if kind == "int_uniform" and max(abs(b) for b in bounds) > MAX_INTEGER:
+            raise ValueError(f"int_uniform: bounds must lie within ±{MAX_INTEGER}")
         return self
 
     @property
@@ -263,15 +268,15 @@ class TuneConfig(_Strict):
     @field_validator("seeds")
     @classmethod
     def _seeds(cls, seeds: list[int]) -> list[int]:
-        if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
-            raise ValueError("must be distinct seeds >= 0")
+        if any(not 0 <= s <= MAX_INTEGER for s in seeds) or len(set(seeds)) != len(seeds):
+            raise ValueError(f"must be distinct seeds from 0 to {MAX_INTEGER}")
         return seeds
 
 
 class ExperimentConfig(_Strict):
     name: str
     problem: ProblemRecord | None = None  # written `problem: fmnist_2c2d`; see apply_problem
-    seed: int = Field(0, ge=0, lt=2**63)
+    seed: int = Field(0, ge=0, le=MAX_INTEGER)
     epochs: int = Field(ge=1, le=1_000_000)
     device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
     data: DataConfig
@@ -321,6 +326,10 @@ def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -
     seen: set[Any] = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=True)
+        if isinstance(key, (list, dict)):  # `? [a, b]`: no mapping of a config is keyed so
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} is not a string", key_node.start_mark
+            )
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key '{key}'", key_node.start_mark
@@ -390,20 +399,35 @@ def check_structure(data: dict[str, Any], source: str) -> None:
             stack.extend((item, depth + 1) for item in value)
 
 
+def _read_regular_file(path: Path) -> bytes:
+    """At most MAX_CONFIG_BYTES of a regular file. A device, FIFO or socket is refused before
+    anything is read (/dev/zero never ends; opening a FIFO without O_NONBLOCK waits for a
+    writer), and a file that grows past the limit while read is refused too."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as file:  # fstat of what was opened: no swap after a check
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise ConfigError("", f"cannot read config {path}: it is a directory")
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError("", f"config {path} is not a regular file (a device, FIFO or socket)")
+        raw = file.read(MAX_CONFIG_BYTES + 1)
+    size = max(info.st_size, len(raw))
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            "", f"config {path} is {size} bytes; a config is at most {MAX_CONFIG_BYTES} bytes"
+        )
+    return raw
+
+
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """Read a config file into a mapping, refusing anything that is not a sane YAML mapping."""
     path = Path(path)
     try:
-        if path.is_dir():
-            raise ConfigError("", f"cannot read config {path}: it is a directory")
-        size = path.stat().st_size
-        if size > MAX_CONFIG_BYTES:
-            raise ConfigError(
-                "", f"config {path} is {size} bytes; a config is at most {MAX_CONFIG_BYTES} bytes"
-            )
-        raw = path.read_bytes()
+        raw = _read_regular_file(path)
     except FileNotFoundError:
         raise ConfigError("", f"config file {path} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError("", f"cannot read config {path}: it is a directory") from None
     except OSError as exc:
         raise ConfigError("", f"cannot read config {path}: {exc.strerror or exc}") from None
     try:
@@ -475,11 +499,20 @@ def apply_override(
             node = node[index]
 
 
+def refuse_repeated_key(key: str, seen: set[str], source: str) -> None:
+    """A key given twice on the command line is refused, as a duplicate YAML key is: the last
+    one would win silently. Adds `key` to `seen`."""
+    if key in seen:
+        raise ConfigError(f"{source} {key}", "is given twice; give each key once")
+    seen.add(key)
+
+
 # `--set KEY=VALUE` strings (values read as YAML), or a mapping of dotted keys to Python values.
 Overrides = list[str] | Mapping[str, Any]
 
 
 def apply_overrides(config: dict[str, Any], overrides: Overrides) -> dict[str, Any]:
+    """Apply overrides in order; the same `--set` key twice is refused."""
     if isinstance(overrides, Mapping):
         for key, value in overrides.items():
             if not isinstance(key, str):
@@ -487,8 +520,10 @@ def apply_overrides(config: dict[str, Any], overrides: Overrides) -> dict[str, A
             parts = parse_dotted_key(key, "overrides")
             apply_override(config, parts, copy.deepcopy(value), source="overrides")
         return config
+    seen: set[str] = set()
     for text in overrides:
         parts, value = parse_override(text)
+        refuse_repeated_key(".".join(parts), seen, "--set")
         apply_override(config, parts, value)
     return config
 

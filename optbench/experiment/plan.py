@@ -26,6 +26,7 @@ from optbench.components.schedulers import BoundScheduler, bind_scheduler
 from optbench.errors import ConfigError
 from optbench.experiment import identity
 from optbench.experiment.config import ExperimentConfig, default_data_root
+from optbench.usercode import stage, time_limit, user_code
 
 
 @dataclass(frozen=True)
@@ -101,10 +102,8 @@ class RunPlan:
 def build_model(
     info: ModelInfo, spec: DataSpec, options: dict[str, Any], device: torch.device
 ) -> nn.Module:
-    try:
+    with user_code("model", info.name):  # a bad value, or anything the model's code raises
         model = construct(info, spec, options)
-    except Exception as exc:  # a bad value, or anything an imported model's code raises
-        raise ConfigError("model", f"{info.name}: {exc}") from None
     return model.to(device)
 
 
@@ -265,15 +264,24 @@ def _try_step(
 
 def make_plan(config: ExperimentConfig) -> RunPlan:
     """Check every component of `config` against what it builds; raise ConfigError on the first
-    problem, naming its field."""
-    data = bind_data(config.data, default_data_root(), config.seed)
+    problem, naming its field, or on the component still running after planning's time limit
+    ($OPTBENCH_PLAN_TIMEOUT, optbench/usercode.py)."""
+    with time_limit():
+        return _make_plan(config)
+
+
+def _make_plan(config: ExperimentConfig) -> RunPlan:
+    with stage("data.dataset", config.data.dataset):
+        data = bind_data(config.data, default_data_root(), config.seed)
     spec = data.spec
 
-    model_info = get_model(config.model.name)
-    model_options = bind_model(model_info, config.model.options, spec)
+    with stage("model", config.model.name):
+        model_info = get_model(config.model.name)
+        model_options = bind_model(model_info, config.model.options, spec)
 
-    loss_info = get_loss(config.loss.name)
-    loss_options = loss_info.bind(config.loss.options)
+    with stage("loss", config.loss.name):
+        loss_info = get_loss(config.loss.name)
+        loss_options = loss_info.bind(config.loss.options)
     wants = "classes" if spec.num_classes else "values"
     if loss_info.targets is not None and loss_info.targets != wants:  # imported: tried below
         kind = "classification" if spec.num_classes else "regression"
@@ -284,12 +292,14 @@ def make_plan(config: ExperimentConfig) -> RunPlan:
             + ", ".join(info.name for info in LOSSES if info.targets == wants),
         )
 
-    optimizer_info = get_optimizer(config.optimizer.name)
+    with stage("optimizer", config.optimizer.name):
+        optimizer_info = get_optimizer(config.optimizer.name)
     scheduler = None
     if config.scheduler is not None:
-        scheduler = bind_scheduler(
-            config.scheduler, config.epochs, steps_per_epoch(spec, config.data.batch_size)
-        )
+        with stage("scheduler", config.scheduler.name):
+            scheduler = bind_scheduler(
+                config.scheduler, config.epochs, steps_per_epoch(spec, config.data.batch_size)
+            )
 
     # Build everything once and take one step, away from the global RNG, so bad values fail
     # now and not mid-run.
@@ -301,13 +311,18 @@ def make_plan(config: ExperimentConfig) -> RunPlan:
             "num_iterations": config.epochs * steps_per_epoch(spec, config.data.batch_size),
             "num_data": spec.train_size,
         }
-        optimizer = bind_optimizer(optimizer_info, config.optimizer, trainable, run)
-        optimizer.check(model)
+        with stage("optimizer", optimizer_info.name):
+            optimizer = bind_optimizer(optimizer_info, config.optimizer, trainable, run)
+            optimizer.check(model)
         if scheduler is not None:
-            scheduler.build(optimizer.build(model))
-        loss_fn = loss_info.build(loss_options)
-        batch = _try_batch(model, loss_fn, spec, model_info.name, loss_info)
-        _try_step(optimizer, model, loss_fn, batch, model_info.name)
+            with stage("scheduler", scheduler.info.name):
+                scheduler.build(optimizer.build(model))
+        with stage("loss", loss_info.name):
+            loss_fn = loss_info.build(loss_options)
+        with stage("model", model_info.name):  # the model's forward, then the loss
+            batch = _try_batch(model, loss_fn, spec, model_info.name, loss_info)
+        with stage("optimizer", optimizer_info.name):
+            _try_step(optimizer, model, loss_fn, batch, model_info.name)
 
     resolved = resolve_config(
         config, data, (model_info, model_options), (loss_info, loss_options), optimizer, scheduler

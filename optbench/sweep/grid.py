@@ -27,6 +27,7 @@ from optbench.experiment.config import (
     parse_dotted_key,
     parse_yaml,
     read_source,
+    refuse_repeated_key,
     validate_config,
 )
 from optbench.sweep.executors import QuietSweep, SweepView, default_workers, run_local, run_ray
@@ -74,6 +75,20 @@ def parse_grid_option(text: str) -> tuple[str, list[Any]]:
     if not isinstance(values, list):
         raise ConfigError(f"--grid {key}", f"'{raw}' is not a list of YAML values")
     return key, values
+
+
+def merge_grid_options(
+    grid: dict[str, list[Any]], grid_options: list[str] | None
+) -> dict[str, list[Any]]:
+    """The config's `sweep:` grid with the shell's `--grid` options on top (the shell wins for a
+    key in both); a key given in two `--grid` options is refused, not the last one kept."""
+    merged = dict(grid)
+    seen: set[str] = set()
+    for text in grid_options or []:
+        key, values = parse_grid_option(text)
+        refuse_repeated_key(key, seen, "--grid")
+        merged[key] = values
+    return merged
 
 
 def _check_grid(grid: Any, where: str) -> dict[str, list[Any]]:
@@ -151,14 +166,15 @@ def load_sweep(
     seeds: list[int] | str | None = None,
     overrides: Overrides | None = None,
 ) -> tuple[str, list[SweepPoint]]:
-    """Read a config, merge its `sweep:` section with `grid` (which wins for a key in both) and
-    `seeds` (a list, or `--seeds` text like 0,1,2), and expand it."""
+    """Read a config, merge its `sweep:` section with `grid` (which wins for a key in both; a
+    key given in two `--grid` options is refused) and `seeds` (a list, or `--seeds` text like
+    0,1,2), and expand it."""
     data, folder = read_source(source, overrides)
-    merged = dict(_check_grid(data.pop("sweep", None) or {}, "sweep"))
+    sweep = _check_grid(data.pop("sweep", None) or {}, "sweep")
     if isinstance(grid, Mapping):
-        merged.update(_check_grid(dict(grid), "grid"))
+        merged = {**sweep, **_check_grid(dict(grid), "grid")}
     else:
-        merged.update(parse_grid_option(text) for text in grid or [])
+        merged = merge_grid_options(sweep, grid)
     if seeds is not None:
         merged["seed"] = parse_seeds(seeds) if isinstance(seeds, str) else list(seeds)
     _check_grid(merged, "--grid")

@@ -203,17 +203,14 @@ def load_tune(
     """Read and check everything a tune needs before anything runs: its `tune:` section, one
     arm per optimizer of the grid, each arm's space (the keys its optimizer takes), the metric."""
     from optbench.experiment.plan import make_plan
-    from optbench.sweep.grid import _check_grid, expand_grid, parse_grid_option
+    from optbench.sweep.grid import _check_grid, expand_grid, merge_grid_options
 
     data = read_config_file(config_path)
     if overrides:
         apply_overrides(data, list(overrides))
     data.setdefault("name", name_from_stem(Path(config_path).stem))
     check_structure(data, str(config_path))
-    grid = dict(_check_grid(data.pop("sweep", None) or {}, "sweep"))
-    for text in grid_options or []:
-        key, values = parse_grid_option(text)
-        grid[key] = values
+    grid = merge_grid_options(_check_grid(data.pop("sweep", None) or {}, "sweep"), grid_options)
     _check_grid(grid, "--grid")
     if "seed" in grid:
         raise ConfigError("sweep.seed", "a tune reruns its best configurations with tune.seeds")
@@ -261,12 +258,7 @@ def load_tune(
                     f"the grid sampler needs choice lists, not a {dist.kind} range",
                 )
     for arm, plan in zip(arms, plans, strict=True):
-        try:
-            make_plan(
-                validate_config(_with(arm.config, {k: _middle(d) for k, d in arm.space.items()}))
-            )
-        except ConfigError as exc:
-            raise ConfigError(f"tune.space ({arm.key})", str(exc)) from None
+        _check_space(arm)
         spec = {
             "run": plan.run_id,
             "space": {k: d.to_dict() for k, d in arm.space.items()},
@@ -276,6 +268,32 @@ def load_tune(
         arm.study_name = f"{plan.name}.{arm.key}.{digest}"
     assert metric is not None
     return TuneSetup(plans[0].name, tune, metric, arms)
+
+
+def _ends(dist: Distribution) -> list[tuple[Any, str]]:
+    """The values of a range that the sampler can reach at its edges (each with where it lies),
+    or every value of a choice: what the space is checked at."""
+    if dist.kind == "choice":
+        return [(value, "a choice") for value in dist.bounds]
+    low, high = dist.bounds
+    return [(low, f"the low end of {dist.kind}"), (high, f"the high end of {dist.kind}")]
+
+
+def _check_space(arm: Arm) -> None:
+    """Plan the arm's config at both ends of every range and at every choice (the other keys in
+    the middle of theirs), against the schema and the components' own checks, so a space that
+    can produce a value the run would refuse is refused before any study exists."""
+    from optbench.experiment.plan import make_plan
+
+    middle = {k: _middle(d) for k, d in arm.space.items()}
+    for key, dist in arm.space.items():
+        for value, where in _ends(dist):
+            try:
+                make_plan(validate_config(_with(arm.config, {**middle, key: value})))
+            except ConfigError as exc:
+                raise ConfigError(
+                    f"tune.space.{key}", f"{value!r} ({where}) is refused for {arm.key}: {exc}"
+                ) from None
 
 
 def describe_tune(setup: TuneSetup) -> str:

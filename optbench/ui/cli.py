@@ -56,6 +56,37 @@ SetOption = Annotated[
 ]
 
 
+class Verbosity:
+    """Set by the global --verbose option: errors are printed whole, not just their first line."""
+
+    whole_messages = False
+
+
+@app.callback()
+def options(
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            help="Print an error's whole message (user code may raise several lines), not "
+            "only its first line.",
+        ),
+    ] = False,
+) -> None:
+    """Run, sweep and compare PyTorch optimizer experiments from YAML configs."""
+    Verbosity.whole_messages = verbose
+
+
+def one_line(message: str) -> str:
+    """The first line of a message (user code may raise several), saying that more follows;
+    the whole message with --verbose."""
+    lines = [line for line in message.strip().splitlines() if line.strip()] or [""]
+    if Verbosity.whole_messages or len(lines) == 1:
+        return message.strip()
+    more = len(lines) - 1
+    return f"{lines[0]} ({more} more line{'s' if more > 1 else ''}: rerun with --verbose)"
+
+
 def one_line_errors(command: F) -> F:
     """Bad input: one line on stderr, exit 2. A failed write: one line, exit 3. No traceback."""
 
@@ -64,10 +95,11 @@ def one_line_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except OptbenchError as exc:
-            errors.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+            errors.print(f"[bold red]error:[/] {escape(one_line(str(exc)))}", highlight=False)
             raise typer.Exit(EXIT_BAD_INPUT) from None
         except ResultsWriteError as exc:
-            errors.print(f"[bold red]write failed:[/] {escape(str(exc))}", highlight=False)
+            message = escape(one_line(str(exc)))
+            errors.print(f"[bold red]write failed:[/] {message}", highlight=False)
             raise typer.Exit(EXIT_WRITE_FAILED) from None
 
     return wrapper  # type: ignore[return-value]
@@ -203,9 +235,8 @@ def run(
     except (OptbenchError, ResultsWriteError):
         raise
     except Exception as exc:
-        errors.print(
-            f"[bold red]run failed:[/] {type(exc).__name__}: {escape(str(exc))}", highlight=False
-        )
+        message = escape(one_line(f"{type(exc).__name__}: {exc}"))
+        errors.print(f"[bold red]run failed:[/] {message}", highlight=False)
         raise typer.Exit(EXIT_FAILED) from None
     if not table.title:  # --resume found it finished: nothing trained
         line = f"already finished ({trained.status}): nothing to do; results in {trained.dir}"
@@ -328,11 +359,11 @@ def sweep(
 ) -> None:
     """Run a grid of experiments; finished runs are skipped, interrupted ones resume."""
     from optbench.analysis.reports import sweep_table
-    from optbench.sweep.grid import parse_grid_option, parse_seeds
+    from optbench.sweep.grid import parse_seeds
     from optbench.ui.display import SweepDisplay
 
     overrides = with_logging(_with_fast(overrides, fast), tensorboard, mlflow, mlflow_uri)
-    axes = dict(parse_grid_option(text) for text in grid or [])
+    axes = grid  # --grid KEY=V1,V2 text, read by the loader (a key twice is refused)
     seed_list = parse_seeds(seeds) if seeds is not None else None
     if dry_run:
         points = optbench.sweep_points(
