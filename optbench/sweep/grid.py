@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from optbench.errors import ConfigError
+from optbench.errors import ConfigError, ResultsWriteError
 from optbench.experiment.config import (
     anchor_to_folder,
     apply_override,
@@ -222,6 +222,8 @@ def run_sweep(
     def record(result: Any) -> None:
         report.results.append(result)
         display.result(result)
+        if result.write_failed:  # a full disk: the other runs would fail alike; exit 3
+            raise ResultsWriteError(result.error)
 
     def write_files(run_id: str, files: dict[str, bytes]) -> None:
         run = create_run_dir(results_dir, name, run_id)
