@@ -427,3 +427,27 @@ def test_a_trial_whose_heartbeat_stopped_is_asked_again_whichever_host_ran_it(
     (retry,) = [t for t in trials if t.user_attrs.get("retry_of") == lost.number]
     assert retry.state.name == "COMPLETE" and retry.params == dead.params
     assert [t.state.name for t in trials if not t.user_attrs.get("not_counted")] == ["COMPLETE"] * 2
+
+
+@pytest.mark.slow
+def test_two_tunes_started_at_once_give_each_optimizer_its_budget_of_distinct_trials(
+    tmp_path: Path,
+) -> None:
+    # Both processes seed their samplers alike; the second must not train (and fail on) the
+    # point the first is training, nor count such a trial against an optimizer's budget.
+    tune = {"space": {"optimizer.lr": LR}, "trials": 8, "pruner": "median", "seeds": [0]}
+    config = write_config(
+        tmp_path, _config("twice", tune, epochs=2, sweep={"optimizer.name": ["SGD", "Adam"]})
+    )
+    results = tmp_path / "results"
+    tunes = [_tune_process(config, results, "--workers", "1") for _ in range(2)]
+    for process in tunes:
+        output, _ = process.communicate(timeout=300)
+        assert process.returncode == 0, output
+    for optimizer in ("SGD", "Adam"):
+        trials = _study(results, "twice", optimizer).get_trials(deepcopy=False)
+        counted = [t for t in trials if not t.user_attrs.get("not_counted")]
+        assert sorted({t.state.name for t in counted}) <= ["COMPLETE", "PRUNED"], optimizer
+        assert len(counted) == 8, (optimizer, [(t.state.name, t.user_attrs) for t in trials])
+        assert len({t.params["optimizer.lr"] for t in counted}) == 8  # 8 distinct points
+        assert not any("being trained by" in str(t.user_attrs.get("error")) for t in counted)

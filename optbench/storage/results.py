@@ -297,6 +297,10 @@ class RunDir:
         return False
 
 
+class RunBusyError(OptbenchError):
+    """The run is being trained by another live process (its lock is held)."""
+
+
 class RunLock:
     """An exclusive flock on <run>/lock holding the owner's pid.
 
@@ -315,7 +319,7 @@ class RunLock:
         except BlockingIOError:
             owner = os.read(fd, 64).decode(errors="replace").strip() or "another process"
             os.close(fd)
-            raise OptbenchError(
+            raise RunBusyError(
                 f"run {self.path.parent} is being trained by process {owner}; "
                 "wait for it or stop it first"
             ) from None

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from optbench.errors import OptbenchError, ResultsWriteError
-from optbench.storage.results import DISK_FULL, RunDir, Status, cannot_write
+from optbench.storage.results import DISK_FULL, RunBusyError, RunDir, Status, cannot_write
 
 
 @dataclass
@@ -33,6 +33,8 @@ class PointResult:
     # A results file could not be written (full disk): not the run's fault, and every other run
     # would fail the same way, so the sweep or tune stops with exit 3 (`error` names the file).
     write_failed: bool = False
+    # Another process holds the run's lock: it trains this very run (a tune sharing the study).
+    busy: bool = False
 
 
 # Progress messages from workers: (kind, run_id, *values).
@@ -125,6 +127,8 @@ def train_point(
         outcome = run_plan(plan, results_dir, resume=True, display=observer, sync_every=sync_every)
     except KeyboardInterrupt:
         return PointResult(run_id, Status.INTERRUPTED, "interrupted")
+    except RunBusyError as exc:
+        return PointResult(run_id, Status.FAILED, str(exc), busy=True)
     except OptbenchError as exc:
         return PointResult(run_id, Status.FAILED, str(exc))
     except ResultsWriteError as exc:

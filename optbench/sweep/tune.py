@@ -32,6 +32,7 @@ import os
 import socket
 import statistics
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,6 +64,9 @@ JOURNAL_FILE = "optuna-journal.log"  # the default storage, next to the runs
 # Trial user attributes (what the Optuna dashboard shows next to each trial).
 RUN_ID, STATUS, EPOCHS, SECONDS, OWNER = "run_id", "status", "epochs", "seconds", "owner"
 NOT_COUNTED = "not_counted"  # why a trial does not count against the budget (its retry does)
+# Points asked in a row that another process sharing the study was training (asked at the same
+# moment): asked again up to this many times, then its result is waited for and shared.
+MAX_REASKS = 5
 
 
 def _optuna() -> Any:
@@ -269,6 +273,8 @@ class Arm:
     study: Any = None
     budget: int = 0
     asked_all: bool = False
+    seed: int = 0  # the sampler's: trial n is asked with seed + n (see Tuner._ask)
+    short: bool = False  # a trial was dropped after the arm was asked all: ask again
     seed_run_ids: list[str] = dataclasses.field(default_factory=list)
 
 
@@ -548,10 +554,7 @@ class Tuner:
                 )
             except ValueError as exc:  # an existing study with the other direction
                 raise OptbenchError(f"study {arm.study_name}: {exc}") from None
-            if tune.sampler in ("tpe", "random"):  # seeded from the study and its trials so far:
-                # a tune samples the same first trials every time, a resumed one new ones
-                done = len(arm.study.get_trials(deepcopy=False))
-                arm.study.sampler = _sampler(tune.sampler, arm.space, seed + done)
+            arm.seed = seed
             arm.study.set_user_attr("optbench", {"optimizer": arm.key, "metric": self.setup.metric})
             self._recover(arm, opening=True)
 
@@ -621,6 +624,13 @@ class Tuner:
 
     # ------------------------------------------------------------------ asking
 
+    def short(self) -> bool:
+        """Whether an arm lost a trial after it was asked all (see on_result); resets them."""
+        arms = [arm for arm in self.setup.arms if arm.short]
+        for arm in self.setup.arms:
+            arm.short = arm.asked_all = False
+        return bool(arms)
+
     def points(self) -> Iterator[tuple[Any, ...]]:
         return itertools.chain.from_iterable(self._trials(arm) for arm in self.setup.arms)
 
@@ -629,6 +639,7 @@ class Tuner:
 
         state = self.optuna.trial.TrialState
         distributions = {k: _distribution(d) for k, d in arm.space.items()}
+        repeats = 0  # points asked in a row that another process was training
         while True:
             if self.heartbeats:  # a trial of another host's dead tune is asked again now
                 self._recover(arm)
@@ -636,9 +647,7 @@ class Tuner:
             waiting = any(t.state == state.WAITING for t in counted)  # queued: in the budget
             if len(counted) >= arm.budget and not waiting:
                 break
-            with warnings.catch_warnings():  # Optuna wants heartbeats from optimize(); ours
-                warnings.filterwarnings("ignore", "Heartbeat of storage")  # come from beating()
-                trial = arm.study.ask(distributions)
+            trial = self._ask(arm, distributions)
             trial.set_user_attr(OWNER, self.owner)
             if self.heartbeats:
                 self.storage.record_heartbeat(trial._trial_id)
@@ -659,7 +668,18 @@ class Tuner:
                 self.display.answered(self._describe(arm, trial, "invalid", None, str(exc)))
                 continue
             trial.set_user_attr(RUN_ID, plan.run_id)
-            summary = RunDir(self.results_dir / self.setup.name / plan.run_id).read_summary()
+            run = RunDir(self.results_dir / self.setup.name / plan.run_id)
+            twin = None if plan.run_id in self.inflight else self._twin(arm, trial, run)
+            if twin is not None and repeats < MAX_REASKS:  # asked at once by another process
+                repeats += 1
+                trial.set_user_attr(NOT_COUNTED, twin)
+                arm.study.tell(trial, state=state.FAIL)
+                continue
+            if twin is not None:  # the space holds no other point now: share its result
+                while run.is_locked():
+                    time.sleep(0.5)
+            repeats = 0
+            summary = run.read_summary()
             if summary and summary.get("status") in FINISHED:
                 line = self._tell(arm, trial, plan.run_id, Status(summary["status"]), None)
                 self.display.answered(f"{line} (on disk)")
@@ -683,9 +703,38 @@ class Tuner:
         arm.asked_all = True
         self._maybe_done(arm)
 
+    def _ask(self, arm: Arm, distributions: dict[str, Any]) -> Any:
+        """A new trial. TPE and random samplers are seeded with the arm's seed plus the trials
+        the study holds: a tune asks the same trials every time, a resumed one new ones, and
+        two processes sharing the study, asking one after the other, different ones."""
+        if self.setup.tune.sampler in ("tpe", "random"):
+            held = len(arm.study.get_trials(deepcopy=False))
+            arm.study.sampler = _sampler(self.setup.tune.sampler, arm.space, arm.seed + held)
+        with warnings.catch_warnings():  # Optuna wants heartbeats from optimize(); ours
+            warnings.filterwarnings("ignore", "Heartbeat of storage")  # come from beating()
+            return arm.study.ask(distributions)
+
+    def _twin(self, arm: Arm, trial: Any, run: RunDir) -> str | None:
+        """Why another process is training this trial's point now (both asked it at the same
+        moment), None when none is."""
+        state = self.optuna.trial.TrialState
+        for other in _counted(arm.study.get_trials(deepcopy=False, states=(state.RUNNING,))):
+            mine = other.number == trial.number or other.user_attrs.get(OWNER) == self.owner
+            same = other.params == trial.params or other.user_attrs.get(RUN_ID) == run.path.name
+            if same and not mine:
+                return f"the point of trial {other.number}, asked by another process"
+        return "its run is being trained by another process" if run.is_locked() else None
+
     # ------------------------------------------------------------------ telling
 
     def on_result(self, result: Any) -> None:
+        if result.busy:  # trained meanwhile by a process sharing the study: ask another point
+            for arm, trial in self.inflight.pop(result.run_id, []):
+                trial.set_user_attr(NOT_COUNTED, "its run was trained by another process")
+                arm.study.tell(trial, state=self.optuna.trial.TrialState.FAIL)
+                arm.short = True
+            self.display.result(result)
+            return
         if result.write_failed:  # a full disk: not the trial's fault; asked again on resume
             for arm, trial in self.inflight.pop(result.run_id, []):
                 with contextlib.suppress(ResultsWriteError):  # else its process is gone then
@@ -952,6 +1001,8 @@ def run_tune(
     with SweepDisplay(total, told, None, console, title="tune") as tuner.display, tuner.beating():
         try:
             execute(tuner.points(), tuner.on_result)
+            while tuner.short():  # trials dropped at the end (another process trained them)
+                execute(tuner.points(), tuner.on_result)
             execute(tuner.seed_points(), tuner.on_seed_result)
         except KeyboardInterrupt:
             with contextlib.suppress(ResultsWriteError):  # a full disk: recovered on resume
