@@ -427,3 +427,46 @@ def test_a_trial_whose_heartbeat_stopped_is_asked_again_whichever_host_ran_it(
     (retry,) = [t for t in trials if t.user_attrs.get("retry_of") == lost.number]
     assert retry.state.name == "COMPLETE" and retry.params == dead.params
     assert [t.state.name for t in trials if not t.user_attrs.get("not_counted")] == ["COMPLETE"] * 2
+
+
+@pytest.mark.slow
+def test_two_tunes_started_at_once_give_each_optimizer_its_budget_of_distinct_trials(
+    tmp_path: Path,
+) -> None:
+    # Both processes seed their samplers alike; the second must not train (and fail on) the
+    # point the first is training, nor count such a trial against an optimizer's budget.
+    tune = {"space": {"optimizer.lr": LR}, "trials": 8, "pruner": "median", "seeds": [0]}
+    config = write_config(
+        tmp_path, _config("twice", tune, epochs=2, sweep={"optimizer.name": ["SGD", "Adam"]})
+    )
+    results = tmp_path / "results"
+    tunes = [_tune_process(config, results, "--workers", "1") for _ in range(2)]
+    for process in tunes:
+        output, _ = process.communicate(timeout=300)
+        assert process.returncode == 0, output
+    for optimizer in ("SGD", "Adam"):
+        trials = _study(results, "twice", optimizer).get_trials(deepcopy=False)
+        counted = [t for t in trials if not t.user_attrs.get("not_counted")]
+        assert sorted({t.state.name for t in counted}) <= ["COMPLETE", "PRUNED"], optimizer
+        assert len(counted) == 8, (optimizer, [(t.state.name, t.user_attrs) for t in trials])
+        assert len({t.params["optimizer.lr"] for t in counted}) == 8  # 8 distinct points
+        assert not any("being trained by" in str(t.user_attrs.get("error")) for t in counted)
+
+
+def test_a_torn_last_journal_record_is_dropped_and_every_complete_one_kept(tmp_path: Path) -> None:
+    tune = {"space": {"optimizer.lr": LR}, "trials": 2, "pruner": "none", "seeds": [0]}
+    config = write_config(tmp_path, _config("torn", tune, epochs=1))
+    results = tmp_path / "results"
+    assert _tune(str(config), "--results-dir", str(results), "--workers", "1").exit_code == 0
+    journal = results / "torn" / "optuna-journal.log"
+    complete = journal.read_bytes()
+    before = [(t.number, t.state.name, t.params) for t in _study(results, "torn", "SGD").trials]
+    # What a full disk left mid-append: the first bytes of a record, with no newline.
+    journal.write_bytes(complete + b'{"op_code":5,"worker_id":"x","trial_id":1,"param')
+    more = _tune(str(config), "--results-dir", str(results), "--trials", "3")
+    assert more.exit_code == 0, more.output
+    assert "dropped a torn last record" in more.output
+    assert journal.read_bytes().startswith(complete)  # every complete record kept, in place
+    after = _study(results, "torn", "SGD").trials  # Optuna reads the whole journal again
+    assert [(t.number, t.state.name, t.params) for t in after[:2]] == before
+    assert len(after) == 3 and after[2].state.name == "COMPLETE"

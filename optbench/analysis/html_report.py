@@ -36,7 +36,7 @@ from optbench.analysis.compare import (
 )
 from optbench.analysis.reports import check_writable, mean_std, rank_columns
 from optbench.errors import OptbenchError
-from optbench.storage.results import EPOCH_COLUMNS, RunDir
+from optbench.storage.results import EPOCH_COLUMNS, RunDir, write_atomic
 from optbench.ui.display import format_cell
 
 EXTRA_HINT = "pip install 'optbench[report]'"
@@ -95,10 +95,8 @@ def write_report(
     check_output_path(output)
     comparison = compare_runs(paths, metric, target)
     page, figures = render(comparison, [str(p) for p in paths])
-    try:
-        output.write_text(page, encoding="utf-8")
-    except OSError as exc:
-        raise OptbenchError(f"cannot write --output {output}: {exc.strerror or exc}") from None
+    # Written whole or not at all (an earlier page stays); a full disk is no bad input: exit 3.
+    write_atomic(output, page)
     return ReportSummary(
         output, len(page.encode()), len(comparison.frame), len(comparison.table), figures
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -37,7 +37,7 @@ class CheckpointFile:
     def save(self, state: dict[str, Any]) -> None:
         saved = {"format": FORMAT, "run_id": self.run_id, **state}
         sync = self.policy.sync(state.get("epoch", 0), self.path)
-        write_atomic(self.path, lambda handle: torch.save(saved, handle), sync=sync)
+        write_atomic(self.path, lambda handle: _torch_save(saved, handle), sync=sync)
 
     def load(self, device: torch.device) -> dict[str, Any] | None:
         """The saved state, None when there is none; a clear error when it is not usable."""
@@ -62,6 +62,22 @@ class CheckpointFile:
                 f"checkpoint {self.path} belongs to run {state['run_id']}, not {self.run_id}"
             )
         return state
+
+
+def _torch_save(state: dict[str, Any], handle: BinaryIO) -> None:
+    """torch.save, with a failed write raised as the OSError it is: torch reports a short write
+    (a full disk) as `RuntimeError: [enforce fail at inline_container.cc] unexpected pos`, the
+    file's own OSError only as its context; write_atomic turns that OSError into a
+    ResultsWriteError naming the checkpoint."""
+    try:
+        torch.save(state, handle)
+    except RuntimeError as exc:
+        cause: BaseException | None = exc
+        while cause is not None and not isinstance(cause, OSError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        raise cause from None
 
 
 def rng_state(

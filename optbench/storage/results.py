@@ -7,6 +7,7 @@ so a reader (or a sweep deciding what is finished) sees the old file or the new 
 from __future__ import annotations
 
 import enum
+import errno
 import fcntl
 import io
 import json
@@ -81,6 +82,16 @@ _UMASK = os.umask(0o022)  # read the process umask (and put it back): new files 
 os.umask(_UMASK)
 
 
+# The errors that say the disk (or the user's quota) has no room: a failed write, not bad input.
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def cannot_write(path: Path | str, exc: OSError, kept: bool = False) -> ResultsWriteError:
+    """The one-line error for a results file that could not be written (exit 3)."""
+    tail = "; the previous version is kept" if kept else ""
+    return ResultsWriteError(f"cannot write {path}: {exc.strerror or exc}{tail}")
+
+
 def _fsync_folder(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -117,9 +128,7 @@ def write_atomic(
         if sync:
             _fsync_folder(path.parent)  # the rename survives a power loss, not only a kill
     except OSError as exc:
-        raise ResultsWriteError(
-            f"cannot write {path}: {exc.strerror or exc}; the previous version is kept"
-        ) from None
+        raise cannot_write(path, exc, kept=True) from None
     finally:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
@@ -167,7 +176,7 @@ class SyncPolicy:
             for folder in {path.parent for path in self.pending}:
                 _fsync_folder(folder)
         except OSError as exc:
-            raise ResultsWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
+            raise cannot_write(path, exc) from None
         self.pending.clear()
 
 
@@ -289,6 +298,10 @@ class RunDir:
         return False
 
 
+class RunBusyError(OptbenchError):
+    """The run is being trained by another live process (its lock is held)."""
+
+
 class RunLock:
     """An exclusive flock on <run>/lock holding the owner's pid.
 
@@ -307,12 +320,16 @@ class RunLock:
         except BlockingIOError:
             owner = os.read(fd, 64).decode(errors="replace").strip() or "another process"
             os.close(fd)
-            raise OptbenchError(
+            raise RunBusyError(
                 f"run {self.path.parent} is being trained by process {owner}; "
                 "wait for it or stop it first"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as exc:
+            os.close(fd)
+            raise cannot_write(self.path, exc) from None
         self._fd = fd
         return self
 
@@ -373,5 +390,7 @@ def create_run_dir(results_dir: str | Path, name: str, run_id: str) -> RunDir:
     try:
         run.path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
+        if exc.errno in DISK_FULL:
+            raise cannot_write(run.path, exc) from None
         raise OptbenchError(f"cannot create {run.path}: {exc.strerror or exc}") from None
     return run

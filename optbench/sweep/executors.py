@@ -21,9 +21,9 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-from optbench.errors import OptbenchError
+from optbench.errors import OptbenchError, ResultsWriteError
 from optbench.experiment.train import Observers, SilentObserver
-from optbench.storage.results import RunDir, Status
+from optbench.storage.results import DISK_FULL, RunBusyError, RunDir, Status, cannot_write
 
 
 @dataclass
@@ -31,6 +31,11 @@ class PointResult:
     run_id: str
     status: Status
     error: str | None = None
+    # A results file could not be written (full disk): not the run's fault, and every other run
+    # would fail the same way, so the sweep or tune stops with exit 3 (`error` names the file).
+    write_failed: bool = False
+    # Another process holds the run's lock: it trains this very run (a tune sharing the study).
+    busy: bool = False
 
 
 class QuietSweep:
@@ -138,8 +143,17 @@ def train_point(
         outcome = run_plan(plan, results_dir, resume=True, display=observer, sync_every=sync_every)
     except KeyboardInterrupt:
         return PointResult(run_id, Status.INTERRUPTED, "interrupted")
+    except RunBusyError as exc:
+        return PointResult(run_id, Status.FAILED, str(exc), busy=True)
     except OptbenchError as exc:
         return PointResult(run_id, Status.FAILED, str(exc))
+    except ResultsWriteError as exc:
+        return PointResult(run_id, Status.FAILED, str(exc), write_failed=True)
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            return PointResult(run_id, Status.FAILED, f"{type(exc).__name__}: {exc}")
+        where = exc.filename or Path(results_dir) / plan.name / run_id
+        return PointResult(run_id, Status.FAILED, str(cannot_write(where, exc)), write_failed=True)
     except Exception as exc:  # recorded in its summary.json; the sweep goes on
         return PointResult(run_id, Status.FAILED, f"{type(exc).__name__}: {exc}")
     summary = outcome.summary
@@ -215,8 +229,8 @@ class _InProcess:
     def terminate(self) -> None:
         self._stop.set()  # the run in flight stops at its next batch, resumably
 
-    def join(self) -> None:
-        self._thread.join()
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
 
     def cpu_seconds(self) -> float:
         """CPU seconds its thread has used (wall seconds where the platform cannot tell): what
@@ -385,18 +399,20 @@ def run_local(
                 spread = not tiny.still_tiny(local.process)
             for worker in list(pool):
                 gone = not worker.process.is_alive()  # checked first: all it sent is readable
+                messages = []
                 try:
                     while worker.connection.poll():
-                        message = worker.connection.recv()
-                        if message[0] == "result":
-                            worker.run_id = None
-                            if worker is local:
-                                tiny.ended(worker.process)
-                            on_result(message[1])
-                        else:
-                            on_message(message)
-                except (EOFError, OSError):
-                    gone = True
+                        messages.append(worker.connection.recv())
+                except (EOFError, OSError):  # only the pipe's errors say the worker is gone:
+                    gone = True  # one from on_result (a full disk) ends the sweep, below
+                for message in messages:
+                    if message[0] == "result":
+                        worker.run_id = None
+                        if worker is local:
+                            tiny.ended(worker.process)
+                        on_result(message[1])
+                    else:
+                        on_message(message)
                 if gone:
                     worker.process.join()
                     worker.connection.close()
@@ -415,6 +431,21 @@ def run_local(
             worker.process.terminate()
         for worker in pool + retired:
             worker.connection.close()  # an idle worker reads the end of the pipe and exits
+        _join_all(pool + retired)
+
+
+# How long the workers get to stop their runs resumably once told to; then they are killed.
+STOP_SECONDS = 30.0
+
+
+def _join_all(workers: list[_Worker]) -> None:
+    """Wait for the workers to end, killing a process that has not after STOP_SECONDS: a
+    driver never waits forever on one (its run resumes from its last checkpoint)."""
+    deadline = time.monotonic() + STOP_SECONDS
+    for worker in workers:
+        worker.process.join(max(0.0, deadline - time.monotonic()))
+        if worker.process.is_alive() and not isinstance(worker.process, _InProcess):
+            worker.process.kill()  # a thread (a daemon) cannot be killed: it ends with us
             worker.process.join()
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from optbench.errors import ConfigError
+from optbench.errors import ConfigError, ResultsWriteError
 from optbench.experiment.config import (
     ConfigSource,
     Overrides,
@@ -226,6 +226,8 @@ def run_sweep(
     def record(result: Any) -> None:
         report.results.append(result)
         display.result(result)
+        if result.write_failed:  # a full disk: the other runs would fail alike; exit 3
+            raise ResultsWriteError(result.error)
 
     def write_files(run_id: str, files: dict[str, bytes]) -> None:
         run = create_run_dir(results_dir, name, run_id)

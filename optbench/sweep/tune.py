@@ -32,12 +32,13 @@ import os
 import socket
 import statistics
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from optbench.errors import ConfigError, OptbenchError
+from optbench.errors import ConfigError, OptbenchError, ResultsWriteError
 from optbench.experiment.config import (
     Distribution,
     TuneConfig,
@@ -50,13 +51,23 @@ from optbench.experiment.config import (
     read_config_file,
     validate_config,
 )
-from optbench.storage.results import FINISHED, TUNE_FILE, RunDir, Status, higher_is_better
+from optbench.storage.results import (
+    FINISHED,
+    TUNE_FILE,
+    RunDir,
+    Status,
+    cannot_write,
+    higher_is_better,
+)
 from optbench.sweep.executors import QuietSweep, SweepView
 
 JOURNAL_FILE = "optuna-journal.log"  # the default storage, next to the runs
 # Trial user attributes (what the Optuna dashboard shows next to each trial).
 RUN_ID, STATUS, EPOCHS, SECONDS, OWNER = "run_id", "status", "epochs", "seconds", "owner"
 NOT_COUNTED = "not_counted"  # why a trial does not count against the budget (its retry does)
+# Points asked in a row that another process sharing the study was training (asked at the same
+# moment): asked again up to this many times, then its result is waited for and shared.
+MAX_REASKS = 5
 
 
 def _optuna() -> Any:
@@ -86,11 +97,118 @@ def open_storage(spec: str) -> Any:
                 return optuna.storages.RDBStorage(
                     spec, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS
                 )
-        from optuna.storages.journal import JournalFileBackend
-
-        return optuna.storages.JournalStorage(JournalFileBackend(spec))
+        return optuna.storages.JournalStorage(_journal_backend(spec))
+    except ResultsWriteError:
+        raise
     except Exception as exc:
         raise OptbenchError(f"--storage: cannot open Optuna storage '{spec}': {exc}") from None
+
+
+def _journal_backend(path: str) -> Any:
+    """Optuna's journal file, appended to so that it is never left unreadable.
+
+    Optuna appends each record under its lock, but a write that fails part-way (a full disk)
+    leaves the record's first bytes at the end of the file, and so does a process killed
+    mid-append; the next record is then glued to them and every later read fails with a
+    JSONDecodeError. Here, as a database treats its log, an append first drops a torn last
+    record (under the same lock, so no other writer is mid-append) and a failed append is cut
+    back to where it started, then raised as a ResultsWriteError naming the journal."""
+    from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
+
+    class RecoveringJournalFile(JournalFileBackend):
+        def __init__(self, file_path: str) -> None:
+            self.lock = JournalFileSymlinkLock(file_path)
+            super().__init__(file_path, self.lock)
+
+        def append_logs(self, logs: list[dict[str, Any]]) -> None:
+            text = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs)
+            with _held(self.lock, self._file_path):
+                _append_whole(Path(self._file_path), text.encode("utf-8"))
+
+    try:
+        return RecoveringJournalFile(path)
+    except OSError as exc:
+        raise cannot_write(path, exc) from None
+
+
+@contextlib.contextmanager
+def _held(lock: Any, path: str) -> Iterator[None]:
+    """Optuna's journal lock (its public acquire/release), a full disk said as such."""
+    try:
+        lock.acquire()
+    except OSError as exc:
+        raise cannot_write(path, exc) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _complete_end(fd: int, size: int) -> int:
+    """Where the last complete record (one ending in a newline) of the file ends."""
+    end, chunk = size, 1 << 16
+    while end > 0:
+        start = max(0, end - chunk)
+        newline = os.pread(fd, end - start, start).rfind(b"\n")
+        if newline >= 0:
+            return start + newline + 1
+        end = start
+    return 0
+
+
+def _append_whole(path: Path, record: bytes) -> None:
+    """Append `record` to the journal after dropping a torn last record; on a failed write, cut
+    the file back to where the record began (caller holds the journal's lock)."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError as exc:
+        raise cannot_write(path, exc) from None
+    try:
+        size = os.fstat(fd).st_size
+        end = _complete_end(fd, size) if size and os.pread(fd, 1, size - 1) != b"\n" else size
+        try:
+            if end != size:
+                os.ftruncate(fd, end)
+            written = 0
+            while written < len(record):
+                written += os.pwrite(fd, record[written:], end + written)
+            os.fsync(fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, end)
+            raise cannot_write(path, exc) from None
+    finally:
+        os.close(fd)
+
+
+def recover_journal(path: str | Path) -> int:
+    """Make a journal file readable again before a tune opens it, as a database recovers its
+    log: every complete record is kept, from the first record that is torn or unreadable (a
+    failed or killed append; an older optbench glued later records onto one) the rest is
+    dropped, since Optuna's records build on the ones before them. Returns the bytes dropped."""
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    with _held(JournalFileSymlinkLock(str(path)), str(path)):
+        keep = 0
+        with path.open("rb") as handle:
+            for line in handle:
+                try:
+                    if not line.endswith(b"\n"):
+                        raise ValueError("torn")
+                    json.loads(line)
+                except ValueError:
+                    break
+                keep += len(line)
+        dropped = path.stat().st_size - keep
+        if dropped:
+            try:
+                os.truncate(path, keep)
+            except OSError as exc:
+                raise cannot_write(path, exc) from None
+    return dropped
 
 
 def make_pruner(name: str, epochs: int) -> Any:
@@ -156,6 +274,8 @@ class Arm:
     study: Any = None
     budget: int = 0
     asked_all: bool = False
+    seed: int = 0  # the sampler's: trial n is asked with seed + n (see Tuner._ask)
+    short: bool = False  # a trial was dropped after the arm was asked all: ask again
     seed_run_ids: list[str] = dataclasses.field(default_factory=list)
 
 
@@ -453,12 +573,9 @@ class Tuner:
                 )
             except ValueError as exc:  # an existing study with the other direction
                 raise OptbenchError(f"study {arm.study_name}: {exc}") from None
-            if tune.sampler in ("tpe", "random"):  # seeded from the study and its trials so far:
-                # a tune samples the same first trials every time, a resumed one new ones
-                done = len(arm.study.get_trials(deepcopy=False))
-                arm.study.sampler = _sampler(tune.sampler, arm.space, seed + done)
+            arm.seed = seed
             arm.study.set_user_attr("optbench", {"optimizer": arm.key, "metric": self.setup.metric})
-            self._recover(arm)
+            self._recover(arm, opening=True)
 
     @property
     def heartbeats(self) -> bool:
@@ -466,9 +583,11 @@ class Tuner:
         interval = getattr(self.storage, "get_heartbeat_interval", lambda: None)
         return interval() is not None
 
-    def _recover(self, arm: Arm) -> None:
+    def _recover(self, arm: Arm, opening: bool = False) -> None:
         """Trials left RUNNING by a process that died (its owner gone from this host, or its
-        heartbeat stale): failed, not counted, asked again."""
+        heartbeat stale): failed, not counted, asked again. When `opening` the study, so is one
+        that never recorded its owner: its asker's write failed between asking and recording
+        (another process records its owner within the same moment it asks)."""
         state = self.optuna.trial.TrialState
         stale: set[int] = set()
         if self.heartbeats:
@@ -477,6 +596,8 @@ class Tuner:
         for trial in arm.study.get_trials(deepcopy=False, states=(state.RUNNING,)):
             if trial._trial_id in stale:
                 why = f"no heartbeat for {GRACE_SECONDS} s"
+            elif OWNER not in trial.user_attrs and opening:
+                why = "its asker failed before recording itself (a full disk)"
             elif not _owner_alive(trial.user_attrs.get(OWNER)):
                 why = "its process died"
             else:
@@ -522,6 +643,13 @@ class Tuner:
 
     # ------------------------------------------------------------------ asking
 
+    def short(self) -> bool:
+        """Whether an arm lost a trial after it was asked all (see on_result); resets them."""
+        arms = [arm for arm in self.setup.arms if arm.short]
+        for arm in self.setup.arms:
+            arm.short = arm.asked_all = False
+        return bool(arms)
+
     def points(self) -> Iterator[tuple[Any, ...]]:
         return itertools.chain.from_iterable(self._trials(arm) for arm in self.setup.arms)
 
@@ -530,6 +658,7 @@ class Tuner:
 
         state = self.optuna.trial.TrialState
         distributions = {k: _distribution(d) for k, d in arm.space.items()}
+        repeats = 0  # points asked in a row that another process was training
         while True:
             if self.heartbeats:  # a trial of another host's dead tune is asked again now
                 self._recover(arm)
@@ -537,9 +666,7 @@ class Tuner:
             waiting = any(t.state == state.WAITING for t in counted)  # queued: in the budget
             if len(counted) >= arm.budget and not waiting:
                 break
-            with warnings.catch_warnings():  # Optuna wants heartbeats from optimize(); ours
-                warnings.filterwarnings("ignore", "Heartbeat of storage")  # come from beating()
-                trial = arm.study.ask(distributions)
+            trial = self._ask(arm, distributions)
             trial.set_user_attr(OWNER, self.owner)
             if self.heartbeats:
                 self.storage.record_heartbeat(trial._trial_id)
@@ -560,7 +687,18 @@ class Tuner:
                 self.display.answered(self._describe(arm, trial, "invalid", None, str(exc)))
                 continue
             trial.set_user_attr(RUN_ID, plan.run_id)
-            summary = RunDir(self.results_dir / self.setup.name / plan.run_id).read_summary()
+            run = RunDir(self.results_dir / self.setup.name / plan.run_id)
+            twin = None if plan.run_id in self.inflight else self._twin(arm, trial, run)
+            if twin is not None and repeats < MAX_REASKS:  # asked at once by another process
+                repeats += 1
+                trial.set_user_attr(NOT_COUNTED, twin)
+                arm.study.tell(trial, state=state.FAIL)
+                continue
+            if twin is not None:  # the space holds no other point now: share its result
+                while run.is_locked():
+                    time.sleep(0.5)
+            repeats = 0
+            summary = run.read_summary()
             if summary and summary.get("status") in FINISHED:
                 line = self._tell(arm, trial, plan.run_id, Status(summary["status"]), None)
                 self.display.answered(f"{line} (on disk)")
@@ -584,9 +722,43 @@ class Tuner:
         arm.asked_all = True
         self._maybe_done(arm)
 
+    def _ask(self, arm: Arm, distributions: dict[str, Any]) -> Any:
+        """A new trial. TPE and random samplers are seeded with the arm's seed plus the trials
+        the study holds: a tune asks the same trials every time, a resumed one new ones, and
+        two processes sharing the study, asking one after the other, different ones."""
+        if self.setup.tune.sampler in ("tpe", "random"):
+            held = len(arm.study.get_trials(deepcopy=False))
+            arm.study.sampler = _sampler(self.setup.tune.sampler, arm.space, arm.seed + held)
+        with warnings.catch_warnings():  # Optuna wants heartbeats from optimize(); ours
+            warnings.filterwarnings("ignore", "Heartbeat of storage")  # come from beating()
+            return arm.study.ask(distributions)
+
+    def _twin(self, arm: Arm, trial: Any, run: RunDir) -> str | None:
+        """Why another process is training this trial's point now (both asked it at the same
+        moment), None when none is."""
+        state = self.optuna.trial.TrialState
+        for other in _counted(arm.study.get_trials(deepcopy=False, states=(state.RUNNING,))):
+            mine = other.number == trial.number or other.user_attrs.get(OWNER) == self.owner
+            same = other.params == trial.params or other.user_attrs.get(RUN_ID) == run.path.name
+            if same and not mine:
+                return f"the point of trial {other.number}, asked by another process"
+        return "its run is being trained by another process" if run.is_locked() else None
+
     # ------------------------------------------------------------------ telling
 
     def on_result(self, result: Any) -> None:
+        if result.busy:  # trained meanwhile by a process sharing the study: ask another point
+            for arm, trial in self.inflight.pop(result.run_id, []):
+                trial.set_user_attr(NOT_COUNTED, "its run was trained by another process")
+                arm.study.tell(trial, state=self.optuna.trial.TrialState.FAIL)
+                arm.short = True
+            self.display.result(result)
+            return
+        if result.write_failed:  # a full disk: not the trial's fault; asked again on resume
+            for arm, trial in self.inflight.pop(result.run_id, []):
+                with contextlib.suppress(ResultsWriteError):  # else its process is gone then
+                    self._abandon(arm, trial._trial_id, trial.number, trial.params, "write failed")
+            raise ResultsWriteError(result.error)
         lines = []
         for arm, trial in self.inflight.pop(result.run_id, []):
             lines.append(self._tell(arm, trial, result.run_id, Status(result.status), result.error))
@@ -676,6 +848,8 @@ class Tuner:
         return points
 
     def on_seed_result(self, result: Any) -> None:
+        if result.write_failed:
+            raise ResultsWriteError(result.error)
         if result.status not in FINISHED:
             self.failed_seeds += 1
         self.display.result(result)
@@ -807,14 +981,23 @@ def run_tune(
     if results.exists() and not results.is_dir():
         raise ConfigError("", f"results directory {results} is a file, not a folder")
     if storage is None:
-        (results / setup.name).mkdir(parents=True, exist_ok=True)
+        try:
+            (results / setup.name).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise cannot_write(results / setup.name, exc) from None
         storage = str((results / setup.name / JOURNAL_FILE).resolve())
+    dropped = 0 if "://" in storage else recover_journal(storage)
     tuner = Tuner(setup, results, storage)
     tuner.open_studies()
     header = (
         f"tune {setup.name}: {len(setup.arms)} optimizer(s) x {setup.tune.trials} trials, "
         f"{setup.direction} {setup.metric}, storage {storage}"
     )
+    if dropped:
+        header += (
+            f"\njournal {storage}: dropped a torn last record ({dropped} bytes, a write that "
+            "failed or was killed); every complete record is kept"
+        )
 
     def write_files(run_id: str, files: dict[str, bytes]) -> None:
         run = create_run_dir(results, setup.name, run_id)
@@ -834,10 +1017,18 @@ def run_tune(
     with shown as tuner.display, tuner.beating():
         try:
             execute(tuner.points(), tuner.on_result)
+            while tuner.short():  # trials dropped at the end (another process trained them)
+                execute(tuner.points(), tuner.on_result)
             execute(tuner.seed_points(), tuner.on_seed_result)
         except KeyboardInterrupt:
-            tuner.abandon_inflight()
-            return TuneReport(tuner.write_json(), storage, interrupted=True)
+            with contextlib.suppress(ResultsWriteError):  # a full disk: recovered on resume
+                tuner.abandon_inflight()
+                return TuneReport(tuner.write_json(), storage, interrupted=True)
+            return TuneReport(tuner.report(), storage, interrupted=True)
+        except ResultsWriteError:  # a full disk: stop, exit 3; the same command resumes
+            with contextlib.suppress(ResultsWriteError):
+                tuner.abandon_inflight()
+            raise
     report = tuner.write_json()
     failed = tuner.failed_seeds > 0 or any(
         arm["best"] is None for arm in report["optimizers"].values()
