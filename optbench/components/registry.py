@@ -186,6 +186,13 @@ def _installed(source: str | None) -> bool:
     return any(path.is_relative_to(folder) for folder in _site_dirs())
 
 
+@cache
+def _distributions() -> dict[str, list[str]]:
+    """Top-level package -> installed distributions; once per process (reading every
+    distribution's file list takes seconds)."""
+    return importlib.metadata.packages_distributions()
+
+
 def _source_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
@@ -266,9 +273,9 @@ def code_identity(obj: Any) -> dict[str, Any]:
     module = inspect.getmodule(obj) or sys.modules.get(getattr(obj, "__module__", ""), None)
     name = module.__name__ if module else str(getattr(obj, "__module__", "?"))
     source = getattr(module, "__file__", None)
-    distributions = importlib.metadata.packages_distributions().get(name.split(".")[0])
+    distributions = _installed(source) and _distributions().get(name.split(".")[0])
     identity: dict[str, Any] = {"module": name}
-    if distributions and _installed(source):
+    if distributions:
         distribution = importlib.metadata.distribution(distributions[0])
         identity["distribution"] = distribution.metadata["Name"]
         identity["version"] = distribution.version
