@@ -420,7 +420,7 @@ def test_a_default_that_is_code_is_left_out_of_the_resolved_config(tmp_path: Pat
 
     from optbench.ui.cli import app
 
-    optimizer = {"name": "tests.sentinel_optimizer.SentinelSGD"}
+    optimizer = {"name": "tests.custom_optimizers.SentinelSGD"}
     plan = make_plan(validate_config(regression_dict(optimizer=optimizer)))
     assert "momentum" not in plan.resolved["optimizer"]
     assert plan.resolved["code"]["optimizer"]["code_defaults"] == ["momentum"]
@@ -438,6 +438,6 @@ def test_a_default_that_is_code_is_left_out_of_the_resolved_config(tmp_path: Pat
 
 @pytest.mark.slow
 def test_a_default_that_is_code_gives_one_run_id_in_every_process(tmp_path: Path) -> None:
-    optimizer = {"name": "tests.sentinel_optimizer.SentinelSGD"}
+    optimizer = {"name": "tests.custom_optimizers.SentinelSGD"}
     config = write_config(tmp_path, regression_dict(optimizer=optimizer))
     assert _validate(config, REPO) == _validate(config, REPO)
