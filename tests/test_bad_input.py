@@ -780,6 +780,12 @@ CASES = [
         "unexpected keyword argument 'foo'",
     ),
     case(
+        "torchvision-builder-passed-key-of-the-wrong-type",
+        images(model={"name": "torchvision.models.resnet18", "width_per_group": 64.5}),
+        "model.width_per_group",
+        "must be an integer, got 64.5",
+    ),
+    case(
         "loss-path-not-a-loss",
         regression(loss="collections.OrderedDict"),
         "loss",

@@ -283,3 +283,161 @@ def test_a_worker_that_plans_another_run_id_fails_the_point_instead_of_mislabeli
     assert not any(tmp_path.iterdir())  # nothing trained under either id
     agreed = train_point(planned, config, str(tmp_path))
     assert agreed.status == "completed"
+
+
+# --------------------------------------------------------------------------- all of the user's code
+
+
+def _write_module(folder: Path, name: str, text: str) -> Path:
+    path = folder / f"{name}.py"
+    path.write_text(text)
+    return path
+
+
+def test_editing_a_helper_module_the_model_imports_gives_a_new_run_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    scale = _write_module(tmp_path, "idhelp_scale", "FACTOR = 1.0\n")
+    layers = _write_module(
+        tmp_path,
+        "idhelp_layers",
+        "from torch import nn\n\n\ndef layer(n: int) -> nn.Module:\n    return nn.Linear(n, 1)\n",
+    )
+    _write_module(
+        tmp_path,
+        "idhelp_model",
+        "import idhelp_scale\nfrom idhelp_layers import layer\nfrom torch import nn\n\n\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self, in_features: int) -> None:\n"
+        "        super().__init__()\n"
+        "        self.layer = layer(in_features)\n\n"
+        "    def forward(self, x):\n"
+        "        return self.layer(x) * idhelp_scale.FACTOR\n",
+    )
+
+    def plan() -> Any:
+        return make_plan(validate_config(regression_dict(model={"name": "idhelp_model.Net"})))
+
+    first = plan()
+    imports = first.resolved["code"]["model"]["imports"]
+    assert sorted(imports) == ["idhelp_layers", "idhelp_scale"]  # torch and the stdlib are not
+    assert plan().run_id == first.run_id
+    scale.write_text("FACTOR = 2.0  # the model now doubles its outputs\n")
+    second = plan()
+    assert second.run_id != first.run_id
+    layers.write_text(layers.read_text().replace("nn.Linear(n, 1)", "nn.Linear(n, 1, bias=False)"))
+    assert plan().run_id not in (first.run_id, second.run_id)
+
+
+_DATA_READER = '''
+import numpy as np
+import torch
+
+
+def from_file(path: str = "", seed: int = 0):
+    """Rows of x1 x2 y from a text file, with noise from the seed."""
+    rows = torch.tensor(np.loadtxt(path), dtype=torch.float32)
+    noise = torch.randn(len(rows), generator=torch.Generator().manual_seed(seed))
+    pair = (rows[:, :2], rows[:, 2] + noise)
+    return pair, pair
+
+
+class FromFile(torch.utils.data.Dataset):
+    """The same as a torchvision-style class."""
+
+    def __init__(self, root, train=True, download=False, path=""):
+        self.rows = torch.tensor(np.loadtxt(path), dtype=torch.float32)
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, index):
+        return self.rows[index, :2], self.rows[index, 2]
+'''
+
+
+@pytest.mark.parametrize("reader", ["idread_data.from_file", "idread_data.FromFile"])
+def test_editing_the_file_an_imported_dataset_reads_gives_a_new_run_id(
+    reader: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from optbench.components import data
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    _write_module(tmp_path, "idread_data", _DATA_READER)
+    table = tmp_path / "table.txt"
+    table.write_text("0 1 2\n1 0 3\n2 2 1\n3 1 0\n")
+
+    def plan(seed: int = 0) -> Any:
+        data._load_cached.cache_clear()  # as in a new process: the file is read again
+        section = {"dataset": reader, "path": str(table), "batch_size": 2}
+        return make_plan(validate_config(regression_dict(data=section, seed=seed)))
+
+    first = plan()
+    assert first.resolved["code"]["dataset"]["tensors"]
+    assert plan().run_id == first.run_id
+    table.write_text("0 1 2\n1 0 3\n2 2 1\n3 1 5\n")  # one target edited
+    assert plan().run_id != first.run_id
+    # The data of every seed is identified by one seed's: the seeds stay one configuration.
+    assert plan(seed=1).resolved["code"] == plan(seed=0).resolved["code"]
+
+
+def test_minus_zero_is_zero() -> None:
+    zero = _run_id(optimizer={"name": "SGD", "lr": 0.1, "weight_decay": 0.0})
+    assert _run_id(optimizer={"name": "SGD", "lr": 0.1, "weight_decay": -0.0}) == zero
+    l2 = {"l2": 0.0, "params": "*"}
+    assert _run_id(regularization={**l2, "l2": -0.0}) == _run_id(regularization=l2)
+
+
+def test_keys_passed_on_through_kwargs_are_canonical(cifar_root: tuple[Path, Any]) -> None:
+    from optbench.components.registry import bind_passed
+
+    root, _ = cifar_root
+    data = {"dataset": "cifar10", "root": str(root), "subset": 8, "batch_size": 8}
+
+    def plan(**model: Any) -> Any:
+        config = {
+            **regression_dict(data=data, loss="cross_entropy"),
+            "model": {"name": "torchvision.models.resnet18", **model},
+        }
+        return make_plan(validate_config(config))
+
+    # resnet18(**kwargs) passes width_per_group on to ResNet, which declares it an int
+    whole = plan(width_per_group=64.0)
+    assert whole.run_id == plan(width_per_group=64).run_id
+    assert type(whole.resolved["model"]["width_per_group"]) is int
+    # a receiver that declares nothing: one rule, a whole number is an int
+    assert bind_passed(None, {"a": 1.0, "b": [2.0, 0.5], "c": -0.0}, "model") == {
+        "a": 1,
+        "b": [2, 0.5],
+        "c": 0,
+    }
+
+
+def test_a_default_that_is_code_is_left_out_of_the_resolved_config(tmp_path: Path) -> None:
+    import yaml
+    from typer.testing import CliRunner
+
+    from optbench.ui.cli import app
+
+    optimizer = {"name": "tests.custom_optimizers.SentinelSGD"}
+    plan = make_plan(validate_config(regression_dict(optimizer=optimizer)))
+    assert "momentum" not in plan.resolved["optimizer"]
+    assert plan.resolved["code"]["optimizer"]["code_defaults"] == ["momentum"]
+    assert "object at 0x" not in yaml.safe_dump(plan.resolved)  # writable, with no address
+    assert plan.build_optimizer(plan.build_model()).defaults["momentum"] == 0.0
+    set_plan = make_plan(validate_config(regression_dict(optimizer={**optimizer, "momentum": 0.5})))
+    assert set_plan.resolved["optimizer"]["momentum"] == 0.5  # a value the config sets stays
+
+    config = write_config(tmp_path, regression_dict(optimizer=optimizer))
+    result = CliRunner().invoke(app, ["run", str(config), "--results-dir", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    (written,) = (tmp_path / "r").rglob("config.yaml")
+    assert yaml.safe_load(written.read_text())["code"]["optimizer"]["code_defaults"] == ["momentum"]
+
+
+@pytest.mark.slow
+def test_a_default_that_is_code_gives_one_run_id_in_every_process(tmp_path: Path) -> None:
+    optimizer = {"name": "tests.custom_optimizers.SentinelSGD"}
+    config = write_config(tmp_path, regression_dict(optimizer=optimizer))
+    assert _validate(config, REPO) == _validate(config, REPO)

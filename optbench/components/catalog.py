@@ -51,9 +51,11 @@ def _cache_key() -> str:
 
 
 def show_value(value: Any) -> str:
+    from optbench.components.registry import is_setting  # not at import: `list` starts fast
+
     if value is inspect.Parameter.empty:
         return "(required)"
-    if callable(value):  # a default that is code, not a setting a config could write
+    if not is_setting(value):  # a default that is code (registry.code_defaults)
         return "(code)"
     if isinstance(value, tuple):
         value = list(value)

@@ -139,6 +139,7 @@ class DatasetInfo:
     check_options: Callable[[dict[str, Any]], None] | None = None  # limits beyond the types
     takes_seed: bool = False  # loaded with the run's seed (as option `seed`): data varies by seed
     code: dict[str, Any] = field(default_factory=dict)  # what identifies imported code or a file
+    by_tensors: bool = False  # identified by the tensors it returns too (it may read any file)
 
 
 DATASETS: Registry[DatasetInfo] = Registry("dataset")
@@ -695,6 +696,7 @@ def _imported_dataset(name: str, obj: Any, code: dict[str, Any]) -> DatasetInfo:
         code_args=code_args,
         takes_seed=takes_seed,
         code=code,
+        by_tensors=True,
     )
 
 
@@ -763,11 +765,17 @@ class BoundData:
     root: str
     download: bool
     augment: str | None = None  # training batches only (components/augment.py)
+    tensors: str | None = None  # hash of what an imported dataset returned (DatasetInfo.by_tensors)
 
     def resolved(self) -> dict[str, Any]:
         """The keys this binding decides, for the resolved config."""
         mean_std = {"mean": self.normalize[0], "std": self.normalize[1]} if self.normalize else None
         return {"dataset": self.info.name, "root": self.root, "normalize": mean_std, **self.options}
+
+    @property
+    def code(self) -> dict[str, Any]:
+        """What identifies the dataset's code and data, for the resolved config's `code:`."""
+        return {**self.info.code, "tensors": self.tensors} if self.tensors else self.info.code
 
 
 def bind_data(config: DataConfig, root: str, seed: int = 0) -> BoundData:
@@ -780,11 +788,18 @@ def bind_data(config: DataConfig, root: str, seed: int = 0) -> BoundData:
     else:
         info, root = get_dataset(config.dataset), config.root or root
     options = dataset_options(info, config.options)
+    tensors = None
     if info.spec is not None:
         spec = info.spec(options)
     else:
         loaded = _load_cached(info.load, root, config.download, _options_key(info, options, seed))
         spec = _spec_of(*loaded, info.name)
+        if info.by_tensors:  # for one seed, so every seed of an experiment has one identity
+            if info.takes_seed and seed != 0:
+                loaded = _load_cached(
+                    info.load, root, config.download, _options_key(info, options, 0)
+                )
+            tensors = _tensor_digest(*loaded)
     if config.subset is not None:
         if config.subset > spec.train_size:
             raise ConfigError(
@@ -803,8 +818,29 @@ def bind_data(config: DataConfig, root: str, seed: int = 0) -> BoundData:
                 f"{info.name}'s inputs are {tuple(shape)}",
             )
     return BoundData(
-        info, options, spec, normalize, config.subset, root, config.download, config.augment
+        info,
+        options,
+        spec,
+        normalize,
+        config.subset,
+        root,
+        config.download,
+        config.augment,
+        tensors,
     )
+
+
+@functools.lru_cache(maxsize=4)
+def _tensor_digest(train: InMemoryDataset, test: InMemoryDataset) -> str:
+    """A hash of a dataset's tensors (dtype, shape, bytes), as a data file's bytes are hashed:
+    a dataset function or class that reads a file then changes the run-id when the file does.
+    Cached per loaded pair (`_load_cached` returns the same objects)."""
+    digest = hashlib.sha256()
+    for tensor in (train.inputs, train.targets, test.inputs, test.targets):
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{flat.dtype}{tuple(tensor.shape)}".encode())
+        digest.update(flat.view(torch.uint8).numpy())
+    return digest.hexdigest()[:16]
 
 
 def _options_key(info: DatasetInfo, options: dict[str, Any], seed: int) -> str:

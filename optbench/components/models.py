@@ -22,8 +22,10 @@ from optbench.components.data import DataSpec
 from optbench.components.registry import (
     Registry,
     bind_options,
+    bind_passed,
     is_module_or_function,
     parameters_of,
+    receiver_of,
     resolve_component,
     summary,
 )
@@ -367,7 +369,8 @@ def bind_model(info: ModelInfo, options: dict[str, Any], spec: DataSpec) -> dict
     """The model's arguments, checked against its signature, every default filled in. An
     imported model's data arguments (DATA_ARGUMENTS) come from `spec` unless the config sets
     them; a torchvision builder gets num_classes, and keys it does not declare pass through to
-    its model class (which refuses wrong ones when it is built)."""
+    its model class, canonical for the types that class declares (`bind_passed`; it refuses
+    keys it does not take when it is built)."""
     if info.takes_spec:
         return bind_options(info.build, options, "model", skip=("spec",), label=info.name)
     variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
@@ -386,7 +389,7 @@ def bind_model(info: ModelInfo, options: dict[str, Any], spec: DataSpec) -> dict
         if "num_classes" not in declared:
             passed.setdefault("num_classes", values["outputs"])
     bound = bind_options(info.build, given, "model", provided=from_data, label=info.name)
-    return {**bound, **passed}
+    return {**bound, **bind_passed(receiver_of(info.build), passed, "model")}
 
 
 def construct(info: ModelInfo, spec: DataSpec, options: dict[str, Any]) -> nn.Module:

@@ -8,6 +8,7 @@ a wrong type fails at load time with the field's name instead of deep inside tor
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.metadata
@@ -17,8 +18,11 @@ import re
 import site
 import sys
 import sysconfig
+import typing
 from collections.abc import Callable, Iterable, Iterator
+from functools import cache
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Generic, TypeVar
 
 from optbench.errors import ConfigError, did_you_mean
@@ -157,11 +161,21 @@ def resolve_component(
     return make(qualified_name(obj), obj, code_identity(obj))
 
 
-def _site_dirs() -> list[Path]:
+@cache
+def _site_dirs() -> tuple[Path, ...]:
     dirs = {sysconfig.get_paths()[key] for key in ("purelib", "platlib")}
     dirs.update(site.getsitepackages())
     dirs.add(site.getusersitepackages())
-    return [Path(d).resolve() for d in dirs]
+    return tuple(Path(d).resolve() for d in dirs)
+
+
+@cache
+def _not_user_dirs() -> tuple[Path, ...]:
+    """Where code the user did not write lives: site-packages (dist-packages), the standard
+    library, and optbench itself (its own code is not part of a run-id)."""
+    stdlib = {sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib")}
+    own = Path(__file__).resolve().parents[1]
+    return (*_site_dirs(), *(Path(d).resolve() for d in stdlib), own)
 
 
 def _installed(source: str | None) -> bool:
@@ -173,25 +187,108 @@ def _installed(source: str | None) -> bool:
     return any(path.is_relative_to(folder) for folder in _site_dirs())
 
 
+@cache
+def _distributions() -> dict[str, list[str]]:
+    """Top-level package -> installed distributions; once per process (reading every
+    distribution's file list takes seconds)."""
+    return importlib.metadata.packages_distributions()
+
+
+def _source_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def _user_source(module: ModuleType) -> Path | None:
+    """The file of a module the user wrote (next to a config, an editable project), or None for
+    the standard library, installed distributions, optbench and modules without a file."""
+    source = getattr(module, "__file__", None)
+    if not isinstance(source, str):
+        return None
+    path = Path(source).resolve()
+    if not path.is_file() or any(path.is_relative_to(d) for d in _not_user_dirs()):
+        return None
+    return path
+
+
+def _module_of(value: Any) -> ModuleType | None:
+    """The module a global of a module comes from: itself if a module, else its `__module__`
+    (functions, classes and their instances)."""
+    if isinstance(value, ModuleType):
+        return value
+    try:
+        name = value.__module__
+    except Exception:  # no such attribute, or an object whose __getattr__ raises
+        return None
+    return sys.modules.get(name) if isinstance(name, str) else None
+
+
+def user_imports(module: ModuleType) -> dict[str, str]:
+    """module name -> source hash of every user module `module` brings in at module level,
+    transitively (`import helper`, `from helper import f`, `from . import helper`), itself
+    excepted: editing a helper then changes the run-id as editing the component's file does."""
+    seen, found, todo = {module.__name__}, {}, [module]
+    while todo:
+        for value in list(vars(todo.pop()).values()):
+            other = _module_of(value)
+            if other is None or other.__name__ in seen:
+                continue
+            seen.add(other.__name__)
+            path = _user_source(other)
+            if path is not None:  # only the user's own modules are followed further
+                found[other.__name__] = _source_digest(path)
+                todo.append(other)
+    return dict(sorted(found.items()))
+
+
+def is_setting(value: Any) -> bool:
+    """Whether a value is one a config can write (YAML/JSON): None, a bool, number or string,
+    or a list, tuple or mapping of them. Anything else (a sentinel object, a class, a function)
+    is code."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(is_setting(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and is_setting(v) for k, v in value.items())
+    return False
+
+
+def code_defaults(fn: Callable[..., Any]) -> list[str]:
+    """`fn`'s keyword arguments whose default is code, not a setting (see `is_setting`):
+    bind_options leaves them out, so the component keeps its own default."""
+    try:
+        defaults = signature_defaults(fn)
+    except (ValueError, TypeError):  # a builtin without a Python signature
+        return []
+    return sorted(
+        k for k, v in defaults.items() if v is not inspect.Parameter.empty and not is_setting(v)
+    )
+
+
 def code_identity(obj: Any) -> dict[str, Any]:
     """What identifies the code of a component given by import path: the installed
-    distribution's name and version, or (a local or editable module) a hash of its source file.
-    A run-id that includes this changes when the code does."""
+    distribution's name and version, or (a local or editable module) a hash of its source file
+    and of the user's modules it imports (`imports`). Arguments whose default is code are
+    listed (`code_defaults`): they are left out of the resolved config. A run-id that includes
+    this changes when the code does."""
     module = inspect.getmodule(obj) or sys.modules.get(getattr(obj, "__module__", ""), None)
     name = module.__name__ if module else str(getattr(obj, "__module__", "?"))
     source = getattr(module, "__file__", None)
-    distributions = importlib.metadata.packages_distributions().get(name.split(".")[0])
-    if distributions and _installed(source):
+    distributions = _installed(source) and _distributions().get(name.split(".")[0])
+    identity: dict[str, Any] = {"module": name}
+    if distributions:
         distribution = importlib.metadata.distribution(distributions[0])
-        return {
-            "module": name,
-            "distribution": distribution.metadata["Name"],
-            "version": distribution.version,
-        }
-    if source and Path(source).is_file():
-        digest = hashlib.sha256(Path(source).read_bytes()).hexdigest()[:16]
-        return {"module": name, "sha256": digest}  # not the path: moving a project keeps ids
-    return {"module": name}
+        identity["distribution"] = distribution.metadata["Name"]
+        identity["version"] = distribution.version
+    elif source and Path(source).is_file():
+        identity["sha256"] = _source_digest(Path(source))  # not the path: moving keeps ids
+        imports = user_imports(module) if module is not None else {}
+        if imports:
+            identity["imports"] = imports
+    defaults = code_defaults(obj)
+    if defaults:
+        identity["code_defaults"] = defaults
+    return identity
 
 
 Range = tuple[float, float, bool]  # (low, high, whether high is inclusive); low always is
@@ -241,14 +338,20 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def unsigned_zero(value: Any) -> Any:
+    """-0.0 as 0.0 (they compare equal but print, and hash, differently); other values as they
+    are. One rule for every number of a resolved config."""
+    return 0.0 if isinstance(value, float) and value == 0 else value
+
+
 def canonical(value: Any, example: Any, kind: str | None = None) -> Any:
     """`value` stored one way whatever the user wrote: a number as the type its parameter takes
-    (lr 1 and 1.0 are one value; an int argument stays int), a tuple argument as a tuple.
-    Raise ValueError when an integer argument gets a fraction."""
+    (lr 1 and 1.0 are one value; an int argument stays int; -0.0 is 0.0), a tuple argument as
+    a tuple. Raise ValueError when an integer argument gets a fraction."""
     if _is_number(value):
         number = value
         if kind == "float" or (kind is None and isinstance(example, float)):
-            number = float(value)
+            number = unsigned_zero(float(value))
         elif kind == "int" or (kind is None and _is_number(example)):
             if isinstance(value, float) and not value.is_integer():
                 if kind == "int":
@@ -257,13 +360,30 @@ def canonical(value: Any, example: Any, kind: str | None = None) -> Any:
                 number = int(value)
         if isinstance(number, int) and abs(number) > MAX_INTEGER:  # torch and numpy: int64
             raise ValueError(f"must be at most {MAX_INTEGER} in size, got {value!r}")
-        return number
+        return unsigned_zero(number)
     if isinstance(value, (list, tuple)):
         if isinstance(example, tuple) and len(example) == len(value):
             return tuple(canonical(v, e) for v, e in zip(value, example, strict=True))
         item = example[0] if isinstance(example, list) and example else None
         items = [canonical(v, item) for v in value]
         return tuple(items) if isinstance(example, tuple) else items
+    return value
+
+
+# Below 2**53 every integer is exactly a float: 1.0 and 1 are then one number.
+_EXACT_INTEGERS = 2**53
+
+
+def canonical_unchecked(value: Any) -> Any:
+    """A value whose receiver declares no type (a key passed on through **kwargs to code that
+    does not name it): one rule for numbers, a whole number as an int (1.0 is 1, -0.0 is 0;
+    torch takes an int wherever it takes a float, not the other way round), others as given."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < _EXACT_INTEGERS:
+        return int(value)
+    if isinstance(value, (list, tuple)):
+        return [canonical_unchecked(v) for v in value]
+    if isinstance(value, dict):
+        return {k: canonical_unchecked(v) for k, v in value.items()}
     return value
 
 
@@ -364,20 +484,55 @@ def bind_options(
             )
     resolved: dict[str, Any] = {}
     for key, default in accepted.items():
-        example = _example_value(parameters[key])
         if key in options:
-            value = options[key]
-            nullable = parameters[key].default is None
-            if not (value is None and nullable) and not _same_kind(value, example):
-                raise ConfigError(f"{field}.{key}", f"must be {_kind_name(example)}, got {value!r}")
+            resolved[key] = _bind_value(parameters[key], options[key], f"{field}.{key}")
         elif provided and key in provided:
-            value = provided[key]
+            resolved[key] = _bind_value(parameters[key], provided[key], f"{field}.{key}", False)
         elif default is inspect.Parameter.empty:
             raise ConfigError(f"{field}.{key}", f"is required by {label}")
-        else:
-            value = default
-        try:
-            resolved[key] = canonical(value, example, _number_kind(parameters[key], default))
-        except ValueError as exc:
-            raise ConfigError(f"{field}.{key}", str(exc)) from None
+        elif is_setting(default):
+            resolved[key] = _bind_value(parameters[key], default, f"{field}.{key}", False)
+        # else: a default that is code (code_defaults) stays the component's own, unwritten
     return resolved
+
+
+def _bind_value(parameter: inspect.Parameter, value: Any, field: str, given: bool = True) -> Any:
+    """One argument's value, canonical for its parameter; a value the config `given` is first
+    checked to be of the parameter's kind. A ConfigError on `field` otherwise."""
+    example = _example_value(parameter)
+    nullable = parameter.default is None
+    if given and not (value is None and nullable) and not _same_kind(value, example):
+        raise ConfigError(field, f"must be {_kind_name(example)}, got {value!r}")
+    try:
+        return canonical(value, example, _number_kind(parameter, parameter.default))
+    except ValueError as exc:
+        raise ConfigError(field, str(exc)) from None
+
+
+def receiver_of(builder: Callable[..., Any]) -> type | None:
+    """The class a builder returns, read off its return annotation (torchvision's resnet18 ->
+    ResNet): where the keys it passes on through **kwargs go. None when it does not say."""
+    try:
+        returned = typing.get_type_hints(builder).get("return")
+    except Exception:  # an annotation that does not evaluate
+        return None
+    return returned if inspect.isclass(returned) else None
+
+
+def bind_passed(
+    receiver: Callable[..., Any] | None, options: dict[str, Any], field: str
+) -> dict[str, Any]:
+    """Keys passed on through **kwargs, canonical: those `receiver` declares checked and stored
+    as the type it takes (as bind_options does), the others by one rule for numbers
+    (`canonical_unchecked`), checked only by the code that receives them."""
+    declared: dict[str, inspect.Parameter] = {}
+    if receiver is not None:
+        with contextlib.suppress(ValueError, TypeError):  # no Python signature: none declared
+            declared = dict(inspect.signature(receiver).parameters)
+    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    return {
+        key: _bind_value(declared[key], value, f"{field}.{key}")
+        if key in declared and declared[key].kind not in variadic
+        else canonical_unchecked(value)
+        for key, value in options.items()
+    }

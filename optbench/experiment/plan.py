@@ -22,6 +22,7 @@ from optbench.components.data import BoundData, DataSpec, bind_data
 from optbench.components.losses import LOSSES, LossInfo, get_loss
 from optbench.components.models import ModelInfo, bind_model, construct, get_model
 from optbench.components.optimizers import BoundOptimizer, bind_optimizer, get_optimizer
+from optbench.components.registry import unsigned_zero
 from optbench.components.schedulers import BoundScheduler, bind_scheduler
 from optbench.errors import ConfigError
 from optbench.experiment import identity
@@ -134,12 +135,12 @@ def resolve_device(name: str) -> torch.device:
 
 
 def _plain(value: Any) -> Any:
-    """YAML/JSON-friendly copy: tuples become lists."""
+    """YAML/JSON-friendly copy: tuples become lists, -0.0 is 0.0 (one number, one run-id)."""
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
-    return value
+    return unsigned_zero(value)
 
 
 def _section(dumped: dict[str, Any], extras: dict[str, Any] | None, bound: dict[str, Any]) -> Any:
@@ -182,12 +183,12 @@ def resolve_config(
             {"name": scheduler.info.name, **scheduler.options},
         )
     others = {
-        "dataset": data.info,
-        "model": model[0],
-        "loss": loss[0],
-        "scheduler": scheduler.info if scheduler is not None else None,
+        "dataset": data.code,
+        "model": model[0].code,
+        "loss": loss[0].code,
+        "scheduler": scheduler.info.code if scheduler is not None else None,
     }
-    code = {kind: info.code for kind, info in others.items() if info is not None and info.code}
+    code = {kind: identity for kind, identity in others.items() if identity}
     code.update(optimizer.code)
     if code:  # imported code (a data file's content) is part of what the experiment is
         resolved["code"] = code
