@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 import shutil
 import subprocess
 import sys
@@ -567,3 +568,45 @@ def test_hyperparameters_show_four_significant_digits_and_exact_values_as_writte
     from optbench.analysis.compare import show_hyperparameter
 
     assert show_hyperparameter(value) == shown
+
+
+def _compare_baselines(*options: str, env: dict[str, str]) -> str:
+    """`optbench compare` of the shipped baselines in a process whose stdout is a pipe."""
+    from tests.helpers import REPO
+
+    printed = subprocess.run(
+        [sys.executable, "-m", "optbench", "compare", "results/baselines", *options],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={"PATH": "/usr/bin:/bin", **env},
+        timeout=120,
+    )
+    assert printed.returncode == 0, printed.stderr
+    return re.sub(r"\x1b\[[0-9;]*m", "", printed.stdout)  # rich's styles on a terminal
+
+
+@pytest.mark.slow
+def test_compare_piped_prints_the_whole_ranking_and_a_narrow_terminal_fewer_columns() -> None:
+    from tests.helpers import REPO
+
+    target = ("--target", "test_accuracy=0.85")
+    ranking = compare_runs([REPO / "results" / "baselines"], None, target[1]).table
+    piped = _compare_baselines(*target, env={"COLUMNS": "80"})  # a log: no width to fit
+    assert "…" not in piped
+    rows = [line for line in piped.splitlines() if re.match(r"│ \d+ │", line)]
+    assert len(rows) == len(ranking)
+    for row, (_, expected) in zip(rows, ranking.iterrows(), strict=False):
+        loss = f"{expected.final_test_loss_mean:.4f} ± {expected.final_test_loss_std:.4f}"
+        assert loss in row and f"({expected.reached_target}/{expected.n})" in row, row
+
+    narrow = _compare_baselines(*target, env={"FORCE_COLOR": "1", "COLUMNS": "100"})
+    lines = narrow.splitlines()
+    assert "…" not in narrow and max(len(line) for line in lines) <= 100
+    header = next(i for i, line in enumerate(lines) if line.startswith("┏"))
+    shown = " ".join(lines[header : header + 6])
+    assert "speed" not in shown and "status" in shown and "name" in shown
+    words = set(narrow.split())
+    for _, expected in ranking.iterrows():
+        assert f"{expected.final_test_loss_mean:.4f}" in words
+        assert f"{expected.final_test_loss_std:.4f}" in words

@@ -195,3 +195,42 @@ def test_a_run_just_started_is_estimated_by_the_finished_runs_mean() -> None:
     for batch in range(2, 11):  # at a quarter and beyond, its own pace counts
         display.message(("batch", "run-b", batch, 0.2))
     assert display.time_left() == pytest.approx(20 + 4 / 0.5 * 0.5)
+
+
+def _printed(table: object, width: int, terminal: bool) -> str:
+    """What the CLI's console prints of `table` on a terminal of `width` or off one."""
+    from optbench.ui.display import whole_tables
+
+    console = Console(
+        file=io.StringIO(), width=width, force_terminal=terminal, color_system=None, soft_wrap=True
+    )
+    with whole_tables(console):
+        console.print(table)
+    return console.file.getvalue()
+
+
+def _wide_table() -> object:
+    from rich.table import Table
+
+    table = Table(title="ranking")
+    for header in ("#", "optimizer", "final test loss", "best test acc", "speed", "status"):
+        table.add_column(header)
+    table.add_row("1", "Adadelta", "0.3472 ± 0.0239", "0.8749 ± 0.0075", "2.0 ± 0.0", "2 completed")
+    return table
+
+
+def test_a_table_off_a_terminal_is_printed_whole_at_any_width() -> None:
+    printed = _printed(_wide_table(), width=40, terminal=False)
+    assert "…" not in printed
+    row = next(line for line in printed.splitlines() if "Adadelta" in line)
+    assert "0.3472 ± 0.0239" in row and "2.0 ± 0.0" in row and "2 completed" in row
+
+
+def test_a_narrow_terminal_drops_the_rightmost_columns_and_cuts_no_number() -> None:
+    whole = _printed(_wide_table(), width=200, terminal=True)
+    narrow = _printed(_wide_table(), width=50, terminal=True)
+    assert "speed" in whole and "…" not in whole
+    assert "…" not in narrow and max(len(line) for line in narrow.splitlines()) <= 50
+    assert "speed" not in narrow and "best test acc" not in narrow  # dropped, right first
+    words = narrow.split()
+    assert {"#", "optimizer", "status", "Adadelta", "0.3472", "0.0239", "completed"} <= set(words)

@@ -1,8 +1,11 @@
-"""The README's commands are the ones CI runs, and its claims hold for this tree."""
+"""The README's commands are the ones CI runs, its claims and the documentation site's hold for
+this tree, and the site builds with no broken link or stale API name."""
 
 from __future__ import annotations
 
 import re
+
+import pytest
 
 from tests.helpers import REPO
 
@@ -31,25 +34,70 @@ def test_ci_installs_the_debian_packages_the_quick_start_names() -> None:
         assert package in ci, package
 
 
-def test_the_readme_shows_what_compare_prints_for_the_shipped_baselines() -> None:
+def test_the_docs_show_what_compare_prints_for_the_shipped_baselines() -> None:
     import subprocess
     import sys
 
-    readme = (REPO / "README.md").read_text()
-    command = "COLUMNS=160 optbench compare results/baselines --target test_accuracy=0.85"
-    assert command in readme
-    rest = readme[readme.index(command) :]
+    page = (REPO / "docs" / "compare.md").read_text()
+    command = "optbench compare results/baselines --target test_accuracy=0.85"
+    assert command in page
+    rest = page[page.index(command) :]
     shown = rest[rest.index("```\n") + 4 : rest.index("\n```", rest.index("```\n") + 4)]
     printed = subprocess.run(
-        [sys.executable, "-m", "optbench", *command.split()[2:]],
-        capture_output=True,
+        [sys.executable, "-m", "optbench", *command.split()[1:]],
+        capture_output=True,  # a pipe: the whole table, whatever the width
         text=True,
         cwd=REPO,
-        env={"COLUMNS": "160", "PATH": "/usr/bin:/bin"},
+        env={"PATH": "/usr/bin:/bin"},
         timeout=120,
     )
     assert printed.returncode == 0, printed.stderr
     assert printed.stdout.rstrip("\n") == shown.rstrip("\n")
+
+
+def test_the_command_tables_list_every_option_of_the_typer_app() -> None:
+    import typer
+
+    from optbench.ui.cli import app
+    from optbench.ui.command_table import between_markers, command_table
+
+    generated = command_table()
+    for command in typer.main.get_command(app).commands.values():  # every option, as click has it
+        for param in command.params:
+            if param.param_type_name == "option":
+                assert max(param.opts, key=len) in generated, (command.name, param.opts)
+    assert "--set" in generated.split("optbench sweep")[1].split("\n")[0]
+    for page in (REPO / "README.md", REPO / "docs" / "index.md"):
+        assert between_markers(page.read_text()) == generated, (
+            f"{page.name}: python -m optbench.ui.command_table --write README.md docs/index.md"
+        )
+
+
+def test_the_readme_fits_on_a_page_and_its_links_resolve() -> None:
+    readme = (REPO / "README.md").read_text()
+    assert len(readme.splitlines()) <= 200
+    for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", readme):
+        if "://" not in target:
+            assert (REPO / target).exists(), target
+
+
+@pytest.mark.slow
+def test_the_documentation_site_builds_strictly(tmp_path) -> None:
+    # mkdocs --strict: a broken link, anchor or mkdocstrings name (a stale API) fails.
+    import subprocess
+    import sys
+
+    built = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(tmp_path / "site")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={"PATH": "/usr/bin:/bin", "NO_MKDOCS_2_WARNING": "1"},
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stderr[-3000:]
+    api = (tmp_path / "site" / "api" / "index.html").read_text()
+    assert 'id="optbench.errors.ConfigError"' in api  # mkdocstrings read the package
 
 
 def test_the_shipped_baselines_are_the_runs_the_shipped_sweep_plans() -> None:

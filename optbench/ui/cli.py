@@ -526,6 +526,7 @@ def compare(
     """Rank configurations across runs (seeds aggregated) and show their curves."""
     from optbench.analysis.compare import problems_of
     from optbench.analysis.reports import check_plot_path, print_comparison
+    from optbench.ui.display import whole_tables
 
     if plot is not None:
         check_plot_path(plot)
@@ -533,22 +534,23 @@ def compare(
         check_plot_path(tuneability, "--tuneability")
     comparison = optbench.comparison(*paths, metric=metric, target=target)
     messages = console if output is Output.table else errors
-    print_comparison(
-        console, comparison, output.value, curve, top, plot, messages, tuned, tuneability
-    )
-    if references:
-        from optbench.components.catalog import reference_table
+    with whole_tables(console), whole_tables(errors):  # no number cut to a width
+        print_comparison(
+            console, comparison, output.value, curve, top, plot, messages, tuned, tuneability
+        )
+        if references:
+            from optbench.components.catalog import reference_table
 
-        names = problems_of(comparison.runs)
-        table = reference_table(names) if names else None
-        if table is None:
-            messages.print(
-                "no published figures for these runs' problems"
-                + (f" ({', '.join(names)})" if names else " (they name no problem)"),
-                markup=False,
-            )
-        else:
-            messages.print(table)
+            names = problems_of(comparison.runs)
+            table = reference_table(names) if names else None
+            if table is None:
+                messages.print(
+                    "no published figures for these runs' problems"
+                    + (f" ({', '.join(names)})" if names else " (they name no problem)"),
+                    markup=False,
+                )
+            else:
+                messages.print(table)
 
 
 @app.command()
