@@ -33,8 +33,8 @@ if TYPE_CHECKING:
     from optbench.experiment.lr_find import RangeTest
     from optbench.experiment.plan import RunPlan
     from optbench.experiment.train import TrainingObserver
-    from optbench.sweep.executors import SweepView
-    from optbench.sweep.grid import Grid
+    from optbench.sweeps.executors import SweepView
+    from optbench.sweeps.grid import Grid
 
 __all__ = [
     "LrFind",
@@ -130,7 +130,7 @@ def validate(config: ConfigSource, overrides: Overrides | None = None) -> Valida
     checked = plan(config, overrides)
     described = None
     if checked.config.tune is not None:
-        from optbench.sweep.tune import describe_tune, load_tune
+        from optbench.sweeps.tune import describe_tune, load_tune
 
         described = describe_tune(load_tune(config, overrides))
     return Validation(checked, described)
@@ -194,8 +194,8 @@ def sweep(
     of dotted keys to value lists), each with every seed of `seeds`, on `workers` processes or
     as Ray tasks (`executor="ray"`, `address`). Finished points are skipped, interrupted ones
     resume; one failing point fails only its own run."""
-    from optbench.sweep.executors import QuietSweep
-    from optbench.sweep.grid import load_sweep, run_sweep
+    from optbench.sweeps.executors import QuietSweep
+    from optbench.sweeps.grid import load_sweep, run_sweep
 
     results = Path(results_dir or default_results_dir())
     name, points = load_sweep(config, grid, list(seeds) if seeds is not None else None, overrides)
@@ -230,7 +230,7 @@ def sweep_points(
     frame's `attrs["name"]` is the sweep's name."""
     import pandas as pd
 
-    from optbench.sweep.grid import load_sweep, point_status
+    from optbench.sweeps.grid import load_sweep, point_status
 
     results = Path(results_dir or default_results_dir())
     name, points = load_sweep(config, grid, list(seeds) if seeds is not None else None, overrides)
@@ -292,8 +292,8 @@ def tune(
     the `tune:` section's space, every optimizer with the same budget, then rerun each best
     configuration with the tune's seeds; resumable, and processes sharing `storage` share the
     budget. Needs the `tune` extra (optuna)."""
-    from optbench.sweep.executors import QuietSweep
-    from optbench.sweep.tune import run_tune
+    from optbench.sweeps.executors import QuietSweep
+    from optbench.sweeps.tune import run_tune
 
     outcome = run_tune(
         config,

@@ -12,7 +12,7 @@ import pytest
 from rich.console import Console
 
 from optbench.storage.results import Status
-from optbench.sweep.executors import PointResult
+from optbench.sweeps.executors import PointResult
 from optbench.ui.display import EpochClock, LiveTable, SweepDisplay, format_eta
 
 ANSI = re.compile(r"\x1b\[")

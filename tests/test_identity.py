@@ -272,7 +272,7 @@ def test_device_auto_is_one_experiment_wherever_it_runs_and_resolves_once() -> N
 def test_a_worker_that_plans_another_run_id_fails_the_point_instead_of_mislabeling_it(
     tmp_path: Path,
 ) -> None:
-    from optbench.sweep.executors import train_point
+    from optbench.sweeps.executors import train_point
 
     config = regression_dict()
     planned = make_plan(validate_config(config)).run_id

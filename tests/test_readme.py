@@ -102,7 +102,7 @@ def test_the_documentation_site_builds_strictly(tmp_path) -> None:
 
 def test_the_shipped_baselines_are_the_runs_the_shipped_sweep_plans() -> None:
     # An identity change that leaves them behind would make every user retrain them.
-    from optbench.sweep.grid import load_sweep, point_status
+    from optbench.sweeps.grid import load_sweep, point_status
 
     name, points = load_sweep(REPO / "configs" / "compare_fashion_mnist.yaml")
     statuses = {point_status(REPO / "results" / "baselines", name, p) for p in points}

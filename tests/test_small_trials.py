@@ -15,8 +15,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from optbench.storage.results import Status
-from optbench.sweep import executors
-from optbench.sweep.grid import load_sweep
+from optbench.sweeps import executors
+from optbench.sweeps.grid import load_sweep
 from tests.helpers import regression_dict, write_config
 
 DATA = {"dataset": "synthetic_regression", "n_train": 96, "n_test": 40, "features": 10}

@@ -24,7 +24,7 @@ from optbench.experiment.config import validate_config
 from optbench.experiment.plan import make_plan
 from optbench.experiment.train import train
 from optbench.storage.results import epochs_frame
-from optbench.sweep.grid import (
+from optbench.sweeps.grid import (
     SweepPoint,
     expand_grid,
     load_sweep,

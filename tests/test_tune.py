@@ -138,7 +138,7 @@ def test_executors_pull_points_only_when_a_worker_is_free(tmp_path: Path) -> Non
     """The lazy executor: with one worker, the next point is pulled after the last result."""
     from optbench.experiment.config import validate_config
     from optbench.experiment.plan import make_plan
-    from optbench.sweep.executors import run_local
+    from optbench.sweeps.executors import run_local
 
     events: list[str] = []
 
@@ -402,7 +402,7 @@ def test_tune_logs_every_trial_to_tensorboard_when_asked(tmp_path: Path) -> None
 def test_a_trial_whose_heartbeat_stopped_is_asked_again_whichever_host_ran_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from optbench.sweep import tune as tune_module
+    from optbench.sweeps import tune as tune_module
 
     monkeypatch.setattr(tune_module, "GRACE_SECONDS", 1)
     tune = {"space": {"optimizer.lr": LR}, "trials": 2, "pruner": "none", "seeds": [0]}

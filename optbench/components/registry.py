@@ -351,7 +351,7 @@ def canonical(value: Any, example: Any, kind: str | None = None) -> Any:
     if _is_number(value):
         number = value
         if kind == "float" or (kind is None and isinstance(example, float)):
-            number = unsigned_zero(float(value))
+            number = float(value)
         elif kind == "int" or (kind is None and _is_number(example)):
             if isinstance(value, float) and not value.is_integer():
                 if kind == "int":

@@ -359,7 +359,7 @@ def sweep(
 ) -> None:
     """Run a grid of experiments; finished runs are skipped, interrupted ones resume."""
     from optbench.analysis.reports import sweep_table
-    from optbench.sweep.grid import parse_seeds
+    from optbench.sweeps.grid import parse_seeds
     from optbench.ui.display import SweepDisplay
 
     overrides = with_logging(_with_fast(overrides, fast), tensorboard, mlflow, mlflow_uri)
@@ -373,7 +373,7 @@ def sweep(
         return
 
     _interrupt_on_sigterm()
-    result = optbench.sweep(
+    result = optbench.sweeps(
         config,
         axes,
         seed_list,
@@ -429,7 +429,7 @@ def tune(
 ) -> None:
     """Tune each optimizer's hyperparameters with Optuna (the config's tune: section), then
     rerun each best configuration with the seeds; resumable, results in tune.json."""
-    from optbench.sweep.tune import tune_summary
+    from optbench.sweeps.tune import tune_summary
     from optbench.ui.display import SweepDisplay
 
     _interrupt_on_sigterm()

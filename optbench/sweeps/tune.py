@@ -59,7 +59,7 @@ from optbench.storage.results import (
     cannot_write,
     higher_is_better,
 )
-from optbench.sweep.executors import QuietSweep, SweepView
+from optbench.sweeps.executors import QuietSweep, SweepView
 
 JOURNAL_FILE = "optuna-journal.log"  # the default storage, next to the runs
 # Trial user attributes (what the Optuna dashboard shows next to each trial).
@@ -323,7 +323,7 @@ def load_tune(
     """Read and check everything a tune needs before anything runs: its `tune:` section, one
     arm per optimizer of the grid, each arm's space (the keys its optimizer takes), the metric."""
     from optbench.experiment.plan import make_plan
-    from optbench.sweep.grid import _check_grid, expand_grid, merge_grid_options
+    from optbench.sweeps.grid import _check_grid, expand_grid, merge_grid_options
 
     data = read_config_file(config_path)
     if overrides:
@@ -968,7 +968,7 @@ def run_tune(
     configuration with the seeds, and write tune.json. `view` makes what the tune reports to as
     it goes (the CLI's live view; by default nothing)."""
     from optbench.storage.results import create_run_dir, write_atomic
-    from optbench.sweep.executors import default_workers, run_local, run_ray
+    from optbench.sweeps.executors import default_workers, run_local, run_ray
 
     _optuna()
     if executor not in ("local", "ray"):

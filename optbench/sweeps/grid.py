@@ -30,7 +30,7 @@ from optbench.experiment.config import (
     refuse_repeated_key,
     validate_config,
 )
-from optbench.sweep.executors import QuietSweep, SweepView, default_workers, run_local, run_ray
+from optbench.sweeps.executors import QuietSweep, SweepView, default_workers, run_local, run_ray
 
 MAX_POINTS = 10_000
 
