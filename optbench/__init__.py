@@ -13,14 +13,13 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from optbench.errors import ConfigError, OptbenchError, ResultsWriteError, RunExistsError
+from optbench.errors import ConfigError, ResultsWriteError, RunExistsError
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConfigError",
     "LrFind",
-    "OptbenchError",
     "ResultsWriteError",
     "Run",
     "RunExistsError",

@@ -17,8 +17,16 @@ EXIT_WRITE_FAILED = 3
 EXIT_INTERRUPTED = 130
 
 
-class OptbenchError(Exception):
-    """A problem the user can fix (bad config, missing data, refused overwrite); never a bug."""
+class ConfigError(ValueError):
+    """Bad input or a refused action, never a bug: a wrong config value or key (`field` names
+    it), missing data, a run that exists already. What the CLI refuses with exit 2."""
+
+    def __init__(self, field: str, problem: str | None = None) -> None:
+        if problem is None:  # a message that names no single field
+            field, problem = "", field
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}" if field else problem)
 
 
 class ResultsWriteError(OSError):
@@ -26,7 +34,7 @@ class ResultsWriteError(OSError):
     Not bad input: the run may be fine and its checkpoint is kept, so it can be resumed."""
 
 
-class RunExistsError(OptbenchError):
+class RunExistsError(ConfigError):
     """The run was trained before: finished (train it again with force), or interrupted with a
     checkpoint (continue it with resume, or start over with force)."""
 
@@ -36,15 +44,6 @@ class RunExistsError(OptbenchError):
             super().__init__(f"an unfinished run ({status}) with a checkpoint is in {run_dir}")
         else:
             super().__init__(f"this run already finished ({status}) in {run_dir}")
-
-
-class ConfigError(OptbenchError):
-    """A config value or key is wrong; the message names the field."""
-
-    def __init__(self, field: str, problem: str) -> None:
-        self.field = field
-        self.problem = problem
-        super().__init__(f"{field}: {problem}" if field else problem)
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from optbench.errors import ConfigError, OptbenchError
+from optbench.errors import ConfigError
 
 PLAN_TIMEOUT_ENV = "OPTBENCH_PLAN_TIMEOUT"
 DEFAULT_PLAN_TIMEOUT_S = 300.0
@@ -95,7 +95,7 @@ def user_code(field: str, component: str, context: str = "") -> Iterator[None]:
     with stage(field, component), _watching_interrupts():
         try:
             yield
-        except (OptbenchError, PlanTimeout):
+        except (ConfigError, PlanTimeout):
             raise
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt) and _interrupts_seen != seen:

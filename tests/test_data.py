@@ -27,7 +27,7 @@ from optbench.components.data import (
     keep_batch,
     load_data,
 )
-from optbench.errors import OptbenchError
+from optbench.errors import ConfigError
 from optbench.experiment.config import validate_config
 from tests.helpers import FASHION_MNIST_GZ, REPO, regression_dict
 
@@ -199,7 +199,7 @@ def test_parallel_first_loads_unpack_and_write_the_tensor_file_once(
 
 
 def test_missing_cifar10_says_where_it_looked_and_how_to_get_it(tmp_path: Path) -> None:
-    with pytest.raises(OptbenchError) as error:
+    with pytest.raises(ConfigError) as error:
         load_data(_bound(str(tmp_path), dataset="cifar10"), 0)
     message = str(error.value)
     assert str(tmp_path / "cifar-10-batches-py") in message
@@ -212,7 +212,7 @@ def test_download_without_internet_fails_clearly(tmp_path: Path, monkeypatch) ->
 
     monkeypatch.setattr(torchvision.datasets.utils, "download_url", offline)
     monkeypatch.setattr(torchvision.datasets.cifar, "download_and_extract_archive", offline)
-    with pytest.raises(OptbenchError, match=r"could not load cifar10 .*name resolution"):
+    with pytest.raises(ConfigError, match=r"could not load cifar10 .*name resolution"):
         load_data(_bound(str(tmp_path), dataset="cifar10", download=True), 0)
 
 
@@ -229,7 +229,7 @@ def test_fashion_mnist_is_unpacked_from_the_debian_package(fashion_root: Path) -
 
 def test_missing_fashion_mnist_names_both_places(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr("optbench.components.data.SYSTEM_DATA_DIR", tmp_path / "system")
-    with pytest.raises(OptbenchError) as error:
+    with pytest.raises(ConfigError) as error:
         load_data(_bound(str(tmp_path / "empty"), dataset="fashion_mnist"), 0)
     message = str(error.value)
     assert "FashionMNIST/raw" in message and str(tmp_path / "system") in message

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from optbench.errors import OptbenchError
+from optbench.errors import ConfigError
 from optbench.experiment.config import load_config
 from optbench.experiment.plan import RunPlan, make_plan
 from optbench.ui.cli import app
@@ -127,7 +127,7 @@ def _check(config: dict[str, Any], folder: Path) -> None:
     path.write_text(yaml.safe_dump(config, allow_unicode=True))
     try:
         assert isinstance(make_plan(load_config(path)), RunPlan)
-    except OptbenchError as error:
+    except ConfigError as error:
         assert str(error)  # a message, not an empty error
 
 
@@ -147,7 +147,7 @@ def test_arbitrary_text_as_a_config_file(tmp_path_factory, text: str) -> None:
     (folder / "fuzz.yaml").write_text(text)
     try:
         load_config(folder / "fuzz.yaml")
-    except OptbenchError as error:
+    except ConfigError as error:
         assert str(error)
 
 

@@ -92,27 +92,27 @@ def test_resumed_run_is_bit_identical(case: str, tmp_path: Path) -> None:
 
 
 def test_corrupt_and_foreign_checkpoints_are_errors(tmp_path: Path) -> None:
-    from optbench.errors import OptbenchError
+    from optbench.errors import ConfigError
 
     plan = make_plan(validate_config(regression_dict()))
     path = tmp_path / "checkpoint.pt"
     checkpoints = CheckpointFile(path, plan.run_id)
 
     path.write_bytes(b"PK\x03\x04 this is not a checkpoint")
-    with pytest.raises(OptbenchError, match=r"checkpoint .* cannot be read"):
+    with pytest.raises(ConfigError, match=r"checkpoint .* cannot be read"):
         checkpoints.load(torch.device("cpu"))
 
     torch.save({"weights": torch.zeros(2)}, path)
-    with pytest.raises(OptbenchError, match="is not an optbench checkpoint"):
+    with pytest.raises(ConfigError, match="is not an optbench checkpoint"):
         checkpoints.load(torch.device("cpu"))
 
     torch.save({"evil": pd.Timestamp("2020-01-01")}, path)  # needs unpickling arbitrary classes
-    with pytest.raises(OptbenchError, match="cannot be read"):
+    with pytest.raises(ConfigError, match="cannot be read"):
         checkpoints.load(torch.device("cpu"))
 
     path.unlink()
     train(plan, checkpoints=CheckpointFile(path, "another-run"))  # writes a checkpoint
-    with pytest.raises(OptbenchError, match="belongs to run another-run"):
+    with pytest.raises(ConfigError, match="belongs to run another-run"):
         checkpoints.load(torch.device("cpu"))
 
 

@@ -27,7 +27,7 @@ from optbench.components.data import (
     sklearn_split,
 )
 from optbench.components.problems import PROBLEMS
-from optbench.errors import ConfigError, OptbenchError
+from optbench.errors import ConfigError
 from optbench.experiment.config import DataConfig, validate_config
 from optbench.experiment.plan import make_plan
 from tests.helpers import REPO, assert_one_error_line, invoke, write_config
@@ -221,7 +221,7 @@ def test_without_sklearn_listing_and_planning_work_and_loading_names_the_extra(
     assert rows["sklearn_diabetes"][1] == "10, regression"
     data = _bound(dataset="sklearn_wine", split_seed=11)  # the spec needs no import
     assert data.spec.train_size == 133
-    with pytest.raises(OptbenchError) as error:
+    with pytest.raises(ConfigError) as error:
         load_data(data, 0)
     message = str(error.value)
     assert "pip install 'optbench[sklearn]'" in message and "\n" not in message

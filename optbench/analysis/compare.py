@@ -44,7 +44,7 @@ from typing import Any
 
 import pandas as pd
 
-from optbench.errors import OptbenchError
+from optbench.errors import ConfigError
 from optbench.experiment.identity import NOT_IN_CONFIGURATION, configuration_key, identity
 from optbench.storage.results import (
     FINISHED,
@@ -88,14 +88,14 @@ def find_run_dirs(paths: list[Path]) -> list[Path]:
     found: list[Path] = []
     for path in paths:
         if not path.exists():
-            raise OptbenchError(f"{path} does not exist")
+            raise ConfigError(f"{path} does not exist")
         if (path / RunDir.SUMMARY).is_file():
             found.append(path)
         else:
             found.extend(sorted(p.parent for p in path.rglob(RunDir.SUMMARY)))
     unique = list(dict.fromkeys(p.resolve() for p in found))
     if not unique:
-        raise OptbenchError(
+        raise ConfigError(
             f"no runs found under {', '.join(map(str, paths))} (a run folder has a summary.json)"
         )
     return unique
@@ -281,7 +281,7 @@ def rank(frame: pd.DataFrame, metric: str = "final_test_loss") -> pd.DataFrame:
     a run that stopped early has its last epoch somewhere else, not at the final one.
     """
     if metric not in METRICS:
-        raise OptbenchError(f"--metric must be one of {', '.join(METRICS)}, not '{metric}'")
+        raise ConfigError(f"--metric must be one of {', '.join(METRICS)}, not '{metric}'")
     shown = differing_keys(frame)
     frame = frame.copy()
     finals = [m for m in METRICS if m.startswith("final_")]
@@ -357,7 +357,7 @@ def seed_bands(
     by_dir = {str(run.dir): run for run in runs}
     columns = {c for run in runs for c in run.epochs.columns} - {"epoch"}
     if metric not in columns:
-        raise OptbenchError(
+        raise ConfigError(
             f"--curve must be a column of epochs.csv ({', '.join(sorted(columns))}), not '{metric}'"
         )
     bands = {}
@@ -412,7 +412,7 @@ def parse_target(text: str | None) -> tuple[str, float] | None:
     except ValueError:
         number = math.nan
     if not sep or metric not in allowed or math.isnan(number):
-        raise OptbenchError(
+        raise ConfigError(
             f"--target must look like test_accuracy=0.85 (metrics: {', '.join(allowed)}), "
             f"not '{text}'"
         )
@@ -483,7 +483,7 @@ def compare_runs(
     table = add_mean_curve_best(rank(frame, metric or default_metric(runs)), frame, runs)
     try:
         found = find_tune(paths)
-    except OptbenchError as exc:  # unreadable, or two tunes: compare the runs all the same
+    except ConfigError as exc:  # unreadable, or two tunes: compare the runs all the same
         found = None
         notes.append(f"tune.json ignored: {exc}")
     return Comparison(runs, frame, table, parsed, notes, found[1] if found else None)
@@ -606,16 +606,16 @@ def find_tune(paths: list[Path]) -> tuple[Path, dict[str, Any]] | None:
     if not found:
         return None
     if len(found) > 1:
-        raise OptbenchError(
+        raise ConfigError(
             f"{len(found)} tune.json files under the compared folders "
             f"({', '.join(map(str, found))}); compare one tune's folder"
         )
     try:
         tune = json.loads(found[0].read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise OptbenchError(f"cannot read {found[0]}: {exc}") from None
+        raise ConfigError(f"cannot read {found[0]}: {exc}") from None
     if not isinstance(tune, dict) or not isinstance(tune.get("optimizers"), dict):
-        raise OptbenchError(f"cannot read {found[0]}: it has no 'optimizers' mapping")
+        raise ConfigError(f"cannot read {found[0]}: it has no 'optimizers' mapping")
     return found[0], tune
 
 

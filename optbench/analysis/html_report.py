@@ -35,7 +35,7 @@ from optbench.analysis.compare import (
     two_d_paths,
 )
 from optbench.analysis.reports import check_writable, mean_std, rank_columns
-from optbench.errors import OptbenchError
+from optbench.errors import ConfigError
 from optbench.storage.results import EPOCH_COLUMNS, RunDir, write_atomic
 from optbench.ui.display import format_cell
 
@@ -78,7 +78,7 @@ def _plotly() -> Any:
     try:
         import plotly
     except ImportError:
-        raise OptbenchError(f"optbench report needs plotly: {EXTRA_HINT}") from None
+        raise ConfigError(f"optbench report needs plotly: {EXTRA_HINT}") from None
     return plotly
 
 

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from optbench.analysis.compare import show_hyperparameter
 from optbench.components.catalog import show_value
-from optbench.errors import OptbenchError
+from optbench.errors import ConfigError
 from optbench.ui.display import format_cell
 
 if TYPE_CHECKING:
@@ -243,7 +243,7 @@ def _pyplot(option: str = "--plot") -> Any:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise OptbenchError(f"{option} needs matplotlib: pip install 'optbench[plot]'") from None
+        raise ConfigError(f"{option} needs matplotlib: pip install 'optbench[plot]'") from None
     return plt
 
 
@@ -251,13 +251,13 @@ def check_writable(path: Path, option: str, example: str) -> None:
     """Refuse an output file that cannot be written (a folder, a missing folder, no permission)
     with one line naming `option`; `example` is a file name to suggest inside a folder."""
     if path.is_dir():
-        raise OptbenchError(f"{option} {path} is a folder; give a file such as {path / example}")
+        raise ConfigError(f"{option} {path} is a folder; give a file such as {path / example}")
     folder = path.parent
     if not folder.is_dir():
         what = "is a file" if folder.exists() else "does not exist"
-        raise OptbenchError(f"{option} {path}: folder {folder} {what}")
+        raise ConfigError(f"{option} {path}: folder {folder} {what}")
     if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise OptbenchError(f"{option} {path}: permission denied")
+        raise ConfigError(f"{option} {path}: permission denied")
 
 
 def check_plot_path(path: Path, option: str = "--plot") -> None:
@@ -269,7 +269,7 @@ def check_plot_path(path: Path, option: str = "--plot") -> None:
 
     formats = sorted(FigureCanvasBase.get_supported_filetypes())
     if path.suffix.lstrip(".").lower() not in formats:
-        raise OptbenchError(
+        raise ConfigError(
             f"{option} {path}: the file name must end in the image format to write: "
             f"{', '.join('.' + f for f in formats)}"
         )
@@ -281,7 +281,7 @@ def _save(figure: Any, path: Any, option: str = "--plot") -> None:
     try:
         figure.savefig(path, dpi=120)
     except OSError as exc:
-        raise OptbenchError(f"cannot write {option} {path}: {exc.strerror or exc}") from None
+        raise ConfigError(f"cannot write {option} {path}: {exc.strerror or exc}") from None
     finally:
         plt.close(figure)
 
@@ -493,7 +493,7 @@ def print_comparison(
     elif output == "table":
         console.print(ranking_table(comparison.table, comparison.target))
     else:
-        raise OptbenchError(f"--format must be table, csv, json or markdown, not '{output}'")
+        raise ConfigError(f"--format must be table, csv, json or markdown, not '{output}'")
     if output == "table" and bands and not tuned:
         import pandas as pd
 

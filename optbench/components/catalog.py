@@ -21,7 +21,7 @@ import pandas as pd
 from rich.markup import escape
 from rich.table import Table
 
-from optbench.errors import OptbenchError
+from optbench.errors import ConfigError
 
 KINDS = ("optimizers", "schedulers", "models", "datasets", "losses")
 Row = tuple[str, str, str]  # name, options or shape, description
@@ -116,7 +116,7 @@ def catalog_rows(kind: str) -> list[Row]:
 
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, json.dumps(catalog))
-    except (OSError, OptbenchError):
+    except (OSError, ConfigError):
         pass  # a read-only home only costs speed
     return catalog[kind]
 
@@ -137,7 +137,7 @@ def collection_rows(package: str) -> list[Row]:
 
     found = collection_optimizers(package)
     if not found:
-        raise OptbenchError(f"--from {package}: it exports no torch.optim.Optimizer subclass")
+        raise ConfigError(f"--from {package}: it exports no torch.optim.Optimizer subclass")
     return [_optimizer_row(OptimInfo.from_class(f"{package}.{n}", c)) for n, c in found.items()]
 
 
@@ -205,7 +205,7 @@ def catalog_frame(kind: str, source: str | None = None) -> pd.DataFrame:
     losses, problems), with its options and their defaults; optimizers also from a package
     (`source`), or with the installed plug-ins."""
     if source is not None and kind != "optimizers":
-        raise OptbenchError(f"--from lists optimizers only, not {kind}")
+        raise ConfigError(f"--from lists optimizers only, not {kind}")
     if source is not None:
         rows = collection_rows(source)
     elif kind == "problems":

@@ -40,7 +40,7 @@ from optbench.components.registry import (
     signature_defaults,
     summary,
 )
-from optbench.errors import ConfigError, OptbenchError, did_you_mean
+from optbench.errors import ConfigError, did_you_mean
 from optbench.experiment.config import SYSTEM_DATA_DIR, DataConfig, is_data_file
 from optbench.storage.results import write_atomic
 
@@ -148,9 +148,9 @@ DATASETS: Registry[DatasetInfo] = Registry("dataset")
 # --------------------------------------------------------------------------- torchvision loading
 
 
-def _missing(name: str, looked: list[Path], hint: str) -> OptbenchError:
+def _missing(name: str, looked: list[Path], hint: str) -> ConfigError:
     places = " and ".join(str(p) for p in looked)
-    return OptbenchError(f"dataset {name} was not found in {places}; {hint}")
+    return ConfigError(f"dataset {name} was not found in {places}; {hint}")
 
 
 def _unpack_system_copy(folder: Path, system_dir: Path, files: list[str], lock: Path) -> bool:
@@ -172,9 +172,9 @@ def _unpack_system_copy(folder: Path, system_dir: Path, files: list[str], lock: 
                 if not (folder / f).exists():
                     with gzip.open(system_dir / f"{f}.gz", "rb") as src:
                         write_atomic(folder / f, functools.partial(shutil.copyfileobj, src))
-    except (OSError, OptbenchError) as exc:  # write_atomic's errors included
+    except (OSError, ConfigError) as exc:  # write_atomic's errors included
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        raise OptbenchError(
+        raise ConfigError(
             f"cannot unpack {system_dir} into {folder}: {reason}; "
             "set data.root (or $OPTBENCH_DATA) to a writable folder"
         ) from None
@@ -254,7 +254,7 @@ def _through_tensor_file(
         }
         try:
             write_atomic(path, functools.partial(torch.save, tensors))
-        except (OSError, OptbenchError):  # a read-only root
+        except (OSError, ConfigError):  # a read-only root
             return train, test
         del train, test, tensors
         for stale in folder.glob(f"{name}-*.pt"):
@@ -307,7 +307,7 @@ def _load_mnist_like(
             try:
                 ds = cls(root, train=train, download=download)
             except Exception as exc:  # torchvision raises RuntimeError, URLError, OSError...
-                raise OptbenchError(f"could not load {name} from {root}: {exc}") from None
+                raise ConfigError(f"could not load {name} from {root}: {exc}") from None
             splits.append(InMemoryDataset(ds.data.unsqueeze(1).contiguous(), ds.targets.long()))
         return splits[0], splits[1]
 
@@ -331,7 +331,7 @@ def _load_cifar10(root: str, download: bool) -> tuple[InMemoryDataset, InMemoryD
             try:
                 ds = torchvision.datasets.CIFAR10(root, train=train, download=download)
             except Exception as exc:
-                raise OptbenchError(f"could not load cifar10 from {root}: {exc}") from None
+                raise ConfigError(f"could not load cifar10 from {root}: {exc}") from None
             images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()  # NHWC -> NCHW
             splits.append(InMemoryDataset(images, torch.as_tensor(ds.targets, dtype=torch.long)))
         return splits[0], splits[1]
@@ -568,7 +568,7 @@ class _ClassLoader:
                     dataset = self.cls(root, train=train, download=download, **options)
                 except Exception as exc:  # torchvision raises RuntimeError, URLError, OSError...
                     hint = "" if download else "; data.download: true fetches it (needs internet)"
-                    raise OptbenchError(f"could not load {name} from {root}: {exc}{hint}") from None
+                    raise ConfigError(f"could not load {name} from {root}: {exc}{hint}") from None
                 splits.append(_held(dataset, name, "train" if train else "test"))
         return splits[0], splits[1]
 
@@ -930,7 +930,7 @@ def sklearn_split(
         from sklearn.preprocessing import StandardScaler
     except ImportError as exc:
         reason = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise OptbenchError(
+        raise ConfigError(
             f"dataset {name} needs scikit-learn ({reason}): {SKLEARN_EXTRA}"
         ) from None
     x, y = getattr(sklearn.datasets, dataset.loader)(return_X_y=True)

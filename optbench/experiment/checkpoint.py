@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 
 import torch
 
-from optbench.errors import OptbenchError
+from optbench.errors import ConfigError
 from optbench.storage.results import SyncPolicy, write_atomic
 
 FORMAT = "optbench-checkpoint-1"
@@ -48,17 +48,17 @@ class CheckpointFile:
         except Exception as exc:  # truncated zip, foreign pickle, unsafe globals...
             text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
             reason = text.splitlines()[0].rstrip(" ,.") if text else type(exc).__name__
-            raise OptbenchError(
+            raise ConfigError(
                 f"checkpoint {self.path} cannot be read ({reason[:200]}); "
                 "delete it or pass --force to start the run over"
             ) from None
         if not isinstance(state, dict) or state.get("format") != FORMAT or not set(state) >= _KEYS:
-            raise OptbenchError(
+            raise ConfigError(
                 f"checkpoint {self.path} is not an optbench checkpoint; "
                 "delete it or pass --force to start the run over"
             )
         if state["run_id"] != self.run_id:
-            raise OptbenchError(
+            raise ConfigError(
                 f"checkpoint {self.path} belongs to run {state['run_id']}, not {self.run_id}"
             )
         return state
@@ -105,7 +105,7 @@ def restore_rng(
         torch.cuda.set_rng_state(state["cuda"].cpu(), device)
     if augment is not None:
         if "augment" not in state:
-            raise OptbenchError(
+            raise ConfigError(
                 "the checkpoint holds no augmentation state; delete it or pass --force to "
                 "start the run over"
             )

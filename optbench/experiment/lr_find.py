@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from optbench.components.data import load_data
-from optbench.errors import OptbenchError
+from optbench.errors import ConfigError
 from optbench.experiment.plan import RunPlan
 from optbench.experiment.train import _loss, build_training, training_loader
 
@@ -76,11 +76,11 @@ def schedule(start: float, end: float, steps: int) -> list[float]:
 
 def check_settings(start: float, end: float, steps: int) -> None:
     if not (math.isfinite(start) and start > 0):
-        raise OptbenchError(f"--start must be a positive number, got {start}")
+        raise ConfigError(f"--start must be a positive number, got {start}")
     if not (math.isfinite(end) and end > start):
-        raise OptbenchError(f"--end must be a number above --start ({start}), got {end}")
+        raise ConfigError(f"--end must be a number above --start ({start}), got {end}")
     if steps < 2:
-        raise OptbenchError(f"--steps must be at least 2, got {steps}")
+        raise ConfigError(f"--steps must be at least 2, got {steps}")
 
 
 def _lr_ratios(plan: RunPlan, optimizer: torch.optim.Optimizer) -> list[float]:
@@ -94,12 +94,12 @@ def _lr_ratios(plan: RunPlan, optimizer: torch.optim.Optimizer) -> list[float]:
             lrs[index] = lr = float(lr)
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr):
             what = "has no lr" if lr is None else f"has lr {lr!r}"
-            raise OptbenchError(
+            raise ConfigError(
                 f"optimizer.name: {name} param group {index} {what}; the lr range test "
                 "needs an optimizer with a learning rate to scale"
             )
     if lrs[0] <= 0:
-        raise OptbenchError(
+        raise ConfigError(
             f"optimizer.lr: the first param group's lr is {lrs[0]}; the range test scales the "
             "configured lrs by a common factor, so it needs a positive one"
         )

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from optbench.errors import OptbenchError
+from optbench.errors import ConfigError
 from optbench.experiment.identity import NOT_IN_RUN_ID, flatten
 from optbench.storage.results import EPOCH_COLUMNS, FINISHED, RunDir, Status
 
@@ -68,7 +68,7 @@ def require_backends(log: Any) -> None:
         try:
             __import__(name)
         except ImportError:
-            raise OptbenchError(
+            raise ConfigError(
                 f"logging to {name} needs {name}: pip install 'optbench[{EXTRAS[name]}]'"
             ) from None
 

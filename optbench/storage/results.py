@@ -23,7 +23,7 @@ from typing import Any, BinaryIO
 import pandas as pd
 import yaml
 
-from optbench.errors import OptbenchError, ResultsWriteError
+from optbench.errors import ConfigError, ResultsWriteError
 
 # epochs.csv's columns, in order, with how tables show them.
 EPOCH_FORMATS = {
@@ -229,7 +229,7 @@ class RunDir:
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
-            raise OptbenchError(f"cannot read {self.summary_path}: {exc}") from None
+            raise ConfigError(f"cannot read {self.summary_path}: {exc}") from None
 
     def write_config(self, resolved: dict[str, Any]) -> None:
         text = yaml.safe_dump(resolved, sort_keys=False, default_flow_style=None)
@@ -262,7 +262,7 @@ class RunDir:
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
-            raise OptbenchError(f"cannot read {self.path_path}: {exc}") from None
+            raise ConfigError(f"cannot read {self.path_path}: {exc}") from None
 
     def remove_partial_files(self) -> None:
         """Delete temporary files a killed writer left behind (only the lock holder calls this)."""
@@ -298,7 +298,7 @@ class RunDir:
         return False
 
 
-class RunBusyError(OptbenchError):
+class RunBusyError(ConfigError):
     """The run is being trained by another live process (its lock is held)."""
 
 
@@ -361,11 +361,11 @@ class Run:
 
 
 def read_run(path: str | Path) -> Run:
-    """Read the run in `path` (a folder with summary.json); OptbenchError when it is not one."""
+    """Read the run in `path` (a folder with summary.json); ConfigError when it is not one."""
     path = Path(path)
     run = RunDir(path)
     if not run.summary_path.is_file():
-        raise OptbenchError(f"{path} is not a run folder (it has no {RunDir.SUMMARY})")
+        raise ConfigError(f"{path} is not a run folder (it has no {RunDir.SUMMARY})")
     try:
         summary = json.loads(run.summary_path.read_text(encoding="utf-8"))
         config_file = run.config_path
@@ -374,10 +374,10 @@ def read_run(path: str | Path) -> Run:
         )
         epochs = run.read_epochs()
     except (OSError, ValueError, yaml.YAMLError) as exc:
-        raise OptbenchError(f"cannot read the run in {path}: {exc}") from None
+        raise ConfigError(f"cannot read the run in {path}: {exc}") from None
     for name, value in ((RunDir.SUMMARY, summary), (RunDir.CONFIG, config)):
         if value is not None and not isinstance(value, dict):
-            raise OptbenchError(f"cannot read the run in {path}: {name} is not a mapping")
+            raise ConfigError(f"cannot read the run in {path}: {name} is not a mapping")
     return Run(path, summary, config or {}, epochs)
 
 
@@ -385,12 +385,12 @@ def create_run_dir(results_dir: str | Path, name: str, run_id: str) -> RunDir:
     """results/<name>/<run-id>/, created if needed, with one clear sentence when it cannot be."""
     results_dir = Path(results_dir)
     if results_dir.exists() and not results_dir.is_dir():
-        raise OptbenchError(f"results directory {results_dir} is a file, not a folder")
+        raise ConfigError(f"results directory {results_dir} is a file, not a folder")
     run = RunDir(results_dir / name / run_id)
     try:
         run.path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         if exc.errno in DISK_FULL:
             raise cannot_write(run.path, exc) from None
-        raise OptbenchError(f"cannot create {run.path}: {exc.strerror or exc}") from None
+        raise ConfigError(f"cannot create {run.path}: {exc.strerror or exc}") from None
     return run

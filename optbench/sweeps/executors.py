@@ -21,7 +21,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-from optbench.errors import OptbenchError, ResultsWriteError
+from optbench.errors import ConfigError, ResultsWriteError
 from optbench.experiment.train import Observers, SilentObserver
 from optbench.storage.results import DISK_FULL, RunBusyError, RunDir, Status, cannot_write
 
@@ -127,7 +127,7 @@ def train_point(
 
     try:
         plan = make_plan(validate_config(config))
-    except OptbenchError as exc:
+    except ConfigError as exc:
         return PointResult(run_id, Status.FAILED, f"cannot plan it here: {exc}")
     if plan.run_id != run_id:
         return PointResult(
@@ -145,7 +145,7 @@ def train_point(
         return PointResult(run_id, Status.INTERRUPTED, "interrupted")
     except RunBusyError as exc:
         return PointResult(run_id, Status.FAILED, str(exc), busy=True)
-    except OptbenchError as exc:
+    except ConfigError as exc:
         return PointResult(run_id, Status.FAILED, str(exc))
     except ResultsWriteError as exc:
         return PointResult(run_id, Status.FAILED, str(exc), write_failed=True)
@@ -481,7 +481,7 @@ def run_ray(
     try:
         import ray
     except ImportError:
-        raise OptbenchError("--executor ray needs Ray: pip install 'optbench[ray]'") from None
+        raise ConfigError("--executor ray needs Ray: pip install 'optbench[ray]'") from None
     if not ray.is_initialized():
         try:
             if address:
@@ -494,7 +494,7 @@ def run_ray(
                     log_to_driver=False,
                 )
         except Exception as exc:
-            raise OptbenchError(
+            raise ConfigError(
                 f"cannot connect to Ray at {address or 'a local instance'}: {exc}"
             ) from None
     task = ray.remote(num_cpus=1, max_retries=0)(_train_on_ray_node)

@@ -160,15 +160,15 @@ def expand_grid(
 Grid = Mapping[str, list[Any]] | list[str]
 
 
-def load_sweep(
+def read_grid(
     source: ConfigSource,
     grid: Grid | None = None,
     seeds: list[int] | str | None = None,
     overrides: Overrides | None = None,
-) -> tuple[str, list[SweepPoint]]:
-    """Read a config, merge its `sweep:` section with `grid` (which wins for a key in both; a
-    key given in two `--grid` options is refused) and `seeds` (a list, or `--seeds` text like
-    0,1,2), and expand it."""
+) -> tuple[dict[str, Any], dict[str, list[Any]], Path]:
+    """The config (overridden, its modules importable), its `sweep:` section merged with `grid`
+    (which wins for a key in both; a key given in two `--grid` options is refused) and `seeds`
+    (a list, or `--seeds` text like 0,1,2), and its folder: what sweep and tune expand."""
     data, folder = read_source(source, overrides)
     sweep = _check_grid(data.pop("sweep", None) or {}, "sweep")
     if isinstance(grid, Mapping):
@@ -179,6 +179,17 @@ def load_sweep(
         merged["seed"] = parse_seeds(seeds) if isinstance(seeds, str) else list(seeds)
     _check_grid(merged, "--grid")
     anchor_to_folder(data, folder)  # its modules importable before any point is planned
+    return data, merged, folder
+
+
+def load_sweep(
+    source: ConfigSource,
+    grid: Grid | None = None,
+    seeds: list[int] | str | None = None,
+    overrides: Overrides | None = None,
+) -> tuple[str, list[SweepPoint]]:
+    """Read a config and its grid (`read_grid`), and expand it."""
+    data, merged, folder = read_grid(source, grid, seeds, overrides)
     points = expand_grid(data, merged, folder)
     return points[0].config["name"], points
 

@@ -36,19 +36,16 @@ import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from optbench.errors import ConfigError, OptbenchError, ResultsWriteError
+from optbench.errors import ConfigError, ResultsWriteError
 from optbench.experiment.config import (
+    ConfigSource,
     Distribution,
+    Overrides,
     TuneConfig,
-    anchor_to_folder,
     apply_override,
-    apply_overrides,
-    check_structure,
     default_results_dir,
-    name_from_stem,
-    read_config_file,
     validate_config,
 )
 from optbench.storage.results import (
@@ -60,6 +57,9 @@ from optbench.storage.results import (
     higher_is_better,
 )
 from optbench.sweeps.executors import QuietSweep, SweepView
+
+if TYPE_CHECKING:
+    from optbench.sweeps.grid import Grid
 
 JOURNAL_FILE = "optuna-journal.log"  # the default storage, next to the runs
 # Trial user attributes (what the Optuna dashboard shows next to each trial).
@@ -74,7 +74,7 @@ def _optuna() -> Any:
     try:
         import optuna
     except ImportError:
-        raise OptbenchError("optbench tune needs Optuna: pip install 'optbench[tune]'") from None
+        raise ConfigError("optbench tune needs Optuna: pip install 'optbench[tune]'") from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
 
@@ -101,7 +101,7 @@ def open_storage(spec: str) -> Any:
     except ResultsWriteError:
         raise
     except Exception as exc:
-        raise OptbenchError(f"--storage: cannot open Optuna storage '{spec}': {exc}") from None
+        raise ConfigError(f"--storage: cannot open Optuna storage '{spec}': {exc}") from None
 
 
 def _journal_backend(path: str) -> Any:
@@ -315,27 +315,19 @@ def _check_metric(metric: str, plan: Any) -> None:
 
 
 def load_tune(
-    config_path: str | Path,
-    overrides: list[str] | None = None,
-    grid_options: list[str] | None = None,
+    source: ConfigSource,
+    overrides: Overrides | None = None,
+    grid: Grid | None = None,
     trials: int | None = None,
 ) -> TuneSetup:
     """Read and check everything a tune needs before anything runs: its `tune:` section, one
     arm per optimizer of the grid, each arm's space (the keys its optimizer takes), the metric."""
     from optbench.experiment.plan import make_plan
-    from optbench.sweeps.grid import _check_grid, expand_grid, merge_grid_options
+    from optbench.sweeps.grid import expand_grid, read_grid
 
-    data = read_config_file(config_path)
-    if overrides:
-        apply_overrides(data, list(overrides))
-    data.setdefault("name", name_from_stem(Path(config_path).stem))
-    check_structure(data, str(config_path))
-    grid = merge_grid_options(_check_grid(data.pop("sweep", None) or {}, "sweep"), grid_options)
-    _check_grid(grid, "--grid")
+    data, grid, folder = read_grid(source, grid, None, overrides)
     if "seed" in grid:
         raise ConfigError("sweep.seed", "a tune reruns its best configurations with tune.seeds")
-    folder = Path(config_path).parent
-    anchor_to_folder(data, folder)
     tune = validate_config(data).tune
     if tune is None:
         raise ConfigError("tune", "is required: optbench tune needs a tune: section with a space")
@@ -572,7 +564,7 @@ class Tuner:
                     load_if_exists=True,
                 )
             except ValueError as exc:  # an existing study with the other direction
-                raise OptbenchError(f"study {arm.study_name}: {exc}") from None
+                raise ConfigError(f"study {arm.study_name}: {exc}") from None
             arm.seed = seed
             arm.study.set_user_attr("optbench", {"optimizer": arm.key, "metric": self.setup.metric})
             self._recover(arm, opening=True)
@@ -952,9 +944,9 @@ class TuneReport:
 
 
 def run_tune(
-    config_path: str | Path,
-    overrides: list[str] | None = None,
-    grid_options: list[str] | None = None,
+    config_path: ConfigSource,
+    overrides: Overrides | None = None,
+    grid_options: Grid | None = None,
     results_dir: str | Path | None = None,
     *,
     workers: int | None = None,

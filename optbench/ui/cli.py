@@ -26,7 +26,7 @@ from optbench.errors import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_WRITE_FAILED,
-    OptbenchError,
+    ConfigError,
     ResultsWriteError,
     RunExistsError,
 )
@@ -94,7 +94,7 @@ def one_line_errors(command: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except OptbenchError as exc:
+        except ConfigError as exc:
             errors.print(f"[bold red]error:[/] {escape(one_line(str(exc)))}", highlight=False)
             raise typer.Exit(EXIT_BAD_INPUT) from None
         except ResultsWriteError as exc:
@@ -231,8 +231,8 @@ def run(
     except RunExistsError as exc:
         hint = "pass --resume to continue it or --force to start it over"
         hint = hint if exc.resumable else "pass --force to run it again"
-        raise OptbenchError(f"{exc}; {hint}") from None
-    except (OptbenchError, ResultsWriteError):
+        raise ConfigError(f"{exc}; {hint}") from None
+    except (ConfigError, ResultsWriteError):
         raise
     except Exception as exc:
         message = escape(one_line(f"{type(exc).__name__}: {exc}"))
