@@ -14,6 +14,7 @@ import numpy as np
 import yaml
 
 from optbench.experiment.config import SYSTEM_DATA_DIR, ExperimentConfig, validate_config
+from optbench.experiment.train import SilentObserver
 from optbench.storage.results import EPOCH_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,7 +52,7 @@ def write_config(folder: Path, config: dict[str, Any], name: str = "exp.yaml") -
     return path
 
 
-class StopAt:
+class StopAt(SilentObserver):
     """A training observer that interrupts at (epoch, batch), as Ctrl-C would."""
 
     def __init__(self, epoch: int, batch: int) -> None:
@@ -63,9 +64,6 @@ class StopAt:
     def batch_finished(self, batch: int, loss: float | None) -> None:
         if (self.current, batch) == (self.epoch, self.batch):
             raise KeyboardInterrupt
-
-    def epoch_finished(self, row: dict[str, Any]) -> None:
-        pass
 
 
 # --------------------------------------------------------------------------- the CLI

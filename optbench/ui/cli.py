@@ -373,7 +373,7 @@ def sweep(
         return
 
     _interrupt_on_sigterm()
-    result = optbench.sweeps(
+    result = optbench.sweep(
         config,
         axes,
         seed_list,
