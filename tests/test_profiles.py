@@ -164,6 +164,9 @@ def test_time_matches_algoperf_median_for_odd_seed_counts(data, seeds, minimize)
 
 
 def test_worked_example_of_docs_benchmark_md() -> None:
+    momentum_p1 = [reaching_at(200), reaching_at(180), reaching_at(260)]
+    assert time_to_target(momentum_p1, 0.9, True).steps == 200
+    assert time_to_target([reaching_at(900), NEVER, NEVER], 0.9, True).steps is None
     times = {
         "SGD": {"P1": 400, "P2": 300, "P3": None},
         "Momentum": {"P1": 200, "P2": 150, "P3": 500},
