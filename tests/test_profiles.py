@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import math
 import operator
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -407,3 +409,17 @@ def test_benchmark_json_is_strict_json_with_the_documented_keys() -> None:
     assert set(document["intervals"]["steps"]) == {"Adam", "SGD"}
     assert len(document["profiles"]["tau"]) == len(document["profiles"]["steps"]["SGD"]) == 100
     assert document["bootstrap"] == {"resamples": 50, "confidence": 0.95, "seed": 0}
+
+
+@pytest.mark.slow
+def test_scoring_imports_neither_torch_nor_optuna() -> None:
+    script = (
+        "import sys\n"
+        "import optbench.analysis.profiles\n"
+        "loaded = [m for m in ('torch', 'optuna') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert completed.returncode == 0, completed.stderr
