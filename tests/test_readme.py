@@ -96,7 +96,7 @@ def test_the_documentation_site_builds_strictly(tmp_path) -> None:
         timeout=300,
     )
     assert built.returncode == 0, built.stderr[-3000:]
-    api = (tmp_path / "site" / "api" / "index.html").read_text()
+    api = (tmp_path / "site" / "python-api" / "index.html").read_text()
     assert 'id="optbench.errors.ConfigError"' in api  # mkdocstrings read the package
 
 

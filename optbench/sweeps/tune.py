@@ -500,10 +500,17 @@ class _Pruning:
         except Exception:
             self.trial = None
 
+    # the whole TrainingObserver protocol (experiment/train.py); only epoch_finished reports
+    def run_started(self, title: str, epochs: int) -> None:
+        pass
+
     def epoch_started(self, epoch: int, num_batches: int) -> None:
         pass
 
     def batch_finished(self, batch: int, loss: float | None) -> None:
+        pass
+
+    def run_ended(self, status: str) -> None:
         pass
 
     def epoch_finished(self, row: dict[str, Any]) -> None:
