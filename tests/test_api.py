@@ -1,0 +1,284 @@
+"""The public Python API (`import optbench`): cheap to import, Python values and exceptions in
+and out, the numbers of a hand-written torch loop, files that pandas and yaml read back the
+same, and the CLI as a thin client that calls exactly these functions."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import typer
+import yaml
+from torch import nn
+
+import optbench
+from optbench.ui.cli import app
+from tests.helpers import REPO, cli_runner, regression_dict, write_config
+from tests.test_small_trials import DATA, _hand_written_test_losses
+
+OVERRIDES = {"optimizer.lr": 0.1, "epochs": 2}
+# The package's base class of user errors: OptbenchError here, folded into ConfigError on main.
+USER_ERROR = getattr(optbench, "OptbenchError", optbench.ConfigError)
+
+
+def _config(**changes: Any) -> dict[str, Any]:
+    """The small regression problem (96 training rows: three batches, trained in the driver)."""
+    return regression_dict(data=DATA, **changes)
+
+
+def _assert_same_run(mine: optbench.Run, other: optbench.Run) -> None:
+    """Field by field: a Run holds a DataFrame, whose `==` is elementwise."""
+    assert (mine.dir, mine.run_id, mine.status) == (other.dir, other.run_id, other.status)
+    assert (mine.summary, mine.config) == (other.summary, other.config)
+    pd.testing.assert_frame_equal(mine.epochs, other.epochs)
+
+
+class Recorder:
+    """A training observer that writes down what it is told, in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    def run_started(self, title: str, epochs: int) -> None:
+        self.calls.append(("run_started", epochs))
+
+    def epoch_started(self, epoch: int, num_batches: int) -> None:
+        self.calls.append(("epoch_started", epoch))
+
+    def batch_finished(self, batch: int, loss: float | None) -> None:
+        self.calls.append(("batch_finished", batch))
+
+    def epoch_finished(self, row: dict[str, Any]) -> None:
+        self.calls.append(("epoch_finished", row["epoch"]))
+
+    def run_ended(self, status: str) -> None:
+        self.calls.append(("run_ended", status))
+
+    def events(self, *names: str) -> list[tuple[str, Any]]:
+        return [call for call in self.calls if call[0] in names]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[optbench.Run, Path]:
+    """One run of the dict config with dict overrides, and its results folder."""
+    results = tmp_path_factory.mktemp("results")
+    return optbench.run(_config(), OVERRIDES, results_dir=results), results
+
+
+def test_import_optbench_loads_neither_torch_nor_pandas() -> None:
+    code = (
+        "import sys, optbench\n"
+        "print(sorted(m for m in ('torch', 'pandas', 'optbench.api') if m in sys.modules))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_run_from_a_dict_reads_back_as_its_files_with_a_hand_written_loops_numbers(
+    trained: tuple[optbench.Run, Path],
+) -> None:
+    run, results = trained
+    assert isinstance(run, optbench.Run)
+    assert run.dir == results / "tiny" / run.run_id
+    assert run.status == "completed"
+    assert run.summary == json.loads((run.dir / "summary.json").read_text())
+    assert run.config == yaml.safe_load((run.dir / "config.yaml").read_text())
+    assert (run.config["optimizer"]["lr"], run.config["epochs"]) == (0.1, 2)
+    pd.testing.assert_frame_equal(run.epochs, pd.read_csv(run.dir / "epochs.csv"))
+    assert list(run.epochs["epoch"]) == [1, 2]
+    expected = _hand_written_test_losses(seed=0, lr=0.1, epochs=2)
+    assert list(run.epochs["test_loss"]) == pytest.approx(expected, rel=1e-6, abs=0)
+
+
+def test_a_finished_run_is_refused_returned_with_resume_and_trained_again_with_force(
+    trained: tuple[optbench.Run, Path],
+) -> None:
+    run, results = trained
+    with pytest.raises(optbench.RunExistsError) as refused:
+        optbench.run(_config(), OVERRIDES, results_dir=results)
+    assert isinstance(refused.value, USER_ERROR)
+    assert (refused.value.run_dir, refused.value.status) == (run.dir, "completed")
+
+    seen = Recorder()
+    resumed = optbench.run(_config(), OVERRIDES, results_dir=results, resume=True, observers=[seen])
+    _assert_same_run(resumed, run)
+    assert seen.events("epoch_finished") == []  # returned, not trained
+
+    seen = Recorder()
+    again = optbench.run(_config(), OVERRIDES, results_dir=results, force=True, observers=[seen])
+    assert seen.events("epoch_finished") == [("epoch_finished", 1), ("epoch_finished", 2)]
+    assert (again.dir, again.status) == (run.dir, "completed")
+    pd.testing.assert_frame_equal(
+        again.epochs.drop(columns=["seconds", "eval_seconds"]),
+        run.epochs.drop(columns=["seconds", "eval_seconds"]),
+    )
+
+
+def _adam_with_momentum(tmp_path: Path) -> pytest.ExceptionInfo[optbench.ConfigError]:
+    with pytest.raises(optbench.ConfigError) as refused:
+        optbench.run(
+            _config(),
+            {"optimizer.name": "Adam", "optimizer.momentum": 0.9},
+            results_dir=tmp_path / "results",
+        )
+    return refused
+
+
+def test_bad_input_is_a_config_error_naming_the_field_and_writes_nothing(tmp_path: Path) -> None:
+    refused = _adam_with_momentum(tmp_path)
+    assert "optimizer.momentum" in str(refused.value)
+    assert refused.value.field.startswith("optimizer")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.xfail(
+    not issubclass(optbench.ConfigError, ValueError),
+    reason="ConfigError becomes a ValueError in the lead's change (main e455a0b)",
+    strict=True,
+)
+def test_a_config_error_is_a_value_error(tmp_path: Path) -> None:
+    assert isinstance(_adam_with_momentum(tmp_path).value, ValueError)
+
+
+def test_observers_hear_the_run_in_order_and_progress_draws_a_text_bar(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seen = Recorder()
+    run = optbench.run(_config(), OVERRIDES, results_dir=tmp_path, observers=[seen], progress=True)
+    assert seen.events("run_started", "epoch_finished", "run_ended") == [
+        ("run_started", 2),
+        ("epoch_finished", 1),
+        ("epoch_finished", 2),
+        ("run_ended", "completed"),
+    ]
+    assert [call[0] for call in seen.calls[1:5]] == ["epoch_started"] + ["batch_finished"] * 3
+    captured = capsys.readouterr()
+    assert "2/2" in captured.err and run.status in captured.err  # tqdm's text bar, on stderr
+    assert captured.out == ""
+
+
+def test_a_sweep_returns_its_runs_skips_them_again_and_compares_per_configuration(
+    tmp_path: Path,
+) -> None:
+    lrs, seeds = [0.1, 0.05], [0, 1]
+    result = optbench.sweep(
+        _config(), grid={"optimizer.lr": lrs}, seeds=seeds, workers=1, results_dir=tmp_path
+    )
+    assert isinstance(result, optbench.SweepResult)
+    runs = list(result)
+    assert len(runs) == 4 and result.skipped == []
+    assert {r.status for r in runs} == {"completed"}
+    points = {(r.config["optimizer"]["lr"], r.config["seed"]) for r in runs}
+    assert points == set(itertools.product(lrs, seeds))
+    for each in runs:
+        _assert_same_run(optbench.load(each.dir), each)
+        expected = _hand_written_test_losses(each.config["seed"], each.config["optimizer"]["lr"], 2)
+        assert list(each.epochs["test_loss"]) == pytest.approx(expected, rel=1e-6, abs=0)
+
+    again = optbench.sweep(
+        _config(), grid={"optimizer.lr": lrs}, seeds=seeds, workers=1, results_dir=tmp_path
+    )
+    assert sorted(again.skipped) == sorted(r.run_id for r in runs)
+    assert again.counts()["skipped"] == 4 and again.counts()["completed"] == 0
+
+    table = optbench.compare(tmp_path / result.name)
+    assert isinstance(table, pd.DataFrame)
+    assert len(table) == 2  # one row per configuration, the two seeds aggregated
+    assert table.to_string().count("0.05") >= 1
+
+
+def test_validate_gives_the_runs_id_and_params_counts_torchs_parameters(
+    trained: tuple[optbench.Run, Path],
+) -> None:
+    run, _ = trained
+    assert optbench.validate(_config(), OVERRIDES).run_id == run.run_id
+
+    config = _config(model={"name": "mlp", "hidden_sizes": [16, 8]})
+    frame = optbench.params(config)
+    assert isinstance(frame, pd.DataFrame)
+    independent = nn.Sequential(
+        nn.Flatten(), nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 1)
+    )
+    assert frame["numel"].sum() == sum(p.numel() for p in independent.parameters())
+    assert len(frame) == len(list(independent.parameters()))
+
+
+# --------------------------------------------------------------------------- CLI -> API
+
+COMMANDS = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+
+
+class ReachedTheApi(Exception):
+    """Raised by the stubbed API function: the command got that far (a command may turn it
+    into an exit status, so the stub also writes the call down)."""
+
+
+def _calls(config: str, folder: str) -> dict[str, tuple[str, list[str]]]:
+    """Every command (and sweep's --dry-run) -> the API function it calls, and its arguments."""
+    return {
+        "run": ("run", ["run", config]),
+        "lr-find": ("lr_find", ["lr-find", config]),
+        "validate": ("validate", ["validate", config]),
+        "params": ("plan", ["params", config]),
+        "sweep": ("sweep", ["sweep", config, "--seeds", "0,1"]),
+        "sweep --dry-run": ("sweep_points", ["sweep", config, "--dry-run"]),
+        "tune": ("tune", ["tune", config]),
+        "compare": ("comparison", ["compare", folder]),
+        "report": ("report", ["report", folder, "--output", f"{folder}/r.html"]),
+        "show": ("load", ["show", folder]),
+        "list": ("catalog", ["list"]),
+    }
+
+
+# optbench/ui/cli.py calls `optbench.sweeps(...)`, the subpackage, since the rename in 85ceb17:
+# `optbench sweep` raises TypeError; the fix is `optbench.sweep(...)` (reported to the lead).
+SWEEP_CALLS_THE_SUBPACKAGE = pytest.mark.xfail(
+    "optbench.sweeps(" in (REPO / "optbench" / "ui" / "cli.py").read_text(),
+    reason="cli.py calls optbench.sweeps (a module) instead of optbench.sweep",
+    strict=True,
+)
+CASES = [*sorted(COMMANDS), "sweep --dry-run"]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [pytest.param(c, marks=SWEEP_CALLS_THE_SUBPACKAGE) if c == "sweep" else c for c in CASES],
+)
+def test_every_command_calls_its_api_function(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import optbench.api
+
+    config = write_config(tmp_path, _config())
+    calls = _calls(str(config), str(tmp_path))
+    assert command in calls, f"`optbench {command}` has no API function in this test"
+    function, args = calls[command]
+    assert callable(getattr(optbench.api, function))
+
+    reached: list[str] = []
+
+    def stub(*args: Any, **kwargs: Any) -> Any:
+        reached.append(function)
+        raise ReachedTheApi(function)
+
+    monkeypatch.setattr(optbench.api, function, stub)
+    monkeypatch.setattr(optbench, function, stub, raising=False)
+    result = cli_runner().invoke(app, args)
+    assert reached == [function], (result.output, result.exception)
+    assert result.exit_code != 0  # the sentinel stopped it, whatever the command made of it
+    assert not any((tmp_path / name).exists() for name in ("results", "r.html"))
+
+
+def test_the_command_list_is_the_one_this_test_maps() -> None:
+    assert set(COMMANDS) == set(_calls("c", "d")) - {"sweep --dry-run"}
