@@ -24,8 +24,6 @@ from tests.helpers import REPO, cli_runner, regression_dict, write_config
 from tests.test_small_trials import DATA, _hand_written_test_losses
 
 OVERRIDES = {"optimizer.lr": 0.1, "epochs": 2}
-# The package's base class of user errors: OptbenchError here, folded into ConfigError on main.
-USER_ERROR = getattr(optbench, "OptbenchError", optbench.ConfigError)
 
 
 def _config(**changes: Any) -> dict[str, Any]:
@@ -107,7 +105,7 @@ def test_a_finished_run_is_refused_returned_with_resume_and_trained_again_with_f
     run, results = trained
     with pytest.raises(optbench.RunExistsError) as refused:
         optbench.run(_config(), OVERRIDES, results_dir=results)
-    assert isinstance(refused.value, USER_ERROR)
+    assert isinstance(refused.value, optbench.ConfigError)
     assert (refused.value.run_dir, refused.value.status) == (run.dir, "completed")
 
     seen = Recorder()
@@ -142,11 +140,6 @@ def test_bad_input_is_a_config_error_naming_the_field_and_writes_nothing(tmp_pat
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.xfail(
-    not issubclass(optbench.ConfigError, ValueError),
-    reason="ConfigError becomes a ValueError in the lead's change (main e455a0b)",
-    strict=True,
-)
 def test_a_config_error_is_a_value_error(tmp_path: Path) -> None:
     assert isinstance(_adam_with_momentum(tmp_path).value, ValueError)
 
@@ -241,20 +234,10 @@ def _calls(config: str, folder: str) -> dict[str, tuple[str, list[str]]]:
     }
 
 
-# optbench/ui/cli.py calls `optbench.sweeps(...)`, the subpackage, since the rename in 85ceb17:
-# `optbench sweep` raises TypeError; the fix is `optbench.sweep(...)` (reported to the lead).
-SWEEP_CALLS_THE_SUBPACKAGE = pytest.mark.xfail(
-    "optbench.sweeps(" in (REPO / "optbench" / "ui" / "cli.py").read_text(),
-    reason="cli.py calls optbench.sweeps (a module) instead of optbench.sweep",
-    strict=True,
-)
 CASES = [*sorted(COMMANDS), "sweep --dry-run"]
 
 
-@pytest.mark.parametrize(
-    "command",
-    [pytest.param(c, marks=SWEEP_CALLS_THE_SUBPACKAGE) if c == "sweep" else c for c in CASES],
-)
+@pytest.mark.parametrize("command", CASES)
 def test_every_command_calls_its_api_function(
     command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
