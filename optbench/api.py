@@ -212,8 +212,8 @@ def sweep(
         address=address,
         view=view or QuietSweep,
     )
-    errors = {result.run_id: result.error for result in report.results}
-    runs = [_run_or_failure(results / name / p.run_id, errors.get(p.run_id)) for p in points]
+    outcomes = {result.run_id: result for result in report.results}
+    runs = [_point_run(results / name / p.run_id, outcomes.get(p.run_id)) for p in points]
     return SweepResult(name, runs, list(report.skipped), report.interrupted)
 
 
@@ -240,17 +240,24 @@ def sweep_points(
     return frame
 
 
-def _run_or_failure(path: Path, error: str | None) -> Run:
-    """The run in `path`; for a point that failed before writing one (its worker died, or it
-    could not be planned where it was sent), a failed Run saying why."""
+def _point_run(path: Path, outcome: Any) -> Run:
+    """The point's run as on disk, with the status its executor reported when the disk cannot
+    know it (a worker killed mid-run leaves `running`; one that failed before writing leaves
+    nothing)."""
+    import dataclasses
+
     import pandas as pd
 
-    from optbench.storage.results import RunDir, Status
+    from optbench.storage.results import RunDir
 
     if (path / RunDir.SUMMARY).is_file():
-        return read_run(path)
-    summary = {"run_id": path.name, "status": str(Status.FAILED), "error": error}
-    return Run(path, summary, {}, pd.DataFrame())
+        run = read_run(path)
+    else:
+        run = Run(path, {"run_id": path.name}, {}, pd.DataFrame())
+    if outcome is not None and run.status != str(outcome.status):
+        summary = {**run.summary, "status": str(outcome.status), "error": outcome.error}
+        run = dataclasses.replace(run, summary=summary)
+    return run
 
 
 @dataclass
