@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from optbench.experiment.config import SYSTEM_DATA_DIR, ExperimentConfig, validate_config
+from optbench.core.config import SYSTEM_DATA_DIR, ExperimentConfig, validate_config
 from optbench.storage.results import EPOCH_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from optbench.components.models import _tf_same_padding
-from optbench.components.problems import PROBLEMS
-from optbench.errors import ConfigError
-from optbench.experiment.config import load_config, validate_config
+from optbench.core.config import load_config, validate_config
+from optbench.core.errors import ConfigError
+from optbench.core.problems import PROBLEMS
 from optbench.experiment.plan import make_plan
 from optbench.experiment.train import _l2_penalty, _loss, train
 from optbench.storage.results import Status

@@ -35,7 +35,7 @@ from optbench.analysis.compare import (
     two_d_paths,
 )
 from optbench.analysis.reports import check_writable, mean_std, rank_columns
-from optbench.errors import OptbenchError
+from optbench.core.errors import OptbenchError
 from optbench.storage.results import EPOCH_COLUMNS, RunDir, write_atomic
 from optbench.ui.display import format_cell
 

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from optbench.analysis.compare import show_hyperparameter
 from optbench.components.catalog import show_value
-from optbench.errors import OptbenchError
+from optbench.core.errors import OptbenchError
 from optbench.ui.display import format_cell
 
 if TYPE_CHECKING:

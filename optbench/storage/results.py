@@ -23,7 +23,7 @@ from typing import Any, BinaryIO
 import pandas as pd
 import yaml
 
-from optbench.errors import OptbenchError, ResultsWriteError
+from optbench.core.errors import OptbenchError, ResultsWriteError
 
 # epochs.csv's columns, in order, with how tables show them.
 EPOCH_FORMATS = {
@@ -194,7 +194,7 @@ class RunDir:
     LOCK = "lock"
     PATH = "path.csv"  # 2-D problems only: the parameters (u, v) after every step
     RESULT_FILES = (CONFIG, EPOCHS, SUMMARY)  # what a finished run consists of
-    TENSORBOARD = "tensorboard"  # --tensorboard's event files (storage/loggers.py)
+    TENSORBOARD = "tensorboard"  # --tensorboard's event files (experiment/loggers.py)
 
     def __init__(self, path: Path) -> None:
         self.path = path

@@ -38,8 +38,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from optbench.errors import ConfigError, OptbenchError, ResultsWriteError
-from optbench.experiment.config import (
+from optbench.core.config import (
     Distribution,
     TuneConfig,
     anchor_to_folder,
@@ -51,6 +50,7 @@ from optbench.experiment.config import (
     read_config_file,
     validate_config,
 )
+from optbench.core.errors import ConfigError, OptbenchError, ResultsWriteError
 from optbench.storage.results import (
     FINISHED,
     TUNE_FILE,
@@ -299,7 +299,7 @@ def _with(config: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _default_metric(plan: Any) -> str:
-    from optbench.components.problems import PROBLEMS
+    from optbench.core.problems import PROBLEMS
 
     problem = plan.config.problem
     if problem is not None and problem.name in PROBLEMS:

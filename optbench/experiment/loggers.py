@@ -25,8 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from optbench.errors import OptbenchError
-from optbench.experiment.identity import NOT_IN_RUN_ID, flatten
+from optbench.core.errors import OptbenchError
+from optbench.core.identity import NOT_IN_RUN_ID, flatten
 from optbench.storage.results import EPOCH_COLUMNS, FINISHED, RunDir, Status
 
 EXTRAS = {"tensorboard": "tensorboard", "mlflow": "mlflow"}  # backend -> optbench[extra]
