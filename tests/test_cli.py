@@ -12,7 +12,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from optbench.storage.results import EPOCH_COLUMNS
+from optbench.core.metrics import EPOCH_COLUMNS
 from optbench.ui.cli import app
 from tests.helpers import REPO, regression_dict, write_config
 

@@ -245,7 +245,7 @@ DEEPOBS_CONVERGENCE = {"mnist_mlp": 0.97, "fmnist_2c2d": 0.9186, "cifar10_3c3d":
 def test_targets_are_deepobs_convergence_performances(info: Any) -> None:
     """A problem's target is the published figure flagged as one, in the problem's own metric,
     at its budget's last epoch; only the problems DeepOBS gives one for have a target."""
-    from optbench.storage.results import EPOCH_COLUMNS
+    from optbench.core.metrics import EPOCH_COLUMNS
 
     expected = DEEPOBS_CONVERGENCE.get(info.name)
     assert info.target == (None if expected is None else ("test_accuracy", expected))

@@ -16,10 +16,11 @@ import torch
 
 from optbench.components.optimizers import OPTIMIZERS
 from optbench.core.config import validate_config
+from optbench.core.metrics import EPOCH_COLUMNS
 from optbench.experiment.checkpoint import CheckpointFile
 from optbench.experiment.plan import make_plan
 from optbench.experiment.train import train
-from optbench.storage.results import EPOCH_COLUMNS, RunDir, RunLock
+from optbench.storage.results import RunDir, RunLock
 from tests.helpers import METRICS, REPO, StopAt, regression_dict, write_config
 
 
