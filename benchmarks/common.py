@@ -15,7 +15,7 @@ import time
 import torch
 import torchvision
 
-from optbench.experiment.config import validate_config
+from optbench.core.config import validate_config
 from optbench.experiment.plan import RunPlan, make_plan
 
 SEED = 0

@@ -46,7 +46,7 @@ from common import (
 )
 
 from optbench.components.optimizers import OPTIMIZERS, OptimInfo
-from optbench.errors import ConfigError
+from optbench.core.errors import ConfigError
 from optbench.experiment.plan import RunPlan
 from optbench.experiment.train import train
 

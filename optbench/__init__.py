@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from optbench.errors import ConfigError, ResultsWriteError, RunExistsError
+from optbench.core.errors import ConfigError, ResultsWriteError, RunExistsError
 
 __version__ = "0.1.0"
 

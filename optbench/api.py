@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from optbench.experiment.config import ConfigSource, Overrides, default_results_dir
+from optbench.core.config import ConfigSource, Overrides, default_results_dir
 from optbench.storage.results import Run, read_run
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ def plan(config: ConfigSource, overrides: Overrides | None = None) -> RunPlan:
     """Check a config completely (every key, type and component argument, by building the model,
     optimizer and scheduler once) and return the plan a run trains: its run-id, resolved config
     and bound components. Raises ConfigError naming the first bad field."""
-    from optbench.experiment.config import load_config
+    from optbench.core.config import load_config
     from optbench.experiment.plan import make_plan
 
     return make_plan(load_config(config, overrides))
@@ -199,7 +199,7 @@ def sweep(
 
     results = Path(results_dir or default_results_dir())
     name, points = load_sweep(config, grid, list(seeds) if seeds is not None else None, overrides)
-    from optbench.storage.loggers import require_backends
+    from optbench.experiment.loggers import require_backends
 
     for point in points:  # every worker logs its runs: a missing extra is refused here, once
         require_backends(point.config.get("log"))

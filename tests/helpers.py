@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import yaml
 
-from optbench.experiment.config import SYSTEM_DATA_DIR, ExperimentConfig, validate_config
+from optbench.core.config import SYSTEM_DATA_DIR, ExperimentConfig, validate_config
+from optbench.core.metrics import EPOCH_COLUMNS
 from optbench.experiment.train import SilentObserver
-from optbench.storage.results import EPOCH_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
 FASHION_MNIST_GZ = SYSTEM_DATA_DIR / "fashion-mnist" / "train-images-idx3-ubyte.gz"

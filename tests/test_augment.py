@@ -21,9 +21,9 @@ from optbench.components.augment import (
     jitter,
 )
 from optbench.components.data import InMemoryDataset, load_data
-from optbench.errors import ConfigError
+from optbench.core.config import validate_config
+from optbench.core.errors import ConfigError
 from optbench.experiment.checkpoint import CheckpointFile
-from optbench.experiment.config import validate_config
 from optbench.experiment.plan import make_plan
 from optbench.experiment.train import evaluate, train
 from tests.helpers import METRICS, StopAt, regression_dict

@@ -1118,7 +1118,7 @@ def test_a_hanging_constructor_meets_planning_time_limit(
 def test_a_real_interrupt_while_importing_is_not_a_refusal(tmp_path: Path) -> None:
     """Ctrl-C pressed during an import goes on up as KeyboardInterrupt (the run is
     interrupted), unlike one the module raises itself."""
-    from optbench.usercode import user_code
+    from optbench.core.usercode import user_code
 
     with pytest.raises(KeyboardInterrupt), user_code("model.name", "slow.Net"):
         os.kill(os.getpid(), signal.SIGINT)  # handled at once, in this thread

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from optbench.storage.results import EPOCH_COLUMNS
+from optbench.core.metrics import EPOCH_COLUMNS
 from optbench.ui.cli import app
 from tests.helpers import REPO, regression_dict, write_config
 
@@ -78,7 +78,7 @@ def test_run_id_is_stable_and_a_finished_run_needs_force(tmp_path: Path) -> None
 
 
 def test_run_id_ignores_where_the_data_lives(tmp_path: Path) -> None:
-    from optbench.experiment.config import validate_config
+    from optbench.core.config import validate_config
     from optbench.experiment.plan import make_plan
 
     ids = {

@@ -17,9 +17,10 @@ import pytest
 import yaml
 
 from optbench.analysis.compare import compare_runs
-from optbench.experiment.config import validate_config
+from optbench.core.config import validate_config
+from optbench.core.metrics import EPOCH_COLUMNS
 from optbench.experiment.plan import make_plan
-from optbench.storage.results import EPOCH_COLUMNS, RunDir, RunLock
+from optbench.storage.results import RunDir, RunLock
 from tests.helpers import assert_one_error_line, invoke, regression_dict
 
 

@@ -21,7 +21,7 @@ import torch
 import yaml
 
 from optbench.components.data import load_data
-from optbench.experiment.config import load_config, validate_config
+from optbench.core.config import load_config, validate_config
 from optbench.experiment.plan import make_plan
 from optbench.storage.results import Status
 from tests.helpers import (

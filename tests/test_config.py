@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from optbench.errors import ConfigError
-from optbench.experiment.config import apply_overrides, load_config, parse_override
+from optbench.core.config import apply_overrides, load_config, parse_override
+from optbench.core.errors import ConfigError
 from tests.helpers import REPO, regression_dict, write_config
 
 

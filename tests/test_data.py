@@ -27,8 +27,8 @@ from optbench.components.data import (
     keep_batch,
     load_data,
 )
-from optbench.errors import ConfigError
-from optbench.experiment.config import validate_config
+from optbench.core.config import validate_config
+from optbench.core.errors import ConfigError
 from tests.helpers import FASHION_MNIST_GZ, REPO, regression_dict
 
 
@@ -134,7 +134,7 @@ from pathlib import Path
 
 import torch
 
-from optbench.experiment.config import DataConfig
+from optbench.core.config import DataConfig
 from optbench.components.data import TENSOR_FOLDER, bind_data, load_data
 
 root, go = sys.argv[1], Path(sys.argv[2])

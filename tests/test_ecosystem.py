@@ -9,8 +9,8 @@ import math
 
 import pytest
 
-from optbench.errors import ConfigError
-from optbench.experiment.config import validate_config
+from optbench.core.config import validate_config
+from optbench.core.errors import ConfigError
 from optbench.experiment.plan import make_plan
 from optbench.experiment.train import train
 from tests.helpers import ECOSYSTEM_OUTCOMES, regression_dict

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from optbench.experiment.config import validate_config
+from optbench.core.config import validate_config
 from optbench.experiment.plan import make_plan
 from optbench.experiment.train import train
 from optbench.ui.cli import app

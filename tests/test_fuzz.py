@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from optbench.errors import ConfigError
-from optbench.experiment.config import load_config
+from optbench.core.config import load_config
+from optbench.core.errors import ConfigError
 from optbench.experiment.plan import RunPlan, make_plan
 from optbench.ui.cli import app
 from tests.helpers import REGRESSION

@@ -19,8 +19,8 @@ import pytest
 from pydantic import BaseModel
 
 from optbench.components.registry import code_identity
-from optbench.experiment.config import ExperimentConfig, apply_override, validate_config
-from optbench.experiment.identity import NOT_IN_RUN_ID
+from optbench.core.config import ExperimentConfig, apply_override, validate_config
+from optbench.core.identity import NOT_IN_RUN_ID
 from optbench.experiment.plan import make_plan
 from tests.helpers import REPO, regression_dict, write_config
 

@@ -18,12 +18,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from optbench.experiment.config import validate_config
-from optbench.experiment.identity import flatten
-from optbench.experiment.plan import make_plan
-from optbench.experiment.runner import run_plan
-from optbench.experiment.train import SilentObserver
-from optbench.storage.loggers import (
+from optbench.core.config import validate_config
+from optbench.core.identity import flatten
+from optbench.experiment.loggers import (
     EPOCH_METRICS,
     MLFLOW_HTTP_DEFAULTS,
     MLFLOW_RUN_ID_TAG,
@@ -31,6 +28,9 @@ from optbench.storage.loggers import (
     log_overrides,
     run_label,
 )
+from optbench.experiment.plan import make_plan
+from optbench.experiment.runner import run_plan
+from optbench.experiment.train import SilentObserver
 from optbench.storage.results import RunDir
 from tests.helpers import (
     REGRESSION,

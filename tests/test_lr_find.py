@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from optbench.components.data import load_data
-from optbench.experiment.config import load_config, validate_config
+from optbench.core.config import load_config, validate_config
 from optbench.experiment.lr_find import lr_range_test
 from optbench.experiment.plan import make_plan
 from tests.helpers import REPO, assert_one_error_line, invoke, regression_dict, write_config

@@ -7,7 +7,7 @@ import torch
 
 from optbench.components.data import load_data
 from optbench.components.optimizers import OPTIMIZERS, get_optimizer
-from optbench.errors import ConfigError
+from optbench.core.errors import ConfigError
 from optbench.experiment.plan import make_plan
 from optbench.experiment.train import evaluate, train
 from tests.helpers import regression_config

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from optbench.components.catalog import problem_rows
-from optbench.components.problems import PROBLEMS, Reference
+from optbench.core.problems import PROBLEMS, Reference
 from optbench.experiment.runner import run_plan
 from optbench.experiment.train import SilentObserver
 from tests.helpers import invoke, regression_dict, write_config
@@ -39,7 +39,7 @@ def test_validate_shows_the_problem_and_the_keys_the_config_overrides(tmp_path: 
 
 
 def _run(tmp_path: Path, problem: str, **changes) -> None:
-    from optbench.experiment.config import validate_config
+    from optbench.core.config import validate_config
     from optbench.experiment.plan import make_plan
 
     config = {"name": problem, "problem": problem, **changes}

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from optbench.components.models import _tf_same_padding
-from optbench.components.problems import PROBLEMS
-from optbench.errors import ConfigError
-from optbench.experiment.config import load_config, validate_config
+from optbench.core.config import load_config, validate_config
+from optbench.core.errors import ConfigError
+from optbench.core.problems import PROBLEMS
 from optbench.experiment.plan import make_plan
 from optbench.experiment.train import _l2_penalty, _loss, train
 from optbench.storage.results import Status
@@ -245,7 +245,7 @@ DEEPOBS_CONVERGENCE = {"mnist_mlp": 0.97, "fmnist_2c2d": 0.9186, "cifar10_3c3d":
 def test_targets_are_deepobs_convergence_performances(info: Any) -> None:
     """A problem's target is the published figure flagged as one, in the problem's own metric,
     at its budget's last epoch; only the problems DeepOBS gives one for have a target."""
-    from optbench.storage.results import EPOCH_COLUMNS
+    from optbench.core.metrics import EPOCH_COLUMNS
 
     expected = DEEPOBS_CONVERGENCE.get(info.name)
     assert info.target == (None if expected is None else ("test_accuracy", expected))

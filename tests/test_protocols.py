@@ -12,8 +12,8 @@ import torch
 
 from optbench.components.optimizers import OptimInfo, get_optimizer
 from optbench.components.stepping import detect_protocol, has_train_eval
-from optbench.errors import ConfigError
-from optbench.experiment.config import validate_config
+from optbench.core.config import validate_config
+from optbench.core.errors import ConfigError
 from optbench.experiment.plan import make_plan
 from tests.custom_optimizers import HistoryLBFGS
 from tests.helpers import REPO, invoke, regression_dict, write_config

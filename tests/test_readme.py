@@ -97,7 +97,7 @@ def test_the_documentation_site_builds_strictly(tmp_path) -> None:
     )
     assert built.returncode == 0, built.stderr[-3000:]
     api = (tmp_path / "site" / "python-api" / "index.html").read_text()
-    assert 'id="optbench.errors.ConfigError"' in api  # mkdocstrings read the package
+    assert 'id="optbench.core.errors.ConfigError"' in api  # mkdocstrings read the package
 
 
 def test_the_shipped_baselines_are_the_runs_the_shipped_sweep_plans() -> None:

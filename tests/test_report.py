@@ -211,7 +211,7 @@ def test_the_page_holds_the_ranking_curves_bands_and_configs(tmp_path: Path) -> 
 def test_two_d_runs_get_their_paths_over_the_contours(tmp_path: Path) -> None:
     """Real runs of the 2-D Rosenbrock problem: their path.csv is what the paths figure draws."""
     from optbench.analysis.html_report import write_report
-    from optbench.experiment.config import validate_config
+    from optbench.core.config import validate_config
     from optbench.experiment.plan import make_plan
     from optbench.experiment.runner import run_plan
     from optbench.experiment.train import SilentObserver
@@ -329,7 +329,7 @@ def test_configurations_with_the_same_label_keep_their_own_curves(tmp_path: Path
 def test_runs_of_a_problem_show_its_published_figures_apart_from_the_ranking(
     tmp_path: Path,
 ) -> None:
-    from optbench.components.problems import PROBLEMS
+    from optbench.core.problems import PROBLEMS
 
     config = regression_dict(name="dobs", seed=0, epochs=1)
     config["problem"] = {"name": "fmnist_2c2d", "version": 1, "overrides": {}}

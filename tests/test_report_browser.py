@@ -235,7 +235,7 @@ def test_hovering_a_point_shows_its_values(browser: Any, tmp_path: Path) -> None
 
 @pytest.mark.slow  # trains the 2-D runs (torch)
 def test_two_d_paths_render_over_the_contours(browser: Any, tmp_path: Path) -> None:
-    from optbench.experiment.config import validate_config
+    from optbench.core.config import validate_config
     from optbench.experiment.plan import make_plan
     from optbench.experiment.runner import run_plan
     from optbench.experiment.train import SilentObserver

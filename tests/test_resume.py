@@ -15,11 +15,12 @@ import pytest
 import torch
 
 from optbench.components.optimizers import OPTIMIZERS
+from optbench.core.config import validate_config
+from optbench.core.metrics import EPOCH_COLUMNS
 from optbench.experiment.checkpoint import CheckpointFile
-from optbench.experiment.config import validate_config
 from optbench.experiment.plan import make_plan
 from optbench.experiment.train import train
-from optbench.storage.results import EPOCH_COLUMNS, RunDir, RunLock
+from optbench.storage.results import RunDir, RunLock
 from tests.helpers import METRICS, REPO, StopAt, regression_dict, write_config
 
 
@@ -92,7 +93,7 @@ def test_resumed_run_is_bit_identical(case: str, tmp_path: Path) -> None:
 
 
 def test_corrupt_and_foreign_checkpoints_are_errors(tmp_path: Path) -> None:
-    from optbench.errors import ConfigError
+    from optbench.core.errors import ConfigError
 
     plan = make_plan(validate_config(regression_dict()))
     path = tmp_path / "checkpoint.pt"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from optbench.components.schedulers import SCHEDULERS
-from optbench.errors import ConfigError
+from optbench.core.errors import ConfigError
 from optbench.experiment.plan import make_plan
 from optbench.experiment.train import train
 from tests.helpers import regression_config

@@ -26,9 +26,9 @@ from optbench.components.data import (
     load_data,
     sklearn_split,
 )
-from optbench.components.problems import PROBLEMS
-from optbench.errors import ConfigError
-from optbench.experiment.config import DataConfig, validate_config
+from optbench.core.config import DataConfig, validate_config
+from optbench.core.errors import ConfigError
+from optbench.core.problems import PROBLEMS
 from optbench.experiment.plan import make_plan
 from tests.helpers import REPO, assert_one_error_line, invoke, write_config
 

@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from optbench.errors import ConfigError
-from optbench.experiment.config import validate_config
+from optbench.core.config import validate_config
+from optbench.core.errors import ConfigError
 from optbench.experiment.plan import make_plan
 from optbench.experiment.train import train
 from optbench.storage.results import epochs_frame

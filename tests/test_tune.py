@@ -114,7 +114,7 @@ def test_no_tune_section_and_a_bad_trials_option_are_refused(tmp_path: Path) -> 
 
 
 def test_validate_accepts_a_tune_section_and_it_is_not_part_of_the_run_id(tmp_path: Path) -> None:
-    from optbench.experiment.config import validate_config
+    from optbench.core.config import validate_config
     from optbench.experiment.plan import make_plan
 
     space = {"optimizer.lr": LR, "optimizer.momentum": MOMENTUM}
@@ -136,7 +136,7 @@ def test_the_command_line_does_not_import_optuna() -> None:
 
 def test_executors_pull_points_only_when_a_worker_is_free(tmp_path: Path) -> None:
     """The lazy executor: with one worker, the next point is pulled after the last result."""
-    from optbench.experiment.config import validate_config
+    from optbench.core.config import validate_config
     from optbench.experiment.plan import make_plan
     from optbench.sweeps.executors import run_local
 
@@ -344,7 +344,7 @@ def test_an_optuna_storage_url_holds_the_studies(tmp_path: Path) -> None:
 
 def test_a_config_with_a_tune_section_still_sweeps_and_runs(tmp_path: Path) -> None:
     # Each sweep point's config (tune: section included) is validated again where it trains.
-    from optbench.experiment.config import load_config, validate_config
+    from optbench.core.config import load_config, validate_config
 
     tune = {"space": {"optimizer.lr": LR, "optimizer.momentum": MOMENTUM}, "seeds": [0, 1]}
     config = write_config(tmp_path, _config("both", tune, epochs=1))

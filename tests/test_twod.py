@@ -14,14 +14,15 @@ from rich.console import Console
 
 from optbench.analysis.compare import METRICS, compare_runs, two_d_paths
 from optbench.analysis.reports import print_comparison
-from optbench.components.problems import PROBLEMS
 from optbench.components.twod import FUNCTIONS
+from optbench.core.config import validate_config
+from optbench.core.metrics import EPOCH_COLUMNS
+from optbench.core.problems import PROBLEMS
 from optbench.experiment.checkpoint import CheckpointFile
-from optbench.experiment.config import validate_config
 from optbench.experiment.plan import make_plan
 from optbench.experiment.runner import run_plan
 from optbench.experiment.train import SilentObserver, train
-from optbench.storage.results import EPOCH_COLUMNS, RunDir
+from optbench.storage.results import RunDir
 from tests.helpers import StopAt, regression_dict
 
 TWO_D = ("rosenbrock", "beale", "branin")

@@ -44,8 +44,8 @@ from typing import Any
 
 import pandas as pd
 
-from optbench.errors import ConfigError
-from optbench.experiment.identity import NOT_IN_CONFIGURATION, configuration_key, identity
+from optbench.core.errors import ConfigError
+from optbench.core.identity import NOT_IN_CONFIGURATION, configuration_key, identity
 from optbench.storage.results import (
     FINISHED,
     TUNE_FILE,
@@ -442,7 +442,7 @@ def problems_of(runs: list[Run]) -> list[str]:
 def default_metric(runs: list[Run]) -> str:
     """What to rank by when the user does not say: the metric of the problem every run is of
     (final test accuracy, test loss or distance to the optimum), else final_test_loss."""
-    from optbench.components.problems import PROBLEMS
+    from optbench.core.problems import PROBLEMS
 
     names = problems_of(runs)
     if len(names) == 1 and all(run.config.get("problem") for run in runs) and names[0] in PROBLEMS:
@@ -454,7 +454,7 @@ def default_target(runs: list[Run]) -> tuple[str, float] | None:
     """The target speed is measured to when --target is not given: the problem's
     (ProblemInfo.target, DeepOBS's convergence performance) when every run is of that one
     problem, else none."""
-    from optbench.components.problems import PROBLEMS
+    from optbench.core.problems import PROBLEMS
 
     names = problems_of(runs)
     if len(names) != 1 or not all(run.config.get("problem") for run in runs):

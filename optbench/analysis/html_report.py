@@ -35,9 +35,9 @@ from optbench.analysis.compare import (
     two_d_paths,
 )
 from optbench.analysis.reports import check_writable, mean_std, rank_columns
-from optbench.errors import ConfigError
-from optbench.storage.results import EPOCH_COLUMNS, RunDir, write_atomic
-from optbench.ui.display import format_cell
+from optbench.core.errors import ConfigError
+from optbench.core.metrics import EPOCH_COLUMNS, format_cell
+from optbench.storage.results import RunDir, write_atomic
 
 EXTRA_HINT = "pip install 'optbench[report]'"
 # epochs.csv columns that are wall times, not how training went: never drawn as curves.

@@ -15,8 +15,8 @@ from rich.table import Table
 
 from optbench.analysis.compare import show_hyperparameter
 from optbench.components.catalog import show_value
-from optbench.errors import ConfigError
-from optbench.ui.display import format_cell
+from optbench.core.errors import ConfigError
+from optbench.core.metrics import format_cell, shown_columns
 
 if TYPE_CHECKING:
     from optbench.experiment.plan import RunPlan
@@ -533,7 +533,6 @@ def show_run(console: Any, run: Run) -> None:
     from rich.syntax import Syntax
 
     from optbench.analysis.compare import STALE, run_status
-    from optbench.ui.display import shown_columns
 
     status = run_status(run)
     if status == STALE:

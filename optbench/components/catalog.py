@@ -21,7 +21,7 @@ import pandas as pd
 from rich.markup import escape
 from rich.table import Table
 
-from optbench.errors import ConfigError
+from optbench.core.errors import ConfigError
 
 KINDS = ("optimizers", "schedulers", "models", "datasets", "losses")
 Row = tuple[str, str, str]  # name, options or shape, description
@@ -155,7 +155,7 @@ def plugin_rows() -> list[Row]:
 def problem_rows() -> list[Row]:
     """Every problem with its exact parameter count, data, budget and what it is judged by
     (torch-free: the records are plain data)."""
-    from optbench.components.problems import PROBLEMS
+    from optbench.core.problems import PROBLEMS
 
     rows = []
     for info in PROBLEMS:
@@ -174,7 +174,7 @@ REFERENCE_COLUMNS = ("problem", "optimizer", "metric", "value", "epoch", "settin
 def reference_rows(names: list[str] | None = None) -> list[tuple[str, ...]]:
     """The published figures of the problems `names` (all when None), as REFERENCE_COLUMNS:
     numbers someone reported, shown beside runs (terminal, report), never mixed with them."""
-    from optbench.components.problems import PROBLEMS
+    from optbench.core.problems import PROBLEMS
 
     infos = [i for i in PROBLEMS if names is None or i.name in names]
     return [

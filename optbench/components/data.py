@@ -32,16 +32,15 @@ import torch
 
 from optbench.components.augment import make_augment
 from optbench.components.registry import (
-    Registry,
     bind_options,
     parameters_of,
-    qualified_name,
     resolve_component,
     signature_defaults,
     summary,
 )
-from optbench.errors import ConfigError, did_you_mean
-from optbench.experiment.config import SYSTEM_DATA_DIR, DataConfig, is_data_file
+from optbench.core.config import SYSTEM_DATA_DIR, DataConfig, is_data_file
+from optbench.core.errors import ConfigError, did_you_mean
+from optbench.core.registry import Registry, qualified_name
 from optbench.storage.results import write_atomic
 
 

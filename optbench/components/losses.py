@@ -12,13 +12,13 @@ import torch
 from torch import nn
 
 from optbench.components.registry import (
-    Registry,
     bind_options,
     is_module_or_function,
     parameters_of,
     resolve_component,
     summary,
 )
+from optbench.core.registry import Registry
 
 # Deprecated torch arguments that the config does not offer.
 LOSS_CODE_ARGS = ("size_average", "reduce", "reduction")

@@ -20,7 +20,6 @@ from torch import nn
 
 from optbench.components.data import DataSpec
 from optbench.components.registry import (
-    Registry,
     bind_options,
     bind_passed,
     is_module_or_function,
@@ -29,6 +28,7 @@ from optbench.components.registry import (
     resolve_component,
     summary,
 )
+from optbench.core.registry import Registry
 
 Init = Literal[
     "default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal"

@@ -23,7 +23,6 @@ from torch import nn
 
 from optbench.components.registry import (
     Range,
-    Registry,
     bind_options,
     check_ranges,
     import_object,
@@ -33,9 +32,10 @@ from optbench.components.registry import (
     summary,
 )
 from optbench.components.stepping import StepProtocol, detect_protocol, has_train_eval
-from optbench.errors import ConfigError
-from optbench.experiment.config import OptimizerConfig, ProtocolName
-from optbench.usercode import user_code
+from optbench.core.config import OptimizerConfig, ProtocolName
+from optbench.core.errors import ConfigError
+from optbench.core.registry import Registry
+from optbench.core.usercode import user_code
 
 _NOT_TRAINABLE_HERE: dict[type, str] = {
     torch.optim.SparseAdam: "needs sparse gradients, which optbench's models do not produce",

@@ -17,15 +17,15 @@ from torch.optim import lr_scheduler
 
 from optbench.components.registry import (
     Range,
-    Registry,
     bind_options,
     check_ranges,
     resolve_component,
     signature_defaults,
     summary,
 )
-from optbench.errors import ConfigError
-from optbench.experiment.config import SchedulerConfig
+from optbench.core.config import SchedulerConfig
+from optbench.core.errors import ConfigError
+from optbench.core.registry import Registry
 
 # Schedulers whose arguments are Python callables or other schedulers cannot come from YAML.
 _NEEDS_CODE = {"LRScheduler", "LambdaLR", "MultiplicativeLR", "SequentialLR", "ChainedScheduler"}

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from optbench.experiment.config import ProtocolName
+from optbench.core.config import ProtocolName
 
 BatchLoss = Callable[[], torch.Tensor]  # forward and loss on the current batch
 

@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 
 import torch
 
-from optbench.errors import ConfigError
+from optbench.core.errors import ConfigError
 from optbench.storage.results import SyncPolicy, write_atomic
 
 FORMAT = "optbench-checkpoint-1"

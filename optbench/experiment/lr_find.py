@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from optbench.components.data import load_data
-from optbench.errors import ConfigError
+from optbench.core.errors import ConfigError
 from optbench.experiment.plan import RunPlan
 from optbench.experiment.train import _loss, build_training, training_loader
 
@@ -207,7 +207,7 @@ def lr_find(
 ) -> tuple[RunPlan, RangeTest, Path]:
     """`optbench lr-find`: plan the config, run the range test and write its CSV; returns the
     plan, the result and the CSV's path. Settings are checked before any step is taken."""
-    from optbench.experiment.config import default_results_dir, load_config
+    from optbench.core.config import default_results_dir, load_config
     from optbench.experiment.plan import make_plan
 
     check_settings(start, end, steps)

@@ -5,7 +5,7 @@ signature, builds the model once (parameter names for param groups), constructs 
 and scheduler on it, and pushes a batch of zeros through model and loss, then throws them
 away. The plan carries what was bound; training, `params` and reports build from it and never
 read the raw config again. Its resolved config is derived from the schema and the bound
-components, and the run-id from that (experiment/identity.py).
+components, and the run-id from that (core/identity.py).
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from optbench.components.models import ModelInfo, bind_model, construct, get_mod
 from optbench.components.optimizers import BoundOptimizer, bind_optimizer, get_optimizer
 from optbench.components.registry import unsigned_zero
 from optbench.components.schedulers import BoundScheduler, bind_scheduler
-from optbench.errors import ConfigError
-from optbench.experiment import identity
-from optbench.experiment.config import ExperimentConfig, default_data_root
-from optbench.usercode import stage, time_limit, user_code
+from optbench.core import identity
+from optbench.core.config import ExperimentConfig, default_data_root
+from optbench.core.errors import ConfigError
+from optbench.core.usercode import stage, time_limit, user_code
 
 
 @dataclass(frozen=True)
@@ -266,7 +266,7 @@ def _try_step(
 def make_plan(config: ExperimentConfig) -> RunPlan:
     """Check every component of `config` against what it builds; raise ConfigError on the first
     problem, naming its field, or on the component still running after planning's time limit
-    ($OPTBENCH_PLAN_TIMEOUT, optbench/usercode.py)."""
+    ($OPTBENCH_PLAN_TIMEOUT, optbench/core/usercode.py)."""
     with time_limit():
         return _make_plan(config)
 

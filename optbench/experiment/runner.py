@@ -16,8 +16,9 @@ import torch
 
 import optbench
 from optbench.components.data import load_data
-from optbench.errors import ResultsWriteError, RunExistsError
+from optbench.core.errors import ResultsWriteError, RunExistsError
 from optbench.experiment.checkpoint import CheckpointFile
+from optbench.experiment.loggers import RunLoggers, require_backends
 from optbench.experiment.plan import RunPlan
 from optbench.experiment.train import (
     SilentObserver,
@@ -26,7 +27,6 @@ from optbench.experiment.train import (
     TrainResult,
     train,
 )
-from optbench.storage.loggers import RunLoggers, require_backends
 from optbench.storage.results import (
     FINISHED,
     RunDir,

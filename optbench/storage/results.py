@@ -23,26 +23,13 @@ from typing import Any, BinaryIO
 import pandas as pd
 import yaml
 
-from optbench.errors import ConfigError, ResultsWriteError
+from optbench.core.errors import ConfigError, ResultsWriteError
+from optbench.core.metrics import EPOCH_COLUMNS, HIGHER_IS_BETTER
 
-# epochs.csv's columns, in order, with how tables show them.
-EPOCH_FORMATS = {
-    "epoch": "{:d}",
-    "train_loss": "{:.6f}",
-    "test_loss": "{:.6f}",
-    "test_accuracy": "{:.4f}",
-    "lr": "{:.3g}",
-    "seconds": "{:.2f}",
-    "eval_seconds": "{:.2f}",
-    "distance_to_optimum": "{:.6f}",  # problems with a known optimum only; empty for others
-}
-EPOCH_COLUMNS = list(EPOCH_FORMATS)
 # <results>/<name>/tune.json: what `optbench tune` (sweep/tune.py) reports per optimizer (its
 # study, space, budget spent, best trial, trial and seed-rerun run-ids), read by compare
 # --tuned and the report.
 TUNE_FILE = "tune.json"
-# The epoch columns that are better high; every other metric (losses, distances) is better low.
-HIGHER_IS_BETTER = frozenset({"test_accuracy"})
 
 
 def epoch_column(metric: str) -> str:
@@ -194,7 +181,7 @@ class RunDir:
     LOCK = "lock"
     PATH = "path.csv"  # 2-D problems only: the parameters (u, v) after every step
     RESULT_FILES = (CONFIG, EPOCHS, SUMMARY)  # what a finished run consists of
-    TENSORBOARD = "tensorboard"  # --tensorboard's event files (storage/loggers.py)
+    TENSORBOARD = "tensorboard"  # --tensorboard's event files (experiment/loggers.py)
 
     def __init__(self, path: Path) -> None:
         self.path = path

@@ -21,7 +21,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-from optbench.errors import ConfigError, ResultsWriteError
+from optbench.core.errors import ConfigError, ResultsWriteError
 from optbench.experiment.train import Observers, SilentObserver
 from optbench.storage.results import DISK_FULL, RunBusyError, RunDir, Status, cannot_write
 
@@ -121,7 +121,7 @@ def train_point(
     `run_id` is what the driver planned; a worker on another machine whose code or packages
     differ plans another id, and that point fails instead of landing under the wrong id.
     """
-    from optbench.experiment.config import validate_config
+    from optbench.core.config import validate_config
     from optbench.experiment.plan import make_plan
     from optbench.experiment.runner import run_plan
 

@@ -18,8 +18,7 @@ from typing import Any
 
 import yaml
 
-from optbench.errors import ConfigError, ResultsWriteError
-from optbench.experiment.config import (
+from optbench.core.config import (
     ConfigSource,
     Overrides,
     anchor_to_folder,
@@ -30,6 +29,7 @@ from optbench.experiment.config import (
     refuse_repeated_key,
     validate_config,
 )
+from optbench.core.errors import ConfigError, ResultsWriteError
 from optbench.sweeps.executors import QuietSweep, SweepView, default_workers, run_local, run_ray
 
 MAX_POINTS = 10_000

@@ -38,8 +38,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from optbench.errors import ConfigError, ResultsWriteError
-from optbench.experiment.config import (
+from optbench.core.config import (
     ConfigSource,
     Distribution,
     Overrides,
@@ -48,6 +47,7 @@ from optbench.experiment.config import (
     default_results_dir,
     validate_config,
 )
+from optbench.core.errors import ConfigError, ResultsWriteError
 from optbench.storage.results import (
     FINISHED,
     TUNE_FILE,
@@ -299,7 +299,7 @@ def _with(config: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _default_metric(plan: Any) -> str:
-    from optbench.components.problems import PROBLEMS
+    from optbench.core.problems import PROBLEMS
 
     problem = plan.config.problem
     if problem is not None and problem.name in PROBLEMS:

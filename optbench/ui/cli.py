@@ -1,7 +1,7 @@
 """The `optbench` command line: thin Typer commands over library functions.
 
 Each command body calls one function from the package; torch is imported only inside the
-commands that need it, so `optbench --help` stays fast. Exit statuses (optbench/errors.py): 2
+commands that need it, so `optbench --help` stays fast. Exit statuses (optbench/core/errors.py): 2
 bad input, one line on stderr, nothing written; 3 a results file could not be written; 1 a run
 failed or diverged; 130 interrupted.
 """
@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 
 import optbench
-from optbench.errors import (
+from optbench.core.errors import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -176,10 +176,11 @@ MlflowUriOption = Annotated[
 def with_logging(
     overrides: list[str] | None, tensorboard: bool, mlflow: bool, mlflow_uri: str | None
 ) -> list[str] | None:
-    """--tensorboard / --mlflow / --mlflow-uri as `--set log...` overrides (storage/loggers.py)."""
+    """--tensorboard / --mlflow / --mlflow-uri as `--set log...` overrides (see
+    experiment/loggers.py)."""
     if not (tensorboard or mlflow or mlflow_uri):
         return overrides
-    from optbench.storage.loggers import log_overrides
+    from optbench.experiment.loggers import log_overrides
 
     return [*(overrides or []), *log_overrides(tensorboard, mlflow_uri or mlflow)]
 

@@ -28,25 +28,8 @@ from rich.progress import (
 )
 from rich.table import Column, Table
 
-from optbench.storage.results import EPOCH_FORMATS, Status
-
-COLUMNS = list(EPOCH_FORMATS.items())  # the per-epoch table: epochs.csv's columns
-OPTIONAL = {"distance_to_optimum"}  # only problems with a known optimum log it
-
-
-def shown_columns(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """The columns worth a table: every one, except optional ones no row has a value for."""
-    return [
-        (name, fmt)
-        for name, fmt in COLUMNS
-        if name not in OPTIONAL or any(format_cell(row.get(name), fmt) != "-" for row in rows)
-    ]
-
-
-def format_cell(value: Any, pattern: str) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return pattern.format(value)
+from optbench.core.metrics import format_cell, shown_columns
+from optbench.storage.results import Status
 
 
 def table_widths(table: Table, console: Console) -> Measurement:

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from optbench.errors import ConfigError
+from optbench.core.errors import ConfigError
 
 PLAN_TIMEOUT_ENV = "OPTBENCH_PLAN_TIMEOUT"
 DEFAULT_PLAN_TIMEOUT_S = 300.0

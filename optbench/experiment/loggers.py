@@ -25,9 +25,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from optbench.errors import ConfigError
-from optbench.experiment.identity import NOT_IN_RUN_ID, flatten
-from optbench.storage.results import EPOCH_COLUMNS, FINISHED, RunDir, Status
+from optbench.core.errors import ConfigError
+from optbench.core.identity import NOT_IN_RUN_ID, flatten
+from optbench.core.metrics import EPOCH_COLUMNS
+from optbench.storage.results import FINISHED, RunDir, Status
 
 EXTRAS = {"tensorboard": "tensorboard", "mlflow": "mlflow"}  # backend -> optbench[extra]
 # Tag that finds a run's MLflow run again on --resume.

@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from optbench.errors import ConfigError, did_you_mean
+from optbench.core.errors import ConfigError, did_you_mean
 
 MAX_CONFIG_BYTES = 1_000_000
 MAX_CONFIG_DEPTH = 20
@@ -153,7 +153,7 @@ class RegularizationConfig(_Strict, _SelectsParameters):
 
 
 class ProblemRecord(_Strict):
-    """`problem:` once expanded (components/problems.py): which problem, which version of it, and
+    """`problem:` once expanded (core/problems.py): which problem, which version of it, and
     the keys the config set differently."""
 
     name: str
@@ -162,7 +162,7 @@ class ProblemRecord(_Strict):
 
 
 class LogConfig(_Strict):
-    """Where a run also logs as it trains (storage/loggers.py); not part of what is trained."""
+    """Where a run also logs as it trains (experiment/loggers.py); not part of what is trained."""
 
     tensorboard: bool = False  # event files in the run folder's tensorboard/
     # true: $MLFLOW_TRACKING_URI, else sqlite:///<results>/mlflow.db; a string: a tracking URI
@@ -243,7 +243,7 @@ TuneMetric = Literal["test_accuracy", "test_loss", "train_loss", "distance_to_op
 class TuneConfig(_Strict):
     """`optbench tune` (sweep/tune.py): a search space of dotted keys, a budget of trials per
     optimizer, Optuna's sampler and pruner, and the seeds the best configuration is rerun with.
-    Not part of any run's identity (experiment/identity.py)."""
+    Not part of any run's identity (core/identity.py)."""
 
     space: dict[str, Distribution] = Field(min_length=1)
     trials: int = Field(20, ge=1, le=100_000)
@@ -567,7 +567,7 @@ def _describe(error: dict[str, Any]) -> tuple[str, str]:
 def validate_config(data: dict[str, Any]) -> ExperimentConfig:
     """Check the shape of a config mapping (its `problem:` expanded first); raise ConfigError
     naming the first bad field."""
-    from optbench.components.problems import apply_problem
+    from optbench.core.problems import apply_problem
 
     try:
         return ExperimentConfig.model_validate(apply_problem(data))

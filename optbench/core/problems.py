@@ -15,8 +15,8 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from optbench.components.registry import Registry
-from optbench.errors import ConfigError
+from optbench.core.errors import ConfigError
+from optbench.core.registry import Registry
 
 # What a problem is judged by; compare ranks by it by default.
 ProblemMetric = Literal["test_accuracy", "test_loss", "distance_to_optimum"]
