@@ -642,6 +642,16 @@ class Tuner:
 
     # ------------------------------------------------------------------ asking
 
+    def _claim(self, trial: Any, key: str, value: Any) -> bool:
+        """Record `key` on a trial just asked; False when another tune opening the study at
+        that moment took it for abandoned (asked, its owner not yet recorded) and failed it:
+        that tune queued its point again, so this one asks anew."""
+        try:
+            trial.set_user_attr(key, value)
+        except self.optuna.exceptions.UpdateFinishedTrialError:
+            return False
+        return True
+
     def short(self) -> bool:
         """Whether an arm lost a trial after it was asked all (see on_result); resets them."""
         arms = [arm for arm in self.setup.arms if arm.short]
@@ -666,7 +676,8 @@ class Tuner:
             if len(counted) >= arm.budget and not waiting:
                 break
             trial = self._ask(arm, distributions)
-            trial.set_user_attr(OWNER, self.owner)
+            if not self._claim(trial, OWNER, self.owner):
+                continue
             if self.heartbeats:
                 self.storage.record_heartbeat(trial._trial_id)
             before = [
@@ -685,7 +696,8 @@ class Tuner:
                 arm.study.tell(trial, state=state.FAIL)
                 self.display.answered(self._describe(arm, trial, "invalid", None, str(exc)))
                 continue
-            trial.set_user_attr(RUN_ID, plan.run_id)
+            if not self._claim(trial, RUN_ID, plan.run_id):
+                continue
             run = RunDir(self.results_dir / self.setup.name / plan.run_id)
             twin = None if plan.run_id in self.inflight else self._twin(arm, trial, run)
             if twin is not None and repeats < MAX_REASKS:  # asked at once by another process
