@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-import optbench.components.data
+import optbench.components.data.torchvision_files
 from optbench.ui.cli import app
 from tests.helpers import assert_one_error_line, cli_runner, regression_dict
 
@@ -151,8 +151,8 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("OPTBENCH_DATA", str(tmp_path / "data"))
     system_data = tmp_path / "system-data"
     system_data.mkdir()
-    # data.py reads $OPTBENCH_SYSTEM_DATA at import time, so patch the module attribute.
-    monkeypatch.setattr(optbench.components.data, "SYSTEM_DATA_DIR", system_data)
+    # core.config reads $OPTBENCH_SYSTEM_DATA at import time; patch the copy the loader reads.
+    monkeypatch.setattr(optbench.components.data.torchvision_files, "SYSTEM_DATA_DIR", system_data)
     results = tmp_path / "results"
     results.mkdir()
     monkeypatch.setenv("OPTBENCH_RESULTS", str(results))
@@ -952,7 +952,7 @@ def test_missing_dataset(configs: Path, results: Path, tmp_path: Path) -> None:
         results,
         "dataset fashion_mnist was not found",
         str(empty_root / "FashionMNIST" / "raw"),
-        str(optbench.components.data.SYSTEM_DATA_DIR / "fashion-mnist"),
+        str(optbench.components.data.torchvision_files.SYSTEM_DATA_DIR / "fashion-mnist"),
         "data.download: true",
     )
     assert not empty_root.exists()

@@ -22,11 +22,11 @@ from optbench.components.data import (
     TENSOR_FORMAT,
     BoundData,
     InMemoryDataset,
-    _load_cached,
     bind_data,
     keep_batch,
     load_data,
 )
+from optbench.components.data.bind import _load_cached
 from optbench.core.config import validate_config
 from optbench.core.errors import ConfigError
 from tests.helpers import FASHION_MNIST_GZ, REPO, regression_dict
@@ -228,7 +228,9 @@ def test_fashion_mnist_is_unpacked_from_the_debian_package(fashion_root: Path) -
 
 
 def test_missing_fashion_mnist_names_both_places(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr("optbench.components.data.SYSTEM_DATA_DIR", tmp_path / "system")
+    monkeypatch.setattr(
+        "optbench.components.data.torchvision_files.SYSTEM_DATA_DIR", tmp_path / "system"
+    )
     with pytest.raises(ConfigError) as error:
         load_data(_bound(str(tmp_path / "empty"), dataset="fashion_mnist"), 0)
     message = str(error.value)
@@ -276,7 +278,7 @@ def test_a_first_download_takes_the_unpacking_lock(tmp_path: Path, monkeypatch) 
     import threading
     import time
 
-    from optbench.components.data import _load_mnist_like
+    from optbench.components.data.torchvision_files import load_mnist_like
 
     raw_files = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte"]
     raw_files += ["t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
@@ -304,7 +306,7 @@ def test_a_first_download_takes_the_unpacking_lock(tmp_path: Path, monkeypatch) 
     root, loads = tmp_path / "fresh", []
 
     def load() -> None:
-        loads.append(_load_mnist_like("fashion_mnist", "FashionMNIST", "fm", str(root), True))
+        loads.append(load_mnist_like("fashion_mnist", "FashionMNIST", "fm", str(root), True))
 
     threads = [threading.Thread(target=load) for _ in range(2)]
     for thread in threads:

@@ -361,7 +361,7 @@ class FromFile(torch.utils.data.Dataset):
 def test_editing_the_file_an_imported_dataset_reads_gives_a_new_run_id(
     reader: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from optbench.components import data
+    from optbench.components.data import bind as data
 
     monkeypatch.syspath_prepend(str(tmp_path))
     _write_module(tmp_path, "idread_data", _DATA_READER)

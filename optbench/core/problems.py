@@ -307,7 +307,8 @@ _deepobs_problem(
 
 # ---- DeepOBS quadratic and 2-D problems
 # The model is the point being optimised, the data its noise, the loss the function's value
-# (components/models.py, components/data.py, components/twod.py); runs log `distance_to_optimum`.
+# (components/models.py, components/data/synthetic.py, components/twod.py); runs log
+# `distance_to_optimum`.
 
 _DEEPOBS = "https://github.com/fsschneider/DeepOBS/blob/master/"
 _DROPS_LAST = (

@@ -1,0 +1,175 @@
+"""The data section bound once while planning (BoundData), and loaded per seed for training:
+the entry points the experiment uses."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from optbench.components.augment import make_augment
+from optbench.components.data.imported import (
+    data_file,
+    file_dataset,
+    get_dataset,
+    spec_of,
+    tensor_digest,
+)
+from optbench.components.data.memory import InMemoryDataset
+from optbench.components.data.spec import DatasetInfo, DataSpec
+from optbench.components.registry import bind_options, parameters_of, signature_defaults
+from optbench.core.config import DataConfig, is_data_file
+from optbench.core.errors import ConfigError, did_you_mean
+
+
+def dataset_options(info: DatasetInfo, options: dict[str, Any]) -> dict[str, Any]:
+    """Dataset-specific options (the data section's keys beyond the fixed ones), checked
+    against the dataset's loader, every default filled in."""
+    own = []
+    if info.options is not None:
+        parameters_of(info.options, "data.dataset", info.name)  # one that has none is refused
+        own = list(signature_defaults(info.options, skip=info.code_args))
+    for key in options:
+        if key not in own:
+            valid = [*DataConfig.model_fields, *own]
+            raise ConfigError(
+                f"data.{key}",
+                f"unknown key{did_you_mean(key, valid)}; {info.name} takes: {', '.join(valid)}",
+            )
+    if info.options is None:
+        return {}
+    bound = bind_options(info.options, options, "data", skip=info.code_args, label=info.name)
+    if info.check_options is not None:
+        info.check_options(bound)
+    return bound
+
+
+def resolve_normalize(config: DataConfig, info: DatasetInfo, spec: DataSpec) -> Any:
+    """The (mean, std) to apply, checked against the number of channels."""
+    if config.normalize is None:
+        return info.normalize
+    if len(spec.input_shape) != 3:
+        raise ConfigError(
+            "data.normalize",
+            f"{info.name} inputs are not images (channels, height, width) to normalize",
+        )
+    channels = spec.input_shape[0]
+    for key in ("mean", "std"):
+        values = getattr(config.normalize, key)
+        if len(values) != channels:
+            raise ConfigError(
+                f"data.normalize.{key}",
+                f"{info.name} has {channels} channel(s), got {len(values)} value(s)",
+            )
+    return tuple(config.normalize.mean), tuple(config.normalize.std)
+
+
+@dataclass(frozen=True)
+class BoundData:
+    """The data section bound once, while planning: which dataset, its options, its shape and
+    its normalisation. Training loads from this; nothing reads the raw config again."""
+
+    info: DatasetInfo
+    options: dict[str, Any]
+    spec: DataSpec  # with `subset` applied
+    normalize: tuple[tuple[float, ...], tuple[float, ...]] | None
+    subset: int | None
+    root: str
+    download: bool
+    augment: str | None = None  # training batches only (components/augment.py)
+    tensors: str | None = None  # hash of what an imported dataset returned (DatasetInfo.by_tensors)
+
+    def resolved(self) -> dict[str, Any]:
+        """The keys this binding decides, for the resolved config."""
+        mean_std = {"mean": self.normalize[0], "std": self.normalize[1]} if self.normalize else None
+        return {"dataset": self.info.name, "root": self.root, "normalize": mean_std, **self.options}
+
+    @property
+    def code(self) -> dict[str, Any]:
+        """What identifies the dataset's code and data, for the resolved config's `code:`."""
+        return {**self.info.code, "tensors": self.tensors} if self.tensors else self.info.code
+
+
+def bind_data(config: DataConfig, root: str, seed: int = 0) -> BoundData:
+    """Look up the dataset and check the data section against it (`root` when it sets none).
+    A dataset whose shape only its tensors tell (imported, a file) is loaded here, with the
+    run's `seed` where it takes one; load_data then finds it in the cache."""
+    if is_data_file(config.dataset):
+        path = data_file(config.dataset, config.root)
+        info, root = file_dataset(path), str(path.parent)
+    else:
+        info, root = get_dataset(config.dataset), config.root or root
+    options = dataset_options(info, config.options)
+    tensors = None
+    if info.spec is not None:
+        spec = info.spec(options)
+    else:
+        loaded = _load_cached(info.load, root, config.download, _options_key(info, options, seed))
+        spec = spec_of(*loaded, info.name)
+        if info.by_tensors:  # for one seed, so every seed of an experiment has one identity
+            if info.takes_seed and seed != 0:
+                loaded = _load_cached(
+                    info.load, root, config.download, _options_key(info, options, 0)
+                )
+            tensors = tensor_digest(*loaded)
+    if config.subset is not None:
+        if config.subset > spec.train_size:
+            raise ConfigError(
+                "data.subset",
+                f"{config.subset} is more than the {spec.train_size} training samples "
+                f"of {info.name}",
+            )
+        spec = DataSpec(spec.input_shape, spec.num_classes, config.subset)
+    normalize = resolve_normalize(config, info, spec)
+    if config.augment is not None:
+        shape = spec.input_shape
+        if len(shape) != 3 or shape[0] not in (1, 3):
+            raise ConfigError(
+                "data.augment",
+                f"{config.augment} augments images (1 or 3 channels, height, width); "
+                f"{info.name}'s inputs are {tuple(shape)}",
+            )
+    return BoundData(
+        info,
+        options,
+        spec,
+        normalize,
+        config.subset,
+        root,
+        config.download,
+        config.augment,
+        tensors,
+    )
+
+
+def _options_key(info: DatasetInfo, options: dict[str, Any], seed: int) -> str:
+    """The loader's options as JSON (hashable, for the cache), with the seed where it takes one
+    (images are the same for every seed)."""
+    return json.dumps({**options, "seed": seed} if info.takes_seed else options, sort_keys=True)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(
+    load: Callable[..., tuple[InMemoryDataset, InMemoryDataset]],
+    root: str,
+    download: bool,
+    options: str,
+) -> tuple[InMemoryDataset, InMemoryDataset]:
+    return load(root=root, download=download, **json.loads(options))
+
+
+def load_data(data: BoundData, seed: int) -> tuple[InMemoryDataset, InMemoryDataset]:
+    """Train and test splits in memory (cached per process, so sweeps load each dataset once)."""
+    train, test = _load_cached(
+        data.info.load, data.root, data.download, _options_key(data.info, data.options, seed)
+    )
+    if data.subset is not None:
+        train = InMemoryDataset(train.inputs[: data.subset], train.targets[: data.subset])
+    mean, std = data.normalize if data.normalize else (None, None)
+    augment = make_augment(data.augment, seed) if data.augment is not None else None
+    return (
+        InMemoryDataset(train.inputs, train.targets, mean, std, augment),
+        InMemoryDataset(test.inputs, test.targets, mean, std),
+    )

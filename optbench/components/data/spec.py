@@ -1,0 +1,42 @@
+"""What a dataset is to the rest of optbench: its shape (DataSpec), its record (DatasetInfo)
+and the registry of named datasets (DATASETS), filled by builtin.py and by anyone registering."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from optbench.components.data.memory import InMemoryDataset
+from optbench.core.registry import Registry
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What a model needs to know about its data, without loading it."""
+
+    input_shape: tuple[int, ...]
+    num_classes: int | None  # None: regression with one output
+    train_size: int
+
+    @property
+    def num_outputs(self) -> int:
+        return self.num_classes or 1
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    description: str
+    spec: Callable[[dict[str, Any]], DataSpec] | None  # from the options; None: from the tensors
+    load: Callable[..., tuple[InMemoryDataset, InMemoryDataset]]  # (root, download, **options)
+    normalize: tuple[tuple[float, ...], tuple[float, ...]] | None  # default (mean, std)
+    options: Callable[..., Any] | None = None  # the data section's own keys bind to its signature
+    code_args: tuple[str, ...] = ()  # arguments of `options` that code passes, not the config
+    check_options: Callable[[dict[str, Any]], None] | None = None  # limits beyond the types
+    takes_seed: bool = False  # loaded with the run's seed (as option `seed`): data varies by seed
+    code: dict[str, Any] = field(default_factory=dict)  # what identifies imported code or a file
+    by_tensors: bool = False  # identified by the tensors it returns too (it may read any file)
+
+
+DATASETS: Registry[DatasetInfo] = Registry("dataset")
