@@ -12,11 +12,11 @@ import pytest
 import torch
 from rich.console import Console
 
-from optbench.analysis.compare import METRICS, compare_runs, two_d_paths
+from optbench.analysis.compare import compare_runs, two_d_paths
 from optbench.analysis.reports import print_comparison
 from optbench.components.twod import FUNCTIONS
 from optbench.core.config import validate_config
-from optbench.core.metrics import EPOCH_COLUMNS
+from optbench.core.metrics import EPOCH_COLUMNS, RANKING_METRICS
 from optbench.core.problems import PROBLEMS
 from optbench.experiment.checkpoint import CheckpointFile
 from optbench.experiment.plan import make_plan
@@ -142,7 +142,7 @@ def test_resumed_run_has_the_identical_path(tmp_path: Path) -> None:
 
 
 def test_compare_ranks_by_distance_and_plots_paths(tmp_path: Path) -> None:
-    assert {"final_distance_to_optimum", "best_distance_to_optimum"} <= set(METRICS)
+    assert {"final_distance_to_optimum", "best_distance_to_optimum"} <= set(RANKING_METRICS)
     for optimizer in ({"name": "SGD", "lr": 0.002}, {"name": "Adam", "lr": 0.01}):
         run_plan(_plan("rosenbrock", 1, optimizer), tmp_path / "r", display=SilentObserver())
     comparison = compare_runs([tmp_path / "r"], metric="final_distance_to_optimum")

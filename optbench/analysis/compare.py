@@ -46,26 +46,25 @@ import pandas as pd
 
 from optbench.core.errors import ConfigError
 from optbench.core.identity import NOT_IN_CONFIGURATION, configuration_key, identity
+from optbench.core.metrics import (
+    BEST,
+    DEFAULT_RANKING,
+    FINAL,
+    METRICS,
+    RANKABLE,
+    RANKING_METRICS,
+    epoch_column,
+    higher_is_better,
+)
 from optbench.storage.results import (
     FINISHED,
     TUNE_FILE,
     Run,
     RunDir,
     Status,
-    epoch_column,
-    higher_is_better,
     read_run,
 )
 
-METRICS = [
-    "final_test_loss",
-    "best_test_loss",
-    "final_train_loss",
-    "final_test_accuracy",
-    "best_test_accuracy",
-    "final_distance_to_optimum",  # problems with a known optimum (quadratic_deep, 2-D)
-    "best_distance_to_optimum",
-]
 # Statuses compare shows beyond summary.json's: a `running` run no process trains any more, and
 # a `completed` summary whose epochs.csv lacks planned epochs (a partial copy).
 STALE = "stale"
@@ -208,17 +207,12 @@ def runs_frame(runs: list[Run], target: tuple[str, float] | None = None) -> pd.D
                 "seed": run.summary.get("seed"),
                 "epochs": len(epochs),
                 "seconds": float(epochs["seconds"].sum()) if has else math.nan,
-                "final_train_loss": epochs["train_loss"].iloc[-1] if has else math.nan,
-                "final_test_loss": epochs["test_loss"].iloc[-1] if has else math.nan,
-                "best_test_loss": epochs["test_loss"].min() if has else math.nan,
-                "final_test_accuracy": epochs["test_accuracy"].iloc[-1] if has else math.nan,
-                "best_test_accuracy": epochs["test_accuracy"].max() if has else math.nan,
+                **_summaries(epochs),
                 "best_accuracy_epoch": (
                     float(epochs["epoch"][epochs["test_accuracy"].idxmax()])
                     if has and epochs["test_accuracy"].notna().any()
                     else math.nan
                 ),
-                **_distances(epochs),
                 "epochs_to_target": epochs_to,
                 "seconds_to_target": seconds_to,
                 "speed": (
@@ -232,13 +226,20 @@ def runs_frame(runs: list[Run], target: tuple[str, float] | None = None) -> pd.D
     return pd.DataFrame(rows)
 
 
-def _distances(epochs: pd.DataFrame) -> dict[str, float]:
-    """Final and best distance to the optimum; NaN for runs that log none (older epochs.csv
-    files lack the column)."""
-    column = "distance_to_optimum"
-    if epochs.empty or column not in epochs:
-        return {f"final_{column}": math.nan, f"best_{column}": math.nan}
-    return {f"final_{column}": epochs[column].iloc[-1], f"best_{column}": epochs[column].min()}
+def _summaries(epochs: pd.DataFrame) -> dict[str, float]:
+    """Every ranking metric of one run: each rankable column at the last epoch (final_) and at
+    its best (best_); NaN for a column the run logs none of (older epochs.csv files lack the
+    optional ones)."""
+    values = {}
+    for metric in METRICS:
+        if not metric.rankable:
+            continue
+        column = epochs[metric.name] if metric.name in epochs else pd.Series(dtype=float)
+        column = pd.to_numeric(column, errors="coerce")
+        best = column.max() if metric.higher_is_better else column.min()
+        values[metric.ranking(FINAL)] = column.iloc[-1] if len(column) else math.nan
+        values[metric.ranking(BEST)] = best if len(column) else math.nan
+    return values
 
 
 def _hashable(value: Any) -> Any:
@@ -273,21 +274,21 @@ def differing_keys(frame: pd.DataFrame) -> list[str]:
     return shown
 
 
-def rank(frame: pd.DataFrame, metric: str = "final_test_loss") -> pd.DataFrame:
+def rank(frame: pd.DataFrame, metric: str = DEFAULT_RANKING) -> pd.DataFrame:
     """One row per configuration: mean, std and n over seeds of every metric, status counts;
     best first by `metric`, configurations with diverged or failed runs last.
 
     final_* means are over the configuration's complete runs only (`completed` counts them):
     a run that stopped early has its last epoch somewhere else, not at the final one.
     """
-    if metric not in METRICS:
-        raise ConfigError(f"--metric must be one of {', '.join(METRICS)}, not '{metric}'")
+    if metric not in RANKING_METRICS:
+        raise ConfigError(f"--metric must be one of {', '.join(RANKING_METRICS)}, not '{metric}'")
     shown = differing_keys(frame)
     frame = frame.copy()
-    finals = [m for m in METRICS if m.startswith("final_")]
+    finals = [m for m in RANKING_METRICS if m.startswith(f"{FINAL}_")]
     frame.loc[~frame["complete"].astype(bool), finals] = math.nan
     numbers = [
-        *METRICS,
+        *RANKING_METRICS,
         "best_accuracy_epoch",
         "epochs",
         "seconds",
@@ -406,7 +407,7 @@ def parse_target(text: str | None) -> tuple[str, float] | None:
     if text is None:
         return None
     metric, sep, value = text.partition("=")
-    allowed = ("test_accuracy", "test_loss", "train_loss")
+    allowed = RANKABLE
     try:
         number = float(value)
     except ValueError:
@@ -446,8 +447,8 @@ def default_metric(runs: list[Run]) -> str:
 
     names = problems_of(runs)
     if len(names) == 1 and all(run.config.get("problem") for run in runs) and names[0] in PROBLEMS:
-        return f"final_{PROBLEMS.get(names[0], 'problem').metric}"
-    return "final_test_loss"
+        return f"{FINAL}_{PROBLEMS.get(names[0], 'problem').metric}"
+    return DEFAULT_RANKING
 
 
 def default_target(runs: list[Run]) -> tuple[str, float] | None:

@@ -36,19 +36,16 @@ from optbench.analysis.compare import (
 )
 from optbench.analysis.reports import check_writable, mean_std, rank_columns
 from optbench.core.errors import ConfigError
-from optbench.core.metrics import EPOCH_COLUMNS, format_cell
+from optbench.core.metrics import (
+    CURVE_COLUMNS,
+    EPOCH_COLUMNS,
+    HIGHER_IS_BETTER,
+    TITLES,
+    format_cell,
+)
 from optbench.storage.results import RunDir, write_atomic
 
 EXTRA_HINT = "pip install 'optbench[report]'"
-# epochs.csv columns that are wall times, not how training went: never drawn as curves.
-NOT_CURVES = {"epoch", "seconds", "eval_seconds"}
-CURVE_TITLES = {
-    "train_loss": "train loss",
-    "test_loss": "test loss",
-    "test_accuracy": "test accuracy",
-    "lr": "learning rate",
-    "distance_to_optimum": "distance to the optimum",
-}
 # Above this many configurations the figures draw no legend (hundreds of entries take seconds
 # to lay out, in every figure); the ranking's checkboxes hide and show configurations instead.
 LEGEND_LIMIT = 40
@@ -143,11 +140,11 @@ def curve_metrics(comparison: Comparison) -> list[str]:
     present: dict[str, bool] = {}
     for run in comparison.runs:
         for column in run.epochs.columns:
-            if column in NOT_CURVES:
-                continue
+            if column in EPOCH_COLUMNS and column not in CURVE_COLUMNS:
+                continue  # the epoch, wall times: not how training went
             values = pd.to_numeric(run.epochs[column], errors="coerce")
             present[column] = present.get(column, False) or bool(values.notna().any())
-    known = [c for c in EPOCH_COLUMNS if present.get(c)]
+    known = [c for c in CURVE_COLUMNS if present.get(c)]
     return known + sorted(c for c, has in present.items() if has and c not in EPOCH_COLUMNS)
 
 
@@ -174,7 +171,7 @@ def _curve_figure(
     comparison: Comparison, configurations: list[_Configuration], metric: str
 ) -> dict[str, Any] | None:
     """Every configuration's mean curve of `metric`, with its min-max band over seeds."""
-    title = CURVE_TITLES.get(metric, metric)
+    title = TITLES.get(metric, metric)
     traces: list[dict[str, Any]] = []
     bands = _bands(comparison, metric)
     # Markers show where the epochs are; with many curves they are thousands of SVG nodes.
@@ -238,7 +235,7 @@ def _curve_figure(
         "margin": {"t": 40, "r": 10},
         "legend": {"itemclick": "toggle", "font": {"size": 11}},
     }
-    if metric != "test_accuracy":  # losses and distances often span decades
+    if metric not in HIGHER_IS_BETTER:  # losses, distances and lrs often span decades
         layout["updatemenus"] = [_log_switch()]
     heading = f"{title} by epoch (mean over seeds; band: min to max over seeds)"
     return {"heading": heading, "data": traces, "layout": layout}

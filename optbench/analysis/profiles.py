@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from optbench.storage.results import higher_is_better as metric_higher_is_better
+from optbench.core.metrics import higher_is_better as metric_higher_is_better
 
 # The two clocks a time to target is read on; each gets its own profile and score.
 MEASURES = ("steps", "seconds")

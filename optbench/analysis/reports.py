@@ -16,7 +16,16 @@ from rich.table import Table
 from optbench.analysis.compare import show_hyperparameter
 from optbench.components.catalog import show_value
 from optbench.core.errors import ConfigError
-from optbench.core.metrics import format_cell, shown_columns
+from optbench.core.metrics import (
+    BEST,
+    BY_NAME,
+    CLASSIFICATION_METRIC,
+    DEFAULT_METRIC,
+    FINAL,
+    METRICS,
+    format_cell,
+    shown_columns,
+)
 
 if TYPE_CHECKING:
     from optbench.experiment.plan import RunPlan
@@ -77,31 +86,33 @@ def sweep_table(name: str, points: pd.DataFrame) -> Table:
 
 # --------------------------------------------------------------------------- compare / show
 
-RANK_COLUMNS = [
-    ("final_train_loss", "final train loss", "{:.4f}"),
-    ("final_test_loss", "final test loss", "{:.4f}"),
-    ("best_test_loss", "best test loss", "{:.4f}"),
-    ("best_test_accuracy", "best test acc", "{:.4f}"),
-    ("best_accuracy_epoch", "at epoch", "{:.1f}"),
-]
-# Shown only when some configuration has it (problems with a known optimum).
-DISTANCE_COLUMN = ("final_distance_to_optimum", "final distance to optimum", "{:.4g}")
-
-
-# DeepOBS's final performance: the ranking metric's column at the last epoch, where RANK_COLUMNS
-# lacks it (ranked by test accuracy).
-FINAL_ACCURACY_COLUMN = ("final_test_accuracy", "final test acc", "{:.4f}")
+# The epoch of the best test accuracy (compare's runs_frame), shown after that column.
+AT_EPOCH_COLUMN = ("best_accuracy_epoch", "at epoch", "{:.1f}")
 
 
 def rank_columns(table: Any) -> list[tuple[str, str, str]]:
-    """RANK_COLUMNS, plus the final distance to the optimum when any run logged one, and the
-    final test accuracy when the ranking is by test accuracy."""
-    columns = list(RANK_COLUMNS)
-    if table.attrs.get("performance") == "test_accuracy":
-        columns.insert(2, FINAL_ACCURACY_COLUMN)
-    column = f"{DISTANCE_COLUMN[0]}_mean"
-    if column in table and table[column].notna().any():
-        columns.append(DISTANCE_COLUMN)
+    """The ranking table's (column, header, format): each rankable metric's summaries it shows
+    (Metric.shown), plus the final value of the metric ranked by (DeepOBS's final performance)
+    where those lack it; optional metrics only when some configuration has them."""
+    performance = table.attrs.get("performance")
+
+    def has(column: str) -> bool:
+        return f"{column}_mean" in table and bool(table[f"{column}_mean"].notna().any())
+
+    columns = []
+    for metric in METRICS:
+        shown = [
+            metric.ranking(summary)
+            for summary in (FINAL, BEST)
+            if summary in metric.shown or (summary == FINAL and metric.name == performance)
+        ]
+        if metric.optional and not any(has(column) for column in shown):
+            continue
+        for column in shown:
+            summary = column.removesuffix(f"_{metric.name}")
+            columns.append((column, f"{summary} {metric.header}", metric.summary_format))
+        if metric.name == CLASSIFICATION_METRIC:
+            columns.append(AT_EPOCH_COLUMN)
     return columns
 
 
@@ -140,10 +151,6 @@ def ranking_frame(table: Any, target: tuple[str, float] | None) -> Any:
     return out
 
 
-def _format_of(column: str) -> str:
-    return "{:.4g}" if "distance" in column else "{:.4f}"
-
-
 def _at_epoch(value: Any, epoch: Any, pattern: str) -> str:
     """'0.8760 (3)': a value and the epoch it is at."""
     return "-" if value != value else f"{pattern.format(value)} ({epoch:g})"
@@ -177,7 +184,7 @@ def ranking_table(table: Any, target: tuple[str, float] | None) -> Table:
         cells = [str(rank), *(show_hyperparameter(row[k]) for k in hyper), str(row["n"])]
         cells += [mean_std(row, metric, fmt) for metric, _, fmt in columns]
         if curve_best:
-            pattern = _format_of(performance)
+            pattern = BY_NAME[performance].summary_format
             cells.append(_at_epoch(row["mean_curve_best"], row["mean_curve_best_epoch"], pattern))
         if target:
             reached = f" ({row['reached_target']}/{row['n']})"
@@ -367,7 +374,7 @@ def tuned_table(tuned: Any, target: tuple[str, float] | None) -> Table:
     configuration's runs (mean ± std), with DeepOBS's best performance, speed, the chosen lr
     and, from a tune.json, the budget the tuning spent."""
     performance = tuned.attrs["performance"]
-    pattern = _format_of(performance)
+    pattern = BY_NAME[performance].summary_format
     source = (
         "tune.json: each its best trial's seed reruns"
         if tuned.attrs["tuned"]
@@ -459,7 +466,7 @@ def print_comparison(
     console: Any,
     comparison: Any,
     output: str = "table",
-    curve_metric: str = "test_loss",
+    curve_metric: str = DEFAULT_METRIC,
     top: int = 5,
     plot: Path | None = None,
     messages: Any = None,

@@ -33,8 +33,6 @@ import hashlib
 import torch
 import torch.nn.functional as F
 
-AUGMENTATIONS = ("deepobs_cifar10",)  # the values data.augment takes (config.py's Literal)
-
 _PAD = 2
 _BRIGHTNESS = (1 - 63 / 255, 1 + 63 / 255)
 _CONTRAST = (0.2, 1.8)
@@ -135,7 +133,11 @@ def jitter(images: torch.Tensor, order: torch.Tensor, factors: torch.Tensor) -> 
     return images
 
 
+# Each of the config's AUGMENT_NAMES (core/config.py) by its name; a test checks they match.
+AUGMENTATIONS = {cls.name: cls for cls in (DeepOBSCifar10Augment,)}
+
+
 def make_augment(name: str, seed: int) -> DeepOBSCifar10Augment:
-    if name != "deepobs_cifar10":
+    if name not in AUGMENTATIONS:
         raise ValueError(f"unknown augmentation {name!r}")
-    return DeepOBSCifar10Augment(seed)
+    return AUGMENTATIONS[name](seed)

@@ -72,6 +72,8 @@ def _second_order(optimizer: torch.optim.Optimizer, batch_loss: BatchLoss) -> to
     return loss
 
 
+# How each of the config's PROTOCOL_NAMES (core/config.py) is stepped and described; a test
+# checks both cover exactly those names.
 _STEPS = {
     "plain": _plain,
     "closure": _with_closure,

@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from optbench.core.errors import ConfigError, did_you_mean
+from optbench.core.metrics import RankableName
 
 MAX_CONFIG_BYTES = 1_000_000
 MAX_CONFIG_DEPTH = 20
@@ -66,7 +67,9 @@ class Normalize(_Strict):
         return std
 
 
-AugmentName = Literal["deepobs_cifar10"]  # components/augment.py AUGMENTATIONS
+# The values data.augment takes; components/augment.py builds each.
+AUGMENT_NAMES = ("deepobs_cifar10",)
+AugmentName = Literal.__getitem__(AUGMENT_NAMES)  # type: ignore[attr-defined]
 
 
 class DataConfig(BaseModel):
@@ -132,7 +135,8 @@ class ParamGroupConfig(_SelectsParameters):
 
 
 # How an optimizer is stepped (components/stepping.py); detected from the class unless forced.
-ProtocolName = Literal["plain", "closure", "sharpness", "second_order"]
+PROTOCOL_NAMES = ("plain", "closure", "sharpness", "second_order")
+ProtocolName = Literal.__getitem__(PROTOCOL_NAMES)  # type: ignore[attr-defined]
 
 
 class OptimizerConfig(_WithOptions):
@@ -237,7 +241,12 @@ class Distribution(_Strict):
         return {self.kind: list(self.bounds)}
 
 
-TuneMetric = Literal["test_accuracy", "test_loss", "train_loss", "distance_to_optimum"]
+TuneMetric = RankableName  # a column of epochs.csv that training is judged by (core/metrics.py)
+# Optuna's samplers and pruners tune takes; sweeps/tune.py builds each.
+SAMPLER_NAMES = ("tpe", "random", "grid", "qmc")
+PRUNER_NAMES = ("median", "hyperband", "none")
+SamplerName = Literal.__getitem__(SAMPLER_NAMES)  # type: ignore[attr-defined]
+PrunerName = Literal.__getitem__(PRUNER_NAMES)  # type: ignore[attr-defined]
 
 
 class TuneConfig(_Strict):
@@ -247,8 +256,8 @@ class TuneConfig(_Strict):
 
     space: dict[str, Distribution] = Field(min_length=1)
     trials: int = Field(20, ge=1, le=100_000)
-    sampler: Literal["tpe", "random", "grid", "qmc"] = "tpe"
-    pruner: Literal["median", "hyperband", "none"] = "median"
+    sampler: SamplerName = "tpe"
+    pruner: PrunerName = "median"
     # A column of epochs.csv; default: the problem's metric, else test_accuracy or test_loss.
     metric: TuneMetric | None = None
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)

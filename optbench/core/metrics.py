@@ -1,7 +1,10 @@
 """The per-epoch metrics: one record per column of epochs.csv, and how a table cell shows one.
 
-Every list of metrics (epochs.csv's columns, their table formats, which are better high, which
-only some problems log) is derived from `METRICS` here, so adding a column is one record.
+Every list of metrics is derived from `METRICS` here: epochs.csv's columns and their formats,
+which are better high, which only some problems log, the ranking metrics compare accepts
+(`final_X`, `best_X`), what tune may optimise and a problem be judged by, summary.json's final
+and best values, the curves a report draws and their titles, and the ranking table's columns.
+Adding a column is one record here, plus computing it in experiment/train.py.
 Torch-free and rich-free: storage, analysis and ui all read it.
 """
 
@@ -9,7 +12,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+
+FINAL, BEST = "final", "best"  # the two summaries of a column over a run's epochs
 
 
 @dataclass(frozen=True)
@@ -21,25 +26,102 @@ class Metric:
     title: str  # what a person reads: a plot's axis, a help text
     higher_is_better: bool = False  # losses and distances are better low
     optional: bool = False  # only some runs log it (an empty cell otherwise)
+    # A measure of how training went: compare ranks by its final_/best_ value, tune optimises
+    # it, a problem may be judged by it, summary.json records it.
+    rankable: bool = False
+    curve: bool = True  # a report draws it by epoch (not the epoch itself or wall times)
+    short: str = ""  # a table header's words where the title is too long (default: title)
+    summary_format: str = "{:.4f}"  # a ranking table's mean over seeds
+    # The summaries (final, best) the ranking table shows without being asked; the one ranked
+    # by is shown too.
+    shown: tuple[str, ...] = ()
+
+    @property
+    def header(self) -> str:
+        return self.short or self.title
+
+    def ranking(self, summary: str) -> str:
+        """The ranking metric of one summary: ranking(FINAL) of test_loss is final_test_loss."""
+        return f"{summary}_{self.name}"
 
 
 # epochs.csv's columns, in order.
 METRICS: tuple[Metric, ...] = (
-    Metric("epoch", "{:d}", "epoch"),
-    Metric("train_loss", "{:.6f}", "train loss"),
-    Metric("test_loss", "{:.6f}", "test loss"),
-    Metric("test_accuracy", "{:.4f}", "test accuracy", higher_is_better=True),
+    Metric("epoch", "{:d}", "epoch", curve=False),
+    Metric("train_loss", "{:.6f}", "train loss", rankable=True, shown=(FINAL,)),
+    Metric("test_loss", "{:.6f}", "test loss", rankable=True, shown=(FINAL, BEST)),
+    Metric(
+        "test_accuracy",
+        "{:.4f}",
+        "test accuracy",
+        higher_is_better=True,
+        rankable=True,
+        short="test acc",
+        shown=(BEST,),
+    ),
     Metric("lr", "{:.3g}", "learning rate"),
-    Metric("seconds", "{:.2f}", "seconds (training)"),
-    Metric("eval_seconds", "{:.2f}", "seconds (evaluation)"),
+    Metric("seconds", "{:.2f}", "seconds (training)", curve=False),
+    Metric("eval_seconds", "{:.2f}", "seconds (evaluation)", curve=False),
     # Problems with a known optimum only; empty for others.
-    Metric("distance_to_optimum", "{:.6f}", "distance to the optimum", optional=True),
+    Metric(
+        "distance_to_optimum",
+        "{:.6f}",
+        "distance to the optimum",
+        optional=True,
+        rankable=True,
+        short="distance to optimum",
+        summary_format="{:.4g}",
+        shown=(FINAL,),
+    ),
 )
+BY_NAME = {m.name: m for m in METRICS}
 
 EPOCH_FORMATS = {m.name: m.format for m in METRICS}
 EPOCH_COLUMNS = [m.name for m in METRICS]
 HIGHER_IS_BETTER = frozenset(m.name for m in METRICS if m.higher_is_better)
 OPTIONAL_COLUMNS = frozenset(m.name for m in METRICS if m.optional)
+CURVE_COLUMNS = [m.name for m in METRICS if m.curve]
+TITLES = {m.name: m.title for m in METRICS}
+
+# The columns training is judged by: what tune optimises, a problem names, summary.json holds.
+RANKABLE: tuple[str, ...] = tuple(m.name for m in METRICS if m.rankable)
+# What compare ranks by: final_X (the last epoch) and best_X (the best epoch) of each of them.
+RANKING_METRICS: tuple[str, ...] = tuple(
+    m.ranking(summary) for m in METRICS if m.rankable for summary in (FINAL, BEST)
+)
+# The config schema's types (pydantic checks a Literal built at runtime like a written one).
+RankableName = Literal.__getitem__(RANKABLE)  # type: ignore[attr-defined]
+
+DEFAULT_METRIC = "test_loss"  # what to judge by when nothing says: every run logs it
+CLASSIFICATION_METRIC = "test_accuracy"  # ... for a classification problem; others lack it
+DEFAULT_RANKING = f"{FINAL}_{DEFAULT_METRIC}"
+
+
+def epoch_column(metric: str) -> str:
+    """The epochs.csv column a ranking metric is read from: final_test_accuracy and
+    best_test_accuracy -> test_accuracy (an epoch column names itself)."""
+    return metric.removeprefix(f"{FINAL}_").removeprefix(f"{BEST}_")
+
+
+def higher_is_better(metric: str) -> bool:
+    """Whether `metric` (an epoch column, or a ranking metric such as final_test_accuracy or
+    best_test_accuracy) is better high: compare's ranking and tune's direction both ask here."""
+    return epoch_column(metric) in HIGHER_IS_BETTER
+
+
+def one_of(names: tuple[str, ...] | list[str], last: str = "or") -> str:
+    """'a, b or c': a list of names for a help text or an error message."""
+    return f"{', '.join(names[:-1])} {last} {names[-1]}" if len(names) > 1 else "".join(names)
+
+
+def epoch_row(**values: Any) -> dict[str, Any]:
+    """One epoch's row, in epochs.csv's order: every column given (optional ones may be left
+    out, as None); a value for no column, or a missing column, is a programming error."""
+    unknown = set(values) - set(EPOCH_COLUMNS)
+    missing = [m.name for m in METRICS if not m.optional and m.name not in values]
+    if unknown or missing:
+        raise TypeError(f"epoch row: unknown {sorted(unknown)}, missing {missing}")
+    return {name: values.get(name) for name in EPOCH_COLUMNS}
 
 
 def format_cell(value: Any, pattern: str) -> str:

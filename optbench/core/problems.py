@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from optbench.core.errors import ConfigError
+from optbench.core.metrics import RankableName
 from optbench.core.registry import Registry
 
-# What a problem is judged by; compare ranks by it by default.
-ProblemMetric = Literal["test_accuracy", "test_loss", "distance_to_optimum"]
+# What a problem is judged by (a column training is judged by); compare ranks by it by default.
+ProblemMetric = RankableName
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import torch
 import optbench
 from optbench.components.data import load_data
 from optbench.core.errors import ResultsWriteError, RunExistsError
+from optbench.core.metrics import METRICS, RANKABLE
 from optbench.experiment.checkpoint import CheckpointFile
 from optbench.experiment.loggers import RunLoggers, require_backends
 from optbench.experiment.plan import RunPlan
@@ -58,8 +59,12 @@ def summarize(
     """summary.json: status, final and best metrics, what ran where, and how long it took."""
     rows = result.rows if result else []
     last = rows[-1] if rows else {}
-    best_loss, best_loss_epoch = _best(rows, "test_loss", highest=False)
-    best_acc, best_acc_epoch = _best(rows, "test_accuracy", highest=True)
+    best = {}
+    for metric in METRICS:
+        if metric.rankable:
+            best[metric.name], best[f"{metric.name}_epoch"] = _best(
+                rows, metric.name, metric.higher_is_better
+            )
     return {
         "name": plan.name,
         "run_id": plan.run_id,
@@ -68,13 +73,8 @@ def summarize(
         "device": str(plan.device),
         "epochs": plan.config.epochs,
         "epochs_completed": len(rows),
-        "final": {k: last.get(k) for k in ("train_loss", "test_loss", "test_accuracy")},
-        "best": {
-            "test_loss": best_loss,
-            "test_loss_epoch": best_loss_epoch,
-            "test_accuracy": best_acc,
-            "test_accuracy_epoch": best_acc_epoch,
-        },
+        "final": {name: last.get(name) for name in RANKABLE},
+        "best": best,
         "diverged_at": result.diverged_at if result else None,
         "error": error,
         "wall_seconds": round(time.time() - started, 3),

@@ -29,6 +29,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from optbench.components.data import InMemoryDataset, keep_batch, load_data
+from optbench.core.metrics import epoch_row
 from optbench.experiment.checkpoint import CheckpointFile, restore_rng, rng_state
 from optbench.experiment.plan import RunPlan
 from optbench.storage.results import Status
@@ -287,16 +288,16 @@ def train(
                 else:
                     scheduler.step()
 
-            row = {
-                "epoch": epoch,
-                "train_loss": loss_sum / batches,
-                "test_loss": test_loss,
-                "test_accuracy": test_accuracy,
-                "lr": lr,
-                "seconds": seconds,
-                "eval_seconds": eval_seconds,
-                "distance_to_optimum": distance() if distance is not None else None,
-            }
+            row = epoch_row(
+                epoch=epoch,
+                train_loss=loss_sum / batches,
+                test_loss=test_loss,
+                test_accuracy=test_accuracy,
+                lr=lr,
+                seconds=seconds,
+                eval_seconds=eval_seconds,
+                distance_to_optimum=distance() if distance is not None else None,
+            )
             if path is not None:  # epoch 1 starts with the starting point
                 row["path"] = torch.stack(path).tolist()
             result.rows.append(row)

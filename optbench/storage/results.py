@@ -24,24 +24,12 @@ import pandas as pd
 import yaml
 
 from optbench.core.errors import ConfigError, ResultsWriteError
-from optbench.core.metrics import EPOCH_COLUMNS, HIGHER_IS_BETTER
+from optbench.core.metrics import EPOCH_COLUMNS
 
 # <results>/<name>/tune.json: what `optbench tune` (sweep/tune.py) reports per optimizer (its
 # study, space, budget spent, best trial, trial and seed-rerun run-ids), read by compare
 # --tuned and the report.
 TUNE_FILE = "tune.json"
-
-
-def epoch_column(metric: str) -> str:
-    """The epochs.csv column a ranking metric is read from: final_test_accuracy and
-    best_test_accuracy -> test_accuracy (an epoch column names itself)."""
-    return metric.removeprefix("final_").removeprefix("best_")
-
-
-def higher_is_better(metric: str) -> bool:
-    """Whether `metric` (an epoch column, or a ranking metric such as final_test_accuracy or
-    best_test_accuracy) is better high: compare's ranking and tune's direction both ask here."""
-    return epoch_column(metric) in HIGHER_IS_BETTER
 
 
 class Status(str, enum.Enum):

@@ -34,7 +34,7 @@ import statistics
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,13 +48,13 @@ from optbench.core.config import (
     validate_config,
 )
 from optbench.core.errors import ConfigError, ResultsWriteError
+from optbench.core.metrics import CLASSIFICATION_METRIC, DEFAULT_METRIC, higher_is_better
 from optbench.storage.results import (
     FINISHED,
     TUNE_FILE,
     RunDir,
     Status,
     cannot_write,
-    higher_is_better,
 )
 from optbench.sweeps.executors import QuietSweep, SweepView
 
@@ -211,24 +211,36 @@ def recover_journal(path: str | Path) -> int:
     return dropped
 
 
+# How each of the config's PRUNER_NAMES and SAMPLER_NAMES (core/config.py) is built; a test
+# checks both cover exactly those names.
+_PRUNERS: dict[str, Callable[[Any, int], Any]] = {
+    # Optuna's defaults: 5 trials before any is pruned.
+    "median": lambda pruners, epochs: pruners.MedianPruner(),
+    "hyperband": lambda pruners, epochs: pruners.HyperbandPruner(
+        min_resource=1, max_resource=epochs
+    ),
+    "none": lambda pruners, epochs: pruners.NopPruner(),
+}
+_SAMPLERS: dict[str, Callable[[Any, dict[str, Distribution], int], Any]] = {
+    # In-flight trials count as seen.
+    "tpe": lambda samplers, space, seed: samplers.TPESampler(constant_liar=True, seed=seed),
+    "random": lambda samplers, space, seed: samplers.RandomSampler(seed=seed),
+    "grid": lambda samplers, space, seed: samplers.GridSampler(
+        {k: d.bounds for k, d in space.items()}, seed=seed
+    ),
+    # Seeded: the sequence continues across restarts (its index is stored).
+    "qmc": lambda samplers, space, seed: samplers.QMCSampler(
+        scramble=True, seed=seed, warn_independent_sampling=False
+    ),
+}
+
+
 def make_pruner(name: str, epochs: int) -> Any:
-    pruners = _optuna().pruners
-    if name == "median":
-        return pruners.MedianPruner()  # Optuna's defaults: 5 trials before any is pruned
-    if name == "hyperband":
-        return pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
-    return pruners.NopPruner()
+    return _PRUNERS[name](_optuna().pruners, epochs)
 
 
 def _sampler(name: str, space: dict[str, Distribution], seed: int) -> Any:
-    samplers = _optuna().samplers
-    if name == "random":
-        return samplers.RandomSampler(seed=seed)
-    if name == "grid":
-        return samplers.GridSampler({k: d.bounds for k, d in space.items()}, seed=seed)
-    if name == "qmc":  # seeded: the sequence continues across restarts (its index is stored)
-        return samplers.QMCSampler(scramble=True, seed=seed, warn_independent_sampling=False)
-    return samplers.TPESampler(constant_liar=True, seed=seed)  # in-flight trials count as seen
+    return _SAMPLERS[name](_optuna().samplers, space, seed)
 
 
 def _distribution(dist: Distribution) -> Any:
@@ -304,12 +316,12 @@ def _default_metric(plan: Any) -> str:
     problem = plan.config.problem
     if problem is not None and problem.name in PROBLEMS:
         return PROBLEMS.get(problem.name, "problem").metric
-    return "test_accuracy" if plan.data_spec.num_classes is not None else "test_loss"
+    return CLASSIFICATION_METRIC if plan.data_spec.num_classes is not None else DEFAULT_METRIC
 
 
 def _check_metric(metric: str, plan: Any) -> None:
-    if metric == "test_accuracy" and plan.data_spec.num_classes is None:
-        raise ConfigError("tune.metric", "test_accuracy needs a classification problem")
+    if metric == CLASSIFICATION_METRIC and plan.data_spec.num_classes is None:
+        raise ConfigError("tune.metric", f"{metric} needs a classification problem")
     if metric == "distance_to_optimum" and not hasattr(plan.build_model(), "distance_to_optimum"):
         raise ConfigError("tune.metric", "distance_to_optimum needs a problem with a known optimum")
 

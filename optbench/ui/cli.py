@@ -30,6 +30,14 @@ from optbench.core.errors import (
     ResultsWriteError,
     RunExistsError,
 )
+from optbench.core.metrics import (
+    CURVE_COLUMNS,
+    DEFAULT_METRIC,
+    DEFAULT_RANKING,
+    RANKABLE,
+    RANKING_METRICS,
+    one_of,
+)
 
 app = typer.Typer(
     help="Run, sweep and compare PyTorch optimizer experiments from YAML configs.",
@@ -470,10 +478,8 @@ def compare(
     metric: Annotated[
         str | None,
         typer.Option(
-            help="Rank by final_test_loss, best_test_loss, final_train_loss, "
-            "final_test_accuracy, best_test_accuracy, final_distance_to_optimum or "
-            "best_distance_to_optimum. [default: the runs' problem's metric, else "
-            "final_test_loss]",
+            help=f"Rank by {one_of(RANKING_METRICS)}. [default: the runs' problem's metric, "
+            f"else {DEFAULT_RANKING}]",
             show_default=False,
         ),
     ] = None,
@@ -481,13 +487,15 @@ def compare(
         str | None,
         typer.Option(
             help="Epochs and seconds to reach a value, and DeepOBS's speed: --target "
-            "test_accuracy=0.85. [default: the runs' problem's target, if it has one]",
+            f"test_accuracy=0.85 (metrics: {one_of(RANKABLE)}). [default: the runs' "
+            "problem's target, if it has one]",
             show_default=False,
         ),
     ] = None,
     curve: Annotated[
-        str, typer.Option(help="Per-epoch column drawn as curves (test_loss, train_loss, ...).")
-    ] = "test_loss",
+        str,
+        typer.Option(help=f"Per-epoch column drawn as curves ({one_of(CURVE_COLUMNS)})."),
+    ] = DEFAULT_METRIC,
     top: Annotated[int, typer.Option(help="How many configurations get curves.", min=1)] = 5,
     output: Annotated[
         Output, typer.Option("--format", help="table (terminal), csv, json or markdown.")
@@ -567,7 +575,7 @@ def report(
         str | None,
         typer.Option(
             help="Rank by this metric, as in `optbench compare --metric` (default: the runs' "
-            "problem's metric, else final_test_loss).",
+            f"problem's metric, else {DEFAULT_RANKING}).",
             show_default=False,
         ),
     ] = None,

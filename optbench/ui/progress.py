@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from optbench.core.metrics import RANKABLE
 from optbench.experiment.train import SilentObserver
 
 
 class ProgressBar(SilentObserver):
-    """One bar over the run's epochs, with the last epoch's losses and accuracy beside it."""
+    """One bar over the run's epochs, with the last epoch's losses and accuracy (the metrics
+    training is judged by, core/metrics.py) beside it."""
 
     def __init__(self) -> None:
         self.bar: Any = None
@@ -23,8 +25,7 @@ class ProgressBar(SilentObserver):
         self.bar = tqdm(total=epochs, desc=title.split("  (")[0], unit="epoch")
 
     def epoch_finished(self, row: dict[str, Any]) -> None:
-        shown = ("train_loss", "test_loss", "test_accuracy")
-        values = {k: f"{row[k]:.4g}" for k in shown if isinstance(row.get(k), float)}
+        values = {k: f"{row[k]:.4g}" for k in RANKABLE if isinstance(row.get(k), float)}
         self.bar.n = row["epoch"]  # a resumed run starts past its first epochs
         self.bar.set_postfix(values, refresh=True)
 
