@@ -127,3 +127,18 @@ def test_every_registry_problem_has_a_target_in_a_logged_direction() -> None:
         assert metric in ("test_accuracy", "test_loss", "distance_to_optimum")
         assert info.target is not None or info.own_target[2]  # published, or justified
         assert higher_is_better(metric) == (metric == "test_accuracy")
+
+
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).parents[1] / "configs" / "suites").glob("*.yaml")), ids=str
+)
+def test_shipped_suites_validate_and_their_first_pair_plans(path: Path) -> None:
+    from optbench.analysis.benchmark import suite_pairs
+    from optbench.sweeps.tune import load_tune
+
+    suite = load_suite(path)
+    pairs, targets = suite_pairs(suite)
+    assert len(pairs) == len(suite.problems) * len(suite.optimizers)
+    assert set(targets) == set(suite.problems)
+    (arm,) = load_tune(pairs[0].config).arms  # the schema and the components accept it
+    assert arm.space and load_tune(pairs[0].config).metric == targets[pairs[0].problem].metric
