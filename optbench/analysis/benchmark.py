@@ -80,7 +80,7 @@ def _problem_config(problem: str) -> dict[str, Any]:
     """A problem's config sections: `problem: NAME` for a registry name, else the config file's
     own mapping without the keys the suite decides."""
     if problem_label(problem) == problem:
-        PROBLEMS.get(problem, "problem")  # refuses an unknown name, with a suggestion
+        PROBLEMS.get(problem, "problems")  # refuses an unknown name, with a suggestion
         return {"problem": problem}
     data = read_config_file(problem)
     return {k: v for k, v in data.items() if k not in _SUITE_KEYS}
@@ -221,10 +221,15 @@ def run_benchmark(
     An interrupted pair raises KeyboardInterrupt (the same command resumes); a pair whose
     every trial failed or diverged reaches no target (as AlgoPerf scores a diverged workload)
     and is listed in `failed`."""
-    from optbench.sweeps.tune import run_tune
+    from optbench.sweeps.tune import load_tune, run_tune
 
     suite = load_suite(suite_path)
     pairs, targets = suite_pairs(suite, optimizers)
+    for pair in pairs:  # every pair checked before any trains: bad input writes nothing
+        try:
+            load_tune(pair.config)
+        except ConfigError as exc:
+            raise ConfigError(f"{pair.name}: {exc}") from None
     results = Path(results_dir or default_results_dir())
     trained, reused, failed, curves, details = [], [], [], [], {}
     for pair in pairs:
