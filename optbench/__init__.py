@@ -18,6 +18,7 @@ from optbench.core.errors import ConfigError, ResultsWriteError, RunExistsError
 __version__ = "0.1.0"
 
 __all__ = [
+    "BenchmarkResult",
     "ConfigError",
     "LrFind",
     "ResultsWriteError",
@@ -27,6 +28,7 @@ __all__ = [
     "TuneResult",
     "Validation",
     "__version__",
+    "benchmark",
     "catalog",
     "compare",
     "comparison",
@@ -44,11 +46,13 @@ __all__ = [
 
 if TYPE_CHECKING:
     from optbench.api import (
+        BenchmarkResult,
         LrFind,
         Run,
         SweepResult,
         TuneResult,
         Validation,
+        benchmark,
         catalog,
         compare,
         comparison,

@@ -37,11 +37,13 @@ if TYPE_CHECKING:
     from optbench.sweeps.grid import Grid
 
 __all__ = [
+    "BenchmarkResult",
     "LrFind",
     "Run",
     "SweepResult",
     "TuneResult",
     "Validation",
+    "benchmark",
     "catalog",
     "compare",
     "comparison",
@@ -315,6 +317,56 @@ def tune(
         view=view or QuietSweep,
     )
     return TuneResult(outcome.report, outcome.storage, outcome.interrupted, outcome.failed)
+
+
+@dataclass
+class BenchmarkResult:
+    """A suite's outcome: `document` is benchmark.json as written (scores, times to target,
+    intervals, profiles, each pair's hyperparameters and metrics), `path` where; `trained` and
+    `reused` name the pairs' folders; `failed` the pairs without a completed trial (every trial
+    failed or diverged), scored as never reaching their target."""
+
+    path: Path
+    document: dict[str, Any]
+    trained: list[str]
+    reused: list[str]
+    failed: list[str]
+
+    @property
+    def scores(self) -> dict[str, dict[str, float]]:
+        """Clock ("steps", "seconds") -> optimizer -> score (1: fastest on every problem)."""
+        return self.document["scores"]
+
+
+def benchmark(
+    suite: str | Path,
+    optimizers: Sequence[str] = (),
+    *,
+    workers: int | None = None,
+    executor: str = "local",
+    address: str | None = None,
+    results_dir: str | Path | None = None,
+    view: SweepView | None = None,
+) -> BenchmarkResult:
+    """Tune every (optimizer, problem) pair of a suite file with its one budget (pairs already
+    finished are read back, so `optimizers`, extra registry names or import paths, train only
+    their own pairs), then score the optimizers across problems with AlgoPerf's performance
+    profiles and write DIR/<suite>/benchmark.json. Needs the `tune` extra (optuna)."""
+    from optbench.analysis.benchmark import run_benchmark
+    from optbench.sweeps.executors import QuietSweep
+
+    outcome = run_benchmark(
+        suite,
+        optimizers,
+        workers=workers,
+        executor=executor,
+        address=address,
+        results_dir=results_dir,
+        view=view or QuietSweep,
+    )
+    return BenchmarkResult(
+        outcome.path, outcome.document, outcome.trained, outcome.reused, outcome.failed
+    )
 
 
 def comparison(

@@ -227,6 +227,7 @@ def _calls(config: str, folder: str) -> dict[str, tuple[str, list[str]]]:
         "sweep": ("sweep", ["sweep", config, "--seeds", "0,1"]),
         "sweep --dry-run": ("sweep_points", ["sweep", config, "--dry-run"]),
         "tune": ("tune", ["tune", config]),
+        "benchmark": ("benchmark", ["benchmark", config]),
         "compare": ("comparison", ["compare", folder]),
         "report": ("report", ["report", folder, "--output", f"{folder}/r.html"]),
         "show": ("load", ["show", folder]),

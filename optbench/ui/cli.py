@@ -462,6 +462,53 @@ def tune(
         raise typer.Exit(EXIT_FAILED)
 
 
+@app.command()
+@one_line_errors
+def benchmark(
+    suite: Annotated[
+        Path, typer.Argument(help="Suite YAML file (configs/suites/).", show_default=False)
+    ],
+    optimizers: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--optimizer",
+            help="Also rank this optimizer (registry name or import path, repeatable); the "
+            "suite's finished pairs are read back, not retrained.",
+            show_default=False,
+        ),
+    ] = None,
+    workers: WorkersOption = None,
+    executor: ExecutorOption = "local",
+    address: AddressOption = None,
+    results_dir: ResultsDirOption = None,
+) -> None:
+    """Tune every optimizer on every problem of a suite with one budget, then score them
+    across problems (AlgoPerf's performance profiles); results in DIR/<suite>/benchmark.json."""
+    from optbench.analysis.reports import benchmark_tables
+    from optbench.ui.display import SweepDisplay
+
+    _interrupt_on_sigterm()
+    try:
+        outcome = optbench.benchmark(
+            suite,
+            optimizers or (),
+            workers=workers,
+            executor=executor,
+            address=address,
+            results_dir=results_dir,
+            view=functools.partial(SweepDisplay, console=console),
+        )
+    except KeyboardInterrupt:
+        errors.print("interrupted: finished pairs are kept; run the same command to resume")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    for table in benchmark_tables(outcome.document):
+        console.print(table)
+    shown = f"{len(outcome.trained)} pair(s) tuned, {len(outcome.reused)} read back"
+    console.print(f"{shown}; wrote {outcome.path}", markup=False)
+    if outcome.failed:
+        errors.print(f"no completed trial (scored as not reaching): {', '.join(outcome.failed)}")
+
+
 class Output(str, enum.Enum):
     table = "table"
     csv = "csv"
