@@ -14,9 +14,9 @@ import yaml
 import optbench
 from optbench.analysis.profiles import EvalPoint, PairCurves, Target, score_suite
 from optbench.core.errors import ConfigError
+from optbench.core.metrics import higher_is_better
 from optbench.core.problems import PROBLEMS
 from optbench.core.suite import load_suite
-from optbench.storage.results import higher_is_better
 
 pytest.importorskip("optuna")
 

@@ -37,6 +37,7 @@ from optbench.core.config import (
     validate_config,
 )
 from optbench.core.errors import ConfigError
+from optbench.core.metrics import higher_is_better
 from optbench.core.problems import PROBLEMS
 from optbench.core.suite import SuiteConfig, load_suite, optimizer_label, problem_label
 from optbench.storage.results import (
@@ -44,7 +45,6 @@ from optbench.storage.results import (
     TUNE_FILE,
     RunDir,
     cannot_write,
-    higher_is_better,
     write_atomic,
 )
 from optbench.sweeps.executors import QuietSweep, SweepView
