@@ -27,6 +27,7 @@ from optbench.experiment.train import (
     TrainResult,
     train,
 )
+from optbench.storage.records import Summary
 from optbench.storage.results import (
     FINISHED,
     RunDir,
@@ -40,7 +41,7 @@ from optbench.storage.results import (
 @dataclass
 class RunOutcome:
     run_dir: Path
-    summary: dict[str, Any]
+    summary: Summary
     already_finished: bool = False
 
 
@@ -54,38 +55,38 @@ def _best(rows: list[dict[str, Any]], key: str, highest: bool) -> tuple[Any, Any
 
 def summarize(
     plan: RunPlan, result: TrainResult | None, status: str, started: float, error: str | None
-) -> dict[str, Any]:
+) -> Summary:
     """summary.json: status, final and best metrics, what ran where, and how long it took."""
     rows = result.rows if result else []
     last = rows[-1] if rows else {}
     best_loss, best_loss_epoch = _best(rows, "test_loss", highest=False)
     best_acc, best_acc_epoch = _best(rows, "test_accuracy", highest=True)
-    return {
-        "name": plan.name,
-        "run_id": plan.run_id,
-        "status": status,
-        "seed": plan.config.seed,
-        "device": str(plan.device),
-        "epochs": plan.config.epochs,
-        "epochs_completed": len(rows),
-        "final": {k: last.get(k) for k in ("train_loss", "test_loss", "test_accuracy")},
-        "best": {
+    return Summary(
+        name=plan.name,
+        run_id=plan.run_id,
+        status=str(status),
+        seed=plan.config.seed,
+        device=str(plan.device),
+        epochs=plan.config.epochs,
+        epochs_completed=len(rows),
+        final={k: last.get(k) for k in ("train_loss", "test_loss", "test_accuracy")},
+        best={
             "test_loss": best_loss,
             "test_loss_epoch": best_loss_epoch,
             "test_accuracy": best_acc,
             "test_accuracy_epoch": best_acc_epoch,
         },
-        "diverged_at": result.diverged_at if result else None,
-        "error": error,
-        "wall_seconds": round(time.time() - started, 3),
-        "started_at": dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(),
-        "versions": {
+        diverged_at=result.diverged_at if result else None,
+        error=error,
+        wall_seconds=round(time.time() - started, 3),
+        started_at=dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(),
+        versions={
             "optbench": optbench.__version__,
             "torch": torch.__version__,
             "torchvision": metadata.version("torchvision"),
             "python": platform.python_version(),
         },
-    }
+    )
 
 
 class _SaveEachEpoch:
@@ -135,14 +136,14 @@ def run_plan(
     run = create_run_dir(results_dir, plan.name, plan.run_id)
     with RunLock(run):
         earlier = run.read_summary()
-        status = earlier.get("status") if earlier else None
+        status = earlier.status if earlier else None
         checkpoints = CheckpointFile(run.checkpoint_path, plan.run_id, SyncPolicy(sync_every))
         run.remove_partial_files()
         if force:
             run.clear()
         elif status in FINISHED:
             if resume:
-                return RunOutcome(run.path, earlier or {}, already_finished=True)
+                return RunOutcome(run.path, earlier or Summary(), already_finished=True)
             raise RunExistsError(run.path, str(status), resumable=False)
         elif checkpoints.exists() and not resume:
             raise RunExistsError(run.path, str(status or "no summary"), resumable=True)
@@ -186,7 +187,7 @@ def _train_in(
     loggers.close(result.status)
     if result.status in FINISHED:  # nothing left to resume: the checkpoint only costs disk now
         checkpoints.path.unlink(missing_ok=True)
-    return RunOutcome(run.path, run.read_summary() or {})
+    return RunOutcome(run.path, run.read_summary() or Summary())
 
 
 def _failure(exc: BaseException) -> tuple[Status, str]:
