@@ -512,6 +512,8 @@ class _Pruning:
                 storage=open_storage(watch.storage),
                 pruner=make_pruner(watch.pruner, watch.epochs),
             )
+            # Optuna has no public way to attach to a trial asked by another process: its
+            # Trial constructor (study, trial_id) is what optimize() and ask() use themselves.
             self.trial = optuna.trial.Trial(study, watch.trial_id)
         except Exception:
             self.trial = None
