@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from optbench.core.config import ConfigSource, Overrides, default_results_dir
+from optbench.storage.records import TuneFile
 from optbench.storage.results import Run, read_run
 
 if TYPE_CHECKING:
@@ -274,14 +275,20 @@ class TuneResult:
     failed: bool = False
 
     @property
+    def tune_file(self) -> TuneFile:
+        """`report` read as storage's typed record of tune.json."""
+        return TuneFile.from_dict(self.report)
+
+    @property
     def best(self) -> dict[str, dict[str, Any] | None]:
         """Optimizer -> the best trial's {params, value, run_id}, or None without one."""
-        return {key: arm["best"] for key, arm in self.report["optimizers"].items()}
+        optimizers = self.tune_file.optimizers.items()
+        return {key: arm.best.to_dict() if arm.best else None for key, arm in optimizers}
 
     @property
     def studies(self) -> dict[str, str]:
         """Optimizer -> its Optuna study's name."""
-        return {key: arm["study"] for key, arm in self.report["optimizers"].items()}
+        return {key: str(arm.study) for key, arm in self.tune_file.optimizers.items()}
 
 
 def tune(

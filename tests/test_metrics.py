@@ -143,7 +143,7 @@ def test_summary_final_and_best_cover_every_rankable_metric() -> None:
             eval_seconds=0.1,
         ),
     ]
-    summary = summarize(plan, TrainResult(Status.COMPLETED, rows), "completed", 0.0, None)
+    summary = summarize(plan, TrainResult(Status.COMPLETED, rows), "completed", 0.0, None).to_dict()
     frame = pd.DataFrame(rows)
     assert set(summary["final"]) == set(RANKABLE)
     for metric in RANKABLE_RECORDS:

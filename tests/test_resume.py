@@ -309,10 +309,10 @@ def test_a_full_disk_at_any_write_exits_3_keeps_the_work_and_resume_completes_ex
     if (file, nth) in (("config.yaml", 1), ("summary.json", 1)):  # before training started
         assert summary is None and not (run_dir / "epochs.csv").exists()
     if (file, nth) in (("checkpoint.pt", 1), ("epochs.csv", 1), ("checkpoint.pt", 2)):
-        assert summary["status"] == "failed"  # the summary says what failed
-        assert file in summary["error"] and "--resume" in summary["error"]
+        assert summary.status == "failed"  # the summary says what failed
+        assert file in summary.error and "--resume" in summary.error
     if (file, nth) == ("summary.json", 2):  # trained to the end, summary not written
-        assert summary["status"] == "running"
+        assert summary.status == "running"
         assert (run_dir / "checkpoint.pt").exists()  # the training is not lost
         trained = pd.read_csv(run_dir / "epochs.csv")
 

@@ -56,6 +56,7 @@ from optbench.core.metrics import (
     epoch_column,
     higher_is_better,
 )
+from optbench.storage.records import TuneFile, learning_rate
 from optbench.storage.results import (
     FINISHED,
     TUNE_FILE,
@@ -102,7 +103,7 @@ def find_run_dirs(paths: list[Path]) -> list[Path]:
 
 def run_status(run: Run) -> str:
     """summary.json's status, except that a `running` run nobody holds the lock of is stale."""
-    status = str(run.summary.get("status", "unknown"))
+    status = run.status
     if status == Status.RUNNING and not RunDir(run.dir).is_locked():
         return STALE
     return status
@@ -110,19 +111,20 @@ def run_status(run: Run) -> str:
 
 def planned_epochs(run: Run) -> int:
     """How many epochs the run was meant to train (summary.json, else config.yaml)."""
-    for source in (run.summary, run.config):
-        if isinstance(source.get("epochs"), int):
-            return source["epochs"]
+    if run.record.epochs is not None:
+        return run.record.epochs
+    if isinstance(run.config.get("epochs"), int):
+        return run.config["epochs"]
     return len(run.epochs)
 
 
 def _stopped_in(run: Run) -> int:
     """The epoch an unfinished run stopped in: where it diverged, its last if it was pruned
     (after that epoch), else the one after its last."""
-    diverged = run.summary.get("diverged_at")
-    if isinstance(diverged, dict) and isinstance(diverged.get("epoch"), int):
-        return diverged["epoch"]
-    if run.summary.get("status") == Status.PRUNED:
+    diverged = run.record.diverged_epoch
+    if diverged is not None:
+        return diverged
+    if run.status == Status.PRUNED:
         return len(run.epochs)
     return len(run.epochs) + 1
 
@@ -136,8 +138,7 @@ def drop_copies(runs: list[Run]) -> tuple[list[Run], list[str]]:
     kept: dict[str, Run] = {}
     copies: dict[str, list[Run]] = {}
     for run in runs:
-        run_id = run.summary.get("run_id")
-        key = run_id if isinstance(run_id, str) and run_id else str(run.dir)
+        key = run.record.run_id or str(run.dir)
         copies.setdefault(key, []).append(run)
         if key not in kept or _preference(run) > _preference(kept[key]):
             kept[key] = run
@@ -151,7 +152,7 @@ def drop_copies(runs: list[Run]) -> tuple[list[Run], list[str]]:
 
 
 def _preference(run: Run) -> tuple[bool, int]:
-    return str(run.summary.get("status")) in FINISHED, len(run.epochs)
+    return run.status in FINISHED, len(run.epochs)
 
 
 def _reach(epochs: pd.DataFrame, target: tuple[str, float] | None) -> tuple[float, float]:
@@ -200,11 +201,12 @@ def runs_frame(runs: list[Run], target: tuple[str, float] | None = None) -> pd.D
             {
                 "configuration": key,
                 "run_dir": str(run.dir),
-                "run_id": run.summary.get("run_id", run.dir.name),
+                "run_id": run.run_id,
                 "status": status,
                 "complete": complete,
                 "stopped_in": math.nan if complete else _stopped_in(run),
-                "seed": run.summary.get("seed"),
+                "seed": run.record.seed,
+                "lr": _nan_if_none(learning_rate(run.config)),
                 "epochs": len(epochs),
                 "seconds": float(epochs["seconds"].sum()) if has else math.nan,
                 **_summaries(epochs),
@@ -427,7 +429,7 @@ class Comparison:
     table: pd.DataFrame  # one row per configuration, ranked
     target: tuple[str, float] | None
     notes: list[str] = field(default_factory=list)  # e.g. copies of a run counted once
-    tune: dict[str, Any] | None = None  # the compared folders' tune.json (`find_tune`), read
+    tune: TuneFile | None = None  # the compared folders' tune.json (`find_tune`), read
 
 
 def problems_of(runs: list[Run]) -> list[str]:
@@ -536,15 +538,11 @@ def add_mean_curve_best(table: pd.DataFrame, frame: pd.DataFrame, runs: list[Run
     return table
 
 
-def _lr(value: Any) -> float:
-    try:
-        lr = float(value)
-    except (TypeError, ValueError):
-        return math.nan
-    return lr if lr > 0 else math.nan
+def _nan_if_none(value: float | None) -> float:
+    return math.nan if value is None else value
 
 
-def tuneability_frame(comparison: Comparison, tune: dict[str, Any] | None = None) -> pd.DataFrame:
+def tuneability_frame(comparison: Comparison, tune: TuneFile | None = None) -> pd.DataFrame:
     """DeepOBS's tuneability: one row per configuration with its optimizer, learning rate and
     final performance (mean, std over its complete runs, in the ranking's column), and `chosen`
     marking the learning rate each optimizer's result is given at: tune.json's best params
@@ -561,9 +559,7 @@ def tuneability_frame(comparison: Comparison, tune: dict[str, Any] | None = None
             {
                 "configuration": key,
                 "optimizer": name if isinstance(name, str) else "?",  # ?: the run has no config
-                "lr": _lr(firsts.at[key, "config.optimizer.lr"])
-                if "config.optimizer.lr" in firsts
-                else math.nan,
+                "lr": firsts.at[key, "lr"],
                 "final_mean": row[f"{column}_mean"],
                 "final_std": row[f"{column}_std"],
                 "n": int(row["n"]),
@@ -573,12 +569,12 @@ def tuneability_frame(comparison: Comparison, tune: dict[str, Any] | None = None
     columns = ["configuration", "optimizer", "lr", "final_mean", "final_std", "n", "completed"]
     out = pd.DataFrame(rows, columns=columns)
     out["chosen"] = False
-    tuned = (tune or {}).get("optimizers", {})
+    tuned = tune.optimizers if tune is not None else {}
     for name, rows_of in out.groupby("optimizer", sort=False):
-        best = tuned.get(name, {}).get("best") if isinstance(tuned.get(name), dict) else None
+        best = tuned[name].best if name in tuned else None
         chosen = None
-        if isinstance(best, dict):
-            key = _configuration_of(comparison.frame, [best.get("run_id")])
+        if best is not None:
+            key = _configuration_of(comparison.frame, [best.run_id])
             chosen = rows_of.index[rows_of["configuration"] == key]
         if chosen is None or not len(chosen):
             with_final = rows_of.index[rows_of["final_mean"].notna()]
@@ -594,7 +590,7 @@ def _configuration_of(frame: pd.DataFrame, run_ids: list[Any]) -> str | None:
     return str(found["configuration"].iloc[0]) if len(found) else None
 
 
-def find_tune(paths: list[Path]) -> tuple[Path, dict[str, Any]] | None:
+def find_tune(paths: list[Path]) -> tuple[Path, TuneFile] | None:
     """The tune.json in the compared folders (at one of `paths` or a folder right under it),
     read; None when there is none. Two of them: an error, since which optimizers were tuned
     together is then unclear."""
@@ -611,13 +607,7 @@ def find_tune(paths: list[Path]) -> tuple[Path, dict[str, Any]] | None:
             f"{len(found)} tune.json files under the compared folders "
             f"({', '.join(map(str, found))}); compare one tune's folder"
         )
-    try:
-        tune = json.loads(found[0].read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read {found[0]}: {exc}") from None
-    if not isinstance(tune, dict) or not isinstance(tune.get("optimizers"), dict):
-        raise ConfigError(f"cannot read {found[0]}: it has no 'optimizers' mapping")
-    return found[0], tune
+    return found[0], TuneFile.read(found[0])
 
 
 def _aggregate(rows: pd.DataFrame, by_dir: dict[str, Run], performance: str) -> dict[str, Any]:
@@ -641,7 +631,7 @@ def _aggregate(rows: pd.DataFrame, by_dir: dict[str, Run], performance: str) -> 
     }
 
 
-def tuned_frame(comparison: Comparison, tune: dict[str, Any] | None = None) -> pd.DataFrame:
+def tuned_frame(comparison: Comparison, tune: TuneFile | None = None) -> pd.DataFrame:
     """One row per optimizer, ranked by final performance (the ranking's column): its tuned
     configuration's runs aggregated with DeepOBS's metrics and the learning rate chosen.
 
@@ -656,28 +646,25 @@ def tuned_frame(comparison: Comparison, tune: dict[str, Any] | None = None) -> p
     by_dir = {str(run.dir): run for run in comparison.runs}
     rows = []
     if tune is not None:
-        for name, spent in tune["optimizers"].items():
-            spent = spent if isinstance(spent, dict) else {}
-            best = spent.get("best") if isinstance(spent.get("best"), dict) else {}
-            ids = [r for r in spent.get("seed_run_ids") or [] if isinstance(r, str)]
-            runs = frame[frame["run_id"].isin(ids)]
-            if runs.empty and isinstance(best.get("run_id"), str):
-                runs = frame[frame["run_id"] == best["run_id"]]
-            params = best.get("params") if isinstance(best.get("params"), dict) else {}
-            lr = _lr(params.get("optimizer.lr"))
-            if math.isnan(lr) and not runs.empty and "config.optimizer.lr" in runs:
-                lr = _lr(runs["config.optimizer.lr"].iloc[0])
+        for name, spent in tune.optimizers.items():
+            best = spent.best
+            runs = frame[frame["run_id"].isin(spent.seed_run_ids)]
+            if runs.empty and best is not None and best.run_id is not None:
+                runs = frame[frame["run_id"] == best.run_id]
+            lr = learning_rate(best.params) if best is not None else None
+            if lr is None and not runs.empty:
+                lr = runs["lr"].iloc[0]
             rows.append(
                 {
                     "optimizer": name,
-                    "lr": lr,
+                    "lr": _nan_if_none(lr),
                     **_aggregate(runs, by_dir, performance),
-                    "trials": spent.get("trials"),
-                    "trials_completed": spent.get("completed"),
-                    "trials_pruned": spent.get("pruned"),
-                    "trials_failed": spent.get("failed"),
-                    "budget_epochs": spent.get("epochs"),
-                    "budget_seconds": spent.get("seconds"),
+                    "trials": spent.trials,
+                    "trials_completed": spent.completed,
+                    "trials_pruned": spent.pruned,
+                    "trials_failed": spent.failed,
+                    "budget_epochs": spent.epochs,
+                    "budget_seconds": spent.seconds,
                 }
             )
     else:

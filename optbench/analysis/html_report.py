@@ -515,7 +515,7 @@ def _configs_html(comparison: Comparison, configurations: list[_Configuration]) 
     by_dir = {str(run.dir): run for run in comparison.runs}
     parts = []
     for config in configurations:
-        seeds = [by_dir[d].summary.get("seed") for d in config.run_dirs]
+        seeds = [by_dir[d].record.seed for d in config.run_dirs]
         config_file = RunDir(Path(config.run_dirs[0])).config_path
         try:
             text = config_file.read_text(encoding="utf-8")

@@ -546,12 +546,12 @@ def show_run(console: Any, run: Run) -> None:
         status = "stale (summary says running, but no process holds its lock)"
     text = yaml.safe_dump(run.config, sort_keys=False, default_flow_style=None)
     console.print(Syntax(text, "yaml", theme="ansi_dark", background_color="default"))
-    summary = run.summary
+    summary = run.record
     console.print(
         f"status {status}, "
-        f"{summary.get('epochs_completed')}/{summary.get('epochs')} epochs, "
-        f"seed {summary.get('seed')}, {summary.get('device')}, "
-        f"{summary.get('wall_seconds')} s",
+        f"{summary.epochs_completed}/{summary.epochs} epochs, "
+        f"seed {summary.seed}, {summary.device}, "
+        f"{summary.wall_seconds} s",
         markup=False,
     )
     table = Table(title=str(run.dir), title_justify="left")

@@ -28,6 +28,7 @@ from optbench.experiment.train import (
     TrainResult,
     train,
 )
+from optbench.storage.records import Summary
 from optbench.storage.results import (
     FINISHED,
     RunDir,
@@ -41,7 +42,7 @@ from optbench.storage.results import (
 @dataclass
 class RunOutcome:
     run_dir: Path
-    summary: dict[str, Any]
+    summary: Summary
     already_finished: bool = False
 
 
@@ -55,7 +56,7 @@ def _best(rows: list[dict[str, Any]], key: str, highest: bool) -> tuple[Any, Any
 
 def summarize(
     plan: RunPlan, result: TrainResult | None, status: str, started: float, error: str | None
-) -> dict[str, Any]:
+) -> Summary:
     """summary.json: status, final and best metrics, what ran where, and how long it took."""
     rows = result.rows if result else []
     last = rows[-1] if rows else {}
@@ -65,27 +66,27 @@ def summarize(
             best[metric.name], best[f"{metric.name}_epoch"] = _best(
                 rows, metric.name, metric.higher_is_better
             )
-    return {
-        "name": plan.name,
-        "run_id": plan.run_id,
-        "status": status,
-        "seed": plan.config.seed,
-        "device": str(plan.device),
-        "epochs": plan.config.epochs,
-        "epochs_completed": len(rows),
-        "final": {name: last.get(name) for name in RANKABLE},
-        "best": best,
-        "diverged_at": result.diverged_at if result else None,
-        "error": error,
-        "wall_seconds": round(time.time() - started, 3),
-        "started_at": dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(),
-        "versions": {
+    return Summary(
+        name=plan.name,
+        run_id=plan.run_id,
+        status=str(status),
+        seed=plan.config.seed,
+        device=str(plan.device),
+        epochs=plan.config.epochs,
+        epochs_completed=len(rows),
+        final={name: last.get(name) for name in RANKABLE},
+        best=best,
+        diverged_at=result.diverged_at if result else None,
+        error=error,
+        wall_seconds=round(time.time() - started, 3),
+        started_at=dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(),
+        versions={
             "optbench": optbench.__version__,
             "torch": torch.__version__,
             "torchvision": metadata.version("torchvision"),
             "python": platform.python_version(),
         },
-    }
+    )
 
 
 class _SaveEachEpoch:
@@ -135,14 +136,14 @@ def run_plan(
     run = create_run_dir(results_dir, plan.name, plan.run_id)
     with RunLock(run):
         earlier = run.read_summary()
-        status = earlier.get("status") if earlier else None
+        status = earlier.status if earlier else None
         checkpoints = CheckpointFile(run.checkpoint_path, plan.run_id, SyncPolicy(sync_every))
         run.remove_partial_files()
         if force:
             run.clear()
         elif status in FINISHED:
             if resume:
-                return RunOutcome(run.path, earlier or {}, already_finished=True)
+                return RunOutcome(run.path, earlier or Summary(), already_finished=True)
             raise RunExistsError(run.path, str(status), resumable=False)
         elif checkpoints.exists() and not resume:
             raise RunExistsError(run.path, str(status or "no summary"), resumable=True)
@@ -186,7 +187,7 @@ def _train_in(
     loggers.close(result.status)
     if result.status in FINISHED:  # nothing left to resume: the checkpoint only costs disk now
         checkpoints.path.unlink(missing_ok=True)
-    return RunOutcome(run.path, run.read_summary() or {})
+    return RunOutcome(run.path, run.read_summary() or Summary())
 
 
 def _failure(exc: BaseException) -> tuple[Status, str]:

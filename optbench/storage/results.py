@@ -25,6 +25,7 @@ import yaml
 
 from optbench.core.errors import ConfigError, ResultsWriteError
 from optbench.core.metrics import EPOCH_COLUMNS
+from optbench.storage.records import Summary
 
 # <results>/<name>/tune.json: what `optbench tune` (sweep/tune.py) reports per optimizer (its
 # study, space, budget spent, best trial, trial and seed-rerun run-ids), read by compare
@@ -198,9 +199,10 @@ class RunDir:
         """epochs.csv as a frame; an empty one when the run wrote none yet."""
         return pd.read_csv(self.epochs_path) if self.epochs_path.exists() else pd.DataFrame()
 
-    def read_summary(self) -> dict[str, Any] | None:
+    def read_summary(self) -> Summary | None:
+        """summary.json as a record; None when the run wrote none yet."""
         try:
-            return json.loads(self.summary_path.read_text(encoding="utf-8"))
+            return Summary.from_dict(json.loads(self.summary_path.read_text(encoding="utf-8")))
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
@@ -254,8 +256,9 @@ class RunDir:
             else:
                 entry.unlink()
 
-    def write_summary(self, summary: dict[str, Any]) -> None:
-        write_atomic(self.summary_path, json.dumps(summary, indent=2, allow_nan=True) + "\n")
+    def write_summary(self, summary: Summary) -> None:
+        text = json.dumps(summary.to_dict(), indent=2, allow_nan=True) + "\n"
+        write_atomic(self.summary_path, text)
 
     def is_locked(self) -> bool:
         """Whether a live process holds this run's lock (a `running` summary without one is
@@ -326,13 +329,18 @@ class Run:
     epochs: pd.DataFrame
 
     @property
+    def record(self) -> Summary:
+        """summary.json read as its typed record (what the library's readers use)."""
+        return Summary.from_dict(self.summary)
+
+    @property
     def run_id(self) -> str:
-        return str(self.summary.get("run_id", self.dir.name))
+        return self.record.run_id or self.dir.name
 
     @property
     def status(self) -> str:
         """summary.json's status: completed, diverged, failed, interrupted, pruned or running."""
-        return str(self.summary.get("status", "unknown"))
+        return self.record.status or "unknown"
 
 
 def read_run(path: str | Path) -> Run:

@@ -19,11 +19,19 @@ from collections.abc import Callable, Iterable, Sized
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from optbench.core.errors import ConfigError, ResultsWriteError
 from optbench.experiment.train import Observers, SilentObserver
-from optbench.storage.results import DISK_FULL, RunBusyError, RunDir, Status, cannot_write
+from optbench.storage.results import (
+    DISK_FULL,
+    RunBusyError,
+    RunDir,
+    Status,
+    cannot_write,
+    create_run_dir,
+    write_atomic,
+)
 
 
 @dataclass
@@ -157,7 +165,7 @@ def train_point(
     except Exception as exc:  # recorded in its summary.json; the sweep goes on
         return PointResult(run_id, Status.FAILED, f"{type(exc).__name__}: {exc}")
     summary = outcome.summary
-    return PointResult(run_id, Status(summary.get("status", Status.FAILED)), summary.get("error"))
+    return PointResult(run_id, Status(summary.status or Status.FAILED), summary.error)
 
 
 # --------------------------------------------------------------------------- local processes
@@ -522,3 +530,69 @@ def run_ray(
         for ref in refs:
             ray.cancel(ref, force=True)
         raise
+
+
+# --------------------------------------------------------------------------- the interface
+
+EXECUTORS = ("local", "ray")  # the names --executor takes
+Point = tuple[Any, ...]  # (run_id, config[, watch]): what an executor trains
+OnMessage = Callable[[Message], None]
+OnResult = Callable[[PointResult], None]
+
+
+class Executor(Protocol):
+    """Where a sweep's or a tune's points train: `run` trains every point of `points` (a list,
+    or a lazy iterator pulled only when a worker is free), hands progress messages to
+    `on_message` and each point's PointResult to `on_result` as it ends."""
+
+    def run(self, points: Iterable[Point], on_message: OnMessage, on_result: OnResult) -> None:
+        """Train the points; returns when all have ended (KeyboardInterrupt passes through)."""
+
+
+@dataclass(frozen=True)
+class LocalExecutor:
+    """Worker processes on this machine (run_local); they write their run folders themselves."""
+
+    results_dir: Path
+    workers: int
+
+    def run(self, points: Iterable[Point], on_message: OnMessage, on_result: OnResult) -> None:
+        workers = self.workers
+        if isinstance(points, Sized):  # no more processes than points
+            workers = min(workers, max(1, len(points)))
+        run_local(points, str(self.results_dir), workers, on_message, on_result)
+
+
+@dataclass(frozen=True)
+class RayExecutor:
+    """Tasks on a Ray cluster (run_ray); the files each sends back are written here, into
+    results_dir/<name>/<run-id>/, so the cluster needs no shared filesystem."""
+
+    results_dir: Path
+    name: str
+    workers: int
+    address: str | None = None
+
+    def write_files(self, run_id: str, files: dict[str, bytes]) -> None:
+        run = create_run_dir(self.results_dir, self.name, run_id)
+        for file_name, content in files.items():
+            write_atomic(run.path / file_name, content)
+
+    def run(self, points: Iterable[Point], on_message: OnMessage, on_result: OnResult) -> None:
+        run_ray(points, self.address, self.workers, self.write_files, on_result)
+
+
+def make_executor(
+    kind: str, workers: int | None, address: str | None, results_dir: str | Path, name: str
+) -> Executor:
+    """The executor `optbench sweep` and `optbench tune` train on: `kind` local or ray, with
+    `workers` (None: one per CPU core, default_workers) and, for Ray, the cluster's `address`
+    (None: a local Ray instance). ConfigError naming --executor or --workers on bad input."""
+    if kind not in EXECUTORS:
+        raise ConfigError("--executor", f"unknown executor '{kind}'; valid: {', '.join(EXECUTORS)}")
+    workers = default_workers() if workers is None else workers
+    if workers < 1:
+        raise ConfigError("--workers", f"must be at least 1, got {workers}")
+    if kind == "local":
+        return LocalExecutor(Path(results_dir), workers)
+    return RayExecutor(Path(results_dir), name, workers, address)

@@ -30,7 +30,7 @@ from optbench.core.config import (
     validate_config,
 )
 from optbench.core.errors import ConfigError, ResultsWriteError
-from optbench.sweeps.executors import QuietSweep, SweepView, default_workers, run_local, run_ray
+from optbench.sweeps.executors import QuietSweep, SweepView, make_executor
 
 MAX_POINTS = 10_000
 
@@ -207,7 +207,7 @@ def point_status(results_dir: str | Path, name: str, point: SweepPoint) -> str:
     from optbench.storage.results import RunDir
 
     summary = RunDir(Path(results_dir) / name / point.run_id).read_summary()
-    return summary.get("status", "unknown") if summary else "new"
+    return (summary.status or "unknown") if summary else "new"
 
 
 def run_sweep(
@@ -222,14 +222,12 @@ def run_sweep(
 ) -> SweepReport:
     """Run every point that has not finished; finished ones are skipped, interrupted ones resume.
     `view` makes what the sweep reports to as it goes (the CLI's live view; by default nothing)."""
-    from optbench.storage.results import FINISHED, create_run_dir, write_atomic
+    from optbench.storage.results import FINISHED
 
     results_dir = Path(results_dir)
     if results_dir.exists() and not results_dir.is_dir():
         raise ConfigError("", f"results directory {results_dir} is a file, not a folder")
-    workers = default_workers() if workers is None else workers
-    if workers < 1:
-        raise ConfigError("--workers", f"must be at least 1, got {workers}")
+    runner = make_executor(executor, workers, address, results_dir, name)
     skipped = [p.run_id for p in points if point_status(results_dir, name, p) in FINISHED]
     todo = [(p.run_id, p.config) for p in points if p.run_id not in skipped]
     report = SweepReport(len(points), skipped, [])
@@ -240,23 +238,12 @@ def run_sweep(
         if result.write_failed:  # a full disk: the other runs would fail alike; exit 3
             raise ResultsWriteError(result.error)
 
-    def write_files(run_id: str, files: dict[str, bytes]) -> None:
-        run = create_run_dir(results_dir, name, run_id)
-        for file_name, content in files.items():
-            write_atomic(run.path / file_name, content)
-
     labels = {p.run_id: p.label for p in points}
-    if executor not in ("local", "ray"):
-        raise ConfigError("--executor", f"unknown executor '{executor}'; valid: local, ray")
     epochs = {p.run_id: p.config["epochs"] for p in points}
     header = f"sweep {name}: {len(points)} runs into {results_dir / name}"
     with view(len(points), len(skipped), labels, epochs=epochs, header=header) as display:
         try:
-            if executor == "local":
-                workers = min(workers, max(1, len(todo)))
-                run_local(todo, str(results_dir), workers, display.message, record)
-            else:
-                run_ray(todo, address, workers, write_files, record)
+            runner.run(todo, display.message, record)
         except KeyboardInterrupt:
             report.interrupted = True
     return report

@@ -49,6 +49,7 @@ from optbench.core.config import (
 )
 from optbench.core.errors import ConfigError, ResultsWriteError
 from optbench.core.metrics import CLASSIFICATION_METRIC, DEFAULT_METRIC, higher_is_better
+from optbench.storage.records import BestTrial, TunedOptimizer, TuneFile
 from optbench.storage.results import (
     FINISHED,
     TUNE_FILE,
@@ -65,6 +66,8 @@ JOURNAL_FILE = "optuna-journal.log"  # the default storage, next to the runs
 # Trial user attributes (what the Optuna dashboard shows next to each trial).
 RUN_ID, STATUS, EPOCHS, SECONDS, OWNER = "run_id", "status", "epochs", "seconds", "owner"
 NOT_COUNTED = "not_counted"  # why a trial does not count against the budget (its retry does)
+RETRY_OF = "retry_of"  # on a retry: the number of the trial it asks again (that one is not counted)
+RETRY_WHY = "retry_why"  # on a retry of a trial Optuna failed itself (stale heartbeat): why
 # Points asked in a row that another process sharing the study was training (asked at the same
 # moment): asked again up to this many times, then its result is waited for and shared.
 MAX_REASKS = 5
@@ -95,13 +98,25 @@ def open_storage(spec: str) -> Any:
             with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return optuna.storages.RDBStorage(
-                    spec, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS
+                    spec,
+                    heartbeat_interval=HEARTBEAT_SECONDS,
+                    grace_period=GRACE_SECONDS,
+                    heartbeat_stale_trial_callback=_retry_stale,
                 )
         return optuna.storages.JournalStorage(_journal_backend(spec))
     except ResultsWriteError:
         raise
     except Exception as exc:
         raise ConfigError(f"--storage: cannot open Optuna storage '{spec}': {exc}") from None
+
+
+def _retry_stale(study: Any, trial: Any) -> None:
+    """Optuna's heartbeat_stale_trial_callback: a trial whose heartbeat stopped (failed by
+    `optuna.storages.fail_stale_trials`) is asked again with its parameters, as Optuna's
+    RetryFailedTrialCallback does; the failed trial, finished already, cannot take a
+    NOT_COUNTED attribute, so its retry's RETRY_OF is what leaves it uncounted (_counted)."""
+    why = f"no heartbeat for {GRACE_SECONDS} s"
+    study.enqueue_trial(trial.params, user_attrs={RETRY_OF: trial.number, RETRY_WHY: why})
 
 
 def _journal_backend(path: str) -> Any:
@@ -287,6 +302,7 @@ class Arm:
     budget: int = 0
     asked_all: bool = False
     seed: int = 0  # the sampler's: trial n is asked with seed + n (see Tuner._ask)
+    study_id: int = 0  # the storage's id of the study (Tuner._trial_id)
     short: bool = False  # a trial was dropped after the arm was asked all: ask again
     seed_run_ids: list[str] = dataclasses.field(default_factory=list)
 
@@ -508,6 +524,8 @@ class _Pruning:
                 storage=open_storage(watch.storage),
                 pruner=make_pruner(watch.pruner, watch.epochs),
             )
+            # Optuna has no public way to attach to a trial asked by another process: its
+            # Trial constructor (study, trial_id) is what optimize() and ask() use themselves.
             self.trial = optuna.trial.Trial(study, watch.trial_id)
         except Exception:
             self.trial = None
@@ -544,7 +562,15 @@ class _Pruning:
 
 
 def _counted(trials: list[Any]) -> list[Any]:
-    return [t for t in trials if not t.user_attrs.get(NOT_COUNTED)]
+    """The trials that count against the budget: not those marked NOT_COUNTED, nor a failed
+    trial that another asks again (RETRY_OF; Optuna's fail_stale_trials fails them itself)."""
+    retried = {t.user_attrs.get(RETRY_OF) for t in trials}
+    return [
+        t
+        for t in trials
+        if not t.user_attrs.get(NOT_COUNTED)
+        and not (t.state.name == "FAIL" and t.number in retried)
+    ]
 
 
 def _told(trials: list[Any]) -> list[Any]:
@@ -585,6 +611,7 @@ class Tuner:
             except ValueError as exc:  # an existing study with the other direction
                 raise ConfigError(f"study {arm.study_name}: {exc}") from None
             arm.seed = seed
+            arm.study_id = self.storage.get_study_id_from_name(arm.study_name)
             arm.study.set_user_attr("optbench", {"optimizer": arm.key, "metric": self.setup.metric})
             self._recover(arm, opening=True)
 
@@ -600,30 +627,29 @@ class Tuner:
         that never recorded its owner: its asker's write failed between asking and recording
         (another process records its owner within the same moment it asks)."""
         state = self.optuna.trial.TrialState
-        stale: set[int] = set()
         if self.heartbeats:
-            mine = {trial._trial_id for trials in self.inflight.values() for _, trial in trials}
-            stale = set(self.storage._get_stale_trial_ids(arm.study._study_id)) - mine
+            self.beat()  # ours are alive: only other processes' trials can be stale now
+            with warnings.catch_warnings():  # "experimental" since Optuna 2.9
+                warnings.simplefilter("ignore", self.optuna.exceptions.ExperimentalWarning)
+                self.optuna.storages.fail_stale_trials(arm.study)  # retried by _retry_stale
         for trial in arm.study.get_trials(deepcopy=False, states=(state.RUNNING,)):
-            if trial._trial_id in stale:
-                why = f"no heartbeat for {GRACE_SECONDS} s"
-            elif OWNER not in trial.user_attrs and opening:
+            if OWNER not in trial.user_attrs and opening:
                 why = "its asker failed before recording itself (a full disk)"
             elif not _owner_alive(trial.user_attrs.get(OWNER)):
                 why = "its process died"
             else:
                 continue
-            self._abandon(arm, trial._trial_id, trial.number, trial.params, why)
+            self._abandon(arm, trial.number, trial.params, why)
 
     def beat(self) -> None:
         """Record a heartbeat for every trial in flight (called every HEARTBEAT_SECONDS)."""
         try:
-            trials = [trial for told in list(self.inflight.values()) for _, trial in told]
+            trials = [(arm, trial) for told in list(self.inflight.values()) for arm, trial in told]
         except RuntimeError:  # changed while copied: the next beat has it
             return
-        for trial in trials:
+        for arm, trial in trials:
             with contextlib.suppress(Exception):  # told meanwhile, or the storage hiccupped
-                self.storage.record_heartbeat(trial._trial_id)
+                self.storage.record_heartbeat(self._trial_id(arm, trial.number))
 
     @contextlib.contextmanager
     def beating(self) -> Iterator[None]:
@@ -645,12 +671,15 @@ class Tuner:
             stop.set()
             thread.join()
 
-    def _abandon(
-        self, arm: Arm, trial_id: int, number: int, params: dict[str, Any], why: str
-    ) -> None:
-        self.storage.set_trial_user_attr(trial_id, NOT_COUNTED, why)
+    def _trial_id(self, arm: Arm, number: int) -> int:
+        """The storage's id of the arm's trial `number`, through the storage's public API
+        (Optuna's Trial and FrozenTrial keep theirs private)."""
+        return self.storage.get_trial_id_from_study_id_trial_number(arm.study_id, number)
+
+    def _abandon(self, arm: Arm, number: int, params: dict[str, Any], why: str) -> None:
+        self.storage.set_trial_user_attr(self._trial_id(arm, number), NOT_COUNTED, why)
         arm.study.tell(number, state=self.optuna.trial.TrialState.FAIL, skip_if_finished=True)
-        arm.study.enqueue_trial(params, user_attrs={"retry_of": number})
+        arm.study.enqueue_trial(params, user_attrs={RETRY_OF: number})
 
     # ------------------------------------------------------------------ asking
 
@@ -691,7 +720,7 @@ class Tuner:
             if not self._claim(trial, OWNER, self.owner):
                 continue
             if self.heartbeats:
-                self.storage.record_heartbeat(trial._trial_id)
+                self.storage.record_heartbeat(self._trial_id(arm, trial.number))
             before = [
                 t for t in _counted(arm.study.get_trials(deepcopy=False)) if t.number < trial.number
             ]
@@ -722,8 +751,8 @@ class Tuner:
                     time.sleep(0.5)
             repeats = 0
             summary = run.read_summary()
-            if summary and summary.get("status") in FINISHED:
-                line = self._tell(arm, trial, plan.run_id, Status(summary["status"]), None)
+            if summary and summary.status in FINISHED:
+                line = self._tell(arm, trial, plan.run_id, Status(summary.status), None)
                 self.display.answered(f"{line} (on disk)")
                 continue
             waiting = plan.run_id in self.inflight
@@ -735,7 +764,7 @@ class Tuner:
                 watch = TrialWatch(
                     self.storage_spec,
                     arm.study_name,
-                    trial._trial_id,
+                    self._trial_id(arm, trial.number),
                     self.setup.metric,
                     self.setup.tune.pruner,
                     arm.epochs,
@@ -780,7 +809,7 @@ class Tuner:
         if result.write_failed:  # a full disk: not the trial's fault; asked again on resume
             for arm, trial in self.inflight.pop(result.run_id, []):
                 with contextlib.suppress(ResultsWriteError):  # else its process is gone then
-                    self._abandon(arm, trial._trial_id, trial.number, trial.params, "write failed")
+                    self._abandon(arm, trial.number, trial.params, "write failed")
             raise ResultsWriteError(result.error)
         lines = []
         for arm, trial in self.inflight.pop(result.run_id, []):
@@ -798,9 +827,9 @@ class Tuner:
         run = RunDir(self.results_dir / self.setup.name / run_id)
         rows = _rows(run)
         if status is Status.INTERRUPTED:
-            self._abandon(arm, trial._trial_id, trial.number, trial.params, "interrupted")
+            self._abandon(arm, trial.number, trial.params, "interrupted")
             return None
-        reported = self.storage.get_trial(trial._trial_id).intermediate_values
+        reported = self.storage.get_trial(self._trial_id(arm, trial.number)).intermediate_values
         for row in rows:  # the epochs a worker did not report (no pruner, or answered from disk)
             if row["epoch"] not in reported and _finite(row.get(self.setup.metric)):
                 trial.report(float(row[self.setup.metric]), int(row["epoch"]))
@@ -842,7 +871,7 @@ class Tuner:
         """After Ctrl-C: the trials in flight are failed, not counted, and asked again later."""
         for trials in self.inflight.values():
             for arm, trial in trials:
-                self._abandon(arm, trial._trial_id, trial.number, trial.params, "interrupted")
+                self._abandon(arm, trial.number, trial.params, "interrupted")
         self.inflight.clear()
 
     # ------------------------------------------------------------------ seeds and tune.json
@@ -863,7 +892,7 @@ class Tuner:
                 arm.seed_run_ids.append(run_id)
                 run = RunDir(self.results_dir / self.setup.name / run_id)
                 summary = run.read_summary()
-                if (summary and summary.get("status") in FINISHED) or run.is_locked():
+                if (summary and summary.status in FINISHED) or run.is_locked():
                     self.display.skip(1)  # done, or trained now by a process sharing this tune
                     continue
                 self.display.add(run_id, f"{arm.key} seed {seed} (best trial)", arm.epochs)
@@ -877,56 +906,51 @@ class Tuner:
             self.failed_seeds += 1
         self.display.result(result)
 
-    def arm_report(self, arm: Arm) -> dict[str, Any]:
+    def arm_report(self, arm: Arm) -> TunedOptimizer:
         state = self.optuna.trial.TrialState
         trials = sorted(_counted(arm.study.get_trials(deepcopy=False)), key=lambda t: t.number)
         best = _best(arm.study)
         seed_values = []
         for run_id in arm.seed_run_ids:
             run = RunDir(self.results_dir / self.setup.name / run_id)
-            summary = run.read_summary() or {}
+            summary = run.read_summary()
             value = _final(run, _rows(run), self.setup.metric)
-            if summary.get("status") == Status.COMPLETED and _finite(value):
+            if summary and summary.status == Status.COMPLETED and _finite(value):
                 seed_values.append(value)
-        return {
-            "study": arm.study_name,
-            "space": {k: d.to_dict() for k, d in arm.space.items()},
-            "trials": arm.budget,
-            "completed": sum(t.state == state.COMPLETE for t in trials),
-            "pruned": sum(t.state == state.PRUNED for t in trials),
-            "failed": sum(t.state == state.FAIL for t in trials),
-            "epochs": sum(int(t.user_attrs.get(EPOCHS, 0)) for t in trials),
-            "seconds": round(sum(float(t.user_attrs.get(SECONDS, 0.0)) for t in trials), 3),
-            "best": None
+        return TunedOptimizer(
+            study=arm.study_name,
+            space={k: d.to_dict() for k, d in arm.space.items()},
+            trials=arm.budget,
+            completed=sum(t.state == state.COMPLETE for t in trials),
+            pruned=sum(t.state == state.PRUNED for t in trials),
+            failed=sum(t.state == state.FAIL for t in trials),
+            epochs=sum(int(t.user_attrs.get(EPOCHS, 0)) for t in trials),
+            seconds=round(sum(float(t.user_attrs.get(SECONDS, 0.0)) for t in trials), 3),
+            best=None
             if best is None
-            else {
-                "run_id": best.user_attrs.get(RUN_ID),
-                "params": best.params,
-                "value": best.value,
-            },
-            "trial_run_ids": [t.user_attrs[RUN_ID] for t in trials if RUN_ID in t.user_attrs],
-            "seed_run_ids": list(arm.seed_run_ids),
-            "seed_values": seed_values,
-        }
+            else BestTrial(best.user_attrs.get(RUN_ID), best.params, best.value),
+            trial_run_ids=[t.user_attrs[RUN_ID] for t in trials if RUN_ID in t.user_attrs],
+            seed_run_ids=list(arm.seed_run_ids),
+            seed_values=seed_values,
+        )
 
-    def report(self) -> dict[str, Any]:
-        return {
-            "format": 1,
-            "name": self.setup.name,
-            "metric": self.setup.metric,
-            "direction": self.setup.direction,
-            "seeds": list(self.setup.tune.seeds),
-            "storage": self.storage_spec,
-            "optimizers": {arm.key: self.arm_report(arm) for arm in self.setup.arms},
-        }
+    def report(self) -> TuneFile:
+        return TuneFile(
+            name=self.setup.name,
+            metric=self.setup.metric,
+            direction=self.setup.direction,
+            seeds=list(self.setup.tune.seeds),
+            storage=self.storage_spec,
+            optimizers={arm.key: self.arm_report(arm) for arm in self.setup.arms},
+        )
 
-    def write_json(self) -> dict[str, Any]:
+    def write_json(self) -> TuneFile:
         from optbench.storage.results import write_atomic
 
         report = self.report()
         folder = self.results_dir / self.setup.name
         folder.mkdir(parents=True, exist_ok=True)
-        write_atomic(folder / TUNE_FILE, json.dumps(report, indent=2) + "\n")
+        write_atomic(folder / TUNE_FILE, json.dumps(report.to_dict(), indent=2) + "\n")
         return report
 
 
@@ -952,8 +976,8 @@ def _rows(run: RunDir) -> list[dict[str, Any]]:
 
 def _final(run: RunDir, rows: list[dict[str, Any]], metric: str) -> float | None:
     """The metric at the run's last epoch: summary.json's final value, else epochs.csv's."""
-    summary = run.read_summary() or {}
-    value = (summary.get("final") or {}).get(metric)
+    summary = run.read_summary()
+    value = summary.final_value(metric) if summary else None
     if value is None and rows:
         value = rows[-1].get(metric)
     return float(value) if _finite(value) else None
@@ -968,10 +992,15 @@ def _fmt(value: Any) -> str:
 
 @dataclasses.dataclass
 class TuneReport:
-    report: dict[str, Any]
+    tune: TuneFile  # what tune.json holds (or would, when it could not be written)
     storage: str  # the Optuna storage the studies live in
     interrupted: bool = False
     failed: bool = False
+
+    @property
+    def report(self) -> dict[str, Any]:
+        """tune.json's object, as written."""
+        return self.tune.to_dict()
 
 
 def run_tune(
@@ -990,19 +1019,14 @@ def run_tune(
     """`optbench tune`: check everything, tune each optimizer to its budget, rerun each best
     configuration with the seeds, and write tune.json. `view` makes what the tune reports to as
     it goes (the CLI's live view; by default nothing)."""
-    from optbench.storage.results import create_run_dir, write_atomic
-    from optbench.sweeps.executors import default_workers, run_local, run_ray
+    from optbench.sweeps.executors import make_executor
 
     _optuna()
-    if executor not in ("local", "ray"):
-        raise ConfigError("--executor", f"unknown executor '{executor}'; valid: local, ray")
-    workers = default_workers() if workers is None else workers
-    if workers < 1:
-        raise ConfigError("--workers", f"must be at least 1, got {workers}")
     setup = load_tune(config_path, overrides, grid_options, trials)
     results = Path(results_dir or default_results_dir())
     if results.exists() and not results.is_dir():
         raise ConfigError("", f"results directory {results} is a file, not a folder")
+    runner = make_executor(executor, workers, address, results, setup.name)
     if storage is None:
         try:
             (results / setup.name).mkdir(parents=True, exist_ok=True)
@@ -1022,16 +1046,8 @@ def run_tune(
             "failed or was killed); every complete record is kept"
         )
 
-    def write_files(run_id: str, files: dict[str, bytes]) -> None:
-        run = create_run_dir(results, setup.name, run_id)
-        for file_name, content in files.items():
-            write_atomic(run.path / file_name, content)
-
     def execute(points: Any, on_result: Any) -> None:
-        if executor == "local":
-            run_local(points, str(results), workers, tuner.display.message, on_result)
-        else:
-            run_ray(points, address, workers, write_files, on_result)
+        runner.run(points, tuner.display.message, on_result)
 
     # One live view for the trials and the seed reruns: the trials already told count as done.
     total = sum(arm.budget for arm in setup.arms) + len(setup.arms) * len(setup.tune.seeds)
@@ -1053,30 +1069,28 @@ def run_tune(
                 tuner.abandon_inflight()
             raise
     report = tuner.write_json()
-    failed = tuner.failed_seeds > 0 or any(
-        arm["best"] is None for arm in report["optimizers"].values()
-    )
+    failed = tuner.failed_seeds > 0 or any(arm.best is None for arm in report.optimizers.values())
     return TuneReport(report, storage, failed=failed)
 
 
-def tune_summary(report: dict[str, Any]) -> str:
+def tune_summary(report: dict[str, Any] | TuneFile) -> str:
     """Per optimizer: the best hyperparameters and their metric, then the seed reruns
     (mean ± std) and the budget spent."""
-    metric, lines = report["metric"], []
-    for key, arm in report["optimizers"].items():
-        best = arm["best"]
+    tune = report if isinstance(report, TuneFile) else TuneFile.from_dict(report)
+    metric, lines = tune.metric, []
+    for key, arm in tune.optimizers.items():
+        best = arm.best
         if best is None:
             lines.append(f"{key}: no completed trial")
         else:
-            params = ", ".join(f"{k}={_fmt(v)}" for k, v in best["params"].items()) or "-"
-            value = _fmt(float(best["value"]))
-            lines.append(f"{key}: best {metric} {value} with {params} ({best['run_id']})")
-        values = arm.get("seed_values") or []
+            params = ", ".join(f"{k}={_fmt(v)}" for k, v in best.params.items()) or "-"
+            lines.append(f"{key}: best {metric} {_fmt(best.value)} with {params} ({best.run_id})")
+        values = arm.seed_values
         spread = f" ± {statistics.stdev(values):.2g}" if len(values) > 1 else ""
         seeds = f"{statistics.mean(values):.4g}{spread} (n={len(values)})" if values else "-"
         lines.append(
-            f"  seeds {','.join(map(str, report['seeds']))}: {metric} {seeds}; "
-            f"budget {arm['trials']} trials ({arm['completed']} completed, {arm['pruned']} "
-            f"pruned, {arm['failed']} failed), {arm['epochs']} epochs, {arm['seconds']:.1f} s"
+            f"  seeds {','.join(map(str, tune.seeds))}: {metric} {seeds}; "
+            f"budget {arm.trials} trials ({arm.completed} completed, {arm.pruned} "
+            f"pruned, {arm.failed} failed), {arm.epochs} epochs, {arm.seconds or 0.0:.1f} s"
         )
     return "\n".join(lines)

@@ -252,7 +252,7 @@ def run(
         console.print(line, markup=False)
         return
     if trained.status == "diverged":
-        where = trained.summary.get("diverged_at") or {}
+        where = trained.record.diverged_at or {}
         errors.print(
             f"[bold yellow]diverged[/] at epoch {where.get('epoch')} step {where.get('step')} "
             f"({where.get('reason')}); results in {escape(str(trained.dir))}"

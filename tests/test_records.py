@@ -1,0 +1,96 @@
+"""Storage's typed records: summary.json and tune.json read and written through them keep the
+files as they are, and a run's learning rate is read one way, SAM's (under its base optimizer)
+included."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+import optbench
+from optbench.analysis.compare import compare_runs, tuneability_frame
+from optbench.core.errors import ConfigError
+from optbench.storage.records import Summary, TuneFile, learning_rate
+from optbench.storage.results import RunDir, read_run
+from optbench.sweeps.executors import LocalExecutor, RayExecutor, make_executor
+from tests.helpers import REPO, regression_dict
+
+BASELINES = REPO / "results" / "baselines"
+
+
+def test_shipped_summaries_read_and_write_back_byte_for_byte(tmp_path: Path) -> None:
+    paths = sorted(BASELINES.glob("**/summary.json"))
+    assert paths, "results/baselines ships runs"
+    for path in paths:
+        record = RunDir(path.parent).read_summary()
+        assert record is not None and record.run_id == path.parent.name
+        copy = RunDir(tmp_path)
+        copy.write_summary(record)
+        assert copy.summary_path.read_text() == path.read_text(), path
+
+
+def test_old_or_odd_files_read_tolerantly() -> None:
+    odd = {"status": "completed", "seed": "x", "final": None, "added_later": [1]}
+    record = Summary.from_dict(odd)
+    assert (record.seed, record.final, record.run_id, record.diverged_epoch) == (
+        None,
+        {},
+        None,
+        None,
+    )
+    assert record.to_dict()["added_later"] == [1]  # unknown keys are kept
+    tune = TuneFile.from_dict({"optimizers": {"SGD": {"best": "?", "seed_run_ids": [1, "a"]}}})
+    assert tune.optimizers["SGD"].best is None and tune.optimizers["SGD"].seed_run_ids == ["a"]
+
+
+def test_a_tune_file_without_optimizers_is_refused_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "tune.json"
+    path.write_text(json.dumps({"format": 1}))
+    with pytest.raises(ConfigError, match=r"tune\.json: it has no 'optimizers' mapping"):
+        TuneFile.read(path)
+
+
+SAM = "pytorch_optimizer.SAM"
+
+
+def _sam(lr: float) -> dict[str, object]:
+    return {"name": SAM, "rho": 0.05, "base_optimizer": {"name": "SGD", "lr": lr}}
+
+
+def test_learning_rate_finds_sams_under_its_base_optimizer() -> None:
+    assert learning_rate({"optimizer": _sam(0.1)}) == 0.1
+    assert learning_rate({"optimizer": {"name": "SGD", "lr": 0.05}}) == 0.05
+    assert learning_rate({"optimizer.base_optimizer.lr": 0.2}) == 0.2  # tune.json's params
+    assert learning_rate({"optimizer": {"name": "SGD", "lr": -1}}) is None
+    assert learning_rate({}) is None
+
+
+def test_sam_runs_keep_their_lr_in_the_tuneability_frame(tmp_path: Path) -> None:
+    """SAM (pytorch_optimizer's class) trained at two base lrs: the config.yaml the runner
+    writes holds the lr under base_optimizer, and the tuneability frame plots both points."""
+    pytest.importorskip("pytorch_optimizer")
+    results = tmp_path / "r"
+    for lr in (0.01, 0.05):
+        config = regression_dict(name="sam", epochs=1, optimizer=_sam(lr))
+        run = optbench.run(config, results_dir=results)
+        assert run.status == "completed"
+        written = yaml.safe_load((run.dir / "config.yaml").read_text())
+        assert learning_rate(written) == lr
+        assert read_run(run.dir).record.run_id == run.run_id
+    frame = tuneability_frame(compare_runs([results], "final_test_loss"))
+    assert sorted(frame["lr"]) == [0.01, 0.05] and frame["final_mean"].notna().all()
+
+
+def test_make_executor_picks_one_executor_and_refuses_bad_input(tmp_path: Path) -> None:
+    assert isinstance(make_executor("local", 2, None, tmp_path, "n"), LocalExecutor)
+    ray = make_executor("ray", 1, None, tmp_path, "n")
+    assert isinstance(ray, RayExecutor)
+    ray.write_files("run-1", {"summary.json": b"{}\n"})  # what a Ray task sends back
+    assert (tmp_path / "n" / "run-1" / "summary.json").read_bytes() == b"{}\n"
+    with pytest.raises(ConfigError, match="--executor: unknown executor 'dask'"):
+        make_executor("dask", 1, None, tmp_path, "n")
+    with pytest.raises(ConfigError, match="--workers: must be at least 1"):
+        make_executor("local", 0, None, tmp_path, "n")
