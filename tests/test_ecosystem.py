@@ -1,22 +1,134 @@
-"""pytorch_optimizer's own registry through optbench: every optimizer it lists (and its SAM
-family) trains a small problem with a finite loss, or is refused while planning with a reason.
-Nothing is run wrongly. The counts are printed at the end of the test run."""
+"""The packages users bring, through optbench as a new user writes them: timm's models,
+wrapper optimizers (torch-optimizer, schedulefree, pytorch_optimizer), heavyball's and
+pytorch_optimizer's own lists of optimizers. Each trains a small problem with a finite loss,
+or is refused while planning with a reason; nothing is run wrongly. The counts of the
+registry blocks are printed at the end of the test run."""
 
 from __future__ import annotations
 
 import inspect
 import math
+import socket
 
 import pytest
+import torch
 
 from optbench.core.config import validate_config
 from optbench.core.errors import ConfigError
 from optbench.experiment.plan import make_plan
 from optbench.experiment.train import train
-from tests.helpers import ECOSYSTEM_OUTCOMES, regression_dict
+from tests.helpers import (
+    ECOSYSTEM_OUTCOMES,
+    FASHION_MNIST_GZ,
+    assert_one_error_line,
+    invoke,
+    regression_dict,
+    write_config,
+)
 
 po = pytest.importorskip("pytorch_optimizer")
-pytestmark = pytest.mark.slow  # 134 optimizers, each planned and trained
+
+# --------------------------------------------------------------------------- timm's models
+
+GRAYSCALE = {"dataset": "fashion_mnist", "subset": 32, "batch_size": 16, "test_batch_size": 32}
+needs_fashion_mnist = pytest.mark.skipif(
+    not FASHION_MNIST_GZ.is_file(), reason="apt-get install dataset-fashion-mnist"
+)
+
+
+def _image_plan(model: dict, **data: object):
+    config = regression_dict(
+        epochs=1, data={**GRAYSCALE, **data}, model=model, loss="cross_entropy"
+    )
+    return make_plan(validate_config(config))
+
+
+@needs_fashion_mnist
+def test_timm_create_model_takes_its_model_keys_and_the_data_fills_classes_and_channels() -> None:
+    pytest.importorskip("timm")
+    plan = _image_plan({"name": "timm.create_model", "model_name": "test_resnet"})
+    model = plan.build_model()
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.in_channels == 1  # in_chans from Fashion-MNIST's grey images
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)  # num_classes from its 10 classes
+    assert plan.resolved["model"]["in_chans"] == 1 and plan.resolved["model"]["num_classes"] == 10
+    result = train(plan)
+    assert result.status == "completed" and math.isfinite(result.rows[-1]["train_loss"])
+
+
+@needs_fashion_mnist
+def test_timm_short_form_and_every_spelling_of_one_model_is_one_run_id() -> None:
+    timm = pytest.importorskip("timm")
+    spellings = [
+        {"name": "timm/test_resnet"},
+        {"name": "timm.create_model", "model_name": "test_resnet"},
+        {"name": "timm.create_model", "model_name": "test_resnet", "num_classes": 10},
+        {"name": "timm.models._factory:create_model", "model_name": "test_resnet"},
+    ]
+    run_ids = {_image_plan(model).run_id for model in spellings}
+    assert len(run_ids) == 1
+    # the same network as timm builds it by hand for this data
+    torch.manual_seed(0)
+    ours = _image_plan(spellings[0]).build_model(torch.device("cpu"))
+    theirs = timm.create_model("test_resnet", num_classes=10, in_chans=1)
+    assert [p.shape for p in ours.parameters()] == [p.shape for p in theirs.parameters()]
+
+
+@needs_fashion_mnist
+def test_a_timm_builder_refuses_a_key_its_model_does_not_take_while_planning() -> None:
+    pytest.importorskip("timm")
+    with pytest.raises(ConfigError, match="nonsense"):
+        _image_plan({"name": "timm/test_resnet", "nonsense": 3})
+    with pytest.raises(ConfigError, match=r"model\.model_name.*given twice"):
+        _image_plan({"name": "timm/test_resnet", "model_name": "resnet18"})
+
+
+@needs_fashion_mnist
+def test_pretrained_weights_are_refused_in_one_line_when_the_internet_is_out_of_reach(
+    tmp_path, monkeypatch
+) -> None:
+    pytest.importorskip("timm")
+
+    def unreachable(*args: object, **kwargs: object) -> socket.socket:
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    config = regression_dict(
+        data=GRAYSCALE, model={"name": "timm/test_resnet", "pretrained": True}, loss="cross_entropy"
+    )
+    result = invoke("validate", str(write_config(tmp_path, config)))
+    assert_one_error_line(result, "model.pretrained", "huggingface.co")
+
+
+@needs_fashion_mnist
+def test_a_three_channel_model_on_grayscale_data_is_told_what_to_do_and_data_channels_does_it() -> (
+    None
+):
+    with pytest.raises(ConfigError, match=r"to have 3 channels.*data\.channels: 3"):
+        _image_plan({"name": "torchvision.models.resnet18"})
+    plan = _image_plan({"name": "torchvision.models.resnet18"}, channels=3)
+    assert plan.resolved["data"]["channels"] == 3
+    model = plan.build_model()
+    names = [n for n, _ in model.named_parameters()]
+    assert names[0] == "conv1.weight"  # the adapter adds no parameters, param_groups see resnet's
+    grey = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        model.eval()  # forward() skips the adapter: the channel repeated by hand
+        assert torch.equal(model(grey), model.forward(grey.repeat(1, 3, 1, 1)))
+    result = train(plan)
+    assert result.status == "completed" and math.isfinite(result.rows[-1]["train_loss"])
+
+
+def test_data_channels_unset_stays_out_of_the_resolved_config() -> None:
+    plan = make_plan(validate_config(regression_dict()))
+    assert "channels" not in plan.resolved["data"]
+    with pytest.raises(ConfigError, match=r"data\.channels"):
+        make_plan(
+            validate_config(regression_dict(data={**regression_dict()["data"], "channels": 3}))
+        )
+
+
+# --------------------------------------------------------------------------- pytorch_optimizer
 
 SAM_FAMILY = ["SAM", "GSAM", "WSAM", "BSAM", "FriendlySAM", "LookSAM"]
 NAMES = [*po.get_supported_optimizers(), *SAM_FAMILY]
@@ -26,6 +138,7 @@ def _load(name: str) -> type:
     return getattr(po, name) if name in SAM_FAMILY else po.load_optimizer(name)
 
 
+@pytest.mark.slow  # 134 optimizers, each planned and trained
 @pytest.mark.parametrize("name", NAMES)
 def test_every_pytorch_optimizer_trains_or_is_refused_with_a_reason(name: str) -> None:
     try:
