@@ -19,7 +19,6 @@ from optbench.experiment.plan import make_plan
 from optbench.experiment.train import train
 from tests.helpers import (
     ECOSYSTEM_OUTCOMES,
-    FASHION_MNIST_GZ,
     assert_one_error_line,
     invoke,
     regression_dict,
@@ -30,10 +29,25 @@ po = pytest.importorskip("pytorch_optimizer")
 
 # --------------------------------------------------------------------------- timm's models
 
-GRAYSCALE = {"dataset": "fashion_mnist", "subset": 32, "batch_size": 16, "test_batch_size": 32}
-needs_fashion_mnist = pytest.mark.skipif(
-    not FASHION_MNIST_GZ.is_file(), reason="apt-get install dataset-fashion-mnist"
-)
+GRAYSCALE = {"dataset": "grey_images.digits", "batch_size": 8, "test_batch_size": 16}
+_GREY_IMAGES = """
+import torch
+
+
+def digits(n: int = 16):
+    \"\"\"n grey 28x28 images per split, 10 classes (Fashion-MNIST's shape, in memory).\"\"\"
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2 * n, 1, 28, 28, generator=g)
+    y = torch.arange(2 * n) % 10
+    return (x[:n], y[:n]), (x[n:], y[n:])
+"""
+
+
+@pytest.fixture(autouse=True)
+def _grey_images(tmp_path_factory, monkeypatch) -> None:
+    folder = tmp_path_factory.mktemp("grey")
+    (folder / "grey_images.py").write_text(_GREY_IMAGES)
+    monkeypatch.syspath_prepend(str(folder))
 
 
 def _image_plan(model: dict, **data: object):
@@ -43,20 +57,18 @@ def _image_plan(model: dict, **data: object):
     return make_plan(validate_config(config))
 
 
-@needs_fashion_mnist
 def test_timm_create_model_takes_its_model_keys_and_the_data_fills_classes_and_channels() -> None:
     pytest.importorskip("timm")
     plan = _image_plan({"name": "timm.create_model", "model_name": "test_resnet"})
     model = plan.build_model()
     conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
-    assert conv.in_channels == 1  # in_chans from Fashion-MNIST's grey images
-    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)  # num_classes from its 10 classes
+    assert conv.in_channels == 1  # in_chans from the grey images
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)  # num_classes from their 10 classes
     assert plan.resolved["model"]["in_chans"] == 1 and plan.resolved["model"]["num_classes"] == 10
     result = train(plan)
     assert result.status == "completed" and math.isfinite(result.rows[-1]["train_loss"])
 
 
-@needs_fashion_mnist
 def test_timm_short_form_and_every_spelling_of_one_model_is_one_run_id() -> None:
     timm = pytest.importorskip("timm")
     spellings = [
@@ -74,7 +86,6 @@ def test_timm_short_form_and_every_spelling_of_one_model_is_one_run_id() -> None
     assert [p.shape for p in ours.parameters()] == [p.shape for p in theirs.parameters()]
 
 
-@needs_fashion_mnist
 def test_a_timm_builder_refuses_a_key_its_model_does_not_take_while_planning() -> None:
     pytest.importorskip("timm")
     with pytest.raises(ConfigError, match="nonsense"):
@@ -83,7 +94,6 @@ def test_a_timm_builder_refuses_a_key_its_model_does_not_take_while_planning() -
         _image_plan({"name": "timm/test_resnet", "model_name": "resnet18"})
 
 
-@needs_fashion_mnist
 def test_pretrained_weights_are_refused_in_one_line_when_the_internet_is_out_of_reach(
     tmp_path, monkeypatch
 ) -> None:
@@ -100,8 +110,7 @@ def test_pretrained_weights_are_refused_in_one_line_when_the_internet_is_out_of_
     assert_one_error_line(result, "model.pretrained", "huggingface.co")
 
 
-@needs_fashion_mnist
-def test_a_three_channel_model_on_grayscale_data_is_told_what_to_do_and_data_channels_does_it() -> (
+def test_a_three_channel_model_on_grey_images_is_told_what_to_do_and_data_channels_does_it() -> (
     None
 ):
     with pytest.raises(ConfigError, match=r"to have 3 channels.*data\.channels: 3"):
