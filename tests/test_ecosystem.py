@@ -137,6 +137,46 @@ def test_data_channels_unset_stays_out_of_the_resolved_config() -> None:
         )
 
 
+# --------------------------------------------------------------------------- wrapper optimizers
+
+WRAPPERS = [
+    ("torch_optimizer", "torch_optimizer.Lookahead", "optimizer"),
+    ("schedulefree", "schedulefree.ScheduleFreeWrapper", "base"),
+    ("pytorch_optimizer", "pytorch_optimizer.Lookahead", "optimizer"),
+]
+
+
+def _wrapper_plan(path: str, base_lr: float):
+    optimizer = {"name": path, "base_optimizer": {"name": "SGD", "lr": base_lr}}
+    data = {"dataset": "synthetic_regression", "n_train": 64, "n_test": 16, "batch_size": 16}
+    return make_plan(validate_config(regression_dict(epochs=1, data=data, optimizer=optimizer)))
+
+
+@pytest.mark.parametrize(("package", "path", "argument"), WRAPPERS)
+def test_a_wrapper_optimizer_wraps_its_base_optimizer_from_a_nested_section(
+    package: str, path: str, argument: str
+) -> None:
+    pytest.importorskip(package)
+    plan = _wrapper_plan(path, 0.05)
+    base = {"name": "SGD", **plan.optimizer.base.hyperparameters}
+    assert plan.resolved["optimizer"]["base_optimizer"] == base
+    assert plan.resolved["optimizer"]["base_optimizer"]["lr"] == 0.05
+    assert _wrapper_plan(path, 0.1).run_id != plan.run_id
+    built = plan.build_optimizer(plan.build_model())
+    inner = getattr(built, argument)  # where each package keeps the optimizer it wraps
+    assert isinstance(inner, torch.optim.SGD) and inner.param_groups[0]["lr"] == 0.05
+    result = train(plan)
+    assert result.status == "completed"
+    assert all(math.isfinite(row["train_loss"]) for row in result.rows)
+
+
+def test_a_wrapper_without_its_base_optimizer_is_refused_naming_the_section() -> None:
+    pytest.importorskip("torch_optimizer")
+    config = regression_dict(optimizer={"name": "torch_optimizer.Lookahead"})
+    with pytest.raises(ConfigError, match=r"optimizer\.base_optimizer.*wraps a base optimizer"):
+        make_plan(validate_config(config))
+
+
 # --------------------------------------------------------------------------- pytorch_optimizer
 
 SAM_FAMILY = ["SAM", "GSAM", "WSAM", "BSAM", "FriendlySAM", "LookSAM"]
