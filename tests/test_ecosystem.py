@@ -1,22 +1,183 @@
-"""pytorch_optimizer's own registry through optbench: every optimizer it lists (and its SAM
-family) trains a small problem with a finite loss, or is refused while planning with a reason.
-Nothing is run wrongly. The counts are printed at the end of the test run."""
+"""The packages users bring, through optbench as a new user writes them: timm's models,
+wrapper optimizers (torch-optimizer, schedulefree, pytorch_optimizer), heavyball's and
+pytorch_optimizer's own lists of optimizers. Each trains a small problem with a finite loss,
+or is refused while planning with a reason; nothing is run wrongly. The counts of the
+registry blocks are printed at the end of the test run."""
 
 from __future__ import annotations
 
 import inspect
 import math
+import socket
 
 import pytest
+import torch
 
 from optbench.core.config import validate_config
 from optbench.core.errors import ConfigError
 from optbench.experiment.plan import make_plan
 from optbench.experiment.train import train
-from tests.helpers import ECOSYSTEM_OUTCOMES, regression_dict
+from tests.helpers import (
+    ECOSYSTEM_OUTCOMES,
+    assert_one_error_line,
+    invoke,
+    regression_dict,
+    write_config,
+)
 
 po = pytest.importorskip("pytorch_optimizer")
-pytestmark = pytest.mark.slow  # 134 optimizers, each planned and trained
+
+# --------------------------------------------------------------------------- timm's models
+
+GRAYSCALE = {"dataset": "grey_images.digits", "batch_size": 8, "test_batch_size": 16}
+_GREY_IMAGES = """
+import torch
+
+
+def digits(n: int = 16):
+    \"\"\"n grey 28x28 images per split, 10 classes (Fashion-MNIST's shape, in memory).\"\"\"
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2 * n, 1, 28, 28, generator=g)
+    y = torch.arange(2 * n) % 10
+    return (x[:n], y[:n]), (x[n:], y[n:])
+"""
+
+
+@pytest.fixture(autouse=True)
+def _grey_images(tmp_path_factory, monkeypatch) -> None:
+    folder = tmp_path_factory.mktemp("grey")
+    (folder / "grey_images.py").write_text(_GREY_IMAGES)
+    monkeypatch.syspath_prepend(str(folder))
+
+
+def _image_plan(model: dict, **data: object):
+    config = regression_dict(
+        epochs=1, data={**GRAYSCALE, **data}, model=model, loss="cross_entropy"
+    )
+    return make_plan(validate_config(config))
+
+
+def test_timm_create_model_takes_its_model_keys_and_the_data_fills_classes_and_channels() -> None:
+    pytest.importorskip("timm")
+    plan = _image_plan({"name": "timm.create_model", "model_name": "test_resnet"})
+    model = plan.build_model()
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.in_channels == 1  # in_chans from the grey images
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)  # num_classes from their 10 classes
+    assert plan.resolved["model"]["in_chans"] == 1 and plan.resolved["model"]["num_classes"] == 10
+    result = train(plan)
+    assert result.status == "completed" and math.isfinite(result.rows[-1]["train_loss"])
+
+
+def test_timm_short_form_and_every_spelling_of_one_model_is_one_run_id() -> None:
+    timm = pytest.importorskip("timm")
+    spellings = [
+        {"name": "timm/test_resnet"},
+        {"name": "timm.create_model", "model_name": "test_resnet"},
+        {"name": "timm.create_model", "model_name": "test_resnet", "num_classes": 10},
+        {"name": "timm.models._factory:create_model", "model_name": "test_resnet"},
+    ]
+    run_ids = {_image_plan(model).run_id for model in spellings}
+    assert len(run_ids) == 1
+    # the same network as timm builds it by hand for this data
+    torch.manual_seed(0)
+    ours = _image_plan(spellings[0]).build_model(torch.device("cpu"))
+    theirs = timm.create_model("test_resnet", num_classes=10, in_chans=1)
+    assert [p.shape for p in ours.parameters()] == [p.shape for p in theirs.parameters()]
+
+
+def test_a_timm_builder_refuses_a_key_its_model_does_not_take_while_planning() -> None:
+    pytest.importorskip("timm")
+    with pytest.raises(ConfigError, match="nonsense"):
+        _image_plan({"name": "timm/test_resnet", "nonsense": 3})
+    with pytest.raises(ConfigError, match=r"model\.model_name.*given twice"):
+        _image_plan({"name": "timm/test_resnet", "model_name": "resnet18"})
+
+
+def test_pretrained_weights_are_refused_in_one_line_when_the_internet_is_out_of_reach(
+    tmp_path, monkeypatch
+) -> None:
+    pytest.importorskip("timm")
+
+    def unreachable(*args: object, **kwargs: object) -> socket.socket:
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    config = regression_dict(
+        data=GRAYSCALE, model={"name": "timm/test_resnet", "pretrained": True}, loss="cross_entropy"
+    )
+    result = invoke("validate", str(write_config(tmp_path, config)))
+    assert_one_error_line(result, "model.pretrained", "huggingface.co")
+
+
+def test_a_three_channel_model_on_grey_images_is_told_what_to_do_and_data_channels_does_it() -> (
+    None
+):
+    with pytest.raises(ConfigError, match=r"to have 3 channels.*data\.channels: 3"):
+        _image_plan({"name": "torchvision.models.resnet18"})
+    plan = _image_plan({"name": "torchvision.models.resnet18"}, channels=3)
+    assert plan.resolved["data"]["channels"] == 3
+    model = plan.build_model()
+    names = [n for n, _ in model.named_parameters()]
+    assert names[0] == "conv1.weight"  # the adapter adds no parameters, param_groups see resnet's
+    grey = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        model.eval()  # forward() skips the adapter: the channel repeated by hand
+        assert torch.equal(model(grey), model.forward(grey.repeat(1, 3, 1, 1)))
+    result = train(plan)
+    assert result.status == "completed" and math.isfinite(result.rows[-1]["train_loss"])
+
+
+def test_data_channels_unset_stays_out_of_the_resolved_config() -> None:
+    plan = make_plan(validate_config(regression_dict()))
+    assert "channels" not in plan.resolved["data"]
+    with pytest.raises(ConfigError, match=r"data\.channels"):
+        make_plan(
+            validate_config(regression_dict(data={**regression_dict()["data"], "channels": 3}))
+        )
+
+
+# --------------------------------------------------------------------------- wrapper optimizers
+
+WRAPPERS = [
+    ("torch_optimizer", "torch_optimizer.Lookahead", "optimizer"),
+    ("schedulefree", "schedulefree.ScheduleFreeWrapper", "base"),
+    ("pytorch_optimizer", "pytorch_optimizer.Lookahead", "optimizer"),
+]
+
+
+def _wrapper_plan(path: str, base_lr: float):
+    optimizer = {"name": path, "base_optimizer": {"name": "SGD", "lr": base_lr}}
+    data = {"dataset": "synthetic_regression", "n_train": 64, "n_test": 16, "batch_size": 16}
+    return make_plan(validate_config(regression_dict(epochs=1, data=data, optimizer=optimizer)))
+
+
+@pytest.mark.parametrize(("package", "path", "argument"), WRAPPERS)
+def test_a_wrapper_optimizer_wraps_its_base_optimizer_from_a_nested_section(
+    package: str, path: str, argument: str
+) -> None:
+    pytest.importorskip(package)
+    plan = _wrapper_plan(path, 0.05)
+    base = {"name": "SGD", **plan.optimizer.base.hyperparameters}
+    assert plan.resolved["optimizer"]["base_optimizer"] == base
+    assert plan.resolved["optimizer"]["base_optimizer"]["lr"] == 0.05
+    assert _wrapper_plan(path, 0.1).run_id != plan.run_id
+    built = plan.build_optimizer(plan.build_model())
+    inner = getattr(built, argument)  # where each package keeps the optimizer it wraps
+    assert isinstance(inner, torch.optim.SGD) and inner.param_groups[0]["lr"] == 0.05
+    result = train(plan)
+    assert result.status == "completed"
+    assert all(math.isfinite(row["train_loss"]) for row in result.rows)
+
+
+def test_a_wrapper_without_its_base_optimizer_is_refused_naming_the_section() -> None:
+    pytest.importorskip("torch_optimizer")
+    config = regression_dict(optimizer={"name": "torch_optimizer.Lookahead"})
+    with pytest.raises(ConfigError, match=r"optimizer\.base_optimizer.*wraps a base optimizer"):
+        make_plan(validate_config(config))
+
+
+# --------------------------------------------------------------------------- pytorch_optimizer
 
 SAM_FAMILY = ["SAM", "GSAM", "WSAM", "BSAM", "FriendlySAM", "LookSAM"]
 NAMES = [*po.get_supported_optimizers(), *SAM_FAMILY]
@@ -26,6 +187,7 @@ def _load(name: str) -> type:
     return getattr(po, name) if name in SAM_FAMILY else po.load_optimizer(name)
 
 
+@pytest.mark.slow  # 134 optimizers, each planned and trained
 @pytest.mark.parametrize("name", NAMES)
 def test_every_pytorch_optimizer_trains_or_is_refused_with_a_reason(name: str) -> None:
     try:

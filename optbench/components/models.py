@@ -7,8 +7,10 @@ in the tutorial's order, so the same seed gives the same initial weights.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
+import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +30,7 @@ from optbench.components.registry import (
     resolve_component,
     summary,
 )
+from optbench.core.errors import ConfigError
 from optbench.core.registry import Registry
 
 Init = Literal[
@@ -295,7 +298,9 @@ class ModelInfo:
     build: Callable[..., nn.Module]
     description: str
     takes_spec: bool = True  # built-in builders take the DataSpec; others get data arguments
-    forwards: bool = False  # a torchvision builder: keys it does not declare go to its model
+    # Data arguments a builder's **kwargs pass on to its model (torchvision's num_classes,
+    # timm's num_classes and in_chans), filled from the data like DATA_ARGUMENTS.
+    forwards: tuple[str, ...] = ()
     code: dict[str, Any] = field(default_factory=dict)  # what identifies an imported model's code
 
 
@@ -314,6 +319,7 @@ DATA_ARGUMENTS: dict[str, str] = {
     "num_outputs": "outputs",
     "out_features": "outputs",
     "in_channels": "channels",
+    "in_chans": "channels",  # timm
     "in_features": "features",
     "input_size": "features",
     "input_dim": "features",
@@ -342,6 +348,85 @@ def _torchvision_builder(obj: Any) -> bool:
     return any(models.get_model_builder(name) is obj for name in models.list_models())
 
 
+def _timm_builder(obj: Any) -> bool:
+    """Whether `obj` is one of timm's builders (timm.create_model, timm.models.resnet18):
+    functions whose **kwargs reach the model class, which takes num_classes and in_chans."""
+    module = getattr(obj, "__module__", None) or ""
+    return module.split(".")[0] == "timm" and not inspect.isclass(obj)
+
+
+def _forwarded_data_arguments(obj: Any) -> tuple[str, ...]:
+    if _torchvision_builder(obj):
+        return ("num_classes",)
+    if _timm_builder(obj):
+        return ("num_classes", "in_chans")
+    return ()
+
+
+# Short forms of a model name, `prefix/model`: prefix -> (the builder's import path, the option
+# the rest of the name goes to). `timm/resnet18` is timm.create_model(model_name="resnet18").
+SHORT_FORMS: dict[str, tuple[str, str]] = {"timm": ("timm.create_model", "model_name")}
+
+
+def expand_short_form(name: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A model name and options with a short form (`timm/resnet18`) written out in full, so
+    every spelling of one model binds, and is identified, the same way."""
+    prefix, slash, rest = name.partition("/")
+    if not slash:
+        return name, options
+    if prefix not in SHORT_FORMS or not rest:
+        forms = ", ".join(f"{p}/MODEL" for p in SHORT_FORMS)
+        raise ConfigError("model.name", f"'{name}' is not a known short form; known: {forms}")
+    path, key = SHORT_FORMS[prefix]
+    if key in options:
+        raise ConfigError(f"model.{key}", f"is given twice: by model.name '{name}' and model.{key}")
+    return path, {key: rest, **options}
+
+
+# Where pretrained weights come from when they are not in the local cache.
+_WEIGHTS_HOST = "huggingface.co"
+
+
+def _refuse_pretrained_offline(options: dict[str, Any], label: str) -> None:
+    """`pretrained: true` downloads weights on first use: refuse it while planning when the
+    host cannot be reached, instead of minutes of retries and a long traceback."""
+    if options.get("pretrained") is not True:
+        return
+    try:
+        socket.create_connection((_WEIGHTS_HOST, 443), timeout=3).close()
+    except OSError:
+        raise ConfigError(
+            "model.pretrained",
+            f"{label} would download its weights from {_WEIGHTS_HOST}, which cannot be reached "
+            "from here; use pretrained: false (training from scratch)",
+        ) from None
+
+
+def with_channels(spec: DataSpec, channels: int | None) -> DataSpec:
+    """The data as the model sees it when `data.channels` repeats a grayscale channel."""
+    if channels is None or (len(spec.input_shape) == 3 and spec.input_shape[0] == channels):
+        return spec
+    if len(spec.input_shape) != 3 or spec.input_shape[0] != 1:
+        raise ConfigError(
+            "data.channels",
+            f"repeats the channel of grayscale images (1, height, width); the data's inputs "
+            f"are {spec.input_shape}",
+        )
+    return dataclasses.replace(spec, input_shape=(channels, *spec.input_shape[1:]))
+
+
+@dataclass(frozen=True)
+class RepeatChannels:
+    """A forward pre-hook that repeats a grayscale input's channel `channels` times: an input
+    adapter that leaves the model's parameter names as they are (param_groups globs)."""
+
+    channels: int
+
+    def __call__(self, module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        inputs = args[0]
+        return (inputs.expand(-1, self.channels, *inputs.shape[2:]), *args[1:])
+
+
 def _check_model(obj: Any) -> str | None:
     if is_module_or_function(obj):
         return None
@@ -354,7 +439,7 @@ def _imported_model(name: str, obj: Any, code: dict[str, Any]) -> ModelInfo:
         obj,
         summary(obj),
         takes_spec=False,
-        forwards=_torchvision_builder(obj),
+        forwards=_forwarded_data_arguments(obj),
         code=code,
     )
 
@@ -368,14 +453,15 @@ def get_model(name: str, field: str = "model.name") -> ModelInfo:
 def bind_model(info: ModelInfo, options: dict[str, Any], spec: DataSpec) -> dict[str, Any]:
     """The model's arguments, checked against its signature, every default filled in. An
     imported model's data arguments (DATA_ARGUMENTS) come from `spec` unless the config sets
-    them; a torchvision builder gets num_classes, and keys it does not declare pass through to
-    its model class, canonical for the types that class declares (`bind_passed`; it refuses
-    keys it does not take when it is built)."""
+    them. A builder with **kwargs takes the config's other keys, passed through canonical for
+    the types its model class declares (`bind_passed`; code refuses a wrong one when the model
+    is built, while planning); torchvision's and timm's get their data arguments (`forwards`)."""
     if info.takes_spec:
         return bind_options(info.build, options, "model", skip=("spec",), label=info.name)
-    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
     parameters = parameters_of(info.build, "model", info.name).items()
+    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
     declared = {name for name, p in parameters if p.kind not in variadic}
+    takes_kwargs = any(p.kind == inspect.Parameter.VAR_KEYWORD for _, p in parameters)
     values = data_values(spec)
     from_data = {
         arg: values[what]
@@ -383,20 +469,29 @@ def bind_model(info: ModelInfo, options: dict[str, Any], spec: DataSpec) -> dict
         if what in values and arg in declared
     }
     given, passed = options, {}
-    if info.forwards:
+    if takes_kwargs:
         given = {k: v for k, v in options.items() if k in declared}
         passed = {k: v for k, v in options.items() if k not in declared}
-        if "num_classes" not in declared:
-            passed.setdefault("num_classes", values["outputs"])
+        for arg in info.forwards:
+            what = DATA_ARGUMENTS[arg]
+            if arg not in declared and what in values:
+                passed.setdefault(arg, values[what])
     bound = bind_options(info.build, given, "model", provided=from_data, label=info.name)
+    _refuse_pretrained_offline(bound, info.name)
     return {**bound, **bind_passed(receiver_of(info.build), passed, "model")}
 
 
-def construct(info: ModelInfo, spec: DataSpec, options: dict[str, Any]) -> nn.Module:
-    """The model, from arguments bound by `bind_model`."""
-    model = info.build(spec, **options) if info.takes_spec else info.build(**options)
+def construct(
+    info: ModelInfo, spec: DataSpec, options: dict[str, Any], channels: int | None = None
+) -> nn.Module:
+    """The model, from arguments bound by `bind_model` on `with_channels(spec, channels)`; with
+    `channels` set on grayscale data, its input channel repeated in front of it."""
+    seen = with_channels(spec, channels)
+    model = info.build(seen, **options) if info.takes_spec else info.build(**options)
     if not isinstance(model, nn.Module):
         raise TypeError(f"returned a {type(model).__name__}, not a torch.nn.Module")
+    if seen is not spec:
+        model.register_forward_pre_hook(RepeatChannels(seen.input_shape[0]))
     return model
 
 

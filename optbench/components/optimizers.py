@@ -4,7 +4,9 @@ A parameter joins the first `param_groups` entry whose glob matches its name; pa
 no entry matches form the default group (group 0), which uses the top-level hyperparameters.
 How each class is stepped is its protocol (components/stepping.py), fixed while binding. A
 sharpness-aware optimizer (SAM...) names its base optimizer in the config, by name or import
-path, with that optimizer's own hyperparameters: `base_optimizer: {name: SGD, lr: 0.1}`.
+path, with that optimizer's own hyperparameters: `base_optimizer: {name: SGD, lr: 0.1}`. So
+does a wrapper, whose constructor takes an optimizer object instead of parameters (Lookahead,
+ScheduleFreeWrapper): optbench builds the base over the parameters and hands it over.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ CODE_ARGS = ("params", "model")
 # Arguments that describe the run, supplied when the constructor asks for them and the config
 # leaves them out (Ranger21's schedule length, BSAM's dataset size).
 RUN_ARGS = ("num_iterations", "num_data")
+# The first constructor argument of a wrapper optimizer: an optimizer object, not parameters.
+WRAPPED_ARGS = ("optimizer", "base_optimizer", "base")
 # Optimizers with a step no protocol here performs, by class name, with the reason.
 _CANNOT_STEP = {
     "GSAM": "it takes its loss through set_closure() with a model and a rho scheduler built in "
@@ -70,6 +74,7 @@ class OptimInfo:
     train_eval: bool = False  # optimizer.train()/eval() switch its parameters (Schedule-Free)
     defaults: dict[str, Any] = field(default_factory=dict)
     code: dict[str, Any] = field(default_factory=dict)  # what identifies an imported class's code
+    wraps: str | None = None  # a wrapper's argument for the base optimizer object (`wrapped_arg`)
 
     @classmethod
     def from_class(
@@ -78,15 +83,36 @@ class OptimInfo:
         optimizer_cls: type[torch.optim.Optimizer],
         code: dict[str, Any] | None = None,
     ) -> OptimInfo:
+        wraps = wrapped_arg(optimizer_cls)
         return cls(
             name=name,
             cls=optimizer_cls,
             description=summary(optimizer_cls),
             protocol=detect_protocol(optimizer_cls),
             train_eval=has_train_eval(optimizer_cls),
-            defaults=signature_defaults(optimizer_cls, skip=CODE_ARGS),
+            defaults=signature_defaults(optimizer_cls, skip=(*CODE_ARGS, *WRAPPED_ARGS)),
             code=code or {},
+            wraps=wraps,
         )
+
+
+def wrapped_arg(cls: type) -> str | None:
+    """The name of a wrapper's first constructor argument when it takes an optimizer object
+    instead of parameters (torch_optimizer.Lookahead's `optimizer`, schedulefree's
+    ScheduleFreeWrapper's `base`); None for an optimizer over parameters (SAM's
+    `base_optimizer` comes after `params`, and is a class)."""
+    try:
+        first = next(iter(inspect.signature(cls).parameters.values()), None)
+    except (ValueError, TypeError):
+        return None
+    if first is None or first.name not in WRAPPED_ARGS:
+        return None
+    annotation = first.annotation
+    if annotation is inspect.Parameter.empty or "Optimizer" in str(annotation):
+        return first.name
+    if inspect.isclass(annotation) and issubclass(annotation, torch.optim.Optimizer):
+        return first.name
+    return None
 
 
 def _torch_optimizers() -> Registry[OptimInfo]:
@@ -178,8 +204,14 @@ def get_optimizer(name: str, field: str = "optimizer.name") -> OptimInfo:
 
 
 def _cannot_train(obj: Any) -> str | None:
-    """Why an imported object cannot be trained with, or None."""
-    if not (inspect.isclass(obj) and issubclass(obj, torch.optim.Optimizer)):
+    """Why an imported object cannot be trained with, or None. A wrapper need not subclass
+    Optimizer (ScheduleFreeWrapper), only step like one."""
+    wrapper = (
+        inspect.isclass(obj)
+        and wrapped_arg(obj) is not None
+        and callable(getattr(obj, "step", None))
+    )
+    if not wrapper and not (inspect.isclass(obj) and issubclass(obj, torch.optim.Optimizer)):
         return "is not a torch.optim.Optimizer subclass"
     if obj in _NOT_TRAINABLE_HERE:
         return _NOT_TRAINABLE_HERE[obj]
@@ -196,10 +228,11 @@ def _group_overrides(
     info: OptimInfo, base: BoundBase | None, config: OptimizerConfig
 ) -> list[dict[str, Any]]:
     """Each param group's own hyperparameters, bound to the optimizer's signature (a key only
-    the base optimizer takes, such as SAM's lr, to the base optimizer's)."""
-    skip = (*CODE_ARGS, "base_optimizer")
+    the base optimizer takes, such as SAM's lr, to the base optimizer's; a wrapper's groups
+    are its base optimizer's)."""
+    skip = (*CODE_ARGS, *WRAPPED_ARGS)
     base_keys = signature_defaults(base.info.cls, skip=CODE_ARGS) if base else {}
-    own_keys = signature_defaults(info.cls, skip=skip)
+    own_keys = {} if info.wraps else signature_defaults(info.cls, skip=skip)
     overrides = []
     for i, group in enumerate(config.param_groups):
         where = f"optimizer.param_groups.{i}"
@@ -207,7 +240,14 @@ def _group_overrides(
             k: v for k, v in group.hyperparameters.items() if k in base_keys and k not in own_keys
         }
         to_own = {k: v for k, v in group.hyperparameters.items() if k not in to_base}
-        bound = bind_options(info.cls, to_own, where, skip=skip, label=info.name)
+        bound = (
+            {} if info.wraps else bind_options(info.cls, to_own, where, skip=skip, label=info.name)
+        )
+        if info.wraps and to_own:
+            key = next(iter(to_own))
+            raise ConfigError(
+                f"{where}.{key}", f"{base.info.name if base else info.name} does not accept '{key}'"
+            )
         if base is not None:
             label = base.info.name
             bound |= bind_options(base.info.cls, to_base, where, skip=CODE_ARGS, label=label)
@@ -251,7 +291,7 @@ class BoundOptimizer:
         """Constructor arguments besides the parameters: the base optimizer's class, and the
         model for the classes that ask for it (WSAM)."""
         arguments: dict[str, Any] = {}
-        if self.base is not None:
+        if self.base is not None and self.info.wraps is None:
             arguments["base_optimizer"] = self.base.info.cls
         if "model" in inspect.signature(self.info.cls).parameters:
             arguments["model"] = model
@@ -262,13 +302,23 @@ class BoundOptimizer:
         named = {n: p for n, p in model.named_parameters() if p.requires_grad}
         arguments = self._arguments(model)
         if len(self.groups) == 1:
-            return _construct(
-                self.info, list(named.values()), self.groups[0].hyperparameters, arguments
-            )
+            return self._construct(list(named.values()), self.groups[0].hyperparameters, arguments)
         torch_groups = [
             {"params": [named[n] for n in g.names], **g.hyperparameters} for g in self.groups
         ]
-        return _construct(self.info, torch_groups, self.groups[0].hyperparameters, arguments)
+        return self._construct(torch_groups, self.groups[0].hyperparameters, arguments)
+
+    def _construct(
+        self, params: list[Any], hyper: dict[str, Any], arguments: dict[str, Any]
+    ) -> torch.optim.Optimizer:
+        """The optimizer over `params`; a wrapper's base optimizer is built over them first
+        (with the base's keys of `hyper`) and handed to the wrapper with its own."""
+        if self.info.wraps is None or self.base is None:
+            return _construct(self.info, params, hyper, arguments)
+        inner = _construct(self.base.info, params, hyper, {})
+        return _construct(
+            self.info, None, self.hyperparameters, {**arguments, self.info.wraps: inner}
+        )
 
     def check(self, model: nn.Module) -> None:
         """Construct each group on its own: torch checks values only for the constructor's
@@ -276,7 +326,7 @@ class BoundOptimizer:
         named = dict(model.named_parameters())
         arguments = self._arguments(model)
         for group in self.groups:
-            _construct(self.info, [named[n] for n in group.names], group.hyperparameters, arguments)
+            self._construct([named[n] for n in group.names], group.hyperparameters, arguments)
         self.build(model)
 
     def resolved(self) -> dict[str, Any]:
@@ -302,7 +352,7 @@ class BoundOptimizer:
 
 def _bind_base(info: OptimInfo, options: dict[str, Any]) -> tuple[dict[str, Any], BoundBase | None]:
     """Split `base_optimizer` off a sharpness-aware optimizer's options and bind it."""
-    takes_base = "base_optimizer" in inspect.signature(info.cls).parameters
+    takes_base = info.wraps or "base_optimizer" in inspect.signature(info.cls).parameters
     if not takes_base:
         return options, None
     section = options.get("base_optimizer")
@@ -310,22 +360,24 @@ def _bind_base(info: OptimInfo, options: dict[str, Any]) -> tuple[dict[str, Any]
     if not isinstance(section, dict) or not isinstance(section.get("name"), str):
         raise ConfigError(
             field,
-            f"{info.name} updates with a base optimizer: give it as a mapping with a name and "
-            "its hyperparameters, e.g. base_optimizer: {name: SGD, lr: 0.1, momentum: 0.9}",
+            f"{info.name} {'wraps' if info.wraps else 'updates with'} a base optimizer: give "
+            "it as a mapping with a name and its hyperparameters, e.g. "
+            "base_optimizer: {name: SGD, lr: 0.1, momentum: 0.9}",
         )
     base_info = get_optimizer(section["name"], f"{field}.name")
     if base_info.protocol != "plain":
         raise ConfigError(f"{field}.name", f"{base_info.name} cannot be a base optimizer")
-    own = signature_defaults(info.cls, skip=CODE_ARGS)
+    own = signature_defaults(info.cls, skip=(*CODE_ARGS, *WRAPPED_ARGS))
     hyper_options = {k: v for k, v in section.items() if k != "name"}
     for key in hyper_options:
-        if key in own:  # the wrapper takes this argument itself (foreach, ...)
+        if key in own and not info.wraps:  # SAM takes this argument itself (foreach, ...)
             raise ConfigError(
                 f"{field}.{key}", f"{info.name} takes '{key}' itself; set optimizer.{key}"
             )
     hyper = bind_options(base_info.cls, hyper_options, field, skip=CODE_ARGS, label=base_info.name)
     _check_ranges(hyper, field)
-    hyper = {k: v for k, v in hyper.items() if k not in own}
+    if not info.wraps:  # a wrapper's base keeps its own; SAM passes them through its groups
+        hyper = {k: v for k, v in hyper.items() if k not in own}
     rest = {k: v for k, v in options.items() if k != "base_optimizer"}
     return rest, BoundBase(base_info, hyper)
 
@@ -341,10 +393,11 @@ def bind_optimizer(
     glob matches it; the rest form the default group. `run` holds RUN_ARGS' values."""
     names = list(names)
     options, base = _bind_base(info, config.options)
-    skip = (*CODE_ARGS, "base_optimizer") if base else CODE_ARGS
+    skip = (*CODE_ARGS, *WRAPPED_ARGS) if base else CODE_ARGS
     own = bind_options(info.cls, options, "optimizer", skip=skip, provided=run, label=info.name)
     _check_ranges(own, "optimizer")
-    hyper = {**own, **(base.hyperparameters if base else {})}  # what every group starts from
+    # What every group starts from; a wrapper's groups are its base optimizer's.
+    hyper = {**({} if info.wraps else own), **(base.hyperparameters if base else {})}
     overrides = _group_overrides(info, base, config)
     claimed: dict[str, int] = {}
     literal_owner: dict[str, int] = {}
@@ -383,10 +436,12 @@ def bind_optimizer(
 
 
 def _construct(
-    info: OptimInfo, params: list[Any], hyper: dict[str, Any], arguments: dict[str, Any]
+    info: OptimInfo, params: list[Any] | None, hyper: dict[str, Any], arguments: dict[str, Any]
 ) -> torch.optim.Optimizer:
+    """`info`'s class over `params` (None: a wrapper, its base optimizer in `arguments`)."""
+    given = arguments if params is None else {"params": params, **arguments}
     try:
-        return info.cls(params=params, **hyper, **arguments)
+        return info.cls(**given, **hyper)
     except ImportError as exc:
         raise ConfigError(
             "optimizer", f"{info.name} needs a package that is not installed: {exc}"

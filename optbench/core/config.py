@@ -86,6 +86,10 @@ class DataConfig(BaseModel):
     subset: int | None = Field(None, ge=1, le=MAX_INTEGER)
     # Training batches only (components/augment.py); evaluation never sees it.
     augment: AugmentName | None = None
+    # Repeat a grayscale image's channel this many times for a model that takes 3-channel
+    # images and not a channel count (components/models.py with_channels); left out of the
+    # resolved config when unset, so run-ids from before it stay.
+    channels: int | None = Field(None, ge=1, le=MAX_INTEGER)
 
     @property
     def options(self) -> dict[str, Any]:

@@ -20,7 +20,14 @@ from torch import nn
 
 from optbench.components.data import BoundData, DataSpec, bind_data
 from optbench.components.losses import LOSSES, LossInfo, get_loss
-from optbench.components.models import ModelInfo, bind_model, construct, get_model
+from optbench.components.models import (
+    ModelInfo,
+    bind_model,
+    construct,
+    expand_short_form,
+    get_model,
+    with_channels,
+)
 from optbench.components.optimizers import BoundOptimizer, bind_optimizer, get_optimizer
 from optbench.components.registry import unsigned_zero
 from optbench.components.schedulers import BoundScheduler, bind_scheduler
@@ -88,7 +95,13 @@ class RunPlan:
         return steps_per_epoch(self.data.spec, self.config.data.batch_size)
 
     def build_model(self, device: torch.device | None = None) -> nn.Module:
-        return build_model(self.model, self.data.spec, self.model_options, device or self.device)
+        return build_model(
+            self.model,
+            self.data.spec,
+            self.model_options,
+            device or self.device,
+            self.config.data.channels,
+        )
 
     def build_loss(self) -> nn.Module:
         return self.loss.build(self.loss_options)
@@ -101,10 +114,14 @@ class RunPlan:
 
 
 def build_model(
-    info: ModelInfo, spec: DataSpec, options: dict[str, Any], device: torch.device
+    info: ModelInfo,
+    spec: DataSpec,
+    options: dict[str, Any],
+    device: torch.device,
+    channels: int | None = None,
 ) -> nn.Module:
     with user_code("model", info.name):  # a bad value, or anything the model's code raises
-        model = construct(info, spec, options)
+        model = construct(info, spec, options, channels)
     return model.to(device)
 
 
@@ -163,6 +180,8 @@ def resolve_config(
     dumped = config.model_dump(mode="json")
     del dumped["sweep"]  # `run` trains the base; the grid is not part of a run
     del dumped["tune"]  # nor is a search space (sweep/tune.py)
+    if config.data.channels is None:
+        del dumped["data"]["channels"]  # unset: absent, as in configs from before the field
     resolved = {
         **dumped,
         "data": _section(dumped["data"], config.data.model_extra, data.resolved()),
@@ -210,10 +229,16 @@ def _try_batch(
         with torch.no_grad():
             outputs = model(inputs)
     except Exception as exc:
+        hint = ""
+        if "channels" in str(exc) and len(spec.input_shape) == 3 and spec.input_shape[0] == 1:
+            hint = (
+                " (grayscale data: set the model's channel count, in_chans or in_channels, "
+                "or data.channels: 3 to repeat the channel)"
+            )
         raise ConfigError(
             "model",
             f"{model_name} fails on a batch of shape {tuple(inputs.shape)}: "
-            f"{type(exc).__name__}: {exc}",
+            f"{type(exc).__name__}: {exc}{hint}",
         ) from None
     shape = tuple(getattr(outputs, "shape", ()))
     if loss.targets is not None and shape != (2, spec.num_outputs):  # what a built-in loss needs
@@ -277,8 +302,11 @@ def _make_plan(config: ExperimentConfig) -> RunPlan:
     spec = data.spec
 
     with stage("model", config.model.name):
-        model_info = get_model(config.model.name)
-        model_options = bind_model(model_info, config.model.options, spec)
+        model_name, model_given = expand_short_form(config.model.name, config.model.options)
+        model_info = get_model(model_name)
+        model_options = bind_model(
+            model_info, model_given, with_channels(spec, config.data.channels)
+        )
 
     with stage("loss", config.loss.name):
         loss_info = get_loss(config.loss.name)
@@ -305,7 +333,9 @@ def _make_plan(config: ExperimentConfig) -> RunPlan:
     # Build everything once and take one step, away from the global RNG, so bad values fail
     # now and not mid-run.
     with torch.random.fork_rng(devices=[]):
-        model = build_model(model_info, spec, model_options, torch.device("cpu"))
+        model = build_model(
+            model_info, spec, model_options, torch.device("cpu"), config.data.channels
+        )
         trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
         regularization = bind_regularization(config, list(trainable))
         run = {  # RUN_ARGS: what an optimizer may ask about the run
