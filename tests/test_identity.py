@@ -134,6 +134,7 @@ _OTHER_VALUE: dict[str, Any] = {
     "data.normalize.mean": [0.4],
     "data.normalize.std": [0.3],
     "data.subset": 2000,
+    "data.channels": 3,
     "data.augment": "deepobs_cifar10",
     "model.name": "mlp",
     "loss.name": "nll",
