@@ -145,8 +145,8 @@ def _finished(results: Path, pair: Pair) -> dict[str, Any] | None:
     if pair.config["tune"]["sampler"] != "grid" and done["trials"] != pair.config["tune"]["trials"]:
         return None
     for run_id in done["seed_run_ids"]:
-        summary = RunDir(results / pair.name / run_id).read_summary() or {}
-        if summary.get("status") not in FINISHED:
+        summary = RunDir(results / pair.name / run_id).read_summary()
+        if summary is None or summary.status not in FINISHED:
             return None
     return report
 
