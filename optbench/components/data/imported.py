@@ -211,6 +211,8 @@ def _held(split: Any, name: str, which: str, reading: Reading) -> InMemoryDatase
                 f"{where} is a {_type_name(split)}; it must be a torch.utils.data.Dataset, a "
                 "datasets.Dataset (Hugging Face) or a pair (inputs, targets)",
             )
+    except ConfigError:
+        raise
     except (TypeError, ValueError, RuntimeError, IndexError) as exc:
         raise ConfigError("data.dataset", f"cannot hold {where} as tensors: {exc}") from None
     if inputs.dim() < 2 or len(inputs) != len(targets) or len(inputs) == 0:
