@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from optbench.components.registry import code_identity
 from optbench.core.config import ExperimentConfig, apply_override, validate_config
+from optbench.core.errors import ConfigError
 from optbench.core.identity import NOT_IN_RUN_ID
 from optbench.experiment.plan import make_plan
 from tests.helpers import REPO, regression_dict, write_config
@@ -135,6 +136,11 @@ _OTHER_VALUE: dict[str, Any] = {
     "data.normalize.std": [0.3],
     "data.subset": 2000,
     "data.channels": 3,
+    "data.train_split": "extra",
+    "data.test_split": "extra",
+    "data.input_column": "pixels",
+    "data.target_column": "y",
+    "data.layout": "nhwc",
     "data.augment": "deepobs_cifar10",
     "model.name": "mlp",
     "loss.name": "nll",
@@ -155,6 +161,17 @@ _OTHER_VALUE: dict[str, Any] = {
     "tune.seeds": [3],
     "log.tensorboard": True,
     "log.mlflow": "http://127.0.0.1:5000",
+}
+
+
+# Fields that say how a dataset named by import path or file is read (tests/test_data_formats.py
+# shows they change its run-id when set).
+_IMPORTED_ONLY = {
+    "data.train_split",
+    "data.test_split",
+    "data.input_column",
+    "data.target_column",
+    "data.layout",
 }
 
 
@@ -194,6 +211,11 @@ def test_every_field_changes_the_run_id_except_the_documented_ones(field: str) -
     base = make_plan(validate_config(copy.deepcopy(_BASE)))
     changed = copy.deepcopy(_BASE)
     apply_override(changed, field.split("."), _OTHER_VALUE[field])
+    if field in _IMPORTED_ONLY:  # how an imported dataset is read: refused for a registered one
+        with pytest.raises(ConfigError) as refused:
+            make_plan(validate_config(changed))
+        assert refused.value.field == field
+        return
     plan = make_plan(validate_config(changed))
     if field in NOT_IN_RUN_ID:
         assert plan.run_id == base.run_id

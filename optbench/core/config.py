@@ -90,10 +90,29 @@ class DataConfig(BaseModel):
     # images and not a channel count (components/models.py with_channels); left out of the
     # resolved config when unset, so run-ids from before it stay.
     channels: int | None = Field(None, ge=1, le=MAX_INTEGER)
+    # How an imported dataset is read (components/data/imported.py Reading): the split names of
+    # a class that takes split= (SVHN, STL10...), a Hugging Face Dataset's columns, the layout
+    # of image arrays. Unset: found from the dataset.
+    train_split: str | None = None
+    test_split: str | None = None
+    input_column: str | None = None
+    target_column: str | None = None
+    layout: Literal["nchw", "nhwc"] | None = None
 
     @property
     def options(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
+
+
+# Data fields left out of the resolved config when unset, so run-ids from before them stay.
+OPTIONAL_DATA_FIELDS = (
+    "channels",
+    "train_split",
+    "test_split",
+    "input_column",
+    "target_column",
+    "layout",
+)
 
 
 class ModelConfig(_WithOptions):

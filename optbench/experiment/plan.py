@@ -32,7 +32,7 @@ from optbench.components.optimizers import BoundOptimizer, bind_optimizer, get_o
 from optbench.components.registry import unsigned_zero
 from optbench.components.schedulers import BoundScheduler, bind_scheduler
 from optbench.core import identity
-from optbench.core.config import ExperimentConfig, default_data_root
+from optbench.core.config import OPTIONAL_DATA_FIELDS, ExperimentConfig, default_data_root
 from optbench.core.errors import ConfigError
 from optbench.core.usercode import stage, time_limit, user_code
 
@@ -180,8 +180,9 @@ def resolve_config(
     dumped = config.model_dump(mode="json")
     del dumped["sweep"]  # `run` trains the base; the grid is not part of a run
     del dumped["tune"]  # nor is a search space (sweep/tune.py)
-    if config.data.channels is None:
-        del dumped["data"]["channels"]  # unset: absent, as in configs from before the field
+    for key in OPTIONAL_DATA_FIELDS:  # unset: absent, as in configs from before the field
+        if getattr(config.data, key) is None:
+            del dumped["data"][key]
     resolved = {
         **dumped,
         "data": _section(dumped["data"], config.data.model_extra, data.resolved()),

@@ -319,6 +319,9 @@ def validate(config: ConfigArg, overrides: SetOption = None) -> None:
     console.print(f"{config}: valid (run-id {plan.run_id})", markup=False, highlight=False)
     steps = f"{plan.optimizer.info.name} steps: {plan.optimizer.protocol.describe()}"
     console.print(steps, markup=False, highlight=False)
+    if (layout := plan.data_spec.layout) is not None:  # imported image arrays (data/imported.py)
+        line = f"data {plan.data.info.name}: inputs read as {layout}"
+        console.print(line, markup=False, highlight=False)
     if (problem := plan.config.problem) is not None:
         changed = ", ".join(f"{k}={v}" for k, v in problem.overrides.items()) or "none"
         line = f"problem {problem.name} (v{problem.version}); your overrides: {changed}"

@@ -3,6 +3,7 @@ the entry points the experiment uses."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from typing import Any
 
 from optbench.components.augment import make_augment
 from optbench.components.data.imported import (
+    Reading,
     data_file,
     file_dataset,
     get_dataset,
@@ -80,6 +82,7 @@ class BoundData:
     download: bool
     augment: str | None = None  # training batches only (components/augment.py)
     tensors: str | None = None  # hash of what an imported dataset returned (DatasetInfo.by_tensors)
+    reading: Reading | None = None  # how an imported dataset or file is read (None: registered)
 
     def resolved(self) -> dict[str, Any]:
         """The keys this binding decides, for the resolved config."""
@@ -102,17 +105,18 @@ def bind_data(config: DataConfig, root: str, seed: int = 0) -> BoundData:
     else:
         info, root = get_dataset(config.dataset), config.root or root
     options = dataset_options(info, config.options)
+    reading = _reading(config, info)
     tensors = None
     if info.spec is not None:
         spec = info.spec(options)
     else:
-        loaded = _load_cached(info.load, root, config.download, _options_key(info, options, seed))
+        key = _options_key(info, options, seed)
+        loaded = _load_cached(info.load, root, config.download, key, reading)
         spec = spec_of(*loaded, info.name)
         if info.by_tensors:  # for one seed, so every seed of an experiment has one identity
             if info.takes_seed and seed != 0:
-                loaded = _load_cached(
-                    info.load, root, config.download, _options_key(info, options, 0)
-                )
+                key = _options_key(info, options, 0)
+                loaded = _load_cached(info.load, root, config.download, key, reading)
             tensors = tensor_digest(*loaded)
     if config.subset is not None:
         if config.subset > spec.train_size:
@@ -121,7 +125,7 @@ def bind_data(config: DataConfig, root: str, seed: int = 0) -> BoundData:
                 f"{config.subset} is more than the {spec.train_size} training samples "
                 f"of {info.name}",
             )
-        spec = DataSpec(spec.input_shape, spec.num_classes, config.subset)
+        spec = dataclasses.replace(spec, train_size=config.subset)
     normalize = resolve_normalize(config, info, spec)
     if config.augment is not None:
         shape = spec.input_shape
@@ -141,7 +145,24 @@ def bind_data(config: DataConfig, root: str, seed: int = 0) -> BoundData:
         config.download,
         config.augment,
         tensors,
+        reading,
     )
+
+
+def _reading(config: DataConfig, info: DatasetInfo) -> Reading | None:
+    """The data section's reading fields for a dataset read from its tensors (imported, a
+    file); a registered dataset has its own reading and refuses them."""
+    given = {key: getattr(config, key) for key in Reading.__dataclass_fields__}
+    if info.spec is None:
+        return Reading(**given)
+    for key, value in given.items():
+        if value is not None:
+            raise ConfigError(
+                f"data.{key}",
+                f"{info.name} is a registered dataset; {key} applies to datasets named by "
+                "import path or file",
+            )
+    return None
 
 
 def _options_key(info: DatasetInfo, options: dict[str, Any], seed: int) -> str:
@@ -156,14 +177,22 @@ def _load_cached(
     root: str,
     download: bool,
     options: str,
+    reading: Reading | None = None,
 ) -> tuple[InMemoryDataset, InMemoryDataset]:
-    return load(root=root, download=download, **json.loads(options))
+    given = json.loads(options)
+    if reading is not None:  # only the loaders of imported datasets and files take it
+        given["reading"] = reading
+    return load(root=root, download=download, **given)
 
 
 def load_data(data: BoundData, seed: int) -> tuple[InMemoryDataset, InMemoryDataset]:
     """Train and test splits in memory (cached per process, so sweeps load each dataset once)."""
     train, test = _load_cached(
-        data.info.load, data.root, data.download, _options_key(data.info, data.options, seed)
+        data.info.load,
+        data.root,
+        data.download,
+        _options_key(data.info, data.options, seed),
+        data.reading,
     )
     if data.subset is not None:
         train = InMemoryDataset(train.inputs[: data.subset], train.targets[: data.subset])

@@ -1,7 +1,8 @@
 """Datasets named by import path or file, beyond the registered ones: a torchvision-style
-Dataset class, a function returning (train, test), or a .pt/.npz file of tensors. They are read
-into tensors while planning, their shape and classes read off them, and identified by what they
-return (a hash of the tensors, or of the file's bytes)."""
+Dataset class (taking train= or split=), a function returning (train, test) as torch Datasets,
+Hugging Face `datasets.Dataset`s or pairs of arrays, or a .pt/.npz file of tensors. They are read
+into tensors while planning (image arrays channels first), their shape and classes read off
+them, and identified by what they return (a hash of the tensors, or of the file's bytes)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,31 @@ from optbench.core.registry import qualified_name
 DATA_FILE_KEYS = ("x_train", "y_train", "x_test", "y_test")  # the tensors a .pt/.npz file holds
 # Arguments of a torchvision-style dataset class that code passes (or leaves at their default).
 _CLASS_CODE_ARGS = ("root", "train", "download", "transform", "target_transform", "transforms")
+# A Hugging Face Dataset's conventional input and target columns, tried in this order.
+INPUT_COLUMNS = ("image", "img", "pixel_values")
+TARGET_COLUMNS = ("label", "labels")
+_IMAGE_CHANNELS = (1, 3, 4)  # a last axis of this size marks channels-last image arrays
+
+
+@dataclass(frozen=True)
+class Reading:
+    """How an imported dataset's splits are read: the data section's train_split/test_split,
+    input_column/target_column and layout (None: found from the dataset). Frozen, so it keys
+    `bind._load_cached`."""
+
+    train_split: str | None = None
+    test_split: str | None = None
+    input_column: str | None = None
+    target_column: str | None = None
+    layout: str | None = None
+
+    def split(self, which: str) -> str | None:
+        return self.train_split if which == "train" else self.test_split
+
+
+def _type_name(obj: Any) -> str:
+    """A class by module and name, so datasets.Dataset and torch's Dataset read apart."""
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"
 
 
 def _tensor(value: Any) -> torch.Tensor:
@@ -43,9 +69,12 @@ def _input_tensor(sample: Any) -> torch.Tensor:
 
 
 def _from_attributes(dataset: Any, first: torch.Tensor) -> tuple[torch.Tensor, ...] | None:
-    """A torchvision dataset's `.data` and `.targets` as (N, *first.shape) tensors, or None when
-    they are absent or are not laid out like its samples (checked against the first one)."""
+    """A torchvision dataset's `.data` and `.targets` (or `.labels`) as (N, *first.shape)
+    tensors, or None when they are absent or are not laid out like its samples (checked
+    against the first one)."""
     data, targets = getattr(dataset, "data", None), getattr(dataset, "targets", None)
+    if targets is None:
+        targets = getattr(dataset, "labels", None)  # SVHN, STL10
     if data is None or targets is None:
         return None
     try:
@@ -83,25 +112,107 @@ def _from_dataset(dataset: Any) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack(inputs), torch.stack(targets)
 
 
-def _held(split: Any, name: str, which: str) -> InMemoryDataset:
+def channels_first(
+    inputs: torch.Tensor, layout: str | None, where: str
+) -> tuple[torch.Tensor, str | None]:
+    """Image arrays as (N, C, H, W), and a note of the layout they came in (None: not images).
+    `layout` (data.layout) says how 4-D arrays are laid out; unset, channels-last is recognised
+    by a last axis of 1, 3 or 4 where the second is not (Keras' load_data, most .npz files).
+    (N, H, W) arrays are one-channel images when uint8 or when data.layout is set; float
+    (N, A, B) arrays stay as they are (sequences, tables)."""
+    shape = tuple(inputs.shape[1:])
+    if inputs.dim() == 3 and (layout is not None or inputs.dtype == torch.uint8):
+        return inputs.unsqueeze(1), f"(N, H, W) {shape}: one channel, held as {(1, *shape)}"
+    if inputs.dim() != 4:
+        return inputs, None
+    if layout is None:
+        last, second = shape[-1] in _IMAGE_CHANNELS, shape[0] in _IMAGE_CHANNELS
+        if last and second:
+            raise ConfigError(
+                "data.layout",
+                f"{where}: inputs of shape {shape} per sample could be channels first or last; "
+                "set data.layout: nchw or nhwc",
+            )
+        layout = "nhwc" if last else "nchw"
+    if layout == "nhwc":
+        held = inputs.permute(0, 3, 1, 2)
+        return held, f"nhwc {shape}: channels last, held as {tuple(held.shape[1:])}"
+    return inputs, f"nchw {shape}: channels first"
+
+
+def _is_hugging_face(split: Any) -> bool:
+    """A `datasets.Dataset` (told by its module, so `datasets` is never imported here)."""
+    return type(split).__module__.startswith("datasets.") and hasattr(split, "column_names")
+
+
+def _column(
+    split: Any, wanted: str | None, conventional: tuple[str, ...], key: str, where: str
+) -> str:
+    columns = list(split.column_names)
+    if wanted is not None:
+        if wanted not in columns:
+            raise ConfigError(
+                f"data.{key}", f"{where} has no column '{wanted}'; it has {', '.join(columns)}"
+            )
+        return wanted
+    for name in conventional:
+        if name in columns:
+            return name
+    raise ConfigError(
+        f"data.{key}",
+        f"{where} has none of the columns {', '.join(conventional)}; it has {', '.join(columns)}: "
+        f"set data.{key}",
+    )
+
+
+def _from_hugging_face(
+    split: Any, reading: Reading, where: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A Hugging Face Dataset's input and target columns as two tensors (PIL images through
+    PILToTensor, arrays as they are)."""
+    if len(split) == 0:
+        raise ConfigError("data.dataset", f"{where} is empty")
+    inputs = _column(split, reading.input_column, INPUT_COLUMNS, "input_column", where)
+    targets = _column(split, reading.target_column, TARGET_COLUMNS, "target_column", where)
+    values = list(split[inputs])
+    if type(values[0]).__module__.startswith("PIL."):
+        held = torch.stack([_input_tensor(value) for value in values])
+    else:
+        held = _tensor(values)
+    return held, _tensor(list(split[targets]))
+
+
+def _held(split: Any, name: str, which: str, reading: Reading) -> InMemoryDataset:
     """A train or test split in memory, served by index like the built-in datasets: a pair
-    (inputs, targets) of tensors or arrays, or a Dataset read once. uint8 inputs stay uint8
-    (scaled to [0, 1] per batch), others become float32; integer targets are classes, float
-    targets one regression value per sample."""
+    (inputs, targets) of tensors or arrays, a torch Dataset read once, or a Hugging Face
+    Dataset's columns. Image arrays become channels first; uint8 inputs stay uint8 (scaled to
+    [0, 1] per batch), others become float32; integer targets are classes, float targets
+    regression values of any shape (flattened to k values per sample)."""
     where = f"{name}'s {which} set"
+    layout = None
+    hugging_face = _is_hugging_face(split)
+    if not hugging_face and (reading.input_column or reading.target_column):
+        key = "input_column" if reading.input_column else "target_column"
+        raise ConfigError(f"data.{key}", f"{where} is not a Hugging Face Dataset with columns")
     try:
-        if isinstance(split, torch.utils.data.Dataset):
+        if hugging_face:
+            inputs, targets = _from_hugging_face(split, reading, where)
+            inputs, layout = channels_first(inputs, reading.layout, where)
+        elif isinstance(split, torch.utils.data.Dataset):
             if len(split) == 0:  # type: ignore[arg-type]
                 raise ConfigError("data.dataset", f"{where} is empty")
             inputs, targets = _from_dataset(split)
         elif isinstance(split, (tuple, list)) and len(split) == 2:
             inputs, targets = _tensor(split[0]), _tensor(split[1])
+            inputs, layout = channels_first(inputs, reading.layout, where)
         else:
             raise ConfigError(
                 "data.dataset",
-                f"{where} is a {type(split).__name__}; it must be a torch Dataset or a pair "
-                "(inputs, targets)",
+                f"{where} is a {_type_name(split)}; it must be a torch.utils.data.Dataset, a "
+                "datasets.Dataset (Hugging Face) or a pair (inputs, targets)",
             )
+    except ConfigError:
+        raise
     except (TypeError, ValueError, RuntimeError, IndexError) as exc:
         raise ConfigError("data.dataset", f"cannot hold {where} as tensors: {exc}") from None
     if inputs.dim() < 2 or len(inputs) != len(targets) or len(inputs) == 0:
@@ -114,8 +225,8 @@ def _held(split: Any, name: str, which: str) -> InMemoryDataset:
         inputs = inputs.to(torch.float32)
     if targets.is_floating_point():
         targets = targets.reshape(len(targets), -1).to(torch.float32)
-        if targets.shape[1] != 1:
-            raise ConfigError("data.dataset", f"{where}: regression targets must be one value")
+        if targets.shape[1] == 0:
+            raise ConfigError("data.dataset", f"{where}: regression targets hold no values")
     elif targets.dtype != torch.bool and not targets.is_complex():
         targets = targets.reshape(-1).long()
         if len(targets) != len(inputs) or targets.min() < 0:
@@ -128,7 +239,7 @@ def _held(split: Any, name: str, which: str) -> InMemoryDataset:
             f"{where}: targets must be integers (classes) or floats (regression), "
             f"not {targets.dtype}",
         )
-    return InMemoryDataset(inputs.contiguous(), targets)
+    return InMemoryDataset(inputs.contiguous(), targets, layout=layout)
 
 
 def spec_of(train: InMemoryDataset, test: InMemoryDataset, name: str) -> DataSpec:
@@ -141,34 +252,99 @@ def spec_of(train: InMemoryDataset, test: InMemoryDataset, name: str) -> DataSpe
         )
     if train.targets.is_floating_point() != test.targets.is_floating_point():
         raise ConfigError("data.dataset", f"{name}: train and test targets differ in kind")
-    classes = None
-    if not train.targets.is_floating_point():
+    classes, outputs = None, 1
+    if train.targets.is_floating_point():
+        outputs = train.targets.shape[1]
+        if test.targets.shape[1] != outputs:
+            raise ConfigError(
+                "data.dataset",
+                f"{name}'s train targets hold {outputs} values each, its test targets "
+                f"{test.targets.shape[1]}",
+            )
+    else:
         classes = int(max(train.targets.max(), test.targets.max())) + 1
-    return DataSpec(tuple(train.inputs.shape[1:]), classes, len(train))
+    layout = getattr(train, "layout", None)
+    return DataSpec(tuple(train.inputs.shape[1:]), classes, len(train), outputs, layout)
+
+
+def split_names(cls: type) -> tuple[str, ...] | None:
+    """The split names a dataset class declares in an attribute named for them (SVHN's
+    split_list, STL10's and EMNIST's splits, Flowers102's _splits_map), or None."""
+    for attribute in sorted(dir(cls), key=lambda a: (not a.lower().endswith("splits"), a)):
+        if "split" not in attribute.lower():
+            continue
+        value = getattr(cls, attribute, None)
+        names = isinstance(value, (dict, tuple, list, set, frozenset)) and value
+        if names and all(isinstance(name, str) for name in value):
+            return tuple(value)
+    return None
+
+
+def takes_split(cls: type) -> bool:
+    """Whether a class chooses train or test by `split=` (SVHN, STL10, Flowers102, DTD) rather
+    than `train=`: it takes `split` and not `train`, and the names it declares, if any, include
+    'train'. EMNIST's `split` names a subset ('balanced') and its train= goes through **kwargs:
+    there `split` is the data section's option."""
+    parameters = inspect.signature(cls).parameters
+    if "split" not in parameters or "train" in parameters:
+        return False
+    names = split_names(cls)
+    return names is None or "train" in names
 
 
 @dataclass(frozen=True)
 class _ClassLoader:
-    """A torchvision-style dataset class, made as cls(root, train=..., download=..., **options).
+    """A torchvision-style dataset class, made as cls(root, train=..., download=..., **options),
+    or with split=<name> when it takes one (`splits`: its declared names, () when undeclared).
     Frozen, so equal loaders share `bind._load_cached`'s entry."""
 
     cls: type
+    splits: tuple[str, ...] | None = None  # None: it takes train=
+
+    def _split_argument(self, which: str, reading: Reading) -> dict[str, Any]:
+        """train=True/False, or split=<the data section's name, else the dataset's own>."""
+        name = qualified_name(self.cls)
+        chosen = reading.split(which)
+        if self.splits is None:
+            if chosen is not None:
+                raise ConfigError(
+                    f"data.{which}_split", f"{name} takes train=, not split=; leave it unset"
+                )
+            return {"train": which == "train"}
+        if chosen is None:
+            chosen = which
+        if self.splits and chosen not in self.splits:
+            raise ConfigError(
+                f"data.{which}_split",
+                f"{name} has no split '{chosen}'; it has {', '.join(self.splits)}",
+            )
+        return {"split": chosen}
 
     def __call__(
-        self, root: str, download: bool, **options: Any
+        self, root: str, download: bool, reading: Reading = Reading(), **options: Any
     ) -> tuple[InMemoryDataset, InMemoryDataset]:
         name = qualified_name(self.cls)
         splits = []
         # A download takes the lock the built-in datasets take: one worker fetches at a time.
         with exclusive(lock_path(root, name)) if download else contextlib.nullcontext():
-            for train in (True, False):
+            for which in ("train", "test"):
+                chosen = self._split_argument(which, reading)
                 try:
-                    dataset = self.cls(root, train=train, download=download, **options)
+                    dataset = self.cls(root, download=download, **chosen, **options)
                 except Exception as exc:  # torchvision raises RuntimeError, URLError, OSError...
-                    hint = "" if download else "; data.download: true fetches it (needs internet)"
+                    missing = isinstance(exc, (RuntimeError, OSError)) and not download
+                    hint = "; data.download: true fetches it (needs internet)" if missing else ""
                     raise ConfigError(f"could not load {name} from {root}: {exc}{hint}") from None
-                splits.append(_held(dataset, name, "train" if train else "test"))
+                splits.append(_held(dataset, name, which, reading))
         return splits[0], splits[1]
+
+
+def _no_split_names(name: str, reading: Reading) -> None:
+    for which in ("train", "test"):
+        if reading.split(which) is not None:
+            raise ConfigError(
+                f"data.{which}_split", f"{name} is not a dataset class that takes split="
+            )
 
 
 @dataclass(frozen=True)
@@ -178,9 +354,10 @@ class _FunctionLoader:
     fn: Callable[..., Any]
 
     def __call__(
-        self, root: str, download: bool, **options: Any
+        self, root: str, download: bool, reading: Reading = Reading(), **options: Any
     ) -> tuple[InMemoryDataset, InMemoryDataset]:
         name = qualified_name(self.fn)
+        _no_split_names(name, reading)
         try:
             splits = self.fn(**options)
         except Exception as exc:  # the user's code
@@ -190,10 +367,10 @@ class _FunctionLoader:
         if not (isinstance(splits, (tuple, list)) and len(splits) == 2):
             raise ConfigError(
                 "data.dataset",
-                f"{name} returned a {type(splits).__name__}; it must return (train, test), each a "
-                "torch Dataset or a pair (inputs, targets)",
+                f"{name} returned a {_type_name(splits)}; it must return (train, test), each a "
+                "torch.utils.data.Dataset, a datasets.Dataset or a pair (inputs, targets)",
             )
-        return _held(splits[0], name, "train"), _held(splits[1], name, "test")
+        return _held(splits[0], name, "train", reading), _held(splits[1], name, "test", reading)
 
 
 @dataclass(frozen=True)
@@ -203,8 +380,11 @@ class _FileLoader:
     path: str
     sha256: str  # in the cache key: an edited file is read again
 
-    def __call__(self, root: str, download: bool) -> tuple[InMemoryDataset, InMemoryDataset]:
+    def __call__(
+        self, root: str, download: bool, reading: Reading = Reading()
+    ) -> tuple[InMemoryDataset, InMemoryDataset]:
         name = Path(self.path).name
+        _no_split_names(name, reading)
         try:
             if self.path.lower().endswith(".npz"):
                 with np.load(self.path, allow_pickle=False) as npz:
@@ -221,8 +401,8 @@ class _FileLoader:
                 f"{', '.join(DATA_FILE_KEYS)}",
             )
         return (
-            _held((tensors["x_train"], tensors["y_train"]), name, "train"),
-            _held((tensors["x_test"], tensors["y_test"]), name, "test"),
+            _held((tensors["x_train"], tensors["y_train"]), name, "train", reading),
+            _held((tensors["x_test"], tensors["y_test"]), name, "test", reading),
         )
 
 
@@ -279,8 +459,12 @@ def _check_dataset(obj: Any) -> str | None:
 def _imported_dataset(name: str, obj: Any, code: dict[str, Any]) -> DatasetInfo:
     description = summary(obj)
     if inspect.isclass(obj):
-        loader: Callable[..., Any] = _ClassLoader(obj)
-        code_args, takes_seed = _CLASS_CODE_ARGS, False
+        if takes_split(obj):
+            loader: Callable[..., Any] = _ClassLoader(obj, split_names(obj) or ())
+            code_args = (*_CLASS_CODE_ARGS, "split")
+        else:
+            loader, code_args = _ClassLoader(obj), _CLASS_CODE_ARGS
+        takes_seed = False
     else:
         loader, code_args = _FunctionLoader(obj), ("seed",)
         takes_seed = "seed" in parameters_of(obj, "data.dataset", name)

@@ -25,8 +25,10 @@ class InMemoryDataset(torch.utils.data.Dataset):
         mean: tuple[float, ...] | None = None,
         std: tuple[float, ...] | None = None,
         augment: Callable[..., torch.Tensor] | None = None,
+        layout: str | None = None,
     ) -> None:
         self.inputs = inputs
+        self.layout = layout  # how imported arrays were laid out (imported.channels_first)
         self.targets = targets
         # Applied to the batches __getitems__ fetches (training), not to `batches` (evaluation)
         self.augment = augment

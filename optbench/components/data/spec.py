@@ -16,12 +16,14 @@ class DataSpec:
     """What a model needs to know about its data, without loading it."""
 
     input_shape: tuple[int, ...]
-    num_classes: int | None  # None: regression with one output
+    num_classes: int | None  # None: regression
     train_size: int
+    regression_outputs: int = 1  # values per target (a target of shape (N, k): k)
+    layout: str | None = None  # how imported image arrays were laid out, for `validate`
 
     @property
     def num_outputs(self) -> int:
-        return self.num_classes or 1
+        return self.num_classes or self.regression_outputs
 
 
 @dataclass(frozen=True)
