@@ -129,12 +129,14 @@ def train_point(
     `run_id` is what the driver planned; a worker on another machine whose code or packages
     differ plans another id, and that point fails instead of landing under the wrong id.
     """
+    from optbench.components.data.tensor_cache import reusing_planned_tensors
     from optbench.core.config import validate_config
     from optbench.experiment.plan import make_plan
     from optbench.experiment.runner import run_plan
 
     try:
-        plan = make_plan(validate_config(config))
+        with reusing_planned_tensors():  # the driver planned it: its data is in the tensor file
+            plan = make_plan(validate_config(config))
     except ConfigError as exc:
         return PointResult(run_id, Status.FAILED, f"cannot plan it here: {exc}")
     if plan.run_id != run_id:
