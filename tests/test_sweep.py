@@ -8,9 +8,11 @@ import io
 import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -748,9 +750,13 @@ def test_ray_nodes_get_the_configs_folder_and_data_file(tmp_path: Path) -> None:
     # A private home (Ray keeps its auth token there) and no token: a cluster of our own.
     env.update(HOME=str(tmp_path / "home"), RAY_AUTH_MODE="disabled")
     port = _free_port()
+    # Its own temp dir (short: Ray's sockets live there), so the address file `ray start`
+    # writes never points another test's ray.init at this cluster once it is gone.
+    ray_temp = tempfile.mkdtemp(prefix="obray")
     head = subprocess.Popen(
         [sys.executable, "-c", "from ray.scripts.scripts import main; main()", "start",
          "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
+         f"--temp-dir={ray_temp}",
          "--num-cpus=1", "--include-dashboard=false", "--disable-usage-stats"],
         cwd=elsewhere, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -765,6 +771,7 @@ def test_ray_nodes_get_the_configs_folder_and_data_file(tmp_path: Path) -> None:
     finally:
         os.killpg(head.pid, signal.SIGKILL)  # the head and the processes it started
         head.wait(timeout=30)
+        shutil.rmtree(ray_temp, ignore_errors=True)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 completed, 0 diverged, 0 failed" in done.stdout + done.stderr
     (sweep,) = results.iterdir()
