@@ -316,3 +316,92 @@ def test_a_first_download_takes_the_unpacking_lock(tmp_path: Path, monkeypatch) 
     assert len(loads) == 2 and most[0] == 1 and downloads == [True]
     assert len(list((root / TENSOR_FOLDER).glob("fashion_mnist-*.pt"))) == 1
     assert [len(train) for train, _ in loads] == [4, 4]
+
+
+_COUNTED_DATA = '''
+import torch
+
+
+def counted(calls: str):
+    """Appends a line to `calls` each time it is called: the test counts the calls."""
+    with open(calls, "a") as log:
+        log.write("called\\n")
+    inputs = torch.arange(48, dtype=torch.float32).reshape(24, 2)
+    return (inputs, inputs.sum(1)), (inputs[:8], inputs[:8].sum(1))
+'''
+
+_LOAD_IN_A_PROCESS = """
+import json, sys
+from optbench.components.data import load_data
+from optbench.core.config import validate_config
+from optbench.experiment.plan import make_plan
+from optbench.sweeps.executors import train_point
+
+config = json.loads(sys.argv[1])
+if sys.argv[2] == "plan":  # the driver of a sweep: plans the point
+    print(make_plan(validate_config(config)).run_id)
+else:  # a sweep's worker: trains the point the driver planned
+    result = train_point(sys.argv[3], config, sys.argv[4])
+    train, _ = load_data(make_plan(validate_config(config)).data, 0)
+    mapped = {line.split()[-1] for line in open("/proc/self/maps") if line.endswith(".pt\\n")}
+    print(result.status.value, result.error, *mapped)  # the tensor files this process maps
+"""
+
+
+@pytest.mark.slow
+def test_a_sweeps_worker_maps_the_drivers_tensor_file_of_an_imported_dataset(
+    tmp_path: Path,
+) -> None:
+    """Two processes, a sweep's driver then one of its workers, load one imported dataset: the
+    worker maps the tensor file the driver wrote (named by the tensors' hash) and the user's
+    function, which logs each call to a file, runs once."""
+    project, root, calls = tmp_path / "proj", tmp_path / "data", tmp_path / "calls.log"
+    project.mkdir()
+    (project / "counted_data.py").write_text(_COUNTED_DATA)
+    section = {"dataset": "counted_data.counted", "calls": str(calls), "root": str(root)}
+    config = json.dumps(regression_dict(data={**section, "batch_size": 8}, epochs=1))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(project)])}
+
+    def run(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", _LOAD_IN_A_PROCESS, config, *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    run_id = run("plan")
+    assert calls.read_text().count("called") == 1
+    (tensor_file,) = (root / TENSOR_FOLDER).glob("content-*.pt")
+    inputs = torch.load(tensor_file, weights_only=True)["train_inputs"]
+    assert torch.equal(inputs, torch.arange(48, dtype=torch.float32).reshape(24, 2))
+
+    status, error, *mapped = run("work", run_id, str(tmp_path / "results")).split(" ")
+    assert (status, error) == ("completed", "None")
+    assert calls.read_text().count("called") == 1  # the worker did not call it again
+    assert list((root / TENSOR_FOLDER).glob("content-*.pt")) == [tensor_file]
+    assert mapped == [str(tensor_file)]  # its tensors are the file's pages, not a copy
+
+
+def test_two_spellings_of_one_data_file_share_one_tensor_file(tmp_path: Path) -> None:
+    """A .npz file and a .pt file holding the same tensors: one content-keyed file, which
+    holds what numpy's own reader reads from the .npz."""
+    rng = np.random.default_rng(0)
+    arrays = {
+        "x_train": rng.integers(0, 255, (12, 1, 4, 4), dtype=np.uint8),
+        "y_train": np.arange(12) % 3,
+        "x_test": rng.integers(0, 255, (6, 1, 4, 4), dtype=np.uint8),
+        "y_test": np.arange(6) % 3,
+    }
+    np.savez(tmp_path / "a.npz", **arrays)
+    torch.save({k: torch.as_tensor(v) for k, v in arrays.items()}, tmp_path / "b.pt")
+    for name in ("a.npz", "b.pt"):
+        _load_cached.cache_clear()
+        train, _ = load_data(_bound(tmp_path, dataset=str(tmp_path / name)), 0)
+        assert np.array_equal(train.inputs.numpy(), np.load(tmp_path / "a.npz")["x_train"])
+    (shared,) = (tmp_path / TENSOR_FOLDER).glob("content-*.pt")
+    assert len(list((tmp_path / TENSOR_FOLDER).glob("*.digest"))) == 2  # one per file
+    assert np.array_equal(torch.load(shared, weights_only=True)["test_inputs"], arrays["x_test"])

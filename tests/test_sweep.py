@@ -8,9 +8,11 @@ import io
 import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -694,4 +696,96 @@ def test_ray_executor_gives_the_local_executors_numbers(
         )
         pd.testing.assert_frame_equal(
             _metrics(_epochs(on_ray)), _metrics(_epochs(local)), check_exact=True
+        )
+
+
+_USER_MODEL = '''
+import torch.nn as nn
+
+
+class Net(nn.Module):
+    """The user's own model, in the config's folder only."""
+
+    def __init__(self, in_features: int) -> None:
+        super().__init__()
+        self.layer = nn.Linear(in_features, 1)
+
+    def forward(self, x):
+        return self.layer(x)
+'''
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_ray_nodes_get_the_configs_folder_and_data_file(tmp_path: Path) -> None:
+    """A Ray head on 127.0.0.1 whose worker starts elsewhere, with the user's folder on no
+    path: the sweep ships the folder (its model module) and the .npz it names through Ray's
+    runtime_env, and every point completes with the numbers a local run gives."""
+    import numpy as np
+
+    project, elsewhere = tmp_path / "proj", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    (project / "my_model.py").write_text(_USER_MODEL)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 2)).astype(np.float32)
+    y = (x @ np.array([1.5, -2.0], dtype=np.float32)).astype(np.float32)
+    np.savez(project / "table.npz", x_train=x, y_train=y, x_test=x[:16], y_test=y[:16])
+    config = regression_dict(data={"dataset": "table.npz", "batch_size": 16}, epochs=1)
+    config["model"] = {"name": "my_model.Net"}
+    config["sweep"] = {"optimizer.lr": [0.01, 0.05]}
+    config_path = write_config(project, config, "shipped.yaml")
+    # Neither the head's worker nor the driver can import the user's module by path: the
+    # folder is not on PYTHONPATH, and neither process starts in it.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *paths])
+    # A private home (Ray keeps its auth token there) and no token: a cluster of our own.
+    env.update(HOME=str(tmp_path / "home"), RAY_AUTH_MODE="disabled")
+    port = _free_port()
+    # Its own temp dir (short: Ray's sockets live there), so the address file `ray start`
+    # writes never points another test's ray.init at this cluster once it is gone.
+    ray_temp = tempfile.mkdtemp(prefix="obray")
+    head = subprocess.Popen(
+        [sys.executable, "-c", "from ray.scripts.scripts import main; main()", "start",
+         "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
+         f"--temp-dir={ray_temp}",
+         "--num-cpus=1", "--include-dashboard=false", "--disable-usage-stats"],
+        cwd=elsewhere, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        results = tmp_path / "results"
+        done = subprocess.run(
+            [sys.executable, "-m", "optbench", "sweep", str(config_path), "--executor", "ray",
+             "--address", f"127.0.0.1:{port}", "--workers", "1", "--results-dir", str(results)],
+            cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        os.killpg(head.pid, signal.SIGKILL)  # the head and the processes it started
+        head.wait(timeout=30)
+        shutil.rmtree(ray_temp, ignore_errors=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 completed, 0 diverged, 0 failed" in done.stdout + done.stderr
+    (sweep,) = results.iterdir()
+    runs = list(sweep.iterdir())
+    assert len(runs) == 2
+    for run in runs:
+        assert _summary(run)["status"] == "completed"
+    local = invoke(
+        "sweep", str(config_path), "--workers", "1", "--results-dir", str(tmp_path / "local")
+    )
+    assert local.exit_code == 0, local.output
+    for run in runs:  # the same run-ids, the same numbers
+        pd.testing.assert_frame_equal(
+            _metrics(_epochs(run)),
+            _metrics(_epochs(tmp_path / "local" / sweep.name / run.name)),
+            check_exact=True,
         )

@@ -648,6 +648,15 @@ def is_data_file(dataset: str) -> bool:
     return dataset.lower().endswith(DATA_FILE_SUFFIXES)
 
 
+_CONFIG_FOLDERS: dict[str, None] = {}  # anchored in this process, in order (an ordered set)
+
+
+def config_folder() -> Path | None:
+    """The folder of the config this process read last (anchor_to_folder): what a Ray cluster
+    is sent so that the config's modules and files are found on every node."""
+    return Path(next(reversed(_CONFIG_FOLDERS))) if _CONFIG_FOLDERS else None
+
+
 def anchor_to_folder(config: dict[str, Any], folder: Path) -> None:
     """Names in a config may point into its own folder. Its modules can be imported (the
     folder joins the end of sys.path, so it never shadows an installed package; spawned sweep
@@ -655,6 +664,8 @@ def anchor_to_folder(config: dict[str, Any], folder: Path) -> None:
     entry = str(folder.resolve())
     if entry not in sys.path:
         sys.path.append(entry)
+    _CONFIG_FOLDERS.pop(entry, None)
+    _CONFIG_FOLDERS[entry] = None  # the latest last
     data = config.get("data")
     if not isinstance(data, dict) or data.get("root") is not None:
         return

@@ -9,9 +9,11 @@ writes them, so the cluster needs no shared filesystem.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import multiprocessing
 import os
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -129,12 +131,14 @@ def train_point(
     `run_id` is what the driver planned; a worker on another machine whose code or packages
     differ plans another id, and that point fails instead of landing under the wrong id.
     """
+    from optbench.components.data.tensor_cache import reusing_planned_tensors
     from optbench.core.config import validate_config
     from optbench.experiment.plan import make_plan
     from optbench.experiment.runner import run_plan
 
     try:
-        plan = make_plan(validate_config(config))
+        with reusing_planned_tensors():  # the driver planned it: its data is in the tensor file
+            plan = make_plan(validate_config(config))
     except ConfigError as exc:
         return PointResult(run_id, Status.FAILED, f"cannot plan it here: {exc}")
     if plan.run_id != run_id:
@@ -460,10 +464,41 @@ def _join_all(workers: list[_Worker]) -> None:
 # --------------------------------------------------------------------------- Ray
 
 
+# Left out of the config's folder when it is shipped: caches and results, rebuilt or sent back.
+SHIP_EXCLUDES = [".git", "__pycache__", "optbench-tensors", "results", "*.lock"]
+SHIPPED_FILES = "optbench-ray-files"  # a node's cache of data files by sha256, in its temp dir
+
+
+@dataclass(frozen=True)
+class ShippedFile:
+    """A data file the config names, sent through Ray's object store and written on the node
+    under its sha256 (once per node), keeping its name (the dataset's name)."""
+
+    name: str
+    sha256: str
+    content: Any  # a Ray ObjectRef to the file's bytes
+
+    def place(self) -> str:
+        """The file on this node, written on first use; its path."""
+        import ray
+
+        path = Path(tempfile.gettempdir()) / SHIPPED_FILES / self.sha256 / self.name
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, ray.get(self.content))
+        return str(path)
+
+
 def _train_on_ray_node(
-    run_id: str, config: dict[str, Any], *watch: Callable[[], Any]
+    run_id: str, config: dict[str, Any], data_file: ShippedFile | None, *watch: Callable[[], Any]
 ) -> dict[str, Any]:
-    """Ray task: train in a scratch folder on the node and return the run's files."""
+    """Ray task: train in a scratch folder on the node and return the run's files. The config's
+    folder, when shipped as Ray's working_dir, is this process's working directory: its modules
+    are made importable as anchor_to_folder makes them on the driver."""
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
+    if data_file is not None:
+        config = {**config, "data": {**config["data"], "dataset": data_file.place()}}
     with tempfile.TemporaryDirectory(prefix="optbench-ray-") as scratch:
         result = train_point(run_id, config, scratch, None, *watch)
         folder = next(Path(scratch).glob(f"*/{result.run_id}"), None)
@@ -475,33 +510,70 @@ def _train_on_ray_node(
     return {"result": result, "files": files}
 
 
+class _Shipper:
+    """What a point needs on a node besides optbench: the config's folder (its modules), sent
+    as Ray's runtime_env working_dir, and a data file the config names, sent by content once
+    per file and rewritten to a path inside that folder's copy where it lies in it."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder.resolve() if folder is not None else None
+        self._sent: dict[str, ShippedFile] = {}
+
+    def runtime_env(self) -> dict[str, Any]:
+        """For ray.init: a Ray instance this process did not start keeps its own."""
+        if self.folder is None:
+            return {}
+        return {"working_dir": str(self.folder), "excludes": SHIP_EXCLUDES}
+
+    def point(self, config: dict[str, Any]) -> tuple[dict[str, Any], ShippedFile | None]:
+        """The config as the node reads it, and the data file to place there (if any)."""
+        import ray
+
+        from optbench.core.config import is_data_file
+
+        dataset = (config.get("data") or {}).get("dataset")
+        if not (isinstance(dataset, str) and is_data_file(dataset) and Path(dataset).is_file()):
+            return config, None
+        path = Path(dataset).resolve()
+        if self.folder is not None and path.is_relative_to(self.folder):
+            relative = str(path.relative_to(self.folder))  # the node's copy: its working dir
+            return {**config, "data": {**config["data"], "dataset": relative}}, None
+        if dataset not in self._sent:
+            content = path.read_bytes()
+            digest = hashlib.sha256(content).hexdigest()
+            self._sent[dataset] = ShippedFile(path.name, digest, ray.put(content))
+        return config, self._sent[dataset]
+
+
 def run_ray(
     points: Iterable[tuple[Any, ...]],
     address: str | None,
     workers: int,
     write_files: Callable[[str, dict[str, bytes]], None],
     on_result: Callable[[PointResult], None],
+    folder: Path | None = None,
 ) -> None:
     """Run points as Ray tasks (one CPU each) and write what they send back on this machine.
 
     Points are taken from `points` as the cluster has CPUs for them (it may be a lazy iterator,
-    see _Pending), so no more tasks wait in Ray's queue than it can start."""
+    see _Pending), so no more tasks wait in Ray's queue than it can start. `folder` (the
+    config's) and the data files the points name are shipped to the nodes (_Shipper), so a
+    cluster of other machines needs neither copied by hand."""
     try:
         import ray
     except ImportError:
         raise ConfigError("--executor ray needs Ray: pip install 'optbench[ray]'") from None
+    # Ray uploads a working_dir for a whole job only, at init: into a Ray instance already
+    # started here (library use) the data file alone is sent.
+    shipper = _Shipper(None if ray.is_initialized() else folder)
     if not ray.is_initialized():
+        options: dict[str, Any] = {"logging_level": "WARNING", "log_to_driver": False}
+        options["runtime_env"] = shipper.runtime_env()
+        if not address:
+            options.update(num_cpus=workers, include_dashboard=False)
         try:
-            if address:
-                ray.init(address=address, logging_level="WARNING", log_to_driver=False)
-            else:
-                ray.init(
-                    num_cpus=workers,
-                    include_dashboard=False,
-                    logging_level="WARNING",
-                    log_to_driver=False,
-                )
-        except Exception as exc:
+            ray.init(address=address or None, **options)
+        except Exception as exc:  # unreachable, or a folder over Ray's upload limit
             raise ConfigError(
                 f"cannot connect to Ray at {address or 'a local instance'}: {exc}"
             ) from None
@@ -513,7 +585,7 @@ def run_ray(
         while refs or todo:
             while len(refs) < slots and todo.peek():
                 run_id, config, *watch = todo.pop()
-                refs[task.remote(run_id, config, *watch)] = run_id
+                refs[task.remote(run_id, *shipper.point(config), *watch)] = run_id
             if not refs:
                 continue
             ready, _ = ray.wait(list(refs), num_returns=1, timeout=0.5)
@@ -572,6 +644,7 @@ class RayExecutor:
     name: str
     workers: int
     address: str | None = None
+    folder: Path | None = None  # the config's, shipped to the nodes (see _Shipper)
 
     def write_files(self, run_id: str, files: dict[str, bytes]) -> None:
         run = create_run_dir(self.results_dir, self.name, run_id)
@@ -579,7 +652,7 @@ class RayExecutor:
             write_atomic(run.path / file_name, content)
 
     def run(self, points: Iterable[Point], on_message: OnMessage, on_result: OnResult) -> None:
-        run_ray(points, self.address, self.workers, self.write_files, on_result)
+        run_ray(points, self.address, self.workers, self.write_files, on_result, self.folder)
 
 
 def make_executor(
@@ -595,4 +668,6 @@ def make_executor(
         raise ConfigError("--workers", f"must be at least 1, got {workers}")
     if kind == "local":
         return LocalExecutor(Path(results_dir), workers)
-    return RayExecutor(Path(results_dir), name, workers, address)
+    from optbench.core.config import config_folder
+
+    return RayExecutor(Path(results_dir), name, workers, address, config_folder())

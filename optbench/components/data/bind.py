@@ -17,10 +17,10 @@ from optbench.components.data.imported import (
     file_dataset,
     get_dataset,
     spec_of,
-    tensor_digest,
 )
 from optbench.components.data.memory import InMemoryDataset
 from optbench.components.data.spec import DatasetInfo, DataSpec
+from optbench.components.data.tensor_cache import tensor_digest
 from optbench.components.registry import bind_options, parameters_of, signature_defaults
 from optbench.core.config import DataConfig, is_data_file
 from optbench.core.errors import ConfigError, did_you_mean

@@ -10,6 +10,7 @@ import contextlib
 import functools
 import hashlib
 import inspect
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ import torch
 
 from optbench.components.data.memory import InMemoryDataset
 from optbench.components.data.spec import DATASETS, DatasetInfo, DataSpec
-from optbench.components.data.tensor_cache import exclusive, lock_path
+from optbench.components.data.tensor_cache import exclusive, lock_path, through_content_file
 from optbench.components.registry import parameters_of, resolve_component, summary
 from optbench.core.errors import ConfigError
 from optbench.core.registry import qualified_name
@@ -406,6 +407,30 @@ class _FileLoader:
         )
 
 
+@dataclass(frozen=True)
+class _SharedLoader:
+    """An imported dataset's loader, read through the shared tensor file of its content
+    (tensor_cache.through_content_file): a sweep's workers map one copy, and only the first
+    load with this code and these options calls the user's code. Frozen, like the loaders."""
+
+    load: Callable[..., tuple[InMemoryDataset, InMemoryDataset]]
+    name: str
+    code: str  # the code's identity (code_identity, or a data file's hash) as JSON
+
+    def __call__(
+        self, root: str, download: bool, **options: Any
+    ) -> tuple[InMemoryDataset, InMemoryDataset]:
+        called = json.dumps([self.code, options], sort_keys=True, default=str)
+        key = hashlib.sha256(called.encode()).hexdigest()[:16]
+        return through_content_file(
+            self.name, root, key, functools.partial(self.load, root, download, **options)
+        )
+
+
+def _shared(load: Callable[..., Any], name: str, code: dict[str, Any]) -> _SharedLoader:
+    return _SharedLoader(load, name, json.dumps(code, sort_keys=True, default=str))
+
+
 @functools.lru_cache(maxsize=16)
 def _file_digest(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
@@ -437,13 +462,14 @@ def file_dataset(path: Path) -> DatasetInfo:
     """A data file is named by its file name and identified by its content, not its path."""
     stat = path.stat()
     digest = _file_digest(str(path), stat.st_size, stat.st_mtime_ns)
+    code = {"sha256": digest}
     return DatasetInfo(
         path.name,
         f"tensors from {path}",
         None,
-        _FileLoader(str(path), digest),
+        _shared(_FileLoader(str(path), digest), path.name, code),
         None,
-        code={"sha256": digest},
+        code=code,
     )
 
 
@@ -472,7 +498,7 @@ def _imported_dataset(name: str, obj: Any, code: dict[str, Any]) -> DatasetInfo:
         name,
         description,
         None,
-        loader,
+        _shared(loader, name, code),
         None,
         options=obj,
         code_args=code_args,
@@ -487,16 +513,3 @@ def get_dataset(name: str, field: str = "data.dataset") -> DatasetInfo:
     or a function returning (train, test); a registered one by its path comes back as its
     record (torchvision.datasets.CIFAR10 is cifar10)."""
     return resolve_component(DATASETS, name, field, _check_dataset, _imported_dataset)
-
-
-@functools.lru_cache(maxsize=4)
-def tensor_digest(train: InMemoryDataset, test: InMemoryDataset) -> str:
-    """A hash of a dataset's tensors (dtype, shape, bytes), as a data file's bytes are hashed:
-    a dataset function or class that reads a file then changes the run-id when the file does.
-    Cached per loaded pair (`bind._load_cached` returns the same objects)."""
-    digest = hashlib.sha256()
-    for tensor in (train.inputs, train.targets, test.inputs, test.targets):
-        flat = tensor.detach().cpu().contiguous().reshape(-1)
-        digest.update(f"{flat.dtype}{tuple(tensor.shape)}".encode())
-        digest.update(flat.view(torch.uint8).numpy())
-    return digest.hexdigest()[:16]
