@@ -391,9 +391,9 @@ def test_two_spellings_of_one_data_file_share_one_tensor_file(tmp_path: Path) ->
     holds what numpy's own reader reads from the .npz."""
     rng = np.random.default_rng(0)
     arrays = {
-        "x_train": rng.integers(0, 255, (12, 1, 4, 4), dtype=np.uint8),
+        "x_train": rng.integers(0, 255, (12, 1, 5, 5), dtype=np.uint8),
         "y_train": np.arange(12) % 3,
-        "x_test": rng.integers(0, 255, (6, 1, 4, 4), dtype=np.uint8),
+        "x_test": rng.integers(0, 255, (6, 1, 5, 5), dtype=np.uint8),
         "y_test": np.arange(6) % 3,
     }
     np.savez(tmp_path / "a.npz", **arrays)

@@ -172,6 +172,7 @@ def _write_tensor_file(path: Path, train: InMemoryDataset, test: InMemoryDataset
         "train_targets": train.targets,
         "test_inputs": test.inputs,
         "test_targets": test.targets,
+        "layout": train.layout,  # how imported arrays were laid out, for `validate`
     }
     try:
         write_atomic(path, functools.partial(torch.save, tensors))
@@ -187,8 +188,9 @@ def _map_tensor_file(path: Path) -> tuple[InMemoryDataset, InMemoryDataset] | No
         saved = torch.load(path, mmap=True, weights_only=True)
         if saved["format"] != TENSOR_FORMAT:
             return None
-        train = InMemoryDataset(saved["train_inputs"], saved["train_targets"])
-        test = InMemoryDataset(saved["test_inputs"], saved["test_targets"])
+        layout = saved.get("layout")
+        train = InMemoryDataset(saved["train_inputs"], saved["train_targets"], layout=layout)
+        test = InMemoryDataset(saved["test_inputs"], saved["test_targets"], layout=layout)
     except Exception:  # missing, not a zip, not optbench's dict of tensors
         return None
     if path.name.startswith(CONTENT_PREFIX):  # its name is its content's hash
