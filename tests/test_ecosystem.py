@@ -221,3 +221,67 @@ def test_every_pytorch_optimizer_trains_or_is_refused_with_a_reason(name: str) -
     assert result.status == "completed", (name, result.diverged_at)
     assert all(math.isfinite(row["train_loss"]) for row in result.rows)
     ECOSYSTEM_OUTCOMES.setdefault(f"trained ({plan.optimizer.protocol.name})", []).append(name)
+
+
+# --------------------------------------------------------------------------- heavyball
+
+
+def _heavyball_names() -> list[str]:
+    """heavyball's own list (its __all__), the optimizer classes only."""
+    try:
+        import heavyball
+    except ImportError:
+        return []
+    return [
+        name
+        for name in heavyball.__all__
+        if inspect.isclass(getattr(heavyball, name))
+        and issubclass(getattr(heavyball, name), torch.optim.Optimizer)
+    ]
+
+
+@pytest.fixture
+def _heavyball_uncompiled(monkeypatch):
+    """heavyball compiles its updates with torch.compile: minutes on a CPU, so tests skip it."""
+    heavyball = pytest.importorskip("heavyball")
+    monkeypatch.setattr(heavyball.utils, "compile_mode", None)
+    return heavyball
+
+
+def _small_regression(optimizer: dict) -> dict:
+    return regression_dict(
+        epochs=1,
+        data={"dataset": "synthetic_regression", "n_train": 32, "n_test": 8, "batch_size": 16},
+        model={"name": "mlp", "hidden_sizes": [8]},
+        optimizer=optimizer,
+    )
+
+
+@pytest.mark.parametrize("name", _heavyball_names())  # ~40 classes, about 7 s in all
+def test_every_heavyball_optimizer_trains_or_is_refused_in_one_true_line(
+    name: str, _heavyball_uncompiled
+) -> None:
+    cls = getattr(_heavyball_uncompiled, name)
+    optimizer: dict = {"name": f"heavyball.{name}"}
+    if "lr" in inspect.signature(cls).parameters:
+        optimizer["lr"] = 0.001
+    try:
+        plan = make_plan(validate_config(_small_regression(optimizer)))
+    except ConfigError as refusal:
+        message = str(refusal)
+        assert message.count("\n") == 0 and message.startswith("optimizer"), message
+        ECOSYSTEM_OUTCOMES.setdefault("refused", []).append(f"heavyball.{name}: {message}")
+        return
+    result = train(plan)
+    assert result.status == "completed", (name, result.diverged_at)
+    assert all(math.isfinite(row["train_loss"]) for row in result.rows)
+    ECOSYSTEM_OUTCOMES.setdefault("trained (heavyball)", []).append(name)
+
+
+def test_planning_steps_on_a_batch_like_the_data_so_psgdkron_is_not_refused(
+    _heavyball_uncompiled,
+) -> None:
+    # PSGDKron refuses all-zero gradients ("Grad or HVP is all 0s"), as a batch of zeros gives
+    plan = make_plan(validate_config(_small_regression({"name": "heavyball.PSGDKron"})))
+    result = train(plan)
+    assert result.status == "completed" and math.isfinite(result.rows[-1]["train_loss"])

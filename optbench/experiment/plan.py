@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from optbench.components.data import BoundData, DataSpec, bind_data
+from optbench.components.data import BoundData, DataSpec, bind_data, first_train_batch
 from optbench.components.losses import LOSSES, LossInfo, get_loss
 from optbench.components.models import (
     ModelInfo,
@@ -214,16 +214,44 @@ def resolve_config(
     return _plain(resolved)
 
 
+TRIAL_BATCH = 2  # samples in planning's trial batch
+
+
+def trial_batch(data: BoundData, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch that looks like the data, for planning's trial forward and step: the first
+    training samples when planning loaded the dataset already, else random values of the data's
+    shape and range (standard normal when normalised, [0, 1] otherwise) with valid targets. Not
+    zeros: optimizers that initialise from gradient statistics (heavyball's PSGDKron) refuse
+    all-zero gradients. Drawn from its own generator, so no RNG of the run moves."""
+    loaded = first_train_batch(data, seed, TRIAL_BATCH)
+    if loaded is not None:
+        return loaded
+    spec = data.spec
+    generator = torch.Generator().manual_seed(seed)
+    shape = (TRIAL_BATCH, *spec.input_shape)
+    if data.normalize is not None:
+        inputs = torch.randn(shape, generator=generator)
+    else:
+        inputs = torch.rand(shape, generator=generator)
+    if spec.num_classes:
+        targets = torch.randint(spec.num_classes, (TRIAL_BATCH,), generator=generator)
+    else:
+        targets = torch.randn(TRIAL_BATCH, spec.num_outputs, generator=generator)
+    return inputs, targets
+
+
 def _try_batch(
-    model: nn.Module, loss_fn: nn.Module, spec: DataSpec, model_name: str, loss: LossInfo
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Push a batch of two zero inputs through the model and the loss, so a model that does not
-    fit the data, a loss option torch checks only when called, or an imported loss that does
-    not fit the outputs and targets fails while planning."""
-    inputs = torch.zeros(2, *spec.input_shape)
-    targets = (
-        torch.zeros(2, dtype=torch.long) if spec.num_classes else torch.zeros(2, spec.num_outputs)
-    )
+    model: nn.Module,
+    loss_fn: nn.Module,
+    batch: tuple[torch.Tensor, torch.Tensor],
+    spec: DataSpec,
+    model_name: str,
+    loss: LossInfo,
+) -> None:
+    """Push the trial batch through the model and the loss, so a model that does not fit the
+    data, a loss option torch checks only when called, or an imported loss that does not fit
+    the outputs and targets fails while planning."""
+    inputs, targets = batch
     model.eval()  # batch norm in training mode refuses tiny batches
     try:
         with torch.no_grad():
@@ -241,11 +269,12 @@ def _try_batch(
             f"{type(exc).__name__}: {exc}{hint}",
         ) from None
     shape = tuple(getattr(outputs, "shape", ()))
-    if loss.targets is not None and shape != (2, spec.num_outputs):  # what a built-in loss needs
+    # what a built-in loss needs
+    if loss.targets is not None and shape != (len(inputs), spec.num_outputs):
         raise ConfigError(
             "model",
-            f"{model_name} gives outputs of shape {shape} for a batch of 2; "
-            f"{loss.name} needs (2, {spec.num_outputs}) here",
+            f"{model_name} gives outputs of shape {shape} for a batch of {len(inputs)}; "
+            f"{loss.name} needs ({len(inputs)}, {spec.num_outputs}) here",
         )
     try:
         value = loss_fn(outputs, targets)
@@ -260,7 +289,6 @@ def _try_batch(
     if not (isinstance(value, torch.Tensor) and value.numel() == 1):
         got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
         raise ConfigError("loss", f"{loss.name} returns {got}, not a single number")
-    return inputs, targets
 
 
 def _try_step(
@@ -270,13 +298,21 @@ def _try_step(
     batch: tuple[torch.Tensor, torch.Tensor],
     model_name: str,
 ) -> None:
-    """One step of the optimizer's protocol on the batch of zeros, on the throwaway model: an
+    """One step of the optimizer's protocol on the trial batch, on the throwaway model: an
     optimizer optbench cannot step (wrong protocol, a model it does not support) is refused
     while planning, with torch's reason, and never run wrongly."""
     trial = optimizer.build(model)
     protocol = optimizer.protocol
     try:
         protocol.training(trial)
+        protocol.evaluating(trial)
+        protocol.training(trial)
+    except Exception as exc:  # no protocol helps: the class's own train()/eval() fail
+        raise ConfigError(
+            "optimizer",
+            f"{optimizer.info.name}'s train()/eval() fail: {type(exc).__name__}: {exc}",
+        ) from None
+    try:
         protocol.step(trial, lambda: loss_fn(model(batch[0]), batch[1]))
         protocol.evaluating(trial)
     except Exception as exc:
@@ -351,7 +387,8 @@ def _make_plan(config: ExperimentConfig) -> RunPlan:
         with stage("loss", loss_info.name):
             loss_fn = loss_info.build(loss_options)
         with stage("model", model_info.name):  # the model's forward, then the loss
-            batch = _try_batch(model, loss_fn, spec, model_info.name, loss_info)
+            batch = trial_batch(data, config.seed)
+            _try_batch(model, loss_fn, batch, spec, model_info.name, loss_info)
         with stage("optimizer", optimizer_info.name):
             _try_step(optimizer, model, loss_fn, batch, model_info.name)
 
