@@ -285,3 +285,22 @@ def test_planning_steps_on_a_batch_like_the_data_so_psgdkron_is_not_refused(
     plan = make_plan(validate_config(_small_regression({"name": "heavyball.PSGDKron"})))
     result = train(plan)
     assert result.status == "completed" and math.isfinite(result.rows[-1]["train_loss"])
+
+
+def test_validate_says_the_first_steps_pay_heavyballs_compilation_while_it_is_on(
+    tmp_path, monkeypatch
+) -> None:
+    heavyball = pytest.importorskip("heavyball")
+    assert heavyball.utils.compile_mode is not None  # the package's own default compiles
+    # planning's trial step would compile (44 s on a CPU); the line is about the setting
+    monkeypatch.setattr("optbench.experiment.plan._try_step", lambda *args: None)
+    config = write_config(tmp_path, _small_regression({"name": "heavyball.AdamW"}))
+    result = invoke("validate", str(config))
+    assert result.exit_code == 0, result.output
+    assert "compiles its step with torch.compile" in result.output
+    assert "AdamW's first 5 steps took 3.4 s" in result.output
+    monkeypatch.setattr(heavyball.utils, "compile_mode", None)
+    result = invoke("validate", str(config))
+    assert result.exit_code == 0 and "torch.compile" not in result.output
+    sgd = invoke("validate", str(write_config(tmp_path, _small_regression({"name": "SGD"}))))
+    assert sgd.exit_code == 0 and "torch.compile" not in sgd.output

@@ -319,6 +319,8 @@ def validate(config: ConfigArg, overrides: SetOption = None) -> None:
     console.print(f"{config}: valid (run-id {plan.run_id})", markup=False, highlight=False)
     steps = f"{plan.optimizer.info.name} steps: {plan.optimizer.protocol.describe()}"
     console.print(steps, markup=False, highlight=False)
+    for note in plan.optimizer.compile_notes():
+        console.print(note, markup=False, highlight=False)
     if (problem := plan.config.problem) is not None:
         changed = ", ".join(f"{k}={v}" for k, v in problem.overrides.items()) or "none"
         line = f"problem {problem.name} (v{problem.version}); your overrides: {changed}"
