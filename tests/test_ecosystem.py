@@ -304,3 +304,46 @@ def test_validate_says_the_first_steps_pay_heavyballs_compilation_while_it_is_on
     assert result.exit_code == 0 and "torch.compile" not in result.output
     sgd = invoke("validate", str(write_config(tmp_path, _small_regression({"name": "SGD"}))))
     assert sgd.exit_code == 0 and "torch.compile" not in sgd.output
+
+
+# --------------------------------------------------------------------------- Muon's groups
+
+MUON_FAMILY = [n for n in po.get_supported_optimizers() if "muon" in n or n == "adago"]
+
+
+@pytest.mark.parametrize("name", MUON_FAMILY)
+def test_the_muon_family_gets_use_muon_groups_by_the_documented_rule_and_trains(
+    name: str,
+) -> None:
+    cls = po.load_optimizer(name)
+    optimizer = {"name": f"{cls.__module__}.{cls.__qualname__}"}
+    if name == "distributedmuon":  # it needs torch.distributed's process group: a true refusal
+        with pytest.raises(ConfigError, match="process group has not been initialized"):
+            make_plan(validate_config(_small_regression(optimizer)))
+        return
+    plan = make_plan(validate_config(_small_regression(optimizer)))
+    model = plan.build_model()
+    built = plan.build_optimizer(model)
+    by_name = {id(p): n for n, p in model.named_parameters()}
+    muon = {by_name[id(p)] for g in built.param_groups if g["use_muon"] for p in g["params"]}
+    assert muon == {"1.weight"}  # the hidden layer's weight; not its bias, not the output layer
+    adamw = next(g for g in built.param_groups if not g["use_muon"])
+    defaults = inspect.signature(cls).parameters
+    assert adamw["lr"] == defaults["adamw_lr"].default  # the package filled its AdamW group
+    result = train(plan)
+    assert result.status == "completed", (name, result.diverged_at)
+    assert all(math.isfinite(row["train_loss"]) for row in result.rows)
+
+
+def test_a_param_groups_entry_sets_use_muon_itself() -> None:
+    optimizer = {
+        "name": "pytorch_optimizer.Muon",
+        "param_groups": [{"params": ["3.weight"], "use_muon": True}],
+    }
+    plan = make_plan(validate_config(_small_regression(optimizer)))
+    model = plan.build_model()
+    by_name = {id(p): n for n, p in model.named_parameters()}
+    built = plan.build_optimizer(model)
+    muon = {by_name[id(p)] for g in built.param_groups if g["use_muon"] for p in g["params"]}
+    assert muon == {"1.weight", "3.weight"}
+    assert plan.resolved["optimizer"]["param_groups"][0]["use_muon"] is True  # in the run-id

@@ -379,7 +379,7 @@ def _make_plan(config: ExperimentConfig) -> RunPlan:
             "num_data": spec.train_size,
         }
         with stage("optimizer", optimizer_info.name):
-            optimizer = bind_optimizer(optimizer_info, config.optimizer, trainable, run)
+            optimizer = bind_optimizer(optimizer_info, config.optimizer, trainable, run, model)
             optimizer.check(model)
         if scheduler is not None:
             with stage("scheduler", scheduler.info.name):
