@@ -347,3 +347,39 @@ def test_a_param_groups_entry_sets_use_muon_itself() -> None:
     muon = {by_name[id(p)] for g in built.param_groups if g["use_muon"] for p in g["params"]}
     assert muon == {"1.weight", "3.weight"}
     assert plan.resolved["optimizer"]["param_groups"][0]["use_muon"] is True  # in the run-id
+
+
+# --------------------------------------------------------------------------- effective lr
+
+SELF_TUNING = [
+    ("prodigyopt", "prodigyopt.Prodigy"),
+    ("dadaptation", "dadaptation.DAdaptAdam"),
+    ("dadaptation", "dadaptation.DAdaptSGD"),
+    ("pytorch_optimizer", "pytorch_optimizer.DAdaptAdam"),
+    ("pytorch_optimizer", "pytorch_optimizer.Prodigy"),
+]
+
+
+@pytest.mark.parametrize(("package", "path"), SELF_TUNING)
+def test_an_optimizer_that_adapts_its_step_size_logs_d_times_lr_as_effective_lr(
+    package: str, path: str, tmp_path
+) -> None:
+    pytest.importorskip(package)
+    from optbench.experiment.checkpoint import CheckpointFile
+
+    config = _small_regression({"name": path})
+    config["epochs"] = 2
+    plan = make_plan(validate_config(config))
+    checkpoints = CheckpointFile(tmp_path / "checkpoint.pt", plan.run_id)
+    result = train(plan, checkpoints=checkpoints)
+    assert result.status == "completed"
+    # what the package's own state holds after the last epoch (its d, its lr)
+    group = checkpoints.load(torch.device("cpu"))["optimizer"]["param_groups"][0]
+    assert result.rows[-1]["effective_lr"] == pytest.approx(group["d"] * group["lr"])
+    assert result.rows[-1]["lr"] == 1.0 and result.rows[-1]["effective_lr"] != 1.0
+    assert result.rows[0]["effective_lr"] != result.rows[-1]["effective_lr"]  # d moved
+
+
+def test_an_optimizer_with_a_given_step_size_leaves_effective_lr_empty() -> None:
+    result = train(make_plan(validate_config(_small_regression({"name": "SGD", "lr": 0.01}))))
+    assert all(row["effective_lr"] is None for row in result.rows)

@@ -155,6 +155,16 @@ def use_muon(model: nn.Module) -> dict[str, bool]:
     return rule
 
 
+def effective_lr(optimizer: torch.optim.Optimizer) -> float | None:
+    """The step size an optimizer that adapts its own (Prodigy, D-Adaptation: their groups
+    carry the estimate `d`) takes now, `d * lr` of its first group; None for the others."""
+    group = optimizer.param_groups[0]
+    d, lr = group.get("d"), group.get("lr")
+    if d is None or lr is None:
+        return None
+    return float(d) * float(lr)
+
+
 # Packages whose optimizers compile their step with torch.compile: the module and attribute
 # that set it (None: not compiled), and what the compilation cost here (docs/components.md).
 COMPILING_PACKAGES: dict[str, tuple[str, str, str]] = {

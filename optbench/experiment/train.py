@@ -29,6 +29,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from optbench.components.data import InMemoryDataset, keep_batch, load_data
+from optbench.components.optimizers import effective_lr
 from optbench.core.metrics import epoch_row
 from optbench.experiment.checkpoint import CheckpointFile, restore_rng, rng_state
 from optbench.experiment.plan import RunPlan
@@ -270,6 +271,7 @@ def train(
             if not math.isfinite(loss_sum):  # fast mode: found at the end of the epoch
                 return result.diverge(epoch, batches, f"epoch loss is {loss_sum}")
             seconds = time.perf_counter() - started
+            adapted_lr = effective_lr(optimizer)  # the step size it chose, where it adapts one
             if not _parameters_finite(model):
                 return result.diverge(epoch, batches, "parameters became NaN or infinite")
 
@@ -294,6 +296,7 @@ def train(
                 test_loss=test_loss,
                 test_accuracy=test_accuracy,
                 lr=lr,
+                effective_lr=adapted_lr,
                 seconds=seconds,
                 eval_seconds=eval_seconds,
                 distance_to_optimum=distance() if distance is not None else None,
