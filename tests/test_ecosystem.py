@@ -383,3 +383,81 @@ def test_an_optimizer_that_adapts_its_step_size_logs_d_times_lr_as_effective_lr(
 def test_an_optimizer_with_a_given_step_size_leaves_effective_lr_empty() -> None:
     result = train(make_plan(validate_config(_small_regression({"name": "SGD", "lr": 0.01}))))
     assert all(row["effective_lr"] is None for row in result.rows)
+
+
+# --------------------------------------------------------------------------- Schedule-Free, BN
+
+_BN_MODELS = """
+from torch import nn
+
+
+class BatchNormMLP(nn.Sequential):
+    def __init__(self, in_features: int, num_outputs: int, width: int = 8) -> None:
+        super().__init__(
+            nn.Linear(in_features, width), nn.BatchNorm1d(width), nn.ReLU(),
+            nn.Linear(width, num_outputs),
+        )
+"""
+
+
+def _schedule_free_hand_loop(plan, recompute: bool) -> list[float]:
+    """schedulefree's README loop, by hand: optimizer.train()/eval() around training and
+    evaluation, and for BatchNorm, training batches through the model in train mode after
+    optimizer.eval() (in order; optbench takes up to 50)."""
+    import itertools
+
+    import schedulefree
+    from torch.utils.data import DataLoader
+
+    from optbench.components.data import keep_batch, load_data
+
+    config = plan.config
+    torch.manual_seed(config.seed)
+    model = plan.build_model()
+    optimizer = schedulefree.SGDScheduleFree(model.parameters(), lr=0.05)
+    train_set, test_set = load_data(plan.data, config.seed)
+    loader = DataLoader(
+        train_set,
+        batch_size=config.data.batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(config.seed),
+        collate_fn=keep_batch,
+    )
+    test_losses = []
+    for _ in range(config.epochs):
+        model.train()
+        optimizer.train()
+        for inputs, targets in loader:
+            optimizer.zero_grad()
+            torch.nn.functional.mse_loss(model(inputs), targets).backward()
+            optimizer.step()
+        optimizer.eval()
+        if recompute:  # the README's recipe
+            model.train()
+            with torch.no_grad():
+                for inputs, _ in itertools.islice(train_set.batches(config.data.batch_size), 50):
+                    model(inputs)
+        model.eval()
+        torch.empty((), dtype=torch.int64).random_()  # what optbench's evaluation draws
+        with torch.no_grad():
+            total = sum(
+                torch.nn.functional.mse_loss(model(x), y).item() * len(y)
+                for x, y in test_set.batches(config.data.test_batch_size)
+            )
+        test_losses.append(total / len(test_set))
+    return test_losses
+
+
+def test_schedule_free_recomputes_batch_norm_statistics_as_its_readme_says(
+    tmp_path, monkeypatch
+) -> None:
+    pytest.importorskip("schedulefree")
+    (tmp_path / "bn_models.py").write_text(_BN_MODELS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = _small_regression({"name": "schedulefree.SGDScheduleFree", "lr": 0.05})
+    config.update(epochs=2, model={"name": "bn_models.BatchNormMLP"})
+    plan = make_plan(validate_config(config))
+    rows = train(plan).rows
+    ours = [row["test_loss"] for row in rows]
+    assert ours == pytest.approx(_schedule_free_hand_loop(plan, recompute=True), rel=1e-6)
+    assert ours != pytest.approx(_schedule_free_hand_loop(plan, recompute=False), rel=1e-6)

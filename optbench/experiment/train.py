@@ -19,6 +19,7 @@ measured for fast mode and left out is in BENCHMARKS.md.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import time
 from dataclasses import dataclass, field
@@ -136,6 +137,26 @@ def evaluate(
     return total_loss / count, (correct / count if classify else None)
 
 
+# Schedule-Free's recipe for BatchNorm (schedulefree's README): after optimizer.eval(), up to
+# this many training batches through the model in train mode without gradients, so the running
+# statistics evaluation uses are those of the evaluated (averaged) weights, not of the
+# training iterates. In order, unshuffled and unaugmented: no generator of the run moves.
+BATCH_NORM_BATCHES = 50
+_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+
+
+def has_batch_norm(model: nn.Module) -> bool:
+    return any(isinstance(module, _BATCH_NORMS) for module in model.modules())
+
+
+def recompute_batch_norm(model: nn.Module, train_set: InMemoryDataset, batch_size: int) -> None:
+    """BatchNorm's running statistics recomputed at the weights the optimizer's eval() set."""
+    model.train()
+    with torch.no_grad():
+        for inputs, _ in itertools.islice(train_set.batches(batch_size), BATCH_NORM_BATCHES):
+            model(inputs)
+
+
 # An L2 penalty bound to a built model: its factor and the parameters it covers.
 L2Penalty = tuple[float, list[nn.Parameter]]
 
@@ -221,6 +242,8 @@ def train(
     scheduler = plan.build_scheduler(optimizer)
     step_scheduler_each_batch = plan.scheduler is not None and plan.scheduler.per_step
     protocol = plan.optimizer.protocol  # how this optimizer steps (components/stepping.py)
+    # Schedule-Free evaluates other weights than it trains: BatchNorm's statistics must follow
+    recompute_statistics = protocol.train_eval and has_batch_norm(model)
     # Test functions with a known optimum log their distance to it; 2-D ones also their path
     # (the point after every step, in the epoch's row: the checkpoint keeps it for --resume).
     distance = getattr(model, "distance_to_optimum", None)
@@ -275,10 +298,11 @@ def train(
             if not _parameters_finite(model):
                 return result.diverge(epoch, batches, "parameters became NaN or infinite")
 
-            protocol.evaluating(
-                optimizer
-            )  # averaged weights (Schedule-Free), kept to the checkpoint
+            # averaged weights (Schedule-Free), kept to the checkpoint
+            protocol.evaluating(optimizer)
             started = time.perf_counter()
+            if recompute_statistics:
+                recompute_batch_norm(model, train_set, config.data.batch_size)
             test_loss, test_accuracy = evaluate(
                 model, loss_fn, test_set, config.data.test_batch_size, classify
             )
