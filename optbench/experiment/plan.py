@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -303,24 +304,29 @@ def _try_step(
     while planning, with torch's reason, and never run wrongly."""
     trial = optimizer.build(model)
     protocol = optimizer.protocol
-    try:
-        protocol.training(trial)
-        protocol.evaluating(trial)
-        protocol.training(trial)
-    except Exception as exc:  # no protocol helps: the class's own train()/eval() fail
-        raise ConfigError(
-            "optimizer",
-            f"{optimizer.info.name}'s train()/eval() fail: {type(exc).__name__}: {exc}",
-        ) from None
+    _try_switch(protocol.training, trial, optimizer.info.name)
     try:
         protocol.step(trial, lambda: loss_fn(model(batch[0]), batch[1]))
-        protocol.evaluating(trial)
     except Exception as exc:
         raise ConfigError(
             "optimizer",
             f"{optimizer.info.name} cannot take a step ({protocol.name} protocol) on "
             f"{model_name}: {type(exc).__name__}: {exc} (optimizer.protocol forces another: "
             "plain, closure, sharpness or second_order)",
+        ) from None
+    _try_switch(protocol.evaluating, trial, optimizer.info.name)
+
+
+def _try_switch(
+    switch: Callable[[torch.optim.Optimizer], None], trial: torch.optim.Optimizer, name: str
+) -> None:
+    """The protocol's optimizer.train() or eval() (a no-op for most classes); when the class's
+    own method fails, no other protocol helps, so the refusal says only that."""
+    try:
+        switch(trial)
+    except Exception as exc:
+        raise ConfigError(
+            "optimizer", f"{name}'s train()/eval() fail: {type(exc).__name__}: {exc}"
         ) from None
 
 
