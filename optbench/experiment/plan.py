@@ -3,9 +3,10 @@
 `make_plan` does all checking before anything trains: it binds every component to its
 signature, builds the model once (parameter names for param groups), constructs the optimizer
 and scheduler on it, pushes a batch that looks like the data through model and loss and
-takes one optimizer step (trial_batch), then throws them away. The plan carries what was bound; training, `params` and reports build from it and never
-read the raw config again. Its resolved config is derived from the schema and the bound
-components, and the run-id from that (core/identity.py).
+takes one optimizer step (trial_batch), then throws them away. The plan carries what was
+bound; training, `params` and reports build from it and never read the raw config again.
+Its resolved config is derived from the schema and the bound components, and the run-id from
+that (core/identity.py).
 """
 
 from __future__ import annotations
