@@ -12,7 +12,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from optbench.core.metrics import EPOCH_COLUMNS
+from optbench.core.metrics import EPOCH_COLUMNS, OPTIONAL_COLUMNS
 from optbench.ui.cli import app
 from tests.helpers import REPO, regression_dict, write_config
 
@@ -156,7 +156,8 @@ def test_python_dash_m_and_plain_output_when_not_a_terminal(tmp_path: Path) -> N
     )
     assert completed.returncode == 0, completed.stderr
     lines = completed.stdout.splitlines()
-    # every column but the distance to an optimum, which a regression has not got
-    assert lines[1].split() == [c for c in EPOCH_COLUMNS if c != "distance_to_optimum"]
+    # every column but the optional ones (a distance to an optimum, an effective lr), which a
+    # regression with SGD has not got
+    assert lines[1].split() == [c for c in EPOCH_COLUMNS if c not in OPTIONAL_COLUMNS]
     assert lines[2].split()[0] == "1" and lines[3].split()[0] == "2"
     assert "\x1b[" not in completed.stdout  # no terminal control codes in a pipe

@@ -221,3 +221,243 @@ def test_every_pytorch_optimizer_trains_or_is_refused_with_a_reason(name: str) -
     assert result.status == "completed", (name, result.diverged_at)
     assert all(math.isfinite(row["train_loss"]) for row in result.rows)
     ECOSYSTEM_OUTCOMES.setdefault(f"trained ({plan.optimizer.protocol.name})", []).append(name)
+
+
+# --------------------------------------------------------------------------- heavyball
+
+
+def _heavyball_names() -> list[str]:
+    """heavyball's own list (its __all__), the optimizer classes only."""
+    try:
+        import heavyball
+    except ImportError:
+        return []
+    return [
+        name
+        for name in heavyball.__all__
+        if inspect.isclass(getattr(heavyball, name))
+        and issubclass(getattr(heavyball, name), torch.optim.Optimizer)
+    ]
+
+
+@pytest.fixture
+def _heavyball_uncompiled(monkeypatch):
+    """heavyball compiles its updates with torch.compile: minutes on a CPU, so tests skip it."""
+    heavyball = pytest.importorskip("heavyball")
+    monkeypatch.setattr(heavyball.utils, "compile_mode", None)
+    return heavyball
+
+
+def _small_regression(optimizer: dict) -> dict:
+    return regression_dict(
+        epochs=1,
+        data={"dataset": "synthetic_regression", "n_train": 32, "n_test": 8, "batch_size": 16},
+        model={"name": "mlp", "hidden_sizes": [8]},
+        optimizer=optimizer,
+    )
+
+
+@pytest.mark.parametrize("name", _heavyball_names())  # ~40 classes, about 7 s in all
+def test_every_heavyball_optimizer_trains_or_is_refused_in_one_true_line(
+    name: str, _heavyball_uncompiled
+) -> None:
+    cls = getattr(_heavyball_uncompiled, name)
+    optimizer: dict = {"name": f"heavyball.{name}"}
+    if "lr" in inspect.signature(cls).parameters:
+        optimizer["lr"] = 0.001
+    try:
+        plan = make_plan(validate_config(_small_regression(optimizer)))
+    except ConfigError as refusal:
+        message = str(refusal)
+        assert message.count("\n") == 0 and message.startswith("optimizer"), message
+        ECOSYSTEM_OUTCOMES.setdefault("refused", []).append(f"heavyball.{name}: {message}")
+        return
+    result = train(plan)
+    assert result.status == "completed", (name, result.diverged_at)
+    assert all(math.isfinite(row["train_loss"]) for row in result.rows)
+    ECOSYSTEM_OUTCOMES.setdefault("trained (heavyball)", []).append(name)
+
+
+def test_planning_steps_on_a_batch_like_the_data_so_psgdkron_is_not_refused(
+    _heavyball_uncompiled,
+) -> None:
+    # PSGDKron refuses all-zero gradients ("Grad or HVP is all 0s"), as a batch of zeros gives
+    plan = make_plan(validate_config(_small_regression({"name": "heavyball.PSGDKron"})))
+    result = train(plan)
+    assert result.status == "completed" and math.isfinite(result.rows[-1]["train_loss"])
+
+
+def test_validate_says_the_first_steps_pay_heavyballs_compilation_while_it_is_on(
+    tmp_path, monkeypatch
+) -> None:
+    heavyball = pytest.importorskip("heavyball")
+    assert heavyball.utils.compile_mode is not None  # the package's own default compiles
+    # planning's trial step would compile (44 s on a CPU); the line is about the setting
+    monkeypatch.setattr("optbench.experiment.plan._try_step", lambda *args: None)
+    config = write_config(tmp_path, _small_regression({"name": "heavyball.AdamW"}))
+    result = invoke("validate", str(config))
+    assert result.exit_code == 0, result.output
+    assert "compiles its step with torch.compile" in result.output
+    assert "AdamW's first 5 steps took 3.4 s" in result.output
+    monkeypatch.setattr(heavyball.utils, "compile_mode", None)
+    result = invoke("validate", str(config))
+    assert result.exit_code == 0 and "torch.compile" not in result.output
+    sgd = invoke("validate", str(write_config(tmp_path, _small_regression({"name": "SGD"}))))
+    assert sgd.exit_code == 0 and "torch.compile" not in sgd.output
+
+
+# --------------------------------------------------------------------------- Muon's groups
+
+MUON_FAMILY = [n for n in po.get_supported_optimizers() if "muon" in n or n == "adago"]
+
+
+@pytest.mark.parametrize("name", MUON_FAMILY)
+def test_the_muon_family_gets_use_muon_groups_by_the_documented_rule_and_trains(
+    name: str,
+) -> None:
+    cls = po.load_optimizer(name)
+    optimizer = {"name": f"{cls.__module__}.{cls.__qualname__}"}
+    if name == "distributedmuon":  # it needs torch.distributed's process group: a true refusal
+        with pytest.raises(ConfigError, match="process group has not been initialized"):
+            make_plan(validate_config(_small_regression(optimizer)))
+        return
+    plan = make_plan(validate_config(_small_regression(optimizer)))
+    model = plan.build_model()
+    built = plan.build_optimizer(model)
+    by_name = {id(p): n for n, p in model.named_parameters()}
+    muon = {by_name[id(p)] for g in built.param_groups if g["use_muon"] for p in g["params"]}
+    assert muon == {"1.weight"}  # the hidden layer's weight; not its bias, not the output layer
+    adamw = next(g for g in built.param_groups if not g["use_muon"])
+    defaults = inspect.signature(cls).parameters
+    assert adamw["lr"] == defaults["adamw_lr"].default  # the package filled its AdamW group
+    result = train(plan)
+    assert result.status == "completed", (name, result.diverged_at)
+    assert all(math.isfinite(row["train_loss"]) for row in result.rows)
+
+
+def test_a_param_groups_entry_sets_use_muon_itself() -> None:
+    optimizer = {
+        "name": "pytorch_optimizer.Muon",
+        "param_groups": [{"params": ["3.weight"], "use_muon": True}],
+    }
+    plan = make_plan(validate_config(_small_regression(optimizer)))
+    model = plan.build_model()
+    by_name = {id(p): n for n, p in model.named_parameters()}
+    built = plan.build_optimizer(model)
+    muon = {by_name[id(p)] for g in built.param_groups if g["use_muon"] for p in g["params"]}
+    assert muon == {"1.weight", "3.weight"}
+    assert plan.resolved["optimizer"]["param_groups"][0]["use_muon"] is True  # in the run-id
+
+
+# --------------------------------------------------------------------------- effective lr
+
+SELF_TUNING = [
+    ("prodigyopt", "prodigyopt.Prodigy"),
+    ("dadaptation", "dadaptation.DAdaptAdam"),
+    ("dadaptation", "dadaptation.DAdaptSGD"),
+    ("pytorch_optimizer", "pytorch_optimizer.DAdaptAdam"),
+    ("pytorch_optimizer", "pytorch_optimizer.Prodigy"),
+]
+
+
+@pytest.mark.parametrize(("package", "path"), SELF_TUNING)
+def test_an_optimizer_that_adapts_its_step_size_logs_d_times_lr_as_effective_lr(
+    package: str, path: str, tmp_path
+) -> None:
+    pytest.importorskip(package)
+    from optbench.experiment.checkpoint import CheckpointFile
+
+    config = _small_regression({"name": path})
+    config["epochs"] = 2
+    plan = make_plan(validate_config(config))
+    checkpoints = CheckpointFile(tmp_path / "checkpoint.pt", plan.run_id)
+    result = train(plan, checkpoints=checkpoints)
+    assert result.status == "completed"
+    # what the package's own state holds after the last epoch (its d, its lr)
+    group = checkpoints.load(torch.device("cpu"))["optimizer"]["param_groups"][0]
+    assert result.rows[-1]["effective_lr"] == pytest.approx(group["d"] * group["lr"])
+    assert result.rows[-1]["lr"] == 1.0 and result.rows[-1]["effective_lr"] != 1.0
+    assert result.rows[0]["effective_lr"] != result.rows[-1]["effective_lr"]  # d moved
+
+
+def test_an_optimizer_with_a_given_step_size_leaves_effective_lr_empty() -> None:
+    result = train(make_plan(validate_config(_small_regression({"name": "SGD", "lr": 0.01}))))
+    assert all(row["effective_lr"] is None for row in result.rows)
+
+
+# --------------------------------------------------------------------------- Schedule-Free, BN
+
+_BN_MODELS = """
+from torch import nn
+
+
+class BatchNormMLP(nn.Sequential):
+    def __init__(self, in_features: int, num_outputs: int, width: int = 8) -> None:
+        super().__init__(
+            nn.Linear(in_features, width), nn.BatchNorm1d(width), nn.ReLU(),
+            nn.Linear(width, num_outputs),
+        )
+"""
+
+
+def _schedule_free_hand_loop(plan, recompute: bool) -> list[float]:
+    """schedulefree's README loop, by hand: optimizer.train()/eval() around training and
+    evaluation, and for BatchNorm, training batches through the model in train mode after
+    optimizer.eval() (in order; optbench takes up to 50)."""
+    import itertools
+
+    import schedulefree
+    from torch.utils.data import DataLoader
+
+    from optbench.components.data import keep_batch, load_data
+
+    config = plan.config
+    torch.manual_seed(config.seed)
+    model = plan.build_model()
+    optimizer = schedulefree.SGDScheduleFree(model.parameters(), lr=0.05)
+    train_set, test_set = load_data(plan.data, config.seed)
+    loader = DataLoader(
+        train_set,
+        batch_size=config.data.batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(config.seed),
+        collate_fn=keep_batch,
+    )
+    test_losses = []
+    for _ in range(config.epochs):
+        model.train()
+        optimizer.train()
+        for inputs, targets in loader:
+            optimizer.zero_grad()
+            torch.nn.functional.mse_loss(model(inputs), targets).backward()
+            optimizer.step()
+        optimizer.eval()
+        if recompute:  # the README's recipe
+            model.train()
+            with torch.no_grad():
+                for inputs, _ in itertools.islice(train_set.batches(config.data.batch_size), 50):
+                    model(inputs)
+        model.eval()
+        torch.empty((), dtype=torch.int64).random_()  # what optbench's evaluation draws
+        with torch.no_grad():
+            total = sum(
+                torch.nn.functional.mse_loss(model(x), y).item() * len(y)
+                for x, y in test_set.batches(config.data.test_batch_size)
+            )
+        test_losses.append(total / len(test_set))
+    return test_losses
+
+
+def test_schedule_free_recomputes_batch_norm_statistics_as_its_readme_says(
+    tmp_path, monkeypatch
+) -> None:
+    pytest.importorskip("schedulefree")
+    (tmp_path / "bn_models.py").write_text(_BN_MODELS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = _small_regression({"name": "schedulefree.SGDScheduleFree", "lr": 0.05})
+    config.update(epochs=2, model={"name": "bn_models.BatchNormMLP"})
+    plan = make_plan(validate_config(config))
+    rows = train(plan).rows
+    ours = [row["test_loss"] for row in rows]
+    assert ours == pytest.approx(_schedule_free_hand_loop(plan, recompute=True), rel=1e-6)
+    assert ours != pytest.approx(_schedule_free_hand_loop(plan, recompute=False), rel=1e-6)

@@ -115,6 +115,83 @@ def wrapped_arg(cls: type) -> str | None:
     return None
 
 
+# Keys (true or false) some optimizers read from each param group rather than take as
+# arguments, each with the rule that gives every parameter its value when no param_groups
+# entry sets it (`param_groups: [{params: [head.weight], use_muon: true}]` does).
+# `use_muon` (pytorch_optimizer's Muon family: Muon, MuonClip, NorMuon, AdaMuon, AdaGO,
+# DistributedMuon): true for the >= 2-D weights of hidden layers, which Muon orthogonalises;
+# false for 1-D parameters (biases, norms), embeddings and the output layer (the last module
+# holding a >= 2-D weight), which take its AdamW update.
+GROUP_KEYS = ("use_muon",)
+
+
+def group_keys(cls: type) -> tuple[str, ...]:
+    """The GROUP_KEYS `cls` reads from its groups: a key among the constants of a function of
+    the class or its bases (its code names it, as `'use_muon' not in group` does)."""
+    constants: set[Any] = set()
+    for klass in inspect.getmro(cls):
+        if klass.__module__.startswith("torch."):
+            continue
+        for member in vars(klass).values():
+            code = getattr(member, "__code__", None)
+            if code is not None:
+                constants.update(c for c in code.co_consts if isinstance(c, str))
+    return tuple(key for key in GROUP_KEYS if key in constants)
+
+
+def use_muon(model: nn.Module) -> dict[str, bool]:
+    """GROUP_KEYS' `use_muon` rule for every parameter of `model`, by name."""
+    owners = [
+        (name, module)
+        for name, module in model.named_modules()
+        if any(p.dim() >= 2 for p in module.parameters(recurse=False))
+    ]
+    output = owners[-1][1] if owners else None
+    rule: dict[str, bool] = {}
+    for module_name, module in model.named_modules():
+        for name, parameter in module.named_parameters(recurse=False):
+            hidden = module is not output and not isinstance(module, nn.Embedding)
+            rule[f"{module_name}.{name}" if module_name else name] = hidden and parameter.dim() >= 2
+    return rule
+
+
+def effective_lr(optimizer: torch.optim.Optimizer) -> float | None:
+    """The step size an optimizer that adapts its own (Prodigy, D-Adaptation: their groups
+    carry the estimate `d`) takes now, `d * lr` of its first group; None for the others."""
+    group = optimizer.param_groups[0]
+    d, lr = group.get("d"), group.get("lr")
+    if d is None or lr is None:
+        return None
+    return float(d) * float(lr)
+
+
+# Packages whose optimizers compile their step with torch.compile: the module and attribute
+# that set it (None: not compiled), and what the compilation cost here (docs/components.md).
+COMPILING_PACKAGES: dict[str, tuple[str, str, str]] = {
+    "heavyball": (
+        "heavyball.utils",
+        "compile_mode",
+        "on a CPU, AdamW's first 5 steps took 3.4 s and PSGDKron's 100 s",
+    ),
+}
+
+
+def compile_note(info: OptimInfo) -> str | None:
+    """A line saying the first steps pay torch.compile's compilation, when `info`'s package
+    compiles its step as it is set now; None otherwise."""
+    package = info.cls.__module__.partition(".")[0]
+    if package not in COMPILING_PACKAGES:
+        return None
+    module_name, attribute, cost = COMPILING_PACKAGES[package]
+    mode = getattr(importlib.import_module(module_name), attribute, None)
+    if mode is None:
+        return None
+    return (
+        f"{info.name} compiles its step with torch.compile ({module_name}.{attribute} = "
+        f"{mode!r}): the first steps of each run pay the compilation ({cost})"
+    )
+
+
 def _torch_optimizers() -> Registry[OptimInfo]:
     registry: Registry[OptimInfo] = Registry("optimizer")
     for name in sorted(dir(torch.optim)):
@@ -233,13 +310,18 @@ def _group_overrides(
     skip = (*CODE_ARGS, *WRAPPED_ARGS)
     base_keys = signature_defaults(base.info.cls, skip=CODE_ARGS) if base else {}
     own_keys = {} if info.wraps else signature_defaults(info.cls, skip=skip)
+    keyed = group_keys(info.cls)
     overrides = []
     for i, group in enumerate(config.param_groups):
         where = f"optimizer.param_groups.{i}"
+        read = {k: v for k, v in group.hyperparameters.items() if k in keyed}
+        for key, value in read.items():
+            if not isinstance(value, bool):
+                raise ConfigError(f"{where}.{key}", f"must be true or false, not {value!r}")
         to_base = {
             k: v for k, v in group.hyperparameters.items() if k in base_keys and k not in own_keys
         }
-        to_own = {k: v for k, v in group.hyperparameters.items() if k not in to_base}
+        to_own = {k: v for k, v in group.hyperparameters.items() if k not in to_base | read}
         bound = (
             {} if info.wraps else bind_options(info.cls, to_own, where, skip=skip, label=info.name)
         )
@@ -251,7 +333,7 @@ def _group_overrides(
         if base is not None:
             label = base.info.name
             bound |= bind_options(base.info.cls, to_base, where, skip=CODE_ARGS, label=label)
-        given = {k: bound[k] for k in group.hyperparameters}
+        given = {k: {**bound, **read}[k] for k in group.hyperparameters}
         _check_ranges(given, where)
         overrides.append(given)
     return overrides
@@ -264,6 +346,7 @@ class ParamGroup:
     label: str
     names: list[str]
     hyperparameters: dict[str, Any]
+    keys: dict[str, Any] = field(default_factory=dict)  # GROUP_KEYS the optimizer reads
 
 
 @dataclass(frozen=True)
@@ -301,12 +384,23 @@ class BoundOptimizer:
         """The optimizer over `model`'s trainable parameters with its groups."""
         named = {n: p for n, p in model.named_parameters() if p.requires_grad}
         arguments = self._arguments(model)
-        if len(self.groups) == 1:
+        if len(self.groups) == 1 and not self.groups[0].keys:
             return self._construct(list(named.values()), self.groups[0].hyperparameters, arguments)
-        torch_groups = [
-            {"params": [named[n] for n in g.names], **g.hyperparameters} for g in self.groups
+        return self._construct(self._torch_groups(named, self.groups), self._top(), arguments)
+
+    def _top(self) -> dict[str, Any]:
+        """The constructor's hyperparameters: a class that reads GROUP_KEYS fills each group
+        from them itself (Muon's adamw_lr for its AdamW groups); others get group 0's."""
+        keyed = any(g.keys for g in self.groups)
+        return self.hyperparameters if keyed else self.groups[0].hyperparameters
+
+    @staticmethod
+    def _torch_groups(
+        named: dict[str, nn.Parameter], groups: Iterable[ParamGroup]
+    ) -> list[dict[str, Any]]:
+        return [
+            {"params": [named[n] for n in g.names], **g.hyperparameters, **g.keys} for g in groups
         ]
-        return self._construct(torch_groups, self.groups[0].hyperparameters, arguments)
 
     def _construct(
         self, params: list[Any], hyper: dict[str, Any], arguments: dict[str, Any]
@@ -326,8 +420,16 @@ class BoundOptimizer:
         named = dict(model.named_parameters())
         arguments = self._arguments(model)
         for group in self.groups:
-            self._construct([named[n] for n in group.names], group.hyperparameters, arguments)
+            if group.keys:
+                self._construct(self._torch_groups(named, [group]), self._top(), arguments)
+            else:
+                self._construct([named[n] for n in group.names], group.hyperparameters, arguments)
         self.build(model)
+
+    def compile_notes(self) -> list[str]:
+        """compile_note's lines for the optimizer and its base optimizer."""
+        infos = [self.info, *([self.base.info] if self.base is not None else [])]
+        return [note for info in infos if (note := compile_note(info)) is not None]
 
     def resolved(self) -> dict[str, Any]:
         base = {}
@@ -387,10 +489,13 @@ def bind_optimizer(
     config: OptimizerConfig,
     names: Iterable[str],
     run: dict[str, Any] | None = None,
+    model: nn.Module | None = None,
 ) -> BoundOptimizer:
     """Check the optimizer's settings against its signature (and its base optimizer's) and
     split parameter `names` into groups: a parameter joins the first param_groups entry whose
-    glob matches it; the rest form the default group. `run` holds RUN_ARGS' values."""
+    glob matches it; the rest form the default group. `run` holds RUN_ARGS' values. A class
+    that reads GROUP_KEYS has each group split by their values: an entry's own value, else
+    the key's rule on `model`."""
     names = list(names)
     options, base = _bind_base(info, config.options)
     skip = (*CODE_ARGS, *WRAPPED_ARGS) if base else CODE_ARGS
@@ -431,8 +536,38 @@ def bind_optimizer(
     settings = tuple(
         {"params": group.params, **overrides[i]} for i, group in enumerate(config.param_groups)
     )
+    keys = group_keys(info.cls)
+    if keys and model is not None:
+        groups = _split_by_keys(groups, [{}, *overrides], keys, model)
     protocol = StepProtocol(config.protocol or info.protocol, info.train_eval)
     return BoundOptimizer(info, own, settings, tuple(g for g in groups if g.names), protocol, base)
+
+
+_KEY_RULES = {"use_muon": use_muon}
+
+
+def _split_by_keys(
+    groups: list[ParamGroup],
+    overrides: list[dict[str, Any]],
+    keys: tuple[str, ...],
+    model: nn.Module,
+) -> list[ParamGroup]:
+    """Each group split by the values of GROUP_KEYS its parameters take (its entry's own value,
+    else the key's rule), holding only what its entry sets: the optimizer fills the rest from
+    its arguments per group (Muon's lr for Muon groups, adamw_lr for AdamW ones)."""
+    rules = {key: _KEY_RULES[key](model) for key in keys}
+    split: list[ParamGroup] = []
+    for group, given in zip(groups, overrides, strict=True):
+        by_values: dict[tuple[Any, ...], list[str]] = {}
+        for name in group.names:
+            values = tuple(given.get(key, rules[key][name]) for key in keys)
+            by_values.setdefault(values, []).append(name)
+        own = {k: v for k, v in given.items() if k not in keys}
+        for values, names in by_values.items():
+            chosen = dict(zip(keys, values, strict=True))
+            label = ", ".join(f"{k}={v}" for k, v in chosen.items())
+            split.append(ParamGroup(f"{group.label} ({label})", names, own, chosen))
+    return split
 
 
 def _construct(

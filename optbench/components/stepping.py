@@ -16,7 +16,9 @@ it holds. Protocols, and how a class is recognised (in this order):
 Independently, an optimizer with `train()` and `eval()` methods (the Schedule-Free family) is
 switched with `optimizer.train()` before training steps and `optimizer.eval()` before
 evaluation and before a checkpoint, so evaluation sees the averaged weights and resume stays
-exact. `optimizer.protocol` in the config forces a protocol where detection cannot know.
+exact; a model with BatchNorm then has its running statistics recomputed at those weights, as
+schedulefree's README says (experiment/train.py's recompute_batch_norm).
+`optimizer.protocol` in the config forces a protocol where detection cannot know.
 """
 
 from __future__ import annotations

@@ -60,6 +60,15 @@ METRICS: tuple[Metric, ...] = (
         shown=(BEST,),
     ),
     Metric("lr", "{:.3g}", "learning rate"),
+    # Optimizers that adapt their own step size (Prodigy, D-Adaptation) only: d * lr at the
+    # epoch's end, the step size they took where `lr` stays 1.0; empty for others.
+    Metric(
+        "effective_lr",
+        "{:.3g}",
+        "effective learning rate (d * lr)",
+        optional=True,
+        short="effective lr",
+    ),
     Metric("seconds", "{:.2f}", "seconds (training)", curve=False),
     Metric("eval_seconds", "{:.2f}", "seconds (evaluation)", curve=False),
     # Problems with a known optimum only; empty for others.

@@ -2,23 +2,25 @@
 
 `make_plan` does all checking before anything trains: it binds every component to its
 signature, builds the model once (parameter names for param groups), constructs the optimizer
-and scheduler on it, and pushes a batch of zeros through model and loss, then throws them
-away. The plan carries what was bound; training, `params` and reports build from it and never
-read the raw config again. Its resolved config is derived from the schema and the bound
-components, and the run-id from that (core/identity.py).
+and scheduler on it, pushes a batch that looks like the data through model and loss and
+takes one optimizer step (trial_batch), then throws them away. The plan carries what was
+bound; training, `params` and reports build from it and never read the raw config again.
+Its resolved config is derived from the schema and the bound components, and the run-id from
+that (core/identity.py).
 """
 
 from __future__ import annotations
 
 import fnmatch
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from optbench.components.data import BoundData, DataSpec, bind_data
+from optbench.components.data import BoundData, DataSpec, bind_data, first_train_batch
 from optbench.components.losses import LOSSES, LossInfo, get_loss
 from optbench.components.models import (
     ModelInfo,
@@ -215,16 +217,44 @@ def resolve_config(
     return _plain(resolved)
 
 
+TRIAL_BATCH = 2  # samples in planning's trial batch
+
+
+def trial_batch(data: BoundData, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch that looks like the data, for planning's trial forward and step: the first
+    training samples when planning loaded the dataset already, else random values of the data's
+    shape and range (standard normal when normalised, [0, 1] otherwise) with valid targets. Not
+    zeros: optimizers that initialise from gradient statistics (heavyball's PSGDKron) refuse
+    all-zero gradients. Drawn from its own generator, so no RNG of the run moves."""
+    loaded = first_train_batch(data, seed, TRIAL_BATCH)
+    if loaded is not None:
+        return loaded
+    spec = data.spec
+    generator = torch.Generator().manual_seed(seed)
+    shape = (TRIAL_BATCH, *spec.input_shape)
+    if data.normalize is not None:
+        inputs = torch.randn(shape, generator=generator)
+    else:
+        inputs = torch.rand(shape, generator=generator)
+    if spec.num_classes:
+        targets = torch.randint(spec.num_classes, (TRIAL_BATCH,), generator=generator)
+    else:
+        targets = torch.randn(TRIAL_BATCH, spec.num_outputs, generator=generator)
+    return inputs, targets
+
+
 def _try_batch(
-    model: nn.Module, loss_fn: nn.Module, spec: DataSpec, model_name: str, loss: LossInfo
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Push a batch of two zero inputs through the model and the loss, so a model that does not
-    fit the data, a loss option torch checks only when called, or an imported loss that does
-    not fit the outputs and targets fails while planning."""
-    inputs = torch.zeros(2, *spec.input_shape)
-    targets = (
-        torch.zeros(2, dtype=torch.long) if spec.num_classes else torch.zeros(2, spec.num_outputs)
-    )
+    model: nn.Module,
+    loss_fn: nn.Module,
+    batch: tuple[torch.Tensor, torch.Tensor],
+    spec: DataSpec,
+    model_name: str,
+    loss: LossInfo,
+) -> None:
+    """Push the trial batch through the model and the loss, so a model that does not fit the
+    data, a loss option torch checks only when called, or an imported loss that does not fit
+    the outputs and targets fails while planning."""
+    inputs, targets = batch
     model.eval()  # batch norm in training mode refuses tiny batches
     try:
         with torch.no_grad():
@@ -242,11 +272,12 @@ def _try_batch(
             f"{type(exc).__name__}: {exc}{hint}",
         ) from None
     shape = tuple(getattr(outputs, "shape", ()))
-    if loss.targets is not None and shape != (2, spec.num_outputs):  # what a built-in loss needs
+    # what a built-in loss needs
+    if loss.targets is not None and shape != (len(inputs), spec.num_outputs):
         raise ConfigError(
             "model",
-            f"{model_name} gives outputs of shape {shape} for a batch of 2; "
-            f"{loss.name} needs (2, {spec.num_outputs}) here",
+            f"{model_name} gives outputs of shape {shape} for a batch of {len(inputs)}; "
+            f"{loss.name} needs ({len(inputs)}, {spec.num_outputs}) here",
         )
     try:
         value = loss_fn(outputs, targets)
@@ -261,7 +292,6 @@ def _try_batch(
     if not (isinstance(value, torch.Tensor) and value.numel() == 1):
         got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
         raise ConfigError("loss", f"{loss.name} returns {got}, not a single number")
-    return inputs, targets
 
 
 def _try_step(
@@ -271,21 +301,34 @@ def _try_step(
     batch: tuple[torch.Tensor, torch.Tensor],
     model_name: str,
 ) -> None:
-    """One step of the optimizer's protocol on the batch of zeros, on the throwaway model: an
+    """One step of the optimizer's protocol on the trial batch, on the throwaway model: an
     optimizer optbench cannot step (wrong protocol, a model it does not support) is refused
     while planning, with torch's reason, and never run wrongly."""
     trial = optimizer.build(model)
     protocol = optimizer.protocol
+    _try_switch(protocol.training, trial, optimizer.info.name)
     try:
-        protocol.training(trial)
         protocol.step(trial, lambda: loss_fn(model(batch[0]), batch[1]))
-        protocol.evaluating(trial)
     except Exception as exc:
         raise ConfigError(
             "optimizer",
             f"{optimizer.info.name} cannot take a step ({protocol.name} protocol) on "
             f"{model_name}: {type(exc).__name__}: {exc} (optimizer.protocol forces another: "
             "plain, closure, sharpness or second_order)",
+        ) from None
+    _try_switch(protocol.evaluating, trial, optimizer.info.name)
+
+
+def _try_switch(
+    switch: Callable[[torch.optim.Optimizer], None], trial: torch.optim.Optimizer, name: str
+) -> None:
+    """The protocol's optimizer.train() or eval() (a no-op for most classes); when the class's
+    own method fails, no other protocol helps, so the refusal says only that."""
+    try:
+        switch(trial)
+    except Exception as exc:
+        raise ConfigError(
+            "optimizer", f"{name}'s train()/eval() fail: {type(exc).__name__}: {exc}"
         ) from None
 
 
@@ -344,7 +387,7 @@ def _make_plan(config: ExperimentConfig) -> RunPlan:
             "num_data": spec.train_size,
         }
         with stage("optimizer", optimizer_info.name):
-            optimizer = bind_optimizer(optimizer_info, config.optimizer, trainable, run)
+            optimizer = bind_optimizer(optimizer_info, config.optimizer, trainable, run, model)
             optimizer.check(model)
         if scheduler is not None:
             with stage("scheduler", scheduler.info.name):
@@ -352,7 +395,8 @@ def _make_plan(config: ExperimentConfig) -> RunPlan:
         with stage("loss", loss_info.name):
             loss_fn = loss_info.build(loss_options)
         with stage("model", model_info.name):  # the model's forward, then the loss
-            batch = _try_batch(model, loss_fn, spec, model_info.name, loss_info)
+            batch = trial_batch(data, config.seed)
+            _try_batch(model, loss_fn, batch, spec, model_info.name, loss_info)
         with stage("optimizer", optimizer_info.name):
             _try_step(optimizer, model, loss_fn, batch, model_info.name)
 

@@ -19,6 +19,7 @@ measured for fast mode and left out is in BENCHMARKS.md.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import time
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from optbench.components.data import InMemoryDataset, keep_batch, load_data
+from optbench.components.optimizers import effective_lr
 from optbench.core.metrics import epoch_row
 from optbench.experiment.checkpoint import CheckpointFile, restore_rng, rng_state
 from optbench.experiment.plan import RunPlan
@@ -135,6 +137,26 @@ def evaluate(
     return total_loss / count, (correct / count if classify else None)
 
 
+# Schedule-Free's recipe for BatchNorm (schedulefree's README): after optimizer.eval(), up to
+# this many training batches through the model in train mode without gradients, so the running
+# statistics evaluation uses are those of the evaluated (averaged) weights, not of the
+# training iterates. In order, unshuffled and unaugmented: no generator of the run moves.
+BATCH_NORM_BATCHES = 50
+_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+
+
+def has_batch_norm(model: nn.Module) -> bool:
+    return any(isinstance(module, _BATCH_NORMS) for module in model.modules())
+
+
+def recompute_batch_norm(model: nn.Module, train_set: InMemoryDataset, batch_size: int) -> None:
+    """BatchNorm's running statistics recomputed at the weights the optimizer's eval() set."""
+    model.train()
+    with torch.no_grad():
+        for inputs, _ in itertools.islice(train_set.batches(batch_size), BATCH_NORM_BATCHES):
+            model(inputs)
+
+
 # An L2 penalty bound to a built model: its factor and the parameters it covers.
 L2Penalty = tuple[float, list[nn.Parameter]]
 
@@ -220,6 +242,8 @@ def train(
     scheduler = plan.build_scheduler(optimizer)
     step_scheduler_each_batch = plan.scheduler is not None and plan.scheduler.per_step
     protocol = plan.optimizer.protocol  # how this optimizer steps (components/stepping.py)
+    # Schedule-Free evaluates other weights than it trains: BatchNorm's statistics must follow
+    recompute_statistics = protocol.train_eval and has_batch_norm(model)
     # Test functions with a known optimum log their distance to it; 2-D ones also their path
     # (the point after every step, in the epoch's row: the checkpoint keeps it for --resume).
     distance = getattr(model, "distance_to_optimum", None)
@@ -270,13 +294,15 @@ def train(
             if not math.isfinite(loss_sum):  # fast mode: found at the end of the epoch
                 return result.diverge(epoch, batches, f"epoch loss is {loss_sum}")
             seconds = time.perf_counter() - started
+            adapted_lr = effective_lr(optimizer)  # the step size it chose, where it adapts one
             if not _parameters_finite(model):
                 return result.diverge(epoch, batches, "parameters became NaN or infinite")
 
-            protocol.evaluating(
-                optimizer
-            )  # averaged weights (Schedule-Free), kept to the checkpoint
+            # averaged weights (Schedule-Free), kept to the checkpoint
+            protocol.evaluating(optimizer)
             started = time.perf_counter()
+            if recompute_statistics:
+                recompute_batch_norm(model, train_set, config.data.batch_size)
             test_loss, test_accuracy = evaluate(
                 model, loss_fn, test_set, config.data.test_batch_size, classify
             )
@@ -294,6 +320,7 @@ def train(
                 test_loss=test_loss,
                 test_accuracy=test_accuracy,
                 lr=lr,
+                effective_lr=adapted_lr,
                 seconds=seconds,
                 eval_seconds=eval_seconds,
                 distance_to_optimum=distance() if distance is not None else None,

@@ -322,6 +322,8 @@ def validate(config: ConfigArg, overrides: SetOption = None) -> None:
     if (layout := plan.data_spec.layout) is not None:  # imported image arrays (data/imported.py)
         line = f"data {plan.data.info.name}: inputs read as {layout}"
         console.print(line, markup=False, highlight=False)
+    for note in plan.optimizer.compile_notes():
+        console.print(note, markup=False, highlight=False)
     if (problem := plan.config.problem) is not None:
         changed = ", ".join(f"{k}={v}" for k, v in problem.overrides.items()) or "none"
         line = f"problem {problem.name} (v{problem.version}); your overrides: {changed}"

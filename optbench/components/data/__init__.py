@@ -23,6 +23,7 @@ from optbench.components.data.bind import (
     BoundData,
     bind_data,
     dataset_options,
+    first_train_batch,
     load_data,
     resolve_normalize,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "dataset_options",
     "deepobs_quadratic",
     "deepobs_two_d",
+    "first_train_batch",
     "get_dataset",
     "keep_batch",
     "load_data",

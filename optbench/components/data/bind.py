@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from optbench.components.augment import make_augment
 from optbench.components.data.imported import (
     Reading,
@@ -202,3 +204,16 @@ def load_data(data: BoundData, seed: int) -> tuple[InMemoryDataset, InMemoryData
         InMemoryDataset(train.inputs, train.targets, mean, std, augment),
         InMemoryDataset(test.inputs, test.targets, mean, std),
     )
+
+
+def first_train_batch(
+    data: BoundData, seed: int, size: int
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The first `size` training samples as training sees them (normalised), when planning
+    has loaded the dataset already (its shape is read off its tensors); None for a dataset
+    whose shape is known without loading it, so planning never loads one just for this."""
+    if data.info.spec is not None:
+        return None
+    train, _ = load_data(data, seed)
+    # a copy: transform normalises in place, and the cached tensors are the run's
+    return train.transform(train.inputs[:size].clone()), train.targets[:size].clone()
