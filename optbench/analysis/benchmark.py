@@ -41,6 +41,7 @@ from optbench.core.metrics import higher_is_better
 from optbench.core.problems import PROBLEMS
 from optbench.core.suite import SuiteConfig, load_suite, optimizer_label, problem_label
 from optbench.storage.results import (
+    BENCHMARK_FILE,
     FINISHED,
     TUNE_FILE,
     RunDir,
@@ -49,7 +50,6 @@ from optbench.storage.results import (
 )
 from optbench.sweeps.executors import QuietSweep, SweepView
 
-BENCHMARK_FILE = "benchmark.json"
 # Keys of a problem's config file that a suite decides, not the problem.
 _SUITE_KEYS = ("name", "optimizer", "sweep", "tune", "seed")
 
