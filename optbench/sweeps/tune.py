@@ -1054,8 +1054,10 @@ class _Labelled:
 
 class _SharedPool:
     """Several tunes' points through one executor run: their lazy streams taken in turn (each
-    Tuner still asks a trial only when a worker is free for it) and each result handed back to
-    the tune whose point it was. One pool of workers starts once for all of them."""
+    Tuner still asks a trial only when a worker is free for it, and has the results of its
+    earlier trials by then), or one tune's after another's (`in_turn` False: seed reruns, so
+    that tunes finish one by one), and each result handed back to the tune whose point it was.
+    One pool of workers starts once for all of them."""
 
     def __init__(self, runner: Any, display: Any) -> None:
         self.runner, self.display = runner, display
@@ -1065,11 +1067,12 @@ class _SharedPool:
         self,
         streams: list[tuple[Tuner, Any]],
         handler: Callable[[Tuner], Callable[[Any], None]],
+        in_turn: bool = True,
     ) -> None:
-        def in_turn() -> Iterator[tuple[Any, ...]]:
-            iterators = [(tuner, iter(points)) for tuner, points in streams]
+        def points() -> Iterator[tuple[Any, ...]]:
+            iterators = [(tuner, iter(stream)) for tuner, stream in streams]
             while iterators:
-                for entry in list(iterators):
+                for entry in list(iterators) if in_turn else iterators[:1]:
                     point = next(entry[1], None)
                     if point is None:
                         iterators.remove(entry)
@@ -1080,7 +1083,7 @@ class _SharedPool:
         def on_result(result: Any) -> None:
             handler(self.owners.pop(result.run_id))(result)
 
-        self.runner.run(in_turn(), self.display.message, on_result)
+        self.runner.run(points(), self.display.message, on_result)
 
 
 def run_tunes(
@@ -1194,7 +1197,7 @@ def _run_seeds(
 
         return on_result
 
-    pool.run(streams, handler)
+    pool.run(streams, handler, in_turn=False)
 
 
 def tune_summary(report: dict[str, Any] | TuneFile) -> str:
