@@ -350,12 +350,8 @@ def test_runs_of_a_problem_show_its_published_figures_apart_from_the_ranking(
     assert ("table", {"id": "references"}) not in Page(plain.read_text()).tags
 
 
-@pytest.mark.slow  # trains a tiny benchmark (torch, Optuna)
-def test_a_benchmark_folder_shows_its_profiles_scores_and_switchable_curves(
-    tmp_path: Path,
-) -> None:
-    import pandas as pd
-
+def write_benchmark(root: Path) -> Path:
+    """A tiny benchmark (2 problems x 2 optimizers, 3 epochs) trained into root/results."""
     pytest.importorskip("optuna")
     import optbench
 
@@ -373,10 +369,22 @@ def test_a_benchmark_folder_shows_its_profiles_scores_and_switchable_curves(
         },
         "targets": {"rosenbrock": {"distance_to_optimum": 1.5}},
     }
-    path = tmp_path / "tiny.yaml"
+    path = root / "tiny.yaml"
     path.write_text(yaml.safe_dump(suite))
-    results = tmp_path / "results"
+    results = root / "results"
     optbench.benchmark(path, workers=1, results_dir=results)
+    return results
+
+
+@pytest.mark.slow  # trains a tiny benchmark (torch, Optuna)
+def test_a_benchmark_folder_shows_its_profiles_scores_and_switchable_curves(
+    tmp_path: Path,
+) -> None:
+    import pandas as pd
+
+    import optbench
+
+    results = write_benchmark(tmp_path)
     document = json.loads((results / "tiny" / "benchmark.json").read_text())
 
     written = optbench.report(results, output=tmp_path / "report.html")  # a folder above it
