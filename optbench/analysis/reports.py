@@ -680,9 +680,11 @@ def plot_profiles_png(document: dict[str, Any], path: Path) -> None:
     plt = _pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     taus = document["profiles"]["tau"]
+    steps = document["scores"]["steps"]
+    ranked = sorted(steps, key=lambda o: -steps[o])  # one colour per optimizer in both panels
     for axis, measure in zip(axes, ("steps", "seconds"), strict=True):
         scores = document["scores"][measure]
-        for optimizer in sorted(scores, key=lambda o: -scores[o]):
+        for optimizer in ranked:
             rho = document["profiles"][measure][optimizer]
             axis.step(taus, rho, where="post", label=f"{optimizer} ({scores[optimizer]:.3f})")
         axis.set_xlabel(f"tau: time to target / the fastest's ({measure})")
