@@ -1186,14 +1186,14 @@ def _run_seeds(
         on_done(done, len(tuners))
 
     def handler(tuner: Tuner) -> Callable[[Any], None]:
-        def on_result(result: Any) -> None:
+        def on_result(result: Any) -> None:  # counted first: the line printed says so
             nonlocal done
-            tuner.on_seed_result(result)
             left[id(tuner)] -= 1
             if left[id(tuner)] == 0:
                 done += 1
                 if on_done is not None:
                     on_done(done, len(tuners))
+            tuner.on_seed_result(result)
 
         return on_result
 
