@@ -237,28 +237,21 @@ def run_benchmark(
     reused = [pair.name for pair in pairs if reports[pair.name] is not None]
     if trained:  # one pool of workers for every pair's trials, then every pair's seed reruns
 
-        def pairs_done(done: int, total: int) -> None:
-            shown.note(f"pairs {done + len(reused)}/{total + len(reused)}")
+        def pairs_done(display: Any, done: int, total: int) -> None:
+            display.note(f"pairs {done + len(reused)}/{total + len(reused)}")
 
         header = (
             f"benchmark {suite.name}: {len(trained)} of {len(pairs)} pairs to tune "
             f"({len(reused)} finished already), {suite.tune.trials} trials + "
             f"{len(suite.tune.seeds)} seeds each"
         )
-        shown: Any = None
-
-        def pair_view(*args: Any, **kwargs: Any) -> Any:
-            nonlocal shown
-            shown = view(*args, **kwargs)
-            return shown
-
         outcomes = run_tunes(
             [setups[name] for name in trained],
             results,
             workers=workers,
             executor=executor,
             address=address,
-            view=pair_view,
+            view=view,
             title="benchmark",
             header=header,
             on_done=pairs_done,

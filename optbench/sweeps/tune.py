@@ -1097,12 +1097,13 @@ def run_tunes(
     view: SweepView = QuietSweep,
     title: str = "tune",
     header: str | None = None,
-    on_done: Callable[[int, int], None] | None = None,
+    on_done: Callable[[Any, int, int], None] | None = None,
 ) -> list[TuneReport]:
     """Run several checked tunes (load_tune) on one executor run: their trials share one pool
     of workers, then so do their seed reruns (`optbench benchmark`'s pairs). Each tune keeps
     its own folder, studies and tune.json (storage: each its own journal, unless one is given).
-    `on_done(tunes finished, tunes)` is called as each tune's seed reruns end."""
+    `on_done(display, tunes finished, tunes)` is called as each tune's seed reruns end (a
+    benchmark notes its pairs done on the display)."""
     from optbench.sweeps.executors import make_executor
 
     _optuna()
@@ -1176,14 +1177,14 @@ def run_tunes(
 
 
 def _run_seeds(
-    pool: _SharedPool, tuners: list[Tuner], on_done: Callable[[int, int], None] | None
+    pool: _SharedPool, tuners: list[Tuner], on_done: Callable[[Any, int, int], None] | None
 ) -> None:
     """Every tune's seed reruns on the pool; a tune is done when its last one ends."""
     streams = [(tuner, tuner.seed_points()) for tuner in tuners]
     left = {id(tuner): len(points) for tuner, points in streams}
     done = sum(count == 0 for count in left.values())
     if on_done is not None:
-        on_done(done, len(tuners))
+        on_done(pool.display, done, len(tuners))
 
     def handler(tuner: Tuner) -> Callable[[Any], None]:
         def on_result(result: Any) -> None:  # counted first: the line printed says so
@@ -1192,7 +1193,7 @@ def _run_seeds(
             if left[id(tuner)] == 0:
                 done += 1
                 if on_done is not None:
-                    on_done(done, len(tuners))
+                    on_done(pool.display, done, len(tuners))
             tuner.on_seed_result(result)
 
         return on_result
