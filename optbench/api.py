@@ -354,14 +354,19 @@ def benchmark(
     address: str | None = None,
     results_dir: str | Path | None = None,
     view: SweepView | None = None,
+    plot: str | Path | None = None,
 ) -> BenchmarkResult:
     """Tune every (optimizer, problem) pair of a suite file with its one budget (pairs already
     finished are read back, so `optimizers`, extra registry names or import paths, train only
     their own pairs), then score the optimizers across problems with AlgoPerf's performance
-    profiles and write DIR/<suite>/benchmark.json. Needs the `tune` extra (optuna)."""
+    profiles and write DIR/<suite>/benchmark.json. Needs the `tune` extra (optuna). `plot`: a
+    PNG (or other image) of the performance profiles, checked before anything trains."""
     from optbench.analysis.benchmark import run_benchmark
+    from optbench.analysis.reports import check_plot_path, plot_profiles_png
     from optbench.sweeps.executors import QuietSweep
 
+    if plot is not None:
+        check_plot_path(Path(plot))
     outcome = run_benchmark(
         suite,
         optimizers,
@@ -371,6 +376,8 @@ def benchmark(
         results_dir=results_dir,
         view=view or QuietSweep,
     )
+    if plot is not None:
+        plot_profiles_png(outcome.document, Path(plot))
     return BenchmarkResult(
         outcome.path, outcome.document, outcome.trained, outcome.reused, outcome.failed
     )

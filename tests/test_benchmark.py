@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import ClassVar
 
 import pandas as pd
 import pytest
@@ -17,6 +18,7 @@ from optbench.core.errors import ConfigError
 from optbench.core.metrics import higher_is_better
 from optbench.core.problems import PROBLEMS
 from optbench.core.suite import load_suite
+from optbench.sweeps.executors import QuietSweep
 
 pytest.importorskip("optuna")
 
@@ -66,11 +68,38 @@ def _curves_read_back(results: Path, document: dict) -> list[PairCurves]:
     return pairs
 
 
+class Recorded(QuietSweep):
+    """A live view that keeps what it was told: the runs in all, those done, and notes."""
+
+    views: ClassVar[list[Recorded]] = []
+
+    def __init__(self, total: int, done: int, labels: dict | None, **kwargs: object) -> None:
+        self.total, self.title, self.notes, self.results = total, kwargs.get("title"), [], 0
+        Recorded.views.append(self)
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def result(self, result: object, line: str | None = None) -> None:
+        self.results += 1
+
+    def answered(self, line: str) -> None:  # a trial answered from disk
+        self.results += 1
+
+    def skip(self, count: int) -> None:  # a seed rerun that is a trial already trained
+        self.results += count
+
+
 @pytest.mark.slow
 def test_tiny_suite_scores_and_a_third_optimizer_trains_only_its_pairs(tmp_path: Path) -> None:
     suite = _write(tmp_path, SUITE)
     results = tmp_path / "results"
-    first = optbench.benchmark(suite, workers=1, results_dir=results)
+    Recorded.views.clear()
+    first = optbench.benchmark(suite, workers=1, results_dir=results, view=Recorded)
+    # One live view over the whole suite: every pair's trials and seeds, pairs counted as done.
+    (view,) = Recorded.views
+    assert view.title == "benchmark" and view.total == 4 * (2 + 2) == view.results
+    assert view.notes[0] == "pairs 0/4" and view.notes[-1] == "pairs 4/4"
     assert first.failed == [] and first.reused == []
     assert sorted(first.trained) == sorted(
         f"tiny.{p}.{o}" for p in ("rosenbrock", "branin") for o in ("SGD", "Adam")
@@ -101,7 +130,10 @@ def test_tiny_suite_scores_and_a_third_optimizer_trains_only_its_pairs(tmp_path:
     # A third optimizer (an import path): only its two pairs train; the others are read back.
     folders = {p: sorted(x.name for x in (results / p).iterdir()) for p in first.trained}
     stamps = {p: (results / p / "tune.json").stat().st_mtime_ns for p in first.trained}
-    second = optbench.benchmark(suite, ["torch.optim.RMSprop"], workers=1, results_dir=results)
+    second = optbench.benchmark(
+        suite, ["torch.optim.RMSprop"], workers=1, results_dir=results, view=Recorded
+    )
+    assert Recorded.views[-1].notes[-1] == "pairs 6/6"  # the 4 read back count as done
     assert sorted(second.trained) == [
         "tiny.branin.torch.optim.RMSprop",
         "tiny.rosenbrock.torch.optim.RMSprop",

@@ -234,3 +234,21 @@ def test_a_narrow_terminal_drops_the_rightmost_columns_and_cuts_no_number() -> N
     assert "speed" not in narrow and "best test acc" not in narrow  # dropped, right first
     words = narrow.split()
     assert {"#", "optimizer", "status", "Adadelta", "0.3472", "0.0239", "completed"} <= set(words)
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_a_note_on_the_whole_shows_beside_the_runs_done(terminal: bool) -> None:
+    """`optbench benchmark`'s pairs done: on the progress line, and in each plain line."""
+    display, console = _sweep(terminal=terminal, clock=FakeClock(), total=2)
+    with display:
+        display.note("pairs 0/1")
+        display.result(PointResult("run-a", Status.COMPLETED))
+        display.note("pairs 1/1")
+        display.result(PointResult("run-b", Status.COMPLETED))
+        if terminal:
+            display.live.refresh()
+    shown = console.export_text() if terminal else console.file.getvalue()
+    assert "pairs 1/1" in shown
+    if not terminal:
+        first, second = shown.splitlines()
+        assert first.startswith("[1/2, pairs 0/1, ETA") and second.startswith("[2/2, pairs 1/1,")

@@ -348,3 +348,73 @@ def test_runs_of_a_problem_show_its_published_figures_apart_from_the_ranking(
     plain = tmp_path / "plain.html"
     assert invoke("report", str(write_grid(tmp_path / "grid")), "-o", str(plain)).exit_code == 0
     assert ("table", {"id": "references"}) not in Page(plain.read_text()).tags
+
+
+def write_benchmark(root: Path) -> Path:
+    """A tiny benchmark (2 problems x 2 optimizers, 3 epochs) trained into root/results."""
+    pytest.importorskip("optuna")
+    import optbench
+
+    suite = {
+        "name": "tiny",
+        "problems": ["rosenbrock", "branin"],
+        "set": {"epochs": 3, "device": "cpu"},
+        "optimizers": {"SGD": {"name": "SGD"}, "Adam": {"name": "Adam"}},
+        "tune": {
+            "space": {"optimizer.lr": {"log_uniform": [1.0e-3, 1.0e-2]}},
+            "trials": 2,
+            "sampler": "random",
+            "pruner": "none",
+            "seeds": [0, 1],
+        },
+        "targets": {"rosenbrock": {"distance_to_optimum": 1.5}},
+    }
+    path = root / "tiny.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    results = root / "results"
+    optbench.benchmark(path, workers=1, results_dir=results)
+    return results
+
+
+@pytest.mark.slow  # trains a tiny benchmark (torch, Optuna)
+def test_a_benchmark_folder_shows_its_profiles_scores_and_switchable_curves(
+    tmp_path: Path,
+) -> None:
+    import pandas as pd
+
+    import optbench
+
+    results = write_benchmark(tmp_path)
+    document = json.loads((results / "tiny" / "benchmark.json").read_text())
+
+    written = optbench.report(results, output=tmp_path / "report.html")  # a folder above it
+    page = written.path.read_text()
+    figures = {figure["id"]: figure for figure in figures_of(page)}
+    assert written.figures == list(figures)
+    for measure in ("steps", "seconds"):  # one trace per optimizer: the profile as written
+        traces = figures[f"fig-profile-{measure}"]["data"]
+        assert sorted(t["name"].split(" ")[0] for t in traces) == ["Adam", "SGD"]
+        for trace in traces:
+            optimizer = trace["name"].split(" ")[0]
+            assert decode(trace["y"]).tolist() == document["profiles"][measure][optimizer]
+            assert decode(trace["x"]).tolist() == document["profiles"]["tau"]
+    assert "score (steps)" in page and "time to target per problem" in page
+
+    # Per problem: each optimizer's best configuration, its x switchable between steps and
+    # the seed reruns' cumulative training seconds (epochs.csv read by pandas, averaged).
+    for index, problem in enumerate(document["targets"]):
+        figure = figures[f"fig-problem-{index}"]
+        (switch,) = figure["layout"]["updatemenus"]
+        steps, seconds = (button["args"][0]["x"] for button in switch["buttons"])
+        assert [b["label"] for b in switch["buttons"]] == ["steps", "seconds"]
+        for trace, xs_steps, xs_seconds in zip(figure["data"], steps, seconds, strict=True):
+            pair = document["pairs"][trace["name"]][problem]
+            frames = [
+                pd.read_csv(results / pair["folder"] / run_id / "epochs.csv")
+                for run_id in pair["seed_run_ids"]
+            ]
+            expected = np.mean([f["seconds"].cumsum().to_numpy() for f in frames], axis=0)
+            assert xs_seconds == pytest.approx(expected.tolist())
+            assert xs_steps == (frames[0]["epoch"] * pair["steps_per_epoch"]).tolist()
+            assert decode(trace["x"]).tolist() == xs_steps
+    assert 'http-equiv="Content-Security-Policy"' in page

@@ -22,7 +22,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script too
 
-from tests.test_report import HOSTILE, write_grid, write_many  # noqa: E402
+from tests.test_report import HOSTILE, write_benchmark, write_grid, write_many  # noqa: E402
 
 BASELINES = REPO / "results" / "baselines" / "compare_fashion_mnist"
 SCREENSHOT = REPO / "docs" / "report.png"
@@ -301,3 +301,41 @@ def write_screenshot(path: Path = SCREENSHOT) -> None:
 
 if __name__ == "__main__":
     write_screenshot()
+
+
+@pytest.mark.slow  # trains a tiny benchmark, then a page load
+def test_a_benchmark_page_draws_and_switches_its_curves_to_seconds(
+    browser: Any, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    written = _report([write_benchmark(tmp_path)], tmp_path / "report.html")
+    state = open_report(browser, written.path)
+    assert severe(state) == [] and state["resources"] == []
+    assert (
+        state["drawn"]
+        == written.figures[:4]
+        == [
+            "fig-profile-steps",
+            "fig-profile-seconds",
+            "fig-problem-0",
+            "fig-problem-1",
+        ]
+    )
+    names = browser.execute_script(
+        "return document.getElementById('fig-profile-steps').data.map(t => t.name.split(' ')[0])"
+    )
+    assert sorted(names) == ["Adam", "SGD"]  # one trace per optimizer
+
+    def axis() -> tuple[str, list[float]]:
+        return browser.execute_script(
+            "const gd = document.getElementById('fig-problem-0');"
+            "return [gd.layout.xaxis.title.text, Array.from(gd.data[0].x)]"
+        )
+
+    title, steps = axis()
+    assert title == "optimizer steps" and all(float(x).is_integer() for x in steps)
+    seconds_button = browser.find_elements("css selector", "#fig-problem-0 .updatemenu-button")[1]
+    ActionChains(browser).move_to_element(seconds_button).click().perform()
+    title, seconds = _until(lambda: axis()[0] == "training seconds" and axis())
+    assert len(seconds) == len(steps) and seconds != steps and seconds == sorted(seconds)

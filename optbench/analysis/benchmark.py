@@ -41,6 +41,7 @@ from optbench.core.metrics import higher_is_better
 from optbench.core.problems import PROBLEMS
 from optbench.core.suite import SuiteConfig, load_suite, optimizer_label, problem_label
 from optbench.storage.results import (
+    BENCHMARK_FILE,
     FINISHED,
     TUNE_FILE,
     RunDir,
@@ -49,7 +50,6 @@ from optbench.storage.results import (
 )
 from optbench.sweeps.executors import QuietSweep, SweepView
 
-BENCHMARK_FILE = "benchmark.json"
 # Keys of a problem's config file that a suite decides, not the problem.
 _SUITE_KEYS = ("name", "optimizer", "sweep", "tune", "seed")
 
@@ -221,34 +221,48 @@ def run_benchmark(
     An interrupted pair raises KeyboardInterrupt (the same command resumes); a pair whose
     every trial failed or diverged reaches no target (as AlgoPerf scores a diverged workload)
     and is listed in `failed`."""
-    from optbench.sweeps.tune import load_tune, run_tune
+    from optbench.sweeps.tune import load_tune, run_tunes
 
     suite = load_suite(suite_path)
     pairs, targets = suite_pairs(suite, optimizers)
+    setups = {}
     for pair in pairs:  # every pair checked before any trains: bad input writes nothing
         try:
-            load_tune(pair.config)
+            setups[pair.name] = load_tune(pair.config)
         except ConfigError as exc:
             raise ConfigError(f"{pair.name}: {exc}") from None
     results = Path(results_dir or default_results_dir())
-    trained, reused, failed, curves, details = [], [], [], [], {}
+    reports = {pair.name: _finished(results, pair) for pair in pairs}
+    trained = [pair.name for pair in pairs if reports[pair.name] is None]
+    reused = [pair.name for pair in pairs if reports[pair.name] is not None]
+    if trained:  # one pool of workers for every pair's trials, then every pair's seed reruns
+
+        def pairs_done(display: Any, done: int, total: int) -> None:
+            display.note(f"pairs {done + len(reused)}/{total + len(reused)}")
+
+        header = (
+            f"benchmark {suite.name}: {len(trained)} of {len(pairs)} pairs to tune "
+            f"({len(reused)} finished already), {suite.tune.trials} trials + "
+            f"{len(suite.tune.seeds)} seeds each"
+        )
+        outcomes = run_tunes(
+            [setups[name] for name in trained],
+            results,
+            workers=workers,
+            executor=executor,
+            address=address,
+            view=view,
+            title="benchmark",
+            header=header,
+            on_done=pairs_done,
+        )
+        if any(outcome.interrupted for outcome in outcomes):
+            raise KeyboardInterrupt
+        for name, outcome in zip(trained, outcomes, strict=True):
+            reports[name] = outcome.report
+    failed, curves, details = [], [], {}
     for pair in pairs:
-        report = _finished(results, pair)
-        if report is None:
-            outcome = run_tune(
-                pair.config,
-                results_dir=results,
-                workers=workers,
-                executor=executor,
-                address=address,
-                view=view,
-            )
-            if outcome.interrupted:
-                raise KeyboardInterrupt
-            report = outcome.report
-            trained.append(pair.name)
-        else:
-            reused.append(pair.name)
+        report = reports[pair.name]
         if next(iter(report["optimizers"].values()))["best"] is None:
             failed.append(pair.name)
         pair_curves, detail = _read_pair(results, pair, report, targets[pair.problem])

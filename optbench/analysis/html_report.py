@@ -19,6 +19,8 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import html
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +45,7 @@ from optbench.core.metrics import (
     TITLES,
     format_cell,
 )
-from optbench.storage.results import RunDir, write_atomic
+from optbench.storage.results import BENCHMARK_FILE, RunDir, write_atomic
 
 EXTRA_HINT = "pip install 'optbench[report]'"
 # Above this many configurations the figures draw no legend (hundreds of entries take seconds
@@ -85,11 +87,32 @@ def check_output_path(path: Path) -> None:
     _plotly()
 
 
+def benchmark_files(paths: list[Path]) -> list[Path]:
+    """The benchmark.json files in `paths` or in folders under them (`optbench benchmark`)."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(sorted(path.rglob(BENCHMARK_FILE)))
+    return found
+
+
 def write_report(
     paths: list[Path], output: Path, metric: str | None = None, target: str | None = None
 ) -> ReportSummary:
-    """`optbench report`: compare the runs under `paths` and write the page to `output`."""
+    """`optbench report`: compare the runs under `paths` and write the page to `output`; when
+    they hold a benchmark's benchmark.json, the page shows the benchmark instead (its results
+    folder is the one above the benchmark.json's folder)."""
     check_output_path(output)
+    benchmarks = benchmark_files(paths)
+    if benchmarks:
+        document = json.loads(benchmarks[0].read_text())
+        page, figures = render_benchmark(document, benchmarks[0].parent.parent)
+        write_atomic(output, page)
+        pairs = sum(len(row) for row in document["pairs"].values())
+        runs = sum(
+            len(p["seed_run_ids"]) for row in document["pairs"].values() for p in row.values()
+        )
+        return ReportSummary(output, len(page.encode()), runs, pairs, figures)
     comparison = compare_runs(paths, metric, target)
     page, figures = render(comparison, [str(p) for p in paths])
     # Written whole or not at all (an earlier page stays); a full disk is no bad input: exit 3.
@@ -684,6 +707,195 @@ Hover for values.</p>
 {figure_divs}
 <h2>Configurations</h2>
 {_configs_html(comparison, configurations)}
+<script>{get_plotlyjs()}</script>
+<script>
+const TEMPLATE = {{layout: {_json(templates["plotly_white"].layout)}}};
+const FIGURES = {_json(figures)};
+{_SCRIPT}</script>
+</body></html>
+"""
+    return page, [figure["id"] for figure in figures]
+
+
+# --------------------------------------------------------------------------- a benchmark
+
+_CLOCKS = {"steps": "optimizer steps", "seconds": "training seconds"}
+
+
+def _profile_figure(document: dict[str, Any], measure: str) -> dict[str, Any]:
+    """The performance profile rho(tau) of every optimizer for one clock (a step function)."""
+    taus = document["profiles"]["tau"]
+    scores = document["scores"][measure]
+    traces = [
+        {
+            "type": "scatter",
+            "x": taus,
+            "y": document["profiles"][measure][optimizer],
+            "mode": "lines",
+            "line": {"shape": "hv", "color": _PALETTE[index % len(_PALETTE)], "width": 2},
+            "name": f"{optimizer} ({scores[optimizer]:.3f})",
+            "hovertemplate": "tau %{x:.3g}: %{y:.3g} of the problems<extra>%{fullData.name}"
+            "</extra>",
+        }
+        for index, optimizer in enumerate(document["scores"]["steps"])
+    ]
+    layout = {
+        "xaxis": {"title": {"text": f"tau: time to target / the fastest's ({_CLOCKS[measure]})"}},
+        "yaxis": {"title": {"text": "fraction of problems"}, "range": [-0.02, 1.02]},
+        "height": 420,
+        "margin": {"t": 40, "r": 10},
+    }
+    heading = f"Performance profile in {_CLOCKS[measure]} (legend: score)"
+    return {"heading": heading, "data": traces, "layout": layout}
+
+
+def _best_curves(
+    results: Path, pair: dict[str, Any], metric: str
+) -> tuple[list[float], list[float], list[float]] | None:
+    """The mean over the seed reruns of `metric`, against steps and against cumulative
+    training seconds (evaluation excluded), over the epochs every seed reached."""
+    frames = []
+    for run_id in pair["seed_run_ids"]:
+        frame = RunDir(results / pair["folder"] / run_id).read_epochs()
+        if frame is not None and len(frame) and metric in frame:
+            frames.append(frame.assign(seconds=frame["seconds"].cumsum()))
+    if not frames or not pair["steps_per_epoch"]:
+        return None
+    length = min(len(frame) for frame in frames)
+    steps = frames[0]["epoch"].to_numpy()[:length] * pair["steps_per_epoch"]
+    seconds = np.mean([frame["seconds"].to_numpy()[:length] for frame in frames], axis=0)
+    values = np.mean([frame[metric].to_numpy(float)[:length] for frame in frames], axis=0)
+    return steps.tolist(), seconds.tolist(), values.tolist()
+
+
+def _axis_switch(steps: list[list[float]], seconds: list[list[float]]) -> dict[str, Any]:
+    """Buttons that redraw every curve against steps or against wall-clock training seconds."""
+
+    def button(label: str, xs: list[list[float]]) -> dict[str, Any]:
+        return {
+            "label": label,
+            "method": "update",
+            "args": [{"x": xs}, {"xaxis.title.text": _CLOCKS[label], "xaxis.autorange": True}],
+        }
+
+    return {
+        "type": "buttons",
+        "direction": "left",
+        "x": 0,
+        "xanchor": "left",
+        "y": 1.02,
+        "yanchor": "bottom",
+        "showactive": True,
+        "buttons": [button("steps", steps), button("seconds", seconds)],
+    }
+
+
+def _problem_figure(document: dict[str, Any], results: Path, problem: str) -> dict[str, Any] | None:
+    """Each optimizer's best configuration on one problem: its metric (mean over the seeds)
+    against steps, switchable to seconds, with the target as a dashed line."""
+    target = document["targets"][problem]
+    metric = target["metric"]
+    traces, steps, seconds = [], [], []
+    for index, optimizer in enumerate(document["scores"]["steps"]):
+        curves = _best_curves(results, document["pairs"][optimizer][problem], metric)
+        if curves is None:
+            continue
+        steps.append(curves[0])
+        seconds.append(curves[1])
+        traces.append(
+            {
+                "type": "scatter",
+                "x": curves[0],
+                "y": curves[2],
+                "mode": "lines+markers",
+                "marker": {"size": 4},
+                "line": {"color": _PALETTE[index % len(_PALETTE)], "width": 2},
+                "name": optimizer,
+                "hovertemplate": f"%{{x:.4~g}}: {metric} %{{y:.5~g}}<extra>%{{fullData.name}}"
+                "</extra>",
+            }
+        )
+    if not traces:
+        return None
+    title = TITLES.get(metric, metric)
+    layout = {
+        "xaxis": {"title": {"text": _CLOCKS["steps"]}},
+        "yaxis": {"title": {"text": title}},
+        "shapes": [
+            {
+                "type": "line",
+                "xref": "paper",
+                "x0": 0,
+                "x1": 1,
+                "y0": target["value"],
+                "y1": target["value"],
+                "line": {"dash": "dash", "color": "#555", "width": 1},
+            }
+        ],
+        "updatemenus": [_axis_switch(steps, seconds)],
+        "height": 420,
+        "margin": {"t": 40, "r": 10},
+    }
+    sign = ">=" if target["higher_is_better"] else "<="
+    heading = (
+        f"{problem}: {title} of each optimizer's best configuration (mean over seeds; "
+        f"dashed: the target {sign} {target['value']:g})"
+    )
+    return {"heading": heading, "data": traces, "layout": layout}
+
+
+def _tables_text(document: dict[str, Any]) -> str:
+    """The score and time-to-target tables, as `optbench benchmark` prints them."""
+    from rich.console import Console
+
+    from optbench.analysis.reports import benchmark_tables
+
+    console = Console(record=True, width=160, file=open(os.devnull, "w"))  # noqa: SIM115
+    for table in benchmark_tables(document):
+        console.print(table)
+    console.file.close()
+    return console.export_text()
+
+
+def render_benchmark(document: dict[str, Any], results: Path) -> tuple[str, list[str]]:
+    """The page of a benchmark.json (its pairs' runs read from `results`): the performance
+    profiles, the score and time tables, and per problem the best configurations' curves."""
+    plotly = _plotly()
+    from plotly.io import templates
+    from plotly.offline import get_plotlyjs
+
+    found = [
+        ("fig-profile-steps", _profile_figure(document, "steps")),
+        ("fig-profile-seconds", _profile_figure(document, "seconds")),
+        *(
+            (f"fig-problem-{index}", _problem_figure(document, results, problem))
+            for index, problem in enumerate(document["targets"])
+        ),
+    ]
+    figures = [{"id": fid, **figure} for fid, figure in found if figure is not None]
+    divs = [
+        f"<h2>{html.escape(figure.pop('heading'))}</h2><div id={figure['id']} class=figure></div>"
+        for figure in figures
+    ]
+    generated = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    title = f"optbench benchmark: {document['suite']}"
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{_CSP}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(title)}</title><style>{_CSS}</style></head>
+<body>
+<h1>{html.escape(title)}</h1>
+<p class=meta>Each (optimizer, problem) pair tuned with the same budget; time to target is the
+median over the best configuration's seed reruns (AlgoPerf's performance profiles, r_max
+{document["r_max"]:g}; score 1: the fastest on every problem). Generated {generated} by optbench
+with plotly {plotly.__version__}. The buttons above a problem's figure switch its axis between
+steps and seconds. Hover for values.</p>
+{divs[0]}
+{divs[1]}
+<h2>Scores and times to target</h2>
+<pre>{html.escape(_tables_text(document))}</pre>
+{"".join(divs[2:])}
 <script>{get_plotlyjs()}</script>
 <script>
 const TEMPLATE = {{layout: {_json(templates["plotly_white"].layout)}}};

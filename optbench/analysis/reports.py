@@ -672,3 +672,26 @@ def benchmark_tables(document: dict[str, Any]) -> list[Table]:
                 value,
             )
     return [table, times]
+
+
+def plot_profiles_png(document: dict[str, Any], path: Path) -> None:
+    """A benchmark's performance profiles, steps and seconds side by side, one line per
+    optimizer with its score in the legend (`optbench benchmark --plot`; needs matplotlib)."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    taus = document["profiles"]["tau"]
+    steps = document["scores"]["steps"]
+    ranked = sorted(steps, key=lambda o: -steps[o])  # one colour per optimizer in both panels
+    for axis, measure in zip(axes, ("steps", "seconds"), strict=True):
+        scores = document["scores"][measure]
+        for optimizer in ranked:
+            rho = document["profiles"][measure][optimizer]
+            axis.step(taus, rho, where="post", label=f"{optimizer} ({scores[optimizer]:.3f})")
+        axis.set_xlabel(f"tau: time to target / the fastest's ({measure})")
+        axis.set_ylim(-0.02, 1.02)
+        axis.grid(alpha=0.3)
+        axis.legend(title="score", fontsize=8)
+    axes[0].set_ylabel("fraction of problems")
+    figure.suptitle(f"optbench benchmark {document['suite']}: performance profiles")
+    figure.tight_layout()
+    _save(figure, path)

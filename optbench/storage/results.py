@@ -31,6 +31,7 @@ from optbench.storage.records import Summary
 # study, space, budget spent, best trial, trial and seed-rerun run-ids), read by compare
 # --tuned and the report.
 TUNE_FILE = "tune.json"
+BENCHMARK_FILE = "benchmark.json"  # DIR/<suite>/ of `optbench benchmark`
 
 
 class Status(str, enum.Enum):

@@ -77,6 +77,9 @@ class QuietSweep:
     def skip(self, count: int) -> None:
         pass
 
+    def note(self, text: str) -> None:
+        pass
+
 
 # Makes a sweep's observer: (total runs, runs done already, run-id -> label, epochs=run-id ->
 # epochs, title=sweep|tune) -> a context manager with QuietSweep's methods.
@@ -549,7 +552,7 @@ def run_ray(
     points: Iterable[tuple[Any, ...]],
     address: str | None,
     workers: int,
-    write_files: Callable[[str, dict[str, bytes]], None],
+    write_files: Callable[[str, dict[str, bytes], str | None], None],
     on_result: Callable[[PointResult], None],
     folder: Path | None = None,
 ) -> None:
@@ -581,11 +584,13 @@ def run_ray(
     slots = max(1, int(ray.cluster_resources().get("CPU", workers)))
     todo = _Pending(points)
     refs: dict[Any, str] = {}
+    names: dict[str, str | None] = {}  # run-id -> its config's name: its folder
     try:
         while refs or todo:
             while len(refs) < slots and todo.peek():
                 run_id, config, *watch = todo.pop()
                 refs[task.remote(run_id, *shipper.point(config), *watch)] = run_id
+                names[run_id] = config.get("name")
             if not refs:
                 continue
             ready, _ = ray.wait(list(refs), num_returns=1, timeout=0.5)
@@ -596,7 +601,7 @@ def run_ray(
                 except Exception as exc:  # the task itself died (node lost, OOM)
                     on_result(PointResult(run_id, Status.FAILED, f"Ray task failed: {exc}"))
                     continue
-                write_files(run_id, payload["files"])
+                write_files(run_id, payload["files"], names.pop(run_id, None))
                 on_result(payload["result"])
     except KeyboardInterrupt:
         for ref in refs:
@@ -638,7 +643,8 @@ class LocalExecutor:
 @dataclass(frozen=True)
 class RayExecutor:
     """Tasks on a Ray cluster (run_ray); the files each sends back are written here, into
-    results_dir/<name>/<run-id>/, so the cluster needs no shared filesystem."""
+    results_dir/<name>/<run-id>/ (name: the point's config's, else `name`), so the cluster
+    needs no shared filesystem."""
 
     results_dir: Path
     name: str
@@ -646,8 +652,9 @@ class RayExecutor:
     address: str | None = None
     folder: Path | None = None  # the config's, shipped to the nodes (see _Shipper)
 
-    def write_files(self, run_id: str, files: dict[str, bytes]) -> None:
-        run = create_run_dir(self.results_dir, self.name, run_id)
+    def write_files(self, run_id: str, files: dict[str, bytes], name: str | None = None) -> None:
+        """`name`: the run's config's (several tunes may share one run, `optbench benchmark`)."""
+        run = create_run_dir(self.results_dir, name or self.name, run_id)
         for file_name, content in files.items():
             write_atomic(run.path / file_name, content)
 

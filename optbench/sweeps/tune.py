@@ -1019,58 +1019,186 @@ def run_tune(
     """`optbench tune`: check everything, tune each optimizer to its budget, rerun each best
     configuration with the seeds, and write tune.json. `view` makes what the tune reports to as
     it goes (the CLI's live view; by default nothing)."""
+    setup = load_tune(config_path, overrides, grid_options, trials)
+    (report,) = run_tunes(
+        [setup],
+        results_dir,
+        workers=workers,
+        executor=executor,
+        address=address,
+        storage=storage,
+        view=view,
+    )
+    return report
+
+
+class _Labelled:
+    """A tune's view of a display shared by several tunes: its runs' labels say whose they are
+    (`digits_mlp.Adam: Adam trial 3`), since two pairs' arms may bear the same key."""
+
+    def __init__(self, display: Any, prefix: str) -> None:
+        self.display, self.prefix = display, prefix
+
+    def add(self, run_id: str, label: str, epochs: int | None = None) -> None:
+        self.display.add(run_id, f"{self.prefix}: {label}", epochs)
+
+    def answered(self, line: str) -> None:
+        self.display.answered(f"{self.prefix}: {line}")
+
+    def result(self, result: Any, line: str | None = None) -> None:
+        self.display.result(result, None if line is None else f"{self.prefix}: {line}")
+
+    def __getattr__(self, name: str) -> Any:  # message, skip, note: as they are
+        return getattr(self.display, name)
+
+
+class _SharedPool:
+    """Several tunes' points through one executor run: their lazy streams taken in turn (each
+    Tuner still asks a trial only when a worker is free for it, and has the results of its
+    earlier trials by then), or one tune's after another's (`in_turn` False: seed reruns, so
+    that tunes finish one by one), and each result handed back to the tune whose point it was.
+    One pool of workers starts once for all of them."""
+
+    def __init__(self, runner: Any, display: Any) -> None:
+        self.runner, self.display = runner, display
+        self.owners: dict[str, Tuner] = {}
+
+    def run(
+        self,
+        streams: list[tuple[Tuner, Any]],
+        handler: Callable[[Tuner], Callable[[Any], None]],
+        in_turn: bool = True,
+    ) -> None:
+        def points() -> Iterator[tuple[Any, ...]]:
+            iterators = [(tuner, iter(stream)) for tuner, stream in streams]
+            while iterators:
+                for entry in list(iterators) if in_turn else iterators[:1]:
+                    point = next(entry[1], None)
+                    if point is None:
+                        iterators.remove(entry)
+                        continue
+                    self.owners[point[0]] = entry[0]
+                    yield point
+
+        def on_result(result: Any) -> None:
+            handler(self.owners.pop(result.run_id))(result)
+
+        self.runner.run(points(), self.display.message, on_result)
+
+
+def run_tunes(
+    setups: list[TuneSetup],
+    results_dir: str | Path | None = None,
+    *,
+    workers: int | None = None,
+    executor: str = "local",
+    address: str | None = None,
+    storage: str | None = None,
+    view: SweepView = QuietSweep,
+    title: str = "tune",
+    header: str | None = None,
+    on_done: Callable[[Any, int, int], None] | None = None,
+) -> list[TuneReport]:
+    """Run several checked tunes (load_tune) on one executor run: their trials share one pool
+    of workers, then so do their seed reruns (`optbench benchmark`'s pairs). Each tune keeps
+    its own folder, studies and tune.json (storage: each its own journal, unless one is given).
+    `on_done(display, tunes finished, tunes)` is called as each tune's seed reruns end (a
+    benchmark notes its pairs done on the display)."""
     from optbench.sweeps.executors import make_executor
 
     _optuna()
-    setup = load_tune(config_path, overrides, grid_options, trials)
     results = Path(results_dir or default_results_dir())
     if results.exists() and not results.is_dir():
         raise ConfigError("", f"results directory {results} is a file, not a folder")
-    runner = make_executor(executor, workers, address, results, setup.name)
-    if storage is None:
-        try:
-            (results / setup.name).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise cannot_write(results / setup.name, exc) from None
-        storage = str((results / setup.name / JOURNAL_FILE).resolve())
-    dropped = 0 if "://" in storage else recover_journal(storage)
-    tuner = Tuner(setup, results, storage)
-    tuner.open_studies()
-    header = (
-        f"tune {setup.name}: {len(setup.arms)} optimizer(s) x {setup.tune.trials} trials, "
-        f"{setup.direction} {setup.metric}, storage {storage}"
-    )
-    if dropped:
-        header += (
-            f"\njournal {storage}: dropped a torn last record ({dropped} bytes, a write that "
-            "failed or was killed); every complete record is kept"
-        )
-
-    def execute(points: Any, on_result: Any) -> None:
-        runner.run(points, tuner.display.message, on_result)
+    runner = make_executor(executor, workers, address, results, setups[0].name)
+    tuners, lines = [], []
+    for setup in setups:
+        spec = storage
+        if spec is None:
+            try:
+                (results / setup.name).mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise cannot_write(results / setup.name, exc) from None
+            spec = str((results / setup.name / JOURNAL_FILE).resolve())
+        dropped = 0 if "://" in spec else recover_journal(spec)
+        tuner = Tuner(setup, results, spec)
+        tuner.open_studies()
+        tuners.append(tuner)
+        if len(setups) == 1:
+            lines.append(
+                f"tune {setup.name}: {len(setup.arms)} optimizer(s) x {setup.tune.trials} "
+                f"trials, {setup.direction} {setup.metric}, storage {spec}"
+            )
+        if dropped:
+            lines.append(
+                f"journal {spec}: dropped a torn last record ({dropped} bytes, a write that "
+                "failed or was killed); every complete record is kept"
+            )
+    header = "\n".join(([header] if header else []) + lines) or None
 
     # One live view for the trials and the seed reruns: the trials already told count as done.
-    total = sum(arm.budget for arm in setup.arms) + len(setup.arms) * len(setup.tune.seeds)
-    told = sum(len(_told(arm.study.get_trials(deepcopy=False))) for arm in setup.arms)
-    shown = view(total, told, None, title="tune", header=header)
-    with shown as tuner.display, tuner.beating():
+    total = sum(arm.budget + len(t.setup.tune.seeds) for t in tuners for arm in t.setup.arms)
+    told = sum(
+        len(_told(arm.study.get_trials(deepcopy=False))) for t in tuners for arm in t.setup.arms
+    )
+    shown = view(total, told, None, title=title, header=header)
+    with shown as display, contextlib.ExitStack() as beats:
+        for tuner in tuners:
+            tuner.display = display if len(tuners) == 1 else _Labelled(display, tuner.setup.name)
+            beats.enter_context(tuner.beating())
+        pool = _SharedPool(runner, display)
         try:
-            execute(tuner.points(), tuner.on_result)
-            while tuner.short():  # trials dropped at the end (another process trained them)
-                execute(tuner.points(), tuner.on_result)
-            execute(tuner.seed_points(), tuner.on_seed_result)
+            pool.run([(t, t.points()) for t in tuners], lambda t: t.on_result)
+            while short := [t for t in tuners if t.short()]:  # trials another process trained
+                pool.run([(t, t.points()) for t in short], lambda t: t.on_result)
+            _run_seeds(pool, tuners, on_done)
         except KeyboardInterrupt:
-            with contextlib.suppress(ResultsWriteError):  # a full disk: recovered on resume
-                tuner.abandon_inflight()
-                return TuneReport(tuner.write_json(), storage, interrupted=True)
-            return TuneReport(tuner.report(), storage, interrupted=True)
+            reports = []
+            for tuner in tuners:
+                try:  # a full disk: recovered on resume
+                    tuner.abandon_inflight()
+                    reports.append(
+                        TuneReport(tuner.write_json(), tuner.storage_spec, interrupted=True)
+                    )
+                except ResultsWriteError:
+                    reports.append(TuneReport(tuner.report(), tuner.storage_spec, interrupted=True))
+            return reports
         except ResultsWriteError:  # a full disk: stop, exit 3; the same command resumes
-            with contextlib.suppress(ResultsWriteError):
-                tuner.abandon_inflight()
+            for tuner in tuners:
+                with contextlib.suppress(ResultsWriteError):
+                    tuner.abandon_inflight()
             raise
-    report = tuner.write_json()
-    failed = tuner.failed_seeds > 0 or any(arm.best is None for arm in report.optimizers.values())
-    return TuneReport(report, storage, failed=failed)
+    reports = []
+    for tuner in tuners:
+        report = tuner.write_json()
+        failed = tuner.failed_seeds > 0 or any(a.best is None for a in report.optimizers.values())
+        reports.append(TuneReport(report, tuner.storage_spec, failed=failed))
+    return reports
+
+
+def _run_seeds(
+    pool: _SharedPool, tuners: list[Tuner], on_done: Callable[[Any, int, int], None] | None
+) -> None:
+    """Every tune's seed reruns on the pool; a tune is done when its last one ends."""
+    streams = [(tuner, tuner.seed_points()) for tuner in tuners]
+    left = {id(tuner): len(points) for tuner, points in streams}
+    done = sum(count == 0 for count in left.values())
+    if on_done is not None:
+        on_done(pool.display, done, len(tuners))
+
+    def handler(tuner: Tuner) -> Callable[[Any], None]:
+        def on_result(result: Any) -> None:  # counted first: the line printed says so
+            nonlocal done
+            left[id(tuner)] -= 1
+            if left[id(tuner)] == 0:
+                done += 1
+                if on_done is not None:
+                    on_done(pool.display, done, len(tuners))
+            tuner.on_seed_result(result)
+
+        return on_result
+
+    pool.run(streams, handler, in_turn=False)
 
 
 def tune_summary(report: dict[str, Any] | TuneFile) -> str:

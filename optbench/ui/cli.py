@@ -486,6 +486,12 @@ def benchmark(
     executor: ExecutorOption = "local",
     address: AddressOption = None,
     results_dir: ResultsDirOption = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also draw the performance profiles to this image (PNG).", show_default=False
+        ),
+    ] = None,
 ) -> None:
     """Tune every optimizer on every problem of a suite with one budget, then score them
     across problems (AlgoPerf's performance profiles); results in DIR/<suite>/benchmark.json."""
@@ -502,6 +508,7 @@ def benchmark(
             address=address,
             results_dir=results_dir,
             view=functools.partial(SweepDisplay, console=console),
+            plot=plot,
         )
     except KeyboardInterrupt:
         errors.print("interrupted: finished pairs are kept; run the same command to resume")
@@ -510,6 +517,8 @@ def benchmark(
         console.print(table)
     shown = f"{len(outcome.trained)} pair(s) tuned, {len(outcome.reused)} read back"
     console.print(f"{shown}; wrote {outcome.path}", markup=False)
+    if plot is not None:
+        console.print(f"profiles drawn to {plot}", markup=False)
     if outcome.failed:
         errors.print(f"no completed trial (scored as not reaching): {', '.join(outcome.failed)}")
 

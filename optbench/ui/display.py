@@ -312,10 +312,12 @@ class SweepDisplay:
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             TextColumn("ETA {task.fields[eta]}"),
+            TextColumn("{task.fields[note]}"),
             console=console,
             get_time=clock,
         )
-        self.task = self.progress.add_task("runs", total=total, completed=skipped, eta="-")
+        self.task = self.progress.add_task("runs", total=total, completed=skipped, eta="-", note="")
+        self.noted = ""  # what note() said last (a benchmark's pairs done), shown beside the ETA
         self.live: Live | None = None
 
     def add(self, run_id: str, label: str, epochs: int | None = None) -> None:
@@ -387,7 +389,9 @@ class SweepDisplay:
         return Group(self.progress, table)
 
     def _refresh(self) -> None:
-        self.progress.update(self.task, completed=self.done, eta=format_eta(self.time_left()))
+        self.progress.update(
+            self.task, completed=self.done, eta=format_eta(self.time_left()), note=self.noted
+        )
         if self.live is not None:
             self.live.update(self._render())
 
@@ -446,9 +450,15 @@ class SweepDisplay:
         self.done += 1
         eta = format_eta(self.time_left())
         self._refresh()
+        noted = f", {self.noted}" if self.noted else ""
         self.console.print(
-            f"[{self.done}/{self.total}, ETA {eta}] {line}", markup=False, highlight=False
+            f"[{self.done}/{self.total}{noted}, ETA {eta}] {line}", markup=False, highlight=False
         )
+
+    def note(self, text: str) -> None:
+        """A word on the whole beside the runs done (`pairs 3/24`: a benchmark's pairs finished)."""
+        self.noted = text
+        self._refresh()
 
     def skip(self, count: int) -> None:
         """`count` of the total found done already (a tune's seed reruns on disk)."""
