@@ -22,6 +22,7 @@ from optbench.components.data import (
     TENSOR_FORMAT,
     BoundData,
     InMemoryDataset,
+    ShuffledBatches,
     bind_data,
     keep_batch,
     load_data,
@@ -269,6 +270,33 @@ def test_batched_fetch_keeps_dataloaders_exact_shuffling() -> None:
     reference = batches(torch.utils.data.TensorDataset(inputs, targets))
     assert ours == reference
     assert [len(y) for _, y in ours[:7]] == [16] * 6 + [4]
+
+
+@pytest.mark.parametrize("n", [96, 100, 5])  # a multiple of the batch, a short last batch, one
+def test_shuffled_batches_draw_what_torchs_dataloader_draws(n: int) -> None:
+    """ShuffledBatches against torch's DataLoader(shuffle=True, generator): the same batches and
+    the same generator state after every batch, over three passes (what a checkpoint saves)."""
+    inputs, targets = torch.arange(n).float().view(n, 1), torch.arange(n)
+
+    def walk(batches, generator):
+        return [
+            (x.tolist(), y.tolist(), generator.get_state()) for _ in range(3) for x, y in batches
+        ]
+
+    reference_generator = torch.Generator().manual_seed(7)
+    reference = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(inputs, targets),
+        batch_size=16,
+        shuffle=True,
+        generator=reference_generator,
+    )
+    generator = torch.Generator().manual_seed(7)
+    ours = ShuffledBatches(InMemoryDataset(inputs, targets), 16, generator)
+    assert len(ours) == len(reference)
+    expected, got = walk(reference, reference_generator), walk(ours, generator)
+    assert [(x, y) for x, y, _ in got] == [(x, y) for x, y, _ in expected]
+    assert all(torch.equal(a, b) for (_, _, a), (_, _, b) in zip(got, expected, strict=True))
+    assert torch.equal(generator.get_state(), reference_generator.get_state())
 
 
 def test_a_first_download_takes_the_unpacking_lock(tmp_path: Path, monkeypatch) -> None:

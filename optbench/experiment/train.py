@@ -1,13 +1,15 @@
 """The training loop: the notebook loop, exactly, over in-memory data.
 
-torch.manual_seed(seed) before the model is built; a DataLoader with shuffle=True and a
-generator seeded with the same seed; each batch stepped as the optimizer's protocol says
-(components/stepping.py: zero_grad, forward, loss, backward, step for most; step(closure) for
-LBFGS; two passes for SAM); train_loss is the mean of the epoch's batch losses; after every
-epoch, evaluation over `DataLoader(test_set, batch_size=..., shuffle=False)`. Evaluation here
-slices the test tensors in order, and draws one number from the global generator per pass, as
-iterating that DataLoader does (its base seed): so dropout masks after the first epoch are the
-ones the evaluating loop gets. That loop, not one that never evaluates, is the reference.
+torch.manual_seed(seed) before the model is built; the batches of a DataLoader with
+shuffle=True and a generator seeded with the same seed (served by index with the DataLoader's
+very random draws: ShuffledBatches in components/data/memory.py); each batch stepped as the
+optimizer's protocol says (components/stepping.py: zero_grad, forward, loss, backward, step for
+most; step(closure) for LBFGS; two passes for SAM); train_loss is the mean of the epoch's batch
+losses; after every epoch, evaluation over `DataLoader(test_set, batch_size=..., shuffle=False)`.
+Evaluation here slices the test tensors in order, and draws one number from the global
+generator per pass, as iterating that DataLoader does (its base seed): so dropout masks after
+the first epoch are the ones the evaluating loop gets. That loop, not one that never
+evaluates, is the reference.
 
 Fast mode (`fast: true`) changes one thing: batch losses are summed on the device and read
 once per epoch, so there is no host synchronisation per batch (what costs on a GPU). Training
@@ -27,9 +29,8 @@ from typing import Any, Protocol
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
-from optbench.components.data import InMemoryDataset, keep_batch, load_data
+from optbench.components.data import InMemoryDataset, ShuffledBatches, load_data
 from optbench.components.optimizers import effective_lr
 from optbench.core.metrics import epoch_row
 from optbench.experiment.checkpoint import CheckpointFile, restore_rng, rng_state
@@ -202,18 +203,12 @@ def build_training(
 
 def training_loader(
     train_set: InMemoryDataset, batch_size: int, seed: int
-) -> tuple[DataLoader, torch.Generator]:
+) -> tuple[ShuffledBatches, torch.Generator]:
     """The shuffled training batches, with the generator that orders them (a checkpoint keeps
-    its state): DataLoader(shuffle=True) seeded with the run's seed, as the notebook loop."""
+    its state): DataLoader(shuffle=True)'s batches and random draws from a generator seeded with
+    the run's seed, as the notebook loop, served by index (components/data/memory.py)."""
     shuffle = torch.Generator().manual_seed(seed)
-    loader = DataLoader(
-        train_set,
-        batch_size=batch_size,
-        shuffle=True,
-        generator=shuffle,
-        collate_fn=keep_batch,
-    )
-    return loader, shuffle
+    return ShuffledBatches(train_set, batch_size, shuffle), shuffle
 
 
 def _parameters_finite(model: nn.Module) -> bool:

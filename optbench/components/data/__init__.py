@@ -5,7 +5,8 @@ dataset class or to a function returning the train and test sets, or a .pt/.npz 
 tensors; these are read into tensors while planning, and their shape and classes read off them.
 
 One job per module, each importing only those above it in this list:
-- memory: InMemoryDataset (uint8 kept, normalised per batch, served by index) and keep_batch;
+- memory: InMemoryDataset (uint8 kept, normalised per batch, served by index), ShuffledBatches
+  (DataLoader(shuffle=True)'s batches and random draws, served by index) and keep_batch;
 - spec: DataSpec, DatasetInfo (what a dataset kind provides) and the DATASETS registry;
 - tensor_cache: the memory-mapped tensor file shared by processes, and its lock;
 - torchvision_files, sklearn_sets, synthetic: the loaders of the built-in kinds;
@@ -28,7 +29,7 @@ from optbench.components.data.bind import (
     resolve_normalize,
 )
 from optbench.components.data.imported import DATA_FILE_KEYS, get_dataset
-from optbench.components.data.memory import InMemoryDataset, keep_batch
+from optbench.components.data.memory import InMemoryDataset, ShuffledBatches, keep_batch
 from optbench.components.data.sklearn_sets import (
     SKLEARN_DATASETS,
     SKLEARN_EXTRA,
@@ -56,6 +57,7 @@ __all__ = [
     "DataSpec",
     "DatasetInfo",
     "InMemoryDataset",
+    "ShuffledBatches",
     "SklearnDataset",
     "bind_data",
     "dataset_options",

@@ -2,14 +2,16 @@
 
 Images stay uint8 in memory (4x smaller than float32) and each batch is converted with the
 very float ops of ToTensor + Normalize, so batches are bit-identical to the notebook pipeline.
-`InMemoryDataset.__getitems__` lets torch's DataLoader fetch a whole batch by index, which keeps
-DataLoader's exact shuffling (same generator, same permutation) without per-sample Python work.
+Training batches come from `ShuffledBatches`, which serves them straight from the tensors by
+index while drawing exactly the random numbers DataLoader(shuffle=True) draws from its generator
+(same permutation, same generator state), without DataLoader's per-batch sampler and fetcher.
+`InMemoryDataset.__getitems__` still lets a DataLoader fetch a whole batch by index.
 Every kind of dataset (built-in, imported, a file) ends up as two of these: train and test.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -62,13 +64,17 @@ class InMemoryDataset(torch.utils.data.Dataset):
             inputs = inputs.sub_(self._mean).div_(self._std)
         return inputs
 
-    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        index = torch.as_tensor(indices, device=self.targets.device)
+    def fetch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training batch at `index` (a 1-D int64 tensor on the data's device), augmented
+        where the dataset augments, then normalised."""
         # index_select is several times cheaper than fancy indexing on a 4-D tensor
         return (
             self.transform(self.inputs.index_select(0, index), augment=True),
             self.targets.index_select(0, index),
         )
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.fetch(torch.as_tensor(indices, device=self.targets.device))
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         inputs, targets = self.__getitems__([index])
@@ -84,3 +90,44 @@ class InMemoryDataset(torch.utils.data.Dataset):
 def keep_batch(batch: Any) -> Any:
     """DataLoader collate_fn for datasets that already return whole batches."""
     return batch
+
+
+class ShuffledBatches:
+    """The batches of `DataLoader(dataset, batch_size, shuffle=True, generator=generator)`, served
+    straight from an InMemoryDataset's tensors by index, without DataLoader's sampler and fetcher
+    (their Python work per batch is what separated a run from bare compute).
+
+    Each pass draws from `generator` exactly what DataLoader and its RandomSampler draw, in the
+    same order: one int64 when the pass starts (the DataLoader iterator's base seed),
+    `torch.randperm(n)` at the first batch, and a second `torch.randperm(n)` that RandomSampler
+    draws (and throws away) when its permutation runs out: while the last batch is filled when n
+    is not a multiple of batch_size, after the last batch otherwise. So batches, losses and the
+    generator's state at every point (what a checkpoint saves) are the DataLoader's.
+    """
+
+    def __init__(
+        self, dataset: InMemoryDataset, batch_size: int, generator: torch.Generator
+    ) -> None:
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.generator = generator
+
+    def __len__(self) -> int:
+        return -(-len(self.dataset) // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        torch.empty((), dtype=torch.int64).random_(generator=self.generator)  # the base seed
+        return self._batches()
+
+    def _draw_permutation(self) -> torch.Tensor:
+        return torch.randperm(len(self.dataset), generator=self.generator)
+
+    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n, size = len(self.dataset), self.batch_size
+        order = self._draw_permutation().to(self.dataset.targets.device)
+        for start in range(0, n, size):
+            if start + size > n:  # a short last batch: the sampler runs past its permutation
+                self._draw_permutation()
+            yield self.dataset.fetch(order[start : start + size])
+        if n % size == 0:  # asked for one more batch, the sampler runs past its permutation
+            self._draw_permutation()
