@@ -17,7 +17,7 @@ from optbench.analysis.profiles import EvalPoint, PairCurves, Target, score_suit
 from optbench.core.errors import ConfigError
 from optbench.core.metrics import higher_is_better
 from optbench.core.problems import PROBLEMS
-from optbench.core.suite import load_suite
+from optbench.core.suite import load_suite, problem_label
 from optbench.sweeps.executors import QuietSweep
 
 pytest.importorskip("optuna")
@@ -153,6 +153,21 @@ def test_a_suite_is_checked_strictly(tmp_path: Path) -> None:
         load_suite(_write(tmp_path, {**SUITE, "targets": {"mnist_mlp": {"test_accuracy": 0.9}}}))
 
 
+def test_a_config_path_in_a_suite_is_read_relative_to_the_suite_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from optbench.analysis.benchmark import suite_pairs
+
+    (tmp_path / "problems").mkdir()
+    (tmp_path / "problems" / "small_branin.yaml").write_text("problem: branin\nepochs: 2\n")
+    path = _write(tmp_path, {**SUITE, "problems": ["problems/small_branin.yaml", "rosenbrock"]})
+    monkeypatch.chdir(tmp_path / "problems")  # elsewhere: the path is not the working folder's
+    pairs, targets = suite_pairs(load_suite(path))
+    assert set(targets) == {"small_branin", "rosenbrock"}
+    assert pairs[0].problem == "small_branin" and pairs[0].config["problem"] == "branin"
+    assert pairs[0].config["epochs"] == SUITE["set"]["epochs"]  # the suite's set wins
+
+
 def test_every_registry_problem_has_a_target_in_a_logged_direction() -> None:
     for info in PROBLEMS:
         metric, _ = info.benchmark_target
@@ -171,6 +186,6 @@ def test_shipped_suites_validate_and_their_first_pair_plans(path: Path) -> None:
     suite = load_suite(path)
     pairs, targets = suite_pairs(suite)
     assert len(pairs) == len(suite.problems) * len(suite.optimizers)
-    assert set(targets) == set(suite.problems)
+    assert set(targets) == {problem_label(problem) for problem in suite.problems}
     (arm,) = load_tune(pairs[0].config).arms  # the schema and the components accept it
     assert arm.space and load_tune(pairs[0].config).metric == targets[pairs[0].problem].metric

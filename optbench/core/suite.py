@@ -25,7 +25,7 @@ from optbench.core.errors import ConfigError
 
 
 class SuiteConfig(_Strict):
-    """`name`, the problems (registry names or config paths), `set` (dotted overrides applied
+    """`name`, the problems (registry names, or config paths relative to the suite file), `set` (dotted overrides applied
     to every problem), `optimizers` (label -> optimizer section), `tune` (the one budget every
     pair gets) and `targets` (problem -> {metric: value}, else the problem's own target)."""
 
@@ -68,9 +68,13 @@ class SuiteConfig(_Strict):
         return targets
 
 
+def _is_config_path(problem: str) -> bool:
+    return problem.endswith((".yaml", ".yml"))
+
+
 def problem_label(problem: str) -> str:
     """How a suite names a problem: a registry name as it is, a config path by its file stem."""
-    return name_from_stem(Path(problem).stem) if problem.endswith((".yaml", ".yml")) else problem
+    return name_from_stem(Path(problem).stem) if _is_config_path(problem) else problem
 
 
 def optimizer_label(name: str) -> str:
@@ -86,6 +90,9 @@ def load_suite(path: str | Path) -> SuiteConfig:
     except ValidationError as exc:
         field, problem = _describe(exc.errors()[0])
         raise ConfigError(field, problem) from None
+    folder = Path(path).parent
+    problems = [str(folder / p) if _is_config_path(p) else p for p in suite.problems]
+    suite = suite.model_copy(update={"problems": problems})
     unknown = set(suite.targets) - {problem_label(p) for p in suite.problems}
     if unknown:
         raise ConfigError(f"targets.{sorted(unknown)[0]}", "is not one of the suite's problems")
