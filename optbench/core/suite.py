@@ -25,9 +25,10 @@ from optbench.core.errors import ConfigError
 
 
 class SuiteConfig(_Strict):
-    """`name`, the problems (registry names, or config paths relative to the suite file), `set` (dotted overrides applied
-    to every problem), `optimizers` (label -> optimizer section), `tune` (the one budget every
-    pair gets) and `targets` (problem -> {metric: value}, else the problem's own target)."""
+    """`name`, the problems (registry names, or config paths relative to the suite file), `set`
+    (dotted overrides applied to every problem), `optimizers` (label -> optimizer section),
+    `tune` (the one budget every pair gets) and `targets` (problem -> {metric: value}, else the
+    problem's own target)."""
 
     name: str = Field(pattern=NAME_PATTERN)
     problems: list[str] = Field(min_length=1)
