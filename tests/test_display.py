@@ -199,13 +199,13 @@ def test_a_run_just_started_is_estimated_by_the_finished_runs_mean() -> None:
 
 def _printed(table: object, width: int, terminal: bool) -> str:
     """What the CLI's console prints of `table` on a terminal of `width` or off one."""
-    from optbench.ui.display import whole_tables
+    from optbench.ui.tables import WholeTables
 
     console = Console(
         file=io.StringIO(), width=width, force_terminal=terminal, color_system=None, soft_wrap=True
     )
-    with whole_tables(console):
-        console.print(table)
+    console.push_render_hook(WholeTables(console))
+    console.print(table)
     return console.file.getvalue()
 
 

@@ -38,6 +38,7 @@ from optbench.core.metrics import (
     RANKING_METRICS,
     one_of,
 )
+from optbench.ui.tables import WholeTables
 
 app = typer.Typer(
     help="Run, sweep and compare PyTorch optimizer experiments from YAML configs.",
@@ -47,6 +48,8 @@ app = typer.Typer(
 )
 console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
+for _console in (console, errors):  # every table printed with no number cut to a width
+    _console.push_render_hook(WholeTables(_console))
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -596,7 +599,6 @@ def compare(
     """Rank configurations across runs (seeds aggregated) and show their curves."""
     from optbench.analysis.compare import problems_of
     from optbench.analysis.reports import check_plot_path, print_comparison
-    from optbench.ui.display import whole_tables
 
     if plot is not None:
         check_plot_path(plot)
@@ -604,23 +606,22 @@ def compare(
         check_plot_path(tuneability, "--tuneability")
     comparison = optbench.comparison(*paths, metric=metric, target=target)
     messages = console if output is Output.table else errors
-    with whole_tables(console), whole_tables(errors):  # no number cut to a width
-        print_comparison(
-            console, comparison, output.value, curve, top, plot, messages, tuned, tuneability
-        )
-        if references:
-            from optbench.components.catalog import reference_table
+    print_comparison(
+        console, comparison, output.value, curve, top, plot, messages, tuned, tuneability
+    )
+    if references:
+        from optbench.components.catalog import reference_table
 
-            names = problems_of(comparison.runs)
-            table = reference_table(names) if names else None
-            if table is None:
-                messages.print(
-                    "no published figures for these runs' problems"
-                    + (f" ({', '.join(names)})" if names else " (they name no problem)"),
-                    markup=False,
-                )
-            else:
-                messages.print(table)
+        names = problems_of(comparison.runs)
+        table = reference_table(names) if names else None
+        if table is None:
+            messages.print(
+                "no published figures for these runs' problems"
+                + (f" ({', '.join(names)})" if names else " (they name no problem)"),
+                markup=False,
+            )
+        else:
+            messages.print(table)
 
 
 @app.command()
