@@ -223,6 +223,55 @@ def test_every_pytorch_optimizer_trains_or_is_refused_with_a_reason(name: str) -
     ECOSYSTEM_OUTCOMES.setdefault(f"trained ({plan.optimizer.protocol.name})", []).append(name)
 
 
+# --------------------------------------------------------------------------- torch-optimizer
+
+
+def _torch_optimizer_names() -> list[str]:
+    """torch-optimizer's own list (its __all__), the optimizer classes only."""
+    try:
+        import torch_optimizer
+    except ImportError:
+        return []
+    return [
+        name
+        for name in torch_optimizer.__all__
+        if inspect.isclass(getattr(torch_optimizer, name))
+        and issubclass(getattr(torch_optimizer, name), torch.optim.Optimizer)
+    ]
+
+
+def _needs_create_graph(cls: type) -> bool:
+    """What the package documents for its second-order classes (Adahessian's docstring:
+    `loss.backward(create_graph=True)`): those are stepped with `protocol: second_order`."""
+    return "create_graph=True" in (inspect.getdoc(cls) or "")
+
+
+@pytest.mark.parametrize("name", _torch_optimizer_names())  # 30 classes, a few seconds in all
+def test_every_torch_optimizer_trains_or_is_refused_in_one_true_line(name: str) -> None:
+    torch_optimizer = pytest.importorskip("torch_optimizer")
+    cls = getattr(torch_optimizer, name)
+    parameters = inspect.signature(cls).parameters
+    optimizer: dict = {"name": f"torch_optimizer.{name}"}
+    if "params" not in parameters:  # a wrapper (Lookahead): it takes an optimizer object
+        optimizer["base_optimizer"] = {"name": "SGD", "lr": 0.05}
+    elif "lr" in parameters:
+        optimizer["lr"] = 0.01
+    if _needs_create_graph(cls):
+        optimizer["protocol"] = "second_order"
+    try:
+        plan = make_plan(validate_config(_small_regression(optimizer)))
+    except ConfigError as refusal:
+        message = str(refusal)
+        assert message.count("\n") == 0 and message.startswith("optimizer"), message
+        ECOSYSTEM_OUTCOMES.setdefault("refused", []).append(f"torch_optimizer.{name}: {message}")
+        return
+    assert plan.optimizer.protocol.name == ("second_order" if _needs_create_graph(cls) else "plain")
+    result = train(plan)
+    assert result.status == "completed", (name, result.diverged_at)
+    assert all(math.isfinite(row["train_loss"]) for row in result.rows)
+    ECOSYSTEM_OUTCOMES.setdefault("trained (torch_optimizer)", []).append(name)
+
+
 # --------------------------------------------------------------------------- heavyball
 
 
