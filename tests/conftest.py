@@ -43,11 +43,11 @@ def cifar_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, n
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """How pytorch_optimizer's registry fared (tests/test_ecosystem.py), when it ran."""
+    """How the optimizer packages' lists fared (tests/test_ecosystem.py), when it ran."""
     if not ECOSYSTEM_OUTCOMES:
         return
     counts = ", ".join(f"{len(v)} {k}" for k, v in sorted(ECOSYSTEM_OUTCOMES.items()))
-    terminalreporter.section("pytorch_optimizer through optbench")
+    terminalreporter.section("third-party optimizers through optbench")
     terminalreporter.write_line(counts)
     for outcome in ("refused", "skipped"):
         for line in ECOSYSTEM_OUTCOMES.get(outcome, []):

@@ -5,6 +5,8 @@ channels-last arrays, and regression targets with several values."""
 from __future__ import annotations
 
 import hashlib
+import inspect
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -117,6 +119,42 @@ def test_split_names_are_read_from_each_class() -> None:
     assert set(split_names(datasets.Flowers102)) == {"train", "val", "test"}
     # EMNIST's split names a subset ('balanced'); train= goes through its **kwargs.
     assert not takes_split(datasets.EMNIST) and not takes_split(datasets.CIFAR10)
+
+
+def _classes_taking_split() -> list[str]:
+    """torchvision.datasets' own classes whose constructor takes `split`, read by signature."""
+    return [
+        name
+        for name in sorted(torchvision.datasets.__all__)
+        if inspect.isclass(cls := getattr(torchvision.datasets, name))
+        and "split" in inspect.signature(cls).parameters
+    ]
+
+
+@pytest.mark.parametrize("name", _classes_taking_split())  # 35 classes, ~5 s in all
+def test_every_torchvision_dataset_taking_split_is_refused_in_one_true_line_without_files(
+    name: str, tmp_path: Path, monkeypatch
+) -> None:
+    from optbench.components.data.imported import split_names, takes_split
+    from tests.helpers import assert_one_error_line, write_config
+
+    cls = getattr(torchvision.datasets, name)
+    names = split_names(cls)
+    if takes_split(cls) and names:  # the train/test split names it declares
+        assert "train" in names and ({"test", "val"} & set(names)), names
+
+    def unreachable(*args: object, **kwargs: object) -> socket.socket:
+        raise AssertionError(f"{name} tried to download without data.download")
+
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    root = tmp_path / "root"
+    root.mkdir()
+    config = write_config(tmp_path, _config(f"torchvision.datasets.{name}", root))
+    line = assert_one_error_line(invoke("validate", str(config)), name)
+    downloads = "download" in inspect.signature(cls).parameters
+    if "data.download: true" in line:  # offered only to classes that can fetch their files
+        assert downloads, line
+    assert {p.name for p in root.iterdir()} <= {"optbench-tensors"}  # nothing fetched
 
 
 def test_split_names_are_refused_where_nothing_takes_them(tmp_path: Path) -> None:

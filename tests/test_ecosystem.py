@@ -7,7 +7,9 @@ registry blocks are printed at the end of the test run."""
 from __future__ import annotations
 
 import inspect
+import itertools
 import math
+import re
 import socket
 
 import pytest
@@ -39,6 +41,14 @@ def digits(n: int = 16):
     g = torch.Generator().manual_seed(0)
     x = torch.rand(2 * n, 1, 28, 28, generator=g)
     y = torch.arange(2 * n) % 10
+    return (x[:n], y[:n]), (x[n:], y[n:])
+
+
+def colour(n: int = 8, size: int = 32):
+    \"\"\"n colour size x size images per split, 4 classes.\"\"\"
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2 * n, 3, size, size, generator=g)
+    y = torch.arange(2 * n) % 4
     return (x[:n], y[:n]), (x[n:], y[n:])
 """
 
@@ -137,6 +147,61 @@ def test_data_channels_unset_stays_out_of_the_resolved_config() -> None:
         )
 
 
+def _timm_sample() -> list[str]:
+    """A fixed sample of timm's own list at small sizes: the names that say they are small,
+    sorted, taken at an even stride (so the sample is the package's, not hand-picked)."""
+    try:
+        import timm
+    except ImportError:
+        return []
+    small = sorted(n for n in timm.list_models() if re.search(SMALL_TIMM_NAMES, n))
+    return small[:: max(1, len(small) // TIMM_SAMPLE)][:TIMM_SAMPLE]
+
+
+SMALL_TIMM_NAMES = r"tiny|small|_050|_035|resnet10t|test_"
+TIMM_SAMPLE = 7
+
+
+def _smallest_input(name: str) -> tuple[int, dict]:
+    """The image size to train `name` on, and the model keys it needs there: 32 pixels (a
+    multiple of its patch size for a patch model), with `img_size` for classes that take it
+    (ViTs fix their position embeddings to it). Read from the model built on the meta device."""
+    import timm
+
+    with torch.device("meta"):
+        model = timm.create_model(name)
+    patch = getattr(getattr(model, "patch_embed", None), "patch_size", None)
+    patch = patch[0] if isinstance(patch, (tuple, list)) else patch
+    size = patch * math.ceil(32 / patch) if patch else 32
+    takes_size = "img_size" in inspect.signature(type(model)).parameters
+    return size, ({"img_size": size} if takes_size else {})
+
+
+@pytest.mark.slow  # 7 models of 0.5-27 M parameters, each built and trained: ~40 s
+@pytest.mark.parametrize("name", _timm_sample())
+def test_a_sample_of_timms_small_models_trains_or_is_refused_in_one_true_line(name: str) -> None:
+    pytest.importorskip("timm")
+    size, keys = _smallest_input(name)
+    data = {"dataset": "grey_images.colour", "size": size, "batch_size": 4, "test_batch_size": 8}
+    config = regression_dict(
+        epochs=1, data=data, model={"name": f"timm/{name}", **keys}, loss="cross_entropy"
+    )
+    try:
+        plan = make_plan(validate_config(config))
+    except ConfigError as refusal:
+        message = str(refusal)
+        assert message.count("\n") == 0 and message.startswith("model"), message
+        ECOSYSTEM_OUTCOMES.setdefault("refused", []).append(f"timm/{name}: {message}")
+        return
+    model = plan.build_model()
+    assert model(torch.zeros(2, 3, size, size)).shape == (2, 4)  # num_classes from the data
+    assert plan.resolved["model"]["num_classes"] == 4 and plan.resolved["model"]["in_chans"] == 3
+    result = train(plan)
+    assert result.status == "completed", (name, result.diverged_at)
+    assert all(math.isfinite(row["train_loss"]) for row in result.rows)
+    ECOSYSTEM_OUTCOMES.setdefault("trained (timm)", []).append(name)
+
+
 # --------------------------------------------------------------------------- wrapper optimizers
 
 WRAPPERS = [
@@ -223,6 +288,55 @@ def test_every_pytorch_optimizer_trains_or_is_refused_with_a_reason(name: str) -
     ECOSYSTEM_OUTCOMES.setdefault(f"trained ({plan.optimizer.protocol.name})", []).append(name)
 
 
+# --------------------------------------------------------------------------- torch-optimizer
+
+
+def _torch_optimizer_names() -> list[str]:
+    """torch-optimizer's own list (its __all__), the optimizer classes only."""
+    try:
+        import torch_optimizer
+    except ImportError:
+        return []
+    return [
+        name
+        for name in torch_optimizer.__all__
+        if inspect.isclass(getattr(torch_optimizer, name))
+        and issubclass(getattr(torch_optimizer, name), torch.optim.Optimizer)
+    ]
+
+
+def _needs_create_graph(cls: type) -> bool:
+    """What the package documents for its second-order classes (Adahessian's docstring:
+    `loss.backward(create_graph=True)`): those are stepped with `protocol: second_order`."""
+    return "create_graph=True" in (inspect.getdoc(cls) or "")
+
+
+@pytest.mark.parametrize("name", _torch_optimizer_names())  # 30 classes, a few seconds in all
+def test_every_torch_optimizer_trains_or_is_refused_in_one_true_line(name: str) -> None:
+    torch_optimizer = pytest.importorskip("torch_optimizer")
+    cls = getattr(torch_optimizer, name)
+    parameters = inspect.signature(cls).parameters
+    optimizer: dict = {"name": f"torch_optimizer.{name}"}
+    if "params" not in parameters:  # a wrapper (Lookahead): it takes an optimizer object
+        optimizer["base_optimizer"] = {"name": "SGD", "lr": 0.05}
+    elif "lr" in parameters:
+        optimizer["lr"] = 0.01
+    if _needs_create_graph(cls):
+        optimizer["protocol"] = "second_order"
+    try:
+        plan = make_plan(validate_config(_small_regression(optimizer)))
+    except ConfigError as refusal:
+        message = str(refusal)
+        assert message.count("\n") == 0 and message.startswith("optimizer"), message
+        ECOSYSTEM_OUTCOMES.setdefault("refused", []).append(f"torch_optimizer.{name}: {message}")
+        return
+    assert plan.optimizer.protocol.name == ("second_order" if _needs_create_graph(cls) else "plain")
+    result = train(plan)
+    assert result.status == "completed", (name, result.diverged_at)
+    assert all(math.isfinite(row["train_loss"]) for row in result.rows)
+    ECOSYSTEM_OUTCOMES.setdefault("trained (torch_optimizer)", []).append(name)
+
+
 # --------------------------------------------------------------------------- heavyball
 
 
@@ -304,6 +418,31 @@ def test_validate_says_the_first_steps_pay_heavyballs_compilation_while_it_is_on
     assert result.exit_code == 0 and "torch.compile" not in result.output
     sgd = invoke("validate", str(write_config(tmp_path, _small_regression({"name": "SGD"}))))
     assert sgd.exit_code == 0 and "torch.compile" not in sgd.output
+
+
+@pytest.mark.slow  # one compilation of heavyball's step: ~10 s on a CPU in torch's default mode
+def test_a_sweep_worker_compiles_heavyballs_step_once_not_once_per_run(
+    tmp_path, monkeypatch
+) -> None:
+    heavyball = pytest.importorskip("heavyball")
+    from torch._dynamo.utils import counters
+
+    from optbench.sweeps.executors import train_point
+
+    # The package's max-autotune searches kernels for ~40 s more; its guards are the same.
+    monkeypatch.setattr(heavyball.utils, "compile_mode", "default")
+    points = [_small_regression({"name": "heavyball.AdamW", "lr": lr}) for lr in (1e-3, 2e-3, 3e-3)]
+    with monkeypatch.context() as driver:  # the driver's run-ids, planned without compiling
+        driver.setattr("optbench.experiment.plan._try_step", lambda *args: None)
+        run_ids = [make_plan(validate_config(config)).run_id for config in points]
+    graphs = [counters["stats"]["unique_graphs"]]
+    # what a worker process does with the points it is sent, one after another
+    for run_id, config in zip(run_ids, points, strict=True):
+        result = train_point(run_id, config, str(tmp_path))
+        assert result.status == "completed", result.error
+        graphs.append(counters["stats"]["unique_graphs"])
+    compiled = [after - before for before, after in itertools.pairwise(graphs)]
+    assert compiled[0] > 0 and compiled[1:] == [0, 0], compiled  # torch's own count of graphs
 
 
 # --------------------------------------------------------------------------- Muon's groups
