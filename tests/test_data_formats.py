@@ -111,12 +111,17 @@ def test_stl10_reads_its_binary_files(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_split_names_are_read_from_each_class() -> None:
-    from optbench.components.data.imported import split_names, takes_split
+    from optbench.components.data.imported import default_splits, split_names, takes_split
 
     datasets = torchvision.datasets
     assert takes_split(datasets.SVHN) and takes_split(datasets.STL10)
     assert takes_split(datasets.Flowers102) and takes_split(datasets.DTD)
     assert set(split_names(datasets.Flowers102)) == {"train", "val", "test"}
+    # Not 'train'/'test': the class's own default training split and its held-out one.
+    assert default_splits(datasets.OxfordIIITPet) == ("trainval", "test")
+    assert default_splits(datasets.ImageNet) == ("train", "val")
+    assert takes_split(datasets.Places365)
+    assert default_splits(datasets.Places365) == ("train-standard", "test")
     # EMNIST's split names a subset ('balanced'); train= goes through its **kwargs.
     assert not takes_split(datasets.EMNIST) and not takes_split(datasets.CIFAR10)
 
@@ -135,13 +140,19 @@ def _classes_taking_split() -> list[str]:
 def test_every_torchvision_dataset_taking_split_is_refused_in_one_true_line_without_files(
     name: str, tmp_path: Path, monkeypatch
 ) -> None:
-    from optbench.components.data.imported import split_names, takes_split
+    from optbench.components.data.imported import (
+        default_splits,
+        documented_split_names,
+        split_names,
+        takes_split,
+    )
     from tests.helpers import assert_one_error_line, write_config
 
     cls = getattr(torchvision.datasets, name)
-    names = split_names(cls)
-    if takes_split(cls) and names:  # the train/test split names it declares
-        assert "train" in names and ({"test", "val"} & set(names)), names
+    names = split_names(cls) or documented_split_names(cls)
+    if takes_split(cls) and names:  # defaults chosen among the names it declares or documents
+        train, test = default_splits(cls)
+        assert train in names and train.startswith("train") and test in names, (train, test)
 
     def unreachable(*args: object, **kwargs: object) -> socket.socket:
         raise AssertionError(f"{name} tried to download without data.download")
@@ -151,6 +162,7 @@ def test_every_torchvision_dataset_taking_split_is_refused_in_one_true_line_with
     root.mkdir()
     config = write_config(tmp_path, _config(f"torchvision.datasets.{name}", root))
     line = assert_one_error_line(invoke("validate", str(config)), name)
+    assert "has no split" not in line and "unexpected keyword" not in line, line
     downloads = "download" in inspect.signature(cls).parameters
     if "data.download: true" in line:  # offered only to classes that can fetch their files
         assert downloads, line

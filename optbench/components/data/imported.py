@@ -11,6 +11,7 @@ import functools
 import hashlib
 import inspect
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -281,16 +282,50 @@ def split_names(cls: type) -> tuple[str, ...] | None:
     return None
 
 
+# A docstring's `split (...)` entry, up to the next documented argument, and the names quoted in
+# it: ``"trainval"`` (default), ``val``, {'train', 'test'}.
+_SPLIT_DOC = re.compile(r"^\s*split \(.*?(?=^\s*\w+ \(|\Z)", re.M | re.S)
+_QUOTED = re.compile(r"[`\"']+([A-Za-z0-9_+-]+)[`\"']+")
+TEST_SPLITS = ("test", "val", "valid", "validation")  # the held-out split, in order of preference
+
+
+def documented_split_names(cls: type) -> tuple[str, ...]:
+    """The split names a class's docstring quotes in its `split` entry (OxfordIIITPet's
+    "trainval" and "test"), or (); for choosing defaults only, never to refuse a name."""
+    entry = _SPLIT_DOC.search(inspect.getdoc(cls) or "")
+    return tuple(dict.fromkeys(_QUOTED.findall(entry.group()))) if entry else ()
+
+
+def default_splits(cls: type) -> tuple[str, str]:
+    """The train and test split names of a class taking split=: 'train' and 'test' where it has
+    them, else its own default training split (OxfordIIITPet's 'trainval', Places365's
+    'train-standard') and its held-out one ('val' for ImageNet)."""
+    names = split_names(cls) or documented_split_names(cls)
+    if not names:
+        return "train", "test"
+    default = inspect.signature(cls).parameters["split"].default
+    trains = [n for n in names if n.startswith("train")]
+    if "train" in names:
+        train = "train"
+    elif isinstance(default, str) and default.startswith("train"):
+        train = default
+    else:
+        train = trains[0] if trains else "train"
+    test = next((n for n in TEST_SPLITS if n in names), "test")
+    return train, test
+
+
 def takes_split(cls: type) -> bool:
     """Whether a class chooses train or test by `split=` (SVHN, STL10, Flowers102, DTD) rather
     than `train=`: it takes `split` and not `train`, and the names it declares, if any, include
-    'train'. EMNIST's `split` names a subset ('balanced') and its train= goes through **kwargs:
-    there `split` is the data section's option."""
+    a training split ('train', Places365's 'train-standard'). EMNIST's `split` names a subset
+    ('balanced') and its train= goes through **kwargs: there `split` is the data section's
+    option."""
     parameters = inspect.signature(cls).parameters
     if "split" not in parameters or "train" in parameters:
         return False
     names = split_names(cls)
-    return names is None or "train" in names
+    return names is None or any(name.startswith("train") for name in names)
 
 
 @dataclass(frozen=True)
@@ -301,6 +336,7 @@ class _ClassLoader:
 
     cls: type
     splits: tuple[str, ...] | None = None  # None: it takes train=
+    defaults: tuple[str, str] = ("train", "test")  # split= when the data section names none
 
     def _split_argument(self, which: str, reading: Reading) -> dict[str, Any]:
         """train=True/False, or split=<the data section's name, else the dataset's own>."""
@@ -313,7 +349,7 @@ class _ClassLoader:
                 )
             return {"train": which == "train"}
         if chosen is None:
-            chosen = which
+            chosen = self.defaults[which != "train"]
         if self.splits and chosen not in self.splits:
             raise ConfigError(
                 f"data.{which}_split",
@@ -490,7 +526,9 @@ def _imported_dataset(name: str, obj: Any, code: dict[str, Any]) -> DatasetInfo:
     description = summary(obj)
     if inspect.isclass(obj):
         if takes_split(obj):
-            loader: Callable[..., Any] = _ClassLoader(obj, split_names(obj) or ())
+            loader: Callable[..., Any] = _ClassLoader(
+                obj, split_names(obj) or (), default_splits(obj)
+            )
             code_args = (*_CLASS_CODE_ARGS, "split")
         else:
             loader, code_args = _ClassLoader(obj), _CLASS_CODE_ARGS
