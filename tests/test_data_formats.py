@@ -110,6 +110,48 @@ def test_stl10_reads_its_binary_files(tmp_path: Path, monkeypatch) -> None:
     assert torch.equal(train.targets, torch.as_tensor(reference.labels).long())
 
 
+def _write_dtd(root: Path, sizes: dict[str, list[tuple[int, int]]]) -> None:
+    """DTD as torchvision reads it: dtd/dtd/images/<texture>/<file>.jpg of many sizes, listed
+    by split in dtd/dtd/labels/<split>1.txt."""
+    from PIL import Image
+
+    data = root / "dtd" / "dtd"
+    rng = np.random.default_rng(2)
+    textures = ("banded", "dotted")
+    for split, shapes in sizes.items():
+        lines = []
+        for index, (height, width) in enumerate(shapes):
+            texture = textures[index % 2]
+            (data / "images" / texture).mkdir(parents=True, exist_ok=True)
+            pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(data / "images" / texture / f"{split}_{index}.jpg")
+            lines.append(f"{texture}/{split}_{index}.jpg")
+        (data / "labels").mkdir(exist_ok=True)
+        (data / "labels" / f"{split}1.txt").write_text("\n".join(lines) + "\n")
+
+
+def test_images_of_many_sizes_are_resized_by_data_image_size(tmp_path: Path) -> None:
+    from torchvision.transforms import v2
+
+    from tests.helpers import assert_one_error_line, write_config
+
+    _write_dtd(tmp_path, {"train": [(20, 30), (24, 18), (16, 16), (30, 20)], "test": [(18, 22)]})
+    config = _config("torchvision.datasets.DTD", tmp_path)
+    line = assert_one_error_line(invoke("validate", str(write_config(tmp_path, config))), "DTD")
+    assert "data.image_size" in line and "different shapes" in line
+
+    plan = optbench.plan(_config("torchvision.datasets.DTD", tmp_path, image_size=12))
+    assert plan.data_spec.input_shape == (3, 12, 12) and plan.data_spec.train_size == 4
+    train, _ = _load_cached(plan.data.info.load, plan.data.root, False, "{}", plan.data.reading)
+    resize = v2.Compose([v2.PILToTensor(), v2.Resize((12, 12), antialias=True)])
+    reference = torchvision.datasets.DTD(str(tmp_path), split="train", transform=resize)
+    assert torch.equal(train.inputs, torch.stack([image for image, _ in reference]))
+    assert train.targets.tolist() == [label for _, label in reference]
+    assert plan.resolved["data"]["image_size"] == 12  # part of the run's identity
+    unset = optbench.plan(Path(__file__).parents[1] / "configs" / "digits_mlp.yaml")
+    assert "image_size" not in unset.resolved["data"]  # run-ids from before it stay
+
+
 def test_split_names_are_read_from_each_class() -> None:
     from optbench.components.data.imported import default_splits, split_names, takes_split
 

@@ -98,6 +98,9 @@ class DataConfig(BaseModel):
     input_column: str | None = None
     target_column: str | None = None
     layout: Literal["nchw", "nhwc"] | None = None
+    # Resize each image to image_size x image_size as it is read (photo collections such as
+    # Flowers102 or DTD hold images of many sizes, which one tensor cannot).
+    image_size: int | None = Field(None, ge=1, le=MAX_INTEGER)
 
     @property
     def options(self) -> dict[str, Any]:
@@ -112,6 +115,7 @@ OPTIONAL_DATA_FIELDS = (
     "input_column",
     "target_column",
     "layout",
+    "image_size",
 )
 
 

@@ -39,14 +39,15 @@ _IMAGE_CHANNELS = (1, 3, 4)  # a last axis of this size marks channels-last imag
 @dataclass(frozen=True)
 class Reading:
     """How an imported dataset's splits are read: the data section's train_split/test_split,
-    input_column/target_column and layout (None: found from the dataset). Frozen, so it keys
-    `bind._load_cached`."""
+    input_column/target_column, layout and image_size (None: found from the dataset). Frozen,
+    so it keys `bind._load_cached`."""
 
     train_split: str | None = None
     test_split: str | None = None
     input_column: str | None = None
     target_column: str | None = None
     layout: str | None = None
+    image_size: int | None = None
 
     def split(self, which: str) -> str | None:
         return self.train_split if which == "train" else self.test_split
@@ -68,6 +69,33 @@ def _input_tensor(sample: Any) -> torch.Tensor:
 
         return pil_to_tensor(sample)
     return _tensor(sample)
+
+
+def _resized(images: torch.Tensor, size: int | None) -> torch.Tensor:
+    """Images (..., H, W) at size x size, as torchvision's Resize((size, size)) makes them
+    (antialiased; uint8 stays uint8); unchanged without a size or at it already."""
+    if size is None or tuple(images.shape[-2:]) == (size, size):
+        return images
+    from torchvision.transforms.v2.functional import resize
+
+    return resize(images, [size, size], antialias=True)
+
+
+def _stacked(samples: list[torch.Tensor], size: int | None, where: str) -> torch.Tensor:
+    """Samples read one by one as one tensor, each image resized first when data.image_size
+    is given; images of different sizes without it are refused naming the key that helps."""
+    if size is not None:
+        if samples[0].dim() < 2:
+            raise ConfigError("data.image_size", f"{where} holds no images to resize")
+        samples = [_resized(sample, size) for sample in samples]
+    shapes = sorted({tuple(sample.shape) for sample in samples})
+    if len(shapes) > 1:
+        raise ConfigError(
+            "data.image_size",
+            f"{where} holds samples of different shapes ({shapes[0]}, {shapes[-1]}...); set "
+            "data.image_size: N to resize each image to N x N as it is read",
+        )
+    return torch.stack(samples)
 
 
 def _from_attributes(dataset: Any, first: torch.Tensor) -> tuple[torch.Tensor, ...] | None:
@@ -99,7 +127,7 @@ def _from_attributes(dataset: Any, first: torch.Tensor) -> tuple[torch.Tensor, .
     return inputs.contiguous(), labels
 
 
-def _from_dataset(dataset: Any) -> tuple[torch.Tensor, torch.Tensor]:
+def _from_dataset(dataset: Any, size: int | None, where: str) -> tuple[torch.Tensor, torch.Tensor]:
     """A Dataset's samples as two tensors: from `.data`/`.targets` when they hold them, else
     read one by one (PIL images through PILToTensor)."""
     first = _input_tensor(dataset[0][0])
@@ -111,7 +139,7 @@ def _from_dataset(dataset: Any) -> tuple[torch.Tensor, torch.Tensor]:
         sample, target = dataset[index]
         inputs.append(_input_tensor(sample))
         targets.append(_tensor(target))
-    return torch.stack(inputs), torch.stack(targets)
+    return _stacked(inputs, size, where), torch.stack(targets)
 
 
 def channels_first(
@@ -178,7 +206,7 @@ def _from_hugging_face(
     targets = _column(split, reading.target_column, TARGET_COLUMNS, "target_column", where)
     values = list(split[inputs])
     if type(values[0]).__module__.startswith("PIL."):
-        held = torch.stack([_input_tensor(value) for value in values])
+        held = _stacked([_input_tensor(value) for value in values], reading.image_size, where)
     else:
         held = _tensor(values)
     return held, _tensor(list(split[targets]))
@@ -203,7 +231,7 @@ def _held(split: Any, name: str, which: str, reading: Reading) -> InMemoryDatase
         elif isinstance(split, torch.utils.data.Dataset):
             if len(split) == 0:  # type: ignore[arg-type]
                 raise ConfigError("data.dataset", f"{where} is empty")
-            inputs, targets = _from_dataset(split)
+            inputs, targets = _from_dataset(split, reading.image_size, where)
         elif isinstance(split, (tuple, list)) and len(split) == 2:
             inputs, targets = _tensor(split[0]), _tensor(split[1])
             inputs, layout = channels_first(inputs, reading.layout, where)
@@ -223,6 +251,10 @@ def _held(split: Any, name: str, which: str, reading: Reading) -> InMemoryDatase
             f"{where} has inputs of shape {tuple(inputs.shape)} and targets of shape "
             f"{tuple(targets.shape)}; it needs N >= 1 samples of each",
         )
+    if reading.image_size is not None:  # arrays held whole: resized as one batch
+        if inputs.dim() != 4:
+            raise ConfigError("data.image_size", f"{where} holds no (N, C, H, W) images to resize")
+        inputs = _resized(inputs, reading.image_size)
     if inputs.dtype != torch.uint8:
         inputs = inputs.to(torch.float32)
     if targets.is_floating_point():
