@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 from pydantic import BaseModel
 
+from optbench.components.data.imported import Reading
 from optbench.components.registry import code_identity
 from optbench.core.config import ExperimentConfig, apply_override, validate_config
 from optbench.core.errors import ConfigError
@@ -141,6 +142,7 @@ _OTHER_VALUE: dict[str, Any] = {
     "data.input_column": "pixels",
     "data.target_column": "y",
     "data.layout": "nhwc",
+    "data.image_size": 64,
     "data.augment": "deepobs_cifar10",
     "model.name": "mlp",
     "loss.name": "nll",
@@ -166,13 +168,9 @@ _OTHER_VALUE: dict[str, Any] = {
 
 # Fields that say how a dataset named by import path or file is read (tests/test_data_formats.py
 # shows they change its run-id when set).
-_IMPORTED_ONLY = {
-    "data.train_split",
-    "data.test_split",
-    "data.input_column",
-    "data.target_column",
-    "data.layout",
-}
+# How an imported dataset is read (components/data/imported.py Reading): refused for a
+# registered one.
+_IMPORTED_ONLY = {f"data.{key}" for key in Reading.__dataclass_fields__}
 
 
 def _schema_fields(model: type[BaseModel], prefix: str = "") -> list[str]:
