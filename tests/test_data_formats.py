@@ -300,6 +300,29 @@ def test_a_wrong_split_type_is_named_by_module(tmp_path: Path, monkeypatch) -> N
         optbench.plan(_config("bad_split.load"))
 
 
+def test_a_split_without_labels_is_refused_saying_which_keys_choose_another(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """As Places365's `test` split: images whose targets are None."""
+    module = tmp_path / "unlabeled_test.py"
+    module.write_text(
+        "import torch\n"
+        "class Photos(torch.utils.data.Dataset):\n"
+        "    def __init__(self, root, split='train'):\n"
+        "        self.labelled = split != 'test'\n"
+        "    def __len__(self):\n"
+        "        return 4\n"
+        "    def __getitem__(self, i):\n"
+        "        return torch.zeros(3, 4, 4), (i % 2 if self.labelled else None)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "unlabeled_test", raising=False)
+    with pytest.raises(ConfigError, match=r"test set has no labels .*data\.test_split"):
+        optbench.plan(_config("unlabeled_test.Photos", tmp_path))
+    labelled = optbench.plan(_config("unlabeled_test.Photos", tmp_path, test_split="val"))
+    assert labelled.data_spec.input_shape == (3, 4, 4)
+
+
 # --------------------------------------------------------------------------- layouts
 
 

@@ -130,11 +130,18 @@ def _from_attributes(dataset: Any, first: torch.Tensor) -> tuple[torch.Tensor, .
 def _from_dataset(dataset: Any, size: int | None, where: str) -> tuple[torch.Tensor, torch.Tensor]:
     """A Dataset's samples as two tensors: from `.data`/`.targets` when they hold them, else
     read one by one (PIL images through PILToTensor)."""
-    first = _input_tensor(dataset[0][0])
+    sample, target = dataset[0]
+    if target is None:  # Places365's test split, unlabeled competition sets
+        raise ConfigError(
+            "data.dataset",
+            f"{where} has no labels (its targets are None); for a class taking split=, "
+            "data.train_split / data.test_split choose a labelled split",
+        )
+    first = _input_tensor(sample)
     held = _from_attributes(dataset, first)
     if held is not None:
         return held[0], held[1]
-    inputs, targets = [first], [_tensor(dataset[0][1])]
+    inputs, targets = [first], [_tensor(target)]
     for index in range(1, len(dataset)):
         sample, target = dataset[index]
         inputs.append(_input_tensor(sample))
