@@ -133,7 +133,7 @@ def validate(config: ConfigSource, overrides: Overrides | None = None) -> Valida
     checked = plan(config, overrides)
     described = None
     if checked.config.tune is not None:
-        from optbench.sweeps.tune import describe_tune, load_tune
+        from optbench.sweeps.tune_setup import describe_tune, load_tune
 
         described = describe_tune(load_tune(config, overrides))
     return Validation(checked, described)

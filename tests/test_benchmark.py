@@ -181,7 +181,7 @@ def test_every_registry_problem_has_a_target_in_a_logged_direction() -> None:
 )
 def test_shipped_suites_validate_and_their_first_pair_plans(path: Path) -> None:
     from optbench.analysis.benchmark import suite_pairs
-    from optbench.sweeps.tune import load_tune
+    from optbench.sweeps.tune_setup import load_tune
 
     suite = load_suite(path)
     pairs, targets = suite_pairs(suite)

@@ -34,7 +34,7 @@ from optbench.core.metrics import (
     epoch_row,
 )
 from optbench.core.problems import PROBLEMS
-from optbench.sweeps.tune import _PRUNERS, _SAMPLERS, _sampler, make_pruner
+from optbench.sweeps.study import _PRUNERS, _SAMPLERS, make_pruner, make_sampler
 from tests.helpers import REPO, invoke
 
 BASELINES = REPO / "results" / "baselines"
@@ -187,7 +187,7 @@ def test_samplers_and_pruners_are_one_list_each_built_by_optuna() -> None:
     assert set(_PRUNERS) == set(PRUNER_NAMES)
     space = {"optimizer.lr": Distribution(choice=[0.1, 0.01])}
     for name in SAMPLER_NAMES:
-        assert isinstance(_sampler(name, space, 0), optuna.samplers.BaseSampler)
+        assert isinstance(make_sampler(name, space, 0), optuna.samplers.BaseSampler)
     for name in PRUNER_NAMES:
         assert isinstance(make_pruner(name, 3), optuna.pruners.BasePruner)
     with pytest.raises(ValueError, match="sampler"):

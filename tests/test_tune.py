@@ -404,9 +404,9 @@ def test_tune_logs_every_trial_to_tensorboard_when_asked(tmp_path: Path) -> None
 def test_a_trial_whose_heartbeat_stopped_is_asked_again_whichever_host_ran_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from optbench.sweeps import tune as tune_module
+    from optbench.sweeps import study as study_module
 
-    monkeypatch.setattr(tune_module, "GRACE_SECONDS", 1)
+    monkeypatch.setattr(study_module, "GRACE_SECONDS", 1)
     tune = {"space": {"optimizer.lr": LR}, "trials": 2, "pruner": "none", "seeds": [0]}
     config = write_config(tmp_path, _config("beat", tune, epochs=1))
     url = f"sqlite:///{tmp_path / 'tune.db'}"
@@ -415,7 +415,7 @@ def test_a_trial_whose_heartbeat_stopped_is_asked_again_whichever_host_ran_it(
     name = json.loads((tmp_path / "r" / "beat" / "tune.json").read_text())["optimizers"]["SGD"]
     # A tune on another machine asked a trial and died: its owner cannot be checked from here,
     # only its heartbeat, which Optuna's RDB storage keeps.
-    storage = tune_module.open_storage(url)
+    storage = study_module.open_storage(url)
     study = optuna.load_study(study_name=name["study"], storage=storage)
     lost = study.ask({"optimizer.lr": optuna.distributions.FloatDistribution(0.01, 0.3, log=True)})
     lost.set_user_attr("owner", {"host": "elsewhere", "pid": 1, "start": "0"})
@@ -430,7 +430,7 @@ def test_a_trial_whose_heartbeat_stopped_is_asked_again_whichever_host_ran_it(
     (retry,) = [t for t in trials if t.user_attrs.get("retry_of") == lost.number]
     assert retry.user_attrs["retry_why"] == "no heartbeat for 1 s"
     assert retry.state.name == "COMPLETE" and retry.params == dead.params
-    counted = tune_module._counted(trials)
+    counted = study_module.counted_trials(trials)
     assert dead not in counted and [t.state.name for t in counted] == ["COMPLETE"] * 2
 
 

@@ -129,7 +129,7 @@ def suite_pairs(
 def _finished(results: Path, pair: Pair) -> dict[str, Any] | None:
     """The pair's tune.json when its tune finished with this budget and seeds (every counted
     trial told, every seed rerun finished); None: it must (still) be tuned."""
-    from optbench.sweeps.tune import load_tune
+    from optbench.sweeps.tune_setup import load_tune
 
     path = results / pair.name / TUNE_FILE
     if not path.is_file():
@@ -221,7 +221,8 @@ def run_benchmark(
     An interrupted pair raises KeyboardInterrupt (the same command resumes); a pair whose
     every trial failed or diverged reaches no target (as AlgoPerf scores a diverged workload)
     and is listed in `failed`."""
-    from optbench.sweeps.tune import load_tune, run_tunes
+    from optbench.sweeps.tune import run_tunes
+    from optbench.sweeps.tune_setup import load_tune
 
     suite = load_suite(suite_path)
     pairs, targets = suite_pairs(suite, optimizers)

@@ -207,7 +207,7 @@ class LogConfig(_Strict):
         raise ValueError(f"must be true, false or a tracking URI string, got {mlflow!r}")
 
 
-DISTRIBUTIONS = ("uniform", "log_uniform", "int_uniform", "choice")  # sweep/tune.py samples them
+DISTRIBUTIONS = ("uniform", "log_uniform", "int_uniform", "choice")  # sweeps/study.py maps them
 
 
 class Distribution(_Strict):
@@ -269,7 +269,7 @@ class Distribution(_Strict):
 
 
 TuneMetric = RankableName  # a column of epochs.csv that training is judged by (core/metrics.py)
-# Optuna's samplers and pruners tune takes; sweeps/tune.py builds each.
+# Optuna's samplers and pruners tune takes; sweeps/study.py builds each.
 SAMPLER_NAMES = ("tpe", "random", "grid", "qmc")
 PRUNER_NAMES = ("median", "hyperband", "none")
 SamplerName = Literal.__getitem__(SAMPLER_NAMES)  # type: ignore[attr-defined]

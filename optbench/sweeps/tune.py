@@ -1,35 +1,22 @@
 """`optbench tune`: each optimizer's hyperparameters searched by Optuna, with one budget each.
 
-The config's `tune:` section names a search space of dotted keys, a budget of trials, Optuna's
-sampler and pruner, the metric, and the seeds the best configuration is rerun with. Every
-optimizer of the config's `sweep:` grid (or `--grid`) gets its own Optuna study over the keys
-it takes, with the same budget, so the comparison is fair by construction.
-
-Every trial is an ordinary run with its stable run-id, trained on the sweep's executors
-(sweep/executors.py) from a lazy iterator: a trial is asked from Optuna only when a worker can
-take it, and its result is told as it arrives. A trial whose run already finished is answered
-from disk. Pruning happens where the run trains: the worker attaches to its trial through the
-storage, reports each epoch's metric, and ends the run (status `pruned`) when the pruner says.
-
-Resuming: a trial whose process died is found on the next start (it is RUNNING and its owner,
-recorded on the trial, is gone from this host; or, on an RDB storage, its Optuna heartbeat
-stopped, wherever it ran): it is failed, marked not counted, and its parameters are enqueued
-again, so the same run-id is asked again and its run resumes from its checkpoint.
-Several processes on one storage share a study: the budget is counted in the storage, and a
-trial asked beyond it (two processes asking at once) is failed and not counted.
+The driver of a planned tune (tune_setup.py) on Optuna's studies (study.py): every trial is an
+ordinary run with its stable run-id, asked lazily when one of the sweep's executors
+(executors.py) can take it, told as its result arrives, answered from disk when its run already
+finished, and pruned where it trains (the worker reports each epoch to its trial). A trial whose
+process died is failed, not counted, and asked again, so its run resumes from its checkpoint;
+several processes on one storage share a study and its budget. Then each best configuration is
+rerun with the seeds and tune.json is written.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import hashlib
 import itertools
 import json
 import math
-import os
-import socket
 import statistics
 import threading
 import time
@@ -38,454 +25,46 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from optbench.core.config import (
-    ConfigSource,
-    Distribution,
-    Overrides,
-    TuneConfig,
-    apply_override,
-    default_results_dir,
-    validate_config,
-)
+from optbench.core.config import ConfigSource, Overrides, default_results_dir, validate_config
 from optbench.core.errors import ConfigError, ResultsWriteError
-from optbench.core.metrics import CLASSIFICATION_METRIC, DEFAULT_METRIC, higher_is_better
 from optbench.storage.records import BestTrial, TunedOptimizer, TuneFile
-from optbench.storage.results import (
-    FINISHED,
-    TUNE_FILE,
-    RunDir,
-    Status,
-    cannot_write,
-)
+from optbench.storage.results import FINISHED, TUNE_FILE, RunDir, Status, cannot_write
 from optbench.sweeps.executors import QuietSweep, SweepView
+from optbench.sweeps.shared_pool import LabelledDisplay, SharedPool
+from optbench.sweeps.study import (
+    EPOCHS,
+    HEARTBEAT_SECONDS,
+    JOURNAL_FILE,
+    NOT_COUNTED,
+    OWNER,
+    RETRY_OF,
+    RUN_ID,
+    SECONDS,
+    STATUS,
+    best_trial,
+    counted_trials,
+    import_optuna,
+    make_distribution,
+    make_pruner,
+    make_sampler,
+    open_storage,
+    owner_alive,
+    recover_journal,
+    told_trials,
+    trial_owner,
+)
+from optbench.sweeps.tune_setup import Arm, TuneSetup, config_with, load_tune
 
 if TYPE_CHECKING:
     from optbench.sweeps.grid import Grid
 
-JOURNAL_FILE = "optuna-journal.log"  # the default storage, next to the runs
-# Trial user attributes (what the Optuna dashboard shows next to each trial).
-RUN_ID, STATUS, EPOCHS, SECONDS, OWNER = "run_id", "status", "epochs", "seconds", "owner"
-NOT_COUNTED = "not_counted"  # why a trial does not count against the budget (its retry does)
-RETRY_OF = "retry_of"  # on a retry: the number of the trial it asks again (that one is not counted)
-RETRY_WHY = "retry_why"  # on a retry of a trial Optuna failed itself (stale heartbeat): why
 # Points asked in a row that another process sharing the study was training (asked at the same
 # moment): asked again up to this many times, then its result is waited for and shared.
 MAX_REASKS = 5
 
 
-def _optuna() -> Any:
-    try:
-        import optuna
-    except ImportError:
-        raise ConfigError("optbench tune needs Optuna: pip install 'optbench[tune]'") from None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna
-
-
-# A storage URL is Optuna's RDBStorage, with Optuna's heartbeat: the driver records one for
-# each trial in flight every HEARTBEAT_SECONDS, and a RUNNING trial with none for GRACE_SECONDS
-# is dead wherever it ran (another host's included) and is asked again. Optuna's journal
-# storage has no heartbeat: there a trial's owner (host, pid) tells (see _owner_alive).
-HEARTBEAT_SECONDS = 30
-GRACE_SECONDS = 120
-
-
-def open_storage(spec: str) -> Any:
-    """An Optuna storage URL (sqlite:///..., postgresql://...) or the path of a journal file."""
-    optuna = _optuna()
-    try:
-        if "://" in spec:
-            with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(
-                    spec,
-                    heartbeat_interval=HEARTBEAT_SECONDS,
-                    grace_period=GRACE_SECONDS,
-                    heartbeat_stale_trial_callback=_retry_stale,
-                )
-        return optuna.storages.JournalStorage(_journal_backend(spec))
-    except ResultsWriteError:
-        raise
-    except Exception as exc:
-        raise ConfigError(f"--storage: cannot open Optuna storage '{spec}': {exc}") from None
-
-
-def _retry_stale(study: Any, trial: Any) -> None:
-    """Optuna's heartbeat_stale_trial_callback: a trial whose heartbeat stopped (failed by
-    `optuna.storages.fail_stale_trials`) is asked again with its parameters, as Optuna's
-    RetryFailedTrialCallback does; the failed trial, finished already, cannot take a
-    NOT_COUNTED attribute, so its retry's RETRY_OF is what leaves it uncounted (_counted)."""
-    why = f"no heartbeat for {GRACE_SECONDS} s"
-    study.enqueue_trial(trial.params, user_attrs={RETRY_OF: trial.number, RETRY_WHY: why})
-
-
-def _journal_backend(path: str) -> Any:
-    """Optuna's journal file, appended to so that it is never left unreadable.
-
-    Optuna appends each record under its lock, but a write that fails part-way (a full disk)
-    leaves the record's first bytes at the end of the file, and so does a process killed
-    mid-append; the next record is then glued to them and every later read fails with a
-    JSONDecodeError. Here, as a database treats its log, an append first drops a torn last
-    record (under the same lock, so no other writer is mid-append) and a failed append is cut
-    back to where it started, then raised as a ResultsWriteError naming the journal."""
-    from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
-
-    class RecoveringJournalFile(JournalFileBackend):
-        def __init__(self, file_path: str) -> None:
-            self.lock = JournalFileSymlinkLock(file_path)
-            super().__init__(file_path, self.lock)
-
-        def append_logs(self, logs: list[dict[str, Any]]) -> None:
-            text = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs)
-            with _held(self.lock, self._file_path):
-                _append_whole(Path(self._file_path), text.encode("utf-8"))
-
-    try:
-        return RecoveringJournalFile(path)
-    except OSError as exc:
-        raise cannot_write(path, exc) from None
-
-
-@contextlib.contextmanager
-def _held(lock: Any, path: str) -> Iterator[None]:
-    """Optuna's journal lock (its public acquire/release), a full disk said as such."""
-    try:
-        lock.acquire()
-    except OSError as exc:
-        raise cannot_write(path, exc) from None
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-def _complete_end(fd: int, size: int) -> int:
-    """Where the last complete record (one ending in a newline) of the file ends."""
-    end, chunk = size, 1 << 16
-    while end > 0:
-        start = max(0, end - chunk)
-        newline = os.pread(fd, end - start, start).rfind(b"\n")
-        if newline >= 0:
-            return start + newline + 1
-        end = start
-    return 0
-
-
-def _append_whole(path: Path, record: bytes) -> None:
-    """Append `record` to the journal after dropping a torn last record; on a failed write, cut
-    the file back to where the record began (caller holds the journal's lock)."""
-    try:
-        fd = os.open(path, os.O_RDWR)
-    except OSError as exc:
-        raise cannot_write(path, exc) from None
-    try:
-        size = os.fstat(fd).st_size
-        end = _complete_end(fd, size) if size and os.pread(fd, 1, size - 1) != b"\n" else size
-        try:
-            if end != size:
-                os.ftruncate(fd, end)
-            written = 0
-            while written < len(record):
-                written += os.pwrite(fd, record[written:], end + written)
-            os.fsync(fd)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.ftruncate(fd, end)
-            raise cannot_write(path, exc) from None
-    finally:
-        os.close(fd)
-
-
-def recover_journal(path: str | Path) -> int:
-    """Make a journal file readable again before a tune opens it, as a database recovers its
-    log: every complete record is kept, from the first record that is torn or unreadable (a
-    failed or killed append; an older optbench glued later records onto one) the rest is
-    dropped, since Optuna's records build on the ones before them. Returns the bytes dropped."""
-    path = Path(path)
-    if not path.is_file():
-        return 0
-    from optuna.storages.journal import JournalFileSymlinkLock
-
-    with _held(JournalFileSymlinkLock(str(path)), str(path)):
-        keep = 0
-        with path.open("rb") as handle:
-            for line in handle:
-                try:
-                    if not line.endswith(b"\n"):
-                        raise ValueError("torn")
-                    json.loads(line)
-                except ValueError:
-                    break
-                keep += len(line)
-        dropped = path.stat().st_size - keep
-        if dropped:
-            try:
-                os.truncate(path, keep)
-            except OSError as exc:
-                raise cannot_write(path, exc) from None
-    return dropped
-
-
-# How each of the config's PRUNER_NAMES and SAMPLER_NAMES (core/config.py) is built; a test
-# checks both cover exactly those names.
-_PRUNERS: dict[str, Callable[[Any, int], Any]] = {
-    # Optuna's defaults: 5 trials before any is pruned.
-    "median": lambda pruners, epochs: pruners.MedianPruner(),
-    "hyperband": lambda pruners, epochs: pruners.HyperbandPruner(
-        min_resource=1, max_resource=epochs
-    ),
-    "none": lambda pruners, epochs: pruners.NopPruner(),
-}
-_SAMPLERS: dict[str, Callable[[Any, dict[str, Distribution], int], Any]] = {
-    # In-flight trials count as seen.
-    "tpe": lambda samplers, space, seed: samplers.TPESampler(constant_liar=True, seed=seed),
-    "random": lambda samplers, space, seed: samplers.RandomSampler(seed=seed),
-    "grid": lambda samplers, space, seed: samplers.GridSampler(
-        {k: d.bounds for k, d in space.items()}, seed=seed
-    ),
-    # Seeded: the sequence continues across restarts (its index is stored).
-    "qmc": lambda samplers, space, seed: samplers.QMCSampler(
-        scramble=True, seed=seed, warn_independent_sampling=False
-    ),
-}
-
-
-def make_pruner(name: str, epochs: int) -> Any:
-    return _PRUNERS[name](_optuna().pruners, epochs)
-
-
-def _sampler(name: str, space: dict[str, Distribution], seed: int) -> Any:
-    return _SAMPLERS[name](_optuna().samplers, space, seed)
-
-
-def _distribution(dist: Distribution) -> Any:
-    d = _optuna().distributions
-    low, high = dist.bounds[0], dist.bounds[-1]
-    if dist.kind == "uniform":
-        return d.FloatDistribution(low, high)
-    if dist.kind == "log_uniform":
-        return d.FloatDistribution(low, high, log=True)
-    if dist.kind == "int_uniform":
-        return d.IntDistribution(low, high)
-    return d.CategoricalDistribution(dist.bounds)
-
-
-def _middle(dist: Distribution) -> Any:
-    """A value inside the range, to check the space before anything runs."""
-    if dist.kind == "choice":
-        return dist.bounds[0]
-    low, high = dist.bounds
-    if dist.kind == "log_uniform":
-        return math.sqrt(low * high)
-    if dist.kind == "int_uniform":
-        return (low + high) // 2
-    return (low + high) / 2
-
-
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
-
-
-# --------------------------------------------------------------------------- the plan
-
-
-@dataclasses.dataclass
-class Arm:
-    """One optimizer of the tune: its base config, the space it takes and its study."""
-
-    key: str
-    config: dict[str, Any]
-    space: dict[str, Distribution]
-    study_name: str
-    epochs: int
-    study: Any = None
-    budget: int = 0
-    asked_all: bool = False
-    seed: int = 0  # the sampler's: trial n is asked with seed + n (see Tuner._ask)
-    study_id: int = 0  # the storage's id of the study (Tuner._trial_id)
-    short: bool = False  # a trial was dropped after the arm was asked all: ask again
-    seed_run_ids: list[str] = dataclasses.field(default_factory=list)
-
-
-@dataclasses.dataclass
-class TuneSetup:
-    name: str
-    tune: TuneConfig
-    metric: str
-    arms: list[Arm]
-
-    @property
-    def direction(self) -> str:
-        return "maximize" if higher_is_better(self.metric) else "minimize"
-
-
-def _with(config: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
-    config = copy.deepcopy(config)
-    for key, value in values.items():
-        apply_override(config, key.split("."), copy.deepcopy(value), source="tune")
-    return config
-
-
-def _default_metric(plan: Any) -> str:
-    from optbench.core.problems import PROBLEMS
-
-    problem = plan.config.problem
-    if problem is not None and problem.name in PROBLEMS:
-        return PROBLEMS.get(problem.name, "problem").metric
-    return CLASSIFICATION_METRIC if plan.data_spec.num_classes is not None else DEFAULT_METRIC
-
-
-def _check_metric(metric: str, plan: Any) -> None:
-    if metric == CLASSIFICATION_METRIC and plan.data_spec.num_classes is None:
-        raise ConfigError("tune.metric", f"{metric} needs a classification problem")
-    if metric == "distance_to_optimum" and not hasattr(plan.build_model(), "distance_to_optimum"):
-        raise ConfigError("tune.metric", "distance_to_optimum needs a problem with a known optimum")
-
-
-def load_tune(
-    source: ConfigSource,
-    overrides: Overrides | None = None,
-    grid: Grid | None = None,
-    trials: int | None = None,
-) -> TuneSetup:
-    """Read and check everything a tune needs before anything runs: its `tune:` section, one
-    arm per optimizer of the grid, each arm's space (the keys its optimizer takes), the metric."""
-    from optbench.experiment.plan import make_plan
-    from optbench.sweeps.grid import expand_grid, read_grid
-
-    data, grid, folder = read_grid(source, grid, None, overrides)
-    if "seed" in grid:
-        raise ConfigError("sweep.seed", "a tune reruns its best configurations with tune.seeds")
-    tune = validate_config(data).tune
-    if tune is None:
-        raise ConfigError("tune", "is required: optbench tune needs a tune: section with a space")
-    if trials is not None:
-        if trials < 1:
-            raise ConfigError("--trials", f"must be at least 1, got {trials}")
-        tune = tune.model_copy(update={"trials": trials})
-    base = {k: v for k, v in data.items() if k != "tune"}
-    points = expand_grid(base, grid, folder)
-
-    arms: list[Arm] = []
-    metric = tune.metric
-    plans = [make_plan(validate_config(p.config)) for p in points]
-    names = [plan.optimizer.info.name for plan in plans]
-    for point, plan in zip(points, plans, strict=True):
-        accepted = set(plan.optimizer.info.defaults)
-        space = {
-            k: d
-            for k, d in tune.space.items()
-            if not k.startswith("optimizer.") or k.split(".")[1] in accepted
-        }
-        key = plan.optimizer.info.name
-        if names.count(key) > 1:
-            key = point.label.removeprefix("optimizer=")
-        arms.append(Arm(key, point.config, space, "", plan.config.epochs))
-        metric = metric or _default_metric(plan)
-        _check_metric(metric, plan)
-    for key in tune.space:
-        if not any(key in arm.space for arm in arms):
-            takes = "; ".join(
-                f"{plan.optimizer.info.name} takes {', '.join(plan.optimizer.info.defaults)}"
-                for plan in plans
-            )
-            raise ConfigError(f"tune.space.{key}", f"no optimizer of this tune takes it ({takes})")
-    if tune.sampler == "grid":
-        for key, dist in tune.space.items():
-            if dist.kind != "choice":
-                raise ConfigError(
-                    f"tune.space.{key}",
-                    f"the grid sampler needs choice lists, not a {dist.kind} range",
-                )
-    for arm, plan in zip(arms, plans, strict=True):
-        _check_space(arm)
-        spec = {
-            "run": plan.run_id,
-            "space": {k: d.to_dict() for k, d in arm.space.items()},
-            "metric": metric,
-        }
-        digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:8]
-        arm.study_name = f"{plan.name}.{arm.key}.{digest}"
-    assert metric is not None
-    return TuneSetup(plans[0].name, tune, metric, arms)
-
-
-def _ends(dist: Distribution) -> list[tuple[Any, str]]:
-    """The values of a range that the sampler can reach at its edges (each with where it lies),
-    or every value of a choice: what the space is checked at."""
-    if dist.kind == "choice":
-        return [(value, "a choice") for value in dist.bounds]
-    low, high = dist.bounds
-    return [(low, f"the low end of {dist.kind}"), (high, f"the high end of {dist.kind}")]
-
-
-def _check_space(arm: Arm) -> None:
-    """Plan the arm's config at both ends of every range and at every choice (the other keys in
-    the middle of theirs), against the schema and the components' own checks, so a space that
-    can produce a value the run would refuse is refused before any study exists."""
-    from optbench.experiment.plan import make_plan
-
-    middle = {k: _middle(d) for k, d in arm.space.items()}
-    for key, dist in arm.space.items():
-        for value, where in _ends(dist):
-            try:
-                make_plan(validate_config(_with(arm.config, {**middle, key: value})))
-            except ConfigError as exc:
-                raise ConfigError(
-                    f"tune.space.{key}", f"{value!r} ({where}) is refused for {arm.key}: {exc}"
-                ) from None
-
-
-def describe_tune(setup: TuneSetup) -> str:
-    """What a tune will do, as `optbench validate` shows it: each optimizer's space and budget."""
-    tune = setup.tune
-    arms = "; ".join(f"{arm.key}: {', '.join(arm.space)}" for arm in setup.arms)
-    seeds = ",".join(map(str, tune.seeds))
-    return (
-        f"tune: {tune.trials} trials per optimizer ({tune.sampler} sampler, "
-        f"{'no' if tune.pruner == 'none' else tune.pruner} pruner), {setup.direction} "
-        f"{setup.metric}, best rerun with seeds {seeds}; "
-        f"searching {arms}"
-    )
-
-
-# --------------------------------------------------------------------------- trials' owners
-
-
-def _start_time(pid: int) -> str | None:
-    """When process `pid` started (clock ticks since boot, Linux), to tell it from a later
-    process that got the same pid; None where /proc cannot say."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text.rpartition(")")[2].split()[19]
-
-
-def _owner() -> dict[str, Any]:
-    return {"host": socket.gethostname(), "pid": os.getpid(), "start": _start_time(os.getpid())}
-
-
-def _owner_alive(owner: Any) -> bool:
-    """Whether the process that asked a trial may still run it. One on another host cannot be
-    checked from here: it is taken as alive (its own restart recovers it)."""
-    if not isinstance(owner, dict) or owner.get("host") != socket.gethostname():
-        return True
-    pid = owner.get("pid")
-    if not isinstance(pid, int):
-        return True
-    if pid == os.getpid():
-        return True
-    start = _start_time(pid)
-    if start is not None or owner.get("start") is not None:
-        return start is not None and start == owner.get("start")
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # --------------------------------------------------------------------------- the driver
@@ -516,7 +95,7 @@ class _Pruning:
     def __init__(self, watch: TrialWatch) -> None:
         self.watch, self.trial = watch, None
         try:
-            optuna = _optuna()
+            optuna = import_optuna()
             if "://" not in watch.storage and not Path(watch.storage).is_file():
                 return
             study = optuna.load_study(
@@ -561,32 +140,15 @@ class _Pruning:
             )
 
 
-def _counted(trials: list[Any]) -> list[Any]:
-    """The trials that count against the budget: not those marked NOT_COUNTED, nor a failed
-    trial that another asks again (RETRY_OF; Optuna's fail_stale_trials fails them itself)."""
-    retried = {t.user_attrs.get(RETRY_OF) for t in trials}
-    return [
-        t
-        for t in trials
-        if not t.user_attrs.get(NOT_COUNTED)
-        and not (t.state.name == "FAIL" and t.number in retried)
-    ]
-
-
-def _told(trials: list[Any]) -> list[Any]:
-    """The counted trials that have ended (not running, not waiting in the queue)."""
-    return [t for t in _counted(trials) if t.state.is_finished()]
-
-
 class Tuner:
     """Asks trials lazily, tells results as they come, and keeps the studies honest."""
 
     def __init__(self, setup: TuneSetup, results_dir: Path, storage: str) -> None:
         self.setup, self.results_dir, self.storage_spec = setup, results_dir, storage
         self.display: Any = None  # ui/display.py SweepDisplay, set while the tune runs
-        self.optuna = _optuna()
+        self.optuna = import_optuna()
         self.storage = open_storage(storage)
-        self.owner = _owner()
+        self.owner = trial_owner()
         self.inflight: dict[str, list[tuple[Arm, Any]]] = {}
         self.failed_seeds = 0
 
@@ -603,7 +165,7 @@ class Tuner:
                 arm.study = self.optuna.create_study(
                     storage=self.storage,
                     study_name=arm.study_name,
-                    sampler=_sampler(tune.sampler, arm.space, seed),
+                    sampler=make_sampler(tune.sampler, arm.space, seed),
                     pruner=make_pruner(tune.pruner, arm.epochs),
                     direction=self.setup.direction,
                     load_if_exists=True,
@@ -631,11 +193,12 @@ class Tuner:
             self.beat()  # ours are alive: only other processes' trials can be stale now
             with warnings.catch_warnings():  # "experimental" since Optuna 2.9
                 warnings.simplefilter("ignore", self.optuna.exceptions.ExperimentalWarning)
-                self.optuna.storages.fail_stale_trials(arm.study)  # retried by _retry_stale
+                # each is asked again by open_storage's stale-trial callback (study.py)
+                self.optuna.storages.fail_stale_trials(arm.study)
         for trial in arm.study.get_trials(deepcopy=False, states=(state.RUNNING,)):
             if OWNER not in trial.user_attrs and opening:
                 why = "its asker failed before recording itself (a full disk)"
-            elif not _owner_alive(trial.user_attrs.get(OWNER)):
+            elif not owner_alive(trial.user_attrs.get(OWNER)):
                 why = "its process died"
             else:
                 continue
@@ -707,12 +270,12 @@ class Tuner:
         from optbench.experiment.plan import make_plan
 
         state = self.optuna.trial.TrialState
-        distributions = {k: _distribution(d) for k, d in arm.space.items()}
+        distributions = {k: make_distribution(d) for k, d in arm.space.items()}
         repeats = 0  # points asked in a row that another process was training
         while True:
             if self.heartbeats:  # a trial of another host's dead tune is asked again now
                 self._recover(arm)
-            counted = _counted(arm.study.get_trials(deepcopy=False))
+            counted = counted_trials(arm.study.get_trials(deepcopy=False))
             waiting = any(t.state == state.WAITING for t in counted)  # queued: in the budget
             if len(counted) >= arm.budget and not waiting:
                 break
@@ -722,14 +285,16 @@ class Tuner:
             if self.heartbeats:
                 self.storage.record_heartbeat(self._trial_id(arm, trial.number))
             before = [
-                t for t in _counted(arm.study.get_trials(deepcopy=False)) if t.number < trial.number
+                t
+                for t in counted_trials(arm.study.get_trials(deepcopy=False))
+                if t.number < trial.number
             ]
             if len(before) >= arm.budget:  # another process took the last one meanwhile
                 trial.set_user_attr(NOT_COUNTED, "over the budget")
                 arm.study.tell(trial, state=state.FAIL)
                 break
             try:
-                config = validate_config(_with(arm.config, trial.params))
+                config = validate_config(config_with(arm.config, trial.params))
                 plan = make_plan(config)
             except ConfigError as exc:
                 trial.set_user_attr(STATUS, "invalid")
@@ -780,7 +345,7 @@ class Tuner:
         two processes sharing the study, asking one after the other, different ones."""
         if self.setup.tune.sampler in ("tpe", "random"):
             held = len(arm.study.get_trials(deepcopy=False))
-            arm.study.sampler = _sampler(self.setup.tune.sampler, arm.space, arm.seed + held)
+            arm.study.sampler = make_sampler(self.setup.tune.sampler, arm.space, arm.seed + held)
         with warnings.catch_warnings():  # Optuna wants heartbeats from optimize(); ours
             warnings.filterwarnings("ignore", "Heartbeat of storage")  # come from beating()
             return arm.study.ask(distributions)
@@ -789,7 +354,7 @@ class Tuner:
         """Why another process is training this trial's point now (both asked it at the same
         moment), None when none is."""
         state = self.optuna.trial.TrialState
-        for other in _counted(arm.study.get_trials(deepcopy=False, states=(state.RUNNING,))):
+        for other in counted_trials(arm.study.get_trials(deepcopy=False, states=(state.RUNNING,))):
             mine = other.number == trial.number or other.user_attrs.get(OWNER) == self.owner
             same = other.params == trial.params or other.user_attrs.get(RUN_ID) == run.path.name
             if same and not mine:
@@ -881,13 +446,13 @@ class Tuner:
 
         points = []
         for arm in self.setup.arms:
-            best = _best(arm.study)
+            best = best_trial(arm.study)
             arm.seed_run_ids = []
             if best is None:
                 self.display.skip(len(self.setup.tune.seeds))
                 continue
             for seed in self.setup.tune.seeds:
-                config = validate_config(_with(arm.config, {**best.params, "seed": seed}))
+                config = validate_config(config_with(arm.config, {**best.params, "seed": seed}))
                 run_id = make_plan(config).run_id
                 arm.seed_run_ids.append(run_id)
                 run = RunDir(self.results_dir / self.setup.name / run_id)
@@ -908,8 +473,10 @@ class Tuner:
 
     def arm_report(self, arm: Arm) -> TunedOptimizer:
         state = self.optuna.trial.TrialState
-        trials = sorted(_counted(arm.study.get_trials(deepcopy=False)), key=lambda t: t.number)
-        best = _best(arm.study)
+        trials = sorted(
+            counted_trials(arm.study.get_trials(deepcopy=False)), key=lambda t: t.number
+        )
+        best = best_trial(arm.study)
         seed_values = []
         for run_id in arm.seed_run_ids:
             run = RunDir(self.results_dir / self.setup.name / run_id)
@@ -952,13 +519,6 @@ class Tuner:
         folder.mkdir(parents=True, exist_ok=True)
         write_atomic(folder / TUNE_FILE, json.dumps(report.to_dict(), indent=2) + "\n")
         return report
-
-
-def _best(study: Any) -> Any:
-    try:
-        return study.best_trial
-    except ValueError:  # no completed trial
-        return None
 
 
 def _rows(run: RunDir) -> list[dict[str, Any]]:
@@ -1032,60 +592,6 @@ def run_tune(
     return report
 
 
-class _Labelled:
-    """A tune's view of a display shared by several tunes: its runs' labels say whose they are
-    (`digits_mlp.Adam: Adam trial 3`), since two pairs' arms may bear the same key."""
-
-    def __init__(self, display: Any, prefix: str) -> None:
-        self.display, self.prefix = display, prefix
-
-    def add(self, run_id: str, label: str, epochs: int | None = None) -> None:
-        self.display.add(run_id, f"{self.prefix}: {label}", epochs)
-
-    def answered(self, line: str) -> None:
-        self.display.answered(f"{self.prefix}: {line}")
-
-    def result(self, result: Any, line: str | None = None) -> None:
-        self.display.result(result, None if line is None else f"{self.prefix}: {line}")
-
-    def __getattr__(self, name: str) -> Any:  # message, skip, note: as they are
-        return getattr(self.display, name)
-
-
-class _SharedPool:
-    """Several tunes' points through one executor run: their lazy streams taken in turn (each
-    Tuner still asks a trial only when a worker is free for it, and has the results of its
-    earlier trials by then), or one tune's after another's (`in_turn` False: seed reruns, so
-    that tunes finish one by one), and each result handed back to the tune whose point it was.
-    One pool of workers starts once for all of them."""
-
-    def __init__(self, runner: Any, display: Any) -> None:
-        self.runner, self.display = runner, display
-        self.owners: dict[str, Tuner] = {}
-
-    def run(
-        self,
-        streams: list[tuple[Tuner, Any]],
-        handler: Callable[[Tuner], Callable[[Any], None]],
-        in_turn: bool = True,
-    ) -> None:
-        def points() -> Iterator[tuple[Any, ...]]:
-            iterators = [(tuner, iter(stream)) for tuner, stream in streams]
-            while iterators:
-                for entry in list(iterators) if in_turn else iterators[:1]:
-                    point = next(entry[1], None)
-                    if point is None:
-                        iterators.remove(entry)
-                        continue
-                    self.owners[point[0]] = entry[0]
-                    yield point
-
-        def on_result(result: Any) -> None:
-            handler(self.owners.pop(result.run_id))(result)
-
-        self.runner.run(points(), self.display.message, on_result)
-
-
 def run_tunes(
     setups: list[TuneSetup],
     results_dir: str | Path | None = None,
@@ -1106,7 +612,7 @@ def run_tunes(
     benchmark notes its pairs done on the display)."""
     from optbench.sweeps.executors import make_executor
 
-    _optuna()
+    import_optuna()
     results = Path(results_dir or default_results_dir())
     if results.exists() and not results.is_dir():
         raise ConfigError("", f"results directory {results} is a file, not a folder")
@@ -1139,14 +645,18 @@ def run_tunes(
     # One live view for the trials and the seed reruns: the trials already told count as done.
     total = sum(arm.budget + len(t.setup.tune.seeds) for t in tuners for arm in t.setup.arms)
     told = sum(
-        len(_told(arm.study.get_trials(deepcopy=False))) for t in tuners for arm in t.setup.arms
+        len(told_trials(arm.study.get_trials(deepcopy=False)))
+        for t in tuners
+        for arm in t.setup.arms
     )
     shown = view(total, told, None, title=title, header=header)
     with shown as display, contextlib.ExitStack() as beats:
         for tuner in tuners:
-            tuner.display = display if len(tuners) == 1 else _Labelled(display, tuner.setup.name)
+            tuner.display = (
+                display if len(tuners) == 1 else LabelledDisplay(display, tuner.setup.name)
+            )
             beats.enter_context(tuner.beating())
-        pool = _SharedPool(runner, display)
+        pool = SharedPool(runner, display)
         try:
             pool.run([(t, t.points()) for t in tuners], lambda t: t.on_result)
             while short := [t for t in tuners if t.short()]:  # trials another process trained
@@ -1177,7 +687,7 @@ def run_tunes(
 
 
 def _run_seeds(
-    pool: _SharedPool, tuners: list[Tuner], on_done: Callable[[Any, int, int], None] | None
+    pool: SharedPool, tuners: list[Tuner], on_done: Callable[[Any, int, int], None] | None
 ) -> None:
     """Every tune's seed reruns on the pool; a tune is done when its last one ends."""
     streams = [(tuner, tuner.seed_points()) for tuner in tuners]
