@@ -6,21 +6,16 @@ figure per epochs.csv metric with every configuration in it (the mean over seeds
 the seed spread from `seed_bands` as a band around it), the optimizer paths over the
 function's contours for runs of one 2-D problem (`two_d_paths`), DeepOBS's tuneability plot
 when an optimizer was tried at several learning rates (`tuneability_frame`), and each
-configuration's resolved config.yaml. plotly.js is inlined once and every figure is compact
-JSON drawn by one script, so the file needs no network at all (no CDN, fonts or MathJax; a
-Content-Security-Policy forbids any request) and stays small and quick to open with hundreds
-of runs.
-
-Plotly is imported here only, so the rest of optbench runs without the `report` extra.
+configuration's resolved config.yaml. The page's shell (plotly.js inlined once, every figure
+as compact JSON drawn by one script, no request allowed) is html_page.py's; a benchmark's
+folder gets benchmark_report.py's page instead.
 """
 
 from __future__ import annotations
 
 import base64
-import datetime as _dt
 import html
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from optbench.analysis.benchmark_report import render_benchmark
 from optbench.analysis.compare import (
     Comparison,
     compare_runs,
@@ -36,8 +32,8 @@ from optbench.analysis.compare import (
     show_hyperparameter,
     two_d_paths,
 )
+from optbench.analysis.html_page import colour, generated_by, page, placed, plotly_module
 from optbench.analysis.reports import check_writable, mean_std, rank_columns
-from optbench.core.errors import ConfigError
 from optbench.core.metrics import (
     CURVE_COLUMNS,
     EPOCH_COLUMNS,
@@ -47,18 +43,10 @@ from optbench.core.metrics import (
 )
 from optbench.storage.results import BENCHMARK_FILE, RunDir, write_atomic
 
-EXTRA_HINT = "pip install 'optbench[report]'"
 # Above this many configurations the figures draw no legend (hundreds of entries take seconds
 # to lay out, in every figure); the ranking's checkboxes hide and show configurations instead.
 LEGEND_LIMIT = 40
 MAX_PATH_POINTS = 2000  # per seed's 2-D path; longer paths are thinned evenly (ends kept)
-# Colours that stay apart on white: Plotly's D3 set, then its Dark24 (cycled beyond).
-_PALETTE = [
-    *("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"),
-    *("#bcbd22", "#17becf", "#2E91E5", "#E15F99", "#1CA71C", "#FB0D0D", "#DA16FF", "#222A2A"),
-    *("#B68100", "#750D86", "#EB663B", "#511CFB", "#00A08B", "#FB00D1", "#FC0080", "#B2828D"),
-    *("#6C7C32", "#778AAE", "#862A16", "#A777F1", "#620042", "#1616A7"),
-]
 
 
 @dataclass(frozen=True)
@@ -73,18 +61,10 @@ class ReportSummary:
     figures: list[str]  # the figure ids, in page order
 
 
-def _plotly() -> Any:
-    try:
-        import plotly
-    except ImportError:
-        raise ConfigError(f"optbench report needs plotly: {EXTRA_HINT}") from None
-    return plotly
-
-
 def check_output_path(path: Path) -> None:
     """Refuse an output that cannot be written (and a missing plotly) before reading any run."""
     check_writable(path, "--output", "report.html")
-    _plotly()
+    plotly_module()
 
 
 def benchmark_files(paths: list[Path]) -> list[Path]:
@@ -106,19 +86,19 @@ def write_report(
     benchmarks = benchmark_files(paths)
     if benchmarks:
         document = json.loads(benchmarks[0].read_text())
-        page, figures = render_benchmark(document, benchmarks[0].parent.parent)
-        write_atomic(output, page)
+        text, figures = render_benchmark(document, benchmarks[0].parent.parent)
+        write_atomic(output, text)
         pairs = sum(len(row) for row in document["pairs"].values())
         runs = sum(
             len(p["seed_run_ids"]) for row in document["pairs"].values() for p in row.values()
         )
-        return ReportSummary(output, len(page.encode()), runs, pairs, figures)
+        return ReportSummary(output, len(text.encode()), runs, pairs, figures)
     comparison = compare_runs(paths, metric, target)
-    page, figures = render(comparison, [str(p) for p in paths])
+    text, figures = render(comparison, [str(p) for p in paths])
     # Written whole or not at all (an earlier page stays); a full disk is no bad input: exit 3.
-    write_atomic(output, page)
+    write_atomic(output, text)
     return ReportSummary(
-        output, len(page.encode()), len(comparison.frame), len(comparison.table), figures
+        output, len(text.encode()), len(comparison.frame), len(comparison.table), figures
     )
 
 
@@ -144,7 +124,7 @@ def _configurations(comparison: Comparison) -> list[_Configuration]:
             _Configuration(
                 f"c{index}",
                 f"#{index + 1} {label(row, hyper)}",
-                _PALETTE[index % len(_PALETTE)],
+                colour(index),
                 row,
                 dirs,
             )
@@ -424,14 +404,14 @@ def _tuneability_figure(
     traces = []
     for index, (optimizer, rows) in enumerate(shown.groupby("optimizer", sort=False)):
         rows = rows.sort_values("lr")
-        colour = _PALETTE[index % len(_PALETTE)]
+        shade = colour(index)
         traces.append(
             {
                 "type": "scatter",
                 "mode": "lines+markers" if rows["lr"].is_unique else "markers",
                 "name": str(optimizer),
                 "legendgroup": f"optimizer-{index}",
-                "line": {"color": colour},
+                "line": {"color": shade},
                 "marker": {"size": 8},
                 "error_y": {"type": "data", "array": rows["final_std"].fillna(0.0).tolist()},
                 **points(rows),
@@ -566,341 +546,38 @@ _HOW_MANY = (
     "hide and show configurations in every figure."
 )
 
-_CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:1.5em auto;
-max-width:1300px;padding:0 1em;color:#222}
-h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.6em}
-.meta{color:#555;font-size:.9em}
-table.ranking{border-collapse:collapse;font-size:.85em;font-variant-numeric:tabular-nums}
-.ranking th,.ranking td{border-bottom:1px solid #ddd;padding:3px 8px;text-align:right;
-white-space:nowrap}
-.ranking th{background:#f3f3f3;position:sticky;top:0}
-.ranking .ranked{background:#fff7d6}
-.ranking tr.hidden td{opacity:.35}
-.swatch{display:inline-block;width:.9em;height:.9em;border-radius:2px;vertical-align:middle;
-margin-right:.3em}
-.tablewrap{max-height:32em;overflow:auto}
-.figure{margin:1em 0;border:1px solid #eee}
-details{margin:.3em 0}summary{cursor:pointer}
-pre{background:#f7f7f7;padding:.6em;overflow:auto;font-size:.85em}
-.todo{color:#555;font-style:italic}
-"""
-
-# Draws every figure, then keeps a configuration hidden or shown in all of them at once:
-# clicking a legend entry toggles its group (line and band) in every figure, double-clicking
-# shows only it (again: all). window.optbenchRendered is when the last figure was drawn.
-_SCRIPT = """
-(function(){
-window.optbenchScriptStart = performance.now();
-const hidden = new Set();
-const gds = [];
-function groupsOf(gd){return gd.data.map(t => t.legendgroup).filter(g => g && g[0] === 'c');}
-function apply(){
-  for (const gd of gds){
-    const idx = [], vis = [];
-    gd.data.forEach((t, i) => {
-      if (t.legendgroup && t.legendgroup[0] === 'c'){
-        idx.push(i); vis.push(hidden.has(t.legendgroup) ? 'legendonly' : true);
-      }
-    });
-    if (idx.length) Plotly.restyle(gd, {visible: vis}, idx);
-  }
-  document.querySelectorAll('tr[data-group]').forEach(tr =>
-    tr.classList.toggle('hidden', hidden.has(tr.dataset.group)));
-  document.querySelectorAll('input[data-group]').forEach(box => {
-    box.checked = !hidden.has(box.dataset.group);
-  });
-}
-document.querySelectorAll('input[data-group]').forEach(box => box.addEventListener('change', () => {
-  if (box.checked) hidden.delete(box.dataset.group); else hidden.add(box.dataset.group);
-  apply();
-}));
-function group(ev){const t = ev.data[ev.curveNumber]; return t && t.legendgroup;}
-function onClick(ev){
-  const g = group(ev); if (!g || g[0] !== 'c') return true;
-  if (hidden.has(g)) hidden.delete(g); else hidden.add(g);
-  apply(); return false;
-}
-function onDoubleClick(ev){
-  const g = group(ev); if (!g || g[0] !== 'c') return true;
-  const all = new Set(gds.flatMap(groupsOf));
-  const alone = [...all].every(x => x === g || hidden.has(x)) && !hidden.has(g);
-  hidden.clear();
-  if (!alone) all.forEach(x => { if (x !== g) hidden.add(x); });
-  apply(); return false;
-}
-const config = {responsive: true, displaylogo: false, scrollZoom: false};
-Promise.all(FIGURES.map(f => {
-  f.layout.template = TEMPLATE;
-  return Plotly.newPlot(f.id, f.data, f.layout, config);
-})).then(drawn => {
-  drawn.forEach(gd => {
-    gds.push(gd);
-    gd.on('plotly_legendclick', onClick);
-    gd.on('plotly_legenddoubleclick', onDoubleClick);
-  });
-  window.optbenchRendered = performance.now();
-  document.body.dataset.rendered = String(drawn.length);
-}, err => { console.error('optbench report: a figure failed to draw', err); });
-})();
-"""
-
-# Nothing may be fetched: only inline scripts and styles, images from data: URLs.
-_CSP = (
-    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-    "img-src data:; font-src data:"
-)
-
-
-def _json(value: Any) -> str:
-    """Plotly's JSON (numpy arrays as compact typed arrays), safe inside a <script>."""
-    from plotly.io.json import to_json_plotly
-
-    return to_json_plotly(value).replace("<", "\\u003c")
-
 
 def render(comparison: Comparison, sources: list[str]) -> tuple[str, list[str]]:
     """The page for `comparison` and the ids of its figures, in page order."""
-    plotly = _plotly()
-    from plotly.io import templates
-    from plotly.offline import get_plotlyjs
-
     configurations = _configurations(comparison)
-    found = [
-        ("fig-paths", _paths_figure(comparison, configurations)),
-        *(
-            (f"fig-{metric}", _curve_figure(comparison, configurations, metric))
-            for metric in curve_metrics(comparison)
-        ),
-        ("fig-tuneability", _tuneability_figure(comparison, configurations)),
-    ]
-    figures = [{"id": fid, **figure} for fid, figure in found if figure is not None]
+    figures, divs = placed(
+        [
+            ("fig-paths", _paths_figure(comparison, configurations)),
+            *(
+                (f"fig-{metric}", _curve_figure(comparison, configurations, metric))
+                for metric in curve_metrics(comparison)
+            ),
+            ("fig-tuneability", _tuneability_figure(comparison, configurations)),
+        ]
+    )
     legends = len(configurations) <= LEGEND_LIMIT
     for figure in figures:
         figure["layout"].setdefault("showlegend", legends)
-    figure_divs = "\n".join(
-        f"<h2>{html.escape(figure.pop('heading'))}</h2><div id={figure['id']} class=figure></div>"
-        for figure in figures
-    )
 
     table = comparison.table
     runs, n_configs = len(comparison.frame), len(table)
     notes = "".join(f"<li>{html.escape(note)}</li>" for note in comparison.notes)
-    generated = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    title = f"optbench report: {', '.join(sources)}"
-    page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="{_CSP}">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{html.escape(title)}</title><style>{_CSS}</style></head>
-<body>
-<h1>{html.escape(title)}</h1>
-<p class=meta>{runs} runs in {n_configs} configurations, ranked by
+    intro = f"""<p class=meta>{runs} runs in {n_configs} configurations, ranked by
 <b>{html.escape(table.attrs["metric"])}</b> (mean ± std over seeds; final columns over
-completed runs only). Generated {generated} by optbench with plotly {plotly.__version__}.
+completed runs only). {generated_by()}
 {_HOW_LEGENDS if legends else _HOW_MANY.format(limit=LEGEND_LIMIT)}
 Hover for values.</p>
-{f"<ul class=meta>{notes}</ul>" if notes else ""}
-<h2>Ranking</h2>
+{f"<ul class=meta>{notes}</ul>" if notes else ""}"""
+    body = f"""<h2>Ranking</h2>
 <div class=tablewrap>{_ranking_html(comparison, configurations)}</div>
 {_references_html(comparison)}
-{figure_divs}
+{"".join(divs)}
 <h2>Configurations</h2>
-{_configs_html(comparison, configurations)}
-<script>{get_plotlyjs()}</script>
-<script>
-const TEMPLATE = {{layout: {_json(templates["plotly_white"].layout)}}};
-const FIGURES = {_json(figures)};
-{_SCRIPT}</script>
-</body></html>
-"""
-    return page, [figure["id"] for figure in figures]
-
-
-# --------------------------------------------------------------------------- a benchmark
-
-_CLOCKS = {"steps": "optimizer steps", "seconds": "training seconds"}
-
-
-def _profile_figure(document: dict[str, Any], measure: str) -> dict[str, Any]:
-    """The performance profile rho(tau) of every optimizer for one clock (a step function)."""
-    taus = document["profiles"]["tau"]
-    scores = document["scores"][measure]
-    traces = [
-        {
-            "type": "scatter",
-            "x": taus,
-            "y": document["profiles"][measure][optimizer],
-            "mode": "lines",
-            "line": {"shape": "hv", "color": _PALETTE[index % len(_PALETTE)], "width": 2},
-            "name": f"{optimizer} ({scores[optimizer]:.3f})",
-            "hovertemplate": "tau %{x:.3g}: %{y:.3g} of the problems<extra>%{fullData.name}"
-            "</extra>",
-        }
-        for index, optimizer in enumerate(document["scores"]["steps"])
-    ]
-    layout = {
-        "xaxis": {"title": {"text": f"tau: time to target / the fastest's ({_CLOCKS[measure]})"}},
-        "yaxis": {"title": {"text": "fraction of problems"}, "range": [-0.02, 1.02]},
-        "height": 420,
-        "margin": {"t": 40, "r": 10},
-    }
-    heading = f"Performance profile in {_CLOCKS[measure]} (legend: score)"
-    return {"heading": heading, "data": traces, "layout": layout}
-
-
-def _best_curves(
-    results: Path, pair: dict[str, Any], metric: str
-) -> tuple[list[float], list[float], list[float]] | None:
-    """The mean over the seed reruns of `metric`, against steps and against cumulative
-    training seconds (evaluation excluded), over the epochs every seed reached."""
-    frames = []
-    for run_id in pair["seed_run_ids"]:
-        frame = RunDir(results / pair["folder"] / run_id).read_epochs()
-        if frame is not None and len(frame) and metric in frame:
-            frames.append(frame.assign(seconds=frame["seconds"].cumsum()))
-    if not frames or not pair["steps_per_epoch"]:
-        return None
-    length = min(len(frame) for frame in frames)
-    steps = frames[0]["epoch"].to_numpy()[:length] * pair["steps_per_epoch"]
-    seconds = np.mean([frame["seconds"].to_numpy()[:length] for frame in frames], axis=0)
-    values = np.mean([frame[metric].to_numpy(float)[:length] for frame in frames], axis=0)
-    return steps.tolist(), seconds.tolist(), values.tolist()
-
-
-def _axis_switch(steps: list[list[float]], seconds: list[list[float]]) -> dict[str, Any]:
-    """Buttons that redraw every curve against steps or against wall-clock training seconds."""
-
-    def button(label: str, xs: list[list[float]]) -> dict[str, Any]:
-        return {
-            "label": label,
-            "method": "update",
-            "args": [{"x": xs}, {"xaxis.title.text": _CLOCKS[label], "xaxis.autorange": True}],
-        }
-
-    return {
-        "type": "buttons",
-        "direction": "left",
-        "x": 0,
-        "xanchor": "left",
-        "y": 1.02,
-        "yanchor": "bottom",
-        "showactive": True,
-        "buttons": [button("steps", steps), button("seconds", seconds)],
-    }
-
-
-def _problem_figure(document: dict[str, Any], results: Path, problem: str) -> dict[str, Any] | None:
-    """Each optimizer's best configuration on one problem: its metric (mean over the seeds)
-    against steps, switchable to seconds, with the target as a dashed line."""
-    target = document["targets"][problem]
-    metric = target["metric"]
-    traces, steps, seconds = [], [], []
-    for index, optimizer in enumerate(document["scores"]["steps"]):
-        curves = _best_curves(results, document["pairs"][optimizer][problem], metric)
-        if curves is None:
-            continue
-        steps.append(curves[0])
-        seconds.append(curves[1])
-        traces.append(
-            {
-                "type": "scatter",
-                "x": curves[0],
-                "y": curves[2],
-                "mode": "lines+markers",
-                "marker": {"size": 4},
-                "line": {"color": _PALETTE[index % len(_PALETTE)], "width": 2},
-                "name": optimizer,
-                "hovertemplate": f"%{{x:.4~g}}: {metric} %{{y:.5~g}}<extra>%{{fullData.name}}"
-                "</extra>",
-            }
-        )
-    if not traces:
-        return None
-    title = TITLES.get(metric, metric)
-    layout = {
-        "xaxis": {"title": {"text": _CLOCKS["steps"]}},
-        "yaxis": {"title": {"text": title}},
-        "shapes": [
-            {
-                "type": "line",
-                "xref": "paper",
-                "x0": 0,
-                "x1": 1,
-                "y0": target["value"],
-                "y1": target["value"],
-                "line": {"dash": "dash", "color": "#555", "width": 1},
-            }
-        ],
-        "updatemenus": [_axis_switch(steps, seconds)],
-        "height": 420,
-        "margin": {"t": 40, "r": 10},
-    }
-    sign = ">=" if target["higher_is_better"] else "<="
-    heading = (
-        f"{problem}: {title} of each optimizer's best configuration (mean over seeds; "
-        f"dashed: the target {sign} {target['value']:g})"
-    )
-    return {"heading": heading, "data": traces, "layout": layout}
-
-
-def _tables_text(document: dict[str, Any]) -> str:
-    """The score and time-to-target tables, as `optbench benchmark` prints them."""
-    from rich.console import Console
-
-    from optbench.analysis.reports import benchmark_tables
-
-    console = Console(record=True, width=160, file=open(os.devnull, "w"))  # noqa: SIM115
-    for table in benchmark_tables(document):
-        console.print(table)
-    console.file.close()
-    return console.export_text()
-
-
-def render_benchmark(document: dict[str, Any], results: Path) -> tuple[str, list[str]]:
-    """The page of a benchmark.json (its pairs' runs read from `results`): the performance
-    profiles, the score and time tables, and per problem the best configurations' curves."""
-    plotly = _plotly()
-    from plotly.io import templates
-    from plotly.offline import get_plotlyjs
-
-    found = [
-        ("fig-profile-steps", _profile_figure(document, "steps")),
-        ("fig-profile-seconds", _profile_figure(document, "seconds")),
-        *(
-            (f"fig-problem-{index}", _problem_figure(document, results, problem))
-            for index, problem in enumerate(document["targets"])
-        ),
-    ]
-    figures = [{"id": fid, **figure} for fid, figure in found if figure is not None]
-    divs = [
-        f"<h2>{html.escape(figure.pop('heading'))}</h2><div id={figure['id']} class=figure></div>"
-        for figure in figures
-    ]
-    generated = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    title = f"optbench benchmark: {document['suite']}"
-    page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="{_CSP}">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{html.escape(title)}</title><style>{_CSS}</style></head>
-<body>
-<h1>{html.escape(title)}</h1>
-<p class=meta>Each (optimizer, problem) pair tuned with the same budget; time to target is the
-median over the best configuration's seed reruns (AlgoPerf's performance profiles, r_max
-{document["r_max"]:g}; score 1: the fastest on every problem). Generated {generated} by optbench
-with plotly {plotly.__version__}. The buttons above a problem's figure switch its axis between
-steps and seconds. Hover for values.</p>
-{divs[0]}
-{divs[1]}
-<h2>Scores and times to target</h2>
-<pre>{html.escape(_tables_text(document))}</pre>
-{"".join(divs[2:])}
-<script>{get_plotlyjs()}</script>
-<script>
-const TEMPLATE = {{layout: {_json(templates["plotly_white"].layout)}}};
-const FIGURES = {_json(figures)};
-{_SCRIPT}</script>
-</body></html>
-"""
-    return page, [figure["id"] for figure in figures]
+{_configs_html(comparison, configurations)}"""
+    title = f"optbench report: {', '.join(sources)}"
+    return page(title, intro, body, figures), [figure["id"] for figure in figures]
