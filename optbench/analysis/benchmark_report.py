@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from optbench.analysis.html_page import colour, generated_by, page, placed
+from optbench.analysis.html_page import colour, generated_by, page, placed, switch
 from optbench.core.metrics import TITLES
 from optbench.storage.results import RunDir
 
@@ -76,16 +76,7 @@ def _axis_switch(steps: list[list[float]], seconds: list[list[float]]) -> dict[s
             "args": [{"x": xs}, {"xaxis.title.text": _CLOCKS[label], "xaxis.autorange": True}],
         }
 
-    return {
-        "type": "buttons",
-        "direction": "left",
-        "x": 0,
-        "xanchor": "left",
-        "y": 1.02,
-        "yanchor": "bottom",
-        "showactive": True,
-        "buttons": [button("steps", steps), button("seconds", seconds)],
-    }
+    return switch([button("steps", steps), button("seconds", seconds)])
 
 
 def _problem_figure(document: dict[str, Any], results: Path, problem: str) -> dict[str, Any] | None:

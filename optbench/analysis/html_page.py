@@ -129,6 +129,20 @@ def _json(value: Any) -> str:
     return to_json_plotly(value).replace("<", "\\u003c")
 
 
+def switch(buttons: list[dict[str, Any]]) -> dict[str, Any]:
+    """A row of buttons above a figure's top-left corner (Plotly's updatemenus entry)."""
+    return {
+        "type": "buttons",
+        "direction": "left",
+        "x": 0,
+        "xanchor": "left",
+        "y": 1.02,
+        "yanchor": "bottom",
+        "showactive": True,
+        "buttons": buttons,
+    }
+
+
 def placed(
     found: list[tuple[str, dict[str, Any] | None]],
 ) -> tuple[list[dict[str, Any]], list[str]]:

@@ -32,7 +32,14 @@ from optbench.analysis.compare import (
     show_hyperparameter,
     two_d_paths,
 )
-from optbench.analysis.html_page import colour, generated_by, page, placed, plotly_module
+from optbench.analysis.html_page import (
+    colour,
+    generated_by,
+    page,
+    placed,
+    plotly_module,
+    switch,
+)
 from optbench.analysis.reports import check_writable, mean_std, rank_columns
 from optbench.core.metrics import (
     CURVE_COLUMNS,
@@ -260,19 +267,12 @@ def _typed(array: np.ndarray) -> dict[str, Any]:
 
 
 def _log_switch() -> dict[str, Any]:
-    return {
-        "type": "buttons",
-        "direction": "left",
-        "x": 0,
-        "xanchor": "left",
-        "y": 1.02,
-        "yanchor": "bottom",
-        "showactive": True,
-        "buttons": [
+    return switch(
+        [
             {"label": "linear", "method": "relayout", "args": [{"yaxis.type": "linear"}]},
             {"label": "log", "method": "relayout", "args": [{"yaxis.type": "log"}]},
-        ],
-    }
+        ]
+    )
 
 
 def _thin(path: pd.DataFrame) -> pd.DataFrame:
