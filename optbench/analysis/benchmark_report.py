@@ -21,9 +21,12 @@ _CLOCKS = {"steps": "optimizer steps", "seconds": "training seconds"}
 
 
 def _profile_figure(document: dict[str, Any], measure: str) -> dict[str, Any]:
-    """The performance profile rho(tau) of every optimizer for one clock (a step function)."""
+    """The performance profile rho(tau) of every optimizer for one clock (a step function),
+    the legend best score first; each optimizer keeps its colour in every figure."""
     taus = document["profiles"]["tau"]
     scores = document["scores"][measure]
+    suite_order = list(document["scores"]["steps"])
+    ranked = sorted(enumerate(suite_order), key=lambda pair: -scores[pair[1]])
     traces = [
         {
             "type": "scatter",
@@ -35,7 +38,7 @@ def _profile_figure(document: dict[str, Any], measure: str) -> dict[str, Any]:
             "hovertemplate": "tau %{x:.3g}: %{y:.3g} of the problems<extra>%{fullData.name}"
             "</extra>",
         }
-        for index, optimizer in enumerate(document["scores"]["steps"])
+        for index, optimizer in ranked
     ]
     layout = {
         "xaxis": {"title": {"text": f"tau: time to target / the fastest's ({_CLOCKS[measure]})"}},
