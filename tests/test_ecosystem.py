@@ -6,6 +6,7 @@ registry blocks are printed at the end of the test run."""
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import itertools
 import math
@@ -147,6 +148,28 @@ def test_data_channels_unset_stays_out_of_the_resolved_config() -> None:
         )
 
 
+def _optimizer_classes(package: str) -> list[str]:
+    """A package's own list (its __all__), the optimizer classes only ([] when not installed)."""
+    try:
+        module = importlib.import_module(package)
+    except ImportError:
+        return []
+    return [
+        name
+        for name in module.__all__
+        if inspect.isclass(cls := getattr(module, name)) and issubclass(cls, torch.optim.Optimizer)
+    ]
+
+
+def _trains_every_epoch(plan: object, name: str, outcome: str) -> None:
+    """`plan` trains to its last epoch with a finite loss in each; counted under `outcome` in
+    the summary printed at the end of the test run."""
+    result = train(plan)
+    assert result.status == "completed", (name, result.diverged_at)
+    assert all(math.isfinite(row["train_loss"]) for row in result.rows)
+    ECOSYSTEM_OUTCOMES.setdefault(outcome, []).append(name)
+
+
 def _timm_sample() -> list[str]:
     """A fixed sample of timm's own list at small sizes: the names that say they are small,
     sorted, taken at an even stride (so the sample is the package's, not hand-picked)."""
@@ -196,10 +219,7 @@ def test_a_sample_of_timms_small_models_trains_or_is_refused_in_one_true_line(na
     model = plan.build_model()
     assert model(torch.zeros(2, 3, size, size)).shape == (2, 4)  # num_classes from the data
     assert plan.resolved["model"]["num_classes"] == 4 and plan.resolved["model"]["in_chans"] == 3
-    result = train(plan)
-    assert result.status == "completed", (name, result.diverged_at)
-    assert all(math.isfinite(row["train_loss"]) for row in result.rows)
-    ECOSYSTEM_OUTCOMES.setdefault("trained (timm)", []).append(name)
+    _trains_every_epoch(plan, name, "trained (timm)")
 
 
 # --------------------------------------------------------------------------- wrapper optimizers
@@ -282,27 +302,10 @@ def test_every_pytorch_optimizer_trains_or_is_refused_with_a_reason(name: str) -
             pytest.skip(message)
         ECOSYSTEM_OUTCOMES.setdefault("refused", []).append(f"{name}: {message}")
         return
-    result = train(plan)
-    assert result.status == "completed", (name, result.diverged_at)
-    assert all(math.isfinite(row["train_loss"]) for row in result.rows)
-    ECOSYSTEM_OUTCOMES.setdefault(f"trained ({plan.optimizer.protocol.name})", []).append(name)
+    _trains_every_epoch(plan, name, f"trained ({plan.optimizer.protocol.name})")
 
 
 # --------------------------------------------------------------------------- torch-optimizer
-
-
-def _torch_optimizer_names() -> list[str]:
-    """torch-optimizer's own list (its __all__), the optimizer classes only."""
-    try:
-        import torch_optimizer
-    except ImportError:
-        return []
-    return [
-        name
-        for name in torch_optimizer.__all__
-        if inspect.isclass(getattr(torch_optimizer, name))
-        and issubclass(getattr(torch_optimizer, name), torch.optim.Optimizer)
-    ]
 
 
 def _needs_create_graph(cls: type) -> bool:
@@ -311,7 +314,8 @@ def _needs_create_graph(cls: type) -> bool:
     return "create_graph=True" in (inspect.getdoc(cls) or "")
 
 
-@pytest.mark.parametrize("name", _torch_optimizer_names())  # 30 classes, a few seconds in all
+# 30 classes, a few seconds in all
+@pytest.mark.parametrize("name", _optimizer_classes("torch_optimizer"))
 def test_every_torch_optimizer_trains_or_is_refused_in_one_true_line(name: str) -> None:
     torch_optimizer = pytest.importorskip("torch_optimizer")
     cls = getattr(torch_optimizer, name)
@@ -331,27 +335,10 @@ def test_every_torch_optimizer_trains_or_is_refused_in_one_true_line(name: str) 
         ECOSYSTEM_OUTCOMES.setdefault("refused", []).append(f"torch_optimizer.{name}: {message}")
         return
     assert plan.optimizer.protocol.name == ("second_order" if _needs_create_graph(cls) else "plain")
-    result = train(plan)
-    assert result.status == "completed", (name, result.diverged_at)
-    assert all(math.isfinite(row["train_loss"]) for row in result.rows)
-    ECOSYSTEM_OUTCOMES.setdefault("trained (torch_optimizer)", []).append(name)
+    _trains_every_epoch(plan, name, "trained (torch_optimizer)")
 
 
 # --------------------------------------------------------------------------- heavyball
-
-
-def _heavyball_names() -> list[str]:
-    """heavyball's own list (its __all__), the optimizer classes only."""
-    try:
-        import heavyball
-    except ImportError:
-        return []
-    return [
-        name
-        for name in heavyball.__all__
-        if inspect.isclass(getattr(heavyball, name))
-        and issubclass(getattr(heavyball, name), torch.optim.Optimizer)
-    ]
 
 
 @pytest.fixture
@@ -371,7 +358,7 @@ def _small_regression(optimizer: dict) -> dict:
     )
 
 
-@pytest.mark.parametrize("name", _heavyball_names())  # ~40 classes, about 7 s in all
+@pytest.mark.parametrize("name", _optimizer_classes("heavyball"))  # ~40 classes, about 7 s in all
 def test_every_heavyball_optimizer_trains_or_is_refused_in_one_true_line(
     name: str, _heavyball_uncompiled
 ) -> None:
@@ -386,10 +373,7 @@ def test_every_heavyball_optimizer_trains_or_is_refused_in_one_true_line(
         assert message.count("\n") == 0 and message.startswith("optimizer"), message
         ECOSYSTEM_OUTCOMES.setdefault("refused", []).append(f"heavyball.{name}: {message}")
         return
-    result = train(plan)
-    assert result.status == "completed", (name, result.diverged_at)
-    assert all(math.isfinite(row["train_loss"]) for row in result.rows)
-    ECOSYSTEM_OUTCOMES.setdefault("trained (heavyball)", []).append(name)
+    _trains_every_epoch(plan, name, "trained (heavyball)")
 
 
 def test_planning_steps_on_a_batch_like_the_data_so_psgdkron_is_not_refused(
