@@ -39,7 +39,13 @@ from optbench.core.config import (
 from optbench.core.errors import ConfigError
 from optbench.core.metrics import higher_is_better
 from optbench.core.problems import PROBLEMS
-from optbench.core.suite import SuiteConfig, load_suite, optimizer_label, problem_label
+from optbench.core.suite import (
+    SuiteConfig,
+    is_config_path,
+    load_suite,
+    optimizer_label,
+    problem_label,
+)
 from optbench.storage.results import (
     BENCHMARK_FILE,
     FINISHED,
@@ -79,7 +85,7 @@ class BenchmarkRun:
 def _problem_config(problem: str) -> dict[str, Any]:
     """A problem's config sections: `problem: NAME` for a registry name, else the config file's
     own mapping without the keys the suite decides."""
-    if problem_label(problem) == problem:
+    if not is_config_path(problem):
         PROBLEMS.get(problem, "problems")  # refuses an unknown name, with a suggestion
         return {"problem": problem}
     data = read_config_file(problem)

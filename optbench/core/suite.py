@@ -69,13 +69,14 @@ class SuiteConfig(_Strict):
         return targets
 
 
-def _is_config_path(problem: str) -> bool:
+def is_config_path(problem: str) -> bool:
+    """Whether a suite's problem is a config file (else a registry name)."""
     return problem.endswith((".yaml", ".yml"))
 
 
 def problem_label(problem: str) -> str:
     """How a suite names a problem: a registry name as it is, a config path by its file stem."""
-    return name_from_stem(Path(problem).stem) if _is_config_path(problem) else problem
+    return name_from_stem(Path(problem).stem) if is_config_path(problem) else problem
 
 
 def optimizer_label(name: str) -> str:
@@ -92,7 +93,7 @@ def load_suite(path: str | Path) -> SuiteConfig:
         field, problem = _describe(exc.errors()[0])
         raise ConfigError(field, problem) from None
     folder = Path(path).parent
-    problems = [str(folder / p) if _is_config_path(p) else p for p in suite.problems]
+    problems = [str(folder / p) if is_config_path(p) else p for p in suite.problems]
     suite = suite.model_copy(update={"problems": problems})
     unknown = set(suite.targets) - {problem_label(p) for p in suite.problems}
     if unknown:

@@ -343,13 +343,12 @@ def default_splits(cls: type) -> tuple[str, str]:
     if not names:
         return "train", "test"
     default = inspect.signature(cls).parameters["split"].default
-    trains = [n for n in names if n.startswith("train")]
     if "train" in names:
         train = "train"
     elif isinstance(default, str) and default.startswith("train"):
         train = default
     else:
-        train = trains[0] if trains else "train"
+        train = next((name for name in names if name.startswith("train")), "train")
     test = next((n for n in TEST_SPLITS if n in names), "test")
     return train, test
 
