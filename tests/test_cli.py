@@ -136,6 +136,15 @@ def test_list(kind: str, expected: list[str]) -> None:
         assert text in result.output
 
 
+@pytest.mark.parametrize("kind", ["problems", "optimizers", "datasets"])
+def test_every_command_prints_whole_tables_off_a_terminal_at_any_width(kind: str) -> None:
+    """A log or a pipe has no width to fit: the same text at 40 columns as at 250."""
+    narrow = runner.invoke(app, ["list", kind], env={"COLUMNS": "40"})
+    wide = runner.invoke(app, ["list", kind], env={"COLUMNS": "250"})
+    assert narrow.exit_code == wide.exit_code == 0
+    assert "…" not in narrow.output and narrow.output == wide.output
+
+
 @pytest.mark.slow
 def test_python_dash_m_and_plain_output_when_not_a_terminal(tmp_path: Path) -> None:
     config = write_config(tmp_path, regression_dict())
