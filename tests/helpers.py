@@ -14,12 +14,13 @@ import numpy as np
 import yaml
 
 from optbench.core.config import SYSTEM_DATA_DIR, ExperimentConfig, validate_config
-from optbench.core.metrics import EPOCH_COLUMNS
+from optbench.core.metrics import EPOCH_COLUMNS, SPARSE_COLUMNS
 from optbench.experiment.train import SilentObserver
 
 REPO = Path(__file__).resolve().parents[1]
 FASHION_MNIST_GZ = SYSTEM_DATA_DIR / "fashion-mnist" / "train-images-idx3-ubyte.gz"
-METRICS = [c for c in EPOCH_COLUMNS if c not in ("seconds", "eval_seconds")]  # not wall times
+# not wall times, nor the columns only runs with validation or eval_every write
+METRICS = [c for c in EPOCH_COLUMNS if c not in ("seconds", "eval_seconds", *SPARSE_COLUMNS)]
 # tests/test_ecosystem.py's outcome per third-party optimizer, printed at the end of the run.
 ECOSYSTEM_OUTCOMES: dict[str, list[str]] = {}
 

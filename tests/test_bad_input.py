@@ -884,6 +884,45 @@ CASES = [
         "scheduler.step_size",
         "must be at most 9223372036854775807",
     ),
+    # ---- validation split, evaluation by steps, DeepOBS's pipeline
+    case(
+        "validation-fraction-zero",
+        regression(data__validation=0.0),
+        "data.validation",
+        "strictly between 0 and 1",
+    ),
+    case(
+        "validation-fraction-one",
+        regression(data__validation=1.0),
+        "data.validation",
+        "strictly between 0 and 1",
+    ),
+    case(
+        "validation-count-whole-training-set",
+        regression(data__validation=64),
+        "data.validation",
+        "holds out 64 of the 64 training samples",
+    ),
+    case(
+        "validation-own-split-missing",
+        regression(data__validation="own"),
+        "data.validation",
+        "has no validation split of its own",
+    ),
+    case("eval-every-zero", regression(eval_every=0), "eval_every", "greater than or equal to 1"),
+    case(
+        "eval-every-past-the-run",
+        regression(eval_every=5),
+        "eval_every",
+        "5 is more than the run's 4 optimizer steps",
+    ),
+    case(
+        "drop-last-leaves-no-batch",
+        regression(data__drop_last=True, data__batch_size=100),
+        "data.drop_last",
+        "leaves no step",
+    ),
+    case("shuffle-unknown", regression(data__shuffle="twice"), "data.shuffle", "'epoch' or 'once'"),
     case(
         "onecycle-negative-max-lr",
         regression(scheduler={"name": "OneCycleLR", "max_lr": -1.0}),
@@ -922,6 +961,18 @@ def test_missing_config_file(command: str, configs: Path, results: Path) -> None
 def test_directory_as_config(command: str, configs: Path, results: Path) -> None:
     result = invoke(command, configs, results)
     assert_user_error(result, results, str(configs), "it is a directory")
+
+
+def test_validation_that_takes_a_whole_class_out_of_training_is_refused_before_a_run(
+    configs: Path, results: Path
+) -> None:
+    """Which classes a held-out draw empties is known once the data is loaded: `run` loads it
+    before it writes anything (iris: 112 training samples, 111 held out leave one class)."""
+    pytest.importorskip("sklearn")
+    config = regression(data={"dataset": "sklearn_iris", "validation": 111, "batch_size": 16})
+    config.update(loss="cross_entropy", model={"name": "mlp", "hidden_sizes": [4]})
+    result = invoke("run", write(configs, config), results)
+    assert_user_error(result, results, "data.validation", "holds out every training sample")
 
 
 def test_results_dir_is_a_file(configs: Path, tmp_path: Path) -> None:

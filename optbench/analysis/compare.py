@@ -55,6 +55,7 @@ from optbench.core.metrics import (
     RANKING_METRICS,
     epoch_column,
     higher_is_better,
+    validation_metric,
 )
 from optbench.storage.records import TuneFile, learning_rate
 from optbench.storage.results import (
@@ -109,13 +110,18 @@ def run_status(run: Run) -> str:
     return status
 
 
+def epochs_logged(epochs: pd.DataFrame) -> int:
+    """The epochs an epochs.csv has rows of (several rows each with `eval_every`)."""
+    return int(epochs["epoch"].nunique()) if "epoch" in epochs else 0
+
+
 def planned_epochs(run: Run) -> int:
     """How many epochs the run was meant to train (summary.json, else config.yaml)."""
     if run.record.epochs is not None:
         return run.record.epochs
     if isinstance(run.config.get("epochs"), int):
         return run.config["epochs"]
-    return len(run.epochs)
+    return epochs_logged(run.epochs)
 
 
 def _stopped_in(run: Run) -> int:
@@ -125,8 +131,8 @@ def _stopped_in(run: Run) -> int:
     if diverged is not None:
         return diverged
     if run.status == Status.PRUNED:
-        return len(run.epochs)
-    return len(run.epochs) + 1
+        return epochs_logged(run.epochs)
+    return epochs_logged(run.epochs) + 1
 
 
 def drop_copies(runs: list[Run]) -> tuple[list[Run], list[str]]:
@@ -152,7 +158,7 @@ def drop_copies(runs: list[Run]) -> tuple[list[Run], list[str]]:
 
 
 def _preference(run: Run) -> tuple[bool, int]:
-    return run.status in FINISHED, len(run.epochs)
+    return run.status in FINISHED, epochs_logged(run.epochs)
 
 
 def _reach(epochs: pd.DataFrame, target: tuple[str, float] | None) -> tuple[float, float]:
@@ -194,7 +200,7 @@ def runs_frame(runs: list[Run], target: tuple[str, float] | None = None) -> pd.D
         has = not epochs.empty
         epochs_to, seconds_to = _reach(epochs, target)
         status = run_status(run)
-        complete = status == Status.COMPLETED and len(epochs) >= planned_epochs(run)
+        complete = status == Status.COMPLETED and epochs_logged(epochs) >= planned_epochs(run)
         if status == Status.COMPLETED and not complete:
             status = INCOMPLETE
         rows.append(
@@ -207,7 +213,7 @@ def runs_frame(runs: list[Run], target: tuple[str, float] | None = None) -> pd.D
                 "stopped_in": math.nan if complete else _stopped_in(run),
                 "seed": run.record.seed,
                 "lr": _nan_if_none(learning_rate(run.config)),
-                "epochs": len(epochs),
+                "epochs": epochs_logged(epochs),
                 "seconds": float(epochs["seconds"].sum()) if has else math.nan,
                 **_summaries(epochs),
                 "best_accuracy_epoch": (
@@ -550,6 +556,10 @@ def tuneability_frame(comparison: Comparison, tune: TuneFile | None = None) -> p
     Configurations without a final value (every run pruned, diverged, ...) keep NaN there."""
     table = comparison.table
     column = f"final_{table.attrs['performance']}"
+    # chosen on the validation split where the runs have one, never on what is reported
+    selected = f"final_{validation_metric(table.attrs['performance'])}"
+    if f"{selected}_mean" not in table or table[f"{selected}_mean"].isna().all():
+        selected = column
     firsts = comparison.frame.groupby("configuration", sort=False).first()
     rows = []
     for _, row in table.iterrows():
@@ -562,11 +572,21 @@ def tuneability_frame(comparison: Comparison, tune: TuneFile | None = None) -> p
                 "lr": firsts.at[key, "lr"],
                 "final_mean": row[f"{column}_mean"],
                 "final_std": row[f"{column}_std"],
+                "selected_on": row[f"{selected}_mean"],
                 "n": int(row["n"]),
                 "completed": int(row["completed"]),
             }
         )
-    columns = ["configuration", "optimizer", "lr", "final_mean", "final_std", "n", "completed"]
+    columns = [
+        "configuration",
+        "optimizer",
+        "lr",
+        "final_mean",
+        "final_std",
+        "selected_on",
+        "n",
+        "completed",
+    ]
     out = pd.DataFrame(rows, columns=columns)
     out["chosen"] = False
     tuned = tune.optimizers if tune is not None else {}
@@ -576,12 +596,15 @@ def tuneability_frame(comparison: Comparison, tune: TuneFile | None = None) -> p
         if best is not None:
             key = _configuration_of(comparison.frame, [best.run_id])
             chosen = rows_of.index[rows_of["configuration"] == key]
+        scored = rows_of["selected_on"].dropna()
+        if (chosen is None or not len(chosen)) and selected != column and len(scored):
+            chosen = [scored.idxmax() if higher_is_better(selected) else scored.idxmin()]
         if chosen is None or not len(chosen):
             with_final = rows_of.index[rows_of["final_mean"].notna()]
             # the table is ranked: the first is the best (none has a final value: the first)
             chosen = (with_final if len(with_final) else rows_of.index)[:1]
         out.loc[chosen, "chosen"] = True
-    out.attrs = {"metric": column, "performance": table.attrs["performance"]}
+    out.attrs = {"metric": column, "performance": table.attrs["performance"], "selected": selected}
     return out
 
 

@@ -101,6 +101,33 @@ class DataConfig(BaseModel):
     # Resize each image to image_size x image_size as it is read (photo collections such as
     # Flowers102 or DTD hold images of many sizes, which one tensor cannot).
     image_size: int | None = Field(None, ge=1, le=MAX_INTEGER)
+    # Held out of the training set and evaluated at every evaluation (valid_* columns): a
+    # fraction 0 < f < 1 or a count of training samples, drawn once with VALIDATION_SEED
+    # (components/data/bind.py), or `own`: the dataset's own validation split.
+    validation: float | int | Literal["own"] | None = None
+    # DeepOBS's TensorFlow pipeline: `once` draws one shuffle order per run and replays it every
+    # epoch (default `epoch`: a new order every epoch, as DataLoader(shuffle=True));
+    # `drop_last` drops the last partial batch of training and of evaluation.
+    shuffle: Literal["epoch", "once"] | None = None
+    drop_last: bool | None = None
+
+    @field_validator("validation")
+    @classmethod
+    def _validation(cls, validation: Any) -> Any:
+        if isinstance(validation, float) and not 0 < validation < 1:
+            raise ValueError(
+                f"a fraction must lie strictly between 0 and 1, got {validation} "
+                "(or give a count of samples, or own)"
+            )
+        if isinstance(validation, int) and not 1 <= validation <= MAX_INTEGER:
+            raise ValueError(f"a count of samples must be at least 1, got {validation}")
+        return validation
+
+    @field_validator("shuffle", "drop_last")
+    @classmethod
+    def _default_is_unset(cls, value: Any) -> Any:
+        """The default written out is the default: one experiment, one run-id."""
+        return None if value in ("epoch", False) else value
 
     @property
     def options(self) -> dict[str, Any]:
@@ -116,7 +143,14 @@ OPTIONAL_DATA_FIELDS = (
     "target_column",
     "layout",
     "image_size",
+    "validation",
+    "shuffle",
+    "drop_last",
 )
+# The seed of the draw that holds `data.validation` out of the training set: fixed, not the
+# run's seed, so every run (every seed, optimizer and trial) of a problem shares one split.
+# 42 is the seed DeepOBS's PyTorch datasets hold their validation set out with.
+VALIDATION_SEED = 42
 
 
 class ModelConfig(_WithOptions):
@@ -322,6 +356,9 @@ class ExperimentConfig(_Strict):
     scheduler: SchedulerConfig | None = None
     regularization: RegularizationConfig | None = None  # applied in train.py's _loss
     fast: bool = False  # losses read once per epoch, not per batch (experiment/train.py)
+    # Evaluate every this many optimizer steps, besides each epoch's end (a row each, with its
+    # `step`); unset: once per epoch. Left out of the resolved config when unset.
+    eval_every: int | None = Field(None, ge=1, le=MAX_INTEGER)
     sweep: dict[str, list[Any]] | None = None  # read by `optbench sweep`; `run` trains the base
     tune: TuneConfig | None = None  # read by `optbench tune`; `run` trains the base
     log: LogConfig = Field(default_factory=LogConfig)  # TensorBoard / MLflow (not in the run-id)

@@ -35,6 +35,9 @@ class Metric:
     # The summaries (final, best) the ranking table shows without being asked; the one ranked
     # by is shown too.
     shown: tuple[str, ...] = ()
+    # A column epochs.csv (and summary.json) has only when some row has a value: columns added
+    # after runs existed, so the files of a run that never logs them stay byte for byte.
+    sparse: bool = False
 
     @property
     def header(self) -> str:
@@ -48,7 +51,30 @@ class Metric:
 # epochs.csv's columns, in order.
 METRICS: tuple[Metric, ...] = (
     Metric("epoch", "{:d}", "epoch", curve=False),
+    # Cumulative optimizer steps at the evaluation; only runs with `eval_every` log it (they
+    # have a row per evaluation, several per epoch).
+    Metric("step", "{:d}", "optimizer steps", optional=True, curve=False, sparse=True),
     Metric("train_loss", "{:.6f}", "train loss", rankable=True, shown=(FINAL,)),
+    # The held-out part of the training set (`data.validation`); what tune selects on.
+    Metric(
+        "valid_loss",
+        "{:.6f}",
+        "validation loss",
+        optional=True,
+        rankable=True,
+        short="valid loss",
+        sparse=True,
+    ),
+    Metric(
+        "valid_accuracy",
+        "{:.4f}",
+        "validation accuracy",
+        higher_is_better=True,
+        optional=True,
+        rankable=True,
+        short="valid acc",
+        sparse=True,
+    ),
     Metric("test_loss", "{:.6f}", "test loss", rankable=True, shown=(FINAL, BEST)),
     Metric(
         "test_accuracy",
@@ -89,6 +115,7 @@ EPOCH_FORMATS = {m.name: m.format for m in METRICS}
 EPOCH_COLUMNS = [m.name for m in METRICS]
 HIGHER_IS_BETTER = frozenset(m.name for m in METRICS if m.higher_is_better)
 OPTIONAL_COLUMNS = frozenset(m.name for m in METRICS if m.optional)
+SPARSE_COLUMNS = frozenset(m.name for m in METRICS if m.sparse)
 CURVE_COLUMNS = [m.name for m in METRICS if m.curve]
 TITLES = {m.name: m.title for m in METRICS}
 
@@ -104,6 +131,19 @@ RankableName = Literal.__getitem__(RANKABLE)  # type: ignore[attr-defined]
 DEFAULT_METRIC = "test_loss"  # what to judge by when nothing says: every run logs it
 CLASSIFICATION_METRIC = "test_accuracy"  # ... for a classification problem; others lack it
 DEFAULT_RANKING = f"{FINAL}_{DEFAULT_METRIC}"
+TEST_PREFIX, VALID_PREFIX = "test_", "valid_"
+
+
+def validation_metric(metric: str) -> str:
+    """The validation column a test column is selected as (test_accuracy -> valid_accuracy);
+    a column with no validation twin (train_loss, distance_to_optimum) is itself."""
+    twin = VALID_PREFIX + metric.removeprefix(TEST_PREFIX)
+    return twin if metric.startswith(TEST_PREFIX) and twin in BY_NAME else metric
+
+
+def is_test_metric(metric: str) -> bool:
+    """Whether selecting on `metric` (an epoch column or ranking metric) reads the test split."""
+    return epoch_column(metric).startswith(TEST_PREFIX)
 
 
 def epoch_column(metric: str) -> str:
@@ -123,6 +163,12 @@ def one_of(names: tuple[str, ...] | list[str], last: str = "or") -> str:
     return f"{', '.join(names[:-1])} {last} {names[-1]}" if len(names) > 1 else "".join(names)
 
 
+# A row's key, not a column: the row of an evaluation between steps (`eval_every`), not at an
+# epoch's end. Kept in memory and in checkpoints (what counts finished epochs, what a pruner
+# skips); epochs.csv does not write it (there, an epoch's last row is its end).
+BETWEEN = "between"
+
+
 def epoch_row(**values: Any) -> dict[str, Any]:
     """One epoch's row, in epochs.csv's order: every column given (optional ones may be left
     out, as None); a value for no column, or a missing column, is a programming error."""
@@ -138,6 +184,13 @@ def format_cell(value: Any, pattern: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     return pattern.format(value)
+
+
+def written_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """epochs.csv's columns for these rows: every one, except sparse ones no row has."""
+    return [
+        m.name for m in METRICS if not m.sparse or any(row.get(m.name) is not None for row in rows)
+    ]
 
 
 def shown_columns(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:

@@ -51,6 +51,15 @@ class ProblemInfo:
     references: tuple[Reference, ...] = field(default_factory=tuple)
     # (metric, value, why): the benchmark's target where the source publishes none.
     own_target: tuple[str, float, str] | None = None
+    # (data.validation, why): the validation split a tune or benchmark of the problem holds
+    # out when its config sets none; DeepOBS's size where it has one. Every problem has one.
+    validation: tuple[float | int | str, str] | None = None
+
+    @property
+    def default_validation(self) -> float | int | str:
+        """The `data.validation` a tune of this problem uses when its config sets none."""
+        assert self.validation is not None, f"{self.name}: no validation split"
+        return self.validation[0]
 
     @property
     def target(self) -> tuple[str, float] | None:
@@ -244,6 +253,11 @@ _NO_TRUNCATION = (
 )
 
 
+# DeepOBS's image datasets hold out a validation set the size of the test set (10,000) from
+# the training data (deepobs/pytorch/datasets/, train_eval_size and the validation split).
+_DEEPOBS_VALIDATION = "DeepOBS's: 10,000 training images held out, the size of the test set"
+
+
 def _deepobs_problem(
     name: str,
     what: str,
@@ -282,6 +296,7 @@ def _deepobs_problem(
             differs=differs,
             references=_baselines(name, epochs) + _convergence(name, epochs),
             own_target=_OWN_TARGETS.get(name),
+            validation=(10_000, _DEEPOBS_VALIDATION),
         ),
     )
 
@@ -348,6 +363,10 @@ _deepobs_problem(
 # `distance_to_optimum`.
 
 _DEEPOBS = "https://github.com/fsschneider/DeepOBS/blob/master/"
+_DRAWN_VALIDATION = (
+    "the dataset's own: fresh noise drawn from RandomState(44), as DeepOBS draws its validation "
+    "set; the training data stays whole"
+)
 _DROPS_LAST = (
     "DeepOBS drops the last partial batch of each epoch and of the test set; optbench keeps it "
     "(one more, smaller step per epoch). Shuffling is torch's, not DeepOBS's loader's."
@@ -374,6 +393,7 @@ PROBLEMS.register(
         "optbench's; DeepOBS names none. Q is float32 (DeepOBS builds it in float64).",
         references=_baselines("quadratic_deep", 100),
         own_target=_OWN_TARGETS["quadratic_deep"],
+        validation=("own", _DRAWN_VALIDATION),
     ),
 )
 for _name, _start, _minimum in (
@@ -402,6 +422,7 @@ for _name, _start, _minimum in (
             "(deepobs/config.py lists none): 128 and 100 are its usual ones. "
             f"{_DROPS_LAST} No validation set (DeepOBS's is drawn from RandomState(44)).",
             own_target=_OWN_TARGETS[_name],
+            validation=("own", _DRAWN_VALIDATION),
         ),
     )
 
@@ -415,6 +436,11 @@ _SKLEARN_DIFFERS = (
     "sklearn ships the data unsplit: optbench splits it with train_test_split (split_seed 0, "
     "test_size 0.25, stratified for classes) and standardises the features with the training "
     "split's statistics"
+)
+
+_SKLEARN_VALIDATION = (
+    "optbench's (no source holds one out): 20% of the training split, the usual 80/20 "
+    "hold-out, leaving most of a small training set to train on"
 )
 
 PROBLEMS.register(
@@ -434,6 +460,7 @@ PROBLEMS.register(
         source="scikit-learn bundled dataset (sklearn.datasets.load_digits)",
         differs=_SKLEARN_DIFFERS,
         own_target=_OWN_TARGETS["digits_mlp"],
+        validation=(0.2, _SKLEARN_VALIDATION),
     ),
 )
 PROBLEMS.register(
@@ -453,5 +480,6 @@ PROBLEMS.register(
         source="scikit-learn bundled dataset (sklearn.datasets.load_diabetes)",
         differs=_SKLEARN_DIFFERS + "; the targets (25-346) are kept as sklearn gives them",
         own_target=_OWN_TARGETS["diabetes_linear"],
+        validation=(0.2, _SKLEARN_VALIDATION),
     ),
 )

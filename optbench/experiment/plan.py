@@ -94,7 +94,11 @@ class RunPlan:
 
     @property
     def steps_per_epoch(self) -> int:
-        return steps_per_epoch(self.data.spec, self.config.data.batch_size)
+        return steps_per_epoch(self.data.spec, self.config.data.batch_size, self.drop_last)
+
+    @property
+    def drop_last(self) -> bool:
+        return bool(self.config.data.drop_last)
 
     def build_model(self, device: torch.device | None = None) -> nn.Module:
         return build_model(
@@ -127,8 +131,11 @@ def build_model(
     return model.to(device)
 
 
-def steps_per_epoch(spec: DataSpec, batch_size: int) -> int:
-    """Optimizer steps per epoch: the DataLoader keeps the last, smaller batch."""
+def steps_per_epoch(spec: DataSpec, batch_size: int, drop_last: bool = False) -> int:
+    """Optimizer steps per epoch: the DataLoader keeps the last, smaller batch (unless
+    `data.drop_last`)."""
+    if drop_last:
+        return spec.train_size // batch_size
     return math.ceil(spec.train_size / batch_size)
 
 
@@ -185,6 +192,8 @@ def resolve_config(
     for key in OPTIONAL_DATA_FIELDS:  # unset: absent, as in configs from before the field
         if getattr(config.data, key) is None:
             del dumped["data"][key]
+    if config.eval_every is None:  # likewise
+        del dumped["eval_every"]
     resolved = {
         **dumped,
         "data": _section(dumped["data"], config.data.model_extra, data.resolved()),
@@ -332,6 +341,25 @@ def _try_switch(
         ) from None
 
 
+def _check_steps(config: ExperimentConfig, spec: DataSpec, drop_last: bool) -> None:
+    """An epoch must have a step (drop_last with a batch larger than the training set has
+    none), and `eval_every` must fall within the run."""
+    steps = steps_per_epoch(spec, config.data.batch_size, drop_last)
+    if steps == 0:
+        raise ConfigError(
+            "data.drop_last",
+            f"batch_size {config.data.batch_size} is more than the {spec.train_size} training "
+            "samples: dropping the partial batch leaves no step",
+        )
+    total = steps * config.epochs
+    if config.eval_every is not None and config.eval_every > total:
+        raise ConfigError(
+            "eval_every",
+            f"{config.eval_every} is more than the run's {total} optimizer steps "
+            f"({config.epochs} epochs of {steps})",
+        )
+
+
 def make_plan(config: ExperimentConfig) -> RunPlan:
     """Check every component of `config` against what it builds; raise ConfigError on the first
     problem, naming its field, or on the component still running after planning's time limit
@@ -344,6 +372,8 @@ def _make_plan(config: ExperimentConfig) -> RunPlan:
     with stage("data.dataset", config.data.dataset):
         data = bind_data(config.data, default_data_root(), config.seed)
     spec = data.spec
+    drop_last = bool(config.data.drop_last)
+    _check_steps(config, spec, drop_last)
 
     with stage("model", config.model.name):
         model_name, model_given = expand_short_form(config.model.name, config.model.options)
@@ -371,7 +401,9 @@ def _make_plan(config: ExperimentConfig) -> RunPlan:
     if config.scheduler is not None:
         with stage("scheduler", config.scheduler.name):
             scheduler = bind_scheduler(
-                config.scheduler, config.epochs, steps_per_epoch(spec, config.data.batch_size)
+                config.scheduler,
+                config.epochs,
+                steps_per_epoch(spec, config.data.batch_size, drop_last),
             )
 
     # Build everything once and take one step, away from the global RNG, so bad values fail
@@ -383,7 +415,8 @@ def _make_plan(config: ExperimentConfig) -> RunPlan:
         trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
         regularization = bind_regularization(config, list(trainable))
         run = {  # RUN_ARGS: what an optimizer may ask about the run
-            "num_iterations": config.epochs * steps_per_epoch(spec, config.data.batch_size),
+            "num_iterations": config.epochs
+            * steps_per_epoch(spec, config.data.batch_size, drop_last),
             "num_data": spec.train_size,
         }
         with stage("optimizer", optimizer_info.name):

@@ -26,6 +26,7 @@ from optbench.experiment.train import (
     StopTraining,
     TrainingObserver,
     TrainResult,
+    completed_epochs,
     train,
 )
 from optbench.storage.records import Summary
@@ -62,7 +63,9 @@ def summarize(
     last = rows[-1] if rows else {}
     best = {}
     for metric in METRICS:
-        if metric.rankable:
+        if metric.rankable and not (
+            metric.sparse and all(r.get(metric.name) is None for r in rows)
+        ):
             best[metric.name], best[f"{metric.name}_epoch"] = _best(
                 rows, metric.name, metric.higher_is_better
             )
@@ -73,8 +76,8 @@ def summarize(
         seed=plan.config.seed,
         device=str(plan.device),
         epochs=plan.config.epochs,
-        epochs_completed=len(rows),
-        final={name: last.get(name) for name in RANKABLE},
+        epochs_completed=completed_epochs(rows),
+        final={name: last.get(name) for name in RANKABLE if name in best},
         best=best,
         diverged_at=result.diverged_at if result else None,
         error=error,

@@ -24,15 +24,16 @@ import functools
 import itertools
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
 from torch import nn
 
-from optbench.components.data import InMemoryDataset, ShuffledBatches, load_data
+from optbench.components.data import InMemoryDataset, ShuffledBatches, load_splits
 from optbench.components.optimizers import effective_lr
-from optbench.core.metrics import epoch_row
+from optbench.core.metrics import BETWEEN, epoch_row
 from optbench.experiment.checkpoint import CheckpointFile, restore_rng, rng_state
 from optbench.experiment.plan import RunPlan
 from optbench.storage.results import Status
@@ -121,21 +122,88 @@ class TrainResult:
 
 
 def evaluate(
-    model: nn.Module, loss_fn: nn.Module, data: InMemoryDataset, batch_size: int, classify: bool
+    model: nn.Module,
+    loss_fn: nn.Module,
+    data: InMemoryDataset,
+    batch_size: int,
+    classify: bool,
+    drop_last: bool = False,
 ) -> tuple[float, float | None]:
-    """Per-sample mean loss and (for classification) accuracy over `data`, in order."""
+    """Per-sample mean loss and (for classification) accuracy over `data`, in order; with
+    `drop_last`, over its whole batches only (a set smaller than one batch: all of it)."""
     torch.empty((), dtype=torch.int64).random_()  # what iterating a test DataLoader draws
     model.eval()
-    total_loss, correct = 0.0, 0
+    total_loss, correct, count = 0.0, 0, 0
+    whole = len(data) - len(data) % batch_size if drop_last else len(data)
     with torch.no_grad():
-        for inputs, targets in data.batches(batch_size):
+        for inputs, targets in data.batches(batch_size, whole or len(data)):
             outputs = model(inputs)
             total_loss += loss_fn(outputs, targets).item() * len(targets)
+            count += len(targets)
             if classify:
                 correct += int((outputs.argmax(dim=1) == targets).sum())
     model.train()
-    count = len(data)
     return total_loss / count, (correct / count if classify else None)
+
+
+@dataclass
+class Evaluator:
+    """A run's evaluation: the validation split (where the run holds one out) then the test
+    split, as a hand-written loop validates then tests."""
+
+    model: nn.Module
+    loss_fn: nn.Module
+    valid_set: InMemoryDataset | None
+    test_set: InMemoryDataset
+    batch_size: int
+    classify: bool
+    drop_last: bool
+
+    def __call__(self) -> dict[str, float | None]:
+        valid_loss, valid_accuracy = None, None
+        if self.valid_set is not None:
+            valid_loss, valid_accuracy = self._on(self.valid_set)
+        test_loss, test_accuracy = self._on(self.test_set)
+        return {
+            "valid_loss": valid_loss,
+            "valid_accuracy": valid_accuracy,
+            "test_loss": test_loss,
+            "test_accuracy": test_accuracy,
+        }
+
+    def _on(self, data: InMemoryDataset) -> tuple[float, float | None]:
+        return evaluate(
+            self.model, self.loss_fn, data, self.batch_size, self.classify, self.drop_last
+        )
+
+
+def evaluate_between_steps(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    protocol: Any,
+    evaluations: Callable[[], dict[str, Any]],
+) -> dict[str, Any]:
+    """An evaluation in the middle of an epoch (`eval_every`) that leaves training exactly as
+    it was: the global RNG state (evaluation draws from it, as a DataLoader does) and every
+    parameter and buffer (an optimizer's eval() swaps in averaged weights, BatchNorm's
+    statistics may be recomputed) are saved before and put back after, so the run's numbers
+    are those of the run that never evaluates between epochs."""
+    rng = torch.get_rng_state()
+    saved = {key: value.clone() for key, value in model.state_dict().items()}
+    protocol.evaluating(optimizer)
+    try:
+        return evaluations()
+    finally:
+        protocol.training(optimizer)
+        model.load_state_dict(saved)
+        model.train()
+        torch.set_rng_state(rng)
+
+
+def completed_epochs(rows: list[dict[str, Any]]) -> int:
+    """The epochs a run's rows finished: each ends with its epoch-end row (rows of evaluations
+    between steps carry `between`: True in memory; epochs.csv does not keep it)."""
+    return sum(1 for row in rows if not row.get(BETWEEN))
 
 
 # Schedule-Free's recipe for BatchNorm (schedulefree's README): after optimizer.eval(), up to
@@ -202,13 +270,18 @@ def build_training(
 
 
 def training_loader(
-    train_set: InMemoryDataset, batch_size: int, seed: int
+    train_set: InMemoryDataset,
+    batch_size: int,
+    seed: int,
+    once: bool = False,
+    drop_last: bool = False,
 ) -> tuple[ShuffledBatches, torch.Generator]:
     """The shuffled training batches, with the generator that orders them (a checkpoint keeps
     its state): DataLoader(shuffle=True)'s batches and random draws from a generator seeded with
-    the run's seed, as the notebook loop, served by index (components/data/memory.py)."""
+    the run's seed, as the notebook loop, served by index (components/data/memory.py). `once`
+    and `drop_last`: DeepOBS's pipeline (data.shuffle: once, data.drop_last)."""
     shuffle = torch.Generator().manual_seed(seed)
-    return ShuffledBatches(train_set, batch_size, shuffle), shuffle
+    return ShuffledBatches(train_set, batch_size, shuffle, once, drop_last, seed), shuffle
 
 
 def _parameters_finite(model: nn.Module) -> bool:
@@ -228,8 +301,9 @@ def train(
     config, device = plan.config, plan.device
     classify = plan.data_spec.num_classes is not None
 
-    train_set, test_set = load_data(plan.data, config.seed)
+    train_set, valid_set, test_set = load_splits(plan.data, config.seed)
     train_set, test_set = train_set.to(device), test_set.to(device)
+    valid_set = valid_set.to(device) if valid_set is not None else None
     # Augmentation draws from its own generator (components/augment.py), not the global RNG
     augment = getattr(train_set.augment, "generator", None)
 
@@ -244,7 +318,14 @@ def train(
     distance = getattr(model, "distance_to_optimum", None)
     point = getattr(model, "point", None) if getattr(model, "records_path", False) else None
 
-    loader, shuffle = training_loader(train_set, config.data.batch_size, config.seed)
+    drop_last = plan.drop_last
+    loader, shuffle = training_loader(
+        train_set, config.data.batch_size, config.seed, config.data.shuffle == "once", drop_last
+    )
+    evaluator = Evaluator(
+        model, loss_fn, valid_set, test_set, config.data.test_batch_size, classify, drop_last
+    )
+    eval_every = config.eval_every  # None: once per epoch, and no `step` column
 
     result = TrainResult(status=Status.COMPLETED)
     saved = checkpoints.load(device) if checkpoints else None
@@ -257,14 +338,41 @@ def train(
         for row in saved["rows"]:
             result.rows.append(row)
             observer.epoch_finished(row)
+    done = completed_epochs(result.rows)
+    steps = done * len(loader)  # optimizer steps taken so far
+
+    def between_steps(epoch: int, train_loss: float, seconds: float) -> dict[str, Any]:
+        """The row of an evaluation after step `steps` of `epoch`, mid-epoch."""
+        started = time.perf_counter()
+
+        def evaluations() -> dict[str, Any]:
+            if recompute_statistics:
+                recompute_batch_norm(model, train_set, config.data.batch_size)
+            return {
+                **evaluator(),
+                "distance_to_optimum": distance() if distance is not None else None,
+            }
+
+        measured = evaluate_between_steps(model, optimizer, protocol, evaluations)
+        row = epoch_row(
+            epoch=epoch,
+            step=steps,
+            train_loss=train_loss,
+            lr=optimizer.param_groups[0].get("lr"),
+            effective_lr=effective_lr(optimizer),
+            seconds=seconds,
+            eval_seconds=time.perf_counter() - started,
+            **measured,
+        )
+        return {**row, BETWEEN: True}
 
     with torch.autograd.set_detect_anomaly(detect_anomaly):
-        for epoch in range(len(result.rows) + 1, config.epochs + 1):
+        for epoch in range(done + 1, config.epochs + 1):
             model.train()
             protocol.training(optimizer)
             lr = optimizer.param_groups[0].get("lr")
             observer.epoch_started(epoch, len(loader))
-            started = time.perf_counter()
+            started = time.perf_counter()  # training time since the last row: `seconds`
             loss_sum, batches = torch.zeros((), device=device) if config.fast else 0.0, 0
             path = None if point is None else ([point()] if epoch == 1 else [])
             for inputs, targets in loader:
@@ -274,6 +382,7 @@ def train(
                 if path is not None:
                     path.append(point())
                 batches += 1
+                steps += 1
                 if config.fast:  # summed on the device: no host synchronisation per batch
                     loss_sum += loss.detach()
                     value = None
@@ -285,6 +394,12 @@ def train(
                 if step_scheduler_each_batch:
                     scheduler.step()
                 observer.batch_finished(batches, value)
+                if eval_every and steps % eval_every == 0 and batches < len(loader):
+                    seconds = time.perf_counter() - started
+                    row = between_steps(epoch, float(loss_sum) / batches, seconds)
+                    result.rows.append(row)
+                    observer.epoch_finished(row)
+                    started = time.perf_counter()
             loss_sum = float(loss_sum)
             if not math.isfinite(loss_sum):  # fast mode: found at the end of the epoch
                 return result.diverge(epoch, batches, f"epoch loss is {loss_sum}")
@@ -298,22 +413,21 @@ def train(
             started = time.perf_counter()
             if recompute_statistics:
                 recompute_batch_norm(model, train_set, config.data.batch_size)
-            test_loss, test_accuracy = evaluate(
-                model, loss_fn, test_set, config.data.test_batch_size, classify
-            )
+            measured = evaluator()
             eval_seconds = time.perf_counter() - started
 
             if scheduler is not None and not step_scheduler_each_batch:
-                if plan.scheduler.info.steps_on_metric:
-                    scheduler.step(test_loss)
+                if plan.scheduler.info.steps_on_metric:  # never the test split, where it can
+                    on = measured["valid_loss"]
+                    scheduler.step(measured["test_loss"] if on is None else on)
                 else:
                     scheduler.step()
 
             row = epoch_row(
                 epoch=epoch,
+                step=steps if eval_every else None,
                 train_loss=loss_sum / batches,
-                test_loss=test_loss,
-                test_accuracy=test_accuracy,
+                **measured,
                 lr=lr,
                 effective_lr=adapted_lr,
                 seconds=seconds,

@@ -239,6 +239,9 @@ class TuneFile:
     storage: str | None = None
     optimizers: dict[str, TunedOptimizer] = field(default_factory=dict)
     format: int = FORMAT
+    # The tune's notes: the default validation split it held out, a warning that it selected
+    # on the test split (sweeps/tune_setup.py); written only when there are some.
+    notes: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -254,6 +257,7 @@ class TuneFile:
             storage=_str(data.get("storage")),
             optimizers={str(k): TunedOptimizer.from_dict(v) for k, v in optimizers.items()},
             format=_int(data.get("format")) or cls.FORMAT,
+            notes=_strings(data.get("notes")),
             extra=_extra(data, cls),
         )
 
@@ -278,5 +282,6 @@ class TuneFile:
             "seeds": list(self.seeds),
             "storage": self.storage,
             "optimizers": {key: arm.to_dict() for key, arm in self.optimizers.items()},
+            **({"notes": list(self.notes)} if self.notes else {}),
             **self.extra,
         }

@@ -24,7 +24,7 @@ import pandas as pd
 import yaml
 
 from optbench.core.errors import ConfigError, ResultsWriteError
-from optbench.core.metrics import EPOCH_COLUMNS
+from optbench.core.metrics import written_columns
 from optbench.storage.records import Summary
 
 # <results>/<name>/tune.json: what `optbench tune` (sweep/tune.py) reports per optimizer (its
@@ -158,7 +158,7 @@ class SyncPolicy:
 
 
 def epochs_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=EPOCH_COLUMNS)
+    return pd.DataFrame(rows, columns=written_columns(rows))
 
 
 class RunDir:

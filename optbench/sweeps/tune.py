@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from optbench.core.config import ConfigSource, Overrides, default_results_dir, validate_config
 from optbench.core.errors import ConfigError, ResultsWriteError
+from optbench.core.metrics import BETWEEN
 from optbench.storage.records import BestTrial, TunedOptimizer, TuneFile
 from optbench.storage.results import FINISHED, TUNE_FILE, RunDir, Status, cannot_write
 from optbench.sweeps.executors import QuietSweep, SweepView
@@ -126,8 +127,8 @@ class _Pruning:
         from optbench.experiment.train import StopTraining
 
         value, epoch = row.get(self.watch.metric), row["epoch"]
-        if self.trial is None or not _finite(value):
-            return
+        if self.trial is None or not _finite(value) or row.get(BETWEEN):
+            return  # pruned at epoch ends only, not at evaluations between them
         try:
             self.trial.report(float(value), epoch)
             prune = epoch < self.watch.epochs and self.trial.should_prune()
@@ -395,11 +396,12 @@ class Tuner:
             self._abandon(arm, trial.number, trial.params, "interrupted")
             return None
         reported = self.storage.get_trial(self._trial_id(arm, trial.number)).intermediate_values
-        for row in rows:  # the epochs a worker did not report (no pruner, or answered from disk)
+        ends = {row["epoch"]: row for row in rows}.values()  # each epoch's last row (eval_every)
+        for row in ends:  # the epochs a worker did not report (no pruner, or answered from disk)
             if row["epoch"] not in reported and _finite(row.get(self.setup.metric)):
                 trial.report(float(row[self.setup.metric]), int(row["epoch"]))
         trial.set_user_attr(STATUS, str(status))
-        trial.set_user_attr(EPOCHS, len(rows))
+        trial.set_user_attr(EPOCHS, len(ends))
         trial.set_user_attr(SECONDS, round(sum(r["seconds"] + r["eval_seconds"] for r in rows), 3))
         value = _final(run, rows, self.setup.metric)
         if status is Status.COMPLETED and _finite(value):
@@ -509,6 +511,7 @@ class Tuner:
             seeds=list(self.setup.tune.seeds),
             storage=self.storage_spec,
             optimizers={arm.key: self.arm_report(arm) for arm in self.setup.arms},
+            notes=list(self.setup.notes),
         )
 
     def write_json(self) -> TuneFile:
@@ -635,6 +638,9 @@ def run_tunes(
                 f"tune {setup.name}: {len(setup.arms)} optimizer(s) x {setup.tune.trials} "
                 f"trials, {setup.direction} {setup.metric}, storage {spec}"
             )
+        lines.extend(
+            setup.notes if len(setups) == 1 else [f"{setup.name}: {n}" for n in setup.notes]
+        )
         if dropped:
             lines.append(
                 f"journal {spec}: dropped a torn last record ({dropped} bytes, a write that "

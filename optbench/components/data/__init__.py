@@ -25,7 +25,9 @@ from optbench.components.data.bind import (
     bind_data,
     dataset_options,
     first_train_batch,
+    hold_out,
     load_data,
+    load_splits,
     resolve_normalize,
 )
 from optbench.components.data.imported import DATA_FILE_KEYS, get_dataset
@@ -65,8 +67,10 @@ __all__ = [
     "deepobs_two_d",
     "first_train_batch",
     "get_dataset",
+    "hold_out",
     "keep_batch",
     "load_data",
+    "load_splits",
     "resolve_normalize",
     "sklearn_split",
     "synthetic_regression",

@@ -24,7 +24,7 @@ from optbench.components.data.memory import InMemoryDataset
 from optbench.components.data.spec import DatasetInfo, DataSpec
 from optbench.components.data.tensor_cache import tensor_digest
 from optbench.components.registry import bind_options, parameters_of, signature_defaults
-from optbench.core.config import DataConfig, is_data_file
+from optbench.core.config import VALIDATION_SEED, DataConfig, is_data_file
 from optbench.core.errors import ConfigError, did_you_mean
 
 
@@ -85,6 +85,9 @@ class BoundData:
     augment: str | None = None  # training batches only (components/augment.py)
     tensors: str | None = None  # hash of what an imported dataset returned (DatasetInfo.by_tensors)
     reading: Reading | None = None  # how an imported dataset or file is read (None: registered)
+    # Training samples held out as the validation set (drawn by hold_out), or OWN_SPLIT: the
+    # dataset's own validation split; None: no validation set.
+    validation: int | str | None = None
 
     def resolved(self) -> dict[str, Any]:
         """The keys this binding decides, for the resolved config."""
@@ -128,6 +131,9 @@ def bind_data(config: DataConfig, root: str, seed: int = 0) -> BoundData:
                 f"of {info.name}",
             )
         spec = dataclasses.replace(spec, train_size=config.subset)
+    validation = _held_out(config.validation, info, spec.train_size)
+    if isinstance(validation, int):
+        spec = dataclasses.replace(spec, train_size=spec.train_size - validation)
     normalize = resolve_normalize(config, info, spec)
     if config.augment is not None:
         shape = spec.input_shape
@@ -148,7 +154,56 @@ def bind_data(config: DataConfig, root: str, seed: int = 0) -> BoundData:
         config.augment,
         tensors,
         reading,
+        validation,
     )
+
+
+OWN_SPLIT = "own"
+
+
+def _held_out(validation: float | int | str | None, info: DatasetInfo, size: int) -> Any:
+    """`data.validation` as a count of the `size` training samples (a fraction rounded, at
+    least 1), or OWN_SPLIT where the dataset has its own; refused when nothing would be left
+    to train on."""
+    if validation is None:
+        return None
+    if validation == OWN_SPLIT:
+        if info.validation is None:
+            raise ConfigError(
+                "data.validation",
+                f"{info.name} has no validation split of its own; hold one out of the "
+                "training set with a fraction (0.1) or a count of samples",
+            )
+        return OWN_SPLIT
+    count = validation if isinstance(validation, int) else max(1, round(validation * size))
+    if count >= size:
+        raise ConfigError(
+            "data.validation",
+            f"{validation} holds out {count} of the {size} training samples of {info.name}, "
+            "leaving none to train on",
+        )
+    return count
+
+
+def hold_out(size: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (training, validation) indices of a training set of `size` with `count` held out:
+    the first `count` of torch.randperm(size) drawn from a generator seeded VALIDATION_SEED
+    (not the run's seed: every run of a problem shares one split), each part in its original
+    order. Disjoint, and together every index once."""
+    order = torch.randperm(size, generator=torch.Generator().manual_seed(VALIDATION_SEED))
+    return order[count:].sort().values, order[:count].sort().values
+
+
+def _check_classes(name: str, train: torch.Tensor, full: torch.Tensor) -> None:
+    """A held-out validation set that takes every sample of a class is refused."""
+    if full.is_floating_point() or full.dim() != 1:
+        return
+    missing = sorted(set(full.unique().tolist()) - set(train.unique().tolist()))
+    if missing:
+        raise ConfigError(
+            "data.validation",
+            f"holds out every training sample of class {missing[0]} of {name}; hold out fewer",
+        )
 
 
 def _reading(config: DataConfig, info: DatasetInfo) -> Reading | None:
@@ -188,7 +243,16 @@ def _load_cached(
 
 
 def load_data(data: BoundData, seed: int) -> tuple[InMemoryDataset, InMemoryDataset]:
-    """Train and test splits in memory (cached per process, so sweeps load each dataset once)."""
+    """Train and test splits in memory (cached per process, so sweeps load each dataset once);
+    the training split without its held-out validation samples."""
+    train, _, test = load_splits(data, seed)
+    return train, test
+
+
+def load_splits(
+    data: BoundData, seed: int
+) -> tuple[InMemoryDataset, InMemoryDataset | None, InMemoryDataset]:
+    """Train, validation (None without `data.validation`) and test splits in memory."""
     train, test = _load_cached(
         data.info.load,
         data.root,
@@ -198,10 +262,20 @@ def load_data(data: BoundData, seed: int) -> tuple[InMemoryDataset, InMemoryData
     )
     if data.subset is not None:
         train = InMemoryDataset(train.inputs[: data.subset], train.targets[: data.subset])
+    valid = None
+    if data.validation == OWN_SPLIT:
+        assert data.info.validation is not None
+        valid = data.info.validation(root=data.root, download=data.download)
+    elif data.validation is not None:
+        kept, held = hold_out(len(train), int(data.validation))
+        _check_classes(data.info.name, train.targets[kept], train.targets)
+        valid = InMemoryDataset(train.inputs[held], train.targets[held])
+        train = InMemoryDataset(train.inputs[kept], train.targets[kept])
     mean, std = data.normalize if data.normalize else (None, None)
     augment = make_augment(data.augment, seed) if data.augment is not None else None
     return (
         InMemoryDataset(train.inputs, train.targets, mean, std, augment),
+        None if valid is None else InMemoryDataset(valid.inputs, valid.targets, mean, std),
         InMemoryDataset(test.inputs, test.targets, mean, std),
     )
 

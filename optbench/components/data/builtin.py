@@ -16,7 +16,9 @@ from optbench.components.data.spec import DATASETS, DatasetInfo, DataSpec
 from optbench.components.data.synthetic import (
     check_synthetic,
     deepobs_quadratic,
+    deepobs_quadratic_validation,
     deepobs_two_d,
+    deepobs_two_d_validation,
     synthetic_regression,
 )
 from optbench.components.data.torchvision_files import load_cifar10, load_mnist_like
@@ -98,20 +100,22 @@ def _register_synthetic() -> None:
 
 def _register_deepobs() -> None:
     """quadratic and two_d: DeepOBS's fixed-seed noise for its test functions."""
-    for name, load, spec, what in (
+    for name, load, validation, spec, what in (
         (
             "quadratic",
             deepobs_quadratic,
+            deepobs_quadratic_validation,
             DataSpec((100,), None, 1000),
             "DeepOBS's quadratic data: 1000/1000 draws of N(0, 0.6^2 I) in 100 dimensions, "
-            "fixed seeds 42/43 (quadratic_deep)",
+            "fixed seeds 42/43, validation 1000 from seed 44 (quadratic_deep)",
         ),
         (
             "two_d",
             deepobs_two_d,
+            deepobs_two_d_validation,
             DataSpec((2,), None, 10_000),
-            "DeepOBS's 2-D noise: 10000 (x, y) pairs of N(0, 1), fixed seed 42; test set zeros "
-            "(rosenbrock, beale, branin)",
+            "DeepOBS's 2-D noise: 10000 (x, y) pairs of N(0, 1), fixed seed 42, validation "
+            "10000 from seed 44; test set zeros (rosenbrock, beale, branin)",
         ),
     ):
         DATASETS.register(
@@ -122,6 +126,7 @@ def _register_deepobs() -> None:
                 functools.partial(lambda options, spec: spec, spec=spec),
                 functools.partial(lambda root, download, load: load(), load=load),
                 None,
+                validation=functools.partial(lambda root, download, load: load(), load=validation),
             ),
             source=load,
         )

@@ -80,9 +80,10 @@ class InMemoryDataset(torch.utils.data.Dataset):
         inputs, targets = self.__getitems__([index])
         return inputs[0], targets[0]
 
-    def batches(self, batch_size: int):
-        """Consecutive batches in order (evaluation): plain slicing, no sampler, no RNG."""
-        for start in range(0, len(self), batch_size):
+    def batches(self, batch_size: int, end: int | None = None):
+        """Consecutive batches in order (evaluation) of the first `end` samples (default: all):
+        plain slicing, no sampler, no RNG."""
+        for start in range(0, len(self) if end is None else end, batch_size):
             end = start + batch_size
             yield self.transform(self.inputs[start:end]), self.targets[start:end]
 
@@ -103,28 +104,58 @@ class ShuffledBatches:
     draws (and throws away) when its permutation runs out: while the last batch is filled when n
     is not a multiple of batch_size, after the last batch otherwise. So batches, losses and the
     generator's state at every point (what a checkpoint saves) are the DataLoader's.
+
+    `drop_last` serves only whole batches, as DataLoader(drop_last=True), whose sampler then
+    runs past its permutation after the last whole batch (the same draws). `once` is DeepOBS's
+    TensorFlow pipeline (data.shuffle: once): one order, torch.randperm(n) from a generator
+    seeded with `once_seed` (the run's seed), replayed every epoch; `generator` is not drawn.
     """
 
     def __init__(
-        self, dataset: InMemoryDataset, batch_size: int, generator: torch.Generator
+        self,
+        dataset: InMemoryDataset,
+        batch_size: int,
+        generator: torch.Generator,
+        once: bool = False,
+        drop_last: bool = False,
+        once_seed: int = 0,
     ) -> None:
         self.dataset = dataset
         self.batch_size = batch_size
         self.generator = generator
+        self.drop_last = drop_last
+        self.order: torch.Tensor | None = None
+        if once:  # drawn now, from the seed alone: a resumed run replays the same order
+            seeded = torch.Generator().manual_seed(once_seed)
+            self.order = torch.randperm(len(dataset), generator=seeded).to(dataset.targets.device)
 
     def __len__(self) -> int:
+        if self.drop_last:
+            return len(self.dataset) // self.batch_size
         return -(-len(self.dataset) // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if self.order is not None:
+            return self._in_order(self.order)
         torch.empty((), dtype=torch.int64).random_(generator=self.generator)  # the base seed
         return self._batches()
 
     def _draw_permutation(self) -> torch.Tensor:
         return torch.randperm(len(self.dataset), generator=self.generator)
 
+    def _in_order(self, order: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The batches of `order`, the partial last one where it is kept."""
+        size = self.batch_size
+        for start in range(0, len(self) * size, size):
+            yield self.dataset.fetch(order[start : start + size])
+
     def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n, size = len(self.dataset), self.batch_size
         order = self._draw_permutation().to(self.dataset.targets.device)
+        if self.drop_last:
+            yield from self._in_order(order)
+            self._draw_permutation()  # filling the partial batch runs past the permutation
+            return
         for start in range(0, n, size):
             if start + size > n:  # a short last batch: the sampler runs past its permutation
                 self._draw_permutation()

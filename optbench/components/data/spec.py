@@ -39,6 +39,9 @@ class DatasetInfo:
     takes_seed: bool = False  # loaded with the run's seed (as option `seed`): data varies by seed
     code: dict[str, Any] = field(default_factory=dict)  # what identifies imported code or a file
     by_tensors: bool = False  # identified by the tensors it returns too (it may read any file)
+    # The dataset's own validation split (`data.validation: own`), loaded like `load`; None:
+    # it has none, a validation set is held out of the training set.
+    validation: Callable[..., InMemoryDataset] | None = None
 
 
 DATASETS: Registry[DatasetInfo] = Registry("dataset")

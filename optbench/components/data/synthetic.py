@@ -56,6 +56,21 @@ def deepobs_quadratic() -> tuple[InMemoryDataset, InMemoryDataset]:
     return _zero_targets(torch.from_numpy(train)), _zero_targets(torch.from_numpy(test))
 
 
+def deepobs_quadratic_validation() -> InMemoryDataset:
+    """DeepOBS's own quadratic validation draws: 1000 more from RandomState(44)."""
+    valid = np.random.RandomState(44).normal(0.0, 0.6, (1000, 100)).astype(np.float32)
+    return _zero_targets(torch.from_numpy(valid))
+
+
+def deepobs_two_d_validation() -> InMemoryDataset:
+    """Fresh 2-D noise as a validation set: 10000 (x, y) pairs from RandomState(44), drawn as
+    the training noise is (DeepOBS draws its 2-D validation set from that seed)."""
+    rng = np.random.RandomState(44)
+    x = rng.normal(0.0, 1.0, 10_000).astype(np.float32)
+    y = rng.normal(0.0, 1.0, 10_000).astype(np.float32)
+    return _zero_targets(torch.from_numpy(np.stack([x, y], axis=1)))
+
+
 def deepobs_two_d() -> tuple[InMemoryDataset, InMemoryDataset]:
     """DeepOBS's two_d noise: 10000 (x, y) pairs of N(0, 1), x then y from RandomState(42);
     the test set is zeros, so the test loss is the deterministic function."""
