@@ -12,7 +12,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from optbench.core.metrics import EPOCH_COLUMNS, OPTIONAL_COLUMNS
+from optbench.core.metrics import EPOCH_COLUMNS, OPTIONAL_COLUMNS, written_columns
 from optbench.ui.cli import app
 from tests.helpers import REPO, regression_dict, write_config
 
@@ -37,7 +37,7 @@ def test_run_writes_config_epochs_and_summary(tmp_path: Path) -> None:
     assert f"completed: results in {run_dir}" in result.output
 
     epochs = pd.read_csv(run_dir / "epochs.csv")
-    assert list(epochs.columns) == EPOCH_COLUMNS
+    assert list(epochs.columns) == written_columns([])
     assert epochs["epoch"].tolist() == [1, 2, 3]
     assert epochs["train_loss"].is_monotonic_decreasing
 

@@ -16,7 +16,7 @@ from optbench.analysis.compare import compare_runs, two_d_paths
 from optbench.analysis.reports import print_comparison
 from optbench.components.twod import FUNCTIONS
 from optbench.core.config import validate_config
-from optbench.core.metrics import EPOCH_COLUMNS, RANKING_METRICS
+from optbench.core.metrics import RANKING_METRICS, written_columns
 from optbench.core.problems import PROBLEMS
 from optbench.experiment.checkpoint import CheckpointFile
 from optbench.experiment.plan import make_plan
@@ -110,7 +110,7 @@ def test_path_file_and_distance_column(tmp_path: Path) -> None:
     assert tuple(path.iloc[0][["u", "v"]]) == (-0.5, 1.5) and path["epoch"].iloc[0] == 0
     assert list(path["step"]) == list(range(len(path)))
     epochs = pd.read_csv(run.epochs_path)
-    assert list(epochs.columns) == EPOCH_COLUMNS
+    assert list(epochs.columns) == written_columns([])
     last = path.iloc[-1]
     nearest = math.hypot(last["u"] - 1, last["v"] - 1)
     assert epochs["distance_to_optimum"].iloc[-1] == pytest.approx(nearest, rel=1e-6)
@@ -119,7 +119,7 @@ def test_path_file_and_distance_column(tmp_path: Path) -> None:
     plain = RunDir(run_plan(other, tmp_path, display=SilentObserver()).run_dir)
     assert plain.read_path() is None  # only 2-D problems record a path
     plain_epochs = pd.read_csv(plain.epochs_path)
-    assert list(plain_epochs.columns) == EPOCH_COLUMNS
+    assert list(plain_epochs.columns) == written_columns([])
     assert plain_epochs["distance_to_optimum"].isna().all()  # empty for other runs
 
 

@@ -20,12 +20,14 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from optbench.components.data import keep_batch, load_data, load_splits
+from optbench.components.data import bind_data, keep_batch, load_data, load_splits
 from optbench.core.config import VALIDATION_SEED, validate_config
 from optbench.core.metrics import written_columns
+from optbench.core.problems import PROBLEMS
 from optbench.experiment.checkpoint import CheckpointFile
 from optbench.experiment.plan import make_plan
 from optbench.experiment.train import completed_epochs, train
+from optbench.sweeps.tune_setup import DEFAULT_VALIDATION_FRACTION, describe_tune, load_tune
 from tests.helpers import regression_dict
 
 pytest.importorskip("sklearn")
@@ -288,3 +290,64 @@ def test_drop_last_alone_is_dataloaders_drop_last_in_training_and_evaluation() -
     rows = train(plan).rows
     ours = [[r["train_loss"], r["test_loss"]] for r in rows]
     assert _flat(ours) == pytest.approx(_flat(expected), rel=1e-6, abs=1e-7)
+
+
+# --------------------------------------------------------------------------- defaults and tune
+
+
+@pytest.mark.parametrize("name", [info.name for info in PROBLEMS])
+def test_every_problem_declares_a_validation_split_its_runs_accept(name: str) -> None:
+    info = PROBLEMS.get(name, "problem")
+    assert info.validation is not None and info.validation[1]
+    config = {"name": "p", "problem": name, "epochs": 1, "optimizer": "SGD"}
+    whole = bind_data(validate_config(config).data, "data")
+    config["data"] = {"validation": info.default_validation}
+    held_out = bind_data(validate_config(config).data, "data")  # the data section's checks
+    held = info.default_validation
+    if isinstance(held, int):  # DeepOBS's count: the training set shrinks by it
+        assert held_out.spec.train_size == whole.spec.train_size - held
+    elif held == "own":  # a split of its own: training keeps every sample
+        assert held_out.spec.train_size == whole.spec.train_size
+
+
+def _tune_config(**changes: Any) -> dict[str, Any]:
+    return {
+        "name": "t",
+        "problem": "digits_mlp",
+        "epochs": 1,
+        "optimizer": {"name": "SGD", "lr": 0.1},
+        "tune": {"space": {"optimizer.lr": {"log_uniform": [0.01, 1.0]}}, "trials": 2},
+        **changes,
+    }
+
+
+def test_a_tune_without_validation_holds_out_the_problems_default_says_so_and_selects_on_it():
+    setup = load_tune(_tune_config())
+    held = PROBLEMS.get("digits_mlp", "problem").default_validation
+    assert setup.metric == "valid_accuracy"  # the problem's test_accuracy, on validation
+    assert [arm.config["data"]["validation"] for arm in setup.arms] == [held]
+    assert f"data.validation: {held}" in setup.notes[0] and "digits_mlp" in setup.notes[0]
+    assert "data.validation" in describe_tune(setup)
+
+
+def test_a_tune_of_a_config_that_is_no_problem_holds_out_the_default_fraction() -> None:
+    config = {**regression_dict(), "tune": _tune_config()["tune"]}
+    setup = load_tune(config)
+    assert setup.metric == "valid_loss"
+    assert setup.arms[0].config["data"]["validation"] == DEFAULT_VALIDATION_FRACTION
+    assert "no registered problem" in setup.notes[0]
+
+
+def test_a_tune_keeps_the_configs_own_validation_without_a_note() -> None:
+    setup = load_tune(_tune_config(data={"validation": 100}))
+    assert setup.arms[0].config["data"]["validation"] == 100 and setup.notes == []
+
+
+def test_selecting_on_a_test_metric_needs_saying_so_and_is_warned_about() -> None:
+    config = _tune_config()
+    config["tune"] = {**config["tune"], "metric": "test_accuracy"}
+    setup = load_tune(config)
+    assert setup.metric == "test_accuracy"
+    assert setup.arms[0].config["data"].get("validation") is None
+    (warning,) = setup.notes
+    assert warning.startswith("warning: tune.metric test_accuracy selects on the test split")
