@@ -163,6 +163,9 @@ def problem_rows() -> list[Row]:
         budget = f"{info.config.get('epochs', '?')} epochs, batch {data.get('batch_size', '?')}"
         what = f"{info.parameters} parameters; {data.get('dataset', '?')}; {budget}"
         notes = f" Differs from the source: {info.differs}" if info.differs else ""
+        if info.validation is not None:
+            held, why = info.validation
+            notes += f" A tune holds out data.validation: {held} ({why})."
         description = f"{info.description} (v{info.version}; judged by {info.metric}; "
         rows.append((info.name, what, f"{description}from {info.source}).{notes}"))
     return rows

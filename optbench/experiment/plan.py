@@ -356,7 +356,7 @@ def _check_steps(config: ExperimentConfig, spec: DataSpec, drop_last: bool) -> N
         raise ConfigError(
             "eval_every",
             f"{config.eval_every} is more than the run's {total} optimizer steps "
-            f"({config.epochs} epochs of {steps})",
+            f"(epochs x steps per epoch: {config.epochs} x {steps})",
         )
 
 
