@@ -28,7 +28,7 @@ from optbench.experiment.checkpoint import CheckpointFile
 from optbench.experiment.plan import make_plan
 from optbench.experiment.train import completed_epochs, train
 from optbench.sweeps.tune_setup import DEFAULT_VALIDATION_FRACTION, describe_tune, load_tune
-from tests.helpers import regression_dict
+from tests.helpers import StopAt, regression_dict
 
 pytest.importorskip("sklearn")
 
@@ -387,3 +387,24 @@ def test_deepobs_pipeline_reproduces_the_published_quadratic_deep_momentum_figur
         }
         finals.append(train(make_plan(validate_config(config))).rows[-1]["test_loss"])
     assert sum(finals) / len(finals) == pytest.approx(mean, abs=3 * std)
+
+
+def test_a_run_with_eval_every_stopped_mid_epoch_resumes_to_the_uninterrupted_rows(
+    tmp_path: Path,
+) -> None:
+    """Checkpoints stay per epoch: the resumed run redoes the stopped epoch's evaluations and
+    ends with the uninterrupted run's rows (the ones between steps included)."""
+    config = {**DIGITS, "data": {**DIGITS["data"], "validation": 0.2}}
+    plan = _plan(config, eval_every=10, epochs=3)
+    whole = train(plan).rows
+    checkpoints = CheckpointFile(tmp_path / "checkpoint.pt", plan.run_id)
+    with pytest.raises(KeyboardInterrupt):
+        train(plan, StopAt(2, 15), checkpoints)  # after step 10 of epoch 2's evaluation
+    torch.manual_seed(12345)  # a resumed process starts with unrelated random state
+    resumed = train(plan, checkpoints=checkpoints).rows
+
+    def untimed(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{k: v for k, v in r.items() if k not in _NOT_TIMED} for r in rows]
+
+    assert untimed(resumed) == untimed(whole)
+    assert completed_epochs(resumed) == 3 and len(resumed) > 3

@@ -27,7 +27,7 @@ from typing import Any
 
 from optbench.core.errors import ConfigError
 from optbench.core.identity import NOT_IN_RUN_ID, flatten
-from optbench.core.metrics import EPOCH_COLUMNS
+from optbench.core.metrics import BETWEEN, EPOCH_COLUMNS
 from optbench.storage.results import FINISHED, RunDir, Status
 
 EXTRAS = {"tensorboard": "tensorboard", "mlflow": "mlflow"}  # backend -> optbench[extra]
@@ -201,7 +201,7 @@ class TensorBoardLogger:
             self._write_row(row)
 
     def _write_row(self, row: dict[str, Any]) -> None:
-        if row["epoch"] <= self.logged:
+        if row["epoch"] <= self.logged or row.get(BETWEEN):  # epoch ends, as epochs are logged
             return
         for column in EPOCH_METRICS:
             value = row.get(column)
@@ -325,7 +325,8 @@ class MlflowLogger:
     def epoch_finished(self, row: dict[str, Any]) -> None:
         from mlflow.entities import Metric
 
-        if row["epoch"] <= self.logged:  # a resumed run's earlier epochs, logged before
+        # a resumed run's earlier epochs, logged before; evaluations between steps: its end
+        if row["epoch"] <= self.logged or row.get(BETWEEN):
             return
         now = int(time.time() * 1000)
         metrics = [

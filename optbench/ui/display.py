@@ -24,7 +24,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from optbench.core.metrics import format_cell, shown_columns
+from optbench.core.metrics import BETWEEN, format_cell, shown_columns
 from optbench.storage.results import Status
 
 Clock = Callable[[], float]
@@ -169,7 +169,8 @@ class LiveTable:
             self.progress.update(self.task, completed=batch, loss=shown, **self._etas())
 
     def epoch_finished(self, row: dict[str, Any]) -> None:
-        self.eta.epoch_finished()
+        if not row.get(BETWEEN):  # an evaluation between steps does not end the epoch
+            self.eta.epoch_finished()
         self.rows.append(row)
         if self.live is not None:
             self.live.update(Group(self._table(), self.progress))
