@@ -408,3 +408,30 @@ def test_a_run_with_eval_every_stopped_mid_epoch_resumes_to_the_uninterrupted_ro
 
     assert untimed(resumed) == untimed(whole)
     assert completed_epochs(resumed) == 3 and len(resumed) > 3
+
+
+def test_runs_with_rows_between_steps_compare_by_their_epoch_ends(tmp_path: Path) -> None:
+    """compare's per-epoch curves (DeepOBS's best of the mean curve, seed bands) read each
+    epoch's last row; the ranking's final values are the runs' last rows."""
+    import optbench
+    from optbench.analysis.compare import compare_runs, seed_bands
+
+    finals = []
+    for seed in (0, 1):
+        config = regression_dict(seed=seed, eval_every=3, data={
+            **regression_dict()["data"], "validation": 0.25})  # fmt: skip
+        run = optbench.run(config, results_dir=tmp_path)
+        epochs = run.epochs
+        assert len(epochs) > 2 and epochs["epoch"].nunique() == 2
+        finals.append(epochs.groupby("epoch").last())
+    comparison = compare_runs([tmp_path / "tiny"], "final_valid_loss")
+    row = comparison.table.iloc[0]
+    assert row["epochs_mean"] == 2 and row["completed"] == 2
+    mean = (finals[0]["valid_loss"] + finals[1]["valid_loss"]) / 2  # the ranked column's
+    assert row["mean_curve_best"] == pytest.approx(mean.min())
+    (band,) = seed_bands(
+        comparison.frame, comparison.table, comparison.runs, "valid_loss", 1
+    ).values()
+    assert band["mean"].tolist() == pytest.approx(
+        ((finals[0]["valid_loss"] + finals[1]["valid_loss"]) / 2).tolist()
+    )

@@ -115,6 +115,12 @@ def epochs_logged(epochs: pd.DataFrame) -> int:
     return int(epochs["epoch"].nunique()) if "epoch" in epochs else 0
 
 
+def by_epoch(epochs: pd.DataFrame) -> pd.DataFrame:
+    """epochs.csv indexed by epoch, one row each: the epoch's last (its end, where `eval_every`
+    adds rows between steps)."""
+    return epochs.drop_duplicates("epoch", keep="last").set_index("epoch")
+
+
 def planned_epochs(run: Run) -> int:
     """How many epochs the run was meant to train (summary.json, else config.yaml)."""
     if run.record.epochs is not None:
@@ -372,9 +378,7 @@ def seed_bands(
     bands = {}
     for _, row in table.head(top).iterrows():
         dirs = frame.loc[frame["configuration"] == row["configuration"], "run_dir"]
-        series = [
-            by_dir[d].epochs.set_index("epoch")[metric] for d in dirs if not by_dir[d].epochs.empty
-        ]
+        series = [by_epoch(by_dir[d].epochs)[metric] for d in dirs if not by_dir[d].epochs.empty]
         if not series:  # every seed diverged in its first epoch: no curve to draw
             continue
         stacked = pd.concat(series, axis=1)
@@ -505,7 +509,7 @@ def mean_curve(epochs: list[pd.DataFrame], column: str) -> pd.Series:
     """The mean over runs of `column` at each epoch (index: epoch), as DeepOBS aggregates a
     setting's seeds. Give it runs of one length (a configuration's complete runs): at an epoch
     only some runs reached, the mean would be over those alone."""
-    series = [e.set_index("epoch")[column] for e in epochs if not e.empty and column in e]
+    series = [by_epoch(e)[column] for e in epochs if not e.empty and column in e]
     if not series:
         return pd.Series(dtype=float)
     return pd.concat(series, axis=1).mean(axis=1).sort_index()
