@@ -361,20 +361,34 @@ def benchmark(
     their own pairs), then score the optimizers across problems with AlgoPerf's performance
     profiles and write DIR/<suite>/benchmark.json. Needs the `tune` extra (optuna). `plot`: a
     PNG (or other image) of the performance profiles, checked before anything trains."""
-    from optbench.analysis.benchmark import run_benchmark
+    from optbench.analysis.benchmark import score_benchmark
     from optbench.analysis.reports import check_plot_path, plot_profiles_png
+    from optbench.core.suite import load_suite, suite_pairs
+    from optbench.sweeps.benchmark import train_pairs
     from optbench.sweeps.executors import QuietSweep
 
     if plot is not None:
         check_plot_path(Path(plot))
-    outcome = run_benchmark(
-        suite,
-        optimizers,
+    checked = load_suite(suite)
+    pairs, targets = suite_pairs(checked, optimizers)
+    results = Path(results_dir or default_results_dir())
+    studies = sum(len(pair.studies) for pair in pairs)
+    if checked.protocol == "external_tuning":
+        budget = f"{checked.studies} studies x {checked.tune.trials} trials each (external tuning)"
+    else:
+        budget = f"{checked.tune.trials} trials + {len(checked.tune.seeds)} seeds each"
+    header = f"benchmark {checked.name}: {len(pairs)} pairs, {studies} tunes, {budget}"
+    done = train_pairs(
+        pairs,
+        results,
+        header=header,
         workers=workers,
         executor=executor,
         address=address,
-        results_dir=results_dir,
         view=view or QuietSweep,
+    )
+    outcome = score_benchmark(
+        checked.name, checked.protocol, pairs, targets, results, done.trained, done.reused
     )
     if plot is not None:
         plot_profiles_png(outcome.document, Path(plot))

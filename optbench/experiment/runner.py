@@ -74,6 +74,7 @@ def summarize(
         device=str(plan.device),
         epochs=plan.config.epochs,
         epochs_completed=len(rows),
+        steps_per_epoch=plan.steps_per_epoch,
         final={name: last.get(name) for name in RANKABLE},
         best=best,
         diverged_at=result.diverged_at if result else None,
