@@ -397,6 +397,18 @@ def benchmark(
     )
 
 
+def benchmark_tables(document: dict[str, Any], table_format: str = "latex") -> str:
+    """A benchmark.json's score, time-to-target and leave-one-problem-out tables as text for a
+    paper: `table_format` latex, markdown or csv (the chosen hyperparameters per pair, a value
+    at its space's edge marked, unreached and failed pairs said)."""
+    from optbench.analysis.benchmark_tables import TABLE_FORMATS, render_tables
+    from optbench.core.errors import ConfigError
+
+    if table_format not in TABLE_FORMATS:
+        raise ConfigError("--table", f"must be one of {', '.join(TABLE_FORMATS)}")
+    return render_tables(document, table_format)
+
+
 def comparison(
     *dirs: str | Path, metric: str | None = None, target: str | None = None
 ) -> Comparison:

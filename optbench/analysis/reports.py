@@ -497,10 +497,14 @@ def print_comparison(
         console.out(frame.to_json(orient="records", indent=2))
     elif output == "markdown":
         console.out(markdown(frame))
+    elif output == "latex":
+        from optbench.analysis.benchmark_tables import latex
+
+        console.out(latex(frame))
     elif output == "table":
         console.print(ranking_table(comparison.table, comparison.target))
     else:
-        raise ConfigError(f"--format must be table, csv, json or markdown, not '{output}'")
+        raise ConfigError(f"--format must be table, csv, json, markdown or latex, not '{output}'")
     if output == "table" and bands and not tuned:
         import pandas as pd
 
@@ -634,17 +638,32 @@ def benchmark_tables(document: dict[str, Any]) -> list[Table]:
 
 def plot_profiles_png(document: dict[str, Any], path: Path) -> None:
     """A benchmark's performance profiles, steps and seconds side by side, one line per
-    optimizer with its score in the legend (`optbench benchmark --plot`; needs matplotlib)."""
+    optimizer with its score in the legend (`optbench benchmark --plot`; needs matplotlib).
+    Each optimizer has its own colour, dash and marker in both panels (told apart in black and
+    white); markers sit on every 10th tau, shifted per optimizer, so lines that coincide still
+    show each one's markers."""
     plt = _pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     taus = document["profiles"]["tau"]
     steps = document["scores"]["steps"]
-    ranked = sorted(steps, key=lambda o: -steps[o])  # one colour per optimizer in both panels
+    ranked = sorted(steps, key=lambda o: -steps[o])  # one style per optimizer in both panels
+    dashes = ("-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (8, 2)))
+    markers = ("o", "s", "D", "^", "x", "+", "*", "v")
     for axis, measure in zip(axes, ("steps", "seconds"), strict=True):
         scores = document["scores"][measure]
-        for optimizer in ranked:
+        for index, optimizer in enumerate(ranked):
             rho = document["profiles"][measure][optimizer]
-            axis.step(taus, rho, where="post", label=f"{optimizer} ({scores[optimizer]:.3f})")
+            axis.plot(
+                taus,
+                rho,
+                drawstyle="steps-post",
+                linestyle=dashes[index % len(dashes)],
+                marker=markers[index % len(markers)],
+                markevery=(index % 10, 10),
+                markersize=5,
+                markerfacecolor="none",
+                label=f"{optimizer} ({scores[optimizer]:.3f})",
+            )
         axis.set_xlabel(f"tau: time to target / the fastest's ({measure})")
         axis.set_ylim(-0.02, 1.02)
         axis.grid(alpha=0.3)
