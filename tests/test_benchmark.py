@@ -277,3 +277,86 @@ def test_shipped_suites_validate_and_their_first_pair_plans(path: Path) -> None:
     assert set(targets) == {problem_label(problem) for problem in suite.problems}
     (arm,) = load_tune(pairs[0].config).arms  # the schema and the components accept it
     assert arm.space and load_tune(pairs[0].config).metric == targets[pairs[0].problem][0]
+
+
+SIGN_SGD = '''"""A user's optimizer, in a module beside the suite; each import is logged."""
+import os
+import pathlib
+
+import torch
+
+with (pathlib.Path(__file__).parent.parent / "imports.log").open("a") as log:
+    log.write(f"{os.getpid()}\\n")
+
+
+class SignSGD(torch.optim.Optimizer):
+    def __init__(self, params, lr=0.01):
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.add_(p.grad.sign(), alpha=-group["lr"])
+'''
+
+
+@pytest.mark.slow
+def test_a_users_optimizer_beside_the_suite_through_the_cli(tmp_path: Path) -> None:
+    """The headline path: `optbench benchmark SUITE --optimizer mypkg.SignSGD` with mypkg/
+    beside the suite (run from another folder) trains only the new pairs and scores them; its
+    runs' configs carry the module's `code:` block, which reading them back must not choke on
+    nor import; the API then reads everything back."""
+    import subprocess
+    import sys
+
+    (tmp_path / "mypkg").mkdir()
+    (tmp_path / "mypkg" / "__init__.py").write_text(SIGN_SGD)
+    suite = _write(tmp_path, {**SUITE, "optimizers": {"SGD": {"name": "SGD"}}})
+    results, elsewhere = tmp_path / "results", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "optbench", "benchmark", str(suite), *args]
+        command += ["--results-dir", str(results), "--workers", "1"]
+        return subprocess.run(command, cwd=elsewhere, capture_output=True, text=True, timeout=600)
+
+    first = cli()
+    assert first.returncode == 0, first.stderr
+    assert "4 pair(s) tuned" not in first.stdout and "2 pair(s) tuned, 0 read back" in first.stdout
+    second = cli("--optimizer", "mypkg.SignSGD", "--table", "csv")
+    assert second.returncode == 0, second.stderr
+    assert "2 pair(s) tuned, 2 read back" in second.stderr  # stdout: the tables alone
+    assert second.stdout.startswith("# AlgoPerf score") and "mypkg.SignSGD" in second.stdout
+    document = json.loads((results / "tiny" / "benchmark.json").read_text())
+    assert set(document["scores"]["steps"]) == {"SGD", "mypkg.SignSGD"}
+    folder = document["pairs"]["mypkg.SignSGD"]["branin"]["folders"][0]
+    run = next(r for r in (results / folder).iterdir() if r.is_dir())
+    assert "code" in yaml.safe_load((run / "config.yaml").read_text())  # what broke read-back
+
+    # Reading the finished pairs back imports no module a stored config names.
+    log = tmp_path / "imports.log"
+    imported = log.read_text()
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from optbench.analysis.benchmark import score_benchmark\n"
+        "from optbench.core.suite import load_suite, suite_pairs\n"
+        f"suite = load_suite({str(suite)!r})\n"
+        "pairs, targets = suite_pairs(suite, ['mypkg.SignSGD'])\n"
+        f"run = score_benchmark('tiny', suite.protocol, pairs, targets, Path({str(results)!r}), "
+        "[], [])\n"
+        "assert 'mypkg' not in sys.modules\n"
+        "print(sorted(run.document['scores']['steps']))\n"
+    )
+    reread = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert reread.returncode == 0, reread.stderr
+    assert log.read_text() == imported
+
+    # The API: everything finished, read back, the same document.
+    again = optbench.benchmark(suite, ["mypkg.SignSGD"], workers=1, results_dir=results)
+    assert again.trained == [] and len(again.reused) == 4
+    assert again.document["scores"] == document["scores"]

@@ -518,7 +518,7 @@ def benchmark(
             executor=executor,
             address=address,
             results_dir=results_dir,
-            view=functools.partial(SweepDisplay, console=console),
+            view=functools.partial(SweepDisplay, console=console if table is None else errors),
             plot=plot,
         )
     except KeyboardInterrupt:
