@@ -44,8 +44,12 @@ def check_pairs(pairs: Sequence[Pair]) -> dict[str, TuneSetup]:
                 setups[study.folder] = load_tune(study.config)
             except ConfigError as exc:
                 text = str(exc)
-                if pair.own_space and text.startswith("tune.space."):
-                    text = f"optimizers.{pair.optimizer}.space.{text.removeprefix('tune.space.')}"
+                if pair.own_space and text.startswith("tune.space."):  # the suite's own field
+                    key, _, why = text.removeprefix("tune.space.").partition(": ")
+                    why = why.replace(
+                        "no optimizer of this tune takes it", f"{pair.optimizer} does not take it"
+                    )
+                    raise ConfigError(f"optimizers.{pair.optimizer}.space.{key}", why) from None
                 raise ConfigError(f"{pair.name}: {text}") from None
     return setups
 
