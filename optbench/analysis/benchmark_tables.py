@@ -19,6 +19,8 @@ from typing import Any
 
 import pandas as pd
 
+from optbench.analysis.benchmark import EDGE_FRACTION, EDGE_NOTE
+
 EDGE_MARK = "(edge)"
 CLOCKS = ("steps", "seconds")
 
@@ -95,7 +97,7 @@ def time_frame(document: dict[str, Any]) -> pd.DataFrame:
             elif time["steps"] is None:
                 notes.append("not reached")
             if pair.get("at_edge"):
-                notes.append(document.get("edge", {}).get("note", "at the space's edge"))
+                notes.append(document.get("edge", {}).get("note", EDGE_NOTE))
             rows.append(
                 {
                     "problem": problem,
@@ -163,7 +165,7 @@ def benchmark_frames(document: dict[str, Any]) -> list[tuple[str, pd.DataFrame]]
 
 
 def _edge_note(document: dict[str, Any]) -> str:
-    edge = document.get("edge", {"fraction": 0.05, "note": "best at the space's edge: widen it"})
+    edge = document.get("edge", {"fraction": EDGE_FRACTION, "note": EDGE_NOTE})
     return f"{edge['note']} (within {edge['fraction']:.0%} of an end of its range)"
 
 
