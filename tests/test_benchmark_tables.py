@@ -109,7 +109,9 @@ def test_latex_escapes_every_cell_and_each_format_renders_every_table() -> None:
         (1.8e-4, {"log_uniform": [1e-4, 1.0]}, False),  # 0.064
         (0.5, {"log_uniform": [1e-4, 1.0]}, False),  # 0.925
         (0.9, {"log_uniform": [1e-4, 1.0]}, True),  # 0.989
-        (0.04, {"uniform": [0.0, 1.0]}, True),
+        (0.04, {"uniform": [0.0, 1.0]}, False),  # 0 is a physical end: nothing beyond
+        (0.97, {"uniform": [0.0, 1.0]}, True),
+        (0.52, {"uniform": [0.5, 1.0]}, True),
         (0.5, {"uniform": [0.0, 1.0]}, False),
         (10, {"int_uniform": [0, 100]}, False),
         (0.1, {"choice": [0.1, 0.9]}, False),  # a choice has no edge

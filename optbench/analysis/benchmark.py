@@ -64,17 +64,20 @@ class BenchmarkRun:
 
 def at_edge(value: Any, dist: Distribution) -> bool:
     """Whether a range's value lies in the outer EDGE_FRACTION of it at either end, measured
-    on the log scale for log_uniform; a choice has no edge."""
+    on the log scale for log_uniform. A choice has no edge, and neither has an end at exactly 0
+    of a uniform range (a weight decay or a momentum of 0: nothing lies beyond it to search)."""
     if dist.kind == "choice" or not isinstance(value, (int, float)):
         return False
     low, high = (float(b) for b in dist.bounds)
     value = float(value)
+    physical_low, physical_high = low == 0, high == 0
     if dist.kind == "log_uniform":
         if value <= 0:
             return True
         low, high, value = math.log(low), math.log(high), math.log(value)
     where = (value - low) / (high - low)
-    return where <= EDGE_FRACTION or where >= 1 - EDGE_FRACTION
+    low_edge = where <= EDGE_FRACTION and not physical_low
+    return low_edge or (where >= 1 - EDGE_FRACTION and not physical_high)
 
 
 def edge_keys(params: dict[str, Any] | None, space: dict[str, Any]) -> list[str]:
