@@ -145,6 +145,8 @@ class Summary:
     def to_dict(self) -> dict[str, Any]:
         """The JSON object written to disk, keys in the order summary.json has always had."""
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        if out["steps_per_epoch"] is None:  # a file written before it was recorded: as it was
+            del out["steps_per_epoch"]
         return {**out, **self.extra}
 
     @property
