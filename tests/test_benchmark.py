@@ -360,3 +360,62 @@ def test_a_users_optimizer_beside_the_suite_through_the_cli(tmp_path: Path) -> N
     again = optbench.benchmark(suite, ["mypkg.SignSGD"], workers=1, results_dir=results)
     assert again.trained == [] and len(again.reused) == 4
     assert again.document["scores"] == document["scores"]
+
+
+@pytest.mark.slow
+def test_a_benchmark_killed_at_random_moments_resumes_to_the_undisturbed_result(
+    tmp_path: Path,
+) -> None:
+    """SIGKILLs of the whole command (driver and workers) at seeded random moments, then the
+    same command to the end: no crash, and the same times to target (steps), chosen
+    hyperparameters and step scores as a run never killed. (The rerun protocol's own kill
+    state, trials told and seed reruns not run, is made by hand in the test above.)"""
+    protocol = "external_tuning"
+    import os
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    suite = _write(tmp_path, {**SUITE, "protocol": protocol})
+
+    def command(results: Path) -> list[str]:
+        return [sys.executable, "-m", "optbench", "benchmark", str(suite), "--workers", "2",
+                "--results-dir", str(results)]  # fmt: skip
+
+    calm = subprocess.run(command(tmp_path / "calm"), capture_output=True, text=True, timeout=600)
+    assert calm.returncode == 0, calm.stderr
+    rng, killed = random.Random(protocol), tmp_path / "killed"
+    for _ in range(3):
+        process = subprocess.Popen(
+            command(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+        time.sleep(rng.uniform(1.0, 6.0))
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    last = subprocess.run(command(killed), capture_output=True, text=True, timeout=600)
+    assert last.returncode == 0, last.stderr
+    calm_doc, last_doc = (
+        json.loads((tmp_path / d / "tiny" / "benchmark.json").read_text())
+        for d in ("calm", "killed")
+    )
+    for key in ("protocol", "unit", "targets", "ratios"):
+        if key == "ratios":
+            assert calm_doc[key]["steps"] == last_doc[key]["steps"]
+        else:
+            assert calm_doc[key] == last_doc[key]
+    assert calm_doc["scores"]["steps"] == last_doc["scores"]["steps"]
+    for optimizer, row in calm_doc["time_to_target"].items():
+        for problem, time_ in row.items():
+            got = last_doc["time_to_target"][optimizer][problem]
+            assert {k: v for k, v in time_.items() if k != "seconds"} == {
+                k: v for k, v in got.items() if k != "seconds"
+            }
+            calm_pair, got_pair = (
+                calm_doc["pairs"][optimizer][problem],
+                last_doc["pairs"][optimizer][problem],
+            )
+            assert calm_pair["hyperparameters"] == got_pair["hyperparameters"]
