@@ -387,9 +387,7 @@ def benchmark(
         address=address,
         view=view or QuietSweep,
     )
-    outcome = score_benchmark(
-        checked.name, checked.protocol, pairs, targets, results, done.trained, done.reused
-    )
+    outcome = score_benchmark(checked, pairs, targets, results, done.trained, done.reused)
     if plot is not None:
         plot_profiles_png(outcome.document, Path(plot))
     return BenchmarkResult(

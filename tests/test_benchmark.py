@@ -132,6 +132,10 @@ def test_external_tuning_scores_each_study_by_its_fastest_trial(tmp_path: Path) 
     document = json.loads((results / "tiny" / "benchmark.json").read_text())
     assert document == first.document
     assert document["protocol"] == "external_tuning" and document["unit"] == "studies"
+    setup = document["setup"]  # the suite names its sampler and pruner: they are kept
+    assert setup["budget"] == {"trials": 2, "sampler": "random", "pruner": "none", "studies": 2}
+    assert setup["spaces"] == {"SGD": SUITE["tune"]["space"], "Adam": SUITE["tune"]["space"]}
+    assert setup["device"] == "cpu" and "torch" in setup["versions"]
     for row in document["pairs"].values():
         for pair in row.values():
             assert len(pair["folders"]) == 2
@@ -328,7 +332,8 @@ def test_a_users_optimizer_beside_the_suite_through_the_cli(tmp_path: Path) -> N
     second = cli("--optimizer", "mypkg.SignSGD", "--table", "csv")
     assert second.returncode == 0, second.stderr
     assert "2 pair(s) tuned, 2 read back" in second.stderr  # stdout: the tables alone
-    assert second.stdout.startswith("# AlgoPerf score") and "mypkg.SignSGD" in second.stdout
+    assert second.stdout.startswith("# Protocol: external tuning: 2 studies x 2 trials")
+    assert "\n# AlgoPerf score" in second.stdout and "mypkg.SignSGD" in second.stdout
     document = json.loads((results / "tiny" / "benchmark.json").read_text())
     assert set(document["scores"]["steps"]) == {"SGD", "mypkg.SignSGD"}
     folder = document["pairs"]["mypkg.SignSGD"]["branin"]["folders"][0]
@@ -345,8 +350,7 @@ def test_a_users_optimizer_beside_the_suite_through_the_cli(tmp_path: Path) -> N
         "from optbench.core.suite import load_suite, suite_pairs\n"
         f"suite = load_suite({str(suite)!r})\n"
         "pairs, targets = suite_pairs(suite, ['mypkg.SignSGD'])\n"
-        f"run = score_benchmark('tiny', suite.protocol, pairs, targets, Path({str(results)!r}), "
-        "[], [])\n"
+        f"run = score_benchmark(suite, pairs, targets, Path({str(results)!r}), [], [])\n"
         "assert 'mypkg' not in sys.modules\n"
         "print(sorted(run.document['scores']['steps']))\n"
     )

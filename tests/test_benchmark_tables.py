@@ -93,9 +93,9 @@ def test_latex_escapes_every_cell_and_each_format_renders_every_table() -> None:
     assert r"\caption{r\_max}" in text and text.count(r"\begin{tabular}") == 1
     doc = document()
     titles = [title for title, _ in benchmark_frames(doc)]
-    assert render_tables(doc, "latex").count(r"\begin{tabular}") == len(titles) == 3
+    assert render_tables(doc, "latex").count(r"\begin{tabular}") == len(titles) == 4
     markdown = render_tables(doc, "markdown").splitlines()
-    assert sum(line.startswith("|---|") for line in markdown) == 3
+    assert sum(line.startswith("|---|") for line in markdown) == 4
     csv = render_tables(doc, "csv")
     assert [line for line in csv.splitlines() if line.startswith("# ")] == [
         f"# {t}" for t in titles

@@ -400,9 +400,12 @@ def test_a_benchmark_folder_shows_its_profiles_scores_and_switchable_curves(
             assert decode(trace["y"]).tolist() == document["profiles"][measure][optimizer]
             assert decode(trace["x"]).tolist() == document["profiles"]["tau"]
     # The tables are HTML tables: scores, time to target (every pair, with its chosen
-    # hyperparameters), and the ranks with each problem left out.
+    # hyperparameters), the ratio matrix and the ranks with each problem left out; above them
+    # what the benchmark ran with (protocol, spaces, device, versions).
     tables = [t for t in Page(page).tags if t[0] == "table"]
-    assert len(tables) == 3
+    assert len(tables) == 4
+    assert "Protocol: external tuning: 2 studies x 2 trials per pair" in page
+    assert "torch " + document["setup"]["versions"]["torch"] in page
     assert "<th>score (steps)</th>" in page and "<th>hyperparameters</th>" in page
     assert "<th>without branin</th>" in page and "<pre>" not in page
     for row in document["pairs"].values():

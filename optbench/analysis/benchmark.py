@@ -40,7 +40,7 @@ from optbench.analysis.profiles import (
 from optbench.core.config import Distribution, read_config_file
 from optbench.core.errors import ConfigError
 from optbench.core.metrics import higher_is_better
-from optbench.core.suite import EXTERNAL_TUNING, Pair, Study
+from optbench.core.suite import EXTERNAL_TUNING, Pair, Study, SuiteConfig
 from optbench.storage.records import TunedOptimizer, TuneFile
 from optbench.storage.results import BENCHMARK_FILE, RunDir, cannot_write, write_atomic
 
@@ -274,9 +274,31 @@ def _read_studies(
     return pair_curves, detail, failed
 
 
+def _setup(suite: SuiteConfig, pairs: Sequence[Pair], results: Path) -> dict[str, Any]:
+    """What a reader needs to repeat the benchmark: the protocol and budget as the studies ran
+    it, each optimizer's space, the suite's `set`, and the device and versions one run
+    recorded in its summary.json."""
+    tune = pairs[0].config["tune"]
+    budget: dict[str, Any] = {"trials": tune["trials"], "sampler": tune["sampler"]}
+    budget["pruner"] = tune["pruner"]
+    if suite.protocol == EXTERNAL_TUNING:
+        budget["studies"] = suite.studies
+    else:
+        budget["seeds"] = tune["seeds"]
+    spaces = {pair.optimizer: pair.config["tune"]["space"] for pair in pairs}
+    machine: dict[str, Any] = {}
+    for pair in pairs:
+        folder = results / pair.studies[0].folder
+        runs = sorted(folder.glob("*/summary.json")) if folder.is_dir() else []
+        summary = RunDir(runs[0].parent).read_summary() if runs else None
+        if summary is not None:
+            machine = {"device": summary.device, "versions": summary.versions}
+            break
+    return {"budget": budget, "set": suite.set, "spaces": spaces, **machine}
+
+
 def score_benchmark(
-    suite_name: str,
-    protocol: str,
+    suite: SuiteConfig,
     pairs: Sequence[Pair],
     targets: dict[str, tuple[str, float]],
     results: Path,
@@ -286,6 +308,7 @@ def score_benchmark(
     """Read every (finished) pair back, score the suite and write DIR/<suite>/benchmark.json.
     A pair whose every trial failed or diverged reaches no target (as AlgoPerf scores a
     diverged workload) and is listed in `failed`."""
+    suite_name, protocol = suite.name, suite.protocol
     goal = {problem: Target(metric, value) for problem, (metric, value) in targets.items()}
     read = _read_studies if protocol == EXTERNAL_TUNING else _read_reruns
     failed, curves, details = [], [], {}
@@ -301,6 +324,7 @@ def score_benchmark(
         "protocol": protocol,
         **benchmark_json(scores),
         "edge": {"fraction": EDGE_FRACTION, "note": EDGE_NOTE},
+        "setup": _setup(suite, pairs, results),
         "pairs": details,
     }
     path = results / suite_name / BENCHMARK_FILE

@@ -8,13 +8,14 @@ black and white.
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from optbench.analysis.benchmark import run_curve
-from optbench.analysis.benchmark_tables import benchmark_frames, html_table
+from optbench.analysis.benchmark_tables import benchmark_frames, html_table, setup_text
 from optbench.analysis.html_page import colour, generated_by, page, placed, switch
 from optbench.core.metrics import TITLES
 from optbench.storage.results import RunDir
@@ -196,6 +197,7 @@ values.</p>"""
     body = f"""{divs[0]}
 {divs[1]}
 <h2>Scores and times to target</h2>
+<p class=meta>{html.escape(setup_text(document))}</p>
 {_tables_html(document)}
 {"".join(divs[2:])}"""
     title = f"optbench benchmark: {document['suite']}"

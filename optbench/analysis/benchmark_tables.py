@@ -7,8 +7,12 @@ paper.
   seeds) reached the target, the chosen hyperparameters (a key at its space's edge marked
   `(edge)`) and the final metric; a pair that never reached the target says so, and one
   without a completed trial says that;
+- the ratio matrix: each pair's time over the fastest's on its problem (steps clock);
 - leave one problem out: each optimizer's rank (steps clock) on all problems and with each
   problem left out, so a reader sees whether one problem decides the ranking.
+
+`setup_text` states how the benchmark ran (protocol, budget, spaces, settings, targets, device
+and versions), printed above the tables.
 """
 
 from __future__ import annotations
@@ -145,8 +149,58 @@ def leave_one_out_frame(document: dict[str, Any], clock: str = "steps") -> pd.Da
     return pd.DataFrame(rows)
 
 
+def ratio_frame(document: dict[str, Any], clock: str = "steps") -> pd.DataFrame:
+    """The ratio matrix: each optimizer's time over the fastest's, per problem ("-": not
+    reached), best score first."""
+    ratios = document["ratios"][clock]
+    rows = [
+        {
+            "optimizer": o,
+            **{p: "-" if r is None else f"{r:.2f}" for p, r in ratios[o].items()},
+        }
+        for o in ranked(document)
+    ]
+    return pd.DataFrame(rows)
+
+
+def _space_text(space: dict[str, Any]) -> str:
+    parts = []
+    for key, dist in space.items():
+        ((kind, bounds),) = dist.items()
+        parts.append(f"{key.removeprefix('optimizer.')} {kind} {bounds}")
+    return ", ".join(parts)
+
+
+def setup_text(document: dict[str, Any]) -> str:
+    """One paragraph stating how the benchmark ran: protocol, budget, spaces, the suite's
+    settings, targets, device and versions (what an appendix must say)."""
+    setup = document.get("setup")
+    if not setup:
+        return ""
+    budget = setup["budget"]
+    if "studies" in budget:
+        how = f"external tuning: {budget['studies']} studies x {budget['trials']} trials per pair"
+    else:
+        seeds = ", ".join(map(str, budget["seeds"]))
+        how = f"the best of {budget['trials']} trials by final metric, rerun with seeds {seeds}"
+    spaces: dict[str, list[str]] = {}
+    for optimizer, space in setup["spaces"].items():
+        spaces.setdefault(_space_text(space), []).append(optimizer)
+    searched = "; ".join(f"{', '.join(names)}: {text}" for text, names in spaces.items())
+    settings = ", ".join(f"{k} {v}" for k, v in setup["set"].items()) or "the problems' own"
+    targets = ", ".join(f"{p} {target_text(t)}" for p, t in document["targets"].items())
+    versions = ", ".join(f"{k} {v}" for k, v in (setup.get("versions") or {}).items())
+    machine = f" Device {setup['device']}; {versions}." if setup.get("device") else ""
+    pruner = "no pruning" if budget["pruner"] == "none" else f"{budget['pruner']} pruner"
+    return (
+        f"Protocol: {how} ({budget['sampler']} sampler, {pruner}). "
+        f"Searched: {searched}. Settings: {settings}. Targets: {targets}.{machine}"
+    )
+
+
 def benchmark_frames(document: dict[str, Any]) -> list[tuple[str, pd.DataFrame]]:
-    """(title, frame) of each table: scores, time to target, leave one problem out."""
+    """(title, frame) of each table: scores, time to target, the ratio matrix, leave one
+    problem out."""
     unit = document.get("unit", "seeds")
     protocol = document.get("protocol", "best_final_reruns")
     return [
@@ -159,6 +213,10 @@ def benchmark_frames(document: dict[str, Any]) -> list[tuple[str, pd.DataFrame]]
         (
             f"time to target (median over {unit}); {EDGE_MARK}: {_edge_note(document)}",
             time_frame(document),
+        ),
+        (
+            "ratio to the fastest per problem (steps; - : not reached)",
+            ratio_frame(document),
         ),
         ("rank (steps score) with each problem left out", leave_one_out_frame(document)),
     ]
@@ -235,7 +293,10 @@ def render_tables(document: dict[str, Any], fmt: str) -> str:
     """Every table of the benchmark in `fmt` (latex, markdown or csv), one after another."""
     from optbench.analysis.reports import markdown
 
+    setup = setup_text(document)
     parts = []
+    if setup:  # how it ran, above the tables: a comment in LaTeX and CSV, a paragraph else
+        parts.append({"latex": "% ", "csv": "# "}.get(fmt, "") + setup)
     for title, frame in benchmark_frames(document):
         if fmt == "latex":
             parts.append(latex(frame, title))
