@@ -39,9 +39,9 @@ def check_pairs(pairs: Sequence[Pair]) -> dict[str, TuneSetup]:
     key the pair's optimizer does not take names the optimizer's own space when it has one."""
     setups = {}
     for pair in pairs:
-        for study in pair.studies:
-            try:
-                setups[study.folder] = load_tune(study.config)
+        for index, study in enumerate(pair.studies):
+            try:  # the studies differ in seed only: the space's ends are planned once a pair
+                setups[study.folder] = load_tune(study.config, check_space=index == 0)
             except ConfigError as exc:
                 text = str(exc)
                 if pair.own_space and text.startswith("tune.space."):  # the suite's own field
