@@ -361,26 +361,50 @@ def benchmark(
     their own pairs), then score the optimizers across problems with AlgoPerf's performance
     profiles and write DIR/<suite>/benchmark.json. Needs the `tune` extra (optuna). `plot`: a
     PNG (or other image) of the performance profiles, checked before anything trains."""
-    from optbench.analysis.benchmark import run_benchmark
+    from optbench.analysis.benchmark import score_benchmark
     from optbench.analysis.reports import check_plot_path, plot_profiles_png
+    from optbench.core.suite import load_suite, suite_pairs
+    from optbench.sweeps.benchmark import train_pairs
     from optbench.sweeps.executors import QuietSweep
 
     if plot is not None:
         check_plot_path(Path(plot))
-    outcome = run_benchmark(
-        suite,
-        optimizers,
+    checked = load_suite(suite)
+    pairs, targets = suite_pairs(checked, optimizers)
+    results = Path(results_dir or default_results_dir())
+    studies = sum(len(pair.studies) for pair in pairs)
+    if checked.protocol == "external_tuning":
+        budget = f"{checked.studies} studies x {checked.tune.trials} trials each (external tuning)"
+    else:
+        budget = f"{checked.tune.trials} trials + {len(checked.tune.seeds)} seeds each"
+    header = f"benchmark {checked.name}: {len(pairs)} pairs, {studies} tunes, {budget}"
+    done = train_pairs(
+        pairs,
+        results,
+        header=header,
         workers=workers,
         executor=executor,
         address=address,
-        results_dir=results_dir,
         view=view or QuietSweep,
     )
+    outcome = score_benchmark(checked, pairs, targets, results, done.trained, done.reused)
     if plot is not None:
         plot_profiles_png(outcome.document, Path(plot))
     return BenchmarkResult(
         outcome.path, outcome.document, outcome.trained, outcome.reused, outcome.failed
     )
+
+
+def benchmark_tables(document: dict[str, Any], table_format: str = "latex") -> str:
+    """A benchmark.json's score, time-to-target and leave-one-problem-out tables as text for a
+    paper: `table_format` latex, markdown or csv (the chosen hyperparameters per pair, a value
+    at its space's edge marked, unreached and failed pairs said)."""
+    from optbench.analysis.benchmark_tables import TABLE_FORMATS, render_tables
+    from optbench.core.errors import ConfigError
+
+    if table_format not in TABLE_FORMATS:
+        raise ConfigError("--table", f"must be one of {', '.join(TABLE_FORMATS)}")
+    return render_tables(document, table_format)
 
 
 def comparison(

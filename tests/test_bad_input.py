@@ -1175,3 +1175,37 @@ def test_a_real_interrupt_while_importing_is_not_a_refusal(tmp_path: Path) -> No
         os.kill(os.getpid(), signal.SIGINT)  # handled at once, in this thread
         for _ in range(1000):
             pass
+
+
+SUITE: dict[str, Any] = {
+    "name": "bad",
+    "problems": ["branin"],
+    "set": {"epochs": 1, "device": "cpu"},
+    "optimizers": {"SGD": {"name": "SGD"}, "Adam": {"name": "Adam"}},
+    "tune": {"space": {"optimizer.lr": {"log_uniform": [1.0e-3, 1.0]}}, "trials": 2},
+    "studies": 2,
+}
+SUITE_CASES = [
+    ({"studies": 0}, ("studies", "greater than or equal to 1")),
+    ({"tune.trials": 0}, ("tune.trials", "greater than or equal to 1")),
+    ({"protocol": "external"}, ("protocol", "external_tuning", "best_final_reruns")),
+    (
+        {"optimizers.Adam.space": {"optimizer.momentum": {"uniform": [0.1, 0.9]}}},
+        ("optimizers.Adam.space.optimizer.momentum", "Adam does not take it", "betas"),
+    ),
+    (
+        {"optimizers.Adam.space": {"optimizer.lr": {"log_uniform": [0, 1]}}},
+        ("optimizers.Adam.space.optimizer.lr", "must be > 0"),
+    ),
+    ({"optimizers.Adam.space": {"seed": {"choice": [1, 2]}}}, ("optimizers.Adam.space", "seed")),
+]
+
+
+@pytest.mark.parametrize(("changes", "fragments"), SUITE_CASES, ids=lambda c: str(c)[:40])
+def test_a_bad_benchmark_suite_is_one_clear_error(
+    changes: dict[str, Any], fragments: tuple[str, ...], configs: Path, results: Path
+) -> None:
+    pytest.importorskip("optuna")
+    path = write(configs, changed(SUITE, changes), "suite.yaml")
+    result = invoke("benchmark", path, results, "--results-dir", str(results))
+    assert_user_error(result, results, *fragments)

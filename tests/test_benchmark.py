@@ -5,6 +5,9 @@ profiles.score_suite on the curves read back from the runs' epochs.csv files."""
 from __future__ import annotations
 
 import json
+import math
+import shutil
+from math import inf
 from pathlib import Path
 from typing import ClassVar
 
@@ -28,15 +31,17 @@ SUITE = {
     "set": {"epochs": 3, "device": "cpu"},
     "optimizers": {"SGD": {"name": "SGD"}, "Adam": {"name": "Adam"}},
     "tune": {
-        "space": {"optimizer.lr": {"log_uniform": [1.0e-3, 1.0e-2]}},
+        "space": {"optimizer.lr": {"log_uniform": [1.0e-3, 2.0e-2]}},
         "trials": 2,
         "sampler": "random",
         "pruner": "none",
         "seeds": [0, 1],
     },
-    # Generous: the runs reach them within 3 epochs, so times are finite and ratios differ.
-    "targets": {"rosenbrock": {"distance_to_optimum": 1.5}},
+    "studies": 2,
+    # Generous: some runs reach them within 3 epochs, so times are finite and ratios differ.
+    "targets": {"rosenbrock": {"distance_to_optimum": 1.9}, "branin": {"distance_to_optimum": 2}},
 }
+RERUNS = {**SUITE, "protocol": "best_final_reruns"}
 
 
 def _write(folder: Path, suite: dict) -> Path:
@@ -45,27 +50,53 @@ def _write(folder: Path, suite: dict) -> Path:
     return path
 
 
+def _curve(run: Path, metric: str) -> tuple[EvalPoint, ...]:
+    """A run's epochs.csv by pandas, steps per epoch from the run's own plan (optbench.plan
+    on its config.yaml), seconds summed."""
+    steps = optbench.plan(run / "config.yaml").steps_per_epoch
+    frame = pd.read_csv(run / "epochs.csv")
+    seconds = frame["seconds"].cumsum()
+    return tuple(
+        EvalPoint(int(e) * steps, float(s), float(v))
+        for e, s, v in zip(frame["epoch"], seconds, frame[metric], strict=True)
+    )
+
+
 def _curves_read_back(results: Path, document: dict) -> list[PairCurves]:
-    """Each pair's seed reruns from epochs.csv, by pandas, with steps per epoch from the
-    run's own plan (optbench.plan on its config.yaml)."""
+    """Each pair's seed reruns (the rerun protocol) from their folders, read by hand."""
     pairs = []
     for optimizer, row in document["pairs"].items():
         for problem, pair in row.items():
-            curves = []
-            for run_id in pair["seed_run_ids"]:
-                run = results / pair["folder"] / run_id
-                steps = optbench.plan(run / "config.yaml").steps_per_epoch
-                frame = pd.read_csv(run / "epochs.csv")
-                metric = document["targets"][problem]["metric"]
-                seconds = frame["seconds"].cumsum()
-                curves.append(
-                    tuple(
-                        EvalPoint(int(e) * steps, float(s), float(v))
-                        for e, s, v in zip(frame["epoch"], seconds, frame[metric], strict=True)
-                    )
-                )
+            metric = document["targets"][problem]["metric"]
+            (folder,) = pair["folders"]
+            curves = [_curve(results / folder / r, metric) for r in pair["seed_run_ids"]]
             pairs.append(PairCurves(optimizer, problem, tuple(curves)))
     return pairs
+
+
+def _study_times(results: Path, document: dict) -> dict[tuple[str, str], list[float]]:
+    """External tuning by hand: every run in each study's folder (its trials: nothing else is
+    trained there), each study's time = the fewest steps at which any of them first reaches
+    the target, inf when none does."""
+    times = {}
+    for optimizer, row in document["pairs"].items():
+        for problem, pair in row.items():
+            target = document["targets"][problem]
+            value, higher = target["value"], target["higher_is_better"]
+
+            def reach(v: float, value: float = value, higher: bool = higher) -> bool:
+                return v >= value if higher else v <= value
+
+            per_study = []
+            for folder in pair["folders"]:
+                hits = [
+                    next((p.steps for p in _curve(run, target["metric"]) if reach(p.value)), inf)
+                    for run in (results / folder).iterdir()
+                    if (run / "epochs.csv").is_file()
+                ]
+                per_study.append(min(hits, default=inf))
+            times[(optimizer, problem)] = per_study
+    return times
 
 
 class Recorded(QuietSweep):
@@ -91,8 +122,49 @@ class Recorded(QuietSweep):
 
 
 @pytest.mark.slow
-def test_tiny_suite_scores_and_a_third_optimizer_trains_only_its_pairs(tmp_path: Path) -> None:
+def test_external_tuning_scores_each_study_by_its_fastest_trial(tmp_path: Path) -> None:
     suite = _write(tmp_path, SUITE)
+    results = tmp_path / "results"
+    Recorded.views.clear()
+    first = optbench.benchmark(suite, workers=1, results_dir=results, view=Recorded)
+    (view,) = Recorded.views
+    assert view.title == "benchmark" and view.notes[-1] == "studies 8/8"
+    document = json.loads((results / "tiny" / "benchmark.json").read_text())
+    assert document == first.document
+    assert document["protocol"] == "external_tuning" and document["unit"] == "studies"
+    setup = document["setup"]  # the suite names its sampler and pruner: they are kept
+    assert setup["budget"] == {"trials": 2, "sampler": "random", "pruner": "none", "studies": 2}
+    assert setup["spaces"] == {"SGD": SUITE["tune"]["space"], "Adam": SUITE["tune"]["space"]}
+    assert setup["device"] == "cpu" and "torch" in setup["versions"]
+    for row in document["pairs"].values():
+        for pair in row.values():
+            assert len(pair["folders"]) == 2
+            for k, folder in enumerate(pair["folders"]):
+                runs = [r for r in (results / folder).iterdir() if r.is_dir()]
+                assert len(runs) == 2  # its 2 trials, no seed rerun trained besides
+                seeds = {yaml.safe_load((r / "config.yaml").read_text())["seed"] for r in runs}
+                assert seeds == {k}  # each study its own trial seed (and so its own sampler)
+                tune = json.loads((results / folder / "tune.json").read_text())
+                assert next(iter(tune["optimizers"].values()))["space"] == SUITE["tune"]["space"]
+    by_hand = _study_times(results, document)
+    assert any(math.isfinite(t) for times in by_hand.values() for t in times)
+    for (optimizer, problem), per_study in by_hand.items():
+        time = document["time_to_target"][optimizer][problem]
+        assert time["studies"] == 2
+        assert time["studies_reached"] == sum(math.isfinite(t) for t in per_study)
+        # the median over 2 studies: the lower one (the faster), reached when 1 of 2 reach
+        expected = min(per_study)
+        assert time["steps"] == (None if expected == inf else expected)
+        assert document["pairs"][optimizer][problem]["study_steps"] == [
+            None if t == inf else t for t in per_study
+        ]
+
+
+@pytest.mark.slow
+def test_reruns_protocol_scores_and_a_third_optimizer_trains_only_its_pairs(
+    tmp_path: Path,
+) -> None:
+    suite = _write(tmp_path, RERUNS)
     results = tmp_path / "results"
     Recorded.views.clear()
     first = optbench.benchmark(suite, workers=1, results_dir=results, view=Recorded)
@@ -106,12 +178,11 @@ def test_tiny_suite_scores_and_a_third_optimizer_trains_only_its_pairs(tmp_path:
     )
     document = json.loads((results / "tiny" / "benchmark.json").read_text())
     assert document == first.document
-    assert document["r_max"] == 4
+    assert document["r_max"] == 4 and document["protocol"] == "best_final_reruns"
     for key in ("time_to_target", "scores", "intervals", "cannot_tell_apart", "profiles"):
         assert key in document
     assert set(document["scores"]) == {"steps", "seconds"}
-    assert document["targets"]["rosenbrock"]["value"] == 1.5
-    assert document["targets"]["branin"]["value"] == PROBLEMS.get("branin", "p").benchmark_target[1]
+    assert document["targets"]["rosenbrock"]["value"] == 1.9
     for row in document["pairs"].values():
         for pair in row.values():
             assert set(pair["hyperparameters"]) == {"optimizer.lr"}
@@ -143,6 +214,24 @@ def test_tiny_suite_scores_and_a_third_optimizer_trains_only_its_pairs(tmp_path:
     assert {p: (results / p / "tune.json").stat().st_mtime_ns for p in first.trained} == stamps
     assert set(second.scores["steps"]) == {"SGD", "Adam", "torch.optim.RMSprop"}
 
+    # Killed after its trials were told, before its seed reruns (tune.json says
+    # seed_run_ids: [], one rerun's folder gone): not finished; resumed, not an IndexError.
+    pair = "tiny.branin.SGD"
+    tune_path = results / pair / "tune.json"
+    tune = json.loads(tune_path.read_text())
+    (arm,) = tune["optimizers"].values()
+    best = arm["best"]["run_id"]
+    lost = next(r for r in arm["seed_run_ids"] if r != best)
+    shutil.rmtree(results / pair / lost)
+    arm["seed_run_ids"], arm["seed_values"] = [], []
+    tune_path.write_text(json.dumps(tune))
+    third = optbench.benchmark(
+        suite, ["torch.optim.RMSprop"], workers=1, results_dir=results, view=Recorded
+    )
+    assert third.trained == [pair]
+    assert (results / pair / lost / "summary.json").is_file()
+    assert third.document["scores"] == second.document["scores"]  # bit-identical rerun
+
 
 def test_a_suite_is_checked_strictly(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="optimizers"):
@@ -156,11 +245,14 @@ def test_a_suite_is_checked_strictly(tmp_path: Path) -> None:
 def test_a_config_path_in_a_suite_is_read_relative_to_the_suite_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from optbench.analysis.benchmark import suite_pairs
+    from optbench.core.suite import suite_pairs
 
     (tmp_path / "problems").mkdir()
     (tmp_path / "problems" / "small_branin.yaml").write_text("problem: branin\nepochs: 2\n")
-    path = _write(tmp_path, {**SUITE, "problems": ["problems/small_branin.yaml", "rosenbrock"]})
+    path = _write(
+        tmp_path,
+        {**SUITE, "problems": ["problems/small_branin.yaml", "rosenbrock"], "targets": {}},
+    )
     monkeypatch.chdir(tmp_path / "problems")  # elsewhere: the path is not the working folder's
     pairs, targets = suite_pairs(load_suite(path))
     assert set(targets) == {"small_branin", "rosenbrock"}
@@ -180,7 +272,7 @@ def test_every_registry_problem_has_a_target_in_a_logged_direction() -> None:
     "path", sorted((Path(__file__).parents[1] / "configs" / "suites").glob("*.yaml")), ids=str
 )
 def test_shipped_suites_validate_and_their_first_pair_plans(path: Path) -> None:
-    from optbench.analysis.benchmark import suite_pairs
+    from optbench.core.suite import suite_pairs
     from optbench.sweeps.tune_setup import load_tune
 
     suite = load_suite(path)
@@ -188,4 +280,146 @@ def test_shipped_suites_validate_and_their_first_pair_plans(path: Path) -> None:
     assert len(pairs) == len(suite.problems) * len(suite.optimizers)
     assert set(targets) == {problem_label(problem) for problem in suite.problems}
     (arm,) = load_tune(pairs[0].config).arms  # the schema and the components accept it
-    assert arm.space and load_tune(pairs[0].config).metric == targets[pairs[0].problem].metric
+    assert arm.space and load_tune(pairs[0].config).metric == targets[pairs[0].problem][0]
+
+
+SIGN_SGD = '''"""A user's optimizer, in a module beside the suite; each import is logged."""
+import os
+import pathlib
+
+import torch
+
+with (pathlib.Path(__file__).parent.parent / "imports.log").open("a") as log:
+    log.write(f"{os.getpid()}\\n")
+
+
+class SignSGD(torch.optim.Optimizer):
+    def __init__(self, params, lr=0.01):
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.add_(p.grad.sign(), alpha=-group["lr"])
+'''
+
+
+@pytest.mark.slow
+def test_a_users_optimizer_beside_the_suite_through_the_cli(tmp_path: Path) -> None:
+    """The headline path: `optbench benchmark SUITE --optimizer mypkg.SignSGD` with mypkg/
+    beside the suite (run from another folder) trains only the new pairs and scores them; its
+    runs' configs carry the module's `code:` block, which reading them back must not choke on
+    nor import; the API then reads everything back."""
+    import subprocess
+    import sys
+
+    (tmp_path / "mypkg").mkdir()
+    (tmp_path / "mypkg" / "__init__.py").write_text(SIGN_SGD)
+    suite = _write(tmp_path, {**SUITE, "optimizers": {"SGD": {"name": "SGD"}}})
+    results, elsewhere = tmp_path / "results", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "optbench", "benchmark", str(suite), *args]
+        command += ["--results-dir", str(results), "--workers", "1"]
+        return subprocess.run(command, cwd=elsewhere, capture_output=True, text=True, timeout=600)
+
+    first = cli()
+    assert first.returncode == 0, first.stderr
+    assert "4 pair(s) tuned" not in first.stdout and "2 pair(s) tuned, 0 read back" in first.stdout
+    second = cli("--optimizer", "mypkg.SignSGD", "--table", "csv")
+    assert second.returncode == 0, second.stderr
+    assert "2 pair(s) tuned, 2 read back" in second.stderr  # stdout: the tables alone
+    assert second.stdout.startswith("# Protocol: external tuning: 2 studies x 2 trials")
+    assert "\n# AlgoPerf score" in second.stdout and "mypkg.SignSGD" in second.stdout
+    document = json.loads((results / "tiny" / "benchmark.json").read_text())
+    assert set(document["scores"]["steps"]) == {"SGD", "mypkg.SignSGD"}
+    folder = document["pairs"]["mypkg.SignSGD"]["branin"]["folders"][0]
+    run = next(r for r in (results / folder).iterdir() if r.is_dir())
+    assert "code" in yaml.safe_load((run / "config.yaml").read_text())  # what broke read-back
+
+    # Reading the finished pairs back imports no module a stored config names.
+    log = tmp_path / "imports.log"
+    imported = log.read_text()
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from optbench.analysis.benchmark import score_benchmark\n"
+        "from optbench.core.suite import load_suite, suite_pairs\n"
+        f"suite = load_suite({str(suite)!r})\n"
+        "pairs, targets = suite_pairs(suite, ['mypkg.SignSGD'])\n"
+        f"run = score_benchmark(suite, pairs, targets, Path({str(results)!r}), [], [])\n"
+        "assert 'mypkg' not in sys.modules\n"
+        "print(sorted(run.document['scores']['steps']))\n"
+    )
+    reread = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert reread.returncode == 0, reread.stderr
+    assert log.read_text() == imported
+
+    # The API: everything finished, read back, the same document.
+    again = optbench.benchmark(suite, ["mypkg.SignSGD"], workers=1, results_dir=results)
+    assert again.trained == [] and len(again.reused) == 4
+    assert again.document["scores"] == document["scores"]
+
+
+@pytest.mark.slow
+def test_a_benchmark_killed_at_random_moments_resumes_to_the_undisturbed_result(
+    tmp_path: Path,
+) -> None:
+    """SIGKILLs of the whole command (driver and workers) at seeded random moments, then the
+    same command to the end: no crash, and the same times to target (steps), chosen
+    hyperparameters and step scores as a run never killed. (The rerun protocol's own kill
+    state, trials told and seed reruns not run, is made by hand in the test above.)"""
+    protocol = "external_tuning"
+    import os
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    suite = _write(tmp_path, {**SUITE, "protocol": protocol})
+
+    def command(results: Path) -> list[str]:
+        return [sys.executable, "-m", "optbench", "benchmark", str(suite), "--workers", "2",
+                "--results-dir", str(results)]  # fmt: skip
+
+    calm = subprocess.run(command(tmp_path / "calm"), capture_output=True, text=True, timeout=600)
+    assert calm.returncode == 0, calm.stderr
+    rng, killed = random.Random(protocol), tmp_path / "killed"
+    for _ in range(3):
+        process = subprocess.Popen(
+            command(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+        time.sleep(rng.uniform(1.0, 6.0))
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    last = subprocess.run(command(killed), capture_output=True, text=True, timeout=600)
+    assert last.returncode == 0, last.stderr
+    calm_doc, last_doc = (
+        json.loads((tmp_path / d / "tiny" / "benchmark.json").read_text())
+        for d in ("calm", "killed")
+    )
+    for key in ("protocol", "unit", "targets", "ratios"):
+        if key == "ratios":
+            assert calm_doc[key]["steps"] == last_doc[key]["steps"]
+        else:
+            assert calm_doc[key] == last_doc[key]
+    assert calm_doc["scores"]["steps"] == last_doc["scores"]["steps"]
+    for optimizer, row in calm_doc["time_to_target"].items():
+        for problem, time_ in row.items():
+            got = last_doc["time_to_target"][optimizer][problem]
+            assert {k: v for k, v in time_.items() if k != "seconds"} == {
+                k: v for k, v in got.items() if k != "seconds"
+            }
+            calm_pair, got_pair = (
+                calm_doc["pairs"][optimizer][problem],
+                last_doc["pairs"][optimizer][problem],
+            )
+            assert calm_pair["hyperparameters"] == got_pair["hyperparameters"]

@@ -390,6 +390,13 @@ def test_compare_csv_json_and_markdown(two_configs: tuple[Path, Path]) -> None:
     assert first[:4] == ["1", "0.001", "3", "3 completed"]  # best accuracy first
     assert first[header.index("best_test_accuracy_mean")] == "0.9"
 
+    latex = invoke("compare", *paths, "--format", "latex", "--metric", "best_test_accuracy")
+    assert latex.exit_code == 0, latex.output
+    rows = [line for line in latex.stdout.splitlines() if line.endswith(r"\\")]
+    assert len(rows) == 3  # header, 2 configurations
+    assert rows[0].startswith(r"rank & optimizer.lr & n & status") and r"\_" in rows[0]
+    assert rows[1].startswith("1 & 0.001 & 3 & 3 completed")
+
 
 def test_compare_table_shows_ranking_curves_and_chart(
     two_configs: tuple[Path, Path], tmp_path: Path

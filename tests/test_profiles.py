@@ -162,6 +162,72 @@ def test_time_matches_algoperf_median_for_odd_seed_counts(data, seeds, minimize)
     assert ours.steps == (None if math.isinf(expected) else expected)
 
 
+def algoperf_study_time(
+    studies: list[list[tuple[list[float], list[float], list[float]]]], target: float, minimize: bool
+) -> tuple[float, float]:
+    """AlgoPerf's external tuning, transcribed (get_best_trial_index: of a study's trials that
+    reach the target, the one whose first reaching evaluation has the smallest index; its
+    time read at that index, on each time column; get_workloads_time_to_target: np.median of
+    the studies' times, inf for a study that never reaches it). Trials: (steps, seconds,
+    values)."""
+    op = operator.le if minimize else operator.ge
+    per_clock: dict[int, list[float]] = {0: [], 1: []}
+    for trials in studies:
+        reached = [op(np.array(values), target) for _, _, values in trials]
+        index = {i: int(np.argmax(r)) for i, r in enumerate(reached) if r.any()}
+        if not index:
+            for clock in per_clock.values():
+                clock.append(float("inf"))
+            continue
+        trial = pd.Series(index).idxmin()
+        for column, clock in per_clock.items():
+            clock.append(trials[trial][column][index[trial]])
+    return float(np.median(per_clock[0])), float(np.median(per_clock[1]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), studies=st.sampled_from([1, 3, 5]), minimize=st.booleans())
+def test_a_study_is_its_fastest_trial_and_the_pair_the_median_study_as_algoperf(
+    data, studies, minimize
+) -> None:
+    """External tuning: every trial of a study evaluated at the same steps (AlgoPerf's trials
+    share an eval schedule), each trial with its own seconds per step."""
+    values = st.floats(0.0, 1.0) | st.just(math.nan)
+    grouped, curves, owners = [], [], []
+    for study in range(studies):
+        length = data.draw(st.integers(1, 5))
+        steps = sorted(data.draw(st.lists(st.integers(0, 1000), min_size=length, max_size=length)))
+        trials = []
+        for _ in range(data.draw(st.integers(1, 3))):
+            pace = data.draw(st.floats(0.5, 2.0))
+            seconds = [s * pace for s in steps]
+            trial = data.draw(st.lists(values, min_size=length, max_size=length))
+            trials.append((steps, seconds, trial))
+            curves.append(curve(*zip(steps, seconds, trial, strict=True)))
+            owners.append(study)
+        grouped.append(trials)
+    target = data.draw(st.floats(0.0, 1.0))
+    steps, seconds = algoperf_study_time(grouped, target, minimize)
+    ours = time_to_target(curves, target, higher_is_better=not minimize, studies=owners)
+    assert ours.seeds == studies
+    assert ours.steps == (None if math.isinf(steps) else steps)
+    assert ours.seconds == (None if math.isinf(seconds) else pytest.approx(seconds))
+
+
+def test_the_bootstrap_resamples_whole_studies() -> None:
+    """Y's pair is 3 studies, one of which has two trials that both miss the target; resampled
+    as studies (not trials), Y loses the target with probability 7/27, as one lost seed of
+    three does (test_bootstrap_beats_match_the_probability_of_losing_a_seed)."""
+    x = PairCurves("X", "p", (reaching_at(100),) * 3, (0, 1, 2))
+    y = PairCurves("Y", "p", (reaching_at(50), reaching_at(50), NEVER, NEVER), (0, 1, 2, 2))
+    result = score_suite([x, y], {"p": ACCURACY}, resamples=4000, seed=7)
+    assert result.unit == "studies" and result.times["Y"]["p"].seeds == 3
+    assert result.measures["steps"].beats["Y"]["X"] == pytest.approx(20 / 27, abs=0.03)
+    mixed = PairCurves("Z", "p", (reaching_at(100),) * 3)
+    with pytest.raises(ValueError, match="seed reruns and pairs of studies"):
+        score_suite([x, mixed], {"p": ACCURACY})
+
+
 # ---------------------------------------------------------------- ratios, profiles, scores
 
 

@@ -367,6 +367,7 @@ def write_benchmark(root: Path) -> Path:
             "pruner": "none",
             "seeds": [0, 1],
         },
+        "studies": 2,
         "targets": {"rosenbrock": {"distance_to_optimum": 1.5}},
     }
     path = root / "tiny.yaml"
@@ -398,10 +399,23 @@ def test_a_benchmark_folder_shows_its_profiles_scores_and_switchable_curves(
             optimizer = trace["name"].split(" ")[0]
             assert decode(trace["y"]).tolist() == document["profiles"][measure][optimizer]
             assert decode(trace["x"]).tolist() == document["profiles"]["tau"]
-    assert "score (steps)" in page and "time to target per problem" in page
+    # The tables are HTML tables: scores, time to target (every pair, with its chosen
+    # hyperparameters), the ratio matrix and the ranks with each problem left out; above them
+    # what the benchmark ran with (protocol, spaces, device, versions).
+    tables = [t for t in Page(page).tags if t[0] == "table"]
+    assert len(tables) == 4
+    assert "Protocol: external tuning: 2 studies x 2 trials per pair" in page
+    assert "torch " + document["setup"]["versions"]["torch"] in page
+    assert "<th>score (steps)</th>" in page and "<th>hyperparameters</th>" in page
+    assert "<th>without branin</th>" in page and "<pre>" not in page
+    for row in document["pairs"].values():
+        for pair in row.values():
+            lr = pair["hyperparameters"]["optimizer.lr"]
+            assert f"<td>lr={lr:.4g}" in page
 
-    # Per problem: each optimizer's best configuration, its x switchable between steps and
-    # the seed reruns' cumulative training seconds (epochs.csv read by pandas, averaged).
+    # Per problem: each optimizer's chosen configuration (each study's fastest trial, else its
+    # best final trial), its x switchable between steps and those runs' cumulative training
+    # seconds (epochs.csv read by pandas, averaged; steps per epoch from each run's plan).
     for index, problem in enumerate(document["targets"]):
         figure = figures[f"fig-problem-{index}"]
         (switch,) = figure["layout"]["updatemenus"]
@@ -409,12 +423,13 @@ def test_a_benchmark_folder_shows_its_profiles_scores_and_switchable_curves(
         assert [b["label"] for b in switch["buttons"]] == ["steps", "seconds"]
         for trace, xs_steps, xs_seconds in zip(figure["data"], steps, seconds, strict=True):
             pair = document["pairs"][trace["name"]][problem]
-            frames = [
-                pd.read_csv(results / pair["folder"] / run_id / "epochs.csv")
-                for run_id in pair["seed_run_ids"]
-            ]
-            expected = np.mean([f["seconds"].cumsum().to_numpy() for f in frames], axis=0)
+            runs = [results / folder / run_id for folder, run_id in pair["curve_runs"]]
+            assert len(runs) == 2  # one per study
+            frames = [pd.read_csv(run / "epochs.csv") for run in runs]
+            length = min(len(f) for f in frames)
+            expected = np.mean([f["seconds"].cumsum().to_numpy()[:length] for f in frames], axis=0)
             assert xs_seconds == pytest.approx(expected.tolist())
-            assert xs_steps == (frames[0]["epoch"] * pair["steps_per_epoch"]).tolist()
+            per_epoch = optbench.plan(runs[0] / "config.yaml").steps_per_epoch
+            assert xs_steps == (frames[0]["epoch"][:length] * per_epoch).tolist()
             assert decode(trace["x"]).tolist() == xs_steps
     assert 'http-equiv="Content-Security-Policy"' in page

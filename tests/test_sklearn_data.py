@@ -240,16 +240,18 @@ def test_optbench_list_datasets_shows_them_without_sklearn(
 
 
 @pytest.mark.parametrize(
-    ("name", "dataset", "parameters", "metric"),
+    ("name", "dataset", "parameters", "metric", "version"),
     [
-        ("digits_mlp", "sklearn_digits", 7510, "test_accuracy"),  # 64·100+100 + 100·10+10
-        ("diabetes_linear", "sklearn_diabetes", 11, "test_loss"),  # 10 weights + 1 bias
+        ("digits_mlp", "sklearn_digits", 7510, "test_accuracy", 1),  # 64·100+100 + 100·10+10
+        ("diabetes_linear", "sklearn_diabetes", 11, "test_loss", 2),  # 10 weights + 1 bias
     ],
 )
-def test_problem_records(name: str, dataset: str, parameters: int, metric: str) -> None:
+def test_problem_records(
+    name: str, dataset: str, parameters: int, metric: str, version: int
+) -> None:
     info = PROBLEMS.get(name, "problem")
     assert (info.version, info.parameters, info.metric, info.references) == (
-        1,
+        version,
         parameters,
         metric,
         (),
@@ -273,3 +275,33 @@ def test_the_shipped_configs_train(name: str, tmp_path: Path) -> None:
     assert np.isfinite(epochs["train_loss"]).all() and np.isfinite(epochs["test_loss"]).all()
     if name == "digits_mlp":
         assert epochs["test_accuracy"].iloc[-1] > 0.8  # two epochs already learn the digits
+
+
+def test_diabetes_targets_are_standardised_with_the_training_splits_statistics() -> None:
+    """diabetes_linear's targets, against sklearn's split scaled by hand with numpy; the
+    option exists for regression sets only (a classification run's identity is unchanged)."""
+    from sklearn.datasets import load_diabetes
+    from sklearn.model_selection import train_test_split
+
+    from optbench.components.data.sklearn_sets import sklearn_regression_split
+
+    x, y = load_diabetes(return_X_y=True)
+    _, _, y_train, y_test = train_test_split(x, y, test_size=0.25, random_state=0)
+    train, test = sklearn_regression_split("sklearn_diabetes", standardize_target=True)
+    mean, std = y_train.mean(), y_train.std()
+    assert np.allclose(train.targets.numpy().ravel(), (y_train - mean) / std, atol=1e-5)
+    assert np.allclose(test.targets.numpy().ravel(), (y_test - mean) / std, atol=1e-5)
+    sgd = {"name": "SGD"}
+    plan = make_plan(validate_config({"name": "d", "problem": "diabetes_linear", "optimizer": sgd}))
+    assert plan.config.data.model_extra["standardize_target"] is True
+    with pytest.raises(ConfigError, match="standardize_target"):
+        make_plan(
+            validate_config(
+                {
+                    "name": "d",
+                    "problem": "digits_mlp",
+                    "optimizer": sgd,
+                    "data": {"standardize_target": True},
+                }
+            )
+        )

@@ -1,23 +1,28 @@
-"""`optbench benchmark`: every (optimizer, problem) pair of a suite tuned, then scored across
-problems with performance profiles (analysis/profiles.py, AlgoPerf's definitions).
+"""`optbench benchmark`'s scoring half: a suite's finished pairs read back from their folders
+and scored across problems with performance profiles (analysis/profiles.py, AlgoPerf's
+definitions). Training them is sweeps/benchmark.py's; nothing here imports sweeps.
 
-A pair is an ordinary tune (sweeps/tune.py) of one config: the problem, the suite's `set`, the
-optimizer's section and the suite's `tune:` budget, named `<suite>.<problem>.<label>` so that
-each pair has its own folder and Optuna study. A pair whose tune.json says it finished with
-this budget is read back, not trained: adding an optimizer trains only its own pairs. The
-curves scored are the best trial's seed reruns (epochs.csv: steps = epoch * steps per epoch,
-seconds = cumulative training seconds, evaluation excluded), and `DIR/<suite>/benchmark.json`
-holds the scores (profiles.benchmark_json), each pair's chosen hyperparameters and its final
-and best metric over the seeds.
+Reading back runs no code: a run's curve is its epochs.csv (steps from its `step` column where
+it has one, else epoch x summary.json's `steps_per_epoch`; seconds = cumulative training
+`seconds`, evaluation excluded) and a trial's hyperparameters are read from its config.yaml as
+plain YAML, never planned (planning imports the modules a stored config names).
+
+- External tuning (the default): every trial of every study is a curve; a study's time is its
+  fastest trial's; the pair's the median over studies. The pair's chosen hyperparameters are
+  those of the median study's fastest trial (its best final trial where it reached nothing).
+- Best final metric, rerun with seeds: the best trial's seed reruns are the curves.
+
+`DIR/<suite>/benchmark.json` holds the scores (profiles.benchmark_json), the protocol, and per
+pair its chosen hyperparameters, whether they sit at the edge of the space, and its final and
+best metric.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,51 +33,26 @@ from optbench.analysis.profiles import (
     PairCurves,
     Target,
     benchmark_json,
+    first_reach,
+    lower_median,
     score_suite,
 )
-from optbench.core.config import (
-    apply_overrides,
-    default_results_dir,
-    read_config_file,
-    validate_config,
-)
+from optbench.core.config import Distribution, read_config_file
 from optbench.core.errors import ConfigError
 from optbench.core.metrics import higher_is_better
-from optbench.core.problems import PROBLEMS
-from optbench.core.suite import (
-    SuiteConfig,
-    is_config_path,
-    load_suite,
-    optimizer_label,
-    problem_label,
-)
-from optbench.storage.results import (
-    BENCHMARK_FILE,
-    FINISHED,
-    TUNE_FILE,
-    RunDir,
-    cannot_write,
-    write_atomic,
-)
-from optbench.sweeps.executors import QuietSweep, SweepView
+from optbench.core.suite import EXTERNAL_TUNING, Pair, Study, SuiteConfig
+from optbench.storage.records import TunedOptimizer, TuneFile
+from optbench.storage.results import BENCHMARK_FILE, RunDir, cannot_write, write_atomic
 
-# Keys of a problem's config file that a suite decides, not the problem.
-_SUITE_KEYS = ("name", "optimizer", "sweep", "tune", "seed")
-
-
-@dataclass(frozen=True)
-class Pair:
-    """One (optimizer, problem) pair: its tune's config and the folder/study name."""
-
-    optimizer: str
-    problem: str
-    name: str
-    config: dict[str, Any]
+# A value within this fraction of its range's width from either end (on the log scale for
+# log_uniform) sits at the space's edge: the search may have been cut short there.
+EDGE_FRACTION = 0.05
+EDGE_NOTE = "best at the space's edge: widen it"
 
 
 @dataclass
 class BenchmarkRun:
-    """What run_benchmark did: the document written, the scores, and which pairs it trained."""
+    """What a benchmark did: the document written, the scores, and which pairs it trained."""
 
     path: Path
     document: dict[str, Any]
@@ -82,88 +62,62 @@ class BenchmarkRun:
     failed: list[str]  # pairs without a completed trial: scored as never reaching the target
 
 
-def _problem_config(problem: str) -> dict[str, Any]:
-    """A problem's config sections: `problem: NAME` for a registry name, else the config file's
-    own mapping without the keys the suite decides."""
-    if not is_config_path(problem):
-        PROBLEMS.get(problem, "problems")  # refuses an unknown name, with a suggestion
-        return {"problem": problem}
-    data = read_config_file(problem)
-    return {k: v for k, v in data.items() if k not in _SUITE_KEYS}
+def at_edge(value: Any, dist: Distribution) -> bool:
+    """Whether a range's value lies in the outer EDGE_FRACTION of it at either end, measured
+    on the log scale for log_uniform. A choice has no edge, and neither has an end at exactly 0
+    of a uniform range (a weight decay or a momentum of 0: nothing lies beyond it to search)."""
+    if dist.kind == "choice" or not isinstance(value, (int, float)):
+        return False
+    low, high = (float(b) for b in dist.bounds)
+    value = float(value)
+    physical_low, physical_high = low == 0, high == 0
+    if dist.kind == "log_uniform":
+        if value <= 0:
+            return True
+        low, high, value = math.log(low), math.log(high), math.log(value)
+    where = (value - low) / (high - low)
+    low_edge = where <= EDGE_FRACTION and not physical_low
+    return low_edge or (where >= 1 - EDGE_FRACTION and not physical_high)
 
 
-def _target(suite: SuiteConfig, problem: str, config: dict[str, Any]) -> Target:
-    """The suite's target for the problem, else its registry problem's benchmark target."""
-    label = problem_label(problem)
-    if label in suite.targets:
-        ((metric, value),) = suite.targets[label].items()
-        return Target(metric, float(value))
-    resolved = validate_config(config).problem
-    if resolved is None:
-        raise ConfigError(f"targets.{label}", "is required: the problem is not a registry problem")
-    metric, value = PROBLEMS.get(resolved.name, "problem").benchmark_target
-    return Target(metric, value)
+def edge_keys(params: dict[str, Any] | None, space: dict[str, Any]) -> list[str]:
+    """The keys of `params` at the edge of their range in `space` (tune.json's form)."""
+    if not params:
+        return []
+    edges = []
+    for key, value in params.items():
+        if key in space and at_edge(value, Distribution.model_validate(space[key])):
+            edges.append(key)
+    return edges
 
 
-def suite_pairs(
-    suite: SuiteConfig, extra: Sequence[str] = ()
-) -> tuple[list[Pair], dict[str, Target]]:
-    """Every pair's tune config (problem + set + optimizer + tune) and each problem's target.
-    The tune's metric is the target's, so the best trial is chosen by what is scored."""
-    optimizers = {label: section.model_dump() for label, section in suite.optimizers.items()}
-    for name in extra:
-        label = optimizer_label(name)
-        if label in optimizers:
-            raise ConfigError("--optimizer", f"{name}: the suite has an optimizer labelled {label}")
-        optimizers[label] = {"name": name}
-    pairs, targets = [], {}
-    for problem in suite.problems:
-        label = problem_label(problem)
-        base = _problem_config(problem)
-        apply_overrides(base, suite.set)
-        for opt_label, section in optimizers.items():
-            config = {**copy.deepcopy(base), "name": f"{suite.name}.{label}.{opt_label}"}
-            config["optimizer"] = copy.deepcopy(section)
-            if label not in targets:
-                targets[label] = _target(suite, problem, config)
-            tune = suite.tune.model_dump(mode="json")
-            config["tune"] = {**tune, "metric": targets[label].metric}
-            pairs.append(Pair(opt_label, label, config["name"], config))
-    return pairs, targets
+def _steps_per_epoch(run: RunDir, fallback: Callable[[], int]) -> int:
+    summary = run.read_summary()
+    if summary is not None and summary.steps_per_epoch:
+        return summary.steps_per_epoch
+    return fallback()  # a run written before summary.json said it
 
 
-def _finished(results: Path, pair: Pair) -> dict[str, Any] | None:
-    """The pair's tune.json when its tune finished with this budget and seeds (every counted
-    trial told, every seed rerun finished); None: it must (still) be tuned."""
-    from optbench.sweeps.tune_setup import load_tune
+def run_curve(run: RunDir, metric: str, fallback: Callable[[], int]) -> tuple[EvalPoint, ...]:
+    """A run's evaluations: (steps, cumulative training seconds, metric); empty when it wrote
+    no epoch. Steps: epochs.csv's `step` column where present, else epoch x steps per epoch."""
+    import pandas as pd
 
-    path = results / pair.name / TUNE_FILE
-    if not path.is_file():
-        return None
-    report = json.loads(path.read_text())
-    (arm,) = load_tune(pair.config).arms
-    (done,) = report["optimizers"].values()
-    if done["study"] != arm.study_name or report["seeds"] != pair.config["tune"]["seeds"]:
-        return None
-    told = done["completed"] + done["pruned"] + done["failed"]
-    if told < done["trials"]:
-        return None
-    if pair.config["tune"]["sampler"] != "grid" and done["trials"] != pair.config["tune"]["trials"]:
-        return None
-    for run_id in done["seed_run_ids"]:
-        summary = RunDir(results / pair.name / run_id).read_summary()
-        if summary is None or summary.status not in FINISHED:
-            return None
-    return report
-
-
-def _curve(run: RunDir, steps_per_epoch: int, metric: str) -> tuple[EvalPoint, ...]:
-    """A run's evaluations: (epoch * steps per epoch, cumulative training seconds, metric)."""
-    frame = run.read_epochs()
+    try:
+        frame = run.read_epochs()
+    except (OSError, pd.errors.EmptyDataError):
+        return ()
+    if frame.empty or metric not in frame:
+        return ()
+    if "step" in frame:
+        steps = [int(step) for step in frame["step"]]
+    else:
+        per_epoch = _steps_per_epoch(run, fallback)
+        steps = [int(epoch) * per_epoch for epoch in frame["epoch"]]
     seconds = frame["seconds"].cumsum()
     return tuple(
-        EvalPoint(int(epoch) * steps_per_epoch, float(secs), float(value))
-        for epoch, secs, value in zip(frame["epoch"], seconds, frame[metric], strict=True)
+        EvalPoint(step, float(secs), float(value))
+        for step, secs, value in zip(steps, seconds, frame[metric], strict=True)
     )
 
 
@@ -175,113 +129,205 @@ def _mean_std(values: list[float]) -> dict[str, float | None]:
     return {"mean": statistics.fmean(values), "std": std, "n": len(values)}
 
 
-def _read_pair(
-    results: Path, pair: Pair, report: dict[str, Any], target: Target
-) -> tuple[PairCurves, dict[str, Any]]:
-    """The pair's seed reruns as curves, and what benchmark.json says of it besides its time."""
-    from optbench.experiment.plan import make_plan
+def _dotted(config: dict[str, Any], key: str) -> Any:
+    node: Any = config
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
 
-    (arm,) = report["optimizers"].values()
-    runs = [RunDir(results / pair.name / run_id) for run_id in arm["seed_run_ids"]]
-    if arm["best"] is None:  # every trial failed or diverged: it reaches no target
-        seeds = len(report["seeds"])
-        empty = {"mean": None, "std": None, "n": 0}
-        detail = {
-            "folder": pair.name,
-            "hyperparameters": None,
-            "seed_run_ids": [],
-            "steps_per_epoch": None,
-            "final": empty,
-            "best": empty,
-        }
-        return PairCurves(pair.optimizer, pair.problem, ((),) * seeds), detail
-    # The seeds share data and batch size: one plan gives the steps per epoch.
-    plan = make_plan(validate_config(read_config_file(runs[0].config_path)))
-    steps_per_epoch = plan.steps_per_epoch
-    curves = tuple(_curve(run, steps_per_epoch, target.metric) for run in runs)
-    best = max if higher_is_better(target.metric) else min
+
+def _trial_params(run: RunDir, space: dict[str, Any]) -> dict[str, Any]:
+    """A trial's values of the space's keys, from its config.yaml read as YAML (not planned)."""
+    try:
+        config = read_config_file(run.config_path)
+    except ConfigError:
+        return {}
+    return {key: _dotted(config, key) for key in space}
+
+
+def _study_report(results: Path, study: Study) -> TunedOptimizer:
+    (arm,) = TuneFile.read(results / study.folder / "tune.json").optimizers.values()
+    return arm
+
+
+def _fallback(study: Study) -> Callable[[], int]:
+    """Steps per epoch for a run written before summary.json held them: the suite's own
+    config of the study planned (what the user ran, never a stored config), once."""
+    cache: list[int] = []
+
+    def steps() -> int:
+        if not cache:
+            from optbench.core.config import validate_config
+            from optbench.experiment.plan import make_plan
+
+            cache.append(make_plan(validate_config(study.config)).steps_per_epoch)
+        return cache[0]
+
+    return steps
+
+
+def _extremes(curves: Sequence[Sequence[EvalPoint]], metric: str) -> dict[str, Any]:
+    best = max if higher_is_better(metric) else min
     finals = [curve[-1].value for curve in curves if curve]
     bests = [best(point.value for point in curve) for curve in curves if curve]
+    return {"final": _mean_std(finals), "best": _mean_std(bests)}
+
+
+def _read_reruns(
+    results: Path, pair: Pair, target: Target
+) -> tuple[PairCurves, dict[str, Any], bool]:
+    """The rerun protocol: the best trial's seed reruns."""
+    (study,) = pair.studies
+    arm = _study_report(results, study)
+    seeds = len(study.config["tune"]["seeds"])
+    if arm.best is None or len(arm.seed_run_ids) != seeds:  # every trial failed or diverged
+        detail = {
+            "folders": [study.folder],
+            "hyperparameters": None,
+            "chosen_by": None,
+            "at_edge": [],
+            "seed_run_ids": [],
+            "curve_runs": [],
+            **_extremes([], target.metric),
+        }
+        return PairCurves(pair.optimizer, pair.problem, ((),) * seeds), detail, True
+    runs = [RunDir(results / study.folder / run_id) for run_id in arm.seed_run_ids]
+    steps = _fallback(study)
+    curves = tuple(run_curve(run, target.metric, steps) for run in runs)
     detail = {
-        "folder": pair.name,
-        "hyperparameters": arm["best"]["params"],
-        "seed_run_ids": arm["seed_run_ids"],
-        "steps_per_epoch": steps_per_epoch,
-        "final": _mean_std(finals),
-        "best": _mean_std(bests),
+        "folders": [study.folder],
+        "hyperparameters": arm.best.params,
+        "chosen_by": "best final metric",
+        "at_edge": edge_keys(arm.best.params, arm.space),
+        "seed_run_ids": arm.seed_run_ids,
+        "curve_runs": [[study.folder, run_id] for run_id in arm.seed_run_ids],
+        **_extremes(curves, target.metric),
     }
-    return PairCurves(pair.optimizer, pair.problem, curves), detail
+    return PairCurves(pair.optimizer, pair.problem, curves), detail, False
 
 
-def run_benchmark(
-    suite_path: str | Path,
-    optimizers: Sequence[str] = (),
-    *,
-    workers: int | None = None,
-    executor: str = "local",
-    address: str | None = None,
-    results_dir: str | Path | None = None,
-    view: SweepView = QuietSweep,
+def _read_studies(
+    results: Path, pair: Pair, target: Target
+) -> tuple[PairCurves, dict[str, Any], bool]:
+    """External tuning: every trial of every study; the pair's chosen trial is the median
+    study's fastest (where the median study reached nothing, its best final trial)."""
+    curves: list[tuple[EvalPoint, ...]] = []
+    owners: list[int] = []
+    fastest: list[tuple[float, str, Study, TunedOptimizer] | None] = []
+    reports: list[TunedOptimizer] = []
+    shown: list[tuple[EvalPoint, ...]] = []  # each study's fastest trial (else its best final)
+    shown_runs: list[list[str]] = []
+    failed = True
+    for index, study in enumerate(pair.studies):
+        arm = _study_report(results, study)
+        reports.append(arm)
+        failed = failed and arm.best is None
+        steps = _fallback(study)
+        best: tuple[float, str, Study, TunedOptimizer] | None = None
+        by_run = {}
+        for run_id in arm.trial_run_ids:
+            curve = run_curve(RunDir(results / study.folder / run_id), target.metric, steps)
+            by_run[run_id] = curve
+            curves.append(curve)
+            owners.append(index)
+            hit = first_reach(curve, target.value, target.higher_is_better)
+            if hit is not None and (best is None or hit.steps < best[0]):
+                best = (hit.steps, run_id, study, arm)
+        if not arm.trial_run_ids:  # a study without trials reaches nothing
+            curves.append(())
+            owners.append(index)
+        fastest.append(best)
+        shown_id = best[1] if best is not None else (arm.best.run_id if arm.best else None)
+        if shown_id in by_run:
+            shown.append(by_run[shown_id])
+            shown_runs.append([study.folder, shown_id])
+    import numpy as np
+
+    times = np.array([math.inf if f is None else f[0] for f in fastest])
+    middle = float(lower_median(times))
+    index = next(
+        (i for i, t in enumerate(times) if t == middle), 0
+    )  # the study whose time is the pair's (the first study when none reached)
+    chosen = fastest[index]
+    if chosen is not None:
+        _, run_id, study, arm = chosen
+        params = _trial_params(RunDir(results / study.folder / run_id), arm.space)
+        chosen_by = f"fastest trial of study {index} (the median study)"
+    else:
+        arm = reports[index]
+        params = None if arm.best is None else arm.best.params
+        run_id = None if arm.best is None else arm.best.run_id
+        chosen_by = None if params is None else f"best final metric of study {index}"
+    detail = {
+        "folders": [study.folder for study in pair.studies],
+        "hyperparameters": params,
+        "chosen_by": chosen_by,
+        "chosen_run_id": run_id,
+        "at_edge": edge_keys(params, reports[index].space),
+        "study_steps": [None if f is None else int(f[0]) for f in fastest],
+        "curve_runs": shown_runs,
+        **_extremes(shown, target.metric),
+    }
+    pair_curves = PairCurves(pair.optimizer, pair.problem, tuple(curves), tuple(owners))
+    return pair_curves, detail, failed
+
+
+def _setup(suite: SuiteConfig, pairs: Sequence[Pair], results: Path) -> dict[str, Any]:
+    """What a reader needs to repeat the benchmark: the protocol and budget as the studies ran
+    it, each optimizer's space, the suite's `set`, and the device and versions one run
+    recorded in its summary.json."""
+    tune = pairs[0].config["tune"]
+    budget: dict[str, Any] = {"trials": tune["trials"], "sampler": tune["sampler"]}
+    budget["pruner"] = tune["pruner"]
+    if suite.protocol == EXTERNAL_TUNING:
+        budget["studies"] = suite.studies
+    else:
+        budget["seeds"] = tune["seeds"]
+    spaces = {pair.optimizer: pair.config["tune"]["space"] for pair in pairs}
+    machine: dict[str, Any] = {}
+    for pair in pairs:
+        folder = results / pair.studies[0].folder
+        runs = sorted(folder.glob("*/summary.json")) if folder.is_dir() else []
+        summary = RunDir(runs[0].parent).read_summary() if runs else None
+        if summary is not None:
+            machine = {"device": summary.device, "versions": summary.versions}
+            break
+    return {"budget": budget, "set": suite.set, "spaces": spaces, **machine}
+
+
+def score_benchmark(
+    suite: SuiteConfig,
+    pairs: Sequence[Pair],
+    targets: dict[str, tuple[str, float]],
+    results: Path,
+    trained: list[str],
+    reused: list[str],
 ) -> BenchmarkRun:
-    """Tune every pair not already finished, score the suite, write DIR/<suite>/benchmark.json.
-    An interrupted pair raises KeyboardInterrupt (the same command resumes); a pair whose
-    every trial failed or diverged reaches no target (as AlgoPerf scores a diverged workload)
-    and is listed in `failed`."""
-    from optbench.sweeps.tune import run_tunes
-    from optbench.sweeps.tune_setup import load_tune
-
-    suite = load_suite(suite_path)
-    pairs, targets = suite_pairs(suite, optimizers)
-    setups = {}
-    for pair in pairs:  # every pair checked before any trains: bad input writes nothing
-        try:
-            setups[pair.name] = load_tune(pair.config)
-        except ConfigError as exc:
-            raise ConfigError(f"{pair.name}: {exc}") from None
-    results = Path(results_dir or default_results_dir())
-    reports = {pair.name: _finished(results, pair) for pair in pairs}
-    trained = [pair.name for pair in pairs if reports[pair.name] is None]
-    reused = [pair.name for pair in pairs if reports[pair.name] is not None]
-    if trained:  # one pool of workers for every pair's trials, then every pair's seed reruns
-
-        def pairs_done(display: Any, done: int, total: int) -> None:
-            display.note(f"pairs {done + len(reused)}/{total + len(reused)}")
-
-        header = (
-            f"benchmark {suite.name}: {len(trained)} of {len(pairs)} pairs to tune "
-            f"({len(reused)} finished already), {suite.tune.trials} trials + "
-            f"{len(suite.tune.seeds)} seeds each"
-        )
-        outcomes = run_tunes(
-            [setups[name] for name in trained],
-            results,
-            workers=workers,
-            executor=executor,
-            address=address,
-            view=view,
-            title="benchmark",
-            header=header,
-            on_done=pairs_done,
-        )
-        if any(outcome.interrupted for outcome in outcomes):
-            raise KeyboardInterrupt
-        for name, outcome in zip(trained, outcomes, strict=True):
-            reports[name] = outcome.report
+    """Read every (finished) pair back, score the suite and write DIR/<suite>/benchmark.json.
+    A pair whose every trial failed or diverged reaches no target (as AlgoPerf scores a
+    diverged workload) and is listed in `failed`."""
+    suite_name, protocol = suite.name, suite.protocol
+    goal = {problem: Target(metric, value) for problem, (metric, value) in targets.items()}
+    read = _read_studies if protocol == EXTERNAL_TUNING else _read_reruns
     failed, curves, details = [], [], {}
     for pair in pairs:
-        report = reports[pair.name]
-        if next(iter(report["optimizers"].values()))["best"] is None:
+        pair_curves, detail, no_trial = read(results, pair, goal[pair.problem])
+        if no_trial:
             failed.append(pair.name)
-        pair_curves, detail = _read_pair(results, pair, report, targets[pair.problem])
         curves.append(pair_curves)
         details.setdefault(pair.optimizer, {})[pair.problem] = detail
-    scores = score_suite(curves, targets)
+    scores = score_suite(curves, goal)
     document = {
-        "suite": suite.name,
+        "suite": suite_name,
+        "protocol": protocol,
         **benchmark_json(scores),
+        "edge": {"fraction": EDGE_FRACTION, "note": EDGE_NOTE},
+        "setup": _setup(suite, pairs, results),
         "pairs": details,
     }
-    path = results / suite.name / BENCHMARK_FILE
+    path = results / suite_name / BENCHMARK_FILE
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -97,7 +97,9 @@ def write_report(
         write_atomic(output, text)
         pairs = sum(len(row) for row in document["pairs"].values())
         runs = sum(
-            len(p["seed_run_ids"]) for row in document["pairs"].values() for p in row.values()
+            len(p.get("curve_runs", p.get("seed_run_ids", [])))
+            for row in document["pairs"].values()
+            for p in row.values()
         )
         return ReportSummary(output, len(text.encode()), runs, pairs, figures)
     comparison = compare_runs(paths, metric, target)

@@ -9,6 +9,13 @@ problem) pair is the best trial of a tune rerun with a few seeds:
 - A run's time to target is its first evaluation point (in evaluation order) whose metric is
   >= the target (higher is better) or <= it (lower is better), read in optimizer steps and in
   training seconds (as AlgoPerf: `np.argmax` of the reached mask). A NaN never reaches it.
+- Under AlgoPerf's external tuning (the benchmark's default) a pair is several independent
+  tuning studies: a study's time is that of its fastest trial to reach the target, the trial
+  with the fewest steps, both clocks read off that trial (AlgoPerf's `get_best_trial_index`:
+  the trial whose first reaching evaluation comes earliest), inf when no trial reaches it; the
+  pair's time is the median over its studies, as over seeds below (AlgoPerf's
+  `get_workloads_time_to_target`: `np.median(time_vals_per_study)`). A study is one "unit"
+  here, as a seed rerun is in the other protocol.
 - A pair's time is the median over its seed reruns, a seed that never reaches the target
   counting as infinite (AlgoPerf: `np.median` over studies, each inf when it missed). So the pair
   is "not reached" (None) exactly when fewer than half of its seeds reach the target (AlgoPerf
@@ -28,7 +35,7 @@ problem) pair is the best trial of a tune rerun with a few seeds:
   (1/n) * sum over problems of max(0, r_max - r) / (r_max - 1). AlgoPerf's rule that a time
   over 4x the fastest is inf changes nothing in it (such an r adds 0 either way).
 
-The ranking is honest about seeds: a bootstrap resamples each pair's seed reruns with
+The ranking is honest about seeds: a bootstrap resamples each pair's seed reruns (or studies) with
 replacement (independently per pair, with a seeded generator), recomputes times, ratios and
 scores, and gives each score a percentile interval and, for each two optimizers A and B, the
 fraction of resamples in which A's score is strictly higher than B's (`beats`). Two optimizers
@@ -82,17 +89,26 @@ class Target:
 
 @dataclass(frozen=True)
 class PairCurves:
-    """An (optimizer, problem) pair's seed reruns, each a curve of evaluations in order."""
+    """An (optimizer, problem) pair's runs, each a curve of evaluations in order. `studies`
+    None: each curve is a seed rerun, its own unit. Else `studies[i]` is the study curve i
+    belongs to (a trial of it; an empty curve stands for a study without trials): a study's
+    time is its fastest trial's."""
 
     optimizer: str
     problem: str
     curves: tuple[tuple[EvalPoint, ...], ...]
+    studies: tuple[int, ...] | None = None
+
+    @property
+    def unit(self) -> str:
+        """What the median is taken over: "seeds" or "studies"."""
+        return "seeds" if self.studies is None else "studies"
 
 
 @dataclass(frozen=True)
 class TimeToTarget:
     """A pair's median time to target; steps and seconds are None when fewer than half of its
-    `seeds` reached the target (`reached` of them did)."""
+    `seeds` (its units: seed reruns, or studies) reached the target (`reached` of them did)."""
 
     steps: int | None
     seconds: float | None
@@ -136,6 +152,7 @@ class BenchmarkScores:
     resamples: int
     confidence: float
     seed: int
+    unit: str = "seeds"  # what each pair's median is over: "seeds" or "studies"
 
 
 def first_reach(
@@ -157,12 +174,23 @@ def lower_median(values: np.ndarray) -> np.ndarray:
 
 
 def _seed_times(
-    curves: Sequence[Sequence[EvalPoint]], target: float, higher_is_better: bool
+    curves: Sequence[Sequence[EvalPoint]],
+    target: float,
+    higher_is_better: bool,
+    studies: Sequence[int] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Each seed's time to target on each clock, inf for a seed that never reaches it."""
+    """Each unit's time to target on each clock, inf for one that never reaches it: a seed
+    rerun's first reaching evaluation, or (`studies` given) a study's fastest trial's."""
     if not curves:
         raise ValueError("time to target: no seed reruns to read")
     hits = [first_reach(curve, target, higher_is_better) for curve in curves]
+    if studies is not None:
+        fastest: dict[int, EvalPoint | None] = {}
+        for study, hit in zip(studies, hits, strict=True):
+            best = fastest.setdefault(study, hit)
+            if hit is not None and (best is None or hit.steps < best.steps):
+                fastest[study] = hit
+        hits = list(fastest.values())
     return {
         measure: np.array([math.inf if hit is None else getattr(hit, measure) for hit in hits])
         for measure in MEASURES
@@ -170,11 +198,15 @@ def _seed_times(
 
 
 def time_to_target(
-    curves: Sequence[Sequence[EvalPoint]], target: float, higher_is_better: bool
+    curves: Sequence[Sequence[EvalPoint]],
+    target: float,
+    higher_is_better: bool,
+    studies: Sequence[int] | None = None,
 ) -> TimeToTarget:
     """A pair's time to target: the median over its seed reruns of each one's first
-    evaluation reaching `target`, in steps and in seconds; None when fewer than half reach."""
-    return _median_time(_seed_times(curves, target, higher_is_better))
+    evaluation reaching `target` (or over its studies of each one's fastest trial), in steps
+    and in seconds; None when fewer than half reach."""
+    return _median_time(_seed_times(curves, target, higher_is_better, studies))
 
 
 def _median_time(seed_times: dict[str, np.ndarray]) -> TimeToTarget:
@@ -281,6 +313,8 @@ def _pairs_table(
             raise ValueError(f"{pair.problem}: no target")
         if not pair.curves:
             raise ValueError(f"{pair.optimizer} on {pair.problem}: no seed reruns")
+        if pair.studies is not None and len(pair.studies) != len(pair.curves):
+            raise ValueError(f"{pair.optimizer} on {pair.problem}: a study for each curve")
         by_key[key] = pair
     optimizers = tuple(dict.fromkeys(o for o, _ in by_key))
     problems = tuple(dict.fromkeys(p for _, p in by_key))
@@ -310,6 +344,9 @@ def score_suite(
     if not 0 < confidence < 1:
         raise ValueError(f"confidence: {confidence} must be between 0 and 1")
     optimizers, problems, by_key = _pairs_table(pairs, targets)
+    units = {pair.unit for pair in by_key.values()}
+    if len(units) > 1:
+        raise ValueError("pairs of seed reruns and pairs of studies cannot be scored together")
     shape = (len(optimizers), len(problems))
     point = {measure: np.empty(shape) for measure in MEASURES}
     sampled = {measure: np.empty((resamples, *shape)) for measure in MEASURES}
@@ -317,12 +354,15 @@ def score_suite(
     rng = np.random.default_rng(seed)
     for i, optimizer in enumerate(optimizers):
         for j, problem in enumerate(problems):
-            curves = by_key[(optimizer, problem)].curves
+            pair = by_key[(optimizer, problem)]
             target = targets[problem]
-            seed_times = _seed_times(curves, target.value, target.higher_is_better)
+            seed_times = _seed_times(
+                pair.curves, target.value, target.higher_is_better, pair.studies
+            )
             pair_time = _median_time(seed_times)
             times[optimizer][problem] = pair_time
-            draws = rng.integers(0, len(curves), size=(resamples, len(curves)))
+            count = pair_time.seeds  # resampled: seed reruns, or whole studies
+            draws = rng.integers(0, count, size=(resamples, count))
             for measure in MEASURES:
                 point[measure][i, j] = pair_time.measure(measure)
                 sampled[measure][:, i, j] = lower_median(seed_times[measure][draws])
@@ -358,6 +398,7 @@ def score_suite(
         resamples=resamples,
         confidence=confidence,
         seed=seed,
+        unit=units.pop(),
     )
 
 
@@ -379,11 +420,13 @@ def _finite_or_none(value: float) -> float | None:
 
 
 def benchmark_json(result: BenchmarkScores, profile_points: int = PROFILE_POINTS) -> dict[str, Any]:
-    """The `benchmark.json` document: r_max, targets, times to target, and per clock the
-    ratios (null: not reached), scores, intervals, beats and the profile on a tau grid."""
+    """The `benchmark.json` document: r_max, the unit each pair's median is over ("seeds" or
+    "studies": a time's `<unit>_reached` of its `<unit>`), targets, times to target, and per
+    clock the ratios (null: not reached), scores, intervals, beats and the profile on a tau grid."""
     taus = tau_grid(result.r_max, profile_points)
     return {
         "r_max": result.r_max,
+        "unit": result.unit,
         "targets": {
             p: {"metric": t.metric, "value": t.value, "higher_is_better": t.higher_is_better}
             for p, t in result.targets.items()
@@ -394,8 +437,8 @@ def benchmark_json(result: BenchmarkScores, profile_points: int = PROFILE_POINTS
                 p: {
                     "steps": t.steps,
                     "seconds": t.seconds,
-                    "seeds_reached": t.reached,
-                    "seeds": t.seeds,
+                    f"{result.unit}_reached": t.reached,
+                    result.unit: t.seeds,
                 }
                 for p, t in row.items()
             }

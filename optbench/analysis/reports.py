@@ -497,10 +497,14 @@ def print_comparison(
         console.out(frame.to_json(orient="records", indent=2))
     elif output == "markdown":
         console.out(markdown(frame))
+    elif output == "latex":
+        from optbench.analysis.benchmark_tables import latex
+
+        console.out(latex(frame))
     elif output == "table":
         console.print(ranking_table(comparison.table, comparison.target))
     else:
-        raise ConfigError(f"--format must be table, csv, json or markdown, not '{output}'")
+        raise ConfigError(f"--format must be table, csv, json, markdown or latex, not '{output}'")
     if output == "table" and bands and not tuned:
         import pandas as pd
 
@@ -598,95 +602,68 @@ def plot_range_test(result: Any, title: str, path: Path) -> None:
 # --------------------------------------------------------------------------- benchmark
 
 
-def _seconds(value: float | None) -> str:
-    return "not reached" if value is None else f"{value:.2f}"
-
-
 def benchmark_tables(document: dict[str, Any]) -> list[Table]:
     """`optbench benchmark`: the score table (both clocks, each score with its bootstrap
-    interval, and which optimizers cannot be told apart), then per problem each optimizer's
-    time to target, the hyperparameters its tune chose and its final metric over the seeds."""
-    scores, intervals = document["scores"], document["intervals"]
-    confidence = document["bootstrap"]["confidence"]
-    title = (
-        f"benchmark {document['suite']}: AlgoPerf score (1 = fastest on every problem, "
-        f"r_max {document['r_max']:g}; [{confidence:.0%} bootstrap interval])"
-    )
-    table = Table(title=title, title_justify="left")
-    for column in ("optimizer", "score (steps)", "score (seconds)"):
-        table.add_column(column)
-    ranked = sorted(scores["steps"], key=lambda o: -scores["steps"][o])
-    for optimizer in ranked:
-        cells = [
-            f"{scores[m][optimizer]:.3f} [{intervals[m][optimizer][0]:.2f}, "
-            f"{intervals[m][optimizer][1]:.2f}]"
-            for m in ("steps", "seconds")
-        ]
-        table.add_row(optimizer, *cells)
-    ties = {m: document["cannot_tell_apart"][m] for m in ("steps", "seconds")}
-    notes = [
-        f"cannot tell apart ({m}): " + "; ".join(f"{a} ~ {b}" for a, b in pairs)
-        for m, pairs in ties.items()
-        if pairs
-    ]
-    table.caption = "\n".join(notes) or None
-    table.caption_justify = "left"
+    interval, and which optimizers cannot be told apart), the time to target per problem (the
+    hyperparameters chosen, a value at its space's edge marked, unreached and failed pairs
+    said) and each optimizer's rank with each problem left out (benchmark_tables.py)."""
+    from optbench.analysis.benchmark_tables import benchmark_frames
 
-    times = Table(title="time to target per problem", title_justify="left")
-    for column in (
-        "problem (target)",
-        "optimizer",
-        "steps",
-        "seconds",
-        "seeds reached",
-        "hyperparameters",
-        "final (mean ± std)",
-    ):
-        times.add_column(column)
-    for problem, target in document["targets"].items():
-        sign = ">=" if target["higher_is_better"] else "<="
-        for index, optimizer in enumerate(ranked):
-            time = document["time_to_target"][optimizer][problem]
-            pair = document["pairs"][optimizer][problem]
-            params = pair["hyperparameters"]
-            shown = (
-                "no completed trial"
-                if params is None
-                else ", ".join(
-                    f"{k.removeprefix('optimizer.')}={show_hyperparameter(v)}"
-                    for k, v in params.items()
-                )
-            )
-            final = pair["final"]
-            spread = "" if final["std"] is None else f" ± {final['std']:.2g}"
-            value = "-" if final["mean"] is None else f"{final['mean']:.4g}{spread}"
-            steps = "not reached" if time["steps"] is None else str(time["steps"])
-            goal = f"{problem}\n{target['metric']} {sign} {target['value']:g}"
-            times.add_row(
-                "" if index else goal,
-                optimizer,
-                steps,
-                _seconds(time["seconds"]),
-                f"{time['seeds_reached']}/{time['seeds']}",
-                shown,
-                value,
-            )
-    return [table, times]
+    tables = []
+    for index, (title, frame) in enumerate(benchmark_frames(document)):
+        table = Table(title=title, title_justify="left")
+        for column in frame.columns:
+            table.add_column(str(column))
+        previous = None
+        for row in frame.itertuples(index=False):
+            cells = [str(value) for value in row]
+            if "problem" in frame.columns:  # the problem and its target once per group
+                first = cells[0]
+                if first == previous:
+                    cells[0] = cells[1] = ""
+                previous = first
+            table.add_row(*cells)
+        if index == 0:
+            ties = {m: document["cannot_tell_apart"][m] for m in ("steps", "seconds")}
+            notes = [
+                f"cannot tell apart ({m}): " + "; ".join(f"{a} ~ {b}" for a, b in pairs)
+                for m, pairs in ties.items()
+                if pairs
+            ]
+            table.caption = "\n".join(notes) or None
+            table.caption_justify = "left"
+        tables.append(table)
+    return tables
 
 
 def plot_profiles_png(document: dict[str, Any], path: Path) -> None:
     """A benchmark's performance profiles, steps and seconds side by side, one line per
-    optimizer with its score in the legend (`optbench benchmark --plot`; needs matplotlib)."""
+    optimizer with its score in the legend (`optbench benchmark --plot`; needs matplotlib).
+    Each optimizer has its own colour, dash and marker in both panels (told apart in black and
+    white); markers sit on every 10th tau, shifted per optimizer, so lines that coincide still
+    show each one's markers."""
     plt = _pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     taus = document["profiles"]["tau"]
     steps = document["scores"]["steps"]
-    ranked = sorted(steps, key=lambda o: -steps[o])  # one colour per optimizer in both panels
+    ranked = sorted(steps, key=lambda o: -steps[o])  # one style per optimizer in both panels
+    dashes = ("-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (8, 2)))
+    markers = ("o", "s", "D", "^", "x", "+", "*", "v")
     for axis, measure in zip(axes, ("steps", "seconds"), strict=True):
         scores = document["scores"][measure]
-        for optimizer in ranked:
+        for index, optimizer in enumerate(ranked):
             rho = document["profiles"][measure][optimizer]
-            axis.step(taus, rho, where="post", label=f"{optimizer} ({scores[optimizer]:.3f})")
+            axis.plot(
+                taus,
+                rho,
+                drawstyle="steps-post",
+                linestyle=dashes[index % len(dashes)],
+                marker=markers[index % len(markers)],
+                markevery=(index % 10, 10),
+                markersize=5,
+                markerfacecolor="none",
+                label=f"{optimizer} ({scores[optimizer]:.3f})",
+            )
         axis.set_xlabel(f"tau: time to target / the fastest's ({measure})")
         axis.set_ylim(-0.02, 1.02)
         axis.grid(alpha=0.3)

@@ -6,22 +6,57 @@ the field). Torch-free: the command checks the file before anything is planned.
 
 from __future__ import annotations
 
+import copy
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 
 from optbench.core.config import (
     NAME_PATTERN,
+    Distribution,
     OptimizerConfig,
     TuneConfig,
     _describe,
     _Strict,
+    anchor_to_folder,
+    apply_overrides,
     name_from_stem,
     read_config_file,
+    validate_config,
 )
 from optbench.core.errors import ConfigError
+from optbench.core.problems import PROBLEMS
+
+# How a pair's time to target is measured (docs/benchmark.md): AlgoPerf's external tuning
+# (independent studies, each's fastest trial, the median over studies), or the best final
+# metric of one tune rerun with seeds (the median over the seeds).
+EXTERNAL_TUNING, BEST_FINAL_RERUNS = "external_tuning", "best_final_reruns"
+PROTOCOLS = (EXTERNAL_TUNING, BEST_FINAL_RERUNS)
+# External tuning searches quasi-randomly and trains every trial to the end, as AlgoPerf
+# does, unless the suite's tune: names a sampler or pruner.
+EXTERNAL_SAMPLER, EXTERNAL_PRUNER = "qmc", "none"
+
+
+class SuiteOptimizer(OptimizerConfig):
+    """An optimizer section of a suite: the optimizer's own options, and optionally its own
+    search `space` (dotted keys, as tune.space), which replaces the suite's tune.space for it."""
+
+    space: dict[str, Distribution] | None = None
+
+    @field_validator("space")
+    @classmethod
+    def _keys(cls, space: dict[str, Distribution] | None) -> dict[str, Distribution] | None:
+        if space is not None:
+            TuneConfig(space=space)  # the same key rules as tune.space
+        return space
+
+    def section(self) -> dict[str, Any]:
+        """The optimizer section a pair's config gets (its space is the tune's, not its own)."""
+        return {k: v for k, v in self.model_dump().items() if k != "space"}
 
 
 class SuiteConfig(_Strict):
@@ -33,9 +68,11 @@ class SuiteConfig(_Strict):
     name: str = Field(pattern=NAME_PATTERN)
     problems: list[str] = Field(min_length=1)
     set: dict[str, Any] = Field(default_factory=dict)
-    optimizers: dict[str, OptimizerConfig] = Field(min_length=1)
+    optimizers: dict[str, SuiteOptimizer] = Field(min_length=1)
     tune: TuneConfig
     targets: dict[str, dict[str, float]] = Field(default_factory=dict)
+    protocol: Literal["external_tuning", "best_final_reruns"] = EXTERNAL_TUNING
+    studies: int = Field(3, ge=1, le=1000)  # external tuning: independent studies per pair
 
     @field_validator("optimizers", mode="before")
     @classmethod
@@ -46,7 +83,7 @@ class SuiteConfig(_Strict):
 
     @field_validator("optimizers")
     @classmethod
-    def _labels(cls, optimizers: dict[str, OptimizerConfig]) -> dict[str, OptimizerConfig]:
+    def _labels(cls, optimizers: dict[str, SuiteOptimizer]) -> dict[str, SuiteOptimizer]:
         for label in optimizers:
             if not re.fullmatch(NAME_PATTERN, label):
                 raise ValueError(f"label {label!r} must be letters, digits or _ . + = -")
@@ -93,9 +130,127 @@ def load_suite(path: str | Path) -> SuiteConfig:
         field, problem = _describe(exc.errors()[0])
         raise ConfigError(field, problem) from None
     folder = Path(path).parent
+    # a module beside the suite (--optimizer mypkg.MyOpt, with mypkg/ there) is importable,
+    # as beside a config; the folder is what a Ray cluster is sent
+    anchor_to_folder({}, folder)
     problems = [str(folder / p) if is_config_path(p) else p for p in suite.problems]
     suite = suite.model_copy(update={"problems": problems})
     unknown = set(suite.targets) - {problem_label(p) for p in suite.problems}
     if unknown:
         raise ConfigError(f"targets.{sorted(unknown)[0]}", "is not one of the suite's problems")
     return suite
+
+
+# --------------------------------------------------------------------------- pairs and studies
+
+# Keys of a problem's config file that a suite decides, not the problem.
+_SUITE_KEYS = ("name", "optimizer", "sweep", "tune", "seed")
+
+
+@dataclass(frozen=True)
+class Study:
+    """One tune of a pair: its folder (and run name) and its config (problem, set, optimizer,
+    tune). External tuning gives a pair `studies` of them, the rerun protocol one."""
+
+    folder: str
+    config: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One (optimizer, problem) pair of a suite: its name and its studies."""
+
+    optimizer: str
+    problem: str
+    name: str
+    protocol: str
+    studies: tuple[Study, ...]
+    own_space: bool  # the optimizer declared its own space (its errors name it)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The first study's config (every study differs only in name and seeds)."""
+        return self.studies[0].config
+
+
+def _problem_config(problem: str) -> dict[str, Any]:
+    """A problem's config sections: `problem: NAME` for a registry name, else the config file's
+    own mapping without the keys the suite decides."""
+    if not is_config_path(problem):
+        PROBLEMS.get(problem, "problems")  # refuses an unknown name, with a suggestion
+        return {"problem": problem}
+    data = read_config_file(problem)
+    return {k: v for k, v in data.items() if k not in _SUITE_KEYS}
+
+
+def _target(suite: SuiteConfig, problem: str, config: dict[str, Any]) -> tuple[str, float]:
+    """The suite's target (metric, value) for the problem, else its registry problem's."""
+    label = problem_label(problem)
+    if label in suite.targets:
+        ((metric, value),) = suite.targets[label].items()
+        return metric, float(value)
+    resolved = validate_config(config).problem
+    if resolved is None:
+        raise ConfigError(f"targets.{label}", "is required: the problem is not a registry problem")
+    return PROBLEMS.get(resolved.name, "problem").benchmark_target
+
+
+def _tune_section(suite: SuiteConfig, section: SuiteOptimizer | None) -> dict[str, Any]:
+    """The suite's tune: with the optimizer's own space, and external tuning's sampler and
+    pruner where the suite names none."""
+    tune = suite.tune.model_dump(mode="json")
+    if section is not None and section.space is not None:
+        tune["space"] = {k: d.to_dict() for k, d in section.space.items()}
+    if suite.protocol == EXTERNAL_TUNING:
+        given = suite.tune.model_fields_set
+        tune["sampler"] = tune["sampler"] if "sampler" in given else EXTERNAL_SAMPLER
+        tune["pruner"] = tune["pruner"] if "pruner" in given else EXTERNAL_PRUNER
+    return tune
+
+
+def _studies(suite: SuiteConfig, name: str, config: dict[str, Any]) -> tuple[Study, ...]:
+    """The rerun protocol: one tune, its best trial rerun with tune.seeds. External tuning:
+    `studies` tunes, study k named `<pair>.study<k>` and trained with seed k (so each has its
+    own run-ids, its own Optuna study and so its own sampler seed); its one "seed rerun" is
+    its best trial itself (seed k), so nothing is trained twice."""
+    if suite.protocol == BEST_FINAL_RERUNS:
+        return (Study(name, {**config, "name": name}),)
+    studies = []
+    for k in range(suite.studies):
+        folder = f"{name}.study{k}"
+        study = {**copy.deepcopy(config), "name": folder, "seed": k}
+        study["tune"] = {**study["tune"], "seeds": [k]}
+        studies.append(Study(folder, study))
+    return tuple(studies)
+
+
+def suite_pairs(
+    suite: SuiteConfig, extra: Sequence[str] = ()
+) -> tuple[list[Pair], dict[str, tuple[str, float]]]:
+    """Every pair's studies (problem + set + optimizer + tune) and each problem's target
+    (metric, value). The tunes' metric is the target's, so trials are judged by what is scored."""
+    optimizers: dict[str, SuiteOptimizer | None] = dict(suite.optimizers)
+    for name in extra:
+        label = optimizer_label(name)
+        if label in optimizers:
+            raise ConfigError("--optimizer", f"{name}: the suite has an optimizer labelled {label}")
+        optimizers[label] = None
+    extra_names = {optimizer_label(name): name for name in extra}
+    pairs, targets = [], {}
+    for problem in suite.problems:
+        label = problem_label(problem)
+        base = _problem_config(problem)
+        apply_overrides(base, suite.set)
+        for opt_label, section in optimizers.items():
+            name = f"{suite.name}.{label}.{opt_label}"
+            config = {**copy.deepcopy(base), "name": name}
+            config["optimizer"] = (
+                {"name": extra_names[opt_label]} if section is None else section.section()
+            )
+            if label not in targets:
+                targets[label] = _target(suite, problem, config)
+            config["tune"] = {**_tune_section(suite, section), "metric": targets[label][0]}
+            own = section is not None and section.space is not None
+            studies = _studies(suite, name, config)
+            pairs.append(Pair(opt_label, label, name, suite.protocol, studies, own))
+    return pairs, targets

@@ -77,6 +77,7 @@ def summarize(
         device=str(plan.device),
         epochs=plan.config.epochs,
         epochs_completed=completed_epochs(rows),
+        steps_per_epoch=plan.steps_per_epoch,
         final={name: last.get(name) for name in RANKABLE if name in best},
         best=best,
         diverged_at=result.diverged_at if result else None,

@@ -107,6 +107,9 @@ class Summary:
     device: str | None = None
     epochs: int | None = None
     epochs_completed: int | None = None
+    # optimizer steps per epoch (data size / batch size): a benchmark's steps clock, read
+    # without planning the run's config again (planning imports the code a config names)
+    steps_per_epoch: int | None = None
     final: dict[str, Any] = field(default_factory=dict)
     best: dict[str, Any] = field(default_factory=dict)
     diverged_at: dict[str, Any] | None = None
@@ -128,6 +131,7 @@ class Summary:
             device=_str(data.get("device")),
             epochs=_int(data.get("epochs")),
             epochs_completed=_int(data.get("epochs_completed")),
+            steps_per_epoch=_int(data.get("steps_per_epoch")),
             final=_mapping(data.get("final")),
             best=_mapping(data.get("best")),
             diverged_at=dict(diverged) if isinstance(diverged, Mapping) else None,
@@ -141,6 +145,8 @@ class Summary:
     def to_dict(self) -> dict[str, Any]:
         """The JSON object written to disk, keys in the order summary.json has always had."""
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        if out["steps_per_epoch"] is None:  # a file written before it was recorded: as it was
+            del out["steps_per_epoch"]
         return {**out, **self.extra}
 
     @property

@@ -202,10 +202,16 @@ _SAMPLERS: dict[str, Callable[[Any, dict[str, Distribution], int], Any]] = {
         {k: d.bounds for k, d in space.items()}, seed=seed
     ),
     # Seeded: the sequence continues across restarts (its index is stored).
-    "qmc": lambda samplers, space, seed: samplers.QMCSampler(
-        scramble=True, seed=seed, warn_independent_sampling=False
-    ),
+    "qmc": lambda samplers, space, seed: _qmc(samplers, seed),
 }
+
+
+def _qmc(samplers: Any, seed: int) -> Any:
+    """Optuna's QMCSampler (scrambled Sobol), without its "experimental" warning on every
+    study a benchmark opens."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", import_optuna().exceptions.ExperimentalWarning)
+        return samplers.QMCSampler(scramble=True, seed=seed, warn_independent_sampling=False)
 
 
 def make_pruner(name: str, epochs: int) -> Any:

@@ -142,9 +142,12 @@ def load_tune(
     overrides: Overrides | None = None,
     grid: Grid | None = None,
     trials: int | None = None,
+    check_space: bool = True,
 ) -> TuneSetup:
     """Read and check everything a tune needs before anything runs: its `tune:` section, one
-    arm per optimizer of the grid, each arm's space (the keys its optimizer takes), the metric."""
+    arm per optimizer of the grid, each arm's space (the keys its optimizer takes), the metric.
+    `check_space=False` skips planning the space's ends (a benchmark's studies of one pair
+    differ only in seed: their space was checked on the first)."""
     from optbench.experiment.plan import make_plan
     from optbench.sweeps.grid import expand_grid, read_grid
 
@@ -200,7 +203,8 @@ def load_tune(
                     f"the grid sampler needs choice lists, not a {dist.kind} range",
                 )
     for arm, plan in zip(arms, plans, strict=True):
-        _check_space(arm)
+        if check_space:
+            _check_space(arm)
         spec = {
             "run": plan.run_id,
             "space": {k: d.to_dict() for k, d in arm.space.items()},

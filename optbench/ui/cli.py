@@ -495,6 +495,14 @@ def benchmark(
             help="Also draw the performance profiles to this image (PNG).", show_default=False
         ),
     ] = None,
+    table: Annotated[
+        TableFormat | None,
+        typer.Option(
+            help="Print the score, time-to-target and leave-one-problem-out tables as latex, "
+            "markdown or csv (for a paper) instead of the terminal's.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Tune every optimizer on every problem of a suite with one budget, then score them
     across problems (AlgoPerf's performance profiles); results in DIR/<suite>/benchmark.json."""
@@ -510,18 +518,22 @@ def benchmark(
             executor=executor,
             address=address,
             results_dir=results_dir,
-            view=functools.partial(SweepDisplay, console=console),
+            view=functools.partial(SweepDisplay, console=console if table is None else errors),
             plot=plot,
         )
     except KeyboardInterrupt:
         errors.print("interrupted: finished pairs are kept; run the same command to resume")
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    for table in benchmark_tables(outcome.document):
-        console.print(table)
     shown = f"{len(outcome.trained)} pair(s) tuned, {len(outcome.reused)} read back"
-    console.print(f"{shown}; wrote {outcome.path}", markup=False)
+    if table is not None:  # stdout holds the tables alone, ready to paste
+        console.out(optbench.benchmark_tables(outcome.document, table.value), end="")
+        errors.print(f"{shown}; wrote {outcome.path}", markup=False)
+    else:
+        for rich_table in benchmark_tables(outcome.document):
+            console.print(rich_table)
+        console.print(f"{shown}; wrote {outcome.path}", markup=False)
     if plot is not None:
-        console.print(f"profiles drawn to {plot}", markup=False)
+        (console if table is None else errors).print(f"profiles drawn to {plot}", markup=False)
     if outcome.failed:
         errors.print(f"no completed trial (scored as not reaching): {', '.join(outcome.failed)}")
 
@@ -531,6 +543,13 @@ class Output(str, enum.Enum):
     csv = "csv"
     json = "json"
     markdown = "markdown"
+    latex = "latex"
+
+
+class TableFormat(str, enum.Enum):
+    latex = "latex"
+    markdown = "markdown"
+    csv = "csv"
 
 
 @app.command()
@@ -562,7 +581,8 @@ def compare(
     ] = DEFAULT_METRIC,
     top: Annotated[int, typer.Option(help="How many configurations get curves.", min=1)] = 5,
     output: Annotated[
-        Output, typer.Option("--format", help="table (terminal), csv, json or markdown.")
+        Output,
+        typer.Option("--format", help="table (terminal), csv, json, markdown or latex."),
     ] = Output.table,
     plot: Annotated[
         Path | None,

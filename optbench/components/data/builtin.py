@@ -10,7 +10,7 @@ from optbench.components.data.sklearn_sets import (
     check_sklearn,
     load_sklearn,
     sklearn_spec,
-    sklearn_split,
+    split_options,
 )
 from optbench.components.data.spec import DATASETS, DatasetInfo, DataSpec
 from optbench.components.data.synthetic import (
@@ -65,12 +65,13 @@ def _register_sklearn() -> None:
             DatasetInfo(
                 name,
                 f"scikit-learn's {dataset.what}, {dataset.samples} samples (sklearn.datasets."
-                f"{dataset.loader}; options: split_seed, test_size, standardize; needs "
+                f"{dataset.loader}; options: split_seed, test_size, standardize"
+                f"{'' if dataset.classes else ', standardize_target'}; needs "
                 "optbench[sklearn])",
                 functools.partial(sklearn_spec, name),
                 functools.partial(load_sklearn, name),
                 None,
-                options=sklearn_split,
+                options=split_options(name),
                 code_args=("name",),
                 check_options=functools.partial(check_sklearn, name),
             ),

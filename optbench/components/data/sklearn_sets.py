@@ -52,14 +52,41 @@ SKLEARN_DATASETS: dict[str, SklearnDataset] = {
 def sklearn_split(
     name: str, split_seed: int = 0, test_size: float = 0.25, standardize: bool = True
 ) -> tuple[InMemoryDataset, InMemoryDataset]:
+    """A classification set's split: the options a config can give it (see _split)."""
+    return _split(name, split_seed, test_size, standardize, False)
+
+
+def sklearn_regression_split(
+    name: str,
+    split_seed: int = 0,
+    test_size: float = 0.25,
+    standardize: bool = True,
+    standardize_target: bool = False,
+) -> tuple[InMemoryDataset, InMemoryDataset]:
+    """A regression set's split: a classification set's options and `standardize_target`
+    (see _split); an option of its own, so no classification run's identity changes."""
+    return _split(name, split_seed, test_size, standardize, standardize_target)
+
+
+def split_options(name: str) -> Any:
+    """The function whose signature lists the dataset's options (and that loads it)."""
+    return sklearn_split if SKLEARN_DATASETS[name].classes is not None else sklearn_regression_split
+
+
+def _split(
+    name: str, split_seed: int, test_size: float, standardize: bool, standardize_target: bool
+) -> tuple[InMemoryDataset, InMemoryDataset]:
     """A scikit-learn bundled dataset, split once into train and test sets.
 
     The split is sklearn's train_test_split(X, y, test_size=test_size, random_state=split_seed,
     stratify=y for classes, None for regression): seeded by `split_seed`, not the run's seed,
     so every seed of a comparison trains and tests on the same samples. `standardize` scales
     each feature with a StandardScaler fit on the training split only (no test statistics leak
-    in; a constant feature is only centred). Features float32; classes long, regression targets
-    float32 (N, 1). sklearn is imported here only: it is an optional extra.
+    in; a constant feature is only centred). `standardize_target` (regression only) does the
+    same to the target, so that losses are in units of the target's training std and one
+    learning rate range fits every optimizer (diabetes' raw targets, 25-346, need an lr >= 1
+    from any optimizer whose step is bounded, such as Adam). Features float32; classes long,
+    regression targets float32 (N, 1). sklearn is imported here only: it is an optional extra.
     """
     dataset = SKLEARN_DATASETS[name]
     try:
@@ -82,6 +109,10 @@ def sklearn_split(
     if standardize:
         scaler = StandardScaler().fit(x_train)
         x_train, x_test = scaler.transform(x_train), scaler.transform(x_test)
+    if standardize_target:
+        scaler = StandardScaler().fit(y_train.reshape(-1, 1))
+        y_train = scaler.transform(y_train.reshape(-1, 1)).ravel()
+        y_test = scaler.transform(y_test.reshape(-1, 1)).ravel()
 
     def held(inputs: np.ndarray, targets: np.ndarray) -> InMemoryDataset:
         features = torch.as_tensor(inputs, dtype=torch.float32)
@@ -128,4 +159,4 @@ def sklearn_spec(name: str, options: dict[str, Any]) -> DataSpec:
 def load_sklearn(
     name: str, root: str, download: bool, **options: Any
 ) -> tuple[InMemoryDataset, InMemoryDataset]:
-    return sklearn_split(name, **options)
+    return split_options(name)(name, **options)
