@@ -16,6 +16,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -789,3 +790,62 @@ def test_ray_nodes_get_the_configs_folder_and_data_file(tmp_path: Path) -> None:
             _metrics(_epochs(tmp_path / "local" / sweep.name / run.name)),
             check_exact=True,
         )
+
+
+# --------------------------------------------------------------------------- threads
+
+
+@pytest.mark.slow
+def test_a_runs_numbers_do_not_depend_on_the_runs_sharing_the_machine(tmp_path: Path) -> None:
+    # digits' MLP: its sums change with torch's thread count (a regression's are too small).
+    # Three points on two workers: the last ends alone, the others beside another run.
+    pytest.importorskip("sklearn")
+    config = {
+        "name": "shared",
+        "problem": "digits_mlp",
+        "epochs": 2,
+        "device": "cpu",
+        "optimizer": {"name": "SGD", "lr": 0.05, "momentum": 0.9},
+    }
+    path = write_config(tmp_path, config)
+    pool = tmp_path / "pool"
+    grid = ("--grid", "optimizer.lr=0.05,0.1,0.2", "--workers", "2")
+    swept = invoke("sweep", str(path), *grid, "--results-dir", str(pool))
+    assert swept.exit_code == 0, swept.output
+    for lr in (0.05, 0.1, 0.2):  # each point alone, as `optbench run` trains it
+        point = write_config(tmp_path, {**config, "optimizer": {**config["optimizer"], "lr": lr}})
+        alone = tmp_path / f"alone-{lr}"
+        ran = invoke("run", str(point), "--results-dir", str(alone))
+        assert ran.exit_code == 0, ran.output
+        (run_dir,) = (alone / "shared").iterdir()
+        in_pool = pool / "shared" / run_dir.name
+        pd.testing.assert_frame_equal(
+            _metrics(_epochs(in_pool)), _metrics(_epochs(run_dir)), check_exact=True
+        )
+        assert _summary(in_pool)["threads"] == _summary(run_dir)["threads"] == torch_threads()
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def test_threads_is_the_runs_own_and_in_its_id_only_when_set(tmp_path: Path) -> None:
+    from optbench.experiment.runner import run_plan
+
+    unset = make_plan(validate_config(regression_dict()))
+    one = make_plan(validate_config(regression_dict(threads=1)))
+    assert "threads" not in unset.resolved and one.resolved["threads"] == 1
+    assert unset.run_id != one.run_id and one.threads == 1
+    seen = []
+
+    class Watch:
+        def __getattr__(self, name: str) -> Any:
+            return lambda *a: seen.append(torch_threads()) if name == "epoch_started" else None
+
+    before = torch_threads()
+    run_plan(one, tmp_path, display=Watch())
+    assert seen == [1, 1] and torch_threads() == before  # set while it trains, then put back
+    (run_dir,) = (tmp_path / "tiny").iterdir()
+    assert _summary(run_dir)["threads"] == 1

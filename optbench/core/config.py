@@ -322,6 +322,9 @@ class ExperimentConfig(_Strict):
     scheduler: SchedulerConfig | None = None
     regularization: RegularizationConfig | None = None  # applied in train.py's _loss
     fast: bool = False  # losses read once per epoch, not per batch (experiment/train.py)
+    # torch's intra-op threads while the run trains: float sums depend on it, so it is the run's
+    # own (never split by a sweep's workers). Unset: torch's default, absent from the run-id.
+    threads: int | None = Field(None, ge=1, le=1024)
     sweep: dict[str, list[Any]] | None = None  # read by `optbench sweep`; `run` trains the base
     tune: TuneConfig | None = None  # read by `optbench tune`; `run` trains the base
     log: LogConfig = Field(default_factory=LogConfig)  # TensorBoard / MLflow (not in the run-id)

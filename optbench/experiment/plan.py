@@ -83,6 +83,7 @@ class RunPlan:
     scheduler: BoundScheduler | None
     parameters: tuple[tuple[str, tuple[int, ...]], ...]  # every trainable parameter's name, shape
     regularization: BoundRegularization | None = None  # the L2 penalty train.py's _loss adds
+    threads: int = 1  # torch's intra-op threads while it trains (config.threads, see run_threads)
 
     @property
     def name(self) -> str:
@@ -130,6 +131,18 @@ def build_model(
 def steps_per_epoch(spec: DataSpec, batch_size: int) -> int:
     """Optimizer steps per epoch: the DataLoader keeps the last, smaller batch."""
     return math.ceil(spec.train_size / batch_size)
+
+
+# torch's default intra-op threads in this process (the CPU cores, or OMP_NUM_THREADS), read
+# when optbench first imports it: what a notebook's own loop trains with.
+TORCH_DEFAULT_THREADS = torch.get_num_threads()
+
+
+def run_threads(config: ExperimentConfig) -> int:
+    """The threads a run trains with: its config's `threads`, else torch's default. Never the
+    number of runs sharing the machine: float sums (matmuls, reductions) are split by thread
+    count, so that would make a run's numbers depend on its neighbours."""
+    return config.threads or TORCH_DEFAULT_THREADS
 
 
 def resolve_device(name: str) -> torch.device:
@@ -185,6 +198,8 @@ def resolve_config(
     for key in OPTIONAL_DATA_FIELDS:  # unset: absent, as in configs from before the field
         if getattr(config.data, key) is None:
             del dumped["data"][key]
+    if config.threads is None:  # torch's default: absent, so earlier run-ids hold
+        del dumped["threads"]
     resolved = {
         **dumped,
         "data": _section(dumped["data"], config.data.model_extra, data.resolved()),
@@ -417,4 +432,5 @@ def _make_plan(config: ExperimentConfig) -> RunPlan:
         scheduler=scheduler,
         parameters=tuple((n, tuple(p.shape)) for n, p in trainable.items()),
         regularization=regularization,
+        threads=run_threads(config),
     )

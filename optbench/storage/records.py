@@ -105,6 +105,7 @@ class Summary:
     status: str | None = None
     seed: int | None = None
     device: str | None = None
+    threads: int | None = None  # torch's intra-op threads it trained with (plan.run_threads)
     epochs: int | None = None
     epochs_completed: int | None = None
     final: dict[str, Any] = field(default_factory=dict)
@@ -126,6 +127,7 @@ class Summary:
             status=None if data.get("status") is None else str(data.get("status")),
             seed=_int(data.get("seed")),
             device=_str(data.get("device")),
+            threads=_int(data.get("threads")),
             epochs=_int(data.get("epochs")),
             epochs_completed=_int(data.get("epochs_completed")),
             final=_mapping(data.get("final")),
