@@ -39,6 +39,7 @@ from tests.helpers import (
     METRICS,
     REPO,
     assert_one_error_line,
+    importable_module,
     invoke,
     regression_dict,
     write_config,
@@ -392,20 +393,12 @@ class FailsOnThirdStep(torch.optim.SGD):
 '''
 
 
-def _importable(folder: Path, module: str, source: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Write a module that this process and the sweep's worker processes can import."""
-    (folder / f"{module}.py").write_text(source)
-    monkeypatch.syspath_prepend(str(folder))  # validation in this process
-    paths = [str(folder), os.environ.get("PYTHONPATH", "")]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))  # spawned workers
-
-
 @pytest.mark.slow
 def test_diverging_and_raising_trials_do_not_stop_the_sweep(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     module = "optbench_test_failing_optimizer"
-    _importable(tmp_path, module, FAILING_OPTIMIZER, monkeypatch)
+    importable_module(tmp_path, module, FAILING_OPTIMIZER, monkeypatch)
     failing = f"{module}.FailsOnThirdStep"
     # 2 batches an epoch: the third step is the first of epoch 2, after epoch 1 is saved
     data = {"dataset": "synthetic_regression", "n_train": 256, "n_test": 64, "batch_size": 128}
@@ -586,7 +579,7 @@ def _lock_owner(run_dir: Path) -> int:
 def test_a_killed_worker_fails_only_its_run_and_a_fresh_worker_takes_its_place(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _importable(tmp_path, "optbench_test_sleepy", SLEEPY_OPTIMIZER, monkeypatch)
+    importable_module(tmp_path, "optbench_test_sleepy", SLEEPY_OPTIMIZER, monkeypatch)
     sleepy = {"name": "optbench_test_sleepy.SleepySGD", "lr": 0.01}
     config = write_config(tmp_path, regression_dict(**{**SLOW_ENOUGH, "optimizer": sleepy}))
 

@@ -47,6 +47,9 @@ class PointResult:
     write_failed: bool = False
     # Another process holds the run's lock: it trains this very run (a tune sharing the study).
     busy: bool = False
+    # The process training it died (SIGKILL, the out-of-memory killer, a lost Ray node): not
+    # the run's own failure; it resumes from its checkpoint when trained again.
+    died: bool = False
 
 
 class QuietSweep:
@@ -454,7 +457,7 @@ def run_local(
                     pool.remove(worker)
                     if worker.run_id is not None:
                         error = _death(worker.process.exitcode)
-                        on_result(PointResult(worker.run_id, Status.FAILED, error))
+                        on_result(PointResult(worker.run_id, Status.FAILED, error, died=True))
                 elif worker.run_id is None and not (worker is local and spread) and todo.peek():
                     hand_out(worker)
                 elif worker.run_id is None:  # nothing left to give it: it may exit now
@@ -625,7 +628,8 @@ def run_ray(
                 try:
                     payload = ray.get(ref)
                 except Exception as exc:  # the task itself died (node lost, OOM)
-                    on_result(PointResult(run_id, Status.FAILED, f"Ray task failed: {exc}"))
+                    error = f"Ray task failed: {exc}"
+                    on_result(PointResult(run_id, Status.FAILED, error, died=True))
                     continue
                 write_files(run_id, payload["files"], names.pop(run_id, None))
                 on_result(payload["result"])
