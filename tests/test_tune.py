@@ -427,6 +427,43 @@ def test_two_processes_on_one_storage_share_the_budget(tmp_path: Path) -> None:
     assert all(t.user_attrs["not_counted"] == "over the budget" for t in trials if t not in counted)
 
 
+def test_a_tune_opening_the_study_waits_for_a_trial_being_asked(tmp_path: Path) -> None:
+    # What made two tunes on one storage flaky under load: the second, opening the study
+    # between the first's ask and its owner's record, failed that live trial as abandoned.
+    import threading
+
+    from optbench.components.data.tensor_cache import exclusive
+    from optbench.sweeps.study import trial_owner
+    from optbench.sweeps.tune import Tuner
+    from optbench.sweeps.tune_setup import load_tune
+
+    tune = {"space": {"optimizer.lr": LR}, "trials": 2, "pruner": "none", "seeds": [0]}
+    config = write_config(tmp_path, _config("asking", tune, epochs=1))
+    results = tmp_path / "r"
+    assert _tune(str(config), "--results-dir", str(results), "--trials", "1").exit_code == 0
+    journal = results / "asking" / "optuna-journal.log"
+    study = _study(results, "asking", "SGD")
+    opener = Tuner(load_tune(str(config)), results, str(journal))
+    with exclusive(Path(f"{journal}.asking")):  # as a live tune holds it while asking
+        asked = study.ask(
+            {"optimizer.lr": optuna.distributions.FloatDistribution(0.01, 0.3, log=True)}
+        )
+        opening = threading.Thread(target=opener.open_studies)
+        opening.start()
+        opening.join(timeout=2.0)  # it waits on the lock, however long this takes
+        asked.set_user_attr("owner", trial_owner())
+    opening.join()
+    trial = _study(results, "asking", "SGD").trials[asked.number]
+    assert trial.state.name == "RUNNING" and "not_counted" not in trial.user_attrs
+    # A trial whose asker died before recording itself is still taken for abandoned.
+    orphan = study.ask(
+        {"optimizer.lr": optuna.distributions.FloatDistribution(0.01, 0.3, log=True)}
+    )
+    Tuner(load_tune(str(config)), results, str(journal)).open_studies()
+    why = _study(results, "asking", "SGD").trials[orphan.number].user_attrs["not_counted"]
+    assert why == "its asker stopped before recording itself (killed, or a write failed)"
+
+
 def test_a_tune_samples_the_same_trials_again_and_a_resumed_one_new_ones(tmp_path: Path) -> None:
     tune = {"space": {"optimizer.lr": LR}, "trials": 3, "pruner": "none", "seeds": [0]}
     config = write_config(tmp_path, _config("again", tune, epochs=1))

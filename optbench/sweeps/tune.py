@@ -62,6 +62,7 @@ if TYPE_CHECKING:
 # Points asked in a row that another process sharing the study was training (asked at the same
 # moment): asked again up to this many times, then its result is waited for and shared.
 MAX_REASKS = 5
+ASK_LOCK = "optuna-asking.lock"  # the ask lock of a tune on a storage URL, in its folder
 # A run whose worker process died this many times in a row, without an epoch finished between,
 # fails (and counts): the out-of-memory killer, not a stray kill. Fewer: asked again.
 MAX_DEATHS = 3
@@ -180,7 +181,20 @@ class Tuner:
             arm.seed = seed
             arm.study_id = self.storage.get_study_id_from_name(arm.study_name)
             arm.study.set_user_attr("optbench", {"optimizer": arm.key, "metric": self.setup.metric})
-            self._recover(arm, opening=True)
+            with self.asking():
+                self._recover(arm, opening=True)
+
+    def asking(self) -> contextlib.AbstractContextManager[bool]:
+        """The ask lock (a flock beside the journal, or in the tune's folder for a storage URL):
+        held from asking a trial until its owner is recorded, and while a tune opening the
+        study looks for trials whose asker died, so it never mistakes one being asked for one.
+        The kernel drops it when its holder dies. Processes on other hosts sharing an RDB
+        storage are told apart by their heartbeats instead."""
+        from optbench.components.data.tensor_cache import exclusive  # the tensor file's flock
+
+        if "://" in self.storage_spec:
+            return exclusive(self.results_dir / self.setup.name / ASK_LOCK)
+        return exclusive(Path(f"{self.storage_spec}.asking"))
 
     @property
     def heartbeats(self) -> bool:
@@ -289,8 +303,10 @@ class Tuner:
             waiting = any(t.state == state.WAITING for t in counted)  # queued: in the budget
             if len(counted) >= arm.budget and not waiting:
                 break
-            trial = self._ask(arm, distributions)
-            if not self._claim(trial, OWNER, self.owner):
+            with self.asking():
+                trial = self._ask(arm, distributions)
+                claimed = self._claim(trial, OWNER, self.owner)
+            if not claimed:
                 continue
             if self.heartbeats:
                 self.storage.record_heartbeat(self._trial_id(arm, trial.number))
