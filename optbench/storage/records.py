@@ -143,6 +143,8 @@ class Summary:
     def to_dict(self) -> dict[str, Any]:
         """The JSON object written to disk, keys in the order summary.json has always had."""
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        if self.threads is None:  # a run from before the key: its file written back as it was
+            del out["threads"]
         return {**out, **self.extra}
 
     @property
