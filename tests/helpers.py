@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import inspect
+import os
 import pickle
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,14 @@ def regression_dict(**changes: Any) -> dict[str, Any]:
 
 def regression_config(**changes: Any) -> ExperimentConfig:
     return validate_config(regression_dict(**changes))
+
+
+def importable_module(folder: Path, module: str, source: str, monkeypatch: Any) -> None:
+    """Write a module that this process and a sweep's or tune's worker processes can import."""
+    (folder / f"{module}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(folder))  # validation in this process
+    paths = [str(folder), os.environ.get("PYTHONPATH", "")]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))  # spawned workers
 
 
 def write_config(folder: Path, config: dict[str, Any], name: str = "exp.yaml") -> Path:

@@ -254,6 +254,7 @@ CASES = [
         "key True is not a string",
         "on/off/yes/no",
     ),
+    case("threads-0", regression(threads=0), "threads: Input should be greater than or equal to 1"),
     # ---- missing keys
     case("missing-epochs", changed(REGRESSION, {"epochs": DELETE}), "epochs: is required"),
     case(

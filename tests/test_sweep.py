@@ -16,6 +16,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -38,6 +39,7 @@ from tests.helpers import (
     METRICS,
     REPO,
     assert_one_error_line,
+    importable_module,
     invoke,
     regression_dict,
     write_config,
@@ -391,20 +393,12 @@ class FailsOnThirdStep(torch.optim.SGD):
 '''
 
 
-def _importable(folder: Path, module: str, source: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Write a module that this process and the sweep's worker processes can import."""
-    (folder / f"{module}.py").write_text(source)
-    monkeypatch.syspath_prepend(str(folder))  # validation in this process
-    paths = [str(folder), os.environ.get("PYTHONPATH", "")]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))  # spawned workers
-
-
 @pytest.mark.slow
 def test_diverging_and_raising_trials_do_not_stop_the_sweep(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     module = "optbench_test_failing_optimizer"
-    _importable(tmp_path, module, FAILING_OPTIMIZER, monkeypatch)
+    importable_module(tmp_path, module, FAILING_OPTIMIZER, monkeypatch)
     failing = f"{module}.FailsOnThirdStep"
     # 2 batches an epoch: the third step is the first of epoch 2, after epoch 1 is saved
     data = {"dataset": "synthetic_regression", "n_train": 256, "n_test": 64, "batch_size": 128}
@@ -585,7 +579,7 @@ def _lock_owner(run_dir: Path) -> int:
 def test_a_killed_worker_fails_only_its_run_and_a_fresh_worker_takes_its_place(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _importable(tmp_path, "optbench_test_sleepy", SLEEPY_OPTIMIZER, monkeypatch)
+    importable_module(tmp_path, "optbench_test_sleepy", SLEEPY_OPTIMIZER, monkeypatch)
     sleepy = {"name": "optbench_test_sleepy.SleepySGD", "lr": 0.01}
     config = write_config(tmp_path, regression_dict(**{**SLOW_ENOUGH, "optimizer": sleepy}))
 
@@ -789,3 +783,62 @@ def test_ray_nodes_get_the_configs_folder_and_data_file(tmp_path: Path) -> None:
             _metrics(_epochs(tmp_path / "local" / sweep.name / run.name)),
             check_exact=True,
         )
+
+
+# --------------------------------------------------------------------------- threads
+
+
+@pytest.mark.slow
+def test_a_runs_numbers_do_not_depend_on_the_runs_sharing_the_machine(tmp_path: Path) -> None:
+    # digits' MLP: its sums change with torch's thread count (a regression's are too small).
+    # Three points on two workers: the last ends alone, the others beside another run.
+    pytest.importorskip("sklearn")
+    config = {
+        "name": "shared",
+        "problem": "digits_mlp",
+        "epochs": 2,
+        "device": "cpu",
+        "optimizer": {"name": "SGD", "lr": 0.05, "momentum": 0.9},
+    }
+    path = write_config(tmp_path, config)
+    pool = tmp_path / "pool"
+    grid = ("--grid", "optimizer.lr=0.05,0.1,0.2", "--workers", "2")
+    swept = invoke("sweep", str(path), *grid, "--results-dir", str(pool))
+    assert swept.exit_code == 0, swept.output
+    for lr in (0.05, 0.1, 0.2):  # each point alone, as `optbench run` trains it
+        point = write_config(tmp_path, {**config, "optimizer": {**config["optimizer"], "lr": lr}})
+        alone = tmp_path / f"alone-{lr}"
+        ran = invoke("run", str(point), "--results-dir", str(alone))
+        assert ran.exit_code == 0, ran.output
+        (run_dir,) = (alone / "shared").iterdir()
+        in_pool = pool / "shared" / run_dir.name
+        pd.testing.assert_frame_equal(
+            _metrics(_epochs(in_pool)), _metrics(_epochs(run_dir)), check_exact=True
+        )
+        assert _summary(in_pool)["threads"] == _summary(run_dir)["threads"] == torch_threads()
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def test_threads_is_the_runs_own_and_in_its_id_only_when_set(tmp_path: Path) -> None:
+    from optbench.experiment.runner import run_plan
+
+    unset = make_plan(validate_config(regression_dict()))
+    one = make_plan(validate_config(regression_dict(threads=1)))
+    assert "threads" not in unset.resolved and one.resolved["threads"] == 1
+    assert unset.run_id != one.run_id and one.threads == 1
+    seen = []
+
+    class Watch:
+        def __getattr__(self, name: str) -> Any:
+            return lambda *a: seen.append(torch_threads()) if name == "epoch_started" else None
+
+    before = torch_threads()
+    run_plan(one, tmp_path, display=Watch())
+    assert seen == [1, 1] and torch_threads() == before  # set while it trains, then put back
+    (run_dir,) = (tmp_path / "tiny").iterdir()
+    assert _summary(run_dir)["threads"] == 1

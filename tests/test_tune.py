@@ -21,7 +21,14 @@ import pandas as pd
 import pytest
 
 from optbench.storage.records import TuneFile
-from tests.helpers import REPO, assert_one_error_line, invoke, regression_dict, write_config
+from tests.helpers import (
+    REPO,
+    assert_one_error_line,
+    importable_module,
+    invoke,
+    regression_dict,
+    write_config,
+)
 
 optuna = pytest.importorskip("optuna")
 
@@ -298,6 +305,112 @@ def test_a_killed_tune_resumes_to_exactly_its_budget(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(resumed.iloc[: len(kept)], kept)
 
 
+KILLER = '''
+import multiprocessing
+import os
+import signal
+import time
+from pathlib import Path
+
+import torch
+
+KILLS = Path(__file__).with_name("kills.txt")  # how many times it has killed its worker
+
+
+class KillsItsWorker(torch.optim.SGD):
+    """SGD's numbers. In the driver it sleeps 50 ms a step, so the first run outlasts the
+    driver's tiny runs and the others go to worker processes; in a worker it SIGKILLs that
+    process at its AT-th step, until it has done so TIMES times (KILLS counts across them)."""
+
+    AT, TIMES, steps = {at}, {times}, 0
+
+    def step(self, closure=None):
+        if multiprocessing.parent_process() is None:
+            time.sleep(0.05)
+        else:
+            KillsItsWorker.steps += 1
+            done = int(KILLS.read_text()) if KILLS.exists() else 0
+            if KillsItsWorker.steps == self.AT and done < self.TIMES:
+                KILLS.write_text(str(done + 1))
+                os.kill(os.getpid(), signal.SIGKILL)
+        return super().step(closure)
+'''
+
+
+def _killer_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trials: int, at: int, times: int
+) -> Path:
+    module = f"optbench_test_killer_{at}_{times}"
+    importable_module(tmp_path, module, KILLER.format(at=at, times=times), monkeypatch)
+    tune = {"space": {"optimizer.lr": LR}, "trials": trials, "pruner": "none", "seeds": [0]}
+    config = _config("killer", tune, optimizer={"name": f"{module}.KillsItsWorker", "lr": 0.1})
+    config["data"] = {**config["data"], "n_train": 256, "batch_size": 32}  # 8 steps an epoch
+    return write_config(tmp_path, config)
+
+
+def _comparable(tune_json: Path) -> dict[str, Any]:
+    """tune.json without its wall-clock fields and the storage's path (another folder)."""
+    report = json.loads(tune_json.read_text())
+    del report["storage"]
+    for arm in report["optimizers"].values():
+        del arm["seconds"]
+    return report
+
+
+@pytest.mark.slow
+def test_a_killed_worker_costs_no_budget_and_its_point_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Killed once at its 12th step, in epoch 2 of the first run a worker process trains.
+    config = _killer_config(tmp_path, monkeypatch, trials=3, at=12, times=1)
+    killed, undisturbed = tmp_path / "killed", tmp_path / "undisturbed"
+    for results in (killed, undisturbed):  # the second finds the kill done: none
+        outcome = _tune(str(config), "--results-dir", str(results), "--workers", "1")
+        assert outcome.exit_code == 0, outcome.output
+    assert (tmp_path / "kills.txt").read_text() == "1"
+    trials = _study(killed, "killer", "optbench_test_killer_12_1.KillsItsWorker").get_trials(
+        deepcopy=False
+    )
+    (dead,) = [t for t in trials if t.user_attrs.get("not_counted")]
+    why = "the worker process running it died (killed by SIGKILL)"
+    assert dead.user_attrs["not_counted"] == why
+    (retry,) = [t for t in trials if t.user_attrs.get("retry_of") == dead.number]
+    assert retry.params == dead.params and retry.user_attrs["run_id"] == dead.user_attrs["run_id"]
+    counted = [t for t in trials if t is not dead]
+    assert [t.state.name for t in counted] == ["COMPLETE"] * 3  # the whole budget trained
+    # The same points, in the same order, and the same numbers as the undisturbed tune: the
+    # killed run resumed from its checkpoint bit for bit.
+    assert _comparable(killed / "killer" / "tune.json") == _comparable(
+        undisturbed / "killer" / "tune.json"
+    )
+    for run in (undisturbed / "killer").glob("*/epochs.csv"):
+        again = killed / "killer" / run.parent.name / "epochs.csv"
+        columns = [c for c in pd.read_csv(run).columns if c not in ("seconds", "eval_seconds")]
+        pd.testing.assert_frame_equal(pd.read_csv(again)[columns], pd.read_csv(run)[columns])
+
+
+@pytest.mark.slow
+def test_a_run_that_kills_its_worker_every_time_fails_and_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The out-of-memory killer's pattern: dead at the first step, every time.
+    config = _killer_config(tmp_path, monkeypatch, trials=2, at=1, times=99)
+    outcome = _tune(str(config), "--results-dir", str(tmp_path / "r"), "--workers", "1")
+    assert outcome.exit_code == 0, outcome.output  # the first trial completed in the driver
+    trials = _study(
+        tmp_path / "r", "killer", "optbench_test_killer_1_99.KillsItsWorker"
+    ).get_trials(deepcopy=False)
+    counted = [t for t in trials if not t.user_attrs.get("not_counted")]
+    assert [t.state.name for t in counted] == ["COMPLETE", "FAIL"]
+    assert counted[1].user_attrs["error"] == (
+        "the worker process running it died (killed by SIGKILL), 3 times without finishing an epoch"
+    )
+    retried = [t for t in trials if t not in counted]  # the first two deaths: asked again
+    assert len(retried) == 2 and {t.params["optimizer.lr"] for t in trials[1:]} == {
+        counted[1].params["optimizer.lr"]
+    }
+
+
 @pytest.mark.slow
 def test_two_processes_on_one_storage_share_the_budget(tmp_path: Path) -> None:
     config, results = _slow_config(tmp_path, "shared", 4, 10_000, 3), tmp_path / "results"
@@ -312,6 +425,43 @@ def test_two_processes_on_one_storage_share_the_budget(tmp_path: Path) -> None:
     assert [t.state.name for t in counted] == ["COMPLETE"] * 4  # the budget, not twice it
     # at most a trial asked by both at the same moment, failed and not counted
     assert all(t.user_attrs["not_counted"] == "over the budget" for t in trials if t not in counted)
+
+
+def test_a_tune_opening_the_study_waits_for_a_trial_being_asked(tmp_path: Path) -> None:
+    # What made two tunes on one storage flaky under load: the second, opening the study
+    # between the first's ask and its owner's record, failed that live trial as abandoned.
+    import threading
+
+    from optbench.components.data.tensor_cache import exclusive
+    from optbench.sweeps.study import trial_owner
+    from optbench.sweeps.tune import Tuner
+    from optbench.sweeps.tune_setup import load_tune
+
+    tune = {"space": {"optimizer.lr": LR}, "trials": 2, "pruner": "none", "seeds": [0]}
+    config = write_config(tmp_path, _config("asking", tune, epochs=1))
+    results = tmp_path / "r"
+    assert _tune(str(config), "--results-dir", str(results), "--trials", "1").exit_code == 0
+    journal = results / "asking" / "optuna-journal.log"
+    study = _study(results, "asking", "SGD")
+    opener = Tuner(load_tune(str(config)), results, str(journal))
+    with exclusive(Path(f"{journal}.asking")):  # as a live tune holds it while asking
+        asked = study.ask(
+            {"optimizer.lr": optuna.distributions.FloatDistribution(0.01, 0.3, log=True)}
+        )
+        opening = threading.Thread(target=opener.open_studies)
+        opening.start()
+        opening.join(timeout=2.0)  # it waits on the lock, however long this takes
+        asked.set_user_attr("owner", trial_owner())
+    opening.join()
+    trial = _study(results, "asking", "SGD").trials[asked.number]
+    assert trial.state.name == "RUNNING" and "not_counted" not in trial.user_attrs
+    # A trial whose asker died before recording itself is still taken for abandoned.
+    orphan = study.ask(
+        {"optimizer.lr": optuna.distributions.FloatDistribution(0.01, 0.3, log=True)}
+    )
+    Tuner(load_tune(str(config)), results, str(journal)).open_studies()
+    why = _study(results, "asking", "SGD").trials[orphan.number].user_attrs["not_counted"]
+    assert why == "its asker stopped before recording itself (killed, or a write failed)"
 
 
 def test_a_tune_samples_the_same_trials_again_and_a_resumed_one_new_ones(tmp_path: Path) -> None:

@@ -359,6 +359,9 @@ class ExperimentConfig(_Strict):
     # Evaluate every this many optimizer steps, besides each epoch's end (a row each, with its
     # `step`); unset: once per epoch. Left out of the resolved config when unset.
     eval_every: int | None = Field(None, ge=1, le=MAX_INTEGER)
+    # torch's intra-op threads while the run trains: float sums depend on it, so it is the run's
+    # own (never split by a sweep's workers). Unset: torch's default, absent from the run-id.
+    threads: int | None = Field(None, ge=1, le=1024)
     sweep: dict[str, list[Any]] | None = None  # read by `optbench sweep`; `run` trains the base
     tune: TuneConfig | None = None  # read by `optbench tune`; `run` trains the base
     log: LogConfig = Field(default_factory=LogConfig)  # TensorBoard / MLflow (not in the run-id)

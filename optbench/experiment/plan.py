@@ -83,6 +83,7 @@ class RunPlan:
     scheduler: BoundScheduler | None
     parameters: tuple[tuple[str, tuple[int, ...]], ...]  # every trainable parameter's name, shape
     regularization: BoundRegularization | None = None  # the L2 penalty train.py's _loss adds
+    threads: int = 1  # torch's intra-op threads while it trains (config.threads, see run_threads)
 
     @property
     def name(self) -> str:
@@ -137,6 +138,18 @@ def steps_per_epoch(spec: DataSpec, batch_size: int, drop_last: bool = False) ->
     if drop_last:
         return spec.train_size // batch_size
     return math.ceil(spec.train_size / batch_size)
+
+
+# torch's default intra-op threads in this process (the CPU cores, or OMP_NUM_THREADS), read
+# when optbench first imports it: what a notebook's own loop trains with.
+TORCH_DEFAULT_THREADS = torch.get_num_threads()
+
+
+def run_threads(config: ExperimentConfig) -> int:
+    """The threads a run trains with: its config's `threads`, else torch's default. Never the
+    number of runs sharing the machine: float sums (matmuls, reductions) are split by thread
+    count, so that would make a run's numbers depend on its neighbours."""
+    return config.threads or TORCH_DEFAULT_THREADS
 
 
 def resolve_device(name: str) -> torch.device:
@@ -194,6 +207,8 @@ def resolve_config(
             del dumped["data"][key]
     if config.eval_every is None:  # likewise
         del dumped["eval_every"]
+    if config.threads is None:  # torch's default: absent, so earlier run-ids hold
+        del dumped["threads"]
     resolved = {
         **dumped,
         "data": _section(dumped["data"], config.data.model_extra, data.resolved()),
@@ -450,4 +465,5 @@ def _make_plan(config: ExperimentConfig) -> RunPlan:
         scheduler=scheduler,
         parameters=tuple((n, tuple(p.shape)) for n, p in trainable.items()),
         regularization=regularization,
+        threads=run_threads(config),
     )

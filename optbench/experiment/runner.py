@@ -7,6 +7,7 @@ import datetime as dt
 import math
 import platform
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -55,6 +56,18 @@ def _best(rows: list[dict[str, Any]], key: str, highest: bool) -> tuple[Any, Any
     return best[key], best["epoch"]
 
 
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """torch's intra-op threads set to the run's for its training, then put back (a notebook's,
+    or a sweep worker thread's driver, keeps its own)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def summarize(
     plan: RunPlan, result: TrainResult | None, status: str, started: float, error: str | None
 ) -> Summary:
@@ -75,6 +88,7 @@ def summarize(
         status=str(status),
         seed=plan.config.seed,
         device=str(plan.device),
+        threads=plan.threads,
         epochs=plan.config.epochs,
         epochs_completed=completed_epochs(rows),
         steps_per_epoch=plan.steps_per_epoch,
@@ -173,7 +187,8 @@ def _train_in(
     observer = _SaveEachEpoch(run, loggers.observer, checkpoints.policy)
     error = None
     try:
-        result = train(plan, observer, checkpoints, detect_anomaly)
+        with torch_threads(plan.threads):
+            result = train(plan, observer, checkpoints, detect_anomaly)
     except StopTraining as stop:  # ended on purpose by an observer (a tuner's pruner)
         result, error = TrainResult(status=stop.status, rows=observer.rows), stop.reason
     except BaseException as exc:

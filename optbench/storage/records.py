@@ -105,6 +105,7 @@ class Summary:
     status: str | None = None
     seed: int | None = None
     device: str | None = None
+    threads: int | None = None  # torch's intra-op threads it trained with (plan.run_threads)
     epochs: int | None = None
     epochs_completed: int | None = None
     # optimizer steps per epoch (data size / batch size): a benchmark's steps clock, read
@@ -129,6 +130,7 @@ class Summary:
             status=None if data.get("status") is None else str(data.get("status")),
             seed=_int(data.get("seed")),
             device=_str(data.get("device")),
+            threads=_int(data.get("threads")),
             epochs=_int(data.get("epochs")),
             epochs_completed=_int(data.get("epochs_completed")),
             steps_per_epoch=_int(data.get("steps_per_epoch")),
@@ -147,6 +149,8 @@ class Summary:
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
         if out["steps_per_epoch"] is None:  # a file written before it was recorded: as it was
             del out["steps_per_epoch"]
+        if self.threads is None:  # a run from before the key: its file written back as it was
+            del out["threads"]
         return {**out, **self.extra}
 
     @property

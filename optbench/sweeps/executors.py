@@ -9,6 +9,7 @@ writes them, so the cluster needs no shared filesystem.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import multiprocessing
 import os
@@ -17,7 +18,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Sized
+from collections.abc import Callable, Iterable, Iterator, Sized
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -46,6 +47,9 @@ class PointResult:
     write_failed: bool = False
     # Another process holds the run's lock: it trains this very run (a tune sharing the study).
     busy: bool = False
+    # The process training it died (SIGKILL, the out-of-memory killer, a lost Ray node): not
+    # the run's own failure; it resumes from its checkpoint when trained again.
+    died: bool = False
 
 
 class QuietSweep:
@@ -125,8 +129,13 @@ def train_point(
     display: Any | None = None,
     *watch: Callable[[], Any],
     sync_every: float = 0.0,
+    threads: int | None = None,
 ) -> PointResult:
     """Run one sweep point to the end (resuming it if it was interrupted) and say how it went.
+
+    `threads`: torch's default thread count in the driver, which planned the point; a run whose
+    config sets no `threads` trains with it wherever it lands (a Ray task's process is started
+    with one thread), so its numbers are the driver's `optbench run`'s.
 
     `watch`, when a point carries one (`optbench tune`'s pruning), makes one more observer of
     the run here, where it trains; it may end the run early with StopTraining.
@@ -151,6 +160,8 @@ def train_point(
             f"this machine plans it as {plan.run_id}: its code or packages differ from the "
             "driver's",
         )
+    if threads is not None and plan.config.threads is None:
+        plan = dataclasses.replace(plan, threads=threads)
     observer = display or SilentObserver()
     if watch:
         observer = Observers(observer, watch[0]())
@@ -178,40 +189,34 @@ def train_point(
 # --------------------------------------------------------------------------- local processes
 
 
-def _worker(threads: int, connection: Connection, stop: threading.Event | None = None) -> None:
+def _worker(connection: Connection, stop: threading.Event | None = None) -> None:
     """A sweep worker: trains the points the driver sends, one at a time, until it hangs up.
 
     Each worker talks to the driver over its own pipe and shares no queue or lock with the
     others, so one that dies (killed, out of memory) cannot wedge or take down the rest. The
-    same loop runs in a thread of the driver (`_InProcess`, with `stop`) for tiny runs.
+    same loop runs in a thread of the driver (`_InProcess`, with `stop`) for tiny runs. Each
+    run sets torch's threads to its own (plan.run_threads): never split by the pool's size,
+    which would make its numbers depend on how many runs share the machine.
     """
 
     def interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
-    threads_before = None
     try:
         if stop is None:
             signal.signal(signal.SIGTERM, interrupt)  # SIGTERM stops a run like Ctrl-C does
-        import torch
-
-        threads_before = torch.get_num_threads()
-        torch.set_num_threads(threads)  # the cores are split between the workers
         sync_every = 0.0 if stop is None else TINY_SYNC_SECONDS
         while True:
-            run_id, config, results_dir, *watch = connection.recv()
+            run_id, config, results_dir, threads, *watch = connection.recv()
             connection.send(("start", run_id, os.getpid()))
             reporter = _PipeReporter(connection.send, run_id, stop)
-            result = train_point(
-                run_id, config, results_dir, reporter, *watch, sync_every=sync_every
-            )
+            options = {"sync_every": sync_every, "threads": threads}
+            result = train_point(run_id, config, results_dir, reporter, *watch, **options)
             connection.send(("result", result))
     except (KeyboardInterrupt, EOFError, OSError):
         pass  # stopped, or the driver hung up; a run in flight has recorded itself
     finally:
-        if stop is not None:  # the driver's thread: leave the driver's torch as it was
-            if threads_before is not None:
-                torch.set_num_threads(threads_before)
+        if stop is not None:
             connection.close()
 
 
@@ -229,11 +234,9 @@ class _InProcess:
     sentinel = None  # nothing to wait on but its pipe, which it closes when it ends
     exitcode = 0
 
-    def __init__(self, threads: int, connection: Connection) -> None:
+    def __init__(self, connection: Connection) -> None:
         self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=_worker, args=(threads, connection, self._stop), daemon=True
-        )
+        self._thread = threading.Thread(target=_worker, args=(connection, self._stop), daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -254,6 +257,24 @@ class _InProcess:
             return time.clock_gettime(time.pthread_getcpuclockid(self._thread.ident))
         except (AttributeError, OSError, TypeError):
             return time.monotonic()
+
+
+# How a worker process's idle torch threads wait: asleep, not spinning. Each run keeps its own
+# thread count (plan.run_threads), so N workers may run N x that many threads on the cores;
+# OpenMP's default spin-wait then starves the runs (20-100x slower measured on 2 cores).
+WORKER_ENVIRONMENT = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
+@contextlib.contextmanager
+def _worker_environment() -> Iterator[None]:
+    """WORKER_ENVIRONMENT for the processes started inside (a variable the user set wins)."""
+    added = {k: v for k, v in WORKER_ENVIRONMENT.items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
 
 
 def _startup_seconds() -> float:
@@ -366,7 +387,8 @@ def run_local(
     save more CPU time than their start-up costs (_TinyRuns). The run the driver holds then
     finishes there and processes take the rest.
     """
-    threads = max(1, default_workers() // workers)
+    from optbench.experiment.plan import TORCH_DEFAULT_THREADS as threads
+
     context = multiprocessing.get_context("spawn")
     tiny = _TinyRuns(workers, len(points) if isinstance(points, Sized) else None)
     todo = _Pending(points)
@@ -380,16 +402,17 @@ def run_local(
         if worker is local:
             tiny.started(worker.process)
         with contextlib.suppress(OSError):  # it has just died: its death fails the point
-            worker.connection.send((worker.run_id, config, results_dir, *watch))
+            worker.connection.send((worker.run_id, config, results_dir, threads, *watch))
 
     def start(in_process: bool) -> _Worker:
         ours, theirs = context.Pipe()
         if in_process:  # the thread uses `theirs` and closes it when it ends
-            process: Any = _InProcess(threads, theirs)
+            process: Any = _InProcess(theirs)
             process.start()
         else:
-            process = context.Process(target=_worker, args=(threads, theirs))
-            process.start()
+            process = context.Process(target=_worker, args=(theirs,))
+            with _worker_environment():
+                process.start()
             theirs.close()  # the child has its own copy
         pool.append(_Worker(process, ours))
         return pool[-1]
@@ -434,7 +457,7 @@ def run_local(
                     pool.remove(worker)
                     if worker.run_id is not None:
                         error = _death(worker.process.exitcode)
-                        on_result(PointResult(worker.run_id, Status.FAILED, error))
+                        on_result(PointResult(worker.run_id, Status.FAILED, error, died=True))
                 elif worker.run_id is None and not (worker is local and spread) and todo.peek():
                     hand_out(worker)
                 elif worker.run_id is None:  # nothing left to give it: it may exit now
@@ -493,7 +516,11 @@ class ShippedFile:
 
 
 def _train_on_ray_node(
-    run_id: str, config: dict[str, Any], data_file: ShippedFile | None, *watch: Callable[[], Any]
+    run_id: str,
+    config: dict[str, Any],
+    data_file: ShippedFile | None,
+    threads: int,
+    *watch: Callable[[], Any],
 ) -> dict[str, Any]:
     """Ray task: train in a scratch folder on the node and return the run's files. The config's
     folder, when shipped as Ray's working_dir, is this process's working directory: its modules
@@ -503,7 +530,7 @@ def _train_on_ray_node(
     if data_file is not None:
         config = {**config, "data": {**config["data"], "dataset": data_file.place()}}
     with tempfile.TemporaryDirectory(prefix="optbench-ray-") as scratch:
-        result = train_point(run_id, config, scratch, None, *watch)
+        result = train_point(run_id, config, scratch, None, *watch, threads=threads)
         folder = next(Path(scratch).glob(f"*/{result.run_id}"), None)
         files = {}
         if folder is not None:
@@ -580,6 +607,8 @@ def run_ray(
             raise ConfigError(
                 f"cannot connect to Ray at {address or 'a local instance'}: {exc}"
             ) from None
+    from optbench.experiment.plan import TORCH_DEFAULT_THREADS as threads
+
     task = ray.remote(num_cpus=1, max_retries=0)(_train_on_ray_node)
     slots = max(1, int(ray.cluster_resources().get("CPU", workers)))
     todo = _Pending(points)
@@ -589,7 +618,7 @@ def run_ray(
         while refs or todo:
             while len(refs) < slots and todo.peek():
                 run_id, config, *watch = todo.pop()
-                refs[task.remote(run_id, *shipper.point(config), *watch)] = run_id
+                refs[task.remote(run_id, *shipper.point(config), threads, *watch)] = run_id
                 names[run_id] = config.get("name")
             if not refs:
                 continue
@@ -599,7 +628,8 @@ def run_ray(
                 try:
                     payload = ray.get(ref)
                 except Exception as exc:  # the task itself died (node lost, OOM)
-                    on_result(PointResult(run_id, Status.FAILED, f"Ray task failed: {exc}"))
+                    error = f"Ray task failed: {exc}"
+                    on_result(PointResult(run_id, Status.FAILED, error, died=True))
                     continue
                 write_files(run_id, payload["files"], names.pop(run_id, None))
                 on_result(payload["result"])

@@ -289,6 +289,16 @@ def counted_trials(trials: list[Any]) -> list[Any]:
     ]
 
 
+def asked_as(trial: Any, trials: list[Any]) -> int:
+    """The number of the trial that first asked this one's point: a retry (RETRY_OF, after a
+    killed worker or driver) stands where its point was first asked, as in an undisturbed tune."""
+    numbers = {t.number: t for t in trials}
+    number = trial.number
+    while (origin := numbers[number].user_attrs.get(RETRY_OF)) in numbers:
+        number = origin
+    return number
+
+
 def told_trials(trials: list[Any]) -> list[Any]:
     """The counted trials that have ended (not running, not waiting in the queue)."""
     return [t for t in counted_trials(trials) if t.state.is_finished()]

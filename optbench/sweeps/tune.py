@@ -42,6 +42,7 @@ from optbench.sweeps.study import (
     RUN_ID,
     SECONDS,
     STATUS,
+    asked_as,
     best_trial,
     counted_trials,
     import_optuna,
@@ -62,6 +63,10 @@ if TYPE_CHECKING:
 # Points asked in a row that another process sharing the study was training (asked at the same
 # moment): asked again up to this many times, then its result is waited for and shared.
 MAX_REASKS = 5
+ASK_LOCK = "optuna-asking.lock"  # the ask lock of a tune on a storage URL, in its folder
+# A run whose worker process died this many times in a row, without an epoch finished between,
+# fails (and counts): the out-of-memory killer, not a stray kill. Fewer: asked again.
+MAX_DEATHS = 3
 
 
 def _finite(value: Any) -> bool:
@@ -151,6 +156,7 @@ class Tuner:
         self.storage = open_storage(storage)
         self.owner = trial_owner()
         self.inflight: dict[str, list[tuple[Arm, Any]]] = {}
+        self.deaths: dict[str, tuple[int, int]] = {}  # run-id -> deaths in a row, epochs then
         self.failed_seeds = 0
 
     # ------------------------------------------------------------------ studies
@@ -176,7 +182,20 @@ class Tuner:
             arm.seed = seed
             arm.study_id = self.storage.get_study_id_from_name(arm.study_name)
             arm.study.set_user_attr("optbench", {"optimizer": arm.key, "metric": self.setup.metric})
-            self._recover(arm, opening=True)
+            with self.asking():
+                self._recover(arm, opening=True)
+
+    def asking(self) -> contextlib.AbstractContextManager[bool]:
+        """The ask lock (a flock beside the journal, or in the tune's folder for a storage URL):
+        held from asking a trial until its owner is recorded, and while a tune opening the
+        study looks for trials whose asker died, so it never mistakes one being asked for one.
+        The kernel drops it when its holder dies. Processes on other hosts sharing an RDB
+        storage are told apart by their heartbeats instead."""
+        from optbench.components.data.tensor_cache import exclusive  # the tensor file's flock
+
+        if "://" in self.storage_spec:
+            return exclusive(self.results_dir / self.setup.name / ASK_LOCK)
+        return exclusive(Path(f"{self.storage_spec}.asking"))
 
     @property
     def heartbeats(self) -> bool:
@@ -186,9 +205,9 @@ class Tuner:
 
     def _recover(self, arm: Arm, opening: bool = False) -> None:
         """Trials left RUNNING by a process that died (its owner gone from this host, or its
-        heartbeat stale): failed, not counted, asked again. When `opening` the study, so is one
-        that never recorded its owner: its asker's write failed between asking and recording
-        (another process records its owner within the same moment it asks)."""
+        heartbeat stale): failed, not counted, asked again. When `opening` the study (under the
+        ask lock, see asking), so is one that never recorded its owner: its asker was killed or
+        its write failed between asking and recording, since a live one holds the lock then."""
         state = self.optuna.trial.TrialState
         if self.heartbeats:
             self.beat()  # ours are alive: only other processes' trials can be stale now
@@ -197,8 +216,8 @@ class Tuner:
                 # each is asked again by open_storage's stale-trial callback (study.py)
                 self.optuna.storages.fail_stale_trials(arm.study)
         for trial in arm.study.get_trials(deepcopy=False, states=(state.RUNNING,)):
-            if OWNER not in trial.user_attrs and opening:
-                why = "its asker failed before recording itself (a full disk)"
+            if OWNER not in trial.user_attrs and opening:  # under the ask lock: its asker is gone
+                why = "its asker stopped before recording itself (killed, or a write failed)"
             elif not owner_alive(trial.user_attrs.get(OWNER)):
                 why = "its process died"
             else:
@@ -241,9 +260,14 @@ class Tuner:
         return self.storage.get_trial_id_from_study_id_trial_number(arm.study_id, number)
 
     def _abandon(self, arm: Arm, number: int, params: dict[str, Any], why: str) -> None:
+        """Fail a trial without counting it and queue its point again (the same run-id, which
+        resumes from its checkpoint). Its retry is queued first and only once, so a process
+        killed at any step of this leaves the point asked again, never lost nor asked twice."""
+        trials = arm.study.get_trials(deepcopy=False)
+        if not any(t.user_attrs.get(RETRY_OF) == number for t in trials):
+            arm.study.enqueue_trial(params, user_attrs={RETRY_OF: number})
         self.storage.set_trial_user_attr(self._trial_id(arm, number), NOT_COUNTED, why)
         arm.study.tell(number, state=self.optuna.trial.TrialState.FAIL, skip_if_finished=True)
-        arm.study.enqueue_trial(params, user_attrs={RETRY_OF: number})
 
     # ------------------------------------------------------------------ asking
 
@@ -280,8 +304,10 @@ class Tuner:
             waiting = any(t.state == state.WAITING for t in counted)  # queued: in the budget
             if len(counted) >= arm.budget and not waiting:
                 break
-            trial = self._ask(arm, distributions)
-            if not self._claim(trial, OWNER, self.owner):
+            with self.asking():
+                trial = self._ask(arm, distributions)
+                claimed = self._claim(trial, OWNER, self.owner)
+            if not claimed:
                 continue
             if self.heartbeats:
                 self.storage.record_heartbeat(self._trial_id(arm, trial.number))
@@ -342,11 +368,15 @@ class Tuner:
 
     def _ask(self, arm: Arm, distributions: dict[str, Any]) -> Any:
         """A new trial. TPE and random samplers are seeded with the arm's seed plus the trials
-        the study holds: a tune asks the same trials every time, a resumed one new ones, and
-        two processes sharing the study, asking one after the other, different ones."""
+        the study holds that are not retries: a tune asks the same trials every time, a resumed
+        one new ones, one whose trials were retried (a killed worker or driver) the same ones
+        as an undisturbed tune, and two processes sharing the study, asking one after the
+        other, different ones. Asking and recording the owner happen under the study's ask
+        lock, so a tune opening the study never takes a trial being asked for abandoned."""
         if self.setup.tune.sampler in ("tpe", "random"):
-            held = len(arm.study.get_trials(deepcopy=False))
-            arm.study.sampler = make_sampler(self.setup.tune.sampler, arm.space, arm.seed + held)
+            trials = arm.study.get_trials(deepcopy=False)
+            fresh = sum(RETRY_OF not in t.user_attrs for t in trials)  # a retry asks no sample
+            arm.study.sampler = make_sampler(self.setup.tune.sampler, arm.space, arm.seed + fresh)
         with warnings.catch_warnings():  # Optuna wants heartbeats from optimize(); ours
             warnings.filterwarnings("ignore", "Heartbeat of storage")  # come from beating()
             return arm.study.ask(distributions)
@@ -372,6 +402,12 @@ class Tuner:
                 arm.short = True
             self.display.result(result)
             return
+        if result.died and self._died(result):  # not the trial's fault: asked again now
+            for arm, trial in self.inflight.pop(result.run_id, []):
+                self._abandon(arm, trial.number, trial.params, result.error or "its worker died")
+                arm.short = True
+            self.display.result(result, f"{result.error}: asked again, not counted")
+            return
         if result.write_failed:  # a full disk: not the trial's fault; asked again on resume
             for arm, trial in self.inflight.pop(result.run_id, []):
                 with contextlib.suppress(ResultsWriteError):  # else its process is gone then
@@ -383,6 +419,19 @@ class Tuner:
             self._maybe_done(arm)
         told = [line for line in lines if line is not None]
         self.display.result(result, "; ".join(told) if told else None)
+
+    def _died(self, result: Any) -> bool:
+        """Whether a run whose process died is asked again: yes, unless it died MAX_DEATHS
+        times in a row without finishing an epoch in between (a run the out-of-memory killer
+        ends every time); then it fails and counts, saying so."""
+        epochs = len(_rows(RunDir(self.results_dir / self.setup.name / result.run_id)))
+        deaths, at = self.deaths.get(result.run_id, (0, -1))
+        deaths = deaths + 1 if epochs == at else 1
+        self.deaths[result.run_id] = (deaths, epochs)
+        if deaths < MAX_DEATHS:
+            return True
+        result.error = f"{result.error}, {deaths} times without finishing an epoch"
+        return False
 
     def _tell(
         self, arm: Arm, trial: Any, run_id: str, status: Status, error: str | None
@@ -475,9 +524,8 @@ class Tuner:
 
     def arm_report(self, arm: Arm) -> TunedOptimizer:
         state = self.optuna.trial.TrialState
-        trials = sorted(
-            counted_trials(arm.study.get_trials(deepcopy=False)), key=lambda t: t.number
-        )
+        every = arm.study.get_trials(deepcopy=False)
+        trials = sorted(counted_trials(every), key=lambda t: asked_as(t, every))
         best = best_trial(arm.study)
         seed_values = []
         for run_id in arm.seed_run_ids:

@@ -148,7 +148,7 @@ def _with_fast(overrides: list[str] | None, fast: bool) -> list[str] | None:
 
 WorkersOption = Annotated[
     int | None,
-    typer.Option(help="Runs in parallel. [default: the CPU cores; torch threads are split]"),
+    typer.Option(help="Runs in parallel. [default: the CPU cores; each run keeps its threads]"),
 ]
 ExecutorOption = Annotated[
     str, typer.Option(help="local (worker processes) or ray (tasks on a Ray cluster).")

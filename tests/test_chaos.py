@@ -1,0 +1,28 @@
+"""Random SIGKILLs (tests/chaos.py): a sweep and a tune killed at seeded random moments, driver
+or worker, then run to completion, end bit-identical to undisturbed runs.
+
+Each schedule is short for CI; `python tests/chaos.py sweep|tune --kills 20` runs a long one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.chaos import chaos_against_undisturbed
+
+pytest.importorskip("sklearn")  # digits
+pytest.importorskip("optuna")
+
+
+@pytest.mark.slow
+def test_a_sweep_killed_at_random_ends_as_an_undisturbed_one(tmp_path: Path) -> None:
+    log, compared = chaos_against_undisturbed("sweep", tmp_path, kills=6, seed=3)
+    assert compared == 8 and log.kills, log.line()
+
+
+@pytest.mark.slow
+def test_a_tune_killed_at_random_ends_as_an_undisturbed_one(tmp_path: Path) -> None:
+    log, compared = chaos_against_undisturbed("tune", tmp_path, kills=6, seed=4)
+    assert compared == 10 and log.kills, log.line()
