@@ -13,13 +13,19 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from optbench.core.errors import ConfigError, ResultsWriteError, RunExistsError
+from optbench.core.errors import (
+    ConfigError,
+    FailedRunsWarning,
+    ResultsWriteError,
+    RunExistsError,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BenchmarkResult",
     "ConfigError",
+    "FailedRunsWarning",
     "LrFind",
     "ResultsWriteError",
     "Run",

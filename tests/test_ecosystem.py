@@ -12,16 +12,19 @@ import itertools
 import math
 import re
 import socket
+from pathlib import Path
 
 import pytest
 import torch
 
+import optbench
 from optbench.core.config import validate_config
 from optbench.core.errors import ConfigError
 from optbench.experiment.plan import make_plan
-from optbench.experiment.train import train
+from optbench.experiment.train import SilentObserver, train
 from tests.helpers import (
     ECOSYSTEM_OUTCOMES,
+    METRICS,
     assert_one_error_line,
     invoke,
     regression_dict,
@@ -161,12 +164,34 @@ def _optimizer_classes(package: str) -> list[str]:
     ]
 
 
-def _trains_every_epoch(plan: object, name: str, outcome: str) -> None:
-    """`plan` trains to its last epoch with a finite loss in each; counted under `outcome` in
-    the summary printed at the end of the test run."""
-    result = train(plan)
-    assert result.status == "completed", (name, result.diverged_at)
-    assert all(math.isfinite(row["train_loss"]) for row in result.rows)
+class _Killed(Exception):
+    """What ends the run after its first epoch, as a SIGKILL there would."""
+
+
+class _KillAfterEpoch1(SilentObserver):
+    """Raises once epoch 1's checkpoint and epochs.csv are on disk (train saves the checkpoint
+    before it reports the epoch): the state a process killed then leaves."""
+
+    def epoch_finished(self, row: dict) -> None:
+        if row["epoch"] == 1:
+            raise _Killed
+
+
+def _trains_and_resumes(config: dict, name: str, outcome: str, folder: Path) -> None:
+    """`config` trained for 2 epochs through optbench.run, the user's path with its
+    checkpoints: to its last epoch with a finite loss in each, and, killed after epoch 1 and
+    resumed (`resume=True`, the global RNG scrambled as in a new process), to the same
+    per-epoch table bit for bit. Counted under `outcome` in the summary printed at the end."""
+    config = {**config, "epochs": 2}
+    unbroken = optbench.run(config, results_dir=folder / "unbroken")
+    assert unbroken.status == "completed", (name, unbroken.summary.get("diverged_at"))
+    assert all(math.isfinite(loss) for loss in unbroken.epochs["train_loss"])
+    with pytest.raises(_Killed):
+        optbench.run(config, results_dir=folder / "killed", observers=[_KillAfterEpoch1()])
+    torch.manual_seed(12345)
+    resumed = optbench.run(config, results_dir=folder / "killed", resume=True)
+    assert resumed.status == "completed" and resumed.run_id == unbroken.run_id
+    assert resumed.epochs[METRICS].equals(unbroken.epochs[METRICS]), name  # bit-identical
     ECOSYSTEM_OUTCOMES.setdefault(outcome, []).append(name)
 
 
@@ -202,7 +227,9 @@ def _smallest_input(name: str) -> tuple[int, dict]:
 
 @pytest.mark.slow  # 7 models of 0.5-27 M parameters, each built and trained: ~40 s
 @pytest.mark.parametrize("name", _timm_sample())
-def test_a_sample_of_timms_small_models_trains_or_is_refused_in_one_true_line(name: str) -> None:
+def test_a_sample_of_timms_small_models_trains_and_resumes_or_is_refused_in_one_true_line(
+    name: str, tmp_path: Path
+) -> None:
     pytest.importorskip("timm")
     size, keys = _smallest_input(name)
     data = {"dataset": "grey_images.colour", "size": size, "batch_size": 4, "test_batch_size": 8}
@@ -219,7 +246,7 @@ def test_a_sample_of_timms_small_models_trains_or_is_refused_in_one_true_line(na
     model = plan.build_model()
     assert model(torch.zeros(2, 3, size, size)).shape == (2, 4)  # num_classes from the data
     assert plan.resolved["model"]["num_classes"] == 4 and plan.resolved["model"]["in_chans"] == 3
-    _trains_every_epoch(plan, name, "trained (timm)")
+    _trains_and_resumes(config, name, "trained and resumed (timm)", tmp_path)
 
 
 # --------------------------------------------------------------------------- wrapper optimizers
@@ -231,15 +258,19 @@ WRAPPERS = [
 ]
 
 
-def _wrapper_plan(path: str, base_lr: float):
+def _wrapper_config(path: str, base_lr: float, **sections: object) -> dict:
     optimizer = {"name": path, "base_optimizer": {"name": "SGD", "lr": base_lr}}
     data = {"dataset": "synthetic_regression", "n_train": 64, "n_test": 16, "batch_size": 16}
-    return make_plan(validate_config(regression_dict(epochs=1, data=data, optimizer=optimizer)))
+    return regression_dict(epochs=1, data=data, optimizer=optimizer, **sections)
+
+
+def _wrapper_plan(path: str, base_lr: float):
+    return make_plan(validate_config(_wrapper_config(path, base_lr)))
 
 
 @pytest.mark.parametrize(("package", "path", "argument"), WRAPPERS)
 def test_a_wrapper_optimizer_wraps_its_base_optimizer_from_a_nested_section(
-    package: str, path: str, argument: str
+    package: str, path: str, argument: str, tmp_path: Path
 ) -> None:
     pytest.importorskip(package)
     plan = _wrapper_plan(path, 0.05)
@@ -250,9 +281,30 @@ def test_a_wrapper_optimizer_wraps_its_base_optimizer_from_a_nested_section(
     built = plan.build_optimizer(plan.build_model())
     inner = getattr(built, argument)  # where each package keeps the optimizer it wraps
     assert isinstance(inner, torch.optim.SGD) and inner.param_groups[0]["lr"] == 0.05
-    result = train(plan)
-    assert result.status == "completed"
-    assert all(math.isfinite(row["train_loss"]) for row in result.rows)
+    # the README's example, through `optbench run` with its checkpoints
+    _trains_and_resumes(
+        _wrapper_config(path, 0.05), path, "trained and resumed (wrapper)", tmp_path
+    )
+
+
+# (schedulefree's wrapper is no torch Optimizer: a scheduler cannot take it)
+@pytest.mark.parametrize(
+    ("package", "path", "argument"), [w for w in WRAPPERS if "Lookahead" in w[1]]
+)
+def test_a_wrapper_and_its_base_share_their_groups_after_a_resume_so_a_scheduler_moves_both(
+    package: str, path: str, argument: str, tmp_path: Path
+) -> None:
+    # Lookahead's load_state_dict gives it and its base two lists of groups: the scheduler's
+    # lr after epoch 2 would reach only the wrapper's, and epoch 3 train at the old lr.
+    pytest.importorskip(package)
+    config = _wrapper_config(path, 0.05, scheduler={"name": "StepLR", "step_size": 1})
+    config["epochs"] = 3
+    unbroken = optbench.run(config, results_dir=tmp_path / "unbroken")
+    with pytest.raises(_Killed):
+        optbench.run(config, results_dir=tmp_path / "killed", observers=[_KillAfterEpoch1()])
+    resumed = optbench.run(config, results_dir=tmp_path / "killed", resume=True)
+    assert resumed.epochs[METRICS].equals(unbroken.epochs[METRICS])
+    assert unbroken.epochs["lr"].tolist() == pytest.approx([0.05, 0.005, 0.0005])
 
 
 def test_a_wrapper_without_its_base_optimizer_is_refused_naming_the_section() -> None:
@@ -274,7 +326,9 @@ def _load(name: str) -> type:
 
 @pytest.mark.slow  # 134 optimizers, each planned and trained
 @pytest.mark.parametrize("name", NAMES)
-def test_every_pytorch_optimizer_trains_or_is_refused_with_a_reason(name: str) -> None:
+def test_every_pytorch_optimizer_trains_and_resumes_or_is_refused_with_a_reason(
+    name: str, tmp_path: Path
+) -> None:
     try:
         cls = _load(name)
     except (ImportError, NotImplementedError) as exc:  # an optional dependency, or CUDA
@@ -302,7 +356,8 @@ def test_every_pytorch_optimizer_trains_or_is_refused_with_a_reason(name: str) -
             pytest.skip(message)
         ECOSYSTEM_OUTCOMES.setdefault("refused", []).append(f"{name}: {message}")
         return
-    _trains_every_epoch(plan, name, f"trained ({plan.optimizer.protocol.name})")
+    outcome = f"trained and resumed ({plan.optimizer.protocol.name})"
+    _trains_and_resumes(config, name, outcome, tmp_path)
 
 
 # --------------------------------------------------------------------------- torch-optimizer
@@ -314,9 +369,11 @@ def _needs_create_graph(cls: type) -> bool:
     return "create_graph=True" in (inspect.getdoc(cls) or "")
 
 
-# 30 classes, a few seconds in all
+@pytest.mark.slow  # 30 classes, each trained 3 times through optbench.run: ~30 s in all
 @pytest.mark.parametrize("name", _optimizer_classes("torch_optimizer"))
-def test_every_torch_optimizer_trains_or_is_refused_in_one_true_line(name: str) -> None:
+def test_every_torch_optimizer_trains_and_resumes_or_is_refused_in_one_true_line(
+    name: str, tmp_path: Path
+) -> None:
     torch_optimizer = pytest.importorskip("torch_optimizer")
     cls = getattr(torch_optimizer, name)
     parameters = inspect.signature(cls).parameters
@@ -335,7 +392,8 @@ def test_every_torch_optimizer_trains_or_is_refused_in_one_true_line(name: str) 
         ECOSYSTEM_OUTCOMES.setdefault("refused", []).append(f"torch_optimizer.{name}: {message}")
         return
     assert plan.optimizer.protocol.name == ("second_order" if _needs_create_graph(cls) else "plain")
-    _trains_every_epoch(plan, name, "trained (torch_optimizer)")
+    config = _small_regression(optimizer)
+    _trains_and_resumes(config, name, "trained and resumed (torch_optimizer)", tmp_path)
 
 
 # --------------------------------------------------------------------------- heavyball
@@ -358,22 +416,24 @@ def _small_regression(optimizer: dict) -> dict:
     )
 
 
-@pytest.mark.parametrize("name", _optimizer_classes("heavyball"))  # ~40 classes, about 7 s in all
-def test_every_heavyball_optimizer_trains_or_is_refused_in_one_true_line(
-    name: str, _heavyball_uncompiled
+@pytest.mark.slow  # ~40 classes, each trained 3 times through optbench.run: ~40 s in all
+@pytest.mark.parametrize("name", _optimizer_classes("heavyball"))
+def test_every_heavyball_optimizer_trains_and_resumes_or_is_refused_in_one_true_line(
+    name: str, _heavyball_uncompiled, tmp_path: Path
 ) -> None:
     cls = getattr(_heavyball_uncompiled, name)
     optimizer: dict = {"name": f"heavyball.{name}"}
     if "lr" in inspect.signature(cls).parameters:
         optimizer["lr"] = 0.001
     try:
-        plan = make_plan(validate_config(_small_regression(optimizer)))
+        make_plan(validate_config(_small_regression(optimizer)))
     except ConfigError as refusal:
         message = str(refusal)
         assert message.count("\n") == 0 and message.startswith("optimizer"), message
         ECOSYSTEM_OUTCOMES.setdefault("refused", []).append(f"heavyball.{name}: {message}")
         return
-    _trains_every_epoch(plan, name, "trained (heavyball)")
+    config = _small_regression(optimizer)
+    _trains_and_resumes(config, name, "trained and resumed (heavyball)", tmp_path)
 
 
 def test_planning_steps_on_a_batch_like_the_data_so_psgdkron_is_not_refused(

@@ -20,6 +20,7 @@ from optbench.core.config import (
     _Strict,
     name_from_stem,
     read_config_file,
+    safe_name,
 )
 from optbench.core.errors import ConfigError
 
@@ -30,12 +31,17 @@ class SuiteConfig(_Strict):
     `tune` (the one budget every pair gets) and `targets` (problem -> {metric: value}, else the
     problem's own target)."""
 
-    name: str = Field(pattern=NAME_PATTERN)
+    name: str
     problems: list[str] = Field(min_length=1)
     set: dict[str, Any] = Field(default_factory=dict)
     optimizers: dict[str, OptimizerConfig] = Field(min_length=1)
     tune: TuneConfig
     targets: dict[str, dict[str, float]] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, name: str) -> str:
+        return safe_name(name)
 
     @field_validator("optimizers", mode="before")
     @classmethod

@@ -702,6 +702,11 @@ def list_components(
 
 
 def main() -> None:
+    import warnings
+
+    from optbench.core.errors import FailedRunsWarning
+
+    warnings.simplefilter("ignore", FailedRunsWarning)  # each command prints its own counts
     app(prog_name="optbench")
 
 
