@@ -611,3 +611,23 @@ def test_compare_piped_prints_the_whole_ranking_and_a_narrow_terminal_fewer_colu
     for _, expected in ranking.iterrows():
         assert f"{expected.final_test_loss_mean:.4f}" in words
         assert f"{expected.final_test_loss_std:.4f}" in words
+
+
+def test_a_run_an_observer_stopped_early_has_its_last_epoch_as_final(tmp_path: Path) -> None:
+    import optbench
+    from optbench.experiment.train import SilentObserver, StopTraining
+    from optbench.storage.results import Status
+
+    class EarlyStopping(SilentObserver):
+        def epoch_finished(self, row: dict) -> None:
+            if row["epoch"] == 2:
+                raise StopTraining(Status.COMPLETED, "no better for 1 epoch")
+
+    config = regression_dict(epochs=4)
+    run = optbench.run(config, results_dir=tmp_path, observers=[EarlyStopping()])
+    assert run.status == "completed" and len(run.epochs) == 2
+    assert run.summary["stopped_early"] == {"epoch": 2, "reason": "no better for 1 epoch"}
+    (row,) = optbench.compare(tmp_path).to_dict("records")
+    written = pd.read_csv(run.dir / "epochs.csv")
+    assert row["final_test_loss_mean"] == written["test_loss"].iloc[-1]
+    assert row["completed"] == 1 and row["status"] == "1 completed"

@@ -10,8 +10,9 @@ Only comparable numbers are averaged:
   the finished copy is kept (else the one with more epochs) and a note names the others.
 - The final_* metrics of a configuration are the mean over its runs that completed every
   planned epoch, so they are all taken at the same epoch (a configuration's runs share its
-  `epochs`). Runs that stopped early (diverged, failed, interrupted, still running, stale) are
-  counted in n and named with the epoch they stopped in ("2 completed, 1 diverged at epoch 3"),
+  `epochs`), and over runs an observer ended on purpose as completed (early stopping with
+  StopTraining), taken at their last epoch. Runs that stopped early otherwise (diverged,
+  failed, interrupted, still running, stale) are counted in n and named with the epoch they stopped in ("2 completed, 1 diverged at epoch 3"),
   but their last epoch never enters a final mean; a configuration without a completed run has
   no final numbers. Best-so-far numbers (best_*, at epoch, epochs to a target) use every epoch
   of every run, and a curve's mean at an epoch is over the runs that reached that epoch.
@@ -118,6 +119,14 @@ def planned_epochs(run: Run) -> int:
     return len(run.epochs)
 
 
+def _epochs_of_a_complete(run: Run) -> int:
+    """How many epochs a completed run's epochs.csv must hold to count as complete: the planned
+    ones, or those it trained when an observer ended it on purpose (StopTraining, early
+    stopping: summary.json's stopped_early)."""
+    stopped = run.record.stopped_epoch
+    return stopped if stopped is not None and stopped >= 1 else planned_epochs(run)
+
+
 def _stopped_in(run: Run) -> int:
     """The epoch an unfinished run stopped in: where it diverged, its last if it was pruned
     (after that epoch), else the one after its last."""
@@ -194,7 +203,7 @@ def runs_frame(runs: list[Run], target: tuple[str, float] | None = None) -> pd.D
         has = not epochs.empty
         epochs_to, seconds_to = _reach(epochs, target)
         status = run_status(run)
-        complete = status == Status.COMPLETED and len(epochs) >= planned_epochs(run)
+        complete = status == Status.COMPLETED and len(epochs) >= _epochs_of_a_complete(run)
         if status == Status.COMPLETED and not complete:
             status = INCOMPLETE
         rows.append(
