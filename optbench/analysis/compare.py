@@ -12,10 +12,11 @@ Only comparable numbers are averaged:
   planned epoch, so they are all taken at the same epoch (a configuration's runs share its
   `epochs`), and over runs an observer ended on purpose as completed (early stopping with
   StopTraining), taken at their last epoch. Runs that stopped early otherwise (diverged,
-  failed, interrupted, still running, stale) are counted in n and named with the epoch they stopped in ("2 completed, 1 diverged at epoch 3"),
-  but their last epoch never enters a final mean; a configuration without a completed run has
-  no final numbers. Best-so-far numbers (best_*, at epoch, epochs to a target) use every epoch
-  of every run, and a curve's mean at an epoch is over the runs that reached that epoch.
+  failed, interrupted, still running, stale) are counted in n and named with the epoch they
+  stopped in ("2 completed, 1 diverged at epoch 3"), but their last epoch never enters a
+  final mean; a configuration without a completed run has no final numbers. Best-so-far
+  numbers (best_*, at epoch, epochs to a target) use every epoch of every run, and a curve's
+  mean at an epoch is over the runs that reached that epoch.
 - A `running` run whose lock no live process holds was killed: it is shown as `stale`.
 - A run without a config.yaml is a configuration of its own, named by its folder (column
   `run`): with nothing to compare, two such runs are never assumed to be the same experiment.
