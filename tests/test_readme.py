@@ -4,6 +4,9 @@ this tree, and the site builds with no broken link or stale API name."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -35,9 +38,6 @@ def test_ci_installs_the_debian_packages_the_quick_start_names() -> None:
 
 
 def test_the_docs_show_what_compare_prints_for_the_shipped_baselines() -> None:
-    import subprocess
-    import sys
-
     page = (REPO / "docs" / "compare.md").read_text()
     command = "optbench compare results/baselines --target test_accuracy=0.85"
     assert command in page
@@ -81,23 +81,41 @@ def test_the_readme_fits_on_a_page_and_its_links_resolve() -> None:
             assert (REPO / target).exists(), target
 
 
-@pytest.mark.slow
-def test_the_documentation_site_builds_strictly(tmp_path) -> None:
-    # mkdocs --strict: a broken link, anchor or mkdocstrings name (a stale API) fails.
-    import subprocess
-    import sys
-
-    built = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(tmp_path / "site")],
+def _build_docs(root: Path, site: Path) -> subprocess.CompletedProcess:
+    """`mkdocs build --strict` of the site in `root`, loud: every warning on stderr (-q would
+    hide them and let a broken link pass)."""
+    return subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(site)],
         capture_output=True,
         text=True,
-        cwd=REPO,
+        cwd=root,
         env={"PATH": "/usr/bin:/bin", "NO_MKDOCS_2_WARNING": "1"},
         timeout=300,
     )
-    assert built.returncode == 0, built.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_the_documentation_site_builds_strictly(tmp_path) -> None:
+    # mkdocs --strict: a broken link, anchor or mkdocstrings name (a stale API) fails.
+    built = _build_docs(REPO, tmp_path / "site")
+    assert built.returncode == 0 and "WARNING" not in built.stderr, built.stderr[-3000:]
     api = (tmp_path / "site" / "python-api" / "index.html").read_text()
     assert 'id="optbench.core.errors.ConfigError"' in api  # mkdocstrings read the package
+
+
+@pytest.mark.slow
+def test_the_strict_docs_build_fails_on_a_broken_link(tmp_path) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(REPO / "docs", copy / "docs")
+    shutil.copy(REPO / "mkdocs.yml", copy)
+    (copy / "optbench").symlink_to(REPO / "optbench")  # mkdocstrings reads the package
+    page = copy / "docs" / "tune.md"
+    page.write_text(page.read_text() + "\nSee [the missing page](no-such-page.md).\n")
+    built = _build_docs(copy, tmp_path / "site")
+    assert built.returncode != 0
+    assert "no-such-page.md" in built.stderr and "WARNING" in built.stderr
 
 
 def test_the_shipped_baselines_are_the_runs_the_shipped_sweep_plans() -> None:
