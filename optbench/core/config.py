@@ -686,7 +686,7 @@ def anchor_to_folder(config: dict[str, Any], folder: Path) -> None:
     if not isinstance(data, dict) or data.get("root") is not None:
         return
     dataset = data.get("dataset")
-    if isinstance(dataset, str) and is_data_file(dataset) and (folder / dataset).is_file():
+    if isinstance(dataset, str) and is_data_file(dataset) and (folder / dataset).exists():
         data["dataset"] = str((folder / dataset).resolve())  # an absolute one stays as it is
 
 

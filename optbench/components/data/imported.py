@@ -525,9 +525,7 @@ def data_file(name: str, root: str | None) -> Path:
     if not path.is_absolute():
         path = Path(root or ".") / path
     if path.is_dir():
-        raise ConfigError(
-            "data.dataset", f"data file '{name}' is a folder ({path}), not a .pt or .npz file"
-        )
+        raise ConfigError("data.dataset", f"data file '{name}' is a folder, not a .pt or .npz file")
     if not path.is_file():
         where = (
             ""
