@@ -18,6 +18,7 @@ from optbench.core.errors import (
     FailedRunsWarning,
     ResultsWriteError,
     RunExistsError,
+    UnreadableRunWarning,
 )
 
 __version__ = "0.1.0"
@@ -32,6 +33,7 @@ __all__ = [
     "RunExistsError",
     "SweepResult",
     "TuneResult",
+    "UnreadableRunWarning",
     "Validation",
     "__version__",
     "benchmark",

@@ -40,13 +40,14 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from optbench.core.errors import ConfigError
+from optbench.core.errors import ConfigError, UnreadableRunWarning
 from optbench.core.identity import NOT_IN_CONFIGURATION, configuration_key, identity
 from optbench.core.metrics import (
     BEST,
@@ -478,6 +479,21 @@ def default_target(runs: list[Run]) -> tuple[str, float] | None:
     return (str(target[0]), float(target[1])) if target else None
 
 
+def read_runs(dirs: list[Path]) -> tuple[list[Run], list[str]]:
+    """The runs in `dirs`, and a line for each one that cannot be read (a value YAML or JSON
+    refuses in its files: a `!!python` tag, a 5000-digit integer): skipped with a warning
+    naming it, so one bad run never hides the others. Nothing in a run's files is executed."""
+    runs, skipped = [], []
+    for path in dirs:
+        try:
+            runs.append(read_run(path))
+        except ConfigError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
+            skipped.append(f"{first} (skipped; the other runs are compared)")
+            warnings.warn(skipped[-1], UnreadableRunWarning, stacklevel=3)
+    return runs, skipped
+
+
 def compare_runs(
     paths: list[Path], metric: str | None = None, target: str | None = None
 ) -> Comparison:
@@ -485,7 +501,9 @@ def compare_runs(
     by `metric` (by default the runs' problem's, see `default_metric`). Speed is measured to
     `target`, by default the runs' problem's (`default_target`)."""
     parsed = parse_target(target)
-    runs, notes = drop_copies([read_run(path) for path in find_run_dirs(paths)])
+    readable, skipped = read_runs(find_run_dirs(paths))
+    runs, notes = drop_copies(readable)
+    notes[:0] = skipped
     if parsed is None and (parsed := default_target(runs)) is not None:
         (problem,) = problems_of(runs)
         notes.append(

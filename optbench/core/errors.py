@@ -39,6 +39,11 @@ class FailedRunsWarning(UserWarning):
     warning, listed in the result's `failed`. The CLI, which prints its own counts, hides it."""
 
 
+class UnreadableRunWarning(UserWarning):
+    """A run folder compare or report could not read (a bad value in its files): skipped, the
+    other runs compared. The CLI prints it as a note."""
+
+
 class RunExistsError(ConfigError):
     """The run was trained before: finished (train it again with force), or interrupted with a
     checkpoint (continue it with resume, or start over with force)."""
