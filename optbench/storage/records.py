@@ -143,7 +143,11 @@ class Summary:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object written to disk, keys in the order summary.json has always had."""
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        out = {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name != "extra" and (f.name != "stopped_early" or self.stopped_early is not None)
+        }  # stopped_early only where a run was stopped: other summaries keep their bytes
         return {**out, **self.extra}
 
     @property
