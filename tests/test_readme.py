@@ -144,7 +144,7 @@ def _readme_commands(readme: str) -> list[str]:
             for part in line.split("&&"):
                 if part.strip().startswith("optbench "):
                     commands.append(part.strip())
-    commands += re.findall(r"`(optbench run [^`]*--set[^`]*)`", readme)
+    commands += re.findall(r"`(optbench run configs/[^`]*--set[^`]*)`", readme)  # not the table
     return commands
 
 
