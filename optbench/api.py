@@ -211,6 +211,20 @@ def _is_main_guard(node: ast.stmt) -> bool:
     )
 
 
+def _view(view: SweepView | None, progress: bool) -> SweepView:
+    """What a sweep, tune or benchmark reports to: the caller's view, a progress bar
+    (`progress=True`: tqdm, a widget in a notebook), or nothing."""
+    from optbench.sweeps.executors import QuietSweep
+
+    if view is not None:
+        return view
+    if progress:
+        from optbench.ui.progress import SweepProgressBar
+
+        return SweepProgressBar
+    return QuietSweep
+
+
 def _warn_failed(what: str, failed: Sequence[str]) -> None:
     """A library call some of whose runs failed says so, never silently (the CLI, which prints
     its own counts, hides the warning)."""
@@ -235,6 +249,14 @@ class SweepResult:
     def failed(self) -> list[str]:
         """The run-ids of the runs that failed (an exception in training, a worker that died)."""
         return [each.run_id for each in self.runs if each.status == "failed"]
+
+    def frame(self) -> pd.DataFrame:
+        """One row per run, in grid order: run-id, status, seed, lr, every final_* and best_*
+        metric and the flattened config (`config.optimizer.lr`, ...), as `compare` reads
+        runs (optbench.analysis.compare.runs_frame)."""
+        from optbench.analysis.compare import runs_frame
+
+        return runs_frame(self.runs)
 
     def __iter__(self) -> Iterator[Run]:
         return iter(self.runs)
@@ -270,15 +292,16 @@ def sweep(
     address: str | None = None,
     results_dir: str | Path | None = None,
     view: SweepView | None = None,
+    progress: bool = False,
 ) -> SweepResult:
     """Train every point of a grid (the config's `sweep:` section, updated by `grid`, a mapping
     of dotted keys to value lists), each with every seed of `seeds`, on `workers` processes or
     as Ray tasks (`executor="ray"`, `address`). Finished points are skipped, interrupted ones
     resume; one failing point fails only its own run (`failed` lists them, and a
     FailedRunsWarning names them). With local workers (`workers` other than 1), a script must
-    make the call under `if __name__ == "__main__":`, or it is refused (ConfigError)."""
+    make the call under `if __name__ == "__main__":`, or it is refused (ConfigError).
+    `progress=True` shows a bar over the runs (tqdm); `view` is the CLI's live view."""
     _guarded_main("sweep", workers, executor)
-    from optbench.sweeps.executors import QuietSweep
     from optbench.sweeps.grid import load_sweep, run_sweep
 
     results = Path(results_dir or default_results_dir())
@@ -294,7 +317,7 @@ def sweep(
         workers=workers,
         executor=executor,
         address=address,
-        view=view or QuietSweep,
+        view=_view(view, progress),
     )
     outcomes = {result.run_id: result for result in report.results}
     runs = [_point_run(results / name / p.run_id, outcomes.get(p.run_id)) for p in points]
@@ -375,6 +398,32 @@ class TuneResult:
         """Optimizer -> its Optuna study's name."""
         return {key: str(arm.study) for key, arm in self.tune_file.optimizers.items()}
 
+    def frame(self) -> pd.DataFrame:
+        """One row per optimizer: its best trial's value, run-id and hyperparameters (a column
+        each, `optimizer.lr`, ...), the seed reruns' mean and std of the metric, and the budget
+        spent (trials completed, pruned, failed; epochs; seconds)."""
+        import pandas as pd
+
+        rows = []
+        for key, arm in self.tune_file.optimizers.items():
+            seeds = pd.Series(arm.seed_values, dtype=float)
+            rows.append(
+                {
+                    "optimizer": key,
+                    "best_value": arm.best.value if arm.best else None,
+                    "best_run_id": arm.best.run_id if arm.best else None,
+                    **(arm.best.params if arm.best else {}),
+                    "seed_mean": seeds.mean(),
+                    "seed_std": seeds.std(),
+                    "completed": arm.completed,
+                    "pruned": arm.pruned,
+                    "failed": arm.failed,
+                    "epochs": arm.epochs,
+                    "seconds": arm.seconds,
+                }
+            )
+        return pd.DataFrame(rows)
+
 
 def tune(
     config: ConfigSource,
@@ -388,14 +437,14 @@ def tune(
     storage: str | None = None,
     results_dir: str | Path | None = None,
     view: SweepView | None = None,
+    progress: bool = False,
 ) -> TuneResult:
     """Tune each optimizer of the config (its `sweep:` section, updated by `grid`) with Optuna on
     the `tune:` section's space, every optimizer with the same budget, then rerun each best
     configuration with the tune's seeds; resumable, and processes sharing `storage` share the
     budget. Needs the `tune` extra (optuna). With local workers, a script makes the call under
-    `if __name__ == "__main__":` (see `sweep`)."""
+    `if __name__ == "__main__":` (see `sweep`); `progress=True` shows a bar over the runs."""
     _guarded_main("tune", workers, executor)
-    from optbench.sweeps.executors import QuietSweep
     from optbench.sweeps.tune import run_tune
     from optbench.sweeps.tune_setup import check_storage
 
@@ -411,7 +460,7 @@ def tune(
         address=address,
         storage=storage,
         trials=trials,
-        view=view or QuietSweep,
+        view=_view(view, progress),
     )
     failed = _tune_failures(outcome.report, Path(results_dir or default_results_dir()))
     if outcome.failed and not failed:  # what the tune counted, when no run on disk says it
@@ -467,6 +516,7 @@ def benchmark(
     results_dir: str | Path | None = None,
     view: SweepView | None = None,
     plot: str | Path | None = None,
+    progress: bool = False,
 ) -> BenchmarkResult:
     """Tune every (optimizer, problem) pair of a suite file with its one budget (pairs already
     finished are read back, so `optimizers`, extra registry names or import paths, train only
@@ -474,11 +524,11 @@ def benchmark(
     profiles and write DIR/<suite>/benchmark.json. Needs the `tune` extra (optuna). `plot`: a
     PNG (or other image) of the performance profiles, checked before anything trains. With
     local workers, a script makes the call under `if __name__ == "__main__":` (see `sweep`);
-    pairs without a completed trial are named in a FailedRunsWarning."""
+    pairs without a completed trial are named in a FailedRunsWarning. `progress=True` shows a
+    bar over the runs."""
     _guarded_main("benchmark", workers, executor)
     from optbench.analysis.benchmark import run_benchmark
     from optbench.analysis.reports import check_plot_path, plot_profiles_png
-    from optbench.sweeps.executors import QuietSweep
 
     if plot is not None:
         check_plot_path(Path(plot))
@@ -489,7 +539,7 @@ def benchmark(
         executor=executor,
         address=address,
         results_dir=results_dir,
-        view=view or QuietSweep,
+        view=_view(view, progress),
     )
     if plot is not None:
         plot_profiles_png(outcome.document, Path(plot))

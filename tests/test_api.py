@@ -321,3 +321,40 @@ def test_a_script_without_the_main_guard_is_refused_before_any_worker_starts(
         [sys.executable, str(guarded)], capture_output=True, text=True, env=env, timeout=300
     )
     assert ran.returncode == 0 and "failed: []" in ran.stdout, ran.stderr
+
+
+def test_a_sweep_with_progress_draws_a_bar_and_its_frame_is_one_row_per_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    grid = {"optimizer.lr": [0.1, 0.05]}
+    result = optbench.sweep(_config(), grid, workers=1, results_dir=tmp_path, progress=True)
+    captured = capsys.readouterr()
+    assert "2/2" in captured.err and captured.out == ""  # tqdm's text bar, on stderr
+    frame = result.frame()
+    assert list(frame["run_id"]) == [r.run_id for r in result]
+    for row, each in zip(frame.to_dict("records"), result, strict=True):
+        written = pd.read_csv(each.dir / "epochs.csv")
+        assert row["final_test_loss"] == written["test_loss"].iloc[-1]
+        assert row["config.optimizer.lr"] == each.config["optimizer"]["lr"]
+
+
+def test_a_tunes_frame_is_the_studys_best_trial_as_optuna_reads_it(tmp_path: Path) -> None:
+    optuna = pytest.importorskip("optuna")
+    config = _config(
+        epochs=1,
+        tune={
+            "space": {"optimizer.lr": {"choice": [0.01, 0.1]}},
+            "trials": 2,
+            "sampler": "random",
+            "seeds": [0],
+        },
+    )
+    result = optbench.tune(config, workers=1, results_dir=tmp_path, progress=True)
+    (row,) = result.frame().to_dict("records")
+    from optuna.storages.journal import JournalFileBackend
+
+    journal = optuna.storages.JournalStorage(JournalFileBackend(result.storage))
+    study = optuna.load_study(study_name=result.studies[row["optimizer"]], storage=journal)
+    assert row["best_value"] == study.best_value
+    assert row["optimizer.lr"] == study.best_params["optimizer.lr"]
+    assert row["completed"] == 2 and row["failed"] == 0 and result.failed == []
