@@ -13,19 +13,27 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from optbench.core.errors import ConfigError, ResultsWriteError, RunExistsError
+from optbench.core.errors import (
+    ConfigError,
+    FailedRunsWarning,
+    ResultsWriteError,
+    RunExistsError,
+    UnreadableRunWarning,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BenchmarkResult",
     "ConfigError",
+    "FailedRunsWarning",
     "LrFind",
     "ResultsWriteError",
     "Run",
     "RunExistsError",
     "SweepResult",
     "TuneResult",
+    "UnreadableRunWarning",
     "Validation",
     "__version__",
     "benchmark",

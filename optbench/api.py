@@ -17,12 +17,16 @@ prints unless asked: `progress=True` shows a progress bar, `observers` receive e
 
 from __future__ import annotations
 
+import ast
+import sys
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from optbench.core.config import ConfigSource, Overrides, default_results_dir
+from optbench.core.errors import ConfigError, FailedRunsWarning
 from optbench.storage.records import TuneFile
 from optbench.storage.results import Run, read_run
 
@@ -147,16 +151,112 @@ def params(config: ConfigSource, overrides: Overrides | None = None) -> pd.DataF
     return param_frame(plan(config, overrides))
 
 
+def _guarded_main(function: str, workers: int | None, executor: str) -> None:
+    """Refuse, before any worker starts, a call that worker processes would make again: local
+    workers are spawned processes that import the main script first (multiprocessing's spawn),
+    so a call at the script's top level, outside `if __name__ == "__main__":`, would start the
+    sweep once more in every worker (each meets the others' runs and fails)."""
+    import multiprocessing.process
+    import tokenize
+
+    from optbench.sweeps.executors import default_workers
+
+    if executor != "local" or (workers or default_workers()) <= 1:
+        return  # Ray's workers and the driver's own thread never re-run the script
+
+    where = None
+    if getattr(multiprocessing.process.current_process(), "_inheriting", False):
+        where = "the script"  # a worker re-running it: its driver was refused as well
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    spec_name = getattr(getattr(main, "__spec__", None), "name", None) or ""
+    if spec_name == "__main__" or spec_name.endswith(".__main__"):
+        path = None  # a package's __main__ (python -m optbench): spawn does not re-run it
+    frame = sys._getframe(1)
+    while frame is not None and where is None:
+        if path and frame.f_globals is vars(main) and frame.f_code.co_name == "<module>":
+            try:
+                with tokenize.open(path) as handle:
+                    tree = ast.parse(handle.read())
+            except (OSError, SyntaxError, ValueError):
+                return  # not readable Python (a frozen or compiled main): nothing to check
+            if not any(
+                _is_main_guard(node) and node.lineno <= frame.f_lineno <= (node.end_lineno or 0)
+                for node in tree.body
+            ):
+                where = f"{Path(path).name}, line {frame.f_lineno}"
+        frame = frame.f_back
+    if where is not None:
+        raise ConfigError(
+            "workers",
+            f"worker processes re-run the main script, so optbench.{function}() at its top level "
+            f"({where}) would start again in each: put the call under "
+            '`if __name__ == "__main__":` (or pass workers=1)',
+        )
+
+
+def _is_main_guard(node: ast.stmt) -> bool:
+    """`if __name__ == "__main__":` (either way round)."""
+    if not isinstance(node, ast.If) or not isinstance(node.test, ast.Compare):
+        return False
+    test = node.test
+    sides = [test.left, *test.comparators]
+    names = {s.id for s in sides if isinstance(s, ast.Name)}
+    values = {s.value for s in sides if isinstance(s, ast.Constant)}
+    return (
+        len(test.ops) == 1
+        and isinstance(test.ops[0], ast.Eq)
+        and names == {"__name__"}
+        and (values == {"__main__"})
+    )
+
+
+def _view(view: SweepView | None, progress: bool) -> SweepView:
+    """What a sweep, tune or benchmark reports to: the caller's view, a progress bar
+    (`progress=True`: tqdm, a widget in a notebook), or nothing."""
+    from optbench.sweeps.executors import QuietSweep
+
+    if view is not None:
+        return view
+    if progress:
+        from optbench.ui.progress import SweepProgressBar
+
+        return SweepProgressBar
+    return QuietSweep
+
+
+def _warn_failed(what: str, failed: Sequence[str]) -> None:
+    """A library call some of whose runs failed says so, never silently (the CLI, which prints
+    its own counts, hides the warning)."""
+    if failed:
+        more = f" and {len(failed) - 10} more" if len(failed) > 10 else ""
+        shown = ", ".join(failed[:10]) + more
+        warnings.warn(f"{what}: {len(failed)} failed: {shown}", FailedRunsWarning, stacklevel=3)
+
+
 @dataclass
 class SweepResult:
     """A sweep's runs, in grid order (iterate it, index it, or use `.runs`), with the run-ids
-    found finished before it started (`skipped`: not trained again) and whether it was
-    interrupted."""
+    found finished before it started (`skipped`: not trained again), whether it was
+    interrupted, and the run-ids that failed (`failed`: also named in a FailedRunsWarning)."""
 
     name: str
     runs: list[Run]
     skipped: list[str] = field(default_factory=list)
     interrupted: bool = False
+
+    @property
+    def failed(self) -> list[str]:
+        """The run-ids of the runs that failed (an exception in training, a worker that died)."""
+        return [each.run_id for each in self.runs if each.status == "failed"]
+
+    def frame(self) -> pd.DataFrame:
+        """One row per run, in grid order: run-id, status, seed, lr, every final_* and best_*
+        metric and the flattened config (`config.optimizer.lr`, ...), as `compare` reads
+        runs (optbench.analysis.compare.runs_frame)."""
+        from optbench.analysis.compare import runs_frame
+
+        return runs_frame(self.runs)
 
     def __iter__(self) -> Iterator[Run]:
         return iter(self.runs)
@@ -192,12 +292,16 @@ def sweep(
     address: str | None = None,
     results_dir: str | Path | None = None,
     view: SweepView | None = None,
+    progress: bool = False,
 ) -> SweepResult:
     """Train every point of a grid (the config's `sweep:` section, updated by `grid`, a mapping
     of dotted keys to value lists), each with every seed of `seeds`, on `workers` processes or
     as Ray tasks (`executor="ray"`, `address`). Finished points are skipped, interrupted ones
-    resume; one failing point fails only its own run."""
-    from optbench.sweeps.executors import QuietSweep
+    resume; one failing point fails only its own run (`failed` lists them, and a
+    FailedRunsWarning names them). With local workers (`workers` other than 1), a script must
+    make the call under `if __name__ == "__main__":`, or it is refused (ConfigError).
+    `progress=True` shows a bar over the runs (tqdm); `view` is the CLI's live view."""
+    _guarded_main("sweep", workers, executor)
     from optbench.sweeps.grid import load_sweep, run_sweep
 
     results = Path(results_dir or default_results_dir())
@@ -213,11 +317,13 @@ def sweep(
         workers=workers,
         executor=executor,
         address=address,
-        view=view or QuietSweep,
+        view=_view(view, progress),
     )
     outcomes = {result.run_id: result for result in report.results}
     runs = [_point_run(results / name / p.run_id, outcomes.get(p.run_id)) for p in points]
-    return SweepResult(name, runs, list(report.skipped), report.interrupted)
+    result = SweepResult(name, runs, list(report.skipped), report.interrupted)
+    _warn_failed(f"sweep {name}", result.failed)
+    return result
 
 
 def sweep_points(
@@ -267,12 +373,14 @@ def _point_run(path: Path, outcome: Any) -> Run:
 class TuneResult:
     """A tune's outcome, per optimizer: the best trial's hyperparameters and metric, the seed
     reruns, the budget spent; `report` is tune.json as written, `storage` the Optuna storage
-    its studies live in (`optuna.load_study(study_name=..., storage=...)` reads them)."""
+    its studies live in (`optuna.load_study(study_name=..., storage=...)` reads them);
+    `failed` names the trials and seed reruns that failed and the optimizers left without a
+    completed trial (empty when none: also named in a FailedRunsWarning)."""
 
     report: dict[str, Any]
     storage: str
     interrupted: bool = False
-    failed: bool = False
+    failed: list[str] = field(default_factory=list)
 
     @property
     def tune_file(self) -> TuneFile:
@@ -290,6 +398,32 @@ class TuneResult:
         """Optimizer -> its Optuna study's name."""
         return {key: str(arm.study) for key, arm in self.tune_file.optimizers.items()}
 
+    def frame(self) -> pd.DataFrame:
+        """One row per optimizer: its best trial's value, run-id and hyperparameters (a column
+        each, `optimizer.lr`, ...), the seed reruns' mean and std of the metric, and the budget
+        spent (trials completed, pruned, failed; epochs; seconds)."""
+        import pandas as pd
+
+        rows = []
+        for key, arm in self.tune_file.optimizers.items():
+            seeds = pd.Series(arm.seed_values, dtype=float)
+            rows.append(
+                {
+                    "optimizer": key,
+                    "best_value": arm.best.value if arm.best else None,
+                    "best_run_id": arm.best.run_id if arm.best else None,
+                    **(arm.best.params if arm.best else {}),
+                    "seed_mean": seeds.mean(),
+                    "seed_std": seeds.std(),
+                    "completed": arm.completed,
+                    "pruned": arm.pruned,
+                    "failed": arm.failed,
+                    "epochs": arm.epochs,
+                    "seconds": arm.seconds,
+                }
+            )
+        return pd.DataFrame(rows)
+
 
 def tune(
     config: ConfigSource,
@@ -303,13 +437,18 @@ def tune(
     storage: str | None = None,
     results_dir: str | Path | None = None,
     view: SweepView | None = None,
+    progress: bool = False,
 ) -> TuneResult:
     """Tune each optimizer of the config (its `sweep:` section, updated by `grid`) with Optuna on
     the `tune:` section's space, every optimizer with the same budget, then rerun each best
     configuration with the tune's seeds; resumable, and processes sharing `storage` share the
-    budget. Needs the `tune` extra (optuna)."""
-    from optbench.sweeps.executors import QuietSweep
+    budget. Needs the `tune` extra (optuna). With local workers, a script makes the call under
+    `if __name__ == "__main__":` (see `sweep`); `progress=True` shows a bar over the runs."""
+    _guarded_main("tune", workers, executor)
     from optbench.sweeps.tune import run_tune
+    from optbench.sweeps.tune_setup import check_storage
+
+    check_storage(storage)
 
     outcome = run_tune(
         config,
@@ -321,9 +460,31 @@ def tune(
         address=address,
         storage=storage,
         trials=trials,
-        view=view or QuietSweep,
+        view=_view(view, progress),
     )
-    return TuneResult(outcome.report, outcome.storage, outcome.interrupted, outcome.failed)
+    failed = _tune_failures(outcome.report, Path(results_dir or default_results_dir()))
+    if outcome.failed and not failed:  # what the tune counted, when no run on disk says it
+        failed = ["a seed rerun"]
+    _warn_failed(f"tune {outcome.report.get('name')}", failed)
+    return TuneResult(outcome.report, outcome.storage, outcome.interrupted, failed)
+
+
+def _tune_failures(report: dict[str, Any], results: Path) -> list[str]:
+    """The tune's failed runs ("<optimizer> trial <run-id>", "... seed rerun <run-id>"), read
+    from their summaries, and its optimizers without a completed trial."""
+    from optbench.storage.results import RunDir
+
+    tuned = TuneFile.from_dict(report)
+    failed = []
+    for key, arm in tuned.optimizers.items():
+        for kind, run_ids in (("trial", arm.trial_run_ids), ("seed rerun", arm.seed_run_ids)):
+            for run_id in run_ids:
+                summary = RunDir(results / str(tuned.name) / run_id).read_summary()
+                if summary is not None and summary.status == "failed":
+                    failed.append(f"{key} {kind} {run_id}")
+        if arm.best is None:
+            failed.append(f"{key}: no completed trial")
+    return failed
 
 
 @dataclass
@@ -355,17 +516,21 @@ def benchmark(
     results_dir: str | Path | None = None,
     view: SweepView | None = None,
     plot: str | Path | None = None,
+    progress: bool = False,
 ) -> BenchmarkResult:
     """Tune every (optimizer, problem) pair of a suite file with its one budget (pairs already
     finished are read back, so `optimizers`, extra registry names or import paths, train only
     their own pairs), then score the optimizers across problems with AlgoPerf's performance
     profiles and write DIR/<suite>/benchmark.json. Needs the `tune` extra (optuna). `plot`: a
-    PNG (or other image) of the performance profiles, checked before anything trains."""
+    PNG (or other image) of the performance profiles, checked before anything trains. With
+    local workers, a script makes the call under `if __name__ == "__main__":` (see `sweep`);
+    pairs without a completed trial are named in a FailedRunsWarning. `progress=True` shows a
+    bar over the runs."""
+    _guarded_main("benchmark", workers, executor)
     from optbench.analysis.benchmark import score_benchmark
     from optbench.analysis.reports import check_plot_path, plot_profiles_png
     from optbench.core.suite import load_suite, suite_pairs
     from optbench.sweeps.benchmark import train_pairs
-    from optbench.sweeps.executors import QuietSweep
 
     if plot is not None:
         check_plot_path(Path(plot))
@@ -385,11 +550,12 @@ def benchmark(
         workers=workers,
         executor=executor,
         address=address,
-        view=view or QuietSweep,
+        view=_view(view, progress),
     )
     outcome = score_benchmark(checked, pairs, targets, results, done.trained, done.reused)
     if plot is not None:
         plot_profiles_png(outcome.document, Path(plot))
+    _warn_failed(f"benchmark {Path(suite).stem}", outcome.failed)
     return BenchmarkResult(
         outcome.path, outcome.document, outcome.trained, outcome.reused, outcome.failed
     )

@@ -62,6 +62,40 @@ def write_config(folder: Path, config: dict[str, Any], name: str = "exp.yaml") -
     return path
 
 
+class Killed(Exception):
+    """What ends a run after its first epoch in assert_resumes_exactly, as a SIGKILL would."""
+
+
+class KillAfterEpoch1(SilentObserver):
+    """Raises once epoch 1's checkpoint and epochs.csv are on disk (train saves the checkpoint
+    before it reports the epoch): the state a process killed then leaves."""
+
+    def epoch_finished(self, row: dict[str, Any]) -> None:
+        if row["epoch"] == 1:
+            raise Killed
+
+
+def assert_resumes_exactly(config: dict[str, Any], folder: Path) -> Any:
+    """`config` (at least 2 epochs) through optbench.run, the user's path with its checkpoints:
+    completed unbroken, and killed after epoch 1 then resumed (`resume=True`, the global RNG
+    scrambled as in a new process) to the same per-epoch table bit for bit. The unbroken run."""
+    import pytest
+    import torch
+
+    import optbench
+
+    config = {**config, "epochs": max(2, config.get("epochs", 2))}
+    unbroken = optbench.run(config, results_dir=folder / "unbroken")
+    assert unbroken.status == "completed", unbroken.summary.get("diverged_at")
+    with pytest.raises(Killed):
+        optbench.run(config, results_dir=folder / "killed", observers=[KillAfterEpoch1()])
+    torch.manual_seed(12345)
+    resumed = optbench.run(config, results_dir=folder / "killed", resume=True)
+    assert resumed.status == "completed" and resumed.run_id == unbroken.run_id
+    assert resumed.epochs[METRICS].equals(unbroken.epochs[METRICS])  # bit-identical
+    return unbroken
+
+
 class StopAt(SilentObserver):
     """A training observer that interrupts at (epoch, batch), as Ctrl-C would."""
 

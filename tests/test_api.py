@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -266,3 +267,94 @@ def test_every_command_calls_its_api_function(
 
 def test_the_command_list_is_the_one_this_test_maps() -> None:
     assert set(COMMANDS) == set(_calls("c", "d")) - {"sweep --dry-run"}
+
+
+def test_a_sweep_whose_runs_failed_says_so_in_a_warning_and_lists_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.test_sweep import FAILING_OPTIMIZER, _importable
+
+    module = "optbench_test_api_failing_optimizer"
+    _importable(tmp_path, module, FAILING_OPTIMIZER, monkeypatch)
+    grid = {"optimizer.name": ["SGD", f"{module}.FailsOnThirdStep"]}
+    with pytest.warns(optbench.FailedRunsWarning, match=r"sweep tiny: 1 failed: ") as warned:
+        result = optbench.sweep(_config(), grid, workers=1, results_dir=tmp_path / "r")
+    (failing,) = [r for r in result if r.config["optimizer"]["name"].endswith("FailsOnThirdStep")]
+    assert result.failed == [failing.run_id] and failing.status == "failed"
+    assert failing.run_id in str(warned[0].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # all finished now: nothing to warn about
+        assert optbench.sweep(_config(), workers=1, results_dir=tmp_path / "r").failed == []
+
+
+_SWEEP_SCRIPT = """
+import optbench
+
+CONFIG, GRID = {config!r}, {{"optimizer.lr": [0.1, 0.05]}}
+{guard}result = optbench.sweep(CONFIG, GRID, workers=2, results_dir={results!r})
+{guard}print("failed:", result.failed)
+"""
+
+
+@pytest.mark.slow  # starts Python processes
+def test_a_script_without_the_main_guard_is_refused_before_any_worker_starts(
+    tmp_path: Path,
+) -> None:
+    results = tmp_path / "results"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    script = tmp_path / "unguarded.py"
+    script.write_text(_SWEEP_SCRIPT.format(config=_config(), guard="", results=str(results)))
+    ran = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert ran.returncode == 1
+    last = ran.stderr.strip().splitlines()[-1]
+    assert last.startswith("optbench.core.errors.ConfigError: workers: ") and (
+        "unguarded.py, line 5" in last and 'if __name__ == "__main__":' in last
+    ), ran.stderr
+    assert "RuntimeError" not in ran.stderr and not results.exists()  # no worker, no file
+
+    guarded = tmp_path / "guarded.py"
+    text = _SWEEP_SCRIPT.format(config=_config(), guard="    ", results=str(results))
+    guarded.write_text(text.replace("\n    result", '\nif __name__ == "__main__":\n    result', 1))
+    ran = subprocess.run(
+        [sys.executable, str(guarded)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert ran.returncode == 0 and "failed: []" in ran.stdout, ran.stderr
+
+
+def test_a_sweep_with_progress_draws_a_bar_and_its_frame_is_one_row_per_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    grid = {"optimizer.lr": [0.1, 0.05]}
+    result = optbench.sweep(_config(), grid, workers=1, results_dir=tmp_path, progress=True)
+    captured = capsys.readouterr()
+    assert "2/2" in captured.err and captured.out == ""  # tqdm's text bar, on stderr
+    frame = result.frame()
+    assert list(frame["run_id"]) == [r.run_id for r in result]
+    for row, each in zip(frame.to_dict("records"), result, strict=True):
+        written = pd.read_csv(each.dir / "epochs.csv")
+        assert row["final_test_loss"] == written["test_loss"].iloc[-1]
+        assert row["config.optimizer.lr"] == each.config["optimizer"]["lr"]
+
+
+def test_a_tunes_frame_is_the_studys_best_trial_as_optuna_reads_it(tmp_path: Path) -> None:
+    optuna = pytest.importorskip("optuna")
+    config = _config(
+        epochs=1,
+        tune={
+            "space": {"optimizer.lr": {"choice": [0.01, 0.1]}},
+            "trials": 2,
+            "sampler": "random",
+            "seeds": [0],
+        },
+    )
+    result = optbench.tune(config, workers=1, results_dir=tmp_path, progress=True)
+    (row,) = result.frame().to_dict("records")
+    from optuna.storages.journal import JournalFileBackend
+
+    journal = optuna.storages.JournalStorage(JournalFileBackend(result.storage))
+    study = optuna.load_study(study_name=result.studies[row["optimizer"]], storage=journal)
+    assert row["best_value"] == study.best_value
+    assert row["optimizer.lr"] == study.best_params["optimizer.lr"]
+    assert row["completed"] == 2 and row["failed"] == 0 and result.failed == []

@@ -930,6 +930,11 @@ CASES = [
         "scheduler.max_lr",
         "must be in [0, inf], got -1.0",
     ),
+    case(
+        "model-without-parameters",
+        regression(model={"name": "torch.nn.Identity"}),
+        "model: torch.nn.modules.linear.Identity has no trainable parameters",
+    ),
 ]
 
 
@@ -1210,3 +1215,70 @@ def test_a_bad_benchmark_suite_is_one_clear_error(
     path = write(configs, changed(SUITE, changes), "suite.yaml")
     result = invoke("benchmark", path, results, "--results-dir", str(results))
     assert_user_error(result, results, *fragments)
+
+
+# --------------------------------------------------------------------------- issue 25's cases
+
+
+def test_a_data_file_that_is_a_folder_is_called_a_folder(configs: Path, results: Path) -> None:
+    (configs / "points.npz").mkdir()
+    path = write(configs, regression(data__dataset="points.npz"))
+    for command in COMMANDS:
+        assert_user_error(invoke(command, path, results), results, "points.npz", "is a folder")
+
+
+@pytest.mark.parametrize("command", ["run", "sweep", "tune"])
+def test_a_results_dir_that_is_a_dangling_symlink_says_so(
+    command: str, configs: Path, tmp_path: Path
+) -> None:
+    config = regression(tune={"space": {"optimizer.lr": {"log_uniform": [0.01, 0.1]}}})
+    path = write(configs, config)
+    dangling = tmp_path / "results-link"
+    dangling.symlink_to(tmp_path / "gone")
+    result = cli_runner().invoke(app, [command, str(path), "--results-dir", str(dangling)])
+    assert_user_error(result, None, "results-link", "symbolic link", "does not exist")
+    assert not (tmp_path / "gone").exists()
+
+
+def _tune_config(configs: Path) -> Path:
+    return write(configs, regression(tune={"space": {"optimizer.lr": {"choice": [0.01, 0.1]}}}))
+
+
+def test_tune_storage_in_a_folder_that_does_not_exist_is_bad_input(
+    configs: Path, results: Path
+) -> None:
+    pytest.importorskip("optuna")
+    storage = "/nonexistent/dir/j.log"
+    args = ["tune", str(_tune_config(configs)), "--storage", storage]
+    result = cli_runner().invoke(app, [*args, "--results-dir", str(results)])
+    assert_user_error(result, results, "--storage", "folder /nonexistent/dir does not exist")
+
+
+def test_tune_trials_past_the_limit_is_refused(configs: Path, results: Path) -> None:
+    pytest.importorskip("optuna")
+    args = ["tune", str(_tune_config(configs)), "--trials", "99999999999999999999999"]
+    result = cli_runner().invoke(app, [*args, "--results-dir", str(results)])
+    assert_user_error(result, results, "--trials", "must be from 1 to 100000")
+
+
+@pytest.mark.parametrize("name", ["my suite", "réglages"])
+def test_a_suite_name_outside_the_allowed_letters_is_said_in_words(
+    name: str, configs: Path, results: Path
+) -> None:
+    suite = {
+        "name": name,
+        "problems": ["rosenbrock"],
+        "optimizers": {"SGD": "SGD"},
+        "tune": {"space": {"optimizer.lr": {"choice": [0.01]}}, "trials": 1},
+    }
+    path = write(configs, suite, "suite.yaml")
+    result = cli_runner().invoke(app, ["benchmark", str(path), "--results-dir", str(results)])
+    message = assert_user_error(result, results, "name", "letters, digits or _ . + = -", name)
+    assert "^[" not in message  # not the pattern itself
+
+
+def test_the_api_refuses_a_config_that_is_neither_a_path_nor_a_mapping(results: Path) -> None:
+    with pytest.raises(optbench.ConfigError, match="config: must be a YAML file's path") as no:
+        optbench.run(42)
+    assert no.value.field == "config" and "int" in str(no.value)
+    assert everything_in(results) == []

@@ -21,7 +21,7 @@ from optbench.core.config import validate_config
 from optbench.core.metrics import EPOCH_COLUMNS
 from optbench.experiment.plan import make_plan
 from optbench.storage.results import RunDir, RunLock
-from tests.helpers import assert_one_error_line, invoke, regression_dict
+from tests.helpers import REPO, assert_one_error_line, invoke, regression_dict
 
 
 def _resolved(
@@ -618,3 +618,94 @@ def test_compare_piped_prints_the_whole_ranking_and_a_narrow_terminal_fewer_colu
     for _, expected in ranking.iterrows():
         assert f"{expected.final_test_loss_mean:.4f}" in words
         assert f"{expected.final_test_loss_std:.4f}" in words
+
+
+def test_a_run_an_observer_stopped_early_has_its_last_epoch_as_final(tmp_path: Path) -> None:
+    import optbench
+    from optbench.experiment.train import SilentObserver, StopTraining
+    from optbench.storage.results import Status
+
+    class EarlyStopping(SilentObserver):
+        def epoch_finished(self, row: dict) -> None:
+            if row["epoch"] == 2:
+                raise StopTraining(Status.COMPLETED, "no better for 1 epoch")
+
+    config = regression_dict(epochs=4)
+    run = optbench.run(config, results_dir=tmp_path, observers=[EarlyStopping()])
+    assert run.status == "completed" and len(run.epochs) == 2
+    assert run.summary["stopped_early"] == {"epoch": 2, "reason": "no better for 1 epoch"}
+    (row,) = optbench.compare(tmp_path).to_dict("records")
+    written = pd.read_csv(run.dir / "epochs.csv")
+    assert row["final_test_loss_mean"] == written["test_loss"].iloc[-1]
+    assert row["completed"] == 1 and row["status"] == "1 completed"
+
+
+_MARKER_MODEL = """
+from pathlib import Path
+
+from torch import nn
+
+Path(__file__).with_name("imported.txt").write_text("this module was imported")
+
+
+class Net(nn.Linear):
+    pass
+"""
+
+
+@pytest.mark.slow  # three optbench processes
+def test_reading_a_results_folder_runs_no_code_and_skips_a_bad_run_naming_it(
+    tmp_path: Path, monkeypatch
+) -> None:
+    import shutil
+
+    import optbench
+
+    folder = tmp_path / "sent"  # a results folder someone sent, with a module in it
+    folder.mkdir()
+    (folder / "marker_model.py").write_text(_MARKER_MODEL)
+    monkeypatch.syspath_prepend(str(folder))
+    config = regression_dict(model={"name": "marker_model.Net"})
+    run = optbench.run(config, results_dir=folder / "results")
+    marker = folder / "imported.txt"
+    assert marker.exists()  # training imported it
+    marker.unlink()
+    bad = {
+        "python-tag": "optimizer: !!python/object/apply:os.system ['touch pwned']\n",
+        "huge-integer": f"seed: {'9' * 5000}\n",
+    }
+    for name, text in bad.items():
+        copy = run.dir.with_name(name)
+        shutil.copytree(run.dir, copy)
+        (copy / "config.yaml").write_text(text)
+    # COLUMNS: rich wraps a long note at 80 columns off a terminal
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "COLUMNS": "1000"}
+    for command in (["compare", "results"], ["report", "results", "-o", "r.html"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "optbench", *command],
+            capture_output=True,
+            text=True,
+            cwd=folder,  # where `python -m` looks for modules first
+            env=env,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+        printed = (done.stdout + done.stderr).splitlines()
+        skipped = [line for line in printed if "skipped" in line]
+        assert len(skipped) == 2 and all(line.startswith("note: ") for line in skipped)
+        assert any("python-tag" in line for line in skipped)
+        assert any("huge-integer" in line for line in skipped)
+    shown = subprocess.run(
+        [sys.executable, "-m", "optbench", "show", str(run.dir)],
+        capture_output=True,
+        text=True,
+        cwd=folder,
+        env=env,
+        timeout=300,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert not marker.exists() and not (folder / "pwned").exists()  # nothing was run
+    with pytest.warns(optbench.UnreadableRunWarning) as warned:
+        table = optbench.compare(folder / "results")
+    assert len(table) == 1 and len(warned) == 2
+    assert all(name in str(w.message) for name, w in zip(sorted(bad), warned, strict=True))

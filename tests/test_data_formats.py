@@ -51,21 +51,26 @@ def _md5(path: Path) -> str:
 # --------------------------------------------------------------------------- split=
 
 
-def test_svhn_reads_its_train_and_test_mat_files(tmp_path: Path, monkeypatch) -> None:
+def _write_svhn(root: Path, monkeypatch, sizes: dict[str, int]) -> None:
+    """SVHN's train and test .mat files as torchvision reads them, their md5s listed."""
     from scipy.io import savemat
 
     rng = np.random.default_rng(0)
-    sizes = {"train": 6, "test": 4}
     for split, n in sizes.items():
         images = rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8)
         labels = rng.integers(1, 11, (n, 1)).astype(np.uint8)  # SVHN writes digit 0 as 10
-        path = tmp_path / f"{split}_32x32.mat"
+        path = root / f"{split}_32x32.mat"
         savemat(path, {"X": images, "y": labels})
         # torchvision checks each file against the md5 it lists: list ours (the check still runs)
         url, filename, _ = torchvision.datasets.SVHN.split_list[split]
         monkeypatch.setitem(
             torchvision.datasets.SVHN.split_list, split, [url, filename, _md5(path)]
         )
+
+
+def test_svhn_reads_its_train_and_test_mat_files(tmp_path: Path, monkeypatch) -> None:
+    sizes = {"train": 6, "test": 4}
+    _write_svhn(tmp_path, monkeypatch, sizes)
 
     plan = optbench.plan(_config("torchvision.datasets.SVHN", tmp_path))
     assert plan.data_spec.input_shape == (3, 32, 32)
@@ -86,8 +91,9 @@ def test_svhn_reads_its_train_and_test_mat_files(tmp_path: Path, monkeypatch) ->
     assert refused.value.field == "data.test_split"
 
 
-def test_stl10_reads_its_binary_files(tmp_path: Path, monkeypatch) -> None:
-    folder = tmp_path / torchvision.datasets.STL10.base_folder
+def _write_stl10(root: Path, monkeypatch) -> None:
+    """STL10's binary files (5 training, 3 test images) as torchvision reads them, md5s listed."""
+    folder = root / torchvision.datasets.STL10.base_folder
     folder.mkdir()
     rng = np.random.default_rng(1)
     for split, n in (("train", 5), ("test", 3)):
@@ -100,6 +106,10 @@ def test_stl10_reads_its_binary_files(tmp_path: Path, monkeypatch) -> None:
             for name, _ in getattr(torchvision.datasets.STL10, attribute)
         ]
         monkeypatch.setattr(torchvision.datasets.STL10, attribute, listed)
+
+
+def test_stl10_reads_its_binary_files(tmp_path: Path, monkeypatch) -> None:
+    _write_stl10(tmp_path, monkeypatch)
 
     plan = optbench.plan(_config("torchvision.datasets.STL10", tmp_path))
     assert plan.data_spec.input_shape == (3, 96, 96)
@@ -150,6 +160,27 @@ def test_images_of_many_sizes_are_resized_by_data_image_size(tmp_path: Path) -> 
     assert plan.resolved["data"]["image_size"] == 12  # part of the run's identity
     unset = optbench.plan(Path(__file__).parents[1] / "configs" / "digits_mlp.yaml")
     assert "image_size" not in unset.resolved["data"]  # run-ids from before it stay
+
+
+@pytest.mark.slow  # three datasets, each trained 3 times through optbench.run: ~10 s
+@pytest.mark.parametrize("name", ["SVHN", "STL10", "DTD"])
+def test_a_split_dataset_trains_is_killed_and_resumes_exactly_through_optbench_run(
+    name: str, tmp_path: Path, monkeypatch
+) -> None:
+    from tests.helpers import assert_resumes_exactly
+
+    root = tmp_path / "data"
+    root.mkdir()
+    data: dict[str, Any] = {"batch_size": 2}
+    if name == "SVHN":
+        _write_svhn(root, monkeypatch, {"train": 6, "test": 4})
+    elif name == "STL10":
+        _write_stl10(root, monkeypatch)
+    else:
+        _write_dtd(root, {"train": [(20, 30), (24, 18), (16, 16), (30, 20)], "test": [(18, 22)]})
+        data["image_size"] = 12
+    config = _config(f"torchvision.datasets.{name}", root, **data)
+    assert_resumes_exactly({**config, "epochs": 2}, tmp_path / "runs")
 
 
 def test_split_names_are_read_from_each_class() -> None:

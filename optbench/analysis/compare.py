@@ -10,11 +10,13 @@ Only comparable numbers are averaged:
   the finished copy is kept (else the one with more epochs) and a note names the others.
 - The final_* metrics of a configuration are the mean over its runs that completed every
   planned epoch, so they are all taken at the same epoch (a configuration's runs share its
-  `epochs`). Runs that stopped early (diverged, failed, interrupted, still running, stale) are
-  counted in n and named with the epoch they stopped in ("2 completed, 1 diverged at epoch 3"),
-  but their last epoch never enters a final mean; a configuration without a completed run has
-  no final numbers. Best-so-far numbers (best_*, at epoch, epochs to a target) use every epoch
-  of every run, and a curve's mean at an epoch is over the runs that reached that epoch.
+  `epochs`), and over runs an observer ended on purpose as completed (early stopping with
+  StopTraining), taken at their last epoch. Runs that stopped early otherwise (diverged,
+  failed, interrupted, still running, stale) are counted in n and named with the epoch they
+  stopped in ("2 completed, 1 diverged at epoch 3"), but their last epoch never enters a
+  final mean; a configuration without a completed run has no final numbers. Best-so-far
+  numbers (best_*, at epoch, epochs to a target) use every epoch of every run, and a curve's
+  mean at an epoch is over the runs that reached that epoch.
 - A `running` run whose lock no live process holds was killed: it is shown as `stale`.
 - A run without a config.yaml is a configuration of its own, named by its folder (column
   `run`): with nothing to compare, two such runs are never assumed to be the same experiment.
@@ -38,13 +40,14 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from optbench.core.errors import ConfigError
+from optbench.core.errors import ConfigError, UnreadableRunWarning
 from optbench.core.identity import NOT_IN_CONFIGURATION, configuration_key, identity
 from optbench.core.metrics import (
     BEST,
@@ -130,6 +133,14 @@ def planned_epochs(run: Run) -> int:
     return epochs_logged(run.epochs)
 
 
+def _epochs_of_a_complete(run: Run) -> int:
+    """How many epochs a completed run's epochs.csv must hold to count as complete: the planned
+    ones, or those it trained when an observer ended it on purpose (StopTraining, early
+    stopping: summary.json's stopped_early)."""
+    stopped = run.record.stopped_epoch
+    return stopped if stopped is not None and stopped >= 1 else planned_epochs(run)
+
+
 def _stopped_in(run: Run) -> int:
     """The epoch an unfinished run stopped in: where it diverged, its last if it was pruned
     (after that epoch), else the one after its last."""
@@ -206,7 +217,9 @@ def runs_frame(runs: list[Run], target: tuple[str, float] | None = None) -> pd.D
         has = not epochs.empty
         epochs_to, seconds_to = _reach(epochs, target)
         status = run_status(run)
-        complete = status == Status.COMPLETED and epochs_logged(epochs) >= planned_epochs(run)
+        complete = status == Status.COMPLETED and epochs_logged(epochs) >= _epochs_of_a_complete(
+            run
+        )
         if status == Status.COMPLETED and not complete:
             status = INCOMPLETE
         rows.append(
@@ -478,6 +491,21 @@ def default_target(runs: list[Run]) -> tuple[str, float] | None:
     return (str(target[0]), float(target[1])) if target else None
 
 
+def read_runs(dirs: list[Path]) -> tuple[list[Run], list[str]]:
+    """The runs in `dirs`, and a line for each one that cannot be read (a value YAML or JSON
+    refuses in its files: a `!!python` tag, a 5000-digit integer): skipped with a warning
+    naming it, so one bad run never hides the others. Nothing in a run's files is executed."""
+    runs, skipped = [], []
+    for path in dirs:
+        try:
+            runs.append(read_run(path))
+        except ConfigError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
+            skipped.append(f"{first} (skipped; the other runs are compared)")
+            warnings.warn(skipped[-1], UnreadableRunWarning, stacklevel=3)
+    return runs, skipped
+
+
 def compare_runs(
     paths: list[Path], metric: str | None = None, target: str | None = None
 ) -> Comparison:
@@ -485,7 +513,9 @@ def compare_runs(
     by `metric` (by default the runs' problem's, see `default_metric`). Speed is measured to
     `target`, by default the runs' problem's (`default_target`)."""
     parsed = parse_target(target)
-    runs, notes = drop_copies([read_run(path) for path in find_run_dirs(paths)])
+    readable, skipped = read_runs(find_run_dirs(paths))
+    runs, notes = drop_copies(readable)
+    notes[:0] = skipped
     if parsed is None and (parsed := default_target(runs)) is not None:
         (problem,) = problems_of(runs)
         notes.append(

@@ -16,6 +16,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import inspect
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -570,13 +571,35 @@ def _split_by_keys(
     return split
 
 
+# The hook tables torch.optim.Optimizer.__init__ makes, which its step (once load_state_dict
+# has patched the class), state_dict() and load_state_dict() read. A wrapper that subclasses
+# Optimizer without calling its __init__ (torch_optimizer.Lookahead) lacks them and has no
+# hooks: empty tables are what that means.
+_HOOK_TABLES = (
+    "_optimizer_step_pre_hooks",
+    "_optimizer_step_post_hooks",
+    "_optimizer_state_dict_pre_hooks",
+    "_optimizer_state_dict_post_hooks",
+    "_optimizer_load_state_dict_pre_hooks",
+    "_optimizer_load_state_dict_post_hooks",
+)
+
+
+def _with_hook_tables(optimizer: Any) -> Any:
+    if isinstance(optimizer, torch.optim.Optimizer):
+        for table in _HOOK_TABLES:
+            if not hasattr(optimizer, table):
+                setattr(optimizer, table, OrderedDict())
+    return optimizer
+
+
 def _construct(
     info: OptimInfo, params: list[Any] | None, hyper: dict[str, Any], arguments: dict[str, Any]
 ) -> torch.optim.Optimizer:
     """`info`'s class over `params` (None: a wrapper, its base optimizer in `arguments`)."""
     given = arguments if params is None else {"params": params, **arguments}
     try:
-        return info.cls(**given, **hyper)
+        return _with_hook_tables(info.cls(**given, **hyper))
     except ImportError as exc:
         raise ConfigError(
             "optimizer", f"{info.name} needs a package that is not installed: {exc}"

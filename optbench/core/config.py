@@ -37,6 +37,16 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+=-]{0,99}$"
 MAX_INTEGER = 2**63 - 1
 
 
+def safe_name(name: str) -> str:
+    """An experiment's or a suite's name, which names a folder: NAME_PATTERN, said in words."""
+    if not re.fullmatch(NAME_PATTERN, name):
+        raise ValueError(
+            "must be 1-100 letters, digits or _ . + = - starting with a letter or digit "
+            f"(it names a folder under the results directory), got {name!r}"
+        )
+    return name
+
+
 class _Strict(BaseModel):
     """Unknown keys and wrong types are errors; ints pass for floats, nothing else is coerced."""
 
@@ -306,6 +316,7 @@ TuneMetric = RankableName  # a column of epochs.csv that training is judged by (
 # Optuna's samplers and pruners tune takes; sweeps/study.py builds each.
 SAMPLER_NAMES = ("tpe", "random", "grid", "qmc")
 PRUNER_NAMES = ("median", "hyperband", "none")
+MAX_TRIALS = 100_000  # trials per optimizer, in `tune.trials` and `--trials`
 SamplerName = Literal.__getitem__(SAMPLER_NAMES)  # type: ignore[attr-defined]
 PrunerName = Literal.__getitem__(PRUNER_NAMES)  # type: ignore[attr-defined]
 
@@ -316,7 +327,7 @@ class TuneConfig(_Strict):
     Not part of any run's identity (core/identity.py)."""
 
     space: dict[str, Distribution] = Field(min_length=1)
-    trials: int = Field(20, ge=1, le=100_000)
+    trials: int = Field(20, ge=1, le=MAX_TRIALS)
     sampler: SamplerName = "tpe"
     pruner: PrunerName = "median"
     # A column of epochs.csv; default: the problem's metric, else test_accuracy or test_loss.
@@ -369,12 +380,7 @@ class ExperimentConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _safe_name(cls, name: str) -> str:
-        if not re.fullmatch(NAME_PATTERN, name):
-            raise ValueError(
-                "must be 1-100 letters, digits or _ . + = - starting with a letter or digit "
-                f"(it names a folder under the results directory), got {name!r}"
-            )
-        return name
+        return safe_name(name)
 
     @field_validator("loss", mode="before")
     @classmethod
@@ -668,6 +674,12 @@ def read_source(
     if isinstance(source, Mapping):
         data, folder, stem = copy.deepcopy(dict(source)), Path.cwd(), "experiment"
         check_structure(data, "mapping")
+    elif not isinstance(source, (str, os.PathLike)):
+        raise ConfigError(
+            "config",
+            f"must be a YAML file's path or a mapping of keys to values, not "
+            f"{type(source).__name__} {str(source)[:60]!r}",
+        )
     else:
         data, folder, stem = read_config_file(source), Path(source).parent, Path(source).stem
     if overrides:
@@ -714,7 +726,7 @@ def anchor_to_folder(config: dict[str, Any], folder: Path) -> None:
     if not isinstance(data, dict) or data.get("root") is not None:
         return
     dataset = data.get("dataset")
-    if isinstance(dataset, str) and is_data_file(dataset) and (folder / dataset).is_file():
+    if isinstance(dataset, str) and is_data_file(dataset) and (folder / dataset).exists():
         data["dataset"] = str((folder / dataset).resolve())  # an absolute one stays as it is
 
 

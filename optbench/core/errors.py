@@ -34,6 +34,16 @@ class ResultsWriteError(OSError):
     Not bad input: the run may be fine and its checkpoint is kept, so it can be resumed."""
 
 
+class FailedRunsWarning(UserWarning):
+    """A library call (sweep, tune, benchmark) returned with runs that failed: named in the
+    warning, listed in the result's `failed`. The CLI, which prints its own counts, hides it."""
+
+
+class UnreadableRunWarning(UserWarning):
+    """A run folder compare or report could not read (a bad value in its files): skipped, the
+    other runs compared. The CLI prints it as a note."""
+
+
 class RunExistsError(ConfigError):
     """The run was trained before: finished (train it again with force), or interrupted with a
     checkpoint (continue it with resume, or start over with force)."""

@@ -26,6 +26,7 @@ from optbench.core.config import (
     apply_overrides,
     name_from_stem,
     read_config_file,
+    safe_name,
     validate_config,
 )
 from optbench.core.errors import ConfigError
@@ -65,7 +66,7 @@ class SuiteConfig(_Strict):
     `tune` (the one budget every pair gets) and `targets` (problem -> {metric: value}, else the
     problem's own target)."""
 
-    name: str = Field(pattern=NAME_PATTERN)
+    name: str
     problems: list[str] = Field(min_length=1)
     set: dict[str, Any] = Field(default_factory=dict)
     optimizers: dict[str, SuiteOptimizer] = Field(min_length=1)
@@ -73,6 +74,11 @@ class SuiteConfig(_Strict):
     targets: dict[str, dict[str, float]] = Field(default_factory=dict)
     protocol: Literal["external_tuning", "best_final_reruns"] = EXTERNAL_TUNING
     studies: int = Field(3, ge=1, le=1000)  # external tuning: independent studies per pair
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, name: str) -> str:
+        return safe_name(name)
 
     @field_validator("optimizers", mode="before")
     @classmethod

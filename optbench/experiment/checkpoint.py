@@ -10,12 +10,14 @@ objects.
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import torch
 
+from optbench.components.optimizers import WRAPPED_ARGS
 from optbench.core.errors import ConfigError
 from optbench.storage.results import SyncPolicy, write_atomic
 
@@ -78,6 +80,43 @@ def _torch_save(state: dict[str, Any], handle: BinaryIO) -> None:
         if cause is None:
             raise
         raise cause from None
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """optimizer.load_state_dict(state), keeping what the wrapper's constructor shared: a
+    wrapper whose param_groups are its base optimizer's list (torch_optimizer.Lookahead) gets
+    two lists back from load_state_dict, and a scheduler setting one lr would miss the base."""
+    shared = [
+        name
+        for name in WRAPPED_ARGS  # where wrappers keep the optimizer they wrap
+        if getattr(getattr(optimizer, name, None), "param_groups", None) is optimizer.param_groups
+    ]
+    optimizer.load_state_dict(state)
+    for name in shared:
+        getattr(optimizer, name).param_groups = optimizer.param_groups
+
+
+def check_round_trip(optimizer: torch.optim.Optimizer) -> None:
+    """Save the optimizer's state as a checkpoint does, read it back as resuming does, and load
+    it: what raises here would fail a run at its first checkpoint or its resume."""
+    handle = io.BytesIO()
+    torch.save(optimizer.state_dict(), handle)
+    handle.seek(0)
+    load_optimizer_state(optimizer, torch.load(handle, weights_only=True))
+
+
+def unsaveable_reason(exc: BaseException) -> str:
+    """Why a state failed check_round_trip, in one line: torch's weights-only reader names the
+    class it refused in a page of advice."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if refused:
+        return (
+            f"it holds a {refused.group(1)}, which a checkpoint (read back with "
+            "torch.load(weights_only=True)) cannot hold"
+        )
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return f"{type(exc).__name__}: {first[:200]}".rstrip(": ")
 
 
 def rng_state(

@@ -37,6 +37,7 @@ from optbench.core import identity
 from optbench.core.config import OPTIONAL_DATA_FIELDS, ExperimentConfig, default_data_root
 from optbench.core.errors import ConfigError
 from optbench.core.usercode import stage, time_limit, user_code
+from optbench.experiment.checkpoint import check_round_trip, unsaveable_reason
 
 
 @dataclass(frozen=True)
@@ -341,6 +342,14 @@ def _try_step(
             "plain, closure, sharpness or second_order)",
         ) from None
     _try_switch(protocol.evaluating, trial, optimizer.info.name)
+    try:
+        check_round_trip(trial)
+    except Exception as exc:
+        raise ConfigError(
+            "optimizer",
+            f"{optimizer.info.name}'s state cannot be checkpointed, so a run of it could not "
+            f"resume: {unsaveable_reason(exc)}",
+        ) from None
 
 
 def _try_switch(
@@ -428,6 +437,12 @@ def _make_plan(config: ExperimentConfig) -> RunPlan:
             model_info, spec, model_options, torch.device("cpu"), config.data.channels
         )
         trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        if not trainable:
+            raise ConfigError(
+                "model",
+                f"{model_info.name} has no trainable parameters: the optimizer would have "
+                "nothing to train",
+            )
         regularization = bind_regularization(config, list(trainable))
         run = {  # RUN_ARGS: what an optimizer may ask about the run
             "num_iterations": config.epochs

@@ -69,7 +69,12 @@ def torch_threads(threads: int) -> Iterator[None]:
 
 
 def summarize(
-    plan: RunPlan, result: TrainResult | None, status: str, started: float, error: str | None
+    plan: RunPlan,
+    result: TrainResult | None,
+    status: str,
+    started: float,
+    error: str | None,
+    stopped: dict[str, Any] | None = None,
 ) -> Summary:
     """summary.json: status, final and best metrics, what ran where, and how long it took."""
     rows = result.rows if result else []
@@ -95,6 +100,7 @@ def summarize(
         final={name: last.get(name) for name in RANKABLE if name in best},
         best=best,
         diverged_at=result.diverged_at if result else None,
+        stopped_early=stopped,
         error=error,
         wall_seconds=round(time.time() - started, 3),
         started_at=dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(),
@@ -185,12 +191,13 @@ def _train_in(
     display.run_started(title, plan.config.epochs)
     loggers = RunLoggers.open(plan, run, display, resuming=checkpoints.exists())
     observer = _SaveEachEpoch(run, loggers.observer, checkpoints.policy)
-    error = None
+    error = stopped = None
     try:
         with torch_threads(plan.threads):
             result = train(plan, observer, checkpoints, detect_anomaly)
     except StopTraining as stop:  # ended on purpose by an observer (a tuner's pruner)
         result, error = TrainResult(status=stop.status, rows=observer.rows), stop.reason
+        stopped = {"epoch": len(observer.rows), "reason": stop.reason}
     except BaseException as exc:
         status, error = _failure(exc)
         failed = TrainResult(status=status, rows=observer.rows)
@@ -202,7 +209,7 @@ def _train_in(
         raise
     display.run_ended(str(result.status))
     checkpoints.policy.flush()  # the epochs on disk before the summary that says how it ended
-    run.write_summary(summarize(plan, result, result.status, started, error))
+    run.write_summary(summarize(plan, result, result.status, started, error, stopped))
     loggers.close(result.status)
     if result.status in FINISHED:  # nothing left to resume: the checkpoint only costs disk now
         checkpoints.path.unlink(missing_ok=True)

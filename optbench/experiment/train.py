@@ -34,7 +34,12 @@ from torch import nn
 from optbench.components.data import InMemoryDataset, ShuffledBatches, load_splits
 from optbench.components.optimizers import effective_lr
 from optbench.core.metrics import BETWEEN, epoch_row
-from optbench.experiment.checkpoint import CheckpointFile, restore_rng, rng_state
+from optbench.experiment.checkpoint import (
+    CheckpointFile,
+    load_optimizer_state,
+    restore_rng,
+    rng_state,
+)
 from optbench.experiment.plan import RunPlan
 from optbench.storage.results import Status
 
@@ -331,7 +336,7 @@ def train(
     saved = checkpoints.load(device) if checkpoints else None
     if saved is not None:
         model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
+        load_optimizer_state(optimizer, saved["optimizer"])
         if scheduler is not None:
             scheduler.load_state_dict(saved["scheduler"])
         restore_rng(saved["rng"], shuffle, device, augment)

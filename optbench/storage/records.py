@@ -114,6 +114,8 @@ class Summary:
     final: dict[str, Any] = field(default_factory=dict)
     best: dict[str, Any] = field(default_factory=dict)
     diverged_at: dict[str, Any] | None = None
+    # {epoch, reason} when an observer ended the run on purpose (StopTraining: early stopping)
+    stopped_early: dict[str, Any] | None = None
     error: str | None = None
     wall_seconds: float | None = None
     started_at: str | None = None
@@ -123,7 +125,7 @@ class Summary:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> Summary:
         data = data if isinstance(data, Mapping) else {}
-        diverged = data.get("diverged_at")
+        diverged, stopped = data.get("diverged_at"), data.get("stopped_early")
         return cls(
             name=_str(data.get("name")),
             run_id=_str(data.get("run_id")) or None,
@@ -137,6 +139,7 @@ class Summary:
             final=_mapping(data.get("final")),
             best=_mapping(data.get("best")),
             diverged_at=dict(diverged) if isinstance(diverged, Mapping) else None,
+            stopped_early=dict(stopped) if isinstance(stopped, Mapping) else None,
             error=_str(data.get("error")),
             wall_seconds=_number(data.get("wall_seconds")),
             started_at=_str(data.get("started_at")),
@@ -146,7 +149,11 @@ class Summary:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object written to disk, keys in the order summary.json has always had."""
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        out = {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name != "extra" and (f.name != "stopped_early" or self.stopped_early is not None)
+        }  # stopped_early only where a run was stopped: other summaries keep their bytes
         if out["steps_per_epoch"] is None:  # a file written before it was recorded: as it was
             del out["steps_per_epoch"]
         if self.threads is None:  # a run from before the key: its file written back as it was
@@ -157,6 +164,11 @@ class Summary:
     def diverged_epoch(self) -> int | None:
         """The epoch the run diverged in, None when it did not."""
         return _int((self.diverged_at or {}).get("epoch"))
+
+    @property
+    def stopped_epoch(self) -> int | None:
+        """The last epoch of a run an observer ended on purpose, None for any other run."""
+        return _int((self.stopped_early or {}).get("epoch"))
 
     def final_value(self, metric: str) -> float | None:
         """The metric (an epoch column) at the run's last epoch, None when not recorded."""

@@ -365,11 +365,21 @@ def read_run(path: str | Path) -> Run:
     return Run(path, summary, config or {}, epochs)
 
 
+def check_results_dir(results_dir: Path) -> None:
+    """A results directory that is a file, or a symlink to nothing, refused in one line."""
+    if results_dir.exists() and not results_dir.is_dir():
+        raise ConfigError(f"results directory {results_dir} is a file, not a folder")
+    if results_dir.is_symlink() and not results_dir.exists():
+        target = os.readlink(results_dir)
+        raise ConfigError(
+            f"results directory {results_dir} is a symbolic link to {target}, which does not exist"
+        )
+
+
 def create_run_dir(results_dir: str | Path, name: str, run_id: str) -> RunDir:
     """results/<name>/<run-id>/, created if needed, with one clear sentence when it cannot be."""
     results_dir = Path(results_dir)
-    if results_dir.exists() and not results_dir.is_dir():
-        raise ConfigError(f"results directory {results_dir} is a file, not a folder")
+    check_results_dir(results_dir)
     run = RunDir(results_dir / name / run_id)
     try:
         run.path.mkdir(parents=True, exist_ok=True)

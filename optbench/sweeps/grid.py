@@ -222,11 +222,10 @@ def run_sweep(
 ) -> SweepReport:
     """Run every point that has not finished; finished ones are skipped, interrupted ones resume.
     `view` makes what the sweep reports to as it goes (the CLI's live view; by default nothing)."""
-    from optbench.storage.results import FINISHED
+    from optbench.storage.results import FINISHED, check_results_dir
 
     results_dir = Path(results_dir)
-    if results_dir.exists() and not results_dir.is_dir():
-        raise ConfigError("", f"results directory {results_dir} is a file, not a folder")
+    check_results_dir(results_dir)
     runner = make_executor(executor, workers, address, results_dir, name)
     skipped = [p.run_id for p in points if point_status(results_dir, name, p) in FINISHED]
     todo = [(p.run_id, p.config) for p in points if p.run_id not in skipped]

@@ -29,7 +29,14 @@ from optbench.core.config import ConfigSource, Overrides, default_results_dir, v
 from optbench.core.errors import ConfigError, ResultsWriteError
 from optbench.core.metrics import BETWEEN
 from optbench.storage.records import BestTrial, TunedOptimizer, TuneFile
-from optbench.storage.results import FINISHED, TUNE_FILE, RunDir, Status, cannot_write
+from optbench.storage.results import (
+    FINISHED,
+    TUNE_FILE,
+    RunDir,
+    Status,
+    cannot_write,
+    check_results_dir,
+)
 from optbench.sweeps.executors import QuietSweep, SweepView
 from optbench.sweeps.shared_pool import LabelledDisplay, SharedPool
 from optbench.sweeps.study import (
@@ -665,8 +672,7 @@ def run_tunes(
 
     import_optuna()
     results = Path(results_dir or default_results_dir())
-    if results.exists() and not results.is_dir():
-        raise ConfigError("", f"results directory {results} is a file, not a folder")
+    check_results_dir(results)
     runner = make_executor(executor, workers, address, results, setups[0].name)
     tuners, lines = [], []
     for setup in setups:

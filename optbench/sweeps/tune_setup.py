@@ -16,6 +16,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from optbench.core.config import (
+    MAX_TRIALS,
     ConfigSource,
     Distribution,
     Overrides,
@@ -137,6 +138,22 @@ def _check_metric(metric: str, plan: Any) -> None:
         raise ConfigError("tune.metric", "distance_to_optimum needs a problem with a known optimum")
 
 
+def check_storage(spec: str | None) -> None:
+    """A journal file's folder must exist (Optuna would fail at its first write, which reads as
+    a full disk); a URL is checked by Optuna when it is opened."""
+    from pathlib import Path
+
+    if spec is None or "://" in spec:
+        return
+    path = Path(spec)
+    if path.is_dir():
+        raise ConfigError(
+            "--storage", f"{spec} is a folder; give a file such as {path / 'optuna-journal.log'}"
+        )
+    if not path.parent.is_dir():
+        raise ConfigError("--storage", f"{spec}: folder {path.parent} does not exist")
+
+
 def load_tune(
     source: ConfigSource,
     overrides: Overrides | None = None,
@@ -158,8 +175,8 @@ def load_tune(
     if tune is None:
         raise ConfigError("tune", "is required: optbench tune needs a tune: section with a space")
     if trials is not None:
-        if trials < 1:
-            raise ConfigError("--trials", f"must be at least 1, got {trials}")
+        if not 1 <= trials <= MAX_TRIALS:
+            raise ConfigError("--trials", f"must be from 1 to {MAX_TRIALS}, got {trials}")
         tune = tune.model_copy(update={"trials": trials})
     base = {k: v for k, v in data.items() if k != "tune"}
     notes = []

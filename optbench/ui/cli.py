@@ -669,7 +669,13 @@ def report(
     """Write the comparison as one self-contained HTML page (works offline): the ranking,
     interactive curves with seed bands, 2-D paths, tuneability, each configuration's config
     (needs plotly, the `report` extra)."""
-    written = optbench.report(*paths, output=output, metric=metric, target=target)
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", optbench.UnreadableRunWarning)
+        written = optbench.report(*paths, output=output, metric=metric, target=target)
+    for warning in caught:  # the runs skipped, as compare notes them
+        errors.print(f"note: {warning.message}", markup=False, highlight=False)
     console.print(
         f"report written to {written.path} ({written.runs} runs, {written.configurations} "
         f"configurations, {len(written.figures)} figures, {written.size / 1e6:.1f} MB)",
@@ -722,6 +728,13 @@ def list_components(
 
 
 def main() -> None:
+    import warnings
+
+    from optbench.core.errors import FailedRunsWarning, UnreadableRunWarning
+
+    # each command prints its own counts, and compare and report their notes
+    warnings.simplefilter("ignore", FailedRunsWarning)
+    warnings.simplefilter("ignore", UnreadableRunWarning)
     app(prog_name="optbench")
 
 

@@ -524,6 +524,8 @@ def data_file(name: str, root: str | None) -> Path:
     path = Path(name).expanduser()
     if not path.is_absolute():
         path = Path(root or ".") / path
+    if path.is_dir():
+        raise ConfigError("data.dataset", f"data file '{name}' is a folder, not a .pt or .npz file")
     if not path.is_file():
         where = (
             ""
