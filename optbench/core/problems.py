@@ -255,7 +255,7 @@ _NO_TRUNCATION = (
 
 # DeepOBS's image datasets hold out a validation set the size of the test set (10,000) from
 # the training data (deepobs/pytorch/datasets/, train_eval_size and the validation split).
-_DEEPOBS_VALIDATION = "DeepOBS's: 10,000 training images held out, the size of the test set"
+_DEEPOBS_VALIDATION = "10,000 training images, the size of the test set, as DeepOBS holds out"
 
 
 def _deepobs_problem(
@@ -363,10 +363,7 @@ _deepobs_problem(
 # `distance_to_optimum`.
 
 _DEEPOBS = "https://github.com/fsschneider/DeepOBS/blob/master/"
-_DRAWN_VALIDATION = (
-    "the dataset's own: fresh noise drawn from RandomState(44), as DeepOBS draws its validation "
-    "set; the training data stays whole"
-)
+_DRAWN_VALIDATION = "fresh noise from RandomState(44), as DeepOBS draws its validation set"
 _DROPS_LAST = (
     "DeepOBS drops the last partial batch of each epoch and of the test set; optbench keeps it "
     "(one more, smaller step per epoch). Shuffling is torch's, not DeepOBS's loader's."
@@ -438,10 +435,7 @@ _SKLEARN_DIFFERS = (
     "split's statistics"
 )
 
-_SKLEARN_VALIDATION = (
-    "optbench's (no source holds one out): 20% of the training split, the usual 80/20 "
-    "hold-out, leaving most of a small training set to train on"
-)
+_SKLEARN_VALIDATION = "20% of the training split (optbench's: the source holds none out)"
 
 PROBLEMS.register(
     "digits_mlp",
