@@ -242,14 +242,15 @@ _CIFAR10_NORMALIZE = {  # DeepOBS's datasets/cifar10.py
 _PIPELINE = (
     "Trains on the whole training set and keeps the last, smaller batch; DeepOBS holds out "
     "10,000 random training images as a validation set and drops the last batch "
-    "(drop_last=True). Truncated-normal weights (where used) are drawn by torch's trunc_normal_ "
+    "(drop_last=True); data: {validation: 10000, drop_last: true} does the same. "
+    "Truncated-normal weights (where used) are drawn by torch's trunc_normal_ "
     "(the same distribution: N(0, std^2) cut at 2 std), not by scipy seeded from a torch draw, "
     "so a seed gives other initial weights than DeepOBS's."
 )
 _NO_TRUNCATION = (
     "Trains on the whole training set and keeps the last, smaller batch; DeepOBS holds out "
     "10,000 random training images as a validation set and drops the last batch "
-    "(drop_last=True)."
+    "(drop_last=True); data: {validation: 10000, drop_last: true} does the same."
 )
 
 
@@ -366,7 +367,10 @@ _DEEPOBS = "https://github.com/fsschneider/DeepOBS/blob/master/"
 _DRAWN_VALIDATION = "fresh noise from RandomState(44), as DeepOBS draws its validation set"
 _DROPS_LAST = (
     "DeepOBS drops the last partial batch of each epoch and of the test set; optbench keeps it "
-    "(one more, smaller step per epoch). Shuffling is torch's, not DeepOBS's loader's."
+    "(one more, smaller step per epoch). Shuffling is torch's, not DeepOBS's loader's, and a "
+    "new order every epoch; DeepOBS's published TensorFlow runs replay one order. "
+    "data: {shuffle: once, drop_last: true, test_batch_size: 128} is that pipeline "
+    "(docs/problems.md)."
 )
 
 PROBLEMS.register(
