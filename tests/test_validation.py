@@ -314,7 +314,7 @@ def test_a_tune_without_validation_holds_out_the_problems_default_says_so_and_se
     held = PROBLEMS.get("digits_mlp", "problem").default_validation
     assert setup.metric == "valid_accuracy"  # the problem's test_accuracy, on validation
     assert [arm.config["data"]["validation"] for arm in setup.arms] == [held]
-    assert f"data.validation: {held}" in setup.notes[0] and "digits_mlp" in setup.notes[0]
+    assert f"holds out {held} (digits_mlp's default" in setup.notes[0]
     assert "data.validation" in describe_tune(setup)
 
 

@@ -243,20 +243,21 @@ _CIFAR10_NORMALIZE = {  # DeepOBS's datasets/cifar10.py
 _PIPELINE = (
     "Trains on the whole training set and keeps the last, smaller batch; DeepOBS holds out "
     "10,000 random training images as a validation set and drops the last batch "
-    "(drop_last=True). Truncated-normal weights (where used) are drawn by torch's trunc_normal_ "
+    "(drop_last=True); data: {validation: 10000, drop_last: true} does the same. "
+    "Truncated-normal weights (where used) are drawn by torch's trunc_normal_ "
     "(the same distribution: N(0, std^2) cut at 2 std), not by scipy seeded from a torch draw, "
     "so a seed gives other initial weights than DeepOBS's."
 )
 _NO_TRUNCATION = (
     "Trains on the whole training set and keeps the last, smaller batch; DeepOBS holds out "
     "10,000 random training images as a validation set and drops the last batch "
-    "(drop_last=True)."
+    "(drop_last=True); data: {validation: 10000, drop_last: true} does the same."
 )
 
 
 # DeepOBS's image datasets hold out a validation set the size of the test set (10,000) from
 # the training data (deepobs/pytorch/datasets/, train_eval_size and the validation split).
-_DEEPOBS_VALIDATION = "DeepOBS's: 10,000 training images held out, the size of the test set"
+_DEEPOBS_VALIDATION = "10,000 training images, the size of the test set, as DeepOBS holds out"
 
 
 def _deepobs_problem(
@@ -364,13 +365,13 @@ _deepobs_problem(
 # `distance_to_optimum`.
 
 _DEEPOBS = "https://github.com/fsschneider/DeepOBS/blob/master/"
-_DRAWN_VALIDATION = (
-    "the dataset's own: fresh noise drawn from RandomState(44), as DeepOBS draws its validation "
-    "set; the training data stays whole"
-)
+_DRAWN_VALIDATION = "fresh noise from RandomState(44), as DeepOBS draws its validation set"
 _DROPS_LAST = (
     "DeepOBS drops the last partial batch of each epoch and of the test set; optbench keeps it "
-    "(one more, smaller step per epoch). Shuffling is torch's, not DeepOBS's loader's."
+    "(one more, smaller step per epoch). Shuffling is torch's, not DeepOBS's loader's, and a "
+    "new order every epoch; DeepOBS's published TensorFlow runs replay one order. "
+    "data: {shuffle: once, drop_last: true, test_batch_size: 128} is that pipeline "
+    "(docs/problems.md)."
 )
 
 PROBLEMS.register(
@@ -439,10 +440,7 @@ _SKLEARN_DIFFERS = (
     "split's statistics"
 )
 
-_SKLEARN_VALIDATION = (
-    "optbench's (no source holds one out): 20% of the training split, the usual 80/20 "
-    "hold-out, leaving most of a small training set to train on"
-)
+_SKLEARN_VALIDATION = "20% of the training split (optbench's: the source holds none out)"
 
 PROBLEMS.register(
     "digits_mlp",

@@ -112,13 +112,13 @@ def default_validation(data: dict[str, Any], metric: str | None) -> tuple[Any, s
     if isinstance(name, str) and name in PROBLEMS:
         info = PROBLEMS.get(name, "problem")
         value = info.default_validation
-        why = f"{name}'s default validation split ({info.validation[1] if info.validation else ''})"
+        why = f"{name}'s default: {info.validation[1] if info.validation else ''}"
     else:
         value = DEFAULT_VALIDATION_FRACTION
         why = "optbench's default for a config that is no registered problem"
     return value, (
-        f"note: the config sets no data.validation; the tune holds out data.validation: {value}, "
-        f"{why}, and selects on it (set data.validation to choose another)"
+        f"note: the config sets no data.validation; the tune holds out {value} ({why}) and "
+        "selects on that validation split (set data.validation to choose another)"
     )
 
 
