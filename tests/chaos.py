@@ -67,6 +67,7 @@ class ChaosLog:
     kills: list[tuple[str, int, float]] = field(default_factory=list)
     exits: list[int] = field(default_factory=list)
     starts: int = 0
+    no_worker: int = 0  # worker kills that found none in WORKER_WAIT_SECONDS: the driver's
     seconds: float = 0.0
     output: str = ""  # the last start's output
 
@@ -75,8 +76,9 @@ class ChaosLog:
 
     def line(self) -> str:
         return (
-            f"{len(self.kills)} kills ({self.killed('driver')} driver, "
-            f"{self.killed('worker')} worker), {self.starts} starts, exits {self.exits}, "
+            f"{len(self.kills)} kills ({self.killed('driver')} driver, of which "
+            f"{self.no_worker} found no worker; {self.killed('worker')} worker), "
+            f"{self.starts} starts, exits {self.exits}, "
             f"{self.seconds:.1f} s"
         )
 
@@ -161,6 +163,7 @@ def run_chaos(
             with _gone():
                 os.kill(victim, signal.SIGKILL)
             target = "worker" if workers else "driver"
+            log.no_worker += kill.target == "worker" and not workers
             log.kills.append((target, victim, round(time.monotonic() - started, 2)))
             if victim == process.pid:
                 ended(process)
