@@ -67,6 +67,7 @@ class ChaosLog:
     kills: list[tuple[str, int, float]] = field(default_factory=list)
     exits: list[int] = field(default_factory=list)
     starts: int = 0
+    no_worker: int = 0  # worker kills that found none in WORKER_WAIT_SECONDS: the driver's
     seconds: float = 0.0
     output: str = ""  # the last start's output
 
@@ -75,8 +76,9 @@ class ChaosLog:
 
     def line(self) -> str:
         return (
-            f"{len(self.kills)} kills ({self.killed('driver')} driver, "
-            f"{self.killed('worker')} worker), {self.starts} starts, exits {self.exits}, "
+            f"{len(self.kills)} kills ({self.killed('driver')} driver, of which "
+            f"{self.no_worker} found no worker; {self.killed('worker')} worker), "
+            f"{self.starts} starts, exits {self.exits}, "
             f"{self.seconds:.1f} s"
         )
 
@@ -161,6 +163,7 @@ def run_chaos(
             with _gone():
                 os.kill(victim, signal.SIGKILL)
             target = "worker" if workers else "driver"
+            log.no_worker += kill.target == "worker" and not workers
             log.kills.append((target, victim, round(time.monotonic() - started, 2)))
             if victim == process.pid:
                 ended(process)
@@ -292,21 +295,24 @@ DIGITS = {  # scikit-learn's digits: no download; 30 epochs of about 60 ms
 }
 
 
-def sweep_experiment(folder: Path, epochs: int = 30) -> tuple[list[str], str]:
-    """2 optimizers x 2 lr x 2 seeds on digits, on 2 workers: the command line (without
-    --results-dir) and the sweep's name."""
+def sweep_experiment(folder: Path, small: bool = False, epochs: int = 30) -> tuple[list[str], str]:
+    """2 optimizers x 2 lr x 2 seeds on digits (`small`: one lr), on 2 workers: the command
+    line (without --results-dir) and the sweep's name."""
     import yaml
 
     config = folder / "chaos_sweep.yaml"
-    grid = {"optimizer.name": ["SGD", "Adam"], "optimizer.lr": [0.01, 0.05], "seed": [0, 1]}
+    lrs = [0.05] if small else [0.01, 0.05]
+    grid = {"optimizer.name": ["SGD", "Adam"], "optimizer.lr": lrs, "seed": [0, 1]}
     body = {"name": "chaos_sweep", **DIGITS, "epochs": epochs, "sweep": grid}
     config.write_text(yaml.safe_dump(body))
     return [sys.executable, "-m", "optbench", "sweep", str(config), "--workers", "2"], "chaos_sweep"
 
 
-def tune_experiment(folder: Path, trials: int = 4, epochs: int = 10) -> tuple[list[str], str]:
-    """SGD and Adam, each `trials` trials of a learning rate (TPE's random start-up, no pruner:
-    the choices a resumed tune can repeat exactly) and a seed rerun, on digits, on 2 workers."""
+def tune_experiment(folder: Path, small: bool = False, epochs: int = 30) -> tuple[list[str], str]:
+    """SGD and Adam, each 4 trials (`small`: 3) of a learning rate (TPE's random start-up, no
+    pruner: the choices a resumed tune can repeat exactly) and a seed rerun, on digits, on 2
+    workers."""
+    trials = 3 if small else 4
     import yaml
 
     config = folder / "chaos_tune.yaml"
@@ -328,11 +334,16 @@ def tune_experiment(folder: Path, trials: int = 4, epochs: int = 10) -> tuple[li
 
 
 def chaos_against_undisturbed(
-    kind: str, folder: Path, kills: int, seed: int, between: tuple[float, float] = (1.0, 8.0)
+    kind: str,
+    folder: Path,
+    kills: int,
+    seed: int,
+    between: tuple[float, float] = (1.0, 8.0),
+    small: bool = False,
 ) -> tuple[ChaosLog, int]:
     """Run the `kind` (sweep or tune) experiment undisturbed, then through `kills` kills, and
     check that the two ended alike; the chaos log and the runs compared."""
-    command, name = (sweep_experiment if kind == "sweep" else tune_experiment)(folder)
+    command, name = (sweep_experiment if kind == "sweep" else tune_experiment)(folder, small)
     calm, wild = folder / "undisturbed", folder / "chaos"
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     calm_log = run_chaos([*command, "--results-dir", str(calm)], [], env=env, attempts=0)
