@@ -358,3 +358,51 @@ def test_a_tunes_frame_is_the_studys_best_trial_as_optuna_reads_it(tmp_path: Pat
     assert row["best_value"] == study.best_value
     assert row["optimizer.lr"] == study.best_params["optimizer.lr"]
     assert row["completed"] == 2 and row["failed"] == 0 and result.failed == []
+
+
+_NET_MODULE = """
+from torch import nn
+
+
+class TinyNet(nn.Sequential):
+    def __init__(self, in_features: int, num_outputs: int) -> None:
+        super().__init__(nn.Linear(in_features, 4), nn.ReLU(), nn.Linear(4, num_outputs))
+"""
+
+
+def test_components_given_as_python_objects_are_the_runs_their_import_paths_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+
+    import torch
+
+    (tmp_path / "api_objects_net.py").write_text(_NET_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("api_objects_net")
+    by_object = _config(
+        model={"name": module.TinyNet},
+        loss=torch.nn.functional.mse_loss,
+        optimizer={"name": torch.optim.Adam, "lr": 0.01},
+    )
+    by_path = _config(
+        model={"name": "api_objects_net.TinyNet"},
+        loss="torch.nn.functional.mse_loss",
+        optimizer={"name": "torch.optim.Adam", "lr": 0.01},
+    )
+    assert optbench.plan(by_object).run_id == optbench.plan(by_path).run_id
+    run = optbench.run(by_object, {"epochs": 1}, results_dir=tmp_path / "r")
+    assert run.config["model"]["name"] == "api_objects_net.TinyNet"  # what a YAML file holds
+    grid = {"optimizer.name": [torch.optim.SGD, torch.optim.Adam]}
+    points = optbench.sweep_points(by_path, grid, results_dir=tmp_path / "r")
+    assert list(points["point"]) == [
+        "optimizer.name=torch.optim.sgd.SGD",
+        "optimizer.name=torch.optim.adam.Adam",
+    ]
+
+    class Local(torch.nn.Linear):  # no import path reaches it
+        pass
+
+    with pytest.raises(optbench.ConfigError, match="no import path names it") as refused:
+        optbench.plan(_config(model={"name": Local}))
+    assert refused.value.field == "model.name" and "\n" not in str(refused.value)

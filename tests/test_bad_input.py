@@ -1258,7 +1258,7 @@ def test_tune_trials_past_the_limit_is_refused(configs: Path, results: Path) -> 
     pytest.importorskip("optuna")
     args = ["tune", str(_tune_config(configs)), "--trials", "99999999999999999999999"]
     result = cli_runner().invoke(app, [*args, "--results-dir", str(results)])
-    assert_user_error(result, results, "--trials", "must be from 1 to 100000")
+    assert_user_error(result, results, "--trials", "must be at least 1 and at most 100000")
 
 
 @pytest.mark.parametrize("name", ["my suite", "réglages"])

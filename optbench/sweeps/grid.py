@@ -23,6 +23,7 @@ from optbench.core.config import (
     Overrides,
     anchor_to_folder,
     apply_override,
+    objects_to_paths,
     parse_dotted_key,
     parse_yaml,
     read_source,
@@ -172,7 +173,12 @@ def read_grid(
     data, folder = read_source(source, overrides)
     sweep = _check_grid(data.pop("sweep", None) or {}, "sweep")
     if isinstance(grid, Mapping):
-        merged = {**sweep, **_check_grid(dict(grid), "grid")}
+        given = {
+            key: list(values) if isinstance(values, list) else values
+            for key, values in grid.items()
+        }
+        objects_to_paths(given, "grid")  # classes and functions as values: their import paths
+        merged = {**sweep, **_check_grid(given, "grid")}
     else:
         merged = merge_grid_options(sweep, grid)
     if seeds is not None:

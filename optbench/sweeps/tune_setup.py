@@ -176,7 +176,9 @@ def load_tune(
         raise ConfigError("tune", "is required: optbench tune needs a tune: section with a space")
     if trials is not None:
         if not 1 <= trials <= MAX_TRIALS:
-            raise ConfigError("--trials", f"must be from 1 to {MAX_TRIALS}, got {trials}")
+            raise ConfigError(
+                "--trials", f"must be at least 1 and at most {MAX_TRIALS}, got {trials}"
+            )
         tune = tune.model_copy(update={"trials": trials})
     base = {k: v for k, v in data.items() if k != "tune"}
     notes = []
