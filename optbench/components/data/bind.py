@@ -23,6 +23,7 @@ from optbench.components.data.imported import (
 from optbench.components.data.memory import InMemoryDataset
 from optbench.components.data.spec import DatasetInfo, DataSpec
 from optbench.components.data.tensor_cache import tensor_digest
+from optbench.components.data.text import TokenWindows
 from optbench.components.registry import bind_options, parameters_of, signature_defaults
 from optbench.core.config import DataConfig, is_data_file
 from optbench.core.errors import ConfigError, did_you_mean
@@ -121,6 +122,11 @@ def bind_data(config: DataConfig, root: str, seed: int = 0) -> BoundData:
                 loaded = _load_cached(info.load, root, config.download, key, reading)
             tensors = tensor_digest(*loaded)
     if config.subset is not None:
+        if spec.integer_inputs:
+            raise ConfigError(
+                "data.subset",
+                f"{info.name} is token windows; data.windows_per_epoch sets an epoch's length",
+            )
         if config.subset > spec.train_size:
             raise ConfigError(
                 "data.subset",
@@ -196,6 +202,8 @@ def load_data(data: BoundData, seed: int) -> tuple[InMemoryDataset, InMemoryData
         _options_key(data.info, data.options, seed),
         data.reading,
     )
+    if isinstance(train, TokenWindows):  # token ids: nothing to normalise, subset or augment
+        return train, test
     if data.subset is not None:
         train = InMemoryDataset(train.inputs[: data.subset], train.targets[: data.subset])
     mean, std = data.normalize if data.normalize else (None, None)
@@ -215,5 +223,7 @@ def first_train_batch(
     if data.info.spec is not None:
         return None
     train, _ = load_data(data, seed)
+    if isinstance(train, TokenWindows):
+        return train.fetch(torch.arange(size))
     # a copy: transform normalises in place, and the cached tensors are the run's
     return train.transform(train.inputs[:size].clone()), train.targets[:size].clone()

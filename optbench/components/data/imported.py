@@ -23,6 +23,7 @@ import torch
 from optbench.components.data.memory import InMemoryDataset
 from optbench.components.data.spec import DATASETS, DatasetInfo, DataSpec
 from optbench.components.data.tensor_cache import exclusive, lock_path, through_content_file
+from optbench.components.data.text import TokenWindows
 from optbench.components.registry import parameters_of, resolve_component, summary
 from optbench.core.errors import ConfigError
 from optbench.core.registry import qualified_name
@@ -285,6 +286,8 @@ def _held(split: Any, name: str, which: str, reading: Reading) -> InMemoryDatase
 
 def spec_of(train: InMemoryDataset, test: InMemoryDataset, name: str) -> DataSpec:
     """Input shape, classes (integer targets: max + 1) or regression, read off the tensors."""
+    if isinstance(train, TokenWindows):
+        return train.spec()
     if train.inputs.shape[1:] != test.inputs.shape[1:]:
         raise ConfigError(
             "data.dataset",

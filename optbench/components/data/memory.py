@@ -80,6 +80,10 @@ class InMemoryDataset(torch.utils.data.Dataset):
         inputs, targets = self.__getitems__([index])
         return inputs[0], targets[0]
 
+    def loader(self, batch_size: int, generator: torch.Generator) -> ShuffledBatches:
+        """An epoch's shuffled training batches (token windows draw theirs: data/text.py)."""
+        return ShuffledBatches(self, batch_size, generator)
+
     def batches(self, batch_size: int):
         """Consecutive batches in order (evaluation): plain slicing, no sampler, no RNG."""
         for start in range(0, len(self), batch_size):

@@ -20,6 +20,10 @@ class DataSpec:
     train_size: int
     regression_outputs: int = 1  # values per target (a target of shape (N, k): k)
     layout: str | None = None  # how imported image arrays were laid out, for `validate`
+    # Sequences (data/text.py): a class target per position, e.g. (context,); () one per sample
+    target_shape: tuple[int, ...] = ()
+    integer_inputs: bool = False  # token ids, served as int64 (not scaled images or floats)
+    byte_level: bool = False  # tokens are bytes: bits per byte is the loss in bits
 
     @property
     def num_outputs(self) -> int:

@@ -1,0 +1,262 @@
+"""Text as byte-level tokens: one uint8 array in memory (vocabulary 256, no tokenizer), cut into
+contiguous train, validation and test blocks, served as (input, next-token) windows.
+
+A training epoch is `windows_per_epoch` windows, each batch's starts drawn uniformly from the
+training block with the run's seeded generator, as nanoGPT's get_batch draws them
+(`torch.randint(len(data) - context, (batch_size,))`): so an epoch has a fixed number of steps
+whatever the corpus size, and a seed gives the same batches. Evaluation reads fixed,
+non-overlapping windows of a held-out block in order (every token of it predicted once, bar
+the tail shorter than a window).
+
+Two datasets read it: `text` (a user's file, or a folder of .txt files, `path:`) and
+`fortunes` (Debian's fortunes package, a real English corpus that installs from the package
+registry; its licence and size are in docs/language-models.md).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from optbench.components.data.spec import DataSpec
+from optbench.core.errors import ConfigError
+
+VOCABULARY = 256  # byte-level: every byte value is a token
+# The corpus cut into contiguous blocks, in this order: train, validation, test (fractions).
+SPLIT = (0.9, 0.05, 0.05)
+FORTUNES_FOLDER = Path("/usr/share/games/fortunes")
+FORTUNES_INSTALL = "apt-get install fortunes"
+
+
+class TokenWindows(torch.utils.data.Dataset):
+    """A block of byte tokens seen as windows of `context` inputs and their next tokens.
+
+    `fetch(index)` gives the non-overlapping windows number `index` (window i starts at token
+    i * context): evaluation's fixed windows and planning's trial batch. Training draws its
+    windows at random starts instead (`loader`). `len` is the number of windows an epoch
+    serves: `windows` (training), or every whole window of the block (evaluation)."""
+
+    augment = None  # training batches are never augmented
+    layout = None
+
+    def __init__(
+        self, tokens: torch.Tensor, context: int, windows: int | None = None, digest: str = ""
+    ) -> None:
+        self.tokens = tokens  # 1-D uint8
+        self.context = context
+        self.whole = (len(tokens) - 1) // context  # non-overlapping windows the block holds
+        self.windows = self.whole if windows is None else windows
+        self.content_digest = digest or None  # tensor_cache.tensor_digest reads it
+        self.validation: TokenWindows | None = None  # the validation block (training set only)
+
+    def __len__(self) -> int:
+        return self.windows
+
+    @property
+    def targets(self) -> torch.Tensor:  # the device batches are made on (ShuffledBatches' rule)
+        return self.tokens
+
+    def to(self, device: torch.device) -> TokenWindows:
+        moved = TokenWindows(self.tokens.to(device), self.context, self.windows)
+        moved.content_digest, moved.validation = self.content_digest, self.validation
+        return moved
+
+    def at(self, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The windows starting at `starts` (1-D int64): inputs and next tokens, int64 (B, T)."""
+        offsets = torch.arange(self.context + 1, device=self.tokens.device)
+        chunk = self.tokens[starts.to(self.tokens.device).unsqueeze(1) + offsets].long()
+        return chunk[:, :-1], chunk[:, 1:]
+
+    def fetch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.at(index * self.context)
+
+    def batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The fixed, non-overlapping windows in order (evaluation)."""
+        for start in range(0, self.whole, batch_size):
+            yield self.fetch(torch.arange(start, min(start + batch_size, self.whole)))
+
+    def loader(self, batch_size: int, generator: torch.Generator) -> RandomWindows:
+        return RandomWindows(self, batch_size, generator)
+
+    def spec(self) -> DataSpec:
+        return DataSpec(
+            (self.context,),
+            VOCABULARY,
+            self.windows,
+            target_shape=(self.context,),
+            integer_inputs=True,
+            byte_level=True,
+        )
+
+
+class RandomWindows:
+    """An epoch of training batches: ceil(windows / batch_size) batches (the last one smaller
+    when they do not divide), each of windows at starts drawn by
+    `torch.randint(len(tokens) - context, (size,), generator=generator)`, nanoGPT's get_batch."""
+
+    def __init__(self, dataset: TokenWindows, batch_size: int, generator: torch.Generator) -> None:
+        self.dataset, self.batch_size, self.generator = dataset, batch_size, generator
+
+    def __len__(self) -> int:
+        return -(-len(self.dataset) // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        data, left = self.dataset, len(self.dataset)
+        while left > 0:
+            size = min(self.batch_size, left)
+            starts = torch.randint(
+                len(data.tokens) - data.context, (size,), generator=self.generator
+            )
+            left -= size
+            yield data.at(starts)
+
+
+def _readable(data: bytes, where: str, field: str) -> bytes:
+    """`data` when it is text (UTF-8 without NUL bytes); a binary file is refused."""
+    if b"\0" in data:
+        raise ConfigError(field, f"{where} is a binary file (it holds NUL bytes), not text")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            field, f"{where} is not UTF-8 text (byte {exc.start} cannot be decoded)"
+        ) from None
+    return data
+
+
+def _text_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*.txt") if p.is_file())
+
+
+def read_text(path: str | Path, field: str = "data.path") -> bytes:
+    """A file's bytes, or a folder's .txt files (sorted by path, searched recursively) joined,
+    each ending with a newline; empty, binary or missing input refused naming `field`."""
+    where = Path(path)
+    if where.is_dir():
+        files = _text_files(where)
+        if not files:
+            raise ConfigError(field, f"{path} is a folder with no .txt files")
+        parts = [_readable(f.read_bytes(), str(f), field) for f in files]
+        data = b"".join(p if p.endswith(b"\n") else p + b"\n" for p in parts if p)
+    elif where.is_file():
+        data = _readable(where.read_bytes(), str(path), field)
+    else:
+        raise ConfigError(field, f"{path} does not exist (a text file or a folder of .txt files)")
+    if not data:
+        raise ConfigError(field, f"{path} is empty")
+    return data
+
+
+def fortunes_files(folder: Path = FORTUNES_FOLDER) -> list[Path]:
+    """The fortune files of Debian's fortunes and fortunes-min packages: every plain file but
+    the strfile indexes (.dat), without the .u8 links to them, sorted by name."""
+    return sorted(
+        p for p in folder.iterdir() if p.is_file() and not p.is_symlink() and p.suffix != ".dat"
+    )
+
+
+def read_fortunes(folder: Path = FORTUNES_FOLDER) -> bytes:
+    """The fortunes corpus: its files' bytes joined in name order; a missing package is refused
+    with how to install it."""
+    files = fortunes_files(folder) if folder.is_dir() else []
+    if not files:
+        raise ConfigError(
+            "data.dataset",
+            f"fortunes needs Debian's fortunes package (no fortune files in {folder}): "
+            f"{FORTUNES_INSTALL}",
+        )
+    return b"".join(f.read_bytes() for f in files)
+
+
+def check_context(context: int, windows_per_epoch: int | None) -> None:
+    if context < 1:
+        raise ConfigError("data.context", f"must be at least 1 token, got {context}")
+    if windows_per_epoch is not None and windows_per_epoch < 1:
+        raise ConfigError(
+            "data.windows_per_epoch", f"must be at least 1 window, got {windows_per_epoch}"
+        )
+
+
+def split_blocks(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Train, validation and test blocks: contiguous, in this order, SPLIT of the tokens."""
+    train_end = int(len(tokens) * SPLIT[0])
+    valid_end = train_end + int(len(tokens) * SPLIT[1])
+    return tokens[:train_end], tokens[train_end:valid_end], tokens[valid_end:]
+
+
+def token_windows(
+    data: bytes, context: int, windows_per_epoch: int | None, where: str
+) -> tuple[TokenWindows, TokenWindows]:
+    """(train, test) windows of a corpus; the validation block rides on train.validation.
+    Unset, windows_per_epoch is as many windows as fill the training block once."""
+    check_context(context, windows_per_epoch)
+    tokens = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    train, validation, test = split_blocks(tokens)
+    shortest = min(len(train), len(validation), len(test)) - 1
+    if context > shortest:
+        raise ConfigError(
+            "data.context",
+            f"{context} tokens is longer than {where} allows: cut into train, validation and "
+            f"test blocks ({', '.join(f'{f:g}' for f in SPLIT)} of its {len(tokens)} bytes), its "
+            f"shortest block holds {max(shortest, 0)} (input, next-token) pairs",
+        )
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    windows = windows_per_epoch or len(train) // context
+    held = TokenWindows(train, context, windows, digest)
+    held.validation = TokenWindows(validation, context, digest=digest)
+    return held, TokenWindows(test, context, digest=digest)
+
+
+def text_options(path: str, context: int = 64, windows_per_epoch: int | None = None) -> None:
+    """The `text` dataset's own keys (data.path, data.context, data.windows_per_epoch)."""
+
+
+def fortunes_options(context: int = 64, windows_per_epoch: int | None = None) -> None:
+    """The `fortunes` dataset's own keys (data.context, data.windows_per_epoch)."""
+
+
+@functools.lru_cache(maxsize=4)
+def _text_bytes(path: str, size: int, mtime_ns: int) -> bytes:
+    return read_text(path)
+
+
+def _no_reading(reading: Any, name: str) -> None:
+    """Token data has no columns, splits or layouts to read by: the imported-data keys are
+    refused."""
+    for key, value in vars(reading or object()).items():
+        if value is not None:
+            raise ConfigError(f"data.{key}", f"{name} is text read as bytes; {key} does not apply")
+
+
+def load_text(
+    root: str,
+    download: bool,
+    path: str,
+    context: int = 64,
+    windows_per_epoch: int | None = None,
+    reading: Any = None,
+) -> tuple[TokenWindows, TokenWindows]:
+    _no_reading(reading, "text")
+    where = Path(path)
+    if where.is_file():  # read again when the file changes (its size or time)
+        stat = where.stat()
+        data = _text_bytes(str(where), stat.st_size, stat.st_mtime_ns)
+    else:
+        data = read_text(where)
+    return token_windows(data, context, windows_per_epoch, str(path))
+
+
+def load_fortunes(
+    root: str,
+    download: bool,
+    context: int = 64,
+    windows_per_epoch: int | None = None,
+    reading: Any = None,
+) -> tuple[TokenWindows, TokenWindows]:
+    _no_reading(reading, "fortunes")
+    return token_windows(read_fortunes(), context, windows_per_epoch, "the fortunes corpus")
