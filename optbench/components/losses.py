@@ -31,6 +31,7 @@ class LossInfo:
     targets: Literal["classes", "values"] | None  # None: imported; the trial batch checks it
     description: str
     code: dict[str, Any] = field(default_factory=dict)  # what identifies an imported loss's code
+    per_token: bool = False  # reads (B, T, V) outputs against (B, T) targets (sequences)
 
     @property
     def is_function(self) -> bool:
@@ -63,18 +64,39 @@ class FunctionLoss(nn.Module):
         return self.fn(outputs, targets, **self.options)
 
 
+class TokenCrossEntropy(nn.CrossEntropyLoss):
+    """Cross-entropy per token: (B, T, V) logits against (B, T) targets, flattened to (B·T, V)
+    and (B·T,) as nanoGPT computes its loss; the mean over every token."""
+
+    def forward(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return super().forward(outputs.reshape(-1, outputs.size(-1)), targets.reshape(-1))
+
+
 LOSSES: Registry[LossInfo] = Registry("loss")
 for _name, _cls, _targets, _what in (
     ("cross_entropy", nn.CrossEntropyLoss, "classes", "softmax cross-entropy on class logits"),
+    (
+        "token_cross_entropy",
+        TokenCrossEntropy,
+        "classes",
+        "cross-entropy per token of (B, T, V) logits against (B, T) targets",
+    ),
     ("nll", nn.NLLLoss, "classes", "negative log-likelihood on log-probabilities"),
     ("mse", nn.MSELoss, "values", "mean squared error"),
     ("l1", nn.L1Loss, "values", "mean absolute error"),
     ("smooth_l1", nn.SmoothL1Loss, "values", "smooth L1 (quadratic near zero)"),
     ("huber", nn.HuberLoss, "values", "Huber loss"),
 ):
+    _owner = "torch.nn" if _cls.__module__.startswith("torch.") else _cls.__module__
     LOSSES.register(
         _name,
-        LossInfo(_name, _cls, _targets, f"{_what} (torch.nn.{_cls.__name__})"),
+        LossInfo(
+            _name,
+            _cls,
+            _targets,
+            f"{_what} ({_owner}.{_cls.__name__})",
+            per_token=_cls is TokenCrossEntropy,
+        ),
         source=_cls,
     )
 

@@ -50,6 +50,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("epoch", "{:d}", "epoch", curve=False),
     Metric("train_loss", "{:.6f}", "train loss", rankable=True, shown=(FINAL,)),
     Metric("test_loss", "{:.6f}", "test loss", rankable=True, shown=(FINAL, BEST)),
+    # The fraction of targets predicted (argmax over the last axis): per token on sequences.
     Metric(
         "test_accuracy",
         "{:.4f}",
@@ -58,6 +59,17 @@ METRICS: tuple[Metric, ...] = (
         rankable=True,
         short="test acc",
         shown=(BEST,),
+    ),
+    # Byte-level language models only (data: text, fortunes): the test loss (per-token
+    # cross-entropy, nats) in bits, the unit language-model results are published in.
+    Metric(
+        "test_bits_per_byte",
+        "{:.4f}",
+        "test bits per byte",
+        optional=True,
+        rankable=True,
+        short="test bpb",
+        shown=(FINAL,),
     ),
     Metric("lr", "{:.3g}", "learning rate"),
     # Optimizers that adapt their own step size (Prodigy, D-Adaptation) only: d * lr at the
@@ -104,6 +116,11 @@ RankableName = Literal.__getitem__(RANKABLE)  # type: ignore[attr-defined]
 DEFAULT_METRIC = "test_loss"  # what to judge by when nothing says: every run logs it
 CLASSIFICATION_METRIC = "test_accuracy"  # ... for a classification problem; others lack it
 DEFAULT_RANKING = f"{FINAL}_{DEFAULT_METRIC}"
+
+
+def bits_per_byte(loss: float) -> float:
+    """A byte-level model's mean cross-entropy per token, in nats, as bits per byte."""
+    return loss / math.log(2)
 
 
 def epoch_column(metric: str) -> str:

@@ -272,12 +272,13 @@ def _try_batch(
             f"{type(exc).__name__}: {exc}{hint}",
         ) from None
     shape = tuple(getattr(outputs, "shape", ()))
-    # what a built-in loss needs
-    if loss.targets is not None and shape != (len(inputs), spec.num_outputs):
+    # what a built-in loss needs: one row of outputs per target (per token of a sequence)
+    needs = (len(inputs), *spec.target_shape, spec.num_outputs)
+    if loss.targets is not None and shape != needs:
         raise ConfigError(
             "model",
             f"{model_name} gives outputs of shape {shape} for a batch of {len(inputs)}; "
-            f"{loss.name} needs ({len(inputs)}, {spec.num_outputs}) here",
+            f"{loss.name} needs {needs} here",
         )
     try:
         value = loss_fn(outputs, targets)
@@ -332,6 +333,19 @@ def _try_switch(
         ) from None
 
 
+def _check_per_token(loss: LossInfo, spec: DataSpec, dataset: str) -> None:
+    """Sequence data (a target per token) takes a per-token loss, and only it does."""
+    if loss.targets is None or loss.per_token == bool(spec.target_shape):
+        return
+    per_token = ", ".join(info.name for info in LOSSES if info.per_token)
+    if spec.target_shape:
+        raise ConfigError(
+            "loss",
+            f"{dataset} has a target per token; {loss.name} reads one per sample: use {per_token}",
+        )
+    raise ConfigError("loss", f"{loss.name} reads a target per token; {dataset} has one per sample")
+
+
 def make_plan(config: ExperimentConfig) -> RunPlan:
     """Check every component of `config` against what it builds; raise ConfigError on the first
     problem, naming its field, or on the component still running after planning's time limit
@@ -364,6 +378,7 @@ def _make_plan(config: ExperimentConfig) -> RunPlan:
             f"{kind} dataset; use "
             + ", ".join(info.name for info in LOSSES if info.targets == wants),
         )
+    _check_per_token(loss_info, spec, data.info.name)
 
     with stage("optimizer", config.optimizer.name):
         optimizer_info = get_optimizer(config.optimizer.name)

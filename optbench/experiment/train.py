@@ -32,7 +32,7 @@ from torch import nn
 
 from optbench.components.data import InMemoryDataset, ShuffledBatches, load_data
 from optbench.components.optimizers import effective_lr
-from optbench.core.metrics import epoch_row
+from optbench.core.metrics import bits_per_byte, epoch_row
 from optbench.experiment.checkpoint import CheckpointFile, restore_rng, rng_state
 from optbench.experiment.plan import RunPlan
 from optbench.storage.results import Status
@@ -123,19 +123,21 @@ class TrainResult:
 def evaluate(
     model: nn.Module, loss_fn: nn.Module, data: InMemoryDataset, batch_size: int, classify: bool
 ) -> tuple[float, float | None]:
-    """Per-sample mean loss and (for classification) accuracy over `data`, in order."""
+    """Per-sample mean loss and (for classification) accuracy over `data`, in order: the
+    class is the argmax over the outputs' last axis, so a sequence's accuracy is per token."""
     torch.empty((), dtype=torch.int64).random_()  # what iterating a test DataLoader draws
     model.eval()
-    total_loss, correct = 0.0, 0
+    total_loss, correct, count, predicted = 0.0, 0, 0, 0
     with torch.no_grad():
         for inputs, targets in data.batches(batch_size):
             outputs = model(inputs)
             total_loss += loss_fn(outputs, targets).item() * len(targets)
+            count += len(targets)
             if classify:
-                correct += int((outputs.argmax(dim=1) == targets).sum())
+                correct += int((outputs.argmax(dim=-1) == targets).sum())
+                predicted += targets.numel()
     model.train()
-    count = len(data)
-    return total_loss / count, (correct / count if classify else None)
+    return total_loss / count, (correct / predicted if classify else None)
 
 
 # Schedule-Free's recipe for BatchNorm (schedulefree's README): after optimizer.eval(), up to
@@ -208,7 +210,7 @@ def training_loader(
     its state): DataLoader(shuffle=True)'s batches and random draws from a generator seeded with
     the run's seed, as the notebook loop, served by index (components/data/memory.py)."""
     shuffle = torch.Generator().manual_seed(seed)
-    return ShuffledBatches(train_set, batch_size, shuffle), shuffle
+    return train_set.loader(batch_size, shuffle), shuffle
 
 
 def _parameters_finite(model: nn.Module) -> bool:
@@ -227,6 +229,7 @@ def train(
     observer = observer or SilentObserver()
     config, device = plan.config, plan.device
     classify = plan.data_spec.num_classes is not None
+    per_byte = plan.data_spec.byte_level and plan.loss.per_token  # loss in nats per byte
 
     train_set, test_set = load_data(plan.data, config.seed)
     train_set, test_set = train_set.to(device), test_set.to(device)
@@ -319,6 +322,7 @@ def train(
                 seconds=seconds,
                 eval_seconds=eval_seconds,
                 distance_to_optimum=distance() if distance is not None else None,
+                test_bits_per_byte=bits_per_byte(test_loss) if per_byte else None,
             )
             if path is not None:  # epoch 1 starts with the starting point
                 row["path"] = torch.stack(path).tolist()
