@@ -1124,3 +1124,77 @@ def test_a_real_interrupt_while_importing_is_not_a_refusal(tmp_path: Path) -> No
         os.kill(os.getpid(), signal.SIGINT)  # handled at once, in this thread
         for _ in range(1000):
             pass
+
+
+# --------------------------------------------------------------------------- token data
+
+TEXT_CONFIG: dict[str, Any] = {
+    "name": "bad",
+    "seed": 0,
+    "epochs": 1,
+    "device": "cpu",
+    "data": {"dataset": "text", "path": "corpus.txt", "context": 8, "batch_size": 4},
+    "model": {"name": "gpt", "n_layer": 1, "n_head": 1, "n_embd": 8},
+    "loss": "token_cross_entropy",
+    "optimizer": {"name": "AdamW", "lr": 0.001},
+}
+_WORDS = b"a few words of text, repeated. " * 40
+# (files written in the working directory, data keys changed, the message's fragments)
+TEXT_CASES = {
+    "empty-file": ({"corpus.txt": b""}, {}, ("data.path", "corpus.txt is empty")),
+    "binary-file": (
+        {"corpus.txt": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"},
+        {},
+        ("data.path", "binary file"),
+    ),
+    "not-utf8": ({"corpus.txt": b"caf\xe9 " * 50}, {}, ("data.path", "not UTF-8 text")),
+    "shorter-than-a-context": (
+        {"corpus.txt": b"tiny text\n" * 5},
+        {},
+        ("data.context", "8 tokens is longer than", "corpus.txt allows", "holds 1 "),
+    ),
+    "folder-without-text": (
+        {"texts/image.png": b"\x89PNG"},
+        {"data.path": "texts"},
+        ("data.path", "texts is a folder with no .txt files"),
+    ),
+    "missing-path": ({}, {}, ("data.path", "corpus.txt does not exist")),
+    "context-0": ({"corpus.txt": _WORDS}, {"data.context": 0}, ("data.context", "at least 1")),
+    "context-beyond-the-corpus": (
+        {"corpus.txt": _WORDS},
+        {"data.context": 10**6},
+        ("data.context", "1000000 tokens is longer than", "corpus.txt allows"),
+    ),
+    "cross-entropy-on-tokens": (
+        {"corpus.txt": _WORDS},
+        {"loss": "cross_entropy"},
+        ("loss", "text has a target per token", "token_cross_entropy"),
+    ),
+    "subset-of-windows": ({"corpus.txt": _WORDS}, {"data.subset": 10}, ("data.subset",)),
+}
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("case", list(TEXT_CASES))
+def test_bad_token_data_is_one_clear_error(
+    case: str, command: str, configs: Path, results: Path, tmp_path_factory: Any
+) -> None:
+    files, changes, fragments = TEXT_CASES[case]
+    folder = tmp_path_factory.mktemp("text")  # outside the results directory
+    for name, content in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(content)
+    path_key = str(folder / changes.get("data.path", "corpus.txt"))
+    config = changed(TEXT_CONFIG, {**changes, "data.path": path_key})
+    assert_user_error(invoke(command, write(configs, config), results), results, *fragments)
+
+
+def test_fortunes_missing_says_how_to_install_it(
+    configs: Path, results: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import optbench.components.data.text as text
+
+    monkeypatch.setattr(text, "FORTUNES_FOLDER", tmp_path / "no-fortunes")
+    config = changed(TEXT_CONFIG, {"data": {"dataset": "fortunes", "context": 8}})
+    result = invoke("validate", write(configs, config), results)
+    assert_user_error(result, results, "data.dataset", "apt-get install fortunes")

@@ -70,7 +70,7 @@ class TokenWindows(torch.utils.data.Dataset):
         """The windows starting at `starts` (1-D int64): inputs and next tokens, int64 (B, T)."""
         offsets = torch.arange(self.context + 1, device=self.tokens.device)
         chunk = self.tokens[starts.to(self.tokens.device).unsqueeze(1) + offsets].long()
-        return chunk[:, :-1], chunk[:, 1:]
+        return chunk[:, :-1].contiguous(), chunk[:, 1:].contiguous()
 
     def fetch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.at(index * self.context)
@@ -152,17 +152,19 @@ def read_text(path: str | Path, field: str = "data.path") -> bytes:
     return data
 
 
-def fortunes_files(folder: Path = FORTUNES_FOLDER) -> list[Path]:
+def fortunes_files(folder: Path | None = None) -> list[Path]:
     """The fortune files of Debian's fortunes and fortunes-min packages: every plain file but
     the strfile indexes (.dat), without the .u8 links to them, sorted by name."""
+    folder = FORTUNES_FOLDER if folder is None else folder
     return sorted(
         p for p in folder.iterdir() if p.is_file() and not p.is_symlink() and p.suffix != ".dat"
     )
 
 
-def read_fortunes(folder: Path = FORTUNES_FOLDER) -> bytes:
+def read_fortunes(folder: Path | None = None) -> bytes:
     """The fortunes corpus: its files' bytes joined in name order; a missing package is refused
     with how to install it."""
+    folder = FORTUNES_FOLDER if folder is None else folder
     files = fortunes_files(folder) if folder.is_dir() else []
     if not files:
         raise ConfigError(
@@ -228,7 +230,7 @@ def _text_bytes(path: str, size: int, mtime_ns: int) -> bytes:
 def _no_reading(reading: Any, name: str) -> None:
     """Token data has no columns, splits or layouts to read by: the imported-data keys are
     refused."""
-    for key, value in vars(reading or object()).items():
+    for key, value in (vars(reading) if reading is not None else {}).items():
         if value is not None:
             raise ConfigError(f"data.{key}", f"{name} is text read as bytes; {key} does not apply")
 

@@ -1,0 +1,194 @@
+"""Language models: byte-level token data, the nanoGPT-shaped GPT, per-token metrics, each
+against what we did not write (nanoGPT's get_batch and training loop written out, its parameter
+formula, F.cross_entropy, Hugging Face's GPT-2 built from the same config)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from optbench.components.data.text import (
+    FORTUNES_FOLDER,
+    SPLIT,
+    fortunes_files,
+    load_text,
+    read_fortunes,
+)
+from optbench.components.gpt import GPT, NO_DECAY, gpt_parameters
+from optbench.core.config import load_config
+from optbench.experiment.plan import make_plan
+from optbench.experiment.train import train
+
+TEXT = ("The quick brown fox jumps over the lazy dog. " * 40 + "Pack my box with jugs.\n") * 3
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    path = tmp_path / "corpus.txt"
+    path.write_text(TEXT)
+    return path
+
+
+def lm_config(path: Path, **changes: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "name": "lm",
+        "seed": 0,
+        "epochs": 2,
+        "device": "cpu",
+        "data": {
+            "dataset": "text",
+            "path": str(path),
+            "context": 16,
+            "windows_per_epoch": 40,
+            "batch_size": 8,
+            "test_batch_size": 7,
+        },
+        "model": {"name": "gpt", "n_layer": 2, "n_head": 2, "n_embd": 16},
+        "loss": "token_cross_entropy",
+        "optimizer": {"name": "AdamW", "lr": 0.01, "weight_decay": 0.1},
+    }
+    config.update(changes)
+    return config
+
+
+def test_blocks_are_contiguous_and_windows_predict_the_next_byte(corpus: Path) -> None:
+    train_set, test_set = load_text("", False, str(corpus), context=16, windows_per_epoch=40)
+    data = torch.tensor(list(TEXT.encode()), dtype=torch.uint8)
+    n = len(data)
+    train_end, valid_end = int(n * SPLIT[0]), int(n * SPLIT[0]) + int(n * SPLIT[1])
+    assert torch.equal(train_set.tokens, data[:train_end])
+    assert torch.equal(train_set.validation.tokens, data[train_end:valid_end])
+    assert torch.equal(test_set.tokens, data[valid_end:])
+    assert len(train_set) == 40 and train_set.spec().train_size == 40
+    # evaluation: every whole non-overlapping window of the test block, in order
+    inputs = torch.cat([x for x, _ in test_set.batches(7)])
+    targets = torch.cat([y for _, y in test_set.batches(7)])
+    whole = (n - valid_end - 1) // 16
+    assert inputs.dtype == torch.int64 and inputs.shape == (whole, 16)
+    assert torch.equal(inputs.reshape(-1), data[valid_end:][: whole * 16].long())
+    assert torch.equal(targets.reshape(-1), data[valid_end:][1 : whole * 16 + 1].long())
+
+
+def _get_batch(data: torch.Tensor, block_size: int, batch_size: int, generator: Any) -> Any:
+    """nanoGPT's train.py get_batch (its memmap read as a tensor), drawing from `generator`."""
+    ix = torch.randint(len(data) - block_size, (batch_size,), generator=generator)
+    x = torch.stack([data[i : i + block_size].long() for i in ix])
+    y = torch.stack([data[i + 1 : i + 1 + block_size].long() for i in ix])
+    return x, y
+
+
+def test_an_epoch_is_nanogpt_get_batch_draws(corpus: Path) -> None:
+    train_set, _ = load_text("", False, str(corpus), context=16, windows_per_epoch=20)
+    loader = train_set.loader(8, torch.Generator().manual_seed(3))
+    reference = torch.Generator().manual_seed(3)
+    batches = list(loader)
+    assert len(batches) == len(loader) == 3  # 8 + 8 + 4 windows
+    for size, (x, y) in zip((8, 8, 4), batches, strict=True):
+        hx, hy = _get_batch(train_set.tokens, 16, size, reference)
+        assert torch.equal(x, hx) and torch.equal(y, hy)
+
+
+def test_training_is_the_nanogpt_loop(corpus: Path) -> None:
+    """optbench's run equals nanoGPT's loop written out: the same model seeded the same way,
+    get_batch's windows, AdamW with nanoGPT-style decay groups, per-token cross-entropy, then
+    evaluation on the test block's non-overlapping windows."""
+    groups = [{"params": list(NO_DECAY), "weight_decay": 0.0}]
+    config = lm_config(corpus)
+    config["optimizer"]["param_groups"] = groups
+    plan = make_plan(load_config(config))
+    result = train(plan)
+
+    train_set, test_set = load_text("", False, str(corpus), context=16, windows_per_epoch=40)
+    torch.manual_seed(0)
+    model = GPT(256, 16, 2, 2, 16)
+    names = dict(model.named_parameters())
+    nodecay = {n for n in names if n.endswith(".bias") or ".ln_" in n or ".wt" in n or ".wp" in n}
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": [p for n, p in names.items() if n not in nodecay], "weight_decay": 0.1},
+            {"params": [p for n, p in names.items() if n in nodecay], "weight_decay": 0.0},
+        ],
+        lr=0.01,
+    )
+    generator = torch.Generator().manual_seed(0)
+    for epoch, row in enumerate(result.rows):
+        losses = []
+        for size in (8, 8, 8, 8, 8):
+            x, y = _get_batch(train_set.tokens, 16, size, generator)
+            logits = model(x)
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        torch.empty((), dtype=torch.int64).random_()  # the test DataLoader's draw
+        model.eval()
+        with torch.no_grad():
+            x, y = test_set.fetch(torch.arange(test_set.whole))
+            logits = model(x)
+            test_loss = F.cross_entropy(logits.view(-1, 256), y.view(-1)).item()
+            accuracy = (logits.argmax(-1) == y).float().mean().item()
+        model.train()
+        assert row["epoch"] == epoch + 1
+        assert row["train_loss"] == pytest.approx(sum(losses) / len(losses), rel=1e-6)
+        assert row["test_loss"] == pytest.approx(test_loss, rel=1e-6)
+        assert row["test_accuracy"] == pytest.approx(accuracy, rel=1e-6)
+        assert row["test_bits_per_byte"] == pytest.approx(test_loss / math.log(2), rel=1e-6)
+
+
+def test_gpt_parameter_count_is_nanogpt_formula() -> None:
+    """nanoGPT's count (model.py get_num_params(non_embedding=False)): the tied output layer
+    counted once; 12·C² per block plus biases and LayerNorms."""
+    for layers, heads, width, bias in ((2, 2, 64, True), (1, 1, 8, False), (4, 4, 128, True)):
+        model = GPT(256, 64, layers, heads, width, bias=bias)
+        count = sum(p.numel() for p in model.parameters())
+        assert count == gpt_parameters(256, 64, layers, width, bias)
+    # the default gpt: about 0.1M, what the problem records
+    assert gpt_parameters(256, 64, 2, 64) == 120_576
+
+
+def test_gpt_parameter_count_is_hugging_face_gpt2s() -> None:
+    """GPT-2 as transformers builds it (Conv1D, tied, biases) has the same count."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.GPT2Config(vocab_size=256, n_positions=64, n_embd=64, n_layer=2, n_head=2)
+    hf = transformers.GPT2LMHeadModel(config)
+    assert sum(p.numel() for p in hf.parameters()) == gpt_parameters(256, 64, 2, 64)
+
+
+def test_the_gpt_is_causal() -> None:
+    torch.manual_seed(0)
+    model = GPT(256, 16, 2, 2, 16).eval()
+    x = torch.randint(256, (1, 16))
+    changed = x.clone()
+    changed[0, 10:] = (changed[0, 10:] + 1) % 256
+    assert torch.equal(model(x)[:, :10], model(changed)[:, :10])
+    assert not torch.equal(model(x)[:, 10:], model(changed)[:, 10:])
+
+
+def test_decay_groups_cover_norms_biases_and_embeddings(corpus: Path) -> None:
+    config = lm_config(corpus)
+    config["optimizer"]["param_groups"] = [{"params": list(NO_DECAY), "weight_decay": 0.0}]
+    plan = make_plan(load_config(config))
+    model = plan.build_model()
+    optimizer = plan.build_optimizer(model)
+    names = {id(p): n for n, p in model.named_parameters()}
+    nodecay = {
+        names[id(p)] for g in optimizer.param_groups if g["weight_decay"] == 0 for p in g["params"]
+    }
+    # timm's rule (no decay on 1-D tensors) plus the embeddings
+    expected = {n for n, p in model.named_parameters() if p.dim() < 2 or "wte" in n or "wpe" in n}
+    assert nodecay == expected
+
+
+@pytest.mark.skipif(not FORTUNES_FOLDER.is_dir(), reason="apt-get install fortunes")
+def test_fortunes_is_the_debian_corpus() -> None:
+    data = read_fortunes()
+    files = fortunes_files()
+    assert len(data) == sum(f.stat().st_size for f in files) > 2_000_000
+    assert all(f.suffix != ".dat" for f in files)
+    data.decode("utf-8")  # text, every file
