@@ -167,6 +167,7 @@ def _register_text() -> None:
                 None,
                 options=options,
                 by_tensors=True,
+                listed="context tokens, 256 classes per token",
             ),
             source=load,
         )

@@ -43,6 +43,7 @@ class DatasetInfo:
     takes_seed: bool = False  # loaded with the run's seed (as option `seed`): data varies by seed
     code: dict[str, Any] = field(default_factory=dict)  # what identifies imported code or a file
     by_tensors: bool = False  # identified by the tensors it returns too (it may read any file)
+    listed: str = ""  # its shape in `optbench list` where only its data tells it (spec None)
 
 
 DATASETS: Registry[DatasetInfo] = Registry("dataset")
