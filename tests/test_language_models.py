@@ -192,3 +192,35 @@ def test_fortunes_is_the_debian_corpus() -> None:
     assert len(data) == sum(f.stat().st_size for f in files) > 2_000_000
     assert all(f.suffix != ".dat" for f in files)
     data.decode("utf-8")  # text, every file
+
+
+def test_sample_reads_the_trained_weights_and_the_untrained_model(
+    corpus: Path, tmp_path: Path
+) -> None:
+    """The trained run writes the corpus's words; the untrained one is the seed's initial model,
+    sampled as nanoGPT's sample.py samples (softmax of the last logits over temperature)."""
+    import optbench
+
+    config = lm_config(corpus, epochs=6)
+    config["optimizer"]["lr"] = 0.02
+    run = optbench.run(config, results_dir=tmp_path / "results")
+    assert (run.dir / "weights.pt").is_file() and not (run.dir / "checkpoint.pt").exists()
+    trained = optbench.sample(run.dir, prompt="The quick", tokens=60, seed=1)
+    untrained = optbench.sample(run.dir, prompt="The quick", tokens=60, seed=1, trained=False)
+    assert trained.startswith("The quick") and len(trained.encode()) >= 60
+    alphabet = set(TEXT)  # trained: the corpus's letters; untrained: any of 256 bytes
+
+    def share(text: str) -> float:
+        return sum(c in alphabet for c in text[9:]) / len(text[9:])
+
+    assert share(trained) > 0.9 > 0.5 > share(untrained)
+
+    torch.manual_seed(0)
+    model = GPT(256, 16, 2, 2, 16).eval()
+    generator = torch.Generator().manual_seed(1)
+    idx = torch.tensor([list(b"The quick")])
+    with torch.no_grad():
+        for _ in range(60):
+            probs = F.softmax(model(idx[:, -16:])[:, -1, :] / 0.8, dim=-1)
+            idx = torch.cat((idx, torch.multinomial(probs, 1, generator=generator)), dim=1)
+    assert untrained == bytes(idx[0].tolist()).decode("utf-8", errors="replace")

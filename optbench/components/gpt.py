@@ -117,22 +117,6 @@ class GPT(nn.Module):
             x = block(x)
         return self.lm_head(self.transformer.ln_f(x))
 
-    @torch.no_grad()
-    def generate(
-        self,
-        idx: torch.Tensor,
-        new_tokens: int,
-        temperature: float = 1.0,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        """`new_tokens` tokens sampled after `idx` (B, T), one at a time (nanoGPT's generate,
-        without top-k), from `generator`."""
-        for _ in range(new_tokens):
-            logits = self(idx[:, -self.block_size :])[:, -1, :] / temperature
-            probs = F.softmax(logits, dim=-1)
-            idx = torch.cat((idx, torch.multinomial(probs, 1, generator=generator)), dim=1)
-        return idx
-
 
 def _init_weights(module: nn.Module) -> None:
     if isinstance(module, nn.Linear):
