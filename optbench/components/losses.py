@@ -11,6 +11,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from optbench.components.outputs import logits_of
 from optbench.components.registry import (
     bind_options,
     is_module_or_function,
@@ -32,6 +33,7 @@ class LossInfo:
     description: str
     code: dict[str, Any] = field(default_factory=dict)  # what identifies an imported loss's code
     per_token: bool = False  # reads (B, T, V) outputs against (B, T) targets (sequences)
+    from_model: bool = False  # the model's own loss (a ModelOutput's .loss), not its logits
 
     @property
     def is_function(self) -> bool:
@@ -72,6 +74,28 @@ class TokenCrossEntropy(nn.CrossEntropyLoss):
         return super().forward(outputs.reshape(-1, outputs.size(-1)), targets.reshape(-1))
 
 
+class FromModel(nn.Module):
+    """The loss the model computed itself: a transformers ModelOutput's `.loss`, which it
+    computes when the batch gives it `labels` (data.input_column lists them)."""
+
+    def forward(self, outputs: Any, targets: torch.Tensor) -> torch.Tensor:
+        loss = getattr(outputs, "loss", None)
+        if not isinstance(loss, torch.Tensor):
+            raise ValueError(
+                f"the model returned a {type(outputs).__name__} with no loss: pass it labels "
+                "(list them in data.input_column), or use a loss on its logits"
+            )
+        return loss
+
+
+def loss_of(loss_fn: nn.Module, outputs: Any, targets: torch.Tensor) -> torch.Tensor:
+    """A batch's loss: from_model reads the outputs whole, every other loss their logits."""
+    if isinstance(loss_fn, FromModel):
+        return loss_fn(outputs, targets)
+    logits = logits_of(outputs)
+    return loss_fn(outputs if logits is None else logits, targets)
+
+
 LOSSES: Registry[LossInfo] = Registry("loss")
 for _name, _cls, _targets, _what in (
     ("cross_entropy", nn.CrossEntropyLoss, "classes", "softmax cross-entropy on class logits"),
@@ -99,6 +123,19 @@ for _name, _cls, _targets, _what in (
         ),
         source=_cls,
     )
+
+
+LOSSES.register(
+    "from_model",
+    LossInfo(
+        "from_model",
+        FromModel,
+        None,
+        "the model's own loss (a transformers ModelOutput's .loss, given labels in the batch)",
+        from_model=True,
+    ),
+    source=FromModel,
+)
 
 
 def _check_loss(obj: Any) -> str | None:

@@ -95,7 +95,8 @@ class DataConfig(BaseModel):
     # of image arrays. Unset: found from the dataset.
     train_split: str | None = None
     test_split: str | None = None
-    input_column: str | None = None
+    # several input columns: a batch is a dict of them, passed as model(**batch)
+    input_column: str | list[str] | None = None
     target_column: str | None = None
     layout: Literal["nchw", "nhwc"] | None = None
     # Resize each image to image_size x image_size as it is read (photo collections such as

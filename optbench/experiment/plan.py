@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from optbench.components.data import BoundData, DataSpec, bind_data, first_train_batch
-from optbench.components.losses import LOSSES, LossInfo, get_loss
+from optbench.components.losses import LOSSES, LossInfo, get_loss, loss_of
 from optbench.components.models import (
     ModelInfo,
     bind_model,
@@ -31,6 +31,7 @@ from optbench.components.models import (
     with_channels,
 )
 from optbench.components.optimizers import BoundOptimizer, bind_optimizer, get_optimizer
+from optbench.components.outputs import describe, forward, logits_of
 from optbench.components.registry import unsigned_zero
 from optbench.components.schedulers import BoundScheduler, bind_scheduler
 from optbench.core import identity
@@ -258,7 +259,7 @@ def _try_batch(
     model.eval()  # batch norm in training mode refuses tiny batches
     try:
         with torch.no_grad():
-            outputs = model(inputs)
+            outputs = forward(model, inputs)
     except Exception as exc:
         hint = ""
         if "channels" in str(exc) and len(spec.input_shape) == 3 and spec.input_shape[0] == 1:
@@ -268,23 +269,33 @@ def _try_batch(
             )
         raise ConfigError(
             "model",
-            f"{model_name} fails on a batch of shape {tuple(inputs.shape)}: "
+            f"{model_name} fails on a batch of shape {describe(inputs)}: "
             f"{type(exc).__name__}: {exc}{hint}",
         ) from None
-    shape = tuple(getattr(outputs, "shape", ()))
+    logits = logits_of(outputs)
+    if logits is None and not loss.from_model:
+        raise ConfigError(
+            "model",
+            f"{model_name} returns a {type(outputs).__name__} with no logits to read; "
+            "loss: from_model trains on the loss it computes itself",
+        )
+    shape = tuple(getattr(logits, "shape", ()))
     # what a built-in loss needs: one row of outputs per target (per token of a sequence)
-    needs = (len(inputs), *spec.target_shape, spec.num_outputs)
+    needs = (len(targets), *spec.target_shape, spec.num_outputs)
     if loss.targets is not None and shape != needs:
         raise ConfigError(
             "model",
-            f"{model_name} gives outputs of shape {shape} for a batch of {len(inputs)}; "
+            f"{model_name} gives outputs of shape {shape} for a batch of {len(targets)}; "
             f"{loss.name} needs {needs} here",
         )
+    _try_evaluation(logits, targets, spec, model_name)
     try:
-        value = loss_fn(outputs, targets)
+        value = loss_of(loss_fn, outputs, targets)
     except Exception as exc:
         if loss.targets is not None:
             raise ConfigError("loss", f"{loss.name} rejects these settings: {exc}") from None
+        if loss.from_model:
+            raise ConfigError("loss", f"from_model: {exc}") from None
         raise ConfigError(
             "loss",
             f"{loss.name} fails on outputs of shape {shape} and {targets.dtype} targets of "
@@ -293,6 +304,25 @@ def _try_batch(
     if not (isinstance(value, torch.Tensor) and value.numel() == 1):
         got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
         raise ConfigError("loss", f"{loss.name} returns {got}, not a single number")
+
+
+def _try_evaluation(
+    logits: torch.Tensor | None, targets: torch.Tensor, spec: DataSpec, model_name: str
+) -> None:
+    """What evaluation reads, tried on the trial batch: for classes, the argmax over the
+    outputs' last axis, one per target; so outputs the metrics cannot read are refused now,
+    not after an epoch of training."""
+    if not spec.num_classes:
+        return
+    predicted = None if logits is None else tuple(logits.shape[:-1])
+    if predicted != tuple(targets.shape):
+        got = "no logits" if logits is None else f"logits of shape {tuple(logits.shape)}"
+        raise ConfigError(
+            "model",
+            f"{model_name}'s outputs cannot be scored against targets of shape "
+            f"{tuple(targets.shape)}: accuracy needs class scores on the last axis, one row per "
+            f"target, and it gives {got}",
+        )
 
 
 def _try_step(
@@ -309,7 +339,7 @@ def _try_step(
     protocol = optimizer.protocol
     _try_switch(protocol.training, trial, optimizer.info.name)
     try:
-        protocol.step(trial, lambda: loss_fn(model(batch[0]), batch[1]))
+        protocol.step(trial, lambda: loss_of(loss_fn, forward(model, batch[0]), batch[1]))
     except Exception as exc:
         raise ConfigError(
             "optimizer",

@@ -31,7 +31,9 @@ import torch
 from torch import nn
 
 from optbench.components.data import InMemoryDataset, ShuffledBatches, load_data
+from optbench.components.losses import loss_of
 from optbench.components.optimizers import effective_lr
+from optbench.components.outputs import forward, logits_of
 from optbench.core.metrics import bits_per_byte, epoch_row
 from optbench.experiment.checkpoint import CheckpointFile, restore_rng, rng_state
 from optbench.experiment.plan import RunPlan
@@ -130,11 +132,11 @@ def evaluate(
     total_loss, correct, count, predicted = 0.0, 0, 0, 0
     with torch.no_grad():
         for inputs, targets in data.batches(batch_size):
-            outputs = model(inputs)
-            total_loss += loss_fn(outputs, targets).item() * len(targets)
+            outputs = forward(model, inputs)
+            total_loss += loss_of(loss_fn, outputs, targets).item() * len(targets)
             count += len(targets)
-            if classify:
-                correct += int((outputs.argmax(dim=-1) == targets).sum())
+            if classify:  # planning checked that the outputs have logits to read
+                correct += int((logits_of(outputs).argmax(dim=-1) == targets).sum())
                 predicted += targets.numel()
     model.train()
     return total_loss / count, (correct / predicted if classify else None)
@@ -157,7 +159,7 @@ def recompute_batch_norm(model: nn.Module, train_set: InMemoryDataset, batch_siz
     model.train()
     with torch.no_grad():
         for inputs, _ in itertools.islice(train_set.batches(batch_size), BATCH_NORM_BATCHES):
-            model(inputs)
+            forward(model, inputs)
 
 
 # An L2 penalty bound to a built model: its factor and the parameters it covers.
@@ -182,7 +184,7 @@ def _loss(
     """Forward and loss on one batch (what a step protocol calls, once or more per step), plus
     the L2 penalty where the run has one, summed as DeepOBS's get_regularization_loss does:
     loss + 0.5 * sum(l2 * (w**2).sum()). Evaluation's test loss leaves it out."""
-    loss = loss_fn(model(inputs), targets)
+    loss = loss_of(loss_fn, forward(model, inputs), targets)
     if penalty is not None:
         l2, parameters = penalty
         loss = loss + 0.5 * sum(l2 * p.pow(2).sum() for p in parameters)

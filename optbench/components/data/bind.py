@@ -20,7 +20,7 @@ from optbench.components.data.imported import (
     get_dataset,
     spec_of,
 )
-from optbench.components.data.memory import InMemoryDataset
+from optbench.components.data.memory import ColumnsDataset, InMemoryDataset
 from optbench.components.data.spec import DatasetInfo, DataSpec
 from optbench.components.data.tensor_cache import tensor_digest
 from optbench.components.data.text import TokenWindows
@@ -161,6 +161,8 @@ def _reading(config: DataConfig, info: DatasetInfo) -> Reading | None:
     """The data section's reading fields for a dataset read from its tensors (imported, a
     file); a registered dataset has its own reading and refuses them."""
     given = {key: getattr(config, key) for key in Reading.__dataclass_fields__}
+    if isinstance(given["input_column"], list):  # several columns: hashable, for the cache
+        given["input_column"] = tuple(given["input_column"])
     if info.spec is None:
         return Reading(**given)
     for key, value in given.items():
@@ -204,6 +206,13 @@ def load_data(data: BoundData, seed: int) -> tuple[InMemoryDataset, InMemoryData
     )
     if isinstance(train, TokenWindows):  # token ids: nothing to normalise, subset or augment
         return train, test
+    if isinstance(train, ColumnsDataset):  # named columns: passed to the model as they are
+        if data.subset is not None:
+            train = ColumnsDataset(
+                {k: v[: data.subset] for k, v in train.columns.items()},
+                train.targets[: data.subset],
+            )
+        return train, test
     if data.subset is not None:
         train = InMemoryDataset(train.inputs[: data.subset], train.targets[: data.subset])
     mean, std = data.normalize if data.normalize else (None, None)
@@ -223,7 +232,4 @@ def first_train_batch(
     if data.info.spec is not None:
         return None
     train, _ = load_data(data, seed)
-    if isinstance(train, TokenWindows):
-        return train.fetch(torch.arange(size))
-    # a copy: transform normalises in place, and the cached tensors are the run's
-    return train.transform(train.inputs[:size].clone()), train.targets[:size].clone()
+    return train.first(size)

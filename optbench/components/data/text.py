@@ -75,6 +75,9 @@ class TokenWindows(torch.utils.data.Dataset):
     def fetch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.at(index * self.context)
 
+    def first(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.fetch(torch.arange(min(size, self.whole)))
+
     def batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The fixed, non-overlapping windows in order (evaluation)."""
         for start in range(0, self.whole, batch_size):
