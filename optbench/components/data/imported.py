@@ -208,12 +208,13 @@ def _from_hugging_face(split: Any, reading: Reading, where: str) -> tuple[Any, t
     PILToTensor, arrays as they are); several input columns as a dict of tensors."""
     if len(split) == 0:
         raise ConfigError("data.dataset", f"{where} is empty")
-    targets = _column(split, reading.target_column, TARGET_COLUMNS, "target_column", where)
     if isinstance(reading.input_column, tuple):
         columns = [_column(split, c, (), "input_column", where) for c in reading.input_column]
+        targets = _column(split, reading.target_column, TARGET_COLUMNS, "target_column", where)
         held = {column: _tensor(list(split[column])) for column in columns}
         return held, _tensor(list(split[targets]))
     inputs = _column(split, reading.input_column, INPUT_COLUMNS, "input_column", where)
+    targets = _column(split, reading.target_column, TARGET_COLUMNS, "target_column", where)
     values = list(split[inputs])
     if type(values[0]).__module__.startswith("PIL."):
         held = _stacked([_input_tensor(value) for value in values], reading.image_size, where)
