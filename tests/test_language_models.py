@@ -224,3 +224,32 @@ def test_sample_reads_the_trained_weights_and_the_untrained_model(
             probs = F.softmax(model(idx[:, -16:])[:, -1, :] / 0.8, dim=-1)
             idx = torch.cat((idx, torch.multinomial(probs, 1, generator=generator)), dim=1)
     assert untrained == bytes(idx[0].tolist()).decode("utf-8", errors="replace")
+
+
+def _nanogpt_lr(
+    it: int, learning_rate: float, warmup: int, decay_iters: int, min_lr: float
+) -> float:
+    """nanoGPT's train.py get_lr, as written there."""
+    if it < warmup:
+        return learning_rate * (it + 1) / (warmup + 1)
+    if it > decay_iters:
+        return min_lr
+    decay_ratio = (it - warmup) / (decay_iters - warmup)
+    coeff = 0.5 * (1.0 + math.cos(math.pi * decay_ratio))
+    return min_lr + coeff * (learning_rate - min_lr)
+
+
+def test_warmup_cosine_is_nanogpt_get_lr(corpus: Path) -> None:
+    config = lm_config(
+        corpus, scheduler={"name": "WarmupCosineLR", "interval": "step", "warmup_steps": 3}
+    )
+    plan = make_plan(load_config(config))
+    assert plan.scheduler.options["total_steps"] == 10  # 2 epochs of 5 steps: the run
+    model = plan.build_model()
+    optimizer = plan.build_optimizer(model)
+    scheduler = plan.build_scheduler(optimizer)
+    for it in range(13):
+        expected = _nanogpt_lr(it, 0.01, 3, 10, 0.001)
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(expected, rel=1e-12)
+        optimizer.step()
+        scheduler.step()
