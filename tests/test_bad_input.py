@@ -890,6 +890,19 @@ CASES = [
         "scheduler.max_lr",
         "must be in [0, inf], got -1.0",
     ),
+    case("clip-grad-norm-0", regression(clip_grad_norm=0), "clip_grad_norm", "greater than 0"),
+    case(
+        "clip-grad-norm-with-a-closure-optimizer",
+        regression(clip_grad_norm=1.0, optimizer={"name": "LBFGS", "lr": 0.1}),
+        "clip_grad_norm",
+        "LBFGS steps by the closure protocol",
+    ),
+    case(
+        "warmup-longer-than-the-run",
+        regression(scheduler={"name": "WarmupCosineLR", "warmup_steps": 5}),
+        "scheduler",
+        "warmup_steps must be in [0, total_steps 1)",
+    ),
 ]
 
 

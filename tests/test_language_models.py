@@ -93,16 +93,11 @@ def test_an_epoch_is_nanogpt_get_batch_draws(corpus: Path) -> None:
         assert torch.equal(x, hx) and torch.equal(y, hy)
 
 
-def test_training_is_the_nanogpt_loop(corpus: Path) -> None:
-    """optbench's run equals nanoGPT's loop written out: the same model seeded the same way,
-    get_batch's windows, AdamW with nanoGPT-style decay groups, per-token cross-entropy, then
-    evaluation on the test block's non-overlapping windows."""
-    groups = [{"params": list(NO_DECAY), "weight_decay": 0.0}]
-    config = lm_config(corpus)
-    config["optimizer"]["param_groups"] = groups
-    plan = make_plan(load_config(config))
-    result = train(plan)
-
+def _nanogpt_loop(corpus: Path, epochs: int, clip: float | None = None) -> list[dict[str, float]]:
+    """nanoGPT's loop written out on lm_config's settings: the model seeded as optbench seeds
+    it, get_batch's windows, AdamW with no decay on biases, LayerNorms and embeddings,
+    per-token cross-entropy, clip_grad_norm_ between backward and step when `clip` is set,
+    then evaluation on the test block's non-overlapping windows."""
     train_set, test_set = load_text("", False, str(corpus), context=16, windows_per_epoch=40)
     torch.manual_seed(0)
     model = GPT(256, 16, 2, 2, 16)
@@ -116,14 +111,17 @@ def test_training_is_the_nanogpt_loop(corpus: Path) -> None:
         lr=0.01,
     )
     generator = torch.Generator().manual_seed(0)
-    for epoch, row in enumerate(result.rows):
-        losses = []
+    rows = []
+    for _ in range(epochs):
+        losses, norms = [], []
         for size in (8, 8, 8, 8, 8):
             x, y = _get_batch(train_set.tokens, 16, size, generator)
             logits = model(x)
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1))
             optimizer.zero_grad()
             loss.backward()
+            if clip is not None:
+                norms.append(torch.nn.utils.clip_grad_norm_(model.parameters(), clip).item())
             optimizer.step()
             losses.append(loss.item())
         torch.empty((), dtype=torch.int64).random_()  # the test DataLoader's draw
@@ -134,11 +132,40 @@ def test_training_is_the_nanogpt_loop(corpus: Path) -> None:
             test_loss = F.cross_entropy(logits.view(-1, 256), y.view(-1)).item()
             accuracy = (logits.argmax(-1) == y).float().mean().item()
         model.train()
-        assert row["epoch"] == epoch + 1
-        assert row["train_loss"] == pytest.approx(sum(losses) / len(losses), rel=1e-6)
-        assert row["test_loss"] == pytest.approx(test_loss, rel=1e-6)
-        assert row["test_accuracy"] == pytest.approx(accuracy, rel=1e-6)
-        assert row["test_bits_per_byte"] == pytest.approx(test_loss / math.log(2), rel=1e-6)
+        rows.append(
+            {
+                "train_loss": sum(losses) / len(losses),
+                "test_loss": test_loss,
+                "test_accuracy": accuracy,
+                "grad_norm": sum(norms) / len(norms) if norms else None,
+            }
+        )
+    return rows
+
+
+def _decay_groups_config(corpus: Path, **changes: Any) -> dict[str, Any]:
+    config = lm_config(corpus, **changes)
+    config["optimizer"]["param_groups"] = [{"params": list(NO_DECAY), "weight_decay": 0.0}]
+    return config
+
+
+def test_training_is_the_nanogpt_loop(corpus: Path) -> None:
+    result = train(make_plan(load_config(_decay_groups_config(corpus))))
+    for row, hand in zip(result.rows, _nanogpt_loop(corpus, 2), strict=True):
+        assert row["train_loss"] == pytest.approx(hand["train_loss"], rel=1e-6)
+        assert row["test_loss"] == pytest.approx(hand["test_loss"], rel=1e-6)
+        assert row["test_accuracy"] == pytest.approx(hand["test_accuracy"], rel=1e-6)
+        assert row["test_bits_per_byte"] == pytest.approx(hand["test_loss"] / math.log(2), rel=1e-6)
+        assert row["grad_norm"] is None
+
+
+def test_clip_grad_norm_is_nanogpts_clipping(corpus: Path) -> None:
+    result = train(make_plan(load_config(_decay_groups_config(corpus, clip_grad_norm=0.5))))
+    for row, hand in zip(result.rows, _nanogpt_loop(corpus, 2, clip=0.5), strict=True):
+        assert hand["grad_norm"] > 0.5  # it clipped
+        assert row["grad_norm"] == pytest.approx(hand["grad_norm"], rel=1e-6)
+        assert row["train_loss"] == pytest.approx(hand["train_loss"], rel=1e-6)
+        assert row["test_loss"] == pytest.approx(hand["test_loss"], rel=1e-6)
 
 
 def test_gpt_parameter_count_is_nanogpt_formula() -> None:

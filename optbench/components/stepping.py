@@ -140,3 +140,27 @@ def detect_protocol(cls: type[torch.optim.Optimizer]) -> ProtocolName:
 def has_train_eval(cls: type[torch.optim.Optimizer]) -> bool:
     """Schedule-Free and the like: `train()` and `eval()` switch the parameters' values."""
     return callable(getattr(cls, "train", None)) and callable(getattr(cls, "eval", None))
+
+
+class GradientClipping:
+    """`clip_grad_norm_` to `max_norm` before every optimizer.step() (a step pre-hook: after
+    backward, in the plain protocol), as nanoGPT clips; the global norms before clipping are
+    summed on the device, and read once an epoch as their mean (epochs.csv's grad_norm)."""
+
+    def __init__(
+        self, optimizer: torch.optim.Optimizer, parameters: list[torch.Tensor], max_norm: float
+    ) -> None:
+        self.parameters, self.max_norm = parameters, max_norm
+        self.total: torch.Tensor | float = 0.0
+        self.steps = 0
+        optimizer.register_step_pre_hook(self)
+
+    def __call__(self, optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
+        self.total = self.total + torch.nn.utils.clip_grad_norm_(self.parameters, self.max_norm)
+        self.steps += 1
+
+    def epoch_mean(self) -> float | None:
+        """The mean norm before clipping over the steps since the last call."""
+        mean = float(self.total) / self.steps if self.steps else None
+        self.total, self.steps = 0.0, 0
+        return mean

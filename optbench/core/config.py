@@ -323,6 +323,9 @@ class ExperimentConfig(_Strict):
     scheduler: SchedulerConfig | None = None
     regularization: RegularizationConfig | None = None  # applied in train.py's _loss
     fast: bool = False  # losses read once per epoch, not per batch (experiment/train.py)
+    # Clip the gradients' global norm to this before every step (components/stepping.py
+    # GradientClipping); left out of the resolved config when unset, so run-ids stay.
+    clip_grad_norm: float | None = Field(None, gt=0, allow_inf_nan=False)
     sweep: dict[str, list[Any]] | None = None  # read by `optbench sweep`; `run` trains the base
     tune: TuneConfig | None = None  # read by `optbench tune`; `run` trains the base
     log: LogConfig = Field(default_factory=LogConfig)  # TensorBoard / MLflow (not in the run-id)

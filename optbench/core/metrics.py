@@ -81,6 +81,8 @@ METRICS: tuple[Metric, ...] = (
         optional=True,
         short="effective lr",
     ),
+    # Runs with clip_grad_norm only: the epoch's mean global gradient norm before clipping.
+    Metric("grad_norm", "{:.4g}", "gradient norm (before clipping)", optional=True),
     Metric("seconds", "{:.2f}", "seconds (training)", curve=False),
     Metric("eval_seconds", "{:.2f}", "seconds (evaluation)", curve=False),
     # Problems with a known optimum only; empty for others.

@@ -186,6 +186,8 @@ def resolve_config(
     for key in OPTIONAL_DATA_FIELDS:  # unset: absent, as in configs from before the field
         if getattr(config.data, key) is None:
             del dumped["data"][key]
+    if config.clip_grad_norm is None:  # likewise
+        del dumped["clip_grad_norm"]
     resolved = {
         **dumped,
         "data": _section(dumped["data"], config.data.model_extra, data.resolved()),
@@ -376,6 +378,17 @@ def _check_per_token(loss: LossInfo, spec: DataSpec, dataset: str) -> None:
     raise ConfigError("loss", f"{loss.name} reads a target per token; {dataset} has one per sample")
 
 
+def _check_clipping(config: ExperimentConfig, optimizer: BoundOptimizer) -> None:
+    """Clipping sits between backward and step, which only the plain protocol exposes."""
+    protocol = optimizer.protocol.name
+    if config.clip_grad_norm is not None and protocol != "plain":
+        raise ConfigError(
+            "clip_grad_norm",
+            f"{optimizer.info.name} steps by the {protocol} protocol, which computes its "
+            "gradients inside step(); clipping applies to plain steps (backward, clip, step)",
+        )
+
+
 def make_plan(config: ExperimentConfig) -> RunPlan:
     """Check every component of `config` against what it builds; raise ConfigError on the first
     problem, naming its field, or on the component still running after planning's time limit
@@ -434,6 +447,7 @@ def _make_plan(config: ExperimentConfig) -> RunPlan:
         with stage("optimizer", optimizer_info.name):
             optimizer = bind_optimizer(optimizer_info, config.optimizer, trainable, run, model)
             optimizer.check(model)
+        _check_clipping(config, optimizer)
         if scheduler is not None:
             with stage("scheduler", scheduler.info.name):
                 scheduler.build(optimizer.build(model))

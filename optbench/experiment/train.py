@@ -34,6 +34,7 @@ from optbench.components.data import InMemoryDataset, ShuffledBatches, load_data
 from optbench.components.losses import loss_of
 from optbench.components.optimizers import effective_lr
 from optbench.components.outputs import forward, logits_of
+from optbench.components.stepping import GradientClipping
 from optbench.core.metrics import bits_per_byte, epoch_row
 from optbench.experiment.checkpoint import CheckpointFile, restore_rng, rng_state
 from optbench.experiment.plan import RunPlan
@@ -239,6 +240,10 @@ def train(
     augment = getattr(train_set.augment, "generator", None)
 
     model, loss_fn, penalty, optimizer = build_training(plan)
+    clipping = None
+    if config.clip_grad_norm is not None:  # clipped before every step, its norms logged
+        parameters = [p for p in model.parameters() if p.requires_grad]
+        clipping = GradientClipping(optimizer, parameters, config.clip_grad_norm)
     scheduler = plan.build_scheduler(optimizer)
     step_scheduler_each_batch = plan.scheduler is not None and plan.scheduler.per_step
     protocol = plan.optimizer.protocol  # how this optimizer steps (components/stepping.py)
@@ -325,6 +330,7 @@ def train(
                 eval_seconds=eval_seconds,
                 distance_to_optimum=distance() if distance is not None else None,
                 test_bits_per_byte=bits_per_byte(test_loss) if per_byte else None,
+                grad_norm=clipping.epoch_mean() if clipping is not None else None,
             )
             if path is not None:  # epoch 1 starts with the starting point
                 row["path"] = torch.stack(path).tolist()
