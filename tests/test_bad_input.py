@@ -1211,3 +1211,20 @@ def test_fortunes_missing_says_how_to_install_it(
     config = changed(TEXT_CONFIG, {"data": {"dataset": "fortunes", "context": 8}})
     result = invoke("validate", write(configs, config), results)
     assert_user_error(result, results, "data.dataset", "apt-get install fortunes")
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["nowhere"], ("run_dir", "nowhere is not a run folder")),
+        (["RUN", "--tokens", "0"], ("tokens", "must be > 0, got 0")),
+    ],
+)
+def test_sample_refuses_in_one_line(
+    args: list[str], fragments: tuple[str, ...], tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("name: x\n")
+    argv = ["sample", *[str(run) if a == "RUN" else a for a in args]]
+    assert_one_error_line(cli_runner().invoke(app, argv), *fragments)
