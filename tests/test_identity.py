@@ -154,6 +154,7 @@ _OTHER_VALUE: dict[str, Any] = {
     "regularization.l2": 0.002,
     "regularization.params": "*bias",
     "fast": True,
+    "clip_grad_norm": 1.0,
     "sweep": {"seed": [0, 1]},
     "tune.space": {"optimizer.momentum": {"uniform": [0.0, 0.9]}},
     "tune.trials": 5,
