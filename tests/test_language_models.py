@@ -280,3 +280,25 @@ def test_warmup_cosine_is_nanogpt_get_lr(corpus: Path) -> None:
         assert optimizer.param_groups[0]["lr"] == pytest.approx(expected, rel=1e-12)
         optimizer.step()
         scheduler.step()
+
+
+def test_an_interrupted_language_model_run_resumes_exactly(corpus: Path, tmp_path: Path) -> None:
+    """The windows' generator is the checkpointed shuffling generator: a run stopped mid-epoch
+    and resumed gives the uninterrupted run's table, with warmup-cosine stepped per batch and
+    clipping on."""
+    from optbench.experiment.checkpoint import CheckpointFile
+    from tests.helpers import StopAt
+
+    scheduler = {"name": "WarmupCosineLR", "interval": "step", "warmup_steps": 2}
+    config = lm_config(corpus, epochs=3, clip_grad_norm=1.0, scheduler=scheduler)
+    plan = make_plan(load_config(config))
+    reference = train(plan).rows
+    checkpoints = CheckpointFile(tmp_path / "checkpoint.pt", plan.run_id)
+    with pytest.raises(KeyboardInterrupt):
+        train(plan, StopAt(2, 3), checkpoints)
+    torch.manual_seed(12345)  # a resumed process starts with unrelated random state
+    resumed = train(plan, checkpoints=checkpoints).rows
+    columns = ["train_loss", "test_loss", "test_accuracy", "test_bits_per_byte", "grad_norm", "lr"]
+    assert [[r[c] for c in columns] for r in resumed] == [
+        [r[c] for c in columns] for r in reference
+    ]
