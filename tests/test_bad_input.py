@@ -1228,3 +1228,19 @@ def test_sample_refuses_in_one_line(
     (run / "config.yaml").write_text("name: x\n")
     argv = ["sample", *[str(run) if a == "RUN" else a for a in args]]
     assert_one_error_line(cli_runner().invoke(app, argv), *fragments)
+
+
+def test_bf16_on_a_device_without_it(
+    configs: Path, results: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A GPU without bf16 (no such GPU here: CUDA and its answer are stood in for)."""
+    import torch
+
+    import optbench.experiment.plan as plan
+
+    monkeypatch.setattr(plan, "resolve_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
+    path = write(configs, regression(precision="bf16"))
+    assert_user_error(
+        invoke("validate", path, results), results, "precision", "not supported on cuda"
+    )

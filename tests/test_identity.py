@@ -155,6 +155,7 @@ _OTHER_VALUE: dict[str, Any] = {
     "regularization.params": "*bias",
     "fast": True,
     "clip_grad_norm": 1.0,
+    "precision": "bf16",
     "sweep": {"seed": [0, 1]},
     "tune.space": {"optimizer.momentum": {"uniform": [0.0, 0.9]}},
     "tune.trials": 5,

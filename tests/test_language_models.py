@@ -93,11 +93,14 @@ def test_an_epoch_is_nanogpt_get_batch_draws(corpus: Path) -> None:
         assert torch.equal(x, hx) and torch.equal(y, hy)
 
 
-def _nanogpt_loop(corpus: Path, epochs: int, clip: float | None = None) -> list[dict[str, float]]:
+def _nanogpt_loop(
+    corpus: Path, epochs: int, clip: float | None = None, bf16: bool = False
+) -> list[dict[str, float]]:
     """nanoGPT's loop written out on lm_config's settings: the model seeded as optbench seeds
     it, get_batch's windows, AdamW with no decay on biases, LayerNorms and embeddings,
-    per-token cross-entropy, clip_grad_norm_ between backward and step when `clip` is set,
-    then evaluation on the test block's non-overlapping windows."""
+    per-token cross-entropy (under bf16 autocast with `bf16`, as nanoGPT's ctx), clip_grad_norm_
+    between backward and step when `clip` is set, then evaluation on the test block's
+    non-overlapping windows."""
     train_set, test_set = load_text("", False, str(corpus), context=16, windows_per_epoch=40)
     torch.manual_seed(0)
     model = GPT(256, 16, 2, 2, 16)
@@ -116,8 +119,9 @@ def _nanogpt_loop(corpus: Path, epochs: int, clip: float | None = None) -> list[
         losses, norms = [], []
         for size in (8, 8, 8, 8, 8):
             x, y = _get_batch(train_set.tokens, 16, size, generator)
-            logits = model(x)
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1))
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                logits = model(x)
+                loss = F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1))
             optimizer.zero_grad()
             loss.backward()
             if clip is not None:
@@ -126,7 +130,8 @@ def _nanogpt_loop(corpus: Path, epochs: int, clip: float | None = None) -> list[
             losses.append(loss.item())
         torch.empty((), dtype=torch.int64).random_()  # the test DataLoader's draw
         model.eval()
-        with torch.no_grad():
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+        with torch.no_grad(), autocast:
             x, y = test_set.fetch(torch.arange(test_set.whole))
             logits = model(x)
             test_loss = F.cross_entropy(logits.view(-1, 256), y.view(-1)).item()
@@ -166,6 +171,15 @@ def test_clip_grad_norm_is_nanogpts_clipping(corpus: Path) -> None:
         assert row["grad_norm"] == pytest.approx(hand["grad_norm"], rel=1e-6)
         assert row["train_loss"] == pytest.approx(hand["train_loss"], rel=1e-6)
         assert row["test_loss"] == pytest.approx(hand["test_loss"], rel=1e-6)
+
+
+def test_bf16_is_autocast_around_forward_and_loss(corpus: Path) -> None:
+    result = train(make_plan(load_config(_decay_groups_config(corpus, precision="bf16"))))
+    full = _nanogpt_loop(corpus, 2)
+    for row, hand, fp32 in zip(result.rows, _nanogpt_loop(corpus, 2, bf16=True), full, strict=True):
+        assert row["train_loss"] == pytest.approx(hand["train_loss"], rel=1e-6)
+        assert row["test_loss"] == pytest.approx(hand["test_loss"], rel=1e-6)
+        assert row["train_loss"] != fp32["train_loss"]  # bf16 did change the arithmetic
 
 
 def test_gpt_parameter_count_is_nanogpt_formula() -> None:

@@ -326,6 +326,9 @@ class ExperimentConfig(_Strict):
     # Clip the gradients' global norm to this before every step (components/stepping.py
     # GradientClipping); left out of the resolved config when unset, so run-ids stay.
     clip_grad_norm: float | None = Field(None, gt=0, allow_inf_nan=False)
+    # bf16: forward and loss under torch.autocast(dtype=bfloat16), training and evaluation
+    # (experiment/train.py precision_context); left out of the resolved config when unset.
+    precision: Literal["bf16"] | None = None
     sweep: dict[str, list[Any]] | None = None  # read by `optbench sweep`; `run` trains the base
     tune: TuneConfig | None = None  # read by `optbench tune`; `run` trains the base
     log: LogConfig = Field(default_factory=LogConfig)  # TensorBoard / MLflow (not in the run-id)

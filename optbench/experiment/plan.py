@@ -186,8 +186,9 @@ def resolve_config(
     for key in OPTIONAL_DATA_FIELDS:  # unset: absent, as in configs from before the field
         if getattr(config.data, key) is None:
             del dumped["data"][key]
-    if config.clip_grad_norm is None:  # likewise
-        del dumped["clip_grad_norm"]
+    for key in ("clip_grad_norm", "precision"):  # likewise
+        if getattr(config, key) is None:
+            del dumped[key]
     resolved = {
         **dumped,
         "data": _section(dumped["data"], config.data.model_extra, data.resolved()),
@@ -389,6 +390,17 @@ def _check_clipping(config: ExperimentConfig, optimizer: BoundOptimizer) -> None
         )
 
 
+def _check_precision(config: ExperimentConfig, device: torch.device) -> None:
+    """bf16 autocast where the device has it: the CPU always, CUDA on bf16-capable GPUs."""
+    if config.precision != "bf16":
+        return
+    supported = device.type == "cpu" or (
+        device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
+    )
+    if not supported:
+        raise ConfigError("precision", f"bf16 autocast is not supported on {device} here")
+
+
 def make_plan(config: ExperimentConfig) -> RunPlan:
     """Check every component of `config` against what it builds; raise ConfigError on the first
     problem, naming its field, or on the component still running after planning's time limit
@@ -462,11 +474,13 @@ def _make_plan(config: ExperimentConfig) -> RunPlan:
     resolved = resolve_config(
         config, data, (model_info, model_options), (loss_info, loss_options), optimizer, scheduler
     )
+    device = resolve_device(config.device)
+    _check_precision(config, device)
     return RunPlan(
         config=config,
         resolved=resolved,
         run_id=identity.run_id(resolved),
-        device=resolve_device(config.device),
+        device=device,
         data=data,
         model=model_info,
         model_options=model_options,

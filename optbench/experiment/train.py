@@ -192,6 +192,23 @@ def _loss(
     return loss
 
 
+def precision_context(plan: RunPlan, batch_loss: Any = None) -> Any:
+    """The run's precision: with `precision: bf16`, torch.autocast(bfloat16) on the device
+    around forward and loss (backward and step stay outside it, as torch's AMP recipe has
+    them). Given `batch_loss`, that function wrapped in it; else the context itself."""
+    enabled = plan.config.precision == "bf16"
+    if batch_loss is None:
+        return torch.autocast(plan.device.type, dtype=torch.bfloat16, enabled=enabled)
+    if not enabled:
+        return batch_loss
+
+    def autocast_loss() -> torch.Tensor:
+        with torch.autocast(plan.device.type, dtype=torch.bfloat16):
+            return batch_loss()
+
+    return autocast_loss
+
+
 def build_training(
     plan: RunPlan,
 ) -> tuple[nn.Module, nn.Module, L2Penalty | None, torch.optim.Optimizer]:
@@ -278,9 +295,8 @@ def train(
             loss_sum, batches = torch.zeros((), device=device) if config.fast else 0.0, 0
             path = None if point is None else ([point()] if epoch == 1 else [])
             for inputs, targets in loader:
-                loss = protocol.step(
-                    optimizer, functools.partial(_loss, model, loss_fn, inputs, targets, penalty)
-                )
+                batch_loss = functools.partial(_loss, model, loss_fn, inputs, targets, penalty)
+                loss = protocol.step(optimizer, precision_context(plan, batch_loss))
                 if path is not None:
                     path.append(point())
                 batches += 1
@@ -308,9 +324,10 @@ def train(
             started = time.perf_counter()
             if recompute_statistics:
                 recompute_batch_norm(model, train_set, config.data.batch_size)
-            test_loss, test_accuracy = evaluate(
-                model, loss_fn, test_set, config.data.test_batch_size, classify
-            )
+            with precision_context(plan):
+                test_loss, test_accuracy = evaluate(
+                    model, loss_fn, test_set, config.data.test_batch_size, classify
+                )
             eval_seconds = time.perf_counter() - started
 
             if scheduler is not None and not step_scheduler_each_batch:
