@@ -276,7 +276,9 @@ def _try_batch(
             f"{type(exc).__name__}: {exc}{hint}",
         ) from None
     logits = logits_of(outputs)
-    if logits is None and not loss.from_model:
+    # read as logits by a built-in loss and by accuracy; an imported loss on values takes them
+    reads_logits = loss.targets is not None or spec.num_classes is not None
+    if logits is None and not loss.from_model and reads_logits:
         raise ConfigError(
             "model",
             f"{model_name} returns a {type(outputs).__name__} with no logits to read; "
