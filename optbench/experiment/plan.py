@@ -433,7 +433,11 @@ def _make_plan(config: ExperimentConfig) -> RunPlan:
             "loss",
             f"{loss_info.name} expects {loss_info.targets} as targets, but {data.info.name} is a "
             f"{kind} dataset; use "
-            + ", ".join(info.name for info in LOSSES if info.targets == wants),
+            + ", ".join(
+                info.name
+                for info in LOSSES
+                if info.targets == wants and info.per_token == bool(spec.target_shape)
+            ),
         )
     _check_per_token(loss_info, spec, data.info.name)
 
