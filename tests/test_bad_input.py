@@ -897,6 +897,13 @@ CASES = [
         "clip_grad_norm",
         "LBFGS steps by the closure protocol",
     ),
+    case("accumulate-0", regression(accumulate=0), "accumulate", "greater than or equal to 1"),
+    case(
+        "accumulate-with-a-second-order-optimizer",
+        regression(accumulate=2, optimizer={"name": "pytorch_optimizer.AdaHessian", "lr": 0.1}),
+        "accumulate",
+        "AdaHessian steps by the second_order protocol",
+    ),
     case(
         "warmup-longer-than-the-run",
         regression(scheduler={"name": "WarmupCosineLR", "warmup_steps": 5}),

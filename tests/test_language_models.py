@@ -316,3 +316,43 @@ def test_an_interrupted_language_model_run_resumes_exactly(corpus: Path, tmp_pat
     assert [[r[c] for c in columns] for r in resumed] == [
         [r[c] for c in columns] for r in reference
     ]
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "rel"),
+    [
+        ({"name": "SGD", "lr": 0.05, "momentum": 0.9}, 1e-6),
+        ({"name": "Adam", "lr": 0.05}, 1e-6),
+        # closure: every evaluation runs all micro-batches; LBFGS's history amplifies the
+        # float32 summation order to about 1e-4 over 9 steps
+        ({"name": "LBFGS", "lr": 0.5, "history_size": 5, "max_iter": 3}, 1e-3),
+    ],
+    ids=["SGD", "Adam", "LBFGS"],
+)
+def test_accumulating_k_batches_is_the_k_times_larger_batch(
+    optimizer: dict[str, Any], rel: float
+) -> None:
+    """A model without batch-dependent layers: 4 accumulated batches of 8 are one batch of
+    32, the last step's smaller group included (70 samples: steps of 32, 32, 6), per-step
+    warmup-cosine counted in steps; equal up to float32 summation order."""
+    from tests.helpers import regression_dict
+
+    def run(batch: int, accumulate: int | None) -> Any:
+        data = {"dataset": "synthetic_regression", "n_train": 70, "n_test": 20, "batch_size": batch}
+        config = regression_dict(
+            epochs=3,
+            data=data,
+            optimizer=optimizer,
+            accumulate=accumulate,
+            scheduler={"name": "WarmupCosineLR", "interval": "step", "warmup_steps": 2},
+        )
+        plan = make_plan(load_config(config))
+        return plan, train(plan).rows
+
+    small, accumulated = run(8, 4)
+    large, rows = run(32, None)
+    assert small.steps_per_epoch == large.steps_per_epoch == 3
+    assert small.scheduler.options["total_steps"] == 9
+    for mine, theirs in zip(accumulated, rows, strict=True):
+        for column in ("train_loss", "test_loss", "lr"):
+            assert mine[column] == pytest.approx(theirs[column], rel=rel), column

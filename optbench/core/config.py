@@ -329,6 +329,9 @@ class ExperimentConfig(_Strict):
     # bf16: forward and loss under torch.autocast(dtype=bfloat16), training and evaluation
     # (experiment/train.py precision_context); left out of the resolved config when unset.
     precision: Literal["bf16"] | None = None
+    # Gradient accumulation: one optimizer step per `accumulate` batches of data.batch_size,
+    # each backward on its own (components/stepping.py Accumulated); absent when unset.
+    accumulate: int | None = Field(None, ge=1, le=MAX_INTEGER)
     sweep: dict[str, list[Any]] | None = None  # read by `optbench sweep`; `run` trains the base
     tune: TuneConfig | None = None  # read by `optbench tune`; `run` trains the base
     log: LogConfig = Field(default_factory=LogConfig)  # TensorBoard / MLflow (not in the run-id)

@@ -95,7 +95,7 @@ class RunPlan:
 
     @property
     def steps_per_epoch(self) -> int:
-        return steps_per_epoch(self.data.spec, self.config.data.batch_size)
+        return steps_per_epoch(self.data.spec, self.config.data.batch_size, self.config.accumulate)
 
     def build_model(self, device: torch.device | None = None) -> nn.Module:
         return build_model(
@@ -128,9 +128,10 @@ def build_model(
     return model.to(device)
 
 
-def steps_per_epoch(spec: DataSpec, batch_size: int) -> int:
-    """Optimizer steps per epoch: the DataLoader keeps the last, smaller batch."""
-    return math.ceil(spec.train_size / batch_size)
+def steps_per_epoch(spec: DataSpec, batch_size: int, accumulate: int | None = None) -> int:
+    """Optimizer steps per epoch: the DataLoader keeps the last, smaller batch; with
+    `accumulate`, one step per that many batches (the last group may hold fewer)."""
+    return math.ceil(math.ceil(spec.train_size / batch_size) / (accumulate or 1))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -186,7 +187,7 @@ def resolve_config(
     for key in OPTIONAL_DATA_FIELDS:  # unset: absent, as in configs from before the field
         if getattr(config.data, key) is None:
             del dumped["data"][key]
-    for key in ("clip_grad_norm", "precision"):  # likewise
+    for key in ("clip_grad_norm", "precision", "accumulate"):  # likewise
         if getattr(config, key) is None:
             del dumped[key]
     resolved = {
@@ -382,8 +383,15 @@ def _check_per_token(loss: LossInfo, spec: DataSpec, dataset: str) -> None:
 
 
 def _check_clipping(config: ExperimentConfig, optimizer: BoundOptimizer) -> None:
-    """Clipping sits between backward and step, which only the plain protocol exposes."""
+    """Clipping sits between backward and step, which only the plain protocol exposes;
+    accumulation runs backward per micro-batch, which second-order steps cannot."""
     protocol = optimizer.protocol.name
+    if (config.accumulate or 1) > 1 and protocol == "second_order":
+        raise ConfigError(
+            "accumulate",
+            f"{optimizer.info.name} steps by the second_order protocol, whose Hessian estimate "
+            "reads one backward graph; it cannot accumulate gradients over micro-batches",
+        )
     if config.clip_grad_norm is not None and protocol != "plain":
         raise ConfigError(
             "clip_grad_norm",
@@ -447,7 +455,9 @@ def _make_plan(config: ExperimentConfig) -> RunPlan:
     if config.scheduler is not None:
         with stage("scheduler", config.scheduler.name):
             scheduler = bind_scheduler(
-                config.scheduler, config.epochs, steps_per_epoch(spec, config.data.batch_size)
+                config.scheduler,
+                config.epochs,
+                steps_per_epoch(spec, config.data.batch_size, config.accumulate),
             )
 
     # Build everything once and take one step, away from the global RNG, so bad values fail
@@ -459,7 +469,8 @@ def _make_plan(config: ExperimentConfig) -> RunPlan:
         trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
         regularization = bind_regularization(config, list(trainable))
         run = {  # RUN_ARGS: what an optimizer may ask about the run
-            "num_iterations": config.epochs * steps_per_epoch(spec, config.data.batch_size),
+            "num_iterations": config.epochs
+            * steps_per_epoch(spec, config.data.batch_size, config.accumulate),
             "num_data": spec.train_size,
         }
         with stage("optimizer", optimizer_info.name):

@@ -34,7 +34,7 @@ from optbench.components.data import InMemoryDataset, ShuffledBatches, load_data
 from optbench.components.losses import loss_of
 from optbench.components.optimizers import effective_lr
 from optbench.components.outputs import forward, logits_of
-from optbench.components.stepping import GradientClipping
+from optbench.components.stepping import Accumulated, GradientClipping
 from optbench.core.metrics import bits_per_byte, epoch_row
 from optbench.experiment.checkpoint import CheckpointFile, restore_rng, rng_state
 from optbench.experiment.plan import RunPlan
@@ -209,6 +209,19 @@ def precision_context(plan: RunPlan, batch_loss: Any = None) -> Any:
     return autocast_loss
 
 
+def step_groups(loader: Any, accumulate: int) -> Any:
+    """The loader's batches in groups of `accumulate` consecutive ones, one group per step
+    (the last group holds what is left)."""
+    group = []
+    for batch in loader:
+        group.append(batch)
+        if len(group) == accumulate:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
 def build_training(
     plan: RunPlan,
 ) -> tuple[nn.Module, nn.Module, L2Penalty | None, torch.optim.Optimizer]:
@@ -272,6 +285,7 @@ def train(
     point = getattr(model, "point", None) if getattr(model, "records_path", False) else None
 
     loader, shuffle = training_loader(train_set, config.data.batch_size, config.seed)
+    accumulate = config.accumulate or 1  # batches per optimizer step
 
     result = TrainResult(status=Status.COMPLETED)
     saved = checkpoints.load(device) if checkpoints else None
@@ -290,13 +304,22 @@ def train(
             model.train()
             protocol.training(optimizer)
             lr = optimizer.param_groups[0].get("lr")
-            observer.epoch_started(epoch, len(loader))
+            observer.epoch_started(epoch, -(-len(loader) // accumulate))
             started = time.perf_counter()
             loss_sum, batches = torch.zeros((), device=device) if config.fast else 0.0, 0
             path = None if point is None else ([point()] if epoch == 1 else [])
-            for inputs, targets in loader:
-                batch_loss = functools.partial(_loss, model, loss_fn, inputs, targets, penalty)
-                loss = protocol.step(optimizer, precision_context(plan, batch_loss))
+            for group in step_groups(loader, accumulate):  # one step's batches
+                losses = [
+                    precision_context(plan, functools.partial(_loss, model, loss_fn, x, y, penalty))
+                    for x, y in group
+                ]
+                sizes = [len(y) for _, y in group]
+                batch_loss = (
+                    losses[0]
+                    if len(group) == 1
+                    else Accumulated(losses, [size / sum(sizes) for size in sizes])
+                )
+                loss = protocol.step(optimizer, batch_loss)
                 if path is not None:
                     path.append(point())
                 batches += 1
