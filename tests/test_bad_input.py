@@ -1185,6 +1185,11 @@ TEXT_CASES = {
         {"data.context": 10**6},
         ("data.context", "1000000 tokens is longer than", "corpus.txt allows"),
     ),
+    "vocabulary-of-words": (
+        {"corpus.txt": _WORDS},
+        {"data.vocabulary": "words"},
+        ("data.vocabulary", "must be bytes or chars, got 'words'"),
+    ),
     "cross-entropy-on-tokens": (
         {"corpus.txt": _WORDS},
         {"loss": "cross_entropy"},

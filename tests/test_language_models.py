@@ -64,7 +64,7 @@ def test_blocks_are_contiguous_and_windows_predict_the_next_byte(corpus: Path) -
     assert torch.equal(train_set.tokens, data[:train_end])
     assert torch.equal(train_set.validation.tokens, data[train_end:valid_end])
     assert torch.equal(test_set.tokens, data[valid_end:])
-    assert len(train_set) == 40 and train_set.spec().train_size == 40
+    assert len(train_set) == 40 and train_set.spec(test_set).train_size == 40
     # evaluation: every whole non-overlapping window of the test block, in order
     inputs = torch.cat([x for x, _ in test_set.batches(7)])
     targets = torch.cat([y for _, y in test_set.batches(7)])
@@ -72,6 +72,43 @@ def test_blocks_are_contiguous_and_windows_predict_the_next_byte(corpus: Path) -
     assert inputs.dtype == torch.int64 and inputs.shape == (whole, 16)
     assert torch.equal(inputs.reshape(-1), data[valid_end:][: whole * 16].long())
     assert torch.equal(targets.reshape(-1), data[valid_end:][1 : whole * 16 + 1].long())
+
+
+def test_character_tokens_number_the_corpus_alphabet(tmp_path: Path) -> None:
+    """vocabulary: chars: each distinct character a token (multi-byte ones too), the windows
+    decode back to the text, and bits per byte divides by the evaluated targets' bytes."""
+    text = ("naïve café — déjà vu. " * 30 + "The end.\n") * 3
+    path = tmp_path / "accents.txt"
+    path.write_text(text)
+    train_set, test_set = load_text("", False, str(path), context=8, vocabulary="chars")
+    alphabet = sorted(set(text))
+    assert train_set.alphabet == "".join(alphabet)
+    assert train_set.spec(test_set).num_classes == len(alphabet)
+    n = len(text)
+    valid_end = int(n * SPLIT[0]) + int(n * SPLIT[1])
+    x, y = test_set.fetch(torch.arange(test_set.whole))
+    assert test_set.decode(x.reshape(-1).tolist()) == text[valid_end:][: test_set.whole * 8]
+    evaluated = text[valid_end:][1 : test_set.whole * 8 + 1]
+    assert test_set.decode(y.reshape(-1).tolist()) == evaluated
+    per_token = len(evaluated.encode()) / len(evaluated)
+    assert train_set.spec(test_set).bytes_per_token == pytest.approx(per_token, rel=1e-12)
+
+    config = lm_config(path, epochs=1)
+    config["data"].update(context=8, vocabulary="chars")
+    plan = make_plan(load_config(config))
+    (row,) = train(plan).rows
+    bits = row["test_loss"] / math.log(2) / per_token
+    assert row["test_bits_per_byte"] == pytest.approx(bits, rel=1e-9)
+    as_bytes = {**config, "data": {**config["data"], "vocabulary": "bytes"}}
+    assert plan.run_id != make_plan(load_config(as_bytes)).run_id
+
+    import optbench
+
+    run = optbench.run(config, results_dir=tmp_path / "results")
+    sampled = optbench.sample(run.dir, prompt="déjà", tokens=40)
+    assert sampled.startswith("déjà") and len(sampled) == 44 and set(sampled) <= set(text)
+    with pytest.raises(optbench.ConfigError, match="prompt: has characters the corpus lacks"):
+        optbench.sample(run.dir, prompt="Zürich")
 
 
 def _get_batch(data: torch.Tensor, block_size: int, batch_size: int, generator: Any) -> Any:

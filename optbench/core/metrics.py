@@ -60,8 +60,8 @@ METRICS: tuple[Metric, ...] = (
         short="test acc",
         shown=(BEST,),
     ),
-    # Byte-level language models only (data: text, fortunes): the test loss (per-token
-    # cross-entropy, nats) in bits, the unit language-model results are published in.
+    # Language models on text only (data: text, fortunes): the test loss (per-token
+    # cross-entropy, nats) in bits per byte of text, the unit language-model results use.
     Metric(
         "test_bits_per_byte",
         "{:.4f}",
@@ -120,9 +120,10 @@ CLASSIFICATION_METRIC = "test_accuracy"  # ... for a classification problem; oth
 DEFAULT_RANKING = f"{FINAL}_{DEFAULT_METRIC}"
 
 
-def bits_per_byte(loss: float) -> float:
-    """A byte-level model's mean cross-entropy per token, in nats, as bits per byte."""
-    return loss / math.log(2)
+def bits_per_byte(loss: float, bytes_per_token: float = 1.0) -> float:
+    """A text model's mean cross-entropy per token, in nats, as bits per byte of the text
+    (a character of UTF-8 text is 1 to 4 bytes)."""
+    return loss / math.log(2) / bytes_per_token
 
 
 def epoch_column(metric: str) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from optbench.components.data import load_data
 from optbench.core.config import read_config_file, validate_config
 from optbench.core.errors import ConfigError
 from optbench.experiment.plan import make_plan
@@ -60,8 +61,8 @@ def sample_run(
     resolved.pop("code", None)  # what identified the data and code: recomputed by planning
     plan = make_plan(validate_config(resolved))
     spec = plan.data_spec
-    if not spec.byte_level:
-        raise ConfigError("run_dir", f"{run_dir} is not a byte-level language model's run")
+    if spec.bytes_per_token is None:
+        raise ConfigError("run_dir", f"{run_dir} is not a run of a language model on text")
     torch.manual_seed(plan.config.seed)  # the run's initial weights
     model = plan.build_model(torch.device("cpu"))
     if trained:
@@ -71,7 +72,8 @@ def sample_run(
             )
         model.load_state_dict(torch.load(run.weights_path, weights_only=True)["model"])
     model.eval()
-    start = torch.tensor(list(prompt.encode() or b"\n"), dtype=torch.long)
+    corpus, _ = load_data(plan.data, plan.config.seed)  # its vocabulary: bytes or characters
+    start = corpus.encode(prompt or "\n")
     generator = torch.Generator().manual_seed(seed)
     out = generate(model, start, tokens, spec.input_shape[0], temperature, generator)
-    return bytes(out.tolist()).decode("utf-8", errors="replace")
+    return corpus.decode(out.tolist())

@@ -262,7 +262,7 @@ def train(
     observer = observer or SilentObserver()
     config, device = plan.config, plan.device
     classify = plan.data_spec.num_classes is not None
-    per_byte = plan.data_spec.byte_level and plan.loss.per_token  # loss in nats per byte
+    bytes_per_token = plan.data_spec.bytes_per_token if plan.loss.per_token else None
 
     train_set, test_set = load_data(plan.data, config.seed)
     train_set, test_set = train_set.to(device), test_set.to(device)
@@ -369,7 +369,9 @@ def train(
                 seconds=seconds,
                 eval_seconds=eval_seconds,
                 distance_to_optimum=distance() if distance is not None else None,
-                test_bits_per_byte=bits_per_byte(test_loss) if per_byte else None,
+                test_bits_per_byte=(
+                    None if bytes_per_token is None else bits_per_byte(test_loss, bytes_per_token)
+                ),
                 grad_norm=clipping.epoch_mean() if clipping is not None else None,
             )
             if path is not None:  # epoch 1 starts with the starting point

@@ -159,15 +159,16 @@ def _register_text() -> None:
             name,
             DatasetInfo(
                 name,
-                f"{what} as byte tokens (vocabulary 256), train/validation/test {blocks} "
-                "contiguous blocks, (input, next-token) windows (options: "
-                f"{'path, ' if name == 'text' else ''}context, windows_per_epoch)",
+                f"{what} as tokens (bytes, or its characters with vocabulary: chars), "
+                f"train/validation/test {blocks} contiguous blocks, (input, next-token) windows "
+                f"(options: {'path, ' if name == 'text' else ''}context, windows_per_epoch, "
+                "vocabulary)",
                 None,
                 load,
                 None,
                 options=options,
                 by_tensors=True,
-                listed="context tokens, 256 classes per token",
+                listed="context tokens, a class per token",
             ),
             source=load,
         )

@@ -329,7 +329,7 @@ def _held_targets(targets: torch.Tensor, count: int, where: str) -> torch.Tensor
 def spec_of(train: InMemoryDataset, test: InMemoryDataset, name: str) -> DataSpec:
     """Input shape, classes (integer targets: max + 1) or regression, read off the tensors."""
     if isinstance(train, TokenWindows):
-        return train.spec()
+        return train.spec(test)
     if train.inputs.shape[1:] != test.inputs.shape[1:]:
         raise ConfigError(
             "data.dataset",

@@ -23,7 +23,9 @@ class DataSpec:
     # Sequences (data/text.py): a class target per position, e.g. (context,); () one per sample
     target_shape: tuple[int, ...] = ()
     integer_inputs: bool = False  # token ids, served as int64 (not scaled images or floats)
-    byte_level: bool = False  # tokens are bytes: bits per byte is the loss in bits
+    # Text: UTF-8 bytes per token of the evaluated targets (1.0 for bytes, more for characters):
+    # bits per byte = nats per token / ln 2 / this. None: not text.
+    bytes_per_token: float | None = None
 
     @property
     def num_outputs(self) -> int:

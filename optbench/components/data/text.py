@@ -1,5 +1,6 @@
-"""Text as byte-level tokens: one uint8 array in memory (vocabulary 256, no tokenizer), cut into
-contiguous train, validation and test blocks, served as (input, next-token) windows.
+"""Text as tokens: one array in memory, cut into contiguous train, validation and test blocks,
+served as (input, next-token) windows. Tokens are bytes (`vocabulary: bytes`, the default:
+256 of them, no tokenizer) or the corpus's distinct characters (`vocabulary: chars`).
 
 A training epoch is `windows_per_epoch` windows, each batch's starts drawn uniformly from the
 training block with the run's seeded generator, as nanoGPT's get_batch draws them
@@ -19,8 +20,9 @@ import functools
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import numpy as np
 import torch
 
 from optbench.components.data.spec import DataSpec
@@ -45,9 +47,16 @@ class TokenWindows(torch.utils.data.Dataset):
     layout = None
 
     def __init__(
-        self, tokens: torch.Tensor, context: int, windows: int | None = None, digest: str = ""
+        self,
+        tokens: torch.Tensor,
+        context: int,
+        windows: int | None = None,
+        digest: str = "",
+        alphabet: str | None = None,
     ) -> None:
-        self.tokens = tokens  # 1-D uint8
+        self.tokens = tokens  # 1-D uint8 (int32 for more than 256 characters)
+        self.alphabet = alphabet  # the characters tokens number (chars); None: bytes
+        self.bytes_per_token = 1.0  # of the evaluated targets (token_windows sets it)
         self.context = context
         self.whole = (len(tokens) - 1) // context  # non-overlapping windows the block holds
         self.windows = self.whole if windows is None else windows
@@ -62,8 +71,11 @@ class TokenWindows(torch.utils.data.Dataset):
         return self.tokens
 
     def to(self, device: torch.device) -> TokenWindows:
-        moved = TokenWindows(self.tokens.to(device), self.context, self.windows)
+        moved = TokenWindows(
+            self.tokens.to(device), self.context, self.windows, alphabet=self.alphabet
+        )
         moved.content_digest, moved.validation = self.content_digest, self.validation
+        moved.bytes_per_token = self.bytes_per_token
         return moved
 
     def at(self, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -86,15 +98,30 @@ class TokenWindows(torch.utils.data.Dataset):
     def loader(self, batch_size: int, generator: torch.Generator) -> RandomWindows:
         return RandomWindows(self, batch_size, generator)
 
-    def spec(self) -> DataSpec:
+    def spec(self, test: TokenWindows) -> DataSpec:
         return DataSpec(
             (self.context,),
-            VOCABULARY,
+            VOCABULARY if self.alphabet is None else len(self.alphabet),
             self.windows,
             target_shape=(self.context,),
             integer_inputs=True,
-            byte_level=True,
+            bytes_per_token=test.bytes_per_token,
         )
+
+    def encode(self, text: str) -> torch.Tensor:
+        """`text` as this corpus's token ids (int64); a character it lacks is refused."""
+        if self.alphabet is None:
+            return torch.tensor(list(text.encode()), dtype=torch.long)
+        index = {c: i for i, c in enumerate(self.alphabet)}
+        missing = sorted({c for c in text if c not in index})
+        if missing:
+            raise ConfigError("prompt", f"has characters the corpus lacks: {''.join(missing)!r}")
+        return torch.tensor([index[c] for c in text], dtype=torch.long)
+
+    def decode(self, ids: list[int]) -> str:
+        if self.alphabet is None:
+            return bytes(ids).decode("utf-8", errors="replace")
+        return "".join(self.alphabet[i] for i in ids)
 
 
 class RandomWindows:
@@ -194,35 +221,75 @@ def split_blocks(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torc
     return tokens[:train_end], tokens[train_end:valid_end], tokens[valid_end:]
 
 
+def characters(data: bytes) -> tuple[torch.Tensor, str, torch.Tensor]:
+    """UTF-8 text as character ids: (ids, the alphabet they number, sorted by code point,
+    and each id's length in bytes)."""
+    codes = np.frombuffer(data.decode("utf-8").encode("utf-32-le"), dtype=np.uint32)
+    alphabet = np.unique(codes)
+    ids = np.searchsorted(alphabet, codes)
+    dtype = np.uint8 if len(alphabet) <= 256 else np.int32
+    text = "".join(map(chr, alphabet.tolist()))
+    lengths = torch.tensor([len(c.encode()) for c in text], dtype=torch.float64)
+    return torch.from_numpy(ids.astype(dtype)), text, lengths
+
+
 def token_windows(
-    data: bytes, context: int, windows_per_epoch: int | None, where: str
+    data: bytes,
+    context: int,
+    windows_per_epoch: int | None,
+    where: str,
+    vocabulary: str = "bytes",
 ) -> tuple[TokenWindows, TokenWindows]:
     """(train, test) windows of a corpus; the validation block rides on train.validation.
     Unset, windows_per_epoch is as many windows as fill the training block once."""
     check_context(context, windows_per_epoch)
-    tokens = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    if vocabulary not in ("bytes", "chars"):
+        raise ConfigError("data.vocabulary", f"must be bytes or chars, got {vocabulary!r}")
+    alphabet, lengths, unit = None, None, "bytes"
+    if vocabulary == "chars":
+        tokens, alphabet, lengths = characters(data)
+        unit = "characters"
+    else:
+        tokens = torch.frombuffer(bytearray(data), dtype=torch.uint8)
     train, validation, test = split_blocks(tokens)
     shortest = min(len(train), len(validation), len(test)) - 1
     if context > shortest:
         raise ConfigError(
             "data.context",
             f"{context} tokens is longer than {where} allows: cut into train, validation and "
-            f"test blocks ({', '.join(f'{f:g}' for f in SPLIT)} of its {len(tokens)} bytes), its "
+            f"test blocks ({', '.join(f'{f:g}' for f in SPLIT)} of its {len(tokens)} {unit}), its "
             f"shortest block holds {max(shortest, 0)} (input, next-token) pairs",
         )
     digest = hashlib.sha256(data).hexdigest()[:16]
     windows = windows_per_epoch or len(train) // context
-    held = TokenWindows(train, context, windows, digest)
-    held.validation = TokenWindows(validation, context, digest=digest)
-    return held, TokenWindows(test, context, digest=digest)
+    digest = digest if vocabulary == "bytes" else f"{digest}-{vocabulary}"
+    held = TokenWindows(train, context, windows, digest, alphabet)
+    held.validation = TokenWindows(validation, context, digest=digest, alphabet=alphabet)
+    evaluated = TokenWindows(test, context, digest=digest, alphabet=alphabet)
+    if lengths is not None:  # bytes per evaluated target: bits per byte of the text
+        targets = test[1 : evaluated.whole * context + 1].long()
+        evaluated.bytes_per_token = float(lengths[targets].mean())
+    return held, evaluated
 
 
-def text_options(path: str, context: int = 64, windows_per_epoch: int | None = None) -> None:
-    """The `text` dataset's own keys (data.path, data.context, data.windows_per_epoch)."""
+Vocabulary = Literal["bytes", "chars"]
 
 
-def fortunes_options(context: int = 64, windows_per_epoch: int | None = None) -> None:
-    """The `fortunes` dataset's own keys (data.context, data.windows_per_epoch)."""
+def text_options(
+    path: str,
+    context: int = 64,
+    windows_per_epoch: int | None = None,
+    vocabulary: Vocabulary = "bytes",
+) -> None:
+    """The `text` dataset's own keys (data.path, data.context, data.windows_per_epoch,
+    data.vocabulary)."""
+
+
+def fortunes_options(
+    context: int = 64, windows_per_epoch: int | None = None, vocabulary: Vocabulary = "bytes"
+) -> None:
+    """The `fortunes` dataset's own keys (data.context, data.windows_per_epoch,
+    data.vocabulary)."""
 
 
 @functools.lru_cache(maxsize=4)
@@ -244,6 +311,7 @@ def load_text(
     path: str,
     context: int = 64,
     windows_per_epoch: int | None = None,
+    vocabulary: str = "bytes",
     reading: Any = None,
 ) -> tuple[TokenWindows, TokenWindows]:
     _no_reading(reading, "text")
@@ -253,7 +321,7 @@ def load_text(
         data = _text_bytes(str(where), stat.st_size, stat.st_mtime_ns)
     else:
         data = read_text(where)
-    return token_windows(data, context, windows_per_epoch, str(path))
+    return token_windows(data, context, windows_per_epoch, str(path), vocabulary)
 
 
 def load_fortunes(
@@ -261,7 +329,9 @@ def load_fortunes(
     download: bool,
     context: int = 64,
     windows_per_epoch: int | None = None,
+    vocabulary: str = "bytes",
     reading: Any = None,
 ) -> tuple[TokenWindows, TokenWindows]:
     _no_reading(reading, "fortunes")
-    return token_windows(read_fortunes(), context, windows_per_epoch, "the fortunes corpus")
+    corpus = read_fortunes()
+    return token_windows(corpus, context, windows_per_epoch, "the fortunes corpus", vocabulary)
