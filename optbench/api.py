@@ -58,6 +58,7 @@ __all__ = [
     "plan",
     "report",
     "run",
+    "sample",
     "sweep",
     "sweep_points",
     "tune",
@@ -112,6 +113,22 @@ def run(
         display=Observers(*shown),
     )
     return read_run(outcome.run_dir)
+
+
+def sample(
+    run_dir: str | Path,
+    prompt: str = "\n",
+    tokens: int = 200,
+    temperature: float = 0.8,
+    seed: int = 0,
+    trained: bool = True,
+) -> str:
+    """Text a language-model run writes: `tokens` bytes after `prompt`, drawn with `seed` from
+    its final weights, or with `trained=False` from its untrained model (the same seed's
+    initial weights), to see what training did (docs/language-models.md)."""
+    from optbench.experiment.sample import sample_run
+
+    return sample_run(run_dir, prompt, tokens, temperature, seed, trained)
 
 
 def load(run_dir: str | Path) -> Run:

@@ -232,6 +232,7 @@ def _calls(config: str, folder: str) -> dict[str, tuple[str, list[str]]]:
         "compare": ("comparison", ["compare", folder]),
         "report": ("report", ["report", folder, "--output", f"{folder}/r.html"]),
         "show": ("load", ["show", folder]),
+        "sample": ("sample", ["sample", folder]),
         "list": ("catalog", ["list"]),
     }
 

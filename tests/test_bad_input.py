@@ -935,6 +935,26 @@ CASES = [
         regression(model={"name": "torch.nn.Identity"}),
         "model: torch.nn.modules.linear.Identity has no trainable parameters",
     ),
+    case("clip-grad-norm-0", regression(clip_grad_norm=0), "clip_grad_norm", "greater than 0"),
+    case(
+        "clip-grad-norm-with-a-closure-optimizer",
+        regression(clip_grad_norm=1.0, optimizer={"name": "LBFGS", "lr": 0.1}),
+        "clip_grad_norm",
+        "LBFGS steps by the closure protocol",
+    ),
+    case("accumulate-0", regression(accumulate=0), "accumulate", "greater than or equal to 1"),
+    case(
+        "accumulate-with-a-second-order-optimizer",
+        regression(accumulate=2, optimizer={"name": "pytorch_optimizer.AdaHessian", "lr": 0.1}),
+        "accumulate",
+        "AdaHessian steps by the second_order protocol",
+    ),
+    case(
+        "warmup-longer-than-the-run",
+        regression(scheduler={"name": "WarmupCosineLR", "warmup_steps": 5}),
+        "scheduler",
+        "warmup_steps must be in [0, total_steps 1)",
+    ),
 ]
 
 
@@ -1282,3 +1302,115 @@ def test_the_api_refuses_a_config_that_is_neither_a_path_nor_a_mapping(results: 
         optbench.run(42)
     assert no.value.field == "config" and "int" in str(no.value)
     assert everything_in(results) == []
+
+
+# --------------------------------------------------------------------------- token data
+
+TEXT_CONFIG: dict[str, Any] = {
+    "name": "bad",
+    "seed": 0,
+    "epochs": 1,
+    "device": "cpu",
+    "data": {"dataset": "text", "path": "corpus.txt", "context": 8, "batch_size": 4},
+    "model": {"name": "gpt", "n_layer": 1, "n_head": 1, "n_embd": 8},
+    "loss": "token_cross_entropy",
+    "optimizer": {"name": "AdamW", "lr": 0.001},
+}
+_WORDS = b"a few words of text, repeated. " * 40
+# (files written in the working directory, data keys changed, the message's fragments)
+TEXT_CASES = {
+    "empty-file": ({"corpus.txt": b""}, {}, ("data.path", "corpus.txt is empty")),
+    "binary-file": (
+        {"corpus.txt": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"},
+        {},
+        ("data.path", "binary file"),
+    ),
+    "not-utf8": ({"corpus.txt": b"caf\xe9 " * 50}, {}, ("data.path", "not UTF-8 text")),
+    "shorter-than-a-context": (
+        {"corpus.txt": b"tiny text\n" * 5},
+        {},
+        ("data.context", "8 tokens is longer than", "corpus.txt allows", "holds 1 "),
+    ),
+    "folder-without-text": (
+        {"texts/image.png": b"\x89PNG"},
+        {"data.path": "texts"},
+        ("data.path", "texts is a folder with no .txt files"),
+    ),
+    "missing-path": ({}, {}, ("data.path", "corpus.txt does not exist")),
+    "context-0": ({"corpus.txt": _WORDS}, {"data.context": 0}, ("data.context", "at least 1")),
+    "context-beyond-the-corpus": (
+        {"corpus.txt": _WORDS},
+        {"data.context": 10**6},
+        ("data.context", "1000000 tokens is longer than", "corpus.txt allows"),
+    ),
+    "vocabulary-of-words": (
+        {"corpus.txt": _WORDS},
+        {"data.vocabulary": "words"},
+        ("data.vocabulary", "must be bytes or chars, got 'words'"),
+    ),
+    "cross-entropy-on-tokens": (
+        {"corpus.txt": _WORDS},
+        {"loss": "cross_entropy"},
+        ("loss", "text has a target per token", "token_cross_entropy"),
+    ),
+    "subset-of-windows": ({"corpus.txt": _WORDS}, {"data.subset": 10}, ("data.subset",)),
+}
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("case", list(TEXT_CASES))
+def test_bad_token_data_is_one_clear_error(
+    case: str, command: str, configs: Path, results: Path, tmp_path_factory: Any
+) -> None:
+    files, changes, fragments = TEXT_CASES[case]
+    folder = tmp_path_factory.mktemp("text")  # outside the results directory
+    for name, content in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(content)
+    path_key = str(folder / changes.get("data.path", "corpus.txt"))
+    config = changed(TEXT_CONFIG, {**changes, "data.path": path_key})
+    assert_user_error(invoke(command, write(configs, config), results), results, *fragments)
+
+
+def test_fortunes_missing_says_how_to_install_it(
+    configs: Path, results: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import optbench.components.data.text as text
+
+    monkeypatch.setattr(text, "FORTUNES_FOLDER", tmp_path / "no-fortunes")
+    config = changed(TEXT_CONFIG, {"data": {"dataset": "fortunes", "context": 8}})
+    result = invoke("validate", write(configs, config), results)
+    assert_user_error(result, results, "data.dataset", "apt-get install fortunes")
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["nowhere"], ("run_dir", "nowhere is not a run folder")),
+        (["RUN", "--tokens", "0"], ("tokens", "must be > 0, got 0")),
+    ],
+)
+def test_sample_refuses_in_one_line(
+    args: list[str], fragments: tuple[str, ...], tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("name: x\n")
+    argv = ["sample", *[str(run) if a == "RUN" else a for a in args]]
+    assert_one_error_line(cli_runner().invoke(app, argv), *fragments)
+
+
+def test_bf16_on_a_device_without_it(
+    configs: Path, results: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A GPU without bf16 (no such GPU here: CUDA and its answer are stood in for)."""
+    import torch
+
+    import optbench.experiment.plan as plan
+
+    monkeypatch.setattr(plan, "resolve_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
+    path = write(configs, regression(precision="bf16"))
+    assert_user_error(
+        invoke("validate", path, results), results, "precision", "not supported on cuda"
+    )

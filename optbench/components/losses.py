@@ -11,6 +11,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from optbench.components.outputs import logits_of
 from optbench.components.registry import (
     bind_options,
     is_module_or_function,
@@ -31,6 +32,8 @@ class LossInfo:
     targets: Literal["classes", "values"] | None  # None: imported; the trial batch checks it
     description: str
     code: dict[str, Any] = field(default_factory=dict)  # what identifies an imported loss's code
+    per_token: bool = False  # reads (B, T, V) outputs against (B, T) targets (sequences)
+    from_model: bool = False  # the model's own loss (a ModelOutput's .loss), not its logits
 
     @property
     def is_function(self) -> bool:
@@ -63,20 +66,76 @@ class FunctionLoss(nn.Module):
         return self.fn(outputs, targets, **self.options)
 
 
+class TokenCrossEntropy(nn.CrossEntropyLoss):
+    """Cross-entropy per token: (B, T, V) logits against (B, T) targets, flattened to (B·T, V)
+    and (B·T,) as nanoGPT computes its loss; the mean over every token."""
+
+    def forward(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return super().forward(outputs.reshape(-1, outputs.size(-1)), targets.reshape(-1))
+
+
+class FromModel(nn.Module):
+    """The loss the model computed itself: a transformers ModelOutput's `.loss`, which it
+    computes when the batch gives it `labels` (data.input_column lists them)."""
+
+    def forward(self, outputs: Any, targets: torch.Tensor) -> torch.Tensor:
+        loss = getattr(outputs, "loss", None)
+        if not isinstance(loss, torch.Tensor):
+            raise ValueError(
+                f"the model returned a {type(outputs).__name__} with no loss: pass it labels "
+                "(list them in data.input_column), or use a loss on its logits"
+            )
+        return loss
+
+
+def loss_of(loss_fn: nn.Module, outputs: Any, targets: torch.Tensor) -> torch.Tensor:
+    """A batch's loss: from_model reads the outputs whole, every other loss their logits."""
+    if isinstance(loss_fn, FromModel):
+        return loss_fn(outputs, targets)
+    logits = logits_of(outputs)
+    return loss_fn(outputs if logits is None else logits, targets)
+
+
 LOSSES: Registry[LossInfo] = Registry("loss")
 for _name, _cls, _targets, _what in (
     ("cross_entropy", nn.CrossEntropyLoss, "classes", "softmax cross-entropy on class logits"),
+    (
+        "token_cross_entropy",
+        TokenCrossEntropy,
+        "classes",
+        "cross-entropy per token of (B, T, V) logits against (B, T) targets",
+    ),
     ("nll", nn.NLLLoss, "classes", "negative log-likelihood on log-probabilities"),
     ("mse", nn.MSELoss, "values", "mean squared error"),
     ("l1", nn.L1Loss, "values", "mean absolute error"),
     ("smooth_l1", nn.SmoothL1Loss, "values", "smooth L1 (quadratic near zero)"),
     ("huber", nn.HuberLoss, "values", "Huber loss"),
 ):
+    _owner = "torch.nn" if _cls.__module__.startswith("torch.") else _cls.__module__
     LOSSES.register(
         _name,
-        LossInfo(_name, _cls, _targets, f"{_what} (torch.nn.{_cls.__name__})"),
+        LossInfo(
+            _name,
+            _cls,
+            _targets,
+            f"{_what} ({_owner}.{_cls.__name__})",
+            per_token=_cls is TokenCrossEntropy,
+        ),
         source=_cls,
     )
+
+
+LOSSES.register(
+    "from_model",
+    LossInfo(
+        "from_model",
+        FromModel,
+        None,
+        "the model's own loss (a transformers ModelOutput's .loss, given labels in the batch)",
+        from_model=True,
+    ),
+    source=FromModel,
+)
 
 
 def _check_loss(obj: Any) -> str | None:

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from optbench.components.data import DataSpec
+from optbench.components.gpt import gpt
 from optbench.components.registry import (
     bind_options,
     bind_passed,
@@ -305,7 +306,16 @@ class ModelInfo:
 
 
 MODELS: Registry[ModelInfo] = Registry("model")
-for _build in (linear, cifar_cnn, mlp, deepobs_logreg, deepobs_mlp, deepobs_2c2d, deepobs_3c3d):
+for _build in (
+    linear,
+    cifar_cnn,
+    mlp,
+    deepobs_logreg,
+    deepobs_mlp,
+    deepobs_2c2d,
+    deepobs_3c3d,
+    gpt,
+):
     MODELS.register(
         _build.__name__,
         ModelInfo(_build.__name__, _build, (_build.__doc__ or "").splitlines()[0]),

@@ -9,6 +9,7 @@ optimizer steps when `interval: step`). ReduceLROnPlateau is stepped with the ep
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,7 +79,49 @@ def _torch_schedulers() -> Registry[SchedulerInfo]:
     return registry
 
 
+class WarmupCosineLR(lr_scheduler.LRScheduler):
+    """Linear warmup, then cosine decay to min_lr_ratio of each group's lr: nanoGPT's get_lr
+    (train.py). Step i < warmup_steps: lr·(i + 1)/(warmup_steps + 1); then
+    min + 0.5·(1 + cos(π·(i - warmup)/(total - warmup)))·(lr - min); past total_steps, min.
+    total_steps defaults to the run's length in the scheduler's interval (use interval: step)."""
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        total_steps: int,
+        warmup_steps: int = 0,
+        min_lr_ratio: float = 0.1,
+        last_epoch: int = -1,
+    ) -> None:
+        if not 0 <= warmup_steps < total_steps:
+            raise ValueError(
+                f"warmup_steps must be in [0, total_steps {total_steps}), got {warmup_steps}"
+            )
+        if not 0 <= min_lr_ratio <= 1:
+            raise ValueError(f"min_lr_ratio must be in [0, 1], got {min_lr_ratio}")
+        self.total_steps, self.warmup_steps = total_steps, warmup_steps
+        self.min_lr_ratio = min_lr_ratio
+        super().__init__(optimizer, last_epoch)
+
+    def factor(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / (self.warmup_steps + 1)
+        if step > self.total_steps:
+            return self.min_lr_ratio
+        ratio = (step - self.warmup_steps) / (self.total_steps - self.warmup_steps)
+        return self.min_lr_ratio + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (1 - self.min_lr_ratio)
+
+    def get_lr(self) -> list[float]:  # type: ignore[override]
+        return [base * self.factor(self.last_epoch) for base in self.base_lrs]
+
+
+_RUN_LENGTH_ARGS[WarmupCosineLR] = "total_steps"
 SCHEDULERS = _torch_schedulers()
+SCHEDULERS.register(
+    "WarmupCosineLR",
+    SchedulerInfo.from_class("WarmupCosineLR", WarmupCosineLR, {}),
+    source=WarmupCosineLR,
+)
 
 
 def _check_scheduler(obj: Any) -> str | None:

@@ -35,20 +35,44 @@ from optbench.core.config import ProtocolName
 BatchLoss = Callable[[], torch.Tensor]  # forward and loss on the current batch
 
 
-def _closure(optimizer: torch.optim.Optimizer, batch_loss: BatchLoss) -> BatchLoss:
+class Accumulated:
+    """One step's micro-batches (gradient accumulation, `accumulate: k`): each one's loss,
+    weighted by its share of the step's samples, goes forward and backward on its own, so the
+    gradients add up to the whole batch's while one micro-batch's graph is held at a time."""
+
+    def __init__(self, parts: list[BatchLoss], weights: list[float]) -> None:
+        self.parts, self.weights = parts, weights
+
+    def backward(self) -> torch.Tensor:
+        """Backward through every micro-batch; the step's loss (their weighted sum)."""
+        total = None
+        for part, weight in zip(self.parts, self.weights, strict=True):
+            loss = part() * weight
+            loss.backward()
+            total = loss.detach() if total is None else total + loss.detach()
+        assert total is not None
+        return total
+
+
+def _forward_backward(batch_loss: BatchLoss | Accumulated) -> torch.Tensor:
+    if isinstance(batch_loss, Accumulated):
+        return batch_loss.backward()
+    loss = batch_loss()
+    loss.backward()
+    return loss
+
+
+def _closure(optimizer: torch.optim.Optimizer, batch_loss: BatchLoss | Accumulated) -> BatchLoss:
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
-        loss = batch_loss()
-        loss.backward()
-        return loss
+        return _forward_backward(batch_loss)
 
     return closure
 
 
-def _plain(optimizer: torch.optim.Optimizer, batch_loss: BatchLoss) -> torch.Tensor:
+def _plain(optimizer: torch.optim.Optimizer, batch_loss: BatchLoss | Accumulated) -> torch.Tensor:
     optimizer.zero_grad()
-    loss = batch_loss()
-    loss.backward()
+    loss = _forward_backward(batch_loss)
     optimizer.step()
     return loss
 
@@ -98,7 +122,9 @@ class StepProtocol:
     name: ProtocolName
     train_eval: bool = False
 
-    def step(self, optimizer: torch.optim.Optimizer, batch_loss: BatchLoss) -> torch.Tensor:
+    def step(
+        self, optimizer: torch.optim.Optimizer, batch_loss: BatchLoss | Accumulated
+    ) -> torch.Tensor:
         """One optimizer step on the current batch; returns the loss to report."""
         return _STEPS[self.name](optimizer, batch_loss)
 
@@ -140,3 +166,27 @@ def detect_protocol(cls: type[torch.optim.Optimizer]) -> ProtocolName:
 def has_train_eval(cls: type[torch.optim.Optimizer]) -> bool:
     """Schedule-Free and the like: `train()` and `eval()` switch the parameters' values."""
     return callable(getattr(cls, "train", None)) and callable(getattr(cls, "eval", None))
+
+
+class GradientClipping:
+    """`clip_grad_norm_` to `max_norm` before every optimizer.step() (a step pre-hook: after
+    backward, in the plain protocol), as nanoGPT clips; the global norms before clipping are
+    summed on the device, and read once an epoch as their mean (epochs.csv's grad_norm)."""
+
+    def __init__(
+        self, optimizer: torch.optim.Optimizer, parameters: list[torch.Tensor], max_norm: float
+    ) -> None:
+        self.parameters, self.max_norm = parameters, max_norm
+        self.total: torch.Tensor | float = 0.0
+        self.steps = 0
+        optimizer.register_step_pre_hook(self)
+
+    def __call__(self, optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
+        self.total = self.total + torch.nn.utils.clip_grad_norm_(self.parameters, self.max_norm)
+        self.steps += 1
+
+    def epoch_mean(self) -> float | None:
+        """The mean norm before clipping over the steps since the last call."""
+        mean = float(self.total) / self.steps if self.steps else None
+        self.total, self.steps = 0.0, 0
+        return mean

@@ -106,7 +106,8 @@ class DataConfig(BaseModel):
     # of image arrays. Unset: found from the dataset.
     train_split: str | None = None
     test_split: str | None = None
-    input_column: str | None = None
+    # several input columns: a batch is a dict of them, passed as model(**batch)
+    input_column: str | list[str] | None = None
     target_column: str | None = None
     layout: Literal["nchw", "nhwc"] | None = None
     # Resize each image to image_size x image_size as it is read (photo collections such as
@@ -374,6 +375,15 @@ class ExperimentConfig(_Strict):
     # torch's intra-op threads while the run trains: float sums depend on it, so it is the run's
     # own (never split by a sweep's workers). Unset: torch's default, absent from the run-id.
     threads: int | None = Field(None, ge=1, le=1024)
+    # Clip the gradients' global norm to this before every step (components/stepping.py
+    # GradientClipping); left out of the resolved config when unset, so run-ids stay.
+    clip_grad_norm: float | None = Field(None, gt=0, allow_inf_nan=False)
+    # bf16: forward and loss under torch.autocast(dtype=bfloat16), training and evaluation
+    # (experiment/train.py precision_context); left out of the resolved config when unset.
+    precision: Literal["bf16"] | None = None
+    # Gradient accumulation: one optimizer step per `accumulate` batches of data.batch_size,
+    # each backward on its own (components/stepping.py Accumulated); absent when unset.
+    accumulate: int | None = Field(None, ge=1, le=MAX_INTEGER)
     sweep: dict[str, list[Any]] | None = None  # read by `optbench sweep`; `run` trains the base
     tune: TuneConfig | None = None  # read by `optbench tune`; `run` trains the base
     log: LogConfig = Field(default_factory=LogConfig)  # TensorBoard / MLflow (not in the run-id)

@@ -76,6 +76,7 @@ METRICS: tuple[Metric, ...] = (
         sparse=True,
     ),
     Metric("test_loss", "{:.6f}", "test loss", rankable=True, shown=(FINAL, BEST)),
+    # The fraction of targets predicted (argmax over the last axis): per token on sequences.
     Metric(
         "test_accuracy",
         "{:.4f}",
@@ -84,6 +85,26 @@ METRICS: tuple[Metric, ...] = (
         rankable=True,
         short="test acc",
         shown=(BEST,),
+    ),
+    # Language models on text only (data: text, fortunes): the test loss (per-token
+    # cross-entropy, nats) in bits per byte of text, the unit language-model results use.
+    Metric(
+        "test_bits_per_byte",
+        "{:.4f}",
+        "test bits per byte",
+        optional=True,
+        rankable=True,
+        short="test bpb",
+        shown=(FINAL,),
+    ),
+    Metric(
+        "valid_bits_per_byte",
+        "{:.4f}",
+        "validation bits per byte",
+        optional=True,
+        rankable=True,
+        short="valid bpb",
+        sparse=True,
     ),
     Metric("lr", "{:.3g}", "learning rate"),
     # Optimizers that adapt their own step size (Prodigy, D-Adaptation) only: d * lr at the
@@ -95,6 +116,8 @@ METRICS: tuple[Metric, ...] = (
         optional=True,
         short="effective lr",
     ),
+    # Runs with clip_grad_norm only: the epoch's mean global gradient norm before clipping.
+    Metric("grad_norm", "{:.4g}", "gradient norm (before clipping)", optional=True),
     Metric("seconds", "{:.2f}", "seconds (training)", curve=False),
     Metric("eval_seconds", "{:.2f}", "seconds (evaluation)", curve=False),
     # Problems with a known optimum only; empty for others.
@@ -144,6 +167,12 @@ def validation_metric(metric: str) -> str:
 def is_test_metric(metric: str) -> bool:
     """Whether selecting on `metric` (an epoch column or ranking metric) reads the test split."""
     return epoch_column(metric).startswith(TEST_PREFIX)
+
+
+def bits_per_byte(loss: float, bytes_per_token: float = 1.0) -> float:
+    """A text model's mean cross-entropy per token, in nats, as bits per byte of the text
+    (a character of UTF-8 text is 1 to 4 bytes)."""
+    return loss / math.log(2) / bytes_per_token
 
 
 def epoch_column(metric: str) -> str:

@@ -66,6 +66,13 @@ class CheckpointFile:
         return state
 
 
+def keep_weights(checkpoint: Path, weights: Path) -> None:
+    """The model's weights of a finished run's last checkpoint, saved alone (weights_only)."""
+    if checkpoint.exists():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        write_atomic(weights, lambda handle: _torch_save({"model": state["model"]}, handle))
+
+
 def _torch_save(state: dict[str, Any], handle: BinaryIO) -> None:
     """torch.save, with a failed write raised as the OSError it is: torch reports a short write
     (a full disk) as `RuntimeError: [enforce fail at inline_container.cc] unexpected pos`, the

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from optbench.components.data import BoundData, DataSpec, bind_data, first_train_batch
-from optbench.components.losses import LOSSES, LossInfo, get_loss
+from optbench.components.losses import LOSSES, LossInfo, get_loss, loss_of
 from optbench.components.models import (
     ModelInfo,
     bind_model,
@@ -31,10 +31,16 @@ from optbench.components.models import (
     with_channels,
 )
 from optbench.components.optimizers import BoundOptimizer, bind_optimizer, get_optimizer
+from optbench.components.outputs import describe, forward, logits_of
 from optbench.components.registry import unsigned_zero
 from optbench.components.schedulers import BoundScheduler, bind_scheduler
 from optbench.core import identity
-from optbench.core.config import OPTIONAL_DATA_FIELDS, ExperimentConfig, default_data_root
+from optbench.core.config import (
+    OPTIONAL_DATA_FIELDS,
+    OPTIONAL_RUN_FIELDS,
+    ExperimentConfig,
+    default_data_root,
+)
 from optbench.core.errors import ConfigError
 from optbench.core.usercode import stage, time_limit, user_code
 from optbench.experiment.checkpoint import check_round_trip, unsaveable_reason
@@ -96,7 +102,9 @@ class RunPlan:
 
     @property
     def steps_per_epoch(self) -> int:
-        return steps_per_epoch(self.data.spec, self.config.data.batch_size, self.drop_last)
+        return steps_per_epoch(
+            self.data.spec, self.config.data.batch_size, self.drop_last, self.config.accumulate
+        )
 
     @property
     def drop_last(self) -> bool:
@@ -133,12 +141,16 @@ def build_model(
     return model.to(device)
 
 
-def steps_per_epoch(spec: DataSpec, batch_size: int, drop_last: bool = False) -> int:
+def steps_per_epoch(
+    spec: DataSpec, batch_size: int, drop_last: bool = False, accumulate: int | None = None
+) -> int:
     """Optimizer steps per epoch: the DataLoader keeps the last, smaller batch (unless
-    `data.drop_last`)."""
-    if drop_last:
-        return spec.train_size // batch_size
-    return math.ceil(spec.train_size / batch_size)
+    `data.drop_last`); with `accumulate`, one step per that many batches (the last group may
+    hold fewer)."""
+    batches = (
+        spec.train_size // batch_size if drop_last else math.ceil(spec.train_size / batch_size)
+    )
+    return math.ceil(batches / (accumulate or 1))
 
 
 # torch's default intra-op threads in this process (the CPU cores, or OMP_NUM_THREADS), read
@@ -206,10 +218,9 @@ def resolve_config(
     for key in OPTIONAL_DATA_FIELDS:  # unset: absent, as in configs from before the field
         if getattr(config.data, key) is None:
             del dumped["data"][key]
-    if config.eval_every is None:  # likewise
-        del dumped["eval_every"]
-    if config.threads is None:  # torch's default: absent, so earlier run-ids hold
-        del dumped["threads"]
+    for key in OPTIONAL_RUN_FIELDS:  # likewise: absent when unset, so earlier run-ids hold
+        if getattr(config, key) is None:
+            del dumped[key]
     resolved = {
         **dumped,
         "data": _section(dumped["data"], config.data.model_extra, data.resolved()),
@@ -283,7 +294,7 @@ def _try_batch(
     model.eval()  # batch norm in training mode refuses tiny batches
     try:
         with torch.no_grad():
-            outputs = model(inputs)
+            outputs = forward(model, inputs)
     except Exception as exc:
         hint = ""
         if "channels" in str(exc) and len(spec.input_shape) == 3 and spec.input_shape[0] == 1:
@@ -293,22 +304,35 @@ def _try_batch(
             )
         raise ConfigError(
             "model",
-            f"{model_name} fails on a batch of shape {tuple(inputs.shape)}: "
+            f"{model_name} fails on a batch of shape {describe(inputs)}: "
             f"{type(exc).__name__}: {exc}{hint}",
         ) from None
-    shape = tuple(getattr(outputs, "shape", ()))
-    # what a built-in loss needs
-    if loss.targets is not None and shape != (len(inputs), spec.num_outputs):
+    logits = logits_of(outputs)
+    # read as logits by a built-in loss and by accuracy; an imported loss on values takes them
+    reads_logits = loss.targets is not None or spec.num_classes is not None
+    if logits is None and not loss.from_model and reads_logits:
         raise ConfigError(
             "model",
-            f"{model_name} gives outputs of shape {shape} for a batch of {len(inputs)}; "
-            f"{loss.name} needs ({len(inputs)}, {spec.num_outputs}) here",
+            f"{model_name} returns a {type(outputs).__name__} with no logits to read; "
+            "loss: from_model trains on the loss it computes itself",
         )
+    shape = tuple(getattr(logits, "shape", ()))
+    # what a built-in loss needs: one row of outputs per target (per token of a sequence)
+    needs = (len(targets), *spec.target_shape, spec.num_outputs)
+    if loss.targets is not None and shape != needs:
+        raise ConfigError(
+            "model",
+            f"{model_name} gives outputs of shape {shape} for a batch of {len(targets)}; "
+            f"{loss.name} needs {needs} here",
+        )
+    _try_evaluation(logits, targets, spec, model_name)
     try:
-        value = loss_fn(outputs, targets)
+        value = loss_of(loss_fn, outputs, targets)
     except Exception as exc:
         if loss.targets is not None:
             raise ConfigError("loss", f"{loss.name} rejects these settings: {exc}") from None
+        if loss.from_model:
+            raise ConfigError("loss", f"from_model: {exc}") from None
         raise ConfigError(
             "loss",
             f"{loss.name} fails on outputs of shape {shape} and {targets.dtype} targets of "
@@ -317,6 +341,25 @@ def _try_batch(
     if not (isinstance(value, torch.Tensor) and value.numel() == 1):
         got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
         raise ConfigError("loss", f"{loss.name} returns {got}, not a single number")
+
+
+def _try_evaluation(
+    logits: torch.Tensor | None, targets: torch.Tensor, spec: DataSpec, model_name: str
+) -> None:
+    """What evaluation reads, tried on the trial batch: for classes, the argmax over the
+    outputs' last axis, one per target; so outputs the metrics cannot read are refused now,
+    not after an epoch of training."""
+    if not spec.num_classes:
+        return
+    predicted = None if logits is None else tuple(logits.shape[:-1])
+    if predicted != tuple(targets.shape):
+        got = "no logits" if logits is None else f"logits of shape {tuple(logits.shape)}"
+        raise ConfigError(
+            "model",
+            f"{model_name}'s outputs cannot be scored against targets of shape "
+            f"{tuple(targets.shape)}: accuracy needs class scores on the last axis, one row per "
+            f"target, and it gives {got}",
+        )
 
 
 def _try_step(
@@ -333,7 +376,7 @@ def _try_step(
     protocol = optimizer.protocol
     _try_switch(protocol.training, trial, optimizer.info.name)
     try:
-        protocol.step(trial, lambda: loss_fn(model(batch[0]), batch[1]))
+        protocol.step(trial, lambda: loss_of(loss_fn, forward(model, batch[0]), batch[1]))
     except Exception as exc:
         raise ConfigError(
             "optimizer",
@@ -367,8 +410,14 @@ def _try_switch(
 
 def _check_steps(config: ExperimentConfig, spec: DataSpec, drop_last: bool) -> None:
     """An epoch must have a step (drop_last with a batch larger than the training set has
-    none), and `eval_every` must fall within the run."""
-    steps = steps_per_epoch(spec, config.data.batch_size, drop_last)
+    none), and `eval_every` must fall within the run; text draws random windows, so DeepOBS's
+    pipeline options do not apply to it."""
+    if spec.bytes_per_token is not None and (config.data.shuffle == "once" or drop_last):
+        field = "data.shuffle" if config.data.shuffle == "once" else "data.drop_last"
+        raise ConfigError(
+            field, "does not apply to text: each training batch draws its windows at random"
+        )
+    steps = steps_per_epoch(spec, config.data.batch_size, drop_last, config.accumulate)
     if steps == 0:
         raise ConfigError(
             "data.drop_last",
@@ -382,6 +431,48 @@ def _check_steps(config: ExperimentConfig, spec: DataSpec, drop_last: bool) -> N
             f"{config.eval_every} is more than the run's {total} optimizer steps "
             f"(epochs x steps per epoch: {config.epochs} x {steps})",
         )
+
+
+def _check_per_token(loss: LossInfo, spec: DataSpec, dataset: str) -> None:
+    """Sequence data (a target per token) takes a per-token loss, and only it does."""
+    if loss.targets is None or loss.per_token == bool(spec.target_shape):
+        return
+    per_token = ", ".join(info.name for info in LOSSES if info.per_token)
+    if spec.target_shape:
+        raise ConfigError(
+            "loss",
+            f"{dataset} has a target per token; {loss.name} reads one per sample: use {per_token}",
+        )
+    raise ConfigError("loss", f"{loss.name} reads a target per token; {dataset} has one per sample")
+
+
+def _check_clipping(config: ExperimentConfig, optimizer: BoundOptimizer) -> None:
+    """Clipping sits between backward and step, which only the plain protocol exposes;
+    accumulation runs backward per micro-batch, which second-order steps cannot."""
+    protocol = optimizer.protocol.name
+    if (config.accumulate or 1) > 1 and protocol == "second_order":
+        raise ConfigError(
+            "accumulate",
+            f"{optimizer.info.name} steps by the second_order protocol, whose Hessian estimate "
+            "reads one backward graph; it cannot accumulate gradients over micro-batches",
+        )
+    if config.clip_grad_norm is not None and protocol != "plain":
+        raise ConfigError(
+            "clip_grad_norm",
+            f"{optimizer.info.name} steps by the {protocol} protocol, which computes its "
+            "gradients inside step(); clipping applies to plain steps (backward, clip, step)",
+        )
+
+
+def _check_precision(config: ExperimentConfig, device: torch.device) -> None:
+    """bf16 autocast where the device has it: the CPU always, CUDA on bf16-capable GPUs."""
+    if config.precision != "bf16":
+        return
+    supported = device.type == "cpu" or (
+        device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
+    )
+    if not supported:
+        raise ConfigError("precision", f"bf16 autocast is not supported on {device} here")
 
 
 def make_plan(config: ExperimentConfig) -> RunPlan:
@@ -416,8 +507,13 @@ def _make_plan(config: ExperimentConfig) -> RunPlan:
             "loss",
             f"{loss_info.name} expects {loss_info.targets} as targets, but {data.info.name} is a "
             f"{kind} dataset; use "
-            + ", ".join(info.name for info in LOSSES if info.targets == wants),
+            + ", ".join(
+                info.name
+                for info in LOSSES
+                if info.targets == wants and info.per_token == bool(spec.target_shape)
+            ),
         )
+    _check_per_token(loss_info, spec, data.info.name)
 
     with stage("optimizer", config.optimizer.name):
         optimizer_info = get_optimizer(config.optimizer.name)
@@ -427,7 +523,7 @@ def _make_plan(config: ExperimentConfig) -> RunPlan:
             scheduler = bind_scheduler(
                 config.scheduler,
                 config.epochs,
-                steps_per_epoch(spec, config.data.batch_size, drop_last),
+                steps_per_epoch(spec, config.data.batch_size, drop_last, config.accumulate),
             )
 
     # Build everything once and take one step, away from the global RNG, so bad values fail
@@ -446,12 +542,13 @@ def _make_plan(config: ExperimentConfig) -> RunPlan:
         regularization = bind_regularization(config, list(trainable))
         run = {  # RUN_ARGS: what an optimizer may ask about the run
             "num_iterations": config.epochs
-            * steps_per_epoch(spec, config.data.batch_size, drop_last),
+            * steps_per_epoch(spec, config.data.batch_size, drop_last, config.accumulate),
             "num_data": spec.train_size,
         }
         with stage("optimizer", optimizer_info.name):
             optimizer = bind_optimizer(optimizer_info, config.optimizer, trainable, run, model)
             optimizer.check(model)
+        _check_clipping(config, optimizer)
         if scheduler is not None:
             with stage("scheduler", scheduler.info.name):
                 scheduler.build(optimizer.build(model))
@@ -466,11 +563,13 @@ def _make_plan(config: ExperimentConfig) -> RunPlan:
     resolved = resolve_config(
         config, data, (model_info, model_options), (loss_info, loss_options), optimizer, scheduler
     )
+    device = resolve_device(config.device)
+    _check_precision(config, device)
     return RunPlan(
         config=config,
         resolved=resolved,
         run_id=identity.run_id(resolved),
-        device=resolve_device(config.device),
+        device=device,
         data=data,
         model=model_info,
         model_options=model_options,

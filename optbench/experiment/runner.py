@@ -19,7 +19,7 @@ import optbench
 from optbench.components.data import load_data
 from optbench.core.errors import ResultsWriteError, RunExistsError
 from optbench.core.metrics import METRICS, RANKABLE
-from optbench.experiment.checkpoint import CheckpointFile
+from optbench.experiment.checkpoint import CheckpointFile, keep_weights
 from optbench.experiment.loggers import RunLoggers, require_backends
 from optbench.experiment.plan import RunPlan
 from optbench.experiment.train import (
@@ -212,6 +212,8 @@ def _train_in(
     run.write_summary(summarize(plan, result, result.status, started, error, stopped))
     loggers.close(result.status)
     if result.status in FINISHED:  # nothing left to resume: the checkpoint only costs disk now
+        if plan.data_spec.integer_inputs:  # a language model: sampled from (optbench.sample)
+            keep_weights(checkpoints.path, run.weights_path)
         checkpoints.path.unlink(missing_ok=True)
     return RunOutcome(run.path, run.read_summary() or Summary())
 

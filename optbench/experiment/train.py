@@ -20,6 +20,7 @@ measured for fast mode and left out is in BENCHMARKS.md.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import math
@@ -32,8 +33,11 @@ import torch
 from torch import nn
 
 from optbench.components.data import InMemoryDataset, ShuffledBatches, load_splits
+from optbench.components.losses import loss_of
 from optbench.components.optimizers import effective_lr
-from optbench.core.metrics import BETWEEN, epoch_row
+from optbench.components.outputs import forward, logits_of
+from optbench.components.stepping import Accumulated, GradientClipping
+from optbench.core.metrics import BETWEEN, bits_per_byte, epoch_row
 from optbench.experiment.checkpoint import (
     CheckpointFile,
     load_optimizer_state,
@@ -135,26 +139,28 @@ def evaluate(
     drop_last: bool = False,
 ) -> tuple[float, float | None]:
     """Per-sample mean loss and (for classification) accuracy over `data`, in order; with
-    `drop_last`, over its whole batches only (a set smaller than one batch: all of it)."""
+    `drop_last`, over its whole batches only (a set smaller than one batch: all of it). The
+    class is the argmax over the outputs' last axis, so a sequence's accuracy is per token."""
     torch.empty((), dtype=torch.int64).random_()  # what iterating a test DataLoader draws
     model.eval()
-    total_loss, correct, count = 0.0, 0, 0
+    total_loss, correct, count, predicted = 0.0, 0, 0, 0
     whole = len(data) - len(data) % batch_size if drop_last else len(data)
     with torch.no_grad():
         for inputs, targets in data.batches(batch_size, whole or len(data)):
-            outputs = model(inputs)
-            total_loss += loss_fn(outputs, targets).item() * len(targets)
+            outputs = forward(model, inputs)
+            total_loss += loss_of(loss_fn, outputs, targets).item() * len(targets)
             count += len(targets)
-            if classify:
-                correct += int((outputs.argmax(dim=1) == targets).sum())
+            if classify:  # planning checked that the outputs have logits to read
+                correct += int((logits_of(outputs).argmax(dim=-1) == targets).sum())
+                predicted += targets.numel()
     model.train()
-    return total_loss / count, (correct / count if classify else None)
+    return total_loss / count, (correct / predicted if classify else None)
 
 
 @dataclass
 class Evaluator:
     """A run's evaluation: the validation split (where the run holds one out) then the test
-    split, as a hand-written loop validates then tests."""
+    split, as a hand-written loop validates then tests; text's losses also in bits per byte."""
 
     model: nn.Module
     loss_fn: nn.Module
@@ -163,23 +169,33 @@ class Evaluator:
     batch_size: int
     classify: bool
     drop_last: bool
+    bytes_per_token: float | None = None  # text with a per-token loss: bits per byte logged
+    precision: Callable[[], Any] = contextlib.nullcontext  # the run's autocast (bf16) or none
 
     def __call__(self) -> dict[str, float | None]:
-        valid_loss, valid_accuracy = None, None
-        if self.valid_set is not None:
-            valid_loss, valid_accuracy = self._on(self.valid_set)
-        test_loss, test_accuracy = self._on(self.test_set)
+        with self.precision():
+            valid_loss, valid_accuracy = (
+                (None, None) if self.valid_set is None else self._on(self.valid_set)
+            )
+            test_loss, test_accuracy = self._on(self.test_set)
         return {
             "valid_loss": valid_loss,
             "valid_accuracy": valid_accuracy,
+            "valid_bits_per_byte": self._bits(valid_loss),
             "test_loss": test_loss,
             "test_accuracy": test_accuracy,
+            "test_bits_per_byte": self._bits(test_loss),
         }
 
     def _on(self, data: InMemoryDataset) -> tuple[float, float | None]:
         return evaluate(
             self.model, self.loss_fn, data, self.batch_size, self.classify, self.drop_last
         )
+
+    def _bits(self, loss: float | None) -> float | None:
+        if loss is None or self.bytes_per_token is None:
+            return None
+        return bits_per_byte(loss, self.bytes_per_token)
 
 
 def evaluate_between_steps(
@@ -228,7 +244,7 @@ def recompute_batch_norm(model: nn.Module, train_set: InMemoryDataset, batch_siz
     model.train()
     with torch.no_grad():
         for inputs, _ in itertools.islice(train_set.batches(batch_size), BATCH_NORM_BATCHES):
-            model(inputs)
+            forward(model, inputs)
 
 
 # An L2 penalty bound to a built model: its factor and the parameters it covers.
@@ -253,11 +269,41 @@ def _loss(
     """Forward and loss on one batch (what a step protocol calls, once or more per step), plus
     the L2 penalty where the run has one, summed as DeepOBS's get_regularization_loss does:
     loss + 0.5 * sum(l2 * (w**2).sum()). Evaluation's test loss leaves it out."""
-    loss = loss_fn(model(inputs), targets)
+    loss = loss_of(loss_fn, forward(model, inputs), targets)
     if penalty is not None:
         l2, parameters = penalty
         loss = loss + 0.5 * sum(l2 * p.pow(2).sum() for p in parameters)
     return loss
+
+
+def precision_context(plan: RunPlan, batch_loss: Any = None) -> Any:
+    """The run's precision: with `precision: bf16`, torch.autocast(bfloat16) on the device
+    around forward and loss (backward and step stay outside it, as torch's AMP recipe has
+    them). Given `batch_loss`, that function wrapped in it; else the context itself."""
+    enabled = plan.config.precision == "bf16"
+    if batch_loss is None:
+        return torch.autocast(plan.device.type, dtype=torch.bfloat16, enabled=enabled)
+    if not enabled:
+        return batch_loss
+
+    def autocast_loss() -> torch.Tensor:
+        with torch.autocast(plan.device.type, dtype=torch.bfloat16):
+            return batch_loss()
+
+    return autocast_loss
+
+
+def step_groups(loader: Any, accumulate: int) -> Any:
+    """The loader's batches in groups of `accumulate` consecutive ones, one group per step
+    (the last group holds what is left)."""
+    group = []
+    for batch in loader:
+        group.append(batch)
+        if len(group) == accumulate:
+            yield group
+            group = []
+    if group:
+        yield group
 
 
 def build_training(
@@ -286,7 +332,7 @@ def training_loader(
     the run's seed, as the notebook loop, served by index (components/data/memory.py). `once`
     and `drop_last`: DeepOBS's pipeline (data.shuffle: once, data.drop_last)."""
     shuffle = torch.Generator().manual_seed(seed)
-    return ShuffledBatches(train_set, batch_size, shuffle, once, drop_last, seed), shuffle
+    return train_set.loader(batch_size, shuffle, once, drop_last, seed), shuffle
 
 
 def _parameters_finite(model: nn.Module) -> bool:
@@ -305,6 +351,7 @@ def train(
     observer = observer or SilentObserver()
     config, device = plan.config, plan.device
     classify = plan.data_spec.num_classes is not None
+    bytes_per_token = plan.data_spec.bytes_per_token if plan.loss.per_token else None
 
     train_set, valid_set, test_set = load_splits(plan.data, config.seed)
     train_set, test_set = train_set.to(device), test_set.to(device)
@@ -313,6 +360,10 @@ def train(
     augment = getattr(train_set.augment, "generator", None)
 
     model, loss_fn, penalty, optimizer = build_training(plan)
+    clipping = None
+    if config.clip_grad_norm is not None:  # clipped before every step, its norms logged
+        parameters = [p for p in model.parameters() if p.requires_grad]
+        clipping = GradientClipping(optimizer, parameters, config.clip_grad_norm)
     scheduler = plan.build_scheduler(optimizer)
     step_scheduler_each_batch = plan.scheduler is not None and plan.scheduler.per_step
     protocol = plan.optimizer.protocol  # how this optimizer steps (components/stepping.py)
@@ -328,9 +379,19 @@ def train(
         train_set, config.data.batch_size, config.seed, config.data.shuffle == "once", drop_last
     )
     evaluator = Evaluator(
-        model, loss_fn, valid_set, test_set, config.data.test_batch_size, classify, drop_last
+        model,
+        loss_fn,
+        valid_set,
+        test_set,
+        config.data.test_batch_size,
+        classify,
+        drop_last,
+        bytes_per_token,
+        functools.partial(precision_context, plan),
     )
     eval_every = config.eval_every  # None: once per epoch, and no `step` column
+    accumulate = config.accumulate or 1  # batches per optimizer step
+    steps_in_epoch = -(-len(loader) // accumulate)
 
     result = TrainResult(status=Status.COMPLETED)
     saved = checkpoints.load(device) if checkpoints else None
@@ -344,7 +405,7 @@ def train(
             result.rows.append(row)
             observer.epoch_finished(row)
     done = completed_epochs(result.rows)
-    steps = done * len(loader)  # optimizer steps taken so far
+    steps = done * steps_in_epoch  # optimizer steps taken so far
 
     def between_steps(epoch: int, train_loss: float, seconds: float) -> dict[str, Any]:
         """The row of an evaluation after step `steps` of `epoch`, mid-epoch."""
@@ -376,14 +437,22 @@ def train(
             model.train()
             protocol.training(optimizer)
             lr = optimizer.param_groups[0].get("lr")
-            observer.epoch_started(epoch, len(loader))
+            observer.epoch_started(epoch, steps_in_epoch)
             started = time.perf_counter()  # training time since the last row: `seconds`
             loss_sum, batches = torch.zeros((), device=device) if config.fast else 0.0, 0
             path = None if point is None else ([point()] if epoch == 1 else [])
-            for inputs, targets in loader:
-                loss = protocol.step(
-                    optimizer, functools.partial(_loss, model, loss_fn, inputs, targets, penalty)
+            for group in step_groups(loader, accumulate):  # one step's batches
+                losses = [
+                    precision_context(plan, functools.partial(_loss, model, loss_fn, x, y, penalty))
+                    for x, y in group
+                ]
+                sizes = [len(y) for _, y in group]
+                batch_loss = (
+                    losses[0]
+                    if len(group) == 1
+                    else Accumulated(losses, [size / sum(sizes) for size in sizes])
                 )
+                loss = protocol.step(optimizer, batch_loss)
                 if path is not None:
                     path.append(point())
                 batches += 1
@@ -399,7 +468,7 @@ def train(
                 if step_scheduler_each_batch:
                     scheduler.step()
                 observer.batch_finished(batches, value)
-                if eval_every and steps % eval_every == 0 and batches < len(loader):
+                if eval_every and steps % eval_every == 0 and batches < steps_in_epoch:
                     seconds = time.perf_counter() - started
                     row = between_steps(epoch, float(loss_sum) / batches, seconds)
                     result.rows.append(row)
@@ -438,6 +507,7 @@ def train(
                 seconds=seconds,
                 eval_seconds=eval_seconds,
                 distance_to_optimum=distance() if distance is not None else None,
+                grad_norm=clipping.epoch_mean() if clipping is not None else None,
             )
             if path is not None:  # epoch 1 starts with the starting point
                 row["path"] = torch.stack(path).tolist()

@@ -168,6 +168,7 @@ class RunDir:
     EPOCHS = "epochs.csv"
     SUMMARY = "summary.json"
     CHECKPOINT = "checkpoint.pt"
+    WEIGHTS = "weights.pt"  # language models: the final weights, kept for optbench.sample
     LOCK = "lock"
     PATH = "path.csv"  # 2-D problems only: the parameters (u, v) after every step
     RESULT_FILES = (CONFIG, EPOCHS, SUMMARY)  # what a finished run consists of
@@ -191,6 +192,10 @@ class RunDir:
     @property
     def checkpoint_path(self) -> Path:
         return self.path / self.CHECKPOINT
+
+    @property
+    def weights_path(self) -> Path:
+        return self.path / self.WEIGHTS
 
     @property
     def lock_path(self) -> Path:

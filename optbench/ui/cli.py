@@ -695,6 +695,25 @@ def show(
     show_run(console, optbench.load(run_dir))
 
 
+@app.command()
+@one_line_errors
+def sample(
+    run_dir: Annotated[Path, typer.Argument(help="A language-model run: results/<name>/<run-id>.")],
+    prompt: Annotated[str, typer.Option(help="The text the sample continues.")] = "\n",
+    tokens: Annotated[int, typer.Option(help="Bytes to draw.")] = 200,
+    temperature: Annotated[float, typer.Option(help="Softmax temperature.")] = 0.8,
+    seed: Annotated[int, typer.Option(help="Seed of the draws.")] = 0,
+    untrained: Annotated[
+        bool, typer.Option("--untrained", help="Sample the run's model before training.")
+    ] = False,
+) -> None:
+    """Print text a language-model run writes: from its final weights, or untrained."""
+    text = optbench.sample(run_dir, prompt, tokens, temperature, seed, trained=not untrained)
+    # an untrained model draws control bytes too: shown as U+FFFD, never sent to the terminal
+    shown = "".join(c if c.isprintable() or c in "\n\t" else "\ufffd" for c in text)
+    console.print(shown, markup=False, highlight=False)
+
+
 class Kind(str, enum.Enum):
     optimizers = "optimizers"
     schedulers = "schedulers"

@@ -5,11 +5,13 @@ dataset class or to a function returning the train and test sets, or a .pt/.npz 
 tensors; these are read into tensors while planning, and their shape and classes read off them.
 
 One job per module, each importing only those above it in this list:
-- memory: InMemoryDataset (uint8 kept, normalised per batch, served by index), ShuffledBatches
+- memory: InMemoryDataset (uint8 kept, normalised per batch, served by index), ColumnsDataset
+  (named input columns, a dict batch for model(**batch)), ShuffledBatches
   (DataLoader(shuffle=True)'s batches and random draws, served by index) and keep_batch;
 - spec: DataSpec, DatasetInfo (what a dataset kind provides) and the DATASETS registry;
 - tensor_cache: the memory-mapped tensor file shared by processes, and its lock;
-- torchvision_files, sklearn_sets, synthetic: the loaders of the built-in kinds;
+- torchvision_files, sklearn_sets, synthetic, text: the loaders of the built-in kinds (text:
+  byte-level token windows, TokenWindows, served by their own loader);
 - builtin: registers the built-in datasets (name, description, shape, loader, normalisation);
 - imported: import paths (classes, functions) and .pt/.npz files, and their identity hashes;
 - bind: bind_data (planning) and load_data (training), the entry points.

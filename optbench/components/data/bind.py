@@ -20,9 +20,10 @@ from optbench.components.data.imported import (
     get_dataset,
     spec_of,
 )
-from optbench.components.data.memory import InMemoryDataset
+from optbench.components.data.memory import ColumnsDataset, InMemoryDataset
 from optbench.components.data.spec import DatasetInfo, DataSpec
 from optbench.components.data.tensor_cache import tensor_digest
+from optbench.components.data.text import TokenWindows
 from optbench.components.registry import bind_options, parameters_of, signature_defaults
 from optbench.core.config import VALIDATION_SEED, DataConfig, is_data_file
 from optbench.core.errors import ConfigError, did_you_mean
@@ -124,6 +125,11 @@ def bind_data(config: DataConfig, root: str, seed: int = 0) -> BoundData:
                 loaded = _load_cached(info.load, root, config.download, key, reading)
             tensors = tensor_digest(*loaded)
     if config.subset is not None:
+        if spec.integer_inputs:
+            raise ConfigError(
+                "data.subset",
+                f"{info.name} is token windows; data.windows_per_epoch sets an epoch's length",
+            )
         if config.subset > spec.train_size:
             raise ConfigError(
                 "data.subset",
@@ -131,7 +137,7 @@ def bind_data(config: DataConfig, root: str, seed: int = 0) -> BoundData:
                 f"of {info.name}",
             )
         spec = dataclasses.replace(spec, train_size=config.subset)
-    validation = _held_out(config.validation, info, spec.train_size)
+    validation = _held_out(config.validation, info, spec)
     if isinstance(validation, int):
         spec = dataclasses.replace(spec, train_size=spec.train_size - validation)
     normalize = resolve_normalize(config, info, spec)
@@ -161,20 +167,28 @@ def bind_data(config: DataConfig, root: str, seed: int = 0) -> BoundData:
 OWN_SPLIT = "own"
 
 
-def _held_out(validation: float | int | str | None, info: DatasetInfo, size: int) -> Any:
-    """`data.validation` as a count of the `size` training samples (a fraction rounded, at
-    least 1), or OWN_SPLIT where the dataset has its own; refused when nothing would be left
-    to train on."""
+def _held_out(validation: float | int | str | None, info: DatasetInfo, spec: DataSpec) -> Any:
+    """`data.validation` as a count of the training samples (a fraction rounded, at least 1),
+    or OWN_SPLIT where the dataset has its own (text: its contiguous validation block); refused
+    when nothing would be left to train on."""
     if validation is None:
         return None
+    text = spec.bytes_per_token is not None  # token windows carry their validation block
     if validation == OWN_SPLIT:
-        if info.validation is None:
+        if info.validation is None and not text:
             raise ConfigError(
                 "data.validation",
                 f"{info.name} has no validation split of its own; hold one out of the "
                 "training set with a fraction (0.1) or a count of samples",
             )
         return OWN_SPLIT
+    if text:
+        raise ConfigError(
+            "data.validation",
+            f"{info.name} is text cut into contiguous blocks: its validation block is "
+            "data.validation: own (windows drawn from the training block would overlap it)",
+        )
+    size = spec.train_size
     count = validation if isinstance(validation, int) else max(1, round(validation * size))
     if count >= size:
         raise ConfigError(
@@ -210,6 +224,8 @@ def _reading(config: DataConfig, info: DatasetInfo) -> Reading | None:
     """The data section's reading fields for a dataset read from its tensors (imported, a
     file); a registered dataset has its own reading and refuses them."""
     given = {key: getattr(config, key) for key in Reading.__dataclass_fields__}
+    if isinstance(given["input_column"], list):  # several columns: hashable, for the cache
+        given["input_column"] = tuple(given["input_column"])
     if info.spec is None:
         return Reading(**given)
     for key, value in given.items():
@@ -260,6 +276,16 @@ def load_splits(
         _options_key(data.info, data.options, seed),
         data.reading,
     )
+    if isinstance(train, TokenWindows):  # token ids: nothing to normalise, subset or augment
+        return train, (train.validation if data.validation == OWN_SPLIT else None), test
+    if isinstance(train, ColumnsDataset):  # named columns: passed to the model as they are
+        if data.subset is not None:
+            train = train.select(torch.arange(data.subset))
+        if data.validation is None:
+            return train, None, test
+        kept, held = hold_out(len(train), int(data.validation))
+        _check_classes(data.info.name, train.targets[kept], train.targets)
+        return train.select(kept), train.select(held), test
     if data.subset is not None:
         train = InMemoryDataset(train.inputs[: data.subset], train.targets[: data.subset])
     valid = None
@@ -289,5 +315,4 @@ def first_train_batch(
     if data.info.spec is not None:
         return None
     train, _ = load_data(data, seed)
-    # a copy: transform normalises in place, and the cached tensors are the run's
-    return train.transform(train.inputs[:size].clone()), train.targets[:size].clone()
+    return train.first(size)

@@ -21,6 +21,15 @@ from optbench.components.data.synthetic import (
     deepobs_two_d_validation,
     synthetic_regression,
 )
+from optbench.components.data.text import (
+    FORTUNES_FOLDER,
+    FORTUNES_INSTALL,
+    SPLIT,
+    fortunes_options,
+    load_fortunes,
+    load_text,
+    text_options,
+)
 from optbench.components.data.torchvision_files import load_cifar10, load_mnist_like
 
 
@@ -133,8 +142,47 @@ def _register_deepobs() -> None:
         )
 
 
+def _register_text() -> None:
+    """text (a user's file or folder) and fortunes (Debian's corpus): byte-level token windows
+    (data/text.py), read while planning, identified by a hash of their bytes."""
+    blocks = "/".join(f"{f:g}" for f in SPLIT)
+    for name, load, options, what in (
+        (
+            "text",
+            load_text,
+            text_options,
+            "A text file or a folder of .txt files (path:)",
+        ),
+        (
+            "fortunes",
+            load_fortunes,
+            fortunes_options,
+            f"Debian's fortunes corpus, 2.6 MB of English quotations ({FORTUNES_INSTALL}; "
+            f"read from {FORTUNES_FOLDER})",
+        ),
+    ):
+        DATASETS.register(
+            name,
+            DatasetInfo(
+                name,
+                f"{what} as tokens (bytes, or its characters with vocabulary: chars), "
+                f"train/validation/test {blocks} contiguous blocks, (input, next-token) windows "
+                f"(options: {'path, ' if name == 'text' else ''}context, windows_per_epoch, "
+                "vocabulary)",
+                None,
+                load,
+                None,
+                options=options,
+                by_tensors=True,
+                listed="context tokens, a class per token",
+            ),
+            source=load,
+        )
+
+
 # The order `optbench list` has always shown.
 _register_synthetic()
 _register_torchvision()
 _register_sklearn()
 _register_deepobs()
+_register_text()

@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from optbench.components.data.memory import InMemoryDataset
+from optbench.components.data.memory import ColumnsDataset, InMemoryDataset
 from optbench.components.data.spec import DATASETS, DatasetInfo, DataSpec
 from optbench.components.data.tensor_cache import exclusive, lock_path, through_content_file
+from optbench.components.data.text import TokenWindows
 from optbench.components.registry import parameters_of, resolve_component, summary
 from optbench.core.errors import ConfigError
 from optbench.core.registry import qualified_name
@@ -44,7 +45,7 @@ class Reading:
 
     train_split: str | None = None
     test_split: str | None = None
-    input_column: str | None = None
+    input_column: str | tuple[str, ...] | None = None  # several: a dict batch
     target_column: str | None = None
     layout: str | None = None
     image_size: int | None = None
@@ -202,13 +203,16 @@ def _column(
     )
 
 
-def _from_hugging_face(
-    split: Any, reading: Reading, where: str
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _from_hugging_face(split: Any, reading: Reading, where: str) -> tuple[Any, torch.Tensor]:
     """A Hugging Face Dataset's input and target columns as two tensors (PIL images through
-    PILToTensor, arrays as they are)."""
+    PILToTensor, arrays as they are); several input columns as a dict of tensors."""
     if len(split) == 0:
         raise ConfigError("data.dataset", f"{where} is empty")
+    if isinstance(reading.input_column, tuple):
+        columns = [_column(split, c, (), "input_column", where) for c in reading.input_column]
+        targets = _column(split, reading.target_column, TARGET_COLUMNS, "target_column", where)
+        held = {column: _tensor(list(split[column])) for column in columns}
+        return held, _tensor(list(split[targets]))
     inputs = _column(split, reading.input_column, INPUT_COLUMNS, "input_column", where)
     targets = _column(split, reading.target_column, TARGET_COLUMNS, "target_column", where)
     values = list(split[inputs])
@@ -222,12 +226,15 @@ def _from_hugging_face(
 def _held(split: Any, name: str, which: str, reading: Reading) -> InMemoryDataset:
     """A train or test split in memory, served by index like the built-in datasets: a pair
     (inputs, targets) of tensors or arrays, a torch Dataset read once, or a Hugging Face
-    Dataset's columns. Image arrays become channels first; uint8 inputs stay uint8 (scaled to
-    [0, 1] per batch), others become float32; integer targets are classes, float targets
-    regression values of any shape (flattened to k values per sample)."""
+    Dataset's columns (several input columns: a ColumnsDataset). Image arrays become channels
+    first; inputs follow the dtype rule (_input_dtype: uint8 images, int64 ids, float32);
+    integer targets are classes (one per sample, or per position of a sequence), float
+    targets regression values of any shape (flattened to k values per sample)."""
     where = f"{name}'s {which} set"
     layout = None
     hugging_face = _is_hugging_face(split)
+    if hugging_face and isinstance(reading.input_column, tuple):
+        return _held_columns(split, where, reading)
     if not hugging_face and (reading.input_column or reading.target_column):
         key = "input_column" if reading.input_column else "target_column"
         raise ConfigError(f"data.{key}", f"{where} is not a Hugging Face Dataset with columns")
@@ -262,15 +269,51 @@ def _held(split: Any, name: str, which: str, reading: Reading) -> InMemoryDatase
         if inputs.dim() != 4:
             raise ConfigError("data.image_size", f"{where} holds no (N, C, H, W) images to resize")
         inputs = _resized(inputs, reading.image_size)
-    if inputs.dtype != torch.uint8:
-        inputs = inputs.to(torch.float32)
+    inputs = _input_dtype(inputs)
+    targets = _held_targets(targets, len(inputs), where)
+    return InMemoryDataset(inputs.contiguous(), targets, layout=layout)
+
+
+def _input_dtype(inputs: torch.Tensor) -> torch.Tensor:
+    """The dtype rule: uint8 stays uint8 (images, scaled to [0, 1] per batch), other integers
+    are ids and become int64 (token ids, for an embedding), anything else float32."""
+    if inputs.dtype == torch.uint8:
+        return inputs
+    if not inputs.is_floating_point() and not inputs.is_complex() and inputs.dtype != torch.bool:
+        return inputs.long()
+    return inputs.to(torch.float32)
+
+
+def _held_columns(split: Any, where: str, reading: Reading) -> ColumnsDataset:
+    """Several columns of a Hugging Face Dataset, each held whole (integers as int64, the rest
+    float32), served as a dict batch."""
+    try:
+        columns, targets = _from_hugging_face(split, reading, where)
+    except (TypeError, ValueError, RuntimeError, IndexError) as exc:
+        raise ConfigError("data.input_column", f"cannot hold {where} as tensors: {exc}") from None
+    held = {key: _input_dtype(value).contiguous() for key, value in columns.items()}
+    for key, value in held.items():
+        if value.dim() < 1 or len(value) != len(targets):
+            raise ConfigError(
+                "data.input_column",
+                f"{where}'s column {key} holds {tuple(value.shape)}, not one row per target "
+                f"({len(targets)})",
+            )
+    return ColumnsDataset(held, _held_targets(targets, len(targets), where))
+
+
+def _held_targets(targets: torch.Tensor, count: int, where: str) -> torch.Tensor:
+    """Float targets: regression values, k per sample; integer targets: classes, one per
+    sample, or one per position of a sequence (N, T)."""
     if targets.is_floating_point():
         targets = targets.reshape(len(targets), -1).to(torch.float32)
         if targets.shape[1] == 0:
             raise ConfigError("data.dataset", f"{where}: regression targets hold no values")
     elif targets.dtype != torch.bool and not targets.is_complex():
-        targets = targets.reshape(-1).long()
-        if len(targets) != len(inputs) or targets.min() < 0:
+        if targets.dim() != 2 or targets.shape[1] == 1:  # (N,) or (N, 1): a class per sample
+            targets = targets.reshape(-1)
+        targets = targets.long()
+        if len(targets) != count or targets.min() < 0:
             raise ConfigError(
                 "data.dataset", f"{where}: class targets must be one integer >= 0 per sample"
             )
@@ -280,11 +323,13 @@ def _held(split: Any, name: str, which: str, reading: Reading) -> InMemoryDatase
             f"{where}: targets must be integers (classes) or floats (regression), "
             f"not {targets.dtype}",
         )
-    return InMemoryDataset(inputs.contiguous(), targets, layout=layout)
+    return targets
 
 
 def spec_of(train: InMemoryDataset, test: InMemoryDataset, name: str) -> DataSpec:
     """Input shape, classes (integer targets: max + 1) or regression, read off the tensors."""
+    if isinstance(train, TokenWindows):
+        return train.spec(test)
     if train.inputs.shape[1:] != test.inputs.shape[1:]:
         raise ConfigError(
             "data.dataset",
@@ -305,7 +350,15 @@ def spec_of(train: InMemoryDataset, test: InMemoryDataset, name: str) -> DataSpe
     else:
         classes = int(max(train.targets.max(), test.targets.max())) + 1
     layout = getattr(train, "layout", None)
-    return DataSpec(tuple(train.inputs.shape[1:]), classes, len(train), outputs, layout)
+    return DataSpec(
+        tuple(train.inputs.shape[1:]),
+        classes,
+        len(train),
+        outputs,
+        layout,
+        target_shape=tuple(train.targets.shape[1:]) if classes else (),
+        integer_inputs=train.inputs.dtype == torch.int64,
+    )
 
 
 def split_names(cls: type) -> tuple[str, ...] | None:

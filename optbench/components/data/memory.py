@@ -80,12 +80,61 @@ class InMemoryDataset(torch.utils.data.Dataset):
         inputs, targets = self.__getitems__([index])
         return inputs[0], targets[0]
 
+    def first(self, size: int) -> tuple[Any, torch.Tensor]:
+        """The first `size` samples as training sees them (planning's trial batch); copies, as
+        transform normalises in place and the cached tensors are the run's."""
+        return self.transform(self.inputs[:size].clone()), self.targets[:size].clone()
+
+    def loader(
+        self,
+        batch_size: int,
+        generator: torch.Generator,
+        once: bool = False,
+        drop_last: bool = False,
+        once_seed: int = 0,
+    ) -> ShuffledBatches:
+        """An epoch's shuffled training batches (token windows draw theirs: data/text.py)."""
+        return ShuffledBatches(self, batch_size, generator, once, drop_last, once_seed)
+
     def batches(self, batch_size: int, end: int | None = None):
         """Consecutive batches in order (evaluation) of the first `end` samples (default: all):
         plain slicing, no sampler, no RNG."""
         for start in range(0, len(self) if end is None else end, batch_size):
             end = start + batch_size
             yield self.transform(self.inputs[start:end]), self.targets[start:end]
+
+
+class ColumnsDataset(InMemoryDataset):
+    """Inputs as named columns (a Hugging Face Dataset's input_ids, attention_mask, labels...),
+    each a whole tensor; a batch is a dict of them, passed to the model as `model(**batch)`.
+    `inputs` is the first column, whose shape the data's spec reports."""
+
+    def __init__(self, columns: dict[str, torch.Tensor], targets: torch.Tensor) -> None:
+        super().__init__(next(iter(columns.values())), targets)
+        self.columns = columns
+
+    def select(self, indices: torch.Tensor) -> ColumnsDataset:
+        """The samples at `indices`, every column (a subset, a held-out validation set)."""
+        return ColumnsDataset(
+            {key: value[indices] for key, value in self.columns.items()}, self.targets[indices]
+        )
+
+    def to(self, device: torch.device) -> ColumnsDataset:
+        moved = {key: value.to(device) for key, value in self.columns.items()}
+        return ColumnsDataset(moved, self.targets.to(device))
+
+    def fetch(self, index: torch.Tensor) -> tuple[Any, torch.Tensor]:
+        batch = {key: value.index_select(0, index) for key, value in self.columns.items()}
+        return batch, self.targets.index_select(0, index)
+
+    def first(self, size: int) -> tuple[Any, torch.Tensor]:
+        return self.fetch(torch.arange(min(size, len(self)), device=self.targets.device))
+
+    def batches(self, batch_size: int):
+        for start in range(0, len(self), batch_size):
+            end = start + batch_size
+            batch = {key: value[start:end] for key, value in self.columns.items()}
+            yield batch, self.targets[start:end]
 
 
 def keep_batch(batch: Any) -> Any:

@@ -20,6 +20,12 @@ class DataSpec:
     train_size: int
     regression_outputs: int = 1  # values per target (a target of shape (N, k): k)
     layout: str | None = None  # how imported image arrays were laid out, for `validate`
+    # Sequences (data/text.py): a class target per position, e.g. (context,); () one per sample
+    target_shape: tuple[int, ...] = ()
+    integer_inputs: bool = False  # token ids, served as int64 (not scaled images or floats)
+    # Text: UTF-8 bytes per token of the evaluated targets (1.0 for bytes, more for characters):
+    # bits per byte = nats per token / ln 2 / this. None: not text.
+    bytes_per_token: float | None = None
 
     @property
     def num_outputs(self) -> int:
@@ -42,6 +48,7 @@ class DatasetInfo:
     # The dataset's own validation split (`data.validation: own`), loaded like `load`; None:
     # it has none, a validation set is held out of the training set.
     validation: Callable[..., InMemoryDataset] | None = None
+    listed: str = ""  # its shape in `optbench list` where only its data tells it (spec None)
 
 
 DATASETS: Registry[DatasetInfo] = Registry("dataset")

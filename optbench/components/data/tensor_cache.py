@@ -92,6 +92,12 @@ def through_tensor_file(
 
 
 @functools.lru_cache(maxsize=4)
+def _held_inputs(dataset: InMemoryDataset) -> list[torch.Tensor]:
+    """A dataset's input tensors: its named columns (ColumnsDataset), or its one tensor."""
+    columns = getattr(dataset, "columns", None)
+    return [dataset.inputs] if columns is None else [columns[key] for key in sorted(columns)]
+
+
 def tensor_digest(train: InMemoryDataset, test: InMemoryDataset) -> str:
     """A hash of a dataset's tensors (dtype, shape, bytes), as a data file's bytes are hashed:
     a dataset function or class that reads a file then changes the run-id when the file does.
@@ -101,7 +107,7 @@ def tensor_digest(train: InMemoryDataset, test: InMemoryDataset) -> str:
     if known is not None and getattr(test, "content_digest", None) == known:
         return known
     digest = hashlib.sha256()
-    for tensor in (train.inputs, train.targets, test.inputs, test.targets):
+    for tensor in (*_held_inputs(train), train.targets, *_held_inputs(test), test.targets):
         flat = tensor.detach().cpu().contiguous().reshape(-1)
         digest.update(f"{flat.dtype}{tuple(tensor.shape)}".encode())
         digest.update(flat.view(torch.uint8).numpy())
@@ -154,6 +160,8 @@ def through_content_file(
                     return mapped
         train, test = read()
         digest = tensor_digest(train, test)
+        if hasattr(train, "columns"):  # named columns are not filed: read in each process
+            return train, test
         path = content_tensor_file(root, digest)
         if _map_tensor_file(path) is None and not _write_tensor_file(path, train, test):
             return train, test
