@@ -159,6 +159,8 @@ OPTIONAL_DATA_FIELDS = (
     "shuffle",
     "drop_last",
 )
+# Run fields left out of the resolved config when unset, likewise.
+OPTIONAL_RUN_FIELDS = ("eval_every", "threads", "clip_grad_norm", "precision", "accumulate")
 # The seed of the draw that holds `data.validation` out of the training set: fixed, not the
 # run's seed, so every run (every seed, optimizer and trial) of a problem shares one split.
 # 42 is the seed DeepOBS's PyTorch datasets hold their validation set out with.
