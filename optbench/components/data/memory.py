@@ -100,8 +100,8 @@ class InMemoryDataset(torch.utils.data.Dataset):
         """Consecutive batches in order (evaluation) of the first `end` samples (default: all):
         plain slicing, no sampler, no RNG."""
         for start in range(0, len(self) if end is None else end, batch_size):
-            end = start + batch_size
-            yield self.transform(self.inputs[start:end]), self.targets[start:end]
+            stop = start + batch_size
+            yield self.transform(self.inputs[start:stop]), self.targets[start:stop]
 
 
 class ColumnsDataset(InMemoryDataset):
@@ -130,11 +130,11 @@ class ColumnsDataset(InMemoryDataset):
     def first(self, size: int) -> tuple[Any, torch.Tensor]:
         return self.fetch(torch.arange(min(size, len(self)), device=self.targets.device))
 
-    def batches(self, batch_size: int):
-        for start in range(0, len(self), batch_size):
-            end = start + batch_size
-            batch = {key: value[start:end] for key, value in self.columns.items()}
-            yield batch, self.targets[start:end]
+    def batches(self, batch_size: int, end: int | None = None):
+        for start in range(0, len(self) if end is None else end, batch_size):
+            stop = start + batch_size
+            batch = {key: value[start:stop] for key, value in self.columns.items()}
+            yield batch, self.targets[start:stop]
 
 
 def keep_batch(batch: Any) -> Any:
