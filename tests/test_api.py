@@ -273,10 +273,11 @@ def test_the_command_list_is_the_one_this_test_maps() -> None:
 def test_a_sweep_whose_runs_failed_says_so_in_a_warning_and_lists_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.test_sweep import FAILING_OPTIMIZER, _importable
+    from tests.helpers import importable_module
+    from tests.test_sweep import FAILING_OPTIMIZER
 
     module = "optbench_test_api_failing_optimizer"
-    _importable(tmp_path, module, FAILING_OPTIMIZER, monkeypatch)
+    importable_module(tmp_path, module, FAILING_OPTIMIZER, monkeypatch)
     grid = {"optimizer.name": ["SGD", f"{module}.FailsOnThirdStep"]}
     with pytest.warns(optbench.FailedRunsWarning, match=r"sweep tiny: 1 failed: ") as warned:
         result = optbench.sweep(_config(), grid, workers=1, results_dir=tmp_path / "r")
