@@ -118,7 +118,9 @@ def time_frame(document: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _scores_without(ratios: dict[str, dict[str, float | None]], r_max: float, left: str | None):
+def _scores_without(
+    ratios: dict[str, dict[str, float | None]], r_max: float, left: str | None
+) -> dict[str, float]:
     """Each optimizer's score over the problems other than `left` (profiles' exact formula)."""
     scores = {}
     for optimizer, row in ratios.items():
