@@ -332,6 +332,10 @@ class ExperimentConfig(_Strict):
     # Gradient accumulation: one optimizer step per `accumulate` batches of data.batch_size,
     # each backward on its own (components/stepping.py Accumulated); absent when unset.
     accumulate: int | None = Field(None, ge=1, le=MAX_INTEGER)
+    # torch.compile the model (nn.Module.compile, in place: parameter names and checkpoints
+    # unchanged); the first step's seconds, compilation included, go to epochs.csv. Left out
+    # of the resolved config when false.
+    compile: bool = False
     sweep: dict[str, list[Any]] | None = None  # read by `optbench sweep`; `run` trains the base
     tune: TuneConfig | None = None  # read by `optbench tune`; `run` trains the base
     log: LogConfig = Field(default_factory=LogConfig)  # TensorBoard / MLflow (not in the run-id)

@@ -187,8 +187,8 @@ def resolve_config(
     for key in OPTIONAL_DATA_FIELDS:  # unset: absent, as in configs from before the field
         if getattr(config.data, key) is None:
             del dumped["data"][key]
-    for key in ("clip_grad_norm", "precision", "accumulate"):  # likewise
-        if getattr(config, key) is None:
+    for key in ("clip_grad_norm", "precision", "accumulate", "compile"):  # likewise
+        if getattr(config, key) in (None, False):
             del dumped[key]
     resolved = {
         **dumped,
