@@ -162,6 +162,7 @@ _OTHER_VALUE: dict[str, Any] = {
     "clip_grad_norm": 1.0,
     "precision": "bf16",
     "accumulate": 2,
+    "compile": True,
     "sweep": {"seed": [0, 1]},
     "tune.space": {"optimizer.momentum": {"uniform": [0.0, 0.9]}},
     "tune.trials": 5,

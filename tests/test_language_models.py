@@ -393,3 +393,22 @@ def test_accumulating_k_batches_is_the_k_times_larger_batch(
     for mine, theirs in zip(accumulated, rows, strict=True):
         for column in ("train_loss", "test_loss", "lr"):
             assert mine[column] == pytest.approx(theirs[column], rel=rel), column
+
+
+@pytest.mark.slow
+def test_compile_trains_the_eager_run_and_reports_its_first_step() -> None:
+    """compile: true is nn.Module.compile: the eager run's losses (up to the compiled
+    kernels' float order), the same parameter names, and the first step's seconds,
+    compilation included, in epoch 1's row only."""
+    from tests.helpers import regression_dict
+
+    data = {"dataset": "synthetic_regression", "n_train": 64, "n_test": 32, "batch_size": 16}
+    eager = train(make_plan(load_config(regression_dict(data=data)))).rows
+    plan = make_plan(load_config(regression_dict(data=data, compile=True)))
+    compiled = train(plan).rows
+    assert plan.resolved["compile"] is True
+    for mine, theirs in zip(compiled, eager, strict=True):
+        assert mine["train_loss"] == pytest.approx(theirs["train_loss"], rel=1e-5)
+        assert mine["test_loss"] == pytest.approx(theirs["test_loss"], rel=1e-5)
+    assert compiled[0]["first_step_seconds"] > 0 and compiled[1]["first_step_seconds"] is None
+    assert eager[0]["first_step_seconds"] is None

@@ -159,8 +159,15 @@ OPTIONAL_DATA_FIELDS = (
     "shuffle",
     "drop_last",
 )
-# Run fields left out of the resolved config when unset, likewise.
-OPTIONAL_RUN_FIELDS = ("eval_every", "threads", "clip_grad_norm", "precision", "accumulate")
+# Run fields left out of the resolved config when unset (None, or False for a switch), likewise.
+OPTIONAL_RUN_FIELDS = (
+    "eval_every",
+    "threads",
+    "clip_grad_norm",
+    "precision",
+    "accumulate",
+    "compile",
+)
 # The seed of the draw that holds `data.validation` out of the training set: fixed, not the
 # run's seed, so every run (every seed, optimizer and trial) of a problem shares one split.
 # 42 is the seed DeepOBS's PyTorch datasets hold their validation set out with.
@@ -386,6 +393,10 @@ class ExperimentConfig(_Strict):
     # Gradient accumulation: one optimizer step per `accumulate` batches of data.batch_size,
     # each backward on its own (components/stepping.py Accumulated); absent when unset.
     accumulate: int | None = Field(None, ge=1, le=MAX_INTEGER)
+    # torch.compile the model (nn.Module.compile, in place: parameter names and checkpoints
+    # unchanged); the first step's seconds, compilation included, go to epochs.csv. Left out
+    # of the resolved config when false.
+    compile: bool = False
     sweep: dict[str, list[Any]] | None = None  # read by `optbench sweep`; `run` trains the base
     tune: TuneConfig | None = None  # read by `optbench tune`; `run` trains the base
     log: LogConfig = Field(default_factory=LogConfig)  # TensorBoard / MLflow (not in the run-id)

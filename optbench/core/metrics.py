@@ -118,6 +118,16 @@ METRICS: tuple[Metric, ...] = (
     ),
     # Runs with clip_grad_norm only: the epoch's mean global gradient norm before clipping.
     Metric("grad_norm", "{:.4g}", "gradient norm (before clipping)", optional=True),
+    # Runs with compile: true only: the process's first optimizer step, compilation included
+    # (torch.compile's cost, not hidden in the epoch's seconds); empty on other epochs.
+    Metric(
+        "first_step_seconds",
+        "{:.2f}",
+        "seconds of the first step (with compilation)",
+        optional=True,
+        curve=False,
+        short="first step s",
+    ),
     Metric("seconds", "{:.2f}", "seconds (training)", curve=False),
     Metric("eval_seconds", "{:.2f}", "seconds (evaluation)", curve=False),
     # Problems with a known optimum only; empty for others.

@@ -219,7 +219,7 @@ def resolve_config(
         if getattr(config.data, key) is None:
             del dumped["data"][key]
     for key in OPTIONAL_RUN_FIELDS:  # likewise: absent when unset, so earlier run-ids hold
-        if getattr(config, key) is None:
+        if getattr(config, key) is None or getattr(config, key) is False:
             del dumped[key]
     resolved = {
         **dumped,

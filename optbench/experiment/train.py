@@ -360,6 +360,9 @@ def train(
     augment = getattr(train_set.augment, "generator", None)
 
     model, loss_fn, penalty, optimizer = build_training(plan)
+    if config.compile:  # compiled at its first call: that step's seconds are logged
+        model.compile()
+    first_step: float | None = None  # this process's first step, timed when compiled
     clipping = None
     if config.clip_grad_norm is not None:  # clipped before every step, its norms logged
         parameters = [p for p in model.parameters() if p.requires_grad]
@@ -441,6 +444,7 @@ def train(
             started = time.perf_counter()  # training time since the last row: `seconds`
             loss_sum, batches = torch.zeros((), device=device) if config.fast else 0.0, 0
             path = None if point is None else ([point()] if epoch == 1 else [])
+            epoch_first_step = None
             for group in step_groups(loader, accumulate):  # one step's batches
                 losses = [
                     precision_context(plan, functools.partial(_loss, model, loss_fn, x, y, penalty))
@@ -452,7 +456,11 @@ def train(
                     if len(group) == 1
                     else Accumulated(losses, [size / sum(sizes) for size in sizes])
                 )
+                step_started = time.perf_counter()
                 loss = protocol.step(optimizer, batch_loss)
+                if config.compile and first_step is None:
+                    first_step = time.perf_counter() - step_started
+                    epoch_first_step = first_step
                 if path is not None:
                     path.append(point())
                 batches += 1
@@ -508,6 +516,7 @@ def train(
                 eval_seconds=eval_seconds,
                 distance_to_optimum=distance() if distance is not None else None,
                 grad_norm=clipping.epoch_mean() if clipping is not None else None,
+                first_step_seconds=epoch_first_step,
             )
             if path is not None:  # epoch 1 starts with the starting point
                 row["path"] = torch.stack(path).tolist()
