@@ -122,7 +122,7 @@ def test_validate_accepts_a_tune_section_and_it_is_not_part_of_the_run_id(tmp_pa
     config = _config("ok", {"space": space, "trials": 4}, sweep={"optimizer": ["SGD", "Adam"]})
     result = invoke("validate", str(write_config(tmp_path, config)))
     assert result.exit_code == 0, result.output
-    assert "tune: 4 trials per optimizer (tpe sampler, median pruner), minimize test_loss" in (
+    assert "tune: 4 trials per optimizer (tpe sampler, median pruner), minimize valid_loss" in (
         result.stdout
     )
     assert "searching SGD: optimizer.lr, optimizer.momentum; Adam: optimizer.lr" in result.stdout
