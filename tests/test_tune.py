@@ -129,7 +129,7 @@ def test_validate_accepts_a_tune_section_and_it_is_not_part_of_the_run_id(tmp_pa
     config = _config("ok", {"space": space, "trials": 4}, sweep={"optimizer": ["SGD", "Adam"]})
     result = invoke("validate", str(write_config(tmp_path, config)))
     assert result.exit_code == 0, result.output
-    assert "tune: 4 trials per optimizer (tpe sampler, median pruner), minimize test_loss" in (
+    assert "tune: 4 trials per optimizer (tpe sampler, median pruner), minimize valid_loss" in (
         result.stdout
     )
     assert "searching SGD: optimizer.lr, optimizer.momentum; Adam: optimizer.lr" in result.stdout
@@ -177,7 +177,9 @@ def test_each_optimizer_gets_its_own_study_with_the_keys_it_takes(tmp_path: Path
     assert first.exit_code == 0, first.output
     report = json.loads((results / "two" / "tune.json").read_text())
     assert TuneFile.from_dict(report).to_dict() == report  # storage's record reads it whole
-    assert report["metric"] == "test_loss" and report["direction"] == "minimize"
+    # no data.validation: the default fraction is held out and selected on, and the tune says so
+    assert report["metric"] == "valid_loss" and report["direction"] == "minimize"
+    assert report["notes"][0].startswith("note: the config sets no data.validation")
     assert set(report["optimizers"]) == {"SGD", "Adam"}
     for optimizer, keys in (
         ("SGD", {"optimizer.lr", "optimizer.momentum"}),
@@ -192,7 +194,7 @@ def test_each_optimizer_gets_its_own_study_with_the_keys_it_takes(tmp_path: Path
         for trial in trials:
             assert set(trial.params) == keys  # Adam never samples momentum
             summary = _summary(results, "two", trial.user_attrs["run_id"])
-            assert trial.value == summary["final"]["test_loss"]
+            assert trial.value == summary["final"]["valid_loss"]
             config_yaml = (results / "two" / trial.user_attrs["run_id"] / "config.yaml").read_text()
             assert f"name: {optimizer}" in config_yaml
         assert arm["best"]["value"] == study.best_value
@@ -201,7 +203,7 @@ def test_each_optimizer_gets_its_own_study_with_the_keys_it_takes(tmp_path: Path
         seeds = [_summary(results, "two", r) for r in arm["seed_run_ids"]]
         assert [s["seed"] for s in seeds] == [0, 1]
         assert all(s["status"] == "completed" for s in seeds)
-    assert "SGD: best test_loss" in first.stdout and "Adam: best test_loss" in first.stdout
+    assert "SGD: best valid_loss" in first.stdout and "Adam: best valid_loss" in first.stdout
     # One progress for the whole tune (plain lines off a terminal): 2 x 3 trials + 2 x 2 seeds,
     # of which seed 0 is the best trial's own run (the config's seed), found done on disk.
     progress = re.findall(r"^\[(\d+)/(\d+), ETA [^]]+\] (.*)$", first.stdout, re.MULTILINE)
@@ -211,7 +213,7 @@ def test_each_optimizer_gets_its_own_study_with_the_keys_it_takes(tmp_path: Path
         (10, 10),
     ]
     trial_lines = [line for _, _, line in progress if " trial " in line]
-    assert len(trial_lines) == 6 and all("-> completed test_loss" in x for x in trial_lines)
+    assert len(trial_lines) == 6 and all("-> completed valid_loss" in x for x in trial_lines)
     seed_lines = [line for _, _, line in progress[6:]]
     assert sorted(line.split()[-5] for line in seed_lines) == ["Adam", "SGD"]
     assert all(

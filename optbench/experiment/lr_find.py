@@ -158,7 +158,13 @@ def lr_range_test(
     model, loss_fn, penalty, optimizer = build_training(plan)
     ratios = _lr_ratios(plan, optimizer)
     protocol = plan.optimizer.protocol
-    loader, _ = training_loader(train_set, config.data.batch_size, config.seed)
+    loader, _ = training_loader(  # the run's pipeline: data.shuffle, data.drop_last
+        train_set,
+        config.data.batch_size,
+        config.seed,
+        plan.shuffle_once,
+        plan.drop_last,
+    )
 
     lrs, losses, smoothed = [], [], []
     average, best, stopped = 0.0, math.inf, None

@@ -110,6 +110,11 @@ class RunPlan:
     def drop_last(self) -> bool:
         return bool(self.config.data.drop_last)
 
+    @property
+    def shuffle_once(self) -> bool:
+        """DeepOBS's pipeline: one shuffle order per run, replayed every epoch."""
+        return self.config.data.shuffle == "once"
+
     def build_model(self, device: torch.device | None = None) -> nn.Module:
         return build_model(
             self.model,

@@ -379,7 +379,7 @@ def train(
 
     drop_last = plan.drop_last
     loader, shuffle = training_loader(
-        train_set, config.data.batch_size, config.seed, config.data.shuffle == "once", drop_last
+        train_set, config.data.batch_size, config.seed, plan.shuffle_once, drop_last
     )
     evaluator = Evaluator(
         model,
