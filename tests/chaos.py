@@ -51,12 +51,21 @@ class Kill:
 
 
 def schedule(kills: int, seed: int, between: tuple[float, float] = (1.0, 8.0)) -> list[Kill]:
-    """`kills` kills at seeded random moments, each of the driver or a worker at even odds."""
+    """`kills` kills at seeded random moments, each of the driver or a worker at even odds,
+    but never MAX_DEATHS worker kills in a row: a tune fails (and counts) a run whose worker
+    dies that often in one driver without an epoch between, as the out-of-memory killer's
+    pattern, which stray kills are not meant to mimic."""
+    from optbench.sweeps.tune import MAX_DEATHS
+
     rng = random.Random(seed)
-    return [
-        Kill(round(rng.uniform(*between), 2), rng.choice(("driver", "worker")))
-        for _ in range(kills)
-    ]
+    plan: list[Kill] = []
+    for _ in range(kills):
+        after, target = round(rng.uniform(*between), 2), rng.choice(("driver", "worker"))
+        recent = [k.target for k in plan[-(MAX_DEATHS - 1) :]]
+        if len(recent) == MAX_DEATHS - 1 and set(recent) == {"worker"}:
+            target = "driver"
+        plan.append(Kill(after, target))
+    return plan
 
 
 @dataclass
