@@ -1196,3 +1196,18 @@ def test_the_api_refuses_a_config_that_is_neither_a_path_nor_a_mapping(results: 
         optbench.run(42)
     assert no.value.field == "config" and "int" in str(no.value)
     assert everything_in(results) == []
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_an_optimizer_whose_state_no_checkpoint_holds_is_refused_while_planning(
+    command: str, configs: Path, results: Path
+) -> None:
+    pytest.importorskip("pytorch_optimizer")
+    path = write(configs, regression(optimizer={"name": "pytorch_optimizer.AdaShift", "lr": 0.01}))
+    # importing pytorch_optimizer the first time takes seconds on a busy machine
+    assert_user_error(
+        invoke(command, path, results, time_limit=120),
+        results,
+        "optimizer: pytorch_optimizer.optimizer.adashift.AdaShift's state cannot be checkpointed",
+        "it holds a collections.deque",
+    )
