@@ -1414,3 +1414,18 @@ def test_bf16_on_a_device_without_it(
     assert_user_error(
         invoke("validate", path, results), results, "precision", "not supported on cuda"
     )
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_an_optimizer_whose_state_no_checkpoint_holds_is_refused_while_planning(
+    command: str, configs: Path, results: Path
+) -> None:
+    pytest.importorskip("pytorch_optimizer")
+    path = write(configs, regression(optimizer={"name": "pytorch_optimizer.AdaShift", "lr": 0.01}))
+    # importing pytorch_optimizer the first time takes seconds on a busy machine
+    assert_user_error(
+        invoke(command, path, results, time_limit=120),
+        results,
+        "optimizer: pytorch_optimizer.optimizer.adashift.AdaShift's state cannot be checkpointed",
+        "it holds a collections.deque",
+    )

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from optbench.core.metrics import EPOCH_COLUMNS, OPTIONAL_COLUMNS, written_columns
 from optbench.ui.cli import app
-from tests.helpers import REPO, regression_dict, write_config
+from tests.helpers import REPO, cli_runner, regression_dict, write_config
 
 runner = CliRunner()
 
@@ -170,3 +170,15 @@ def test_python_dash_m_and_plain_output_when_not_a_terminal(tmp_path: Path) -> N
     assert lines[1].split() == [c for c in EPOCH_COLUMNS if c not in OPTIONAL_COLUMNS]
     assert lines[2].split()[0] == "1" and lines[3].split()[0] == "2"
     assert "\x1b[" not in completed.stdout  # no terminal control codes in a pipe
+
+
+def test_the_command_list_shows_each_description_whole_not_broken_mid_sentence() -> None:
+    import inspect as _inspect
+
+    import typer
+
+    result = cli_runner().invoke(app, ["--help"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    for command in typer.main.get_command(app).commands.values():
+        first = (_inspect.getdoc(command.callback) or "").split("\n\n")[0]
+        assert " ".join(first.split()) in result.output, command.name  # one line at 400 columns

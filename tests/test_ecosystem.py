@@ -204,7 +204,7 @@ SMALL_TIMM_NAMES = r"tiny|small|_050|_035|resnet10t|test_"
 TIMM_SAMPLE = 7
 # Every third model of the sample, from the second, is also killed and resumed through
 # optbench.run: the whole sample so takes 8 minutes on 2 cores (each model planned 4 times and
-# trained 5 epochs); the stride takes about 50 s.
+# trained 5 epochs); the stride (2 models) about 2 min there.
 TIMM_RESUME_STRIDE = 3
 
 
@@ -223,7 +223,7 @@ def _smallest_input(name: str) -> tuple[int, dict]:
     return size, ({"img_size": size} if takes_size else {})
 
 
-@pytest.mark.slow  # 7 models of 0.5-27 M parameters, each built and trained: ~2 min
+@pytest.mark.slow  # 7 models of 0.5-27 M parameters, built and trained: ~5 min on a busy 2-core box
 @pytest.mark.parametrize("name", _timm_sample())
 def test_a_sample_of_timms_small_models_trains_and_resumes_or_is_refused_in_one_true_line(
     name: str, tmp_path: Path

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import inspect
 import signal
 import sys
 from collections.abc import Callable
@@ -744,6 +745,11 @@ def list_components(
     console.print(catalog_table(optbench.catalog(kind.value, source), kind.value, source))
     if kind is Kind.problems and (references := reference_table()) is not None:
         console.print(references)
+
+
+for _command in app.registered_commands:  # the list of commands: each first paragraph whole
+    _doc = inspect.getdoc(_command.callback) or ""
+    _command.short_help = _command.short_help or " ".join(_doc.split("\n\n")[0].split())
 
 
 def main() -> None:
