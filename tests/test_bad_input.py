@@ -899,6 +899,12 @@ CASES = [
         "strictly between 0 and 1",
     ),
     case(
+        "validation-not-a-number",
+        regression(data__validation="half"),
+        "data.validation",
+        "a fraction between 0 and 1, a count of training samples, or own; got 'half'",
+    ),
+    case(
         "validation-count-whole-training-set",
         regression(data__validation=64),
         "data.validation",

@@ -123,6 +123,18 @@ class DataConfig(BaseModel):
     shuffle: Literal["epoch", "once"] | None = None
     drop_last: bool | None = None
 
+    @field_validator("validation", mode="before")
+    @classmethod
+    def _validation_kind(cls, validation: Any) -> Any:
+        if validation is None or validation == "own":
+            return validation
+        if isinstance(validation, bool) or not isinstance(validation, (int, float)):
+            raise ValueError(
+                "must be a fraction between 0 and 1, a count of training samples, or own; "
+                f"got {validation!r}"
+            )
+        return validation
+
     @field_validator("validation")
     @classmethod
     def _validation(cls, validation: Any) -> Any:
