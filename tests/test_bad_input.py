@@ -232,8 +232,8 @@ CASES = [
     case("unknown-top-level", regression(epoch=3), "epoch: unknown key", "did you mean 'epochs'"),
     case(
         "unknown-data-key",
-        regression(data__shuffle=True),
-        "data.shuffle: unknown key",
+        regression(data__shufle=True),
+        "data.shufle: unknown key",
         "n_train",  # the valid keys include the dataset's own options
     ),
     case(

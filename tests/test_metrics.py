@@ -129,6 +129,7 @@ def test_summary_final_and_best_cover_every_rankable_metric() -> None:
             train_loss=0.9,
             valid_loss=0.75,
             valid_accuracy=0.55,
+            valid_bits_per_byte=1.2,
             test_loss=0.8,
             test_accuracy=0.5,
             lr=0.1,
@@ -140,6 +141,7 @@ def test_summary_final_and_best_cover_every_rankable_metric() -> None:
             train_loss=0.7,
             valid_loss=0.8,
             valid_accuracy=0.5,
+            valid_bits_per_byte=1.1,
             test_loss=0.85,
             test_accuracy=0.6,
             lr=0.1,
@@ -156,9 +158,10 @@ def test_summary_final_and_best_cover_every_rankable_metric() -> None:
         assert summary["final"][metric.name] == frame[metric.name].iloc[-1]
         assert summary["best"][metric.name] == (best if len(values) else None)
     # a run that logs no validation split has no validation keys (sparse columns)
-    unvalidated = [{**row, "valid_loss": None, "valid_accuracy": None} for row in rows]
+    sparse = {"valid_loss", "valid_accuracy", "valid_bits_per_byte"}
+    unvalidated = [{**row, **dict.fromkeys(sparse)} for row in rows]
     summary = summarize(plan, TrainResult(Status.COMPLETED, unvalidated), "completed", 0.0, None)
-    assert set(summary.final) == set(RANKABLE) - {"valid_loss", "valid_accuracy"}
+    assert set(summary.final) == set(RANKABLE) - sparse
 
 
 def test_an_epoch_row_is_every_column_in_order() -> None:

@@ -20,7 +20,7 @@ def test_list_problems_shows_every_problem_with_its_exact_parameter_count() -> N
     for info in PROBLEMS:
         assert info.name in result.stdout
         assert f"{info.parameters} parameters" in result.stdout  # all digits, no rounding
-    assert len(problem_rows()) == len(PROBLEMS.names()) == 13
+    assert len(problem_rows()) == len(PROBLEMS.names()) == 14
 
 
 def test_validate_shows_the_problem_and_the_keys_the_config_overrides(tmp_path: Path) -> None:
