@@ -1230,6 +1230,10 @@ SUITE_CASES = [
         ("optimizers.Adam.space.optimizer.lr", "must be > 0"),
     ),
     ({"optimizers.Adam.space": {"seed": {"choice": [1, 2]}}}, ("optimizers.Adam.space", "seed")),
+    (
+        {"targets": {"branin": {"test_loss": 1.0}}},
+        ("targets.branin.test_loss", "is a test metric", "valid_loss", "select_on_test"),
+    ),
 ]
 
 

@@ -30,6 +30,7 @@ from optbench.core.config import (
     validate_config,
 )
 from optbench.core.errors import ConfigError
+from optbench.core.metrics import is_test_metric, validation_metric
 from optbench.core.problems import PROBLEMS
 
 # How a pair's time to target is measured (docs/benchmark.md): AlgoPerf's external tuning
@@ -74,6 +75,9 @@ class SuiteConfig(_Strict):
     targets: dict[str, dict[str, float]] = Field(default_factory=dict)
     protocol: Literal["external_tuning", "best_final_reruns"] = EXTERNAL_TUNING
     studies: int = Field(3, ge=1, le=1000)  # external tuning: independent studies per pair
+    # Targets, and so tuning, read the validation split (a test metric names its validation
+    # twin); true: on the test split, as DeepOBS's baselines were chosen (warned, not advised).
+    select_on_test: bool = False
 
     @field_validator("name")
     @classmethod
@@ -190,15 +194,24 @@ def _problem_config(problem: str) -> dict[str, Any]:
 
 
 def _target(suite: SuiteConfig, problem: str, config: dict[str, Any]) -> tuple[str, float]:
-    """The suite's target (metric, value) for the problem, else its registry problem's."""
+    """The suite's target (metric, value) for the problem, else its registry problem's, read
+    on the validation split: a problem's own test target names its validation twin, and a
+    suite's test target is refused unless the suite opts in (`select_on_test`)."""
     label = problem_label(problem)
     if label in suite.targets:
         ((metric, value),) = suite.targets[label].items()
+        if is_test_metric(metric) and not suite.select_on_test:
+            raise ConfigError(
+                f"targets.{label}.{metric}",
+                f"is a test metric: targets are read on the validation split (use "
+                f"{validation_metric(metric)}), or set select_on_test: true to select on test",
+            )
         return metric, float(value)
     resolved = validate_config(config).problem
     if resolved is None:
         raise ConfigError(f"targets.{label}", "is required: the problem is not a registry problem")
-    return PROBLEMS.get(resolved.name, "problem").benchmark_target
+    metric, value = PROBLEMS.get(resolved.name, "problem").benchmark_target
+    return (metric if suite.select_on_test else validation_metric(metric)), value
 
 
 def _tune_section(suite: SuiteConfig, section: SuiteOptimizer | None) -> dict[str, Any]:
