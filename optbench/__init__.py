@@ -20,8 +20,7 @@ from optbench.core.errors import (
     RunExistsError,
     UnreadableRunWarning,
 )
-
-__version__ = "0.1.0"
+from optbench.core.version import VERSION as __version__
 
 __all__ = [
     "BenchmarkResult",

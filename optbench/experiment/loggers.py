@@ -257,7 +257,7 @@ class MlflowLogger:
         import torch
         from mlflow.entities import Param
 
-        import optbench
+        from optbench.core.version import VERSION
 
         self.uri = mlflow_uri(setting, run.path.parents[1])
         if self.uri.startswith(("http://", "https://")):
@@ -288,7 +288,7 @@ class MlflowLogger:
             tags = {
                 MLFLOW_RUN_ID_TAG: plan.run_id,
                 "optbench.status": str(Status.RUNNING),
-                "optbench.version": optbench.__version__,
+                "optbench.version": VERSION,
                 "torch.version": torch.__version__,
                 "optbench.optimizer": plan.optimizer.info.name,
             }

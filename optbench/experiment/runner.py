@@ -15,10 +15,10 @@ from typing import Any
 
 import torch
 
-import optbench
 from optbench.components.data import load_data
 from optbench.core.errors import ResultsWriteError, RunExistsError
 from optbench.core.metrics import METRICS, RANKABLE
+from optbench.core.version import VERSION
 from optbench.experiment.checkpoint import CheckpointFile, keep_weights
 from optbench.experiment.loggers import RunLoggers, require_backends
 from optbench.experiment.plan import RunPlan
@@ -105,7 +105,7 @@ def summarize(
         wall_seconds=round(time.time() - started, 3),
         started_at=dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(),
         versions={
-            "optbench": optbench.__version__,
+            "optbench": VERSION,
             "torch": torch.__version__,
             "torchvision": metadata.version("torchvision"),
             "python": platform.python_version(),
