@@ -31,7 +31,7 @@ SUITE = {
     "set": {"epochs": 3, "device": "cpu"},
     "optimizers": {"SGD": {"name": "SGD"}, "Adam": {"name": "Adam"}},
     "tune": {
-        "space": {"optimizer.lr": {"log_uniform": [1.0e-3, 2.0e-2]}},
+        "space": {"optimizer.lr": {"log_uniform": [1.0e-3, 1.0e-2]}},
         "trials": 2,
         "sampler": "random",
         "pruner": "none",
