@@ -361,7 +361,7 @@ def write_benchmark(root: Path) -> Path:
         "set": {"epochs": 3, "device": "cpu"},
         "optimizers": {"SGD": {"name": "SGD"}, "Adam": {"name": "Adam"}},
         "tune": {
-            "space": {"optimizer.lr": {"log_uniform": [1.0e-3, 1.0e-2]}},
+            "space": {"optimizer.lr": {"log_uniform": [1.0e-4, 3.0e-3]}},
             "trials": 2,
             "sampler": "random",
             "pruner": "none",
