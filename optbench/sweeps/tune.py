@@ -650,6 +650,13 @@ def run_tune(
     return report
 
 
+def _tunes_named(names: list[str]) -> str:
+    """Which tunes a note is about: one by name, several by their count, first and last."""
+    if len(names) == 1:
+        return names[0]
+    return f"{len(names)} tunes ({names[0]} ... {names[-1]})"
+
+
 def run_tunes(
     setups: list[TuneSetup],
     results_dir: str | Path | None = None,
@@ -675,6 +682,7 @@ def run_tunes(
     check_results_dir(results)
     runner = make_executor(executor, workers, address, results, setups[0].name)
     tuners, lines = [], []
+    shared: dict[str, list[str]] = {}  # note -> the tunes it is about
     for setup in setups:
         spec = storage
         if spec is None:
@@ -692,14 +700,15 @@ def run_tunes(
                 f"tune {setup.name}: {len(setup.arms)} optimizer(s) x {setup.tune.trials} "
                 f"trials, {setup.direction} {setup.metric}, storage {spec}"
             )
-        lines.extend(
-            setup.notes if len(setups) == 1 else [f"{setup.name}: {n}" for n in setup.notes]
-        )
+        for note in setup.notes:  # several tunes (a benchmark's studies) share most notes
+            shared.setdefault(note, []).append(setup.name)
         if dropped:
             lines.append(
                 f"journal {spec}: dropped a torn last record ({dropped} bytes, a write that "
                 "failed or was killed); every complete record is kept"
             )
+    for note, names in shared.items():  # each note once, with the tunes it is about
+        lines.append(note if len(setups) == 1 else f"{_tunes_named(names)}: {note}")
     header = "\n".join(([header] if header else []) + lines) or None
 
     # One live view for the trials and the seed reruns: the trials already told count as done.
