@@ -101,7 +101,7 @@ def run(
 
     shown = list(observers)
     if progress:
-        from optbench.ui.progress import ProgressBar
+        from optbench.experiment.progress import ProgressBar
 
         shown.append(ProgressBar())
     outcome = run_plan(
@@ -236,7 +236,7 @@ def _view(view: SweepView | None, progress: bool) -> SweepView:
     if view is not None:
         return view
     if progress:
-        from optbench.ui.progress import SweepProgressBar
+        from optbench.experiment.progress import SweepProgressBar
 
         return SweepProgressBar
     return QuietSweep

@@ -1,7 +1,8 @@
 """A progress bar for a run in a notebook or a script (`optbench.run(..., progress=True)`).
 
 tqdm.auto draws a widget in Jupyter and a text bar elsewhere; never rich's live view, which a
-notebook cannot redraw.
+notebook cannot redraw. tqdm is imported only when a bar starts (the `notebook` extra). Here,
+below the API that is their only user, so the API never reaches up into ui/.
 """
 
 from __future__ import annotations
