@@ -27,13 +27,13 @@ from optbench.core.errors import ConfigError
 from optbench.experiment.plan import make_plan
 from optbench.experiment.train import train
 from optbench.storage.results import epochs_frame
+from optbench.sweeps.executors import plan_executor
 from optbench.sweeps.grid import (
     SweepPoint,
     expand_grid,
     load_sweep,
     parse_grid_option,
     parse_seeds,
-    run_sweep,
 )
 from tests.helpers import (
     METRICS,
@@ -271,8 +271,8 @@ def test_a_section_the_grid_supplies_need_not_be_in_the_base(tmp_path: Path) -> 
     [-1, 0],
 )
 def test_workers_below_one_is_an_error(tmp_path: Path, workers: int) -> None:
-    with pytest.raises(ConfigError, match="--workers: must be at least 1"):
-        run_sweep("tiny", [], tmp_path / "results", workers=workers)
+    with pytest.raises(ConfigError, match=r"executor\.workers: must be at least 1"):
+        plan_executor(tmp_path / "results", workers=workers)
 
 
 def test_dry_run_lists_the_runs_and_writes_nothing(tmp_path: Path) -> None:

@@ -412,6 +412,10 @@ class ExperimentConfig(_Strict):
     sweep: dict[str, list[Any]] | None = None  # read by `optbench sweep`; `run` trains the base
     tune: TuneConfig | None = None  # read by `optbench tune`; `run` trains the base
     log: LogConfig = Field(default_factory=LogConfig)  # TensorBoard / MLflow (not in the run-id)
+    # Where sweep, tune and benchmark train the runs (sweeps/executors: a name, or a mapping with
+    # `name` and the executor's options): never dumped, so neither config.yaml nor the run-id
+    # holds it; `run` accepts and ignores it.
+    executor: str | dict[str, Any] | None = Field(None, exclude=True)
 
     @field_validator("name")
     @classmethod

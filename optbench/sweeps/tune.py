@@ -22,7 +22,7 @@ from optbench.core.config import ConfigSource, Overrides, default_results_dir
 from optbench.core.errors import ResultsWriteError
 from optbench.storage.records import TuneFile
 from optbench.storage.results import cannot_write, check_results_dir
-from optbench.sweeps.executors import QuietSweep, SweepView
+from optbench.sweeps.executors import Executor, QuietSweep, SweepView
 from optbench.sweeps.shared_pool import LabelledDisplay, SharedPool
 from optbench.sweeps.study import JOURNAL_FILE, import_optuna, recover_journal, told_trials
 from optbench.sweeps.tune_asking import TrialAsker
@@ -132,9 +132,7 @@ def run_tune(
     grid_options: Grid | None = None,
     results_dir: str | Path | None = None,
     *,
-    workers: int | None = None,
-    executor: str = "local",
-    address: str | None = None,
+    executor: Executor | None = None,
     storage: str | None = None,
     trials: int | None = None,
     view: SweepView = QuietSweep,
@@ -146,9 +144,7 @@ def run_tune(
     (report,) = run_tunes(
         [setup],
         results_dir,
-        workers=workers,
         executor=executor,
-        address=address,
         storage=storage,
         view=view,
     )
@@ -166,9 +162,7 @@ def run_tunes(
     setups: list[TuneSetup],
     results_dir: str | Path | None = None,
     *,
-    workers: int | None = None,
-    executor: str = "local",
-    address: str | None = None,
+    executor: Executor | None = None,
     storage: str | None = None,
     view: SweepView = QuietSweep,
     title: str = "tune",
@@ -180,12 +174,12 @@ def run_tunes(
     its own folder, studies and tune.json (storage: each its own journal, unless one is given).
     `on_done(display, tunes finished, tunes)` is called as each tune's seed reruns end (a
     benchmark notes its pairs done on the display)."""
-    from optbench.sweeps.executors import make_executor
+    from optbench.sweeps.executors import plan_executor
 
     import_optuna()
     results = Path(results_dir or default_results_dir())
     check_results_dir(results)
-    runner = make_executor(executor, workers, address, results, setups[0].name)
+    runner = executor or plan_executor(results)  # default: local workers, one per CPU core
     tuners, lines = [], []
     shared: dict[str, list[str]] = {}  # note -> the tunes it is about
     for setup in setups:

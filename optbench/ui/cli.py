@@ -149,14 +149,34 @@ def _with_fast(overrides: list[str] | None, fast: bool) -> list[str] | None:
 
 WorkersOption = Annotated[
     int | None,
-    typer.Option(help="Runs in parallel. [default: the CPU cores; each run keeps its threads]"),
+    typer.Option(
+        help="Runs in parallel (same as --executor-opt workers=N). [default: the CPU cores; "
+        "each run keeps its threads]"
+    ),
 ]
 ExecutorOption = Annotated[
-    str, typer.Option(help="local (worker processes) or ray (tasks on a Ray cluster).")
+    str | None,
+    typer.Option(
+        help="Where runs train: local (worker processes), ray (a Ray cluster), submitit (Slurm "
+        "jobs), or an import path. [default: the config's executor: section, else local]",
+        show_default=False,
+    ),
+]
+ExecutorOptOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--executor-opt",
+        help="An option of the executor, KEY=VALUE (value as YAML; repeatable): "
+        "--executor-opt gpus_per_run=0.25. Over the config's executor: section.",
+        show_default=False,
+    ),
 ]
 AddressOption = Annotated[
     str | None,
-    typer.Option(help="Ray cluster address. [default: a local Ray instance, started here]"),
+    typer.Option(
+        help="Ray cluster address (same as --executor-opt address=...). [default: a local Ray "
+        "instance, started here]"
+    ),
 ]
 TensorBoardOption = Annotated[
     bool,
@@ -364,7 +384,8 @@ def sweep(
     ] = None,
     overrides: SetOption = None,
     workers: WorkersOption = None,
-    executor: ExecutorOption = "local",
+    executor: ExecutorOption = None,
+    executor_opt: ExecutorOptOption = None,
     address: AddressOption = None,
     results_dir: ResultsDirOption = None,
     dry_run: Annotated[
@@ -398,6 +419,7 @@ def sweep(
         overrides=overrides,
         workers=workers,
         executor=executor,
+        executor_options=executor_opt,
         address=address,
         results_dir=results_dir,
         view=functools.partial(SweepDisplay, console=console),
@@ -429,7 +451,8 @@ def tune(
     ] = None,
     results_dir: ResultsDirOption = None,
     workers: WorkersOption = None,
-    executor: ExecutorOption = "local",
+    executor: ExecutorOption = None,
+    executor_opt: ExecutorOptOption = None,
     address: AddressOption = None,
     storage: Annotated[
         str | None,
@@ -458,6 +481,7 @@ def tune(
         trials=trials,
         workers=workers,
         executor=executor,
+        executor_options=executor_opt,
         address=address,
         storage=storage,
         results_dir=results_dir,
@@ -487,7 +511,8 @@ def benchmark(
         ),
     ] = None,
     workers: WorkersOption = None,
-    executor: ExecutorOption = "local",
+    executor: ExecutorOption = None,
+    executor_opt: ExecutorOptOption = None,
     address: AddressOption = None,
     results_dir: ResultsDirOption = None,
     plot: Annotated[
@@ -517,6 +542,7 @@ def benchmark(
             optimizers or (),
             workers=workers,
             executor=executor,
+            executor_options=executor_opt,
             address=address,
             results_dir=results_dir,
             view=functools.partial(SweepDisplay, console=console if table is None else errors),
