@@ -24,6 +24,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, Protocol
 
+from optbench.core.byvalue import with_objects, without_objects
 from optbench.core.errors import ConfigError, ResultsWriteError
 from optbench.experiment.train import Observers, SilentObserver
 from optbench.storage.results import (
@@ -149,6 +150,7 @@ def train_point(
     from optbench.experiment.runner import run_plan
 
     try:
+        config = without_objects(config)  # the Python objects it names, sent by value
         with reusing_planned_tensors():  # the driver planned it: its data is in the tensor file
             plan = make_plan(validate_config(config))
     except ConfigError as exc:
@@ -402,7 +404,8 @@ def run_local(
         if worker is local:
             tiny.started(worker.process)
         with contextlib.suppress(OSError):  # it has just died: its death fails the point
-            worker.connection.send((worker.run_id, config, results_dir, threads, *watch))
+            shipped = with_objects(config)  # Python objects it names, pickled by value
+            worker.connection.send((worker.run_id, shipped, results_dir, threads, *watch))
 
     def start(in_process: bool) -> _Worker:
         ours, theirs = context.Pipe()
@@ -618,7 +621,8 @@ def run_ray(
         while refs or todo:
             while len(refs) < slots and todo.peek():
                 run_id, config, *watch = todo.pop()
-                refs[task.remote(run_id, *shipper.point(config), threads, *watch)] = run_id
+                shipped = shipper.point(with_objects(config))  # objects pickled by value
+                refs[task.remote(run_id, *shipped, threads, *watch)] = run_id
                 names[run_id] = config.get("name")
             if not refs:
                 continue
