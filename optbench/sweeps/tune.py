@@ -38,6 +38,7 @@ from optbench.storage.results import (
     check_results_dir,
 )
 from optbench.sweeps.executors import QuietSweep, SweepView
+from optbench.sweeps.reruns import DeathCount, Rerunning, show_rerun
 from optbench.sweeps.shared_pool import LabelledDisplay, SharedPool
 from optbench.sweeps.study import (
     EPOCHS,
@@ -71,9 +72,6 @@ if TYPE_CHECKING:
 # moment): asked again up to this many times, then its result is waited for and shared.
 MAX_REASKS = 5
 ASK_LOCK = "optuna-asking.lock"  # the ask lock of a tune on a storage URL, in its folder
-# A run whose worker process died this many times in a row, without an epoch finished between,
-# fails (and counts): the out-of-memory killer, not a stray kill. Fewer: asked again.
-MAX_DEATHS = 3
 
 
 def _finite(value: Any) -> bool:
@@ -163,7 +161,7 @@ class Tuner:
         self.storage = open_storage(storage)
         self.owner = trial_owner()
         self.inflight: dict[str, list[tuple[Arm, Any]]] = {}
-        self.deaths: dict[str, tuple[int, int]] = {}  # run-id -> deaths in a row, epochs then
+        self.deaths = DeathCount()  # a run whose worker died: asked again, up to MAX_DEATHS
         self.failed_seeds = 0
 
     # ------------------------------------------------------------------ studies
@@ -430,15 +428,8 @@ class Tuner:
     def _died(self, result: Any) -> bool:
         """Whether a run whose process died is asked again: yes, unless it died MAX_DEATHS
         times in a row without finishing an epoch in between (a run the out-of-memory killer
-        ends every time); then it fails and counts, saying so."""
-        epochs = len(_rows(RunDir(self.results_dir / self.setup.name / result.run_id)))
-        deaths, at = self.deaths.get(result.run_id, (0, -1))
-        deaths = deaths + 1 if epochs == at else 1
-        self.deaths[result.run_id] = (deaths, epochs)
-        if deaths < MAX_DEATHS:
-            return True
-        result.error = f"{result.error}, {deaths} times without finishing an epoch"
-        return False
+        ends every time); then it fails and counts, saying so (sweeps/reruns.py)."""
+        return self.deaths.again(result, RunDir(self.results_dir / self.setup.name / result.run_id))
 
     def _tell(
         self, arm: Arm, trial: Any, run_id: str, status: Status, error: str | None
@@ -777,7 +768,14 @@ def _run_seeds(
 
         return on_result
 
-    pool.run(streams, handler, in_turn=False)
+    # a seed rerun whose worker died is trained again (sweeps/reruns.py), not failed
+    rerunning = Rerunning(
+        pool.runner,
+        tuners[0].results_dir if tuners else Path(),
+        tuners[0].setup.name if tuners else "",
+        lambda died: show_rerun(pool.display, died),
+    )
+    SharedPool(rerunning, pool.display).run(streams, handler, in_turn=False)
 
 
 def tune_summary(report: dict[str, Any] | TuneFile) -> str:
