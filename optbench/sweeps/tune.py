@@ -23,6 +23,7 @@ from optbench.core.errors import ResultsWriteError
 from optbench.storage.records import TuneFile
 from optbench.storage.results import cannot_write, check_results_dir
 from optbench.sweeps.executors import Executor, QuietSweep, SweepView
+from optbench.sweeps.reruns import Rerunning, show_rerun
 from optbench.sweeps.shared_pool import LabelledDisplay, SharedPool
 from optbench.sweeps.study import JOURNAL_FILE, import_optuna, recover_journal, told_trials
 from optbench.sweeps.tune_asking import TrialAsker
@@ -276,7 +277,15 @@ def _run_seeds(
 
         return on_result
 
-    pool.run(streams, handler, in_turn=False)
+    # a seed rerun whose worker died is trained again (sweeps/reruns.py), not failed
+    context = tuners[0].context if tuners else None
+    rerunning = Rerunning(
+        pool.runner,
+        context.results_dir if context else Path(),
+        context.setup.name if context else "",
+        lambda died: show_rerun(pool.display, died),
+    )
+    SharedPool(rerunning, pool.display).run(streams, handler, in_turn=False)
 
 
 def tune_summary(report: dict[str, Any] | TuneFile) -> str:

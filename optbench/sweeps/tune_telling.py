@@ -14,14 +14,11 @@ from typing import Any
 
 from optbench.core.errors import ResultsWriteError
 from optbench.storage.results import Status
+from optbench.sweeps.reruns import DeathCount
 from optbench.sweeps.study import EPOCHS, NOT_COUNTED, SECONDS, STATUS
 from optbench.sweeps.tune_runs import describe, epoch_rows, final_value, finite
 from optbench.sweeps.tune_setup import Arm
 from optbench.sweeps.tune_studies import Studies, TuneContext
-
-# A run whose worker process died this many times in a row, without an epoch finished between,
-# fails (and counts): the out-of-memory killer, not a stray kill. Fewer: asked again.
-MAX_DEATHS = 3
 
 
 class TrialTeller:
@@ -32,7 +29,7 @@ class TrialTeller:
         self, context: TuneContext, studies: Studies, told_all: Callable[[Arm], None]
     ) -> None:
         self.context, self.studies, self.told_all = context, studies, told_all
-        self.deaths: dict[str, tuple[int, int]] = {}  # run-id -> deaths in a row, epochs then
+        self.deaths = DeathCount()  # a run whose worker died: asked again, up to MAX_DEATHS
 
     def on_result(self, result: Any) -> None:
         context, fail = self.context, self.context.state.FAIL
@@ -65,15 +62,8 @@ class TrialTeller:
     def _died(self, result: Any) -> bool:
         """Whether a run whose process died is asked again: yes, unless it died MAX_DEATHS
         times in a row without finishing an epoch in between (a run the out-of-memory killer
-        ends every time); then it fails and counts, saying so."""
-        epochs = len(epoch_rows(self.context.run(result.run_id)))
-        deaths, at = self.deaths.get(result.run_id, (0, -1))
-        deaths = deaths + 1 if epochs == at else 1
-        self.deaths[result.run_id] = (deaths, epochs)
-        if deaths < MAX_DEATHS:
-            return True
-        result.error = f"{result.error}, {deaths} times without finishing an epoch"
-        return False
+        ends every time); then it fails and counts, saying so (sweeps/reruns.py)."""
+        return self.deaths.again(result, self.context.run(result.run_id))
 
     def tell(
         self, arm: Arm, trial: Any, run_id: str, status: Status, error: str | None
