@@ -323,10 +323,6 @@ def sweep(
 
     results = Path(results_dir or default_results_dir())
     name, points = load_sweep(config, grid, list(seeds) if seeds is not None else None, overrides)
-    from optbench.experiment.loggers import require_backends
-
-    for point in points:  # every worker logs its runs: a missing extra is refused here, once
-        require_backends(point.config.get("log"))
     report = run_sweep(
         name,
         points,

@@ -20,14 +20,10 @@ import yaml
 
 from optbench.core.config import validate_config
 from optbench.core.identity import flatten
-from optbench.experiment.loggers import (
-    EPOCH_METRICS,
-    MLFLOW_HTTP_DEFAULTS,
-    MLFLOW_RUN_ID_TAG,
-    TensorBoardLogger,
-    log_overrides,
-    run_label,
-)
+from optbench.experiment.loggers import EPOCH_METRICS, log_overrides
+from optbench.experiment.loggers.base import run_label
+from optbench.experiment.loggers.mlflow import MLFLOW_HTTP_DEFAULTS, MLFLOW_RUN_ID_TAG
+from optbench.experiment.loggers.tensorboard import TensorBoardLogger
 from optbench.experiment.plan import make_plan
 from optbench.experiment.runner import run_plan
 from optbench.experiment.train import SilentObserver
@@ -132,7 +128,7 @@ def test_tensorboard_events_are_epochs_csv_per_step_losses_and_hparams(tmp_path:
     end = metadata.parse_session_end_info_plugin_data(content[metadata.SESSION_END_INFO_TAG])
     assert end.status == api_pb2.STATUS_SUCCESS
     resolved = yaml.safe_load((run / RunDir.CONFIG).read_text())
-    assert resolved["log"] == {"tensorboard": True, "mlflow": False}
+    assert resolved["log"] == [{"name": "tensorboard"}]
 
 
 def test_fast_mode_logs_epochs_but_no_batch_losses(tmp_path: Path) -> None:
@@ -215,14 +211,14 @@ def test_a_resumed_run_continues_its_event_files_without_duplicates(tmp_path: Pa
 def test_a_failing_logger_is_reported_once_and_the_run_goes_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    def broken(self: Any, row: dict[str, Any]) -> None:
+    def broken(self: Any, row: dict[str, Any], step: int) -> None:
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(TensorBoardLogger, "epoch_finished", broken)
+    monkeypatch.setattr(TensorBoardLogger, "log_epoch", broken)
     run = _run(tmp_path, _plan(tensorboard=True))
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(warnings) == 1, warnings
-    assert warnings[0].startswith("warning: TensorBoard logging stopped (OSError: No space")
+    assert warnings[0].startswith("warning: tensorboard logging stopped (OSError: No space")
     summary = json.loads((run / RunDir.SUMMARY).read_text())
     assert summary["status"] == "completed" and summary["epochs_completed"] == 3
     assert list(_epochs(run).epoch) == [1, 2, 3]
@@ -261,7 +257,7 @@ def test_the_flags_are_config_overrides() -> None:
     config = validate_config(
         regression_dict(log={"mlflow": yaml.safe_load(override.partition("=")[2])})
     )
-    assert config.log.mlflow == uri
+    assert config.log[0].name == "mlflow" and config.log[0].options == {"uri": uri}
     assert run_label({"optimizer": {"name": "torch.optim.SGD", "lr": 0.001}}) == "SGD lr=0.001"
 
 
@@ -276,7 +272,7 @@ def test_a_plain_run_and_help_import_neither_backend(tmp_path: Path) -> None:
         "        app(argv, standalone_mode=False)\n"
         "    except SystemExit:\n"
         "        pass\n"
-        "    loaded = [m for m in ('tensorboard', 'mlflow') if m in sys.modules]\n"
+        "    loaded = [m for m in ('tensorboard', 'mlflow', 'wandb') if m in sys.modules]\n"
         "    assert not loaded, f'{argv[0]} imported {loaded}'\n"
     )
     completed = subprocess.run(
@@ -439,7 +435,7 @@ def test_mlflow_server_gets_the_run_and_a_server_gone_mid_run_costs_nothing(
     run = _run(tmp_path / "r", plan, display=_StopServerAfter(server, epoch=1))
     seconds = time.monotonic() - started
     warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
-    assert len(warnings) == 1 and "MLflow logging stopped" in warnings[0], warnings
+    assert len(warnings) == 1 and "mlflow logging stopped" in warnings[0], warnings
     summary = json.loads((run / RunDir.SUMMARY).read_text())
     assert summary["status"] == "completed" and list(_epochs(run).epoch) == [1, 2, 3]
     print(f"gone server: run took {seconds:.1f} s; {warnings[0]}")
