@@ -33,7 +33,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 from optbench.core.identity import flatten, in_run_id
 from optbench.core.metrics import EPOCH_COLUMNS
@@ -75,14 +75,10 @@ class LoggedRun:
         return json.loads(path.read_text()) if path.is_file() else {}
 
 
-@runtime_checkable
 class Logger(Protocol):
     """A logger of runs (see the module's docstring for the lifecycle). Options come from the
-    config entry through `__init__`; `extra` names the optbench extra that installs what it
-    needs and `requires` the module that must import (checked while planning)."""
-
-    extra: ClassVar[str | None]
-    requires: ClassVar[str | None]
+    config entry through `__init__`. Optional class attributes: `requires`, the module that
+    must import, and `extra`, the optbench extra that installs it (checked while planning)."""
 
     def start(self, run: LoggedRun) -> int: ...
 
