@@ -142,6 +142,35 @@ def test_an_offline_run_resumed_is_one_wandb_run_with_each_epoch_once(
     assert sorted(e.path for e in artifact.manifest.contents) == sorted(RunDir.RESULT_FILES)
 
 
+@pytest.mark.slow
+def test_two_lines_of_yaml_log_a_sweep_to_wandb_one_group(tmp_path: Path, offline: Path) -> None:
+    from optbench.ui.cli import app
+
+    config = write_config(tmp_path, regression_dict(log=[{"name": "wandb", "mode": "offline"}]))
+    results = tmp_path / "r"
+    result = cli_runner().invoke(
+        app,
+        [
+            *("sweep", str(config), "--results-dir", str(results), "--workers", "1"),
+            *("--grid", "optimizer.lr=0.05,0.01"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    by_name = {_of(run, "run")[0].display_name: run for run in records(offline)}
+    folders = sorted((results / "tiny").iterdir())
+    assert sorted(by_name) == [folder.name for folder in folders]  # one W&B run per run
+    for folder in folders:
+        run = by_name[folder.name]
+        (started,) = _of(run, "run")
+        assert started.run_group == "tiny" and started.project == "optbench"
+        frame = pd.read_csv(folder / RunDir.EPOCHS)
+        logged = history(run)
+        assert {step: values["test_loss"] for step, values in logged.items()} == dict(
+            zip(frame.epoch, frame.test_loss, strict=True)
+        )
+        assert json.loads((folder / STATE_FILE).read_text())["id"] == started.run_id
+
+
 def test_online_without_credentials_is_refused_before_anything_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
