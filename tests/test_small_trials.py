@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from optbench.storage.results import Status
-from optbench.sweeps import executors
+from optbench.sweeps.executors import local as executors
 from optbench.sweeps.grid import load_sweep
 from tests.helpers import regression_dict, write_config
 

@@ -8,7 +8,6 @@ component's own signature in `optbench.experiment.plan`.
 from __future__ import annotations
 
 import copy
-import inspect
 import os
 import re
 import stat
@@ -436,6 +435,10 @@ class ExperimentConfig(_Strict):
     sweep: dict[str, list[Any]] | None = None  # read by `optbench sweep`; `run` trains the base
     tune: TuneConfig | None = None  # read by `optbench tune`; `run` trains the base
     log: list[LoggerConfig] = Field(default_factory=list)  # experiment/loggers/ (not in the run-id)
+    # Where sweep, tune and benchmark train the runs (sweeps/executors: a name, or a mapping with
+    # `name` and the executor's options): never dumped, so neither config.yaml nor the run-id
+    # holds it; `run` accepts and ignores it.
+    executor: str | dict[str, Any] | None = Field(None, exclude=True)
 
     @field_validator("name")
     @classmethod
@@ -743,36 +746,20 @@ ConfigSource = str | Path | Mapping[str, Any]
 
 def objects_to_paths(node: Any, where: str = "") -> None:
     """Python objects given where a config names a component (a model class or factory, a
-    dataset function, a loss, an optimizer class: `{"model": {"name": Net}}`), replaced in
-    place by the import path that names them, so the run-id, the files and the workers see
-    what a YAML file would hold. One that no import path reaches (defined in a notebook or the
-    script itself, inside a function, a lambda) is refused in one line."""
+    dataset function, a loss callable, an optimizer class: `{"model": {"name": Net}}`),
+    replaced in place by the import path that names them, so the run-id, the files and the
+    workers see what a YAML file would hold; one that no import path reaches (defined in a
+    notebook or the script itself, inside a function, a lambda, a callable instance) by the
+    token that identifies it by value (core/byvalue.py), or refused in one line."""
+    from optbench.core.byvalue import import_path, token_for
+
     items = node.items() if isinstance(node, dict) else enumerate(node)
     for key, value in list(items):
         field = f"{where}.{key}" if where else str(key)
         if isinstance(value, (dict, list)):
             objects_to_paths(value, field)
-        elif inspect.isclass(value) or inspect.isfunction(value) or inspect.isbuiltin(value):
-            node[key] = _import_path(value, field)
-
-
-def _import_path(obj: Any, field: str) -> str:
-    module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", "")
-    path = f"{module}.{qualname}"
-    if module in (None, "__main__", "__mp_main__") or "<" in qualname:
-        where = "a notebook or the script itself" if module else "no module"
-        raise ConfigError(
-            field,
-            f"{qualname or obj!r} is defined in {where}, so no import path names it (the "
-            "run-id and worker processes need one): move it into a module file and pass it "
-            f"from there, or give its path as a string like 'mymodule.{qualname or 'Name'}'",
-        )
-    found: Any = sys.modules.get(module)
-    for part in qualname.split(".") if found is not None else ():
-        found = getattr(found, part, None)
-    if found is not obj:
-        raise ConfigError(field, f"{obj!r} is not reachable as {path}; give its import path")
-    return path
+        elif callable(value):
+            node[key] = import_path(value) or token_for(value, field)
 
 
 def read_source(

@@ -59,7 +59,8 @@ def digest(resolved: dict[str, Any], leave_out: frozenset[str] = NOT_IN_RUN_ID) 
 
 def run_id(resolved: dict[str, Any]) -> str:
     """'<optimizer>-seed<seed>-<hash>': the same resolved experiment always gets the same id."""
-    class_name = str(resolved["optimizer"]["name"]).rsplit(".", 1)[-1]
+    # a class given by value (core/byvalue.py) is named by its token's readable part
+    class_name = str(resolved["optimizer"]["name"]).partition("@")[0].rsplit(".", 1)[-1]
     optimizer = re.sub(r"[^a-z0-9]+", "_", class_name.lower())
     return f"{optimizer}-seed{resolved['seed']}-{digest(resolved)}"
 

@@ -41,6 +41,32 @@ from optbench.core.metrics import (
 )
 from optbench.ui.tables import WholeTables
 
+
+def _click_style_help() -> None:
+    """`--help` as Click and Typer have long shown it: a flag with no value (Typer 0.2x shows
+    every option's type in its rich help, flags too: `--force <bool>`) and a required
+    argument as CONFIG in the usage line (Typer 0.2x writes `{config}`). Only where this Typer
+    has those methods; older ones already show help this way."""
+    option, argument = typer.core.TyperOption, typer.core.TyperArgument
+    if hasattr(option, "display_type_rich"):
+        typed = option.display_type_rich
+
+        def display_type_rich(self: Any, ctx: Any) -> str | None:
+            return None if self.is_flag and self.metavar is None else typed(self, ctx)
+
+        option.display_type_rich = display_type_rich  # type: ignore[method-assign]
+    if hasattr(argument, "_usage_display_name"):
+
+        def usage_name(self: Any) -> str:
+            name = self.metavar or str(self.name).upper()
+            name = name if self.required else f"[{name}]"
+            return f"{name}..." if self.nargs != 1 else name
+
+        argument._usage_display_name = usage_name  # type: ignore[method-assign]
+
+
+_click_style_help()
+
 app = typer.Typer(
     help="Run, sweep and compare PyTorch optimizer experiments from YAML configs.",
     no_args_is_help=True,
@@ -149,14 +175,34 @@ def _with_fast(overrides: list[str] | None, fast: bool) -> list[str] | None:
 
 WorkersOption = Annotated[
     int | None,
-    typer.Option(help="Runs in parallel. [default: the CPU cores; each run keeps its threads]"),
+    typer.Option(
+        help="Runs in parallel (same as --executor-opt workers=N). [default: the CPU cores; "
+        "each run keeps its threads]"
+    ),
 ]
 ExecutorOption = Annotated[
-    str, typer.Option(help="local (worker processes) or ray (tasks on a Ray cluster).")
+    str | None,
+    typer.Option(
+        help="Where runs train: local (worker processes), ray (a Ray cluster), submitit (Slurm "
+        "jobs), or an import path. [default: the config's executor: section, else local]",
+        show_default=False,
+    ),
+]
+ExecutorOptOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--executor-opt",
+        help="An option of the executor, KEY=VALUE (value as YAML; repeatable): "
+        "--executor-opt gpus_per_run=0.25. Over the config's executor: section.",
+        show_default=False,
+    ),
 ]
 AddressOption = Annotated[
     str | None,
-    typer.Option(help="Ray cluster address. [default: a local Ray instance, started here]"),
+    typer.Option(
+        help="Ray cluster address (same as --executor-opt address=...). [default: a local Ray "
+        "instance, started here]"
+    ),
 ]
 TensorBoardOption = Annotated[
     bool,
@@ -364,7 +410,8 @@ def sweep(
     ] = None,
     overrides: SetOption = None,
     workers: WorkersOption = None,
-    executor: ExecutorOption = "local",
+    executor: ExecutorOption = None,
+    executor_opt: ExecutorOptOption = None,
     address: AddressOption = None,
     results_dir: ResultsDirOption = None,
     dry_run: Annotated[
@@ -398,6 +445,7 @@ def sweep(
         overrides=overrides,
         workers=workers,
         executor=executor,
+        executor_options=executor_opt,
         address=address,
         results_dir=results_dir,
         view=functools.partial(SweepDisplay, console=console),
@@ -429,7 +477,8 @@ def tune(
     ] = None,
     results_dir: ResultsDirOption = None,
     workers: WorkersOption = None,
-    executor: ExecutorOption = "local",
+    executor: ExecutorOption = None,
+    executor_opt: ExecutorOptOption = None,
     address: AddressOption = None,
     storage: Annotated[
         str | None,
@@ -458,6 +507,7 @@ def tune(
         trials=trials,
         workers=workers,
         executor=executor,
+        executor_options=executor_opt,
         address=address,
         storage=storage,
         results_dir=results_dir,
@@ -487,7 +537,8 @@ def benchmark(
         ),
     ] = None,
     workers: WorkersOption = None,
-    executor: ExecutorOption = "local",
+    executor: ExecutorOption = None,
+    executor_opt: ExecutorOptOption = None,
     address: AddressOption = None,
     results_dir: ResultsDirOption = None,
     plot: Annotated[
@@ -517,6 +568,7 @@ def benchmark(
             optimizers or (),
             workers=workers,
             executor=executor,
+            executor_options=executor_opt,
             address=address,
             results_dir=results_dir,
             view=functools.partial(SweepDisplay, console=console if table is None else errors),
