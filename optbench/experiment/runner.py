@@ -21,7 +21,7 @@ from optbench.core.errors import ResultsWriteError, RunExistsError
 from optbench.core.metrics import METRICS, RANKABLE
 from optbench.core.version import VERSION
 from optbench.experiment.checkpoint import CheckpointFile, keep_weights
-from optbench.experiment.loggers import RunLoggers, require_backends
+from optbench.experiment.loggers import open_loggers
 from optbench.experiment.plan import RunPlan
 from optbench.experiment.train import (
     SilentObserver,
@@ -173,7 +173,6 @@ def run_plan(
     `force`, returned as it is with `resume`); an interrupted one continues from its checkpoint
     with `resume`.
     """
-    require_backends(plan.config.log)  # a logging extra not installed: refused before any write
     load_data(plan.data, plan.config.seed)  # a missing dataset fails here, before any write
     run = create_run_dir(results_dir, plan.name, plan.run_id)
     with RunLock(run):
@@ -207,7 +206,7 @@ def _train_in(
 
     title = f"{plan.name} / {plan.run_id}  ({plan.optimizer.info.name}, {plan.device})"
     display.run_started(title, plan.config.epochs)
-    loggers = RunLoggers.open(plan, run, display, resuming=checkpoints.exists())
+    loggers = open_loggers(plan, run.path, display, resuming=checkpoints.exists())
     observer = _SaveEachEpoch(run, loggers.observer, checkpoints.policy)
     error = stopped = None
     try:

@@ -235,7 +235,7 @@ def with_logging(
     overrides: list[str] | None, tensorboard: bool, mlflow: bool, mlflow_uri: str | None
 ) -> list[str] | None:
     """--tensorboard / --mlflow / --mlflow-uri as `--set log...` overrides (see
-    experiment/loggers.py)."""
+    experiment/loggers/registry.py)."""
     if not (tensorboard or mlflow or mlflow_uri):
         return overrides
     from optbench.experiment.loggers import log_overrides
