@@ -123,6 +123,7 @@ _BASE: dict[str, Any] = {
 }
 _OTHER_VALUE: dict[str, Any] = {
     "name": "renamed",
+    "executor": {"name": "local", "workers": 1},
     "problem.name": "mnist_2c2d",
     "problem.version": 2,
     "problem.overrides": {"epochs": 3},
