@@ -172,6 +172,7 @@ _OTHER_VALUE: dict[str, Any] = {
     "tune.metric": "test_loss",
     "tune.seeds": [3],
     "log.0.name": "mlflow",
+    "executor": {"name": "local", "workers": 2},
 }
 
 

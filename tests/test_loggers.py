@@ -591,3 +591,17 @@ def test_the_flags_and_set_reach_a_list_written_in_the_config(tmp_path: Path) ->
         ("tensorboard", {}),
         ("mlflow", {"uri": "sqlite:///x.db"}),
     ]
+
+
+def test_a_logger_class_of_a_notebook_is_given_by_value(tmp_path: Path) -> None:
+    from optbench.core.config import load_config
+
+    namespace: dict[str, Any] = {"__name__": "__main__"}  # as a notebook's cell defines it
+    exec(_OWN_LOGGER, namespace)
+    logger = namespace["JsonLines"]
+    plan = make_plan(load_config(regression_dict(log=[{"name": logger, "tag": "nb"}])))
+    (bound,) = plan.loggers
+    assert bound.cls is logger and bound.options == {"tag": "nb"}
+    run = _run(tmp_path, plan)
+    calls = [json.loads(line) for line in (run / "calls.jsonl").read_text().splitlines()]
+    assert [c["step"] for c in calls if c["call"] == "epoch"] == list(_epochs(run).epoch)
