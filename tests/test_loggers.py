@@ -224,6 +224,22 @@ def test_a_failing_logger_is_reported_once_and_the_run_goes_on(
     assert list(_epochs(run).epoch) == [1, 2, 3]
 
 
+def test_a_logger_that_cannot_start_is_reported_once_and_the_run_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def unreachable(self: Any, run: Any) -> int:
+        raise ConnectionError("server gone")
+
+    monkeypatch.setattr(TensorBoardLogger, "start", unreachable)
+    run = _run(tmp_path, _plan(tensorboard=True))
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert warnings == [
+        "warning: tensorboard logging is off for this run (ConnectionError: server gone); "
+        "it trains on"
+    ]
+    assert list(_epochs(run).epoch) == [1, 2, 3] and not (run / RunDir.TENSORBOARD).exists()
+
+
 def test_logging_does_not_change_the_run_id() -> None:
     plain = _plan().run_id
     assert _plan(tensorboard=True, mlflow="http://127.0.0.1:1").run_id == plain
