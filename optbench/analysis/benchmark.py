@@ -328,8 +328,8 @@ def _read_studies(
 
 def _setup(suite: SuiteConfig, pairs: Sequence[Pair], results: Path) -> dict[str, Any]:
     """What a reader needs to repeat the benchmark: the protocol and budget as the studies ran
-    it, each optimizer's space, the suite's `set`, and the device and versions one run
-    recorded in its summary.json."""
+    it, each optimizer's space, the suite's `set`, and the device, hardware and versions one
+    run recorded in its summary.json."""
     tune = pairs[0].config["tune"]
     budget: dict[str, Any] = {"trials": tune["trials"], "sampler": tune["sampler"]}
     budget["pruner"] = tune["pruner"]
@@ -345,6 +345,8 @@ def _setup(suite: SuiteConfig, pairs: Sequence[Pair], results: Path) -> dict[str
         summary = RunDir(runs[0].parent).read_summary() if runs else None
         if summary is not None:
             machine = {"device": summary.device, "versions": summary.versions}
+            if summary.hardware:
+                machine["hardware"] = summary.hardware
             break
     return {"budget": budget, "set": suite.set, "spaces": spaces, **machine}
 

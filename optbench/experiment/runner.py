@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import math
+import os
 import platform
 import time
 from collections.abc import Iterator
@@ -68,6 +69,22 @@ def torch_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def hardware(device: torch.device) -> dict[str, Any]:
+    """What a run trained on, for a benchmark's statement of its setup: the CPU's model and
+    the cores the process may use, and the GPU's name where it trained on one."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next(line.split(":", 1)[1].strip() for line in info if "model name" in line)
+    except (OSError, StopIteration):
+        pass
+    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    found: dict[str, Any] = {"cpu": cpu, "cpus": len(usable) if usable else os.cpu_count()}
+    if device.type == "cuda":
+        found["gpu"] = torch.cuda.get_device_name(device)
+    return found
+
+
 def summarize(
     plan: RunPlan,
     result: TrainResult | None,
@@ -110,6 +127,7 @@ def summarize(
             "torchvision": metadata.version("torchvision"),
             "python": platform.python_version(),
         },
+        hardware=hardware(plan.device),
     )
 
 
