@@ -123,7 +123,6 @@ _BASE: dict[str, Any] = {
 }
 _OTHER_VALUE: dict[str, Any] = {
     "name": "renamed",
-    "executor": {"name": "local", "workers": 1},
     "problem.name": "mnist_2c2d",
     "problem.version": 2,
     "problem.overrides": {"epochs": 3},
@@ -173,6 +172,7 @@ _OTHER_VALUE: dict[str, Any] = {
     "tune.metric": "test_loss",
     "tune.seeds": [3],
     "log.0.name": "mlflow",
+    "executor": {"name": "local", "workers": 2},
 }
 
 

@@ -224,6 +224,22 @@ def test_a_failing_logger_is_reported_once_and_the_run_goes_on(
     assert list(_epochs(run).epoch) == [1, 2, 3]
 
 
+def test_a_logger_that_cannot_start_is_reported_once_and_the_run_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def unreachable(self: Any, run: Any) -> int:
+        raise ConnectionError("server gone")
+
+    monkeypatch.setattr(TensorBoardLogger, "start", unreachable)
+    run = _run(tmp_path, _plan(tensorboard=True))
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert warnings == [
+        "warning: tensorboard logging is off for this run (ConnectionError: server gone); "
+        "it trains on"
+    ]
+    assert list(_epochs(run).epoch) == [1, 2, 3] and not (run / RunDir.TENSORBOARD).exists()
+
+
 def test_logging_does_not_change_the_run_id() -> None:
     plain = _plan().run_id
     assert _plan(tensorboard=True, mlflow="http://127.0.0.1:1").run_id == plain
@@ -591,3 +607,17 @@ def test_the_flags_and_set_reach_a_list_written_in_the_config(tmp_path: Path) ->
         ("tensorboard", {}),
         ("mlflow", {"uri": "sqlite:///x.db"}),
     ]
+
+
+def test_a_logger_class_of_a_notebook_is_given_by_value(tmp_path: Path) -> None:
+    from optbench.core.config import load_config
+
+    namespace: dict[str, Any] = {"__name__": "__main__"}  # as a notebook's cell defines it
+    exec(_OWN_LOGGER, namespace)
+    logger = namespace["JsonLines"]
+    plan = make_plan(load_config(regression_dict(log=[{"name": logger, "tag": "nb"}])))
+    (bound,) = plan.loggers
+    assert bound.cls is logger and bound.options == {"tag": "nb"}
+    run = _run(tmp_path, plan)
+    calls = [json.loads(line) for line in (run / "calls.jsonl").read_text().splitlines()]
+    assert [c["step"] for c in calls if c["call"] == "epoch"] == list(_epochs(run).epoch)

@@ -15,7 +15,7 @@ from typing import Any
 
 # Dotted keys of the resolved config that never change the run-id, each with every key under it
 # (documented in the README): `log` is where a run is also logged (experiment/loggers/),
-# `executor` where a sweep trains it (sweeps/executors/).
+# `executor` where it trains (sweeps/executors/; never dumped into the resolved config).
 NOT_IN_RUN_ID = frozenset(
     {"name", "data.root", "data.download", "sweep", "log", "executor"}
     # `tune:` (sweep/tune.py): how to search, not what one run trains

@@ -19,6 +19,7 @@ from functools import cache
 from typing import Any
 
 from optbench.components.registry import bind_options, import_object, is_import_path
+from optbench.core.byvalue import is_token, lookup, short_name
 from optbench.core.config import LoggerConfig
 from optbench.core.errors import ConfigError, did_you_mean
 from optbench.core.registry import qualified_name
@@ -70,10 +71,14 @@ def get_logger(name: str, field: str) -> tuple[str, type]:
     if name.lower() in builtin:
         return builtin[name.lower()]
     plugins = {n.lower(): (n, path) for n, path in plugin_loggers().items()}
-    if name.lower() in plugins:
+    if is_token(name):  # a class given by value (a notebook's): core/byvalue.py
+        cls, path = lookup(name, field), short_name(name)
+    elif name.lower() in plugins:
         name, path = plugins[name.lower()]
+        cls = import_object(path, field)
     elif is_import_path(name):
         path = name
+        cls = import_object(path, field)
     else:
         names = logger_names()
         raise ConfigError(
@@ -81,7 +86,6 @@ def get_logger(name: str, field: str) -> tuple[str, type]:
             f"unknown logger '{name}'{did_you_mean(name, names)}; valid: {', '.join(names)}, "
             "or an import path to a class (package.module.Name)",
         )
-    cls = import_object(path, field)
     problem = _not_a_logger(cls)
     if problem:
         raise ConfigError(field, f"'{path}' {problem}")

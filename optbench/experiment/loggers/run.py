@@ -16,6 +16,14 @@ from optbench.experiment.loggers.base import LoggedRun, one_line, warn
 from optbench.experiment.loggers.registry import BoundLogger
 
 
+def _abandon(logger: Any) -> None:
+    """A failed logger's `abandon()`, if it has one; what it raises was reported already."""
+    with contextlib.suppress(Exception):
+        abandon = getattr(logger, "abandon", None)
+        if abandon is not None:
+            abandon()
+
+
 class _Active:
     """One logger in use: its name (for warnings), the object, and the last step it holds."""
 
@@ -45,13 +53,14 @@ class RunLoggers:
         self.started = True
         run = LoggedRun(**self.run, first_epoch=first_epoch, batches_per_epoch=batches)
         for bound in self.pending:
+            active = _Active(bound.name, None)
             try:
-                logger = bound.build()
-                active = _Active(bound.name, logger)
-                active.logged = int(logger.start(run) or 0)
+                active.logger = bound.build()
+                active.logged = int(active.logger.start(run) or 0)
                 self.active.append(active)
             except Exception as exc:
                 warn(f"{bound.name} logging is off for this run ({one_line(exc)}); it trains on")
+                _abandon(active.logger)
         self.pending = []
         for row in self.replayed:
             self._log_row(row)
@@ -71,10 +80,7 @@ class RunLoggers:
             f"{entry.name} logging stopped ({one_line(exc)}); the run goes on and its results "
             f"are complete in {folder}"
         )
-        with contextlib.suppress(Exception):  # already reported once
-            abandon = getattr(entry.logger, "abandon", None)
-            if abandon is not None:
-                abandon()
+        _abandon(entry.logger)
 
     def _log_row(self, row: dict[str, Any]) -> None:
         if row.get(BETWEEN):  # an evaluation between steps: its epoch's end is the row
