@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -71,6 +72,8 @@ from pathlib import Path
 
 from optbench.sweeps.executors import train_point
 
+NOTES = []  # what each run() was told: proof of which executor trained
+
 
 @dataclass(frozen=True)
 class InOrder:
@@ -80,6 +83,7 @@ class InOrder:
     note: str = ""
 
     def run(self, points, on_message, on_result):
+        NOTES.append(self.note)
         for run_id, config, *watch in points:
             on_result(train_point(run_id, config, str(self.results_dir), None, *watch))
 '''
@@ -90,6 +94,7 @@ def test_an_executor_is_a_class_named_by_import_path_or_by_an_entry_point(
 ) -> None:
     """A user's class by import path trains a sweep; an installed package's entry point in the
     `optbench.executors` group (found by importlib.metadata on sys.path) names it too."""
+    monkeypatch.delitem(sys.modules, "optbench_test_in_order", raising=False)  # NOTES afresh
     importable_module(tmp_path, "optbench_test_in_order", _USER_EXECUTOR, monkeypatch)
     dist = tmp_path / "optbench_test_in_order-0.1.dist-info"
     dist.mkdir()
@@ -104,9 +109,34 @@ def test_an_executor_is_a_class_named_by_import_path_or_by_an_entry_point(
         plan_executor(tmp_path, {"name": "in_order", "nte": "x"})
 
     config = {**regression_dict(), "sweep": {"optimizer.lr": [0.01, 0.02]}}
-    config["executor"] = {"name": "optbench_test_in_order.InOrder"}
+    config["executor"] = {"name": "optbench_test_in_order.InOrder", "note": "sweep"}
     result = optbench.sweep(config, results_dir=tmp_path / "r")
     assert [run.status for run in result.runs] == ["completed", "completed"]
+    assert sys.modules["optbench_test_in_order"].NOTES == ["sweep"]
+
+
+def test_a_suites_executor_section_trains_its_benchmark(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("optuna")
+    monkeypatch.delitem(sys.modules, "optbench_test_in_order", raising=False)  # NOTES afresh
+    importable_module(tmp_path, "optbench_test_in_order", _USER_EXECUTOR, monkeypatch)
+    suite = {
+        "name": "one",
+        "problems": ["rosenbrock"],
+        "set": {"epochs": 2, "device": "cpu"},
+        "optimizers": {"SGD": {"name": "SGD"}},
+        "tune": {"space": {"optimizer.lr": {"choice": [0.001]}}, "trials": 1, "seeds": [0]},
+        "studies": 1,
+        "executor": {"name": "optbench_test_in_order.InOrder", "note": "suite"},
+    }
+    path = write_config(tmp_path, {**suite, "executor": {"name": "local", "workers": 0}})
+    refused = invoke("benchmark", str(path), "--results-dir", str(tmp_path / "refused"))
+    assert_one_error_line(refused, "executor.workers: must be at least 1, got 0")
+    assert not (tmp_path / "refused").exists()
+    result = optbench.benchmark(write_config(tmp_path, suite), results_dir=tmp_path / "r")
+    assert len(result.trained) == 1 and not result.failed
+    assert sys.modules["optbench_test_in_order"].NOTES == ["suite", "suite"]  # trials, seeds
 
 
 def test_the_executor_section_is_no_part_of_a_run(tmp_path: Path) -> None:
@@ -132,6 +162,11 @@ def test_the_executor_section_is_no_part_of_a_run(tmp_path: Path) -> None:
         (["--executor", "sbumitit"], ["executor.name", "unknown executor 'sbumitit'", "submitit"]),
         (["--executor", "local", "--executor-opt", "adress=auto"], ["executor.adress", "local"]),
         (["--workers", "0"], ["executor.workers: must be at least 1, got 0"]),
+        (["--executor", "os.path"], ["executor.name", "'os.path' is not an executor"]),
+        (
+            ["--executor", "submitit", "--executor-opt", "slurm={acount: lab}"],
+            ["executor.slurm.acount", "did you mean 'account'?"],
+        ),
         (
             ["--executor", "submitit", "--executor-opt", "folder=NOT_A_FOLDER/sub"],
             ["executor.folder", "is not a folder"],

@@ -184,6 +184,8 @@ def _check_writable(folder: Path, field: str) -> None:
         raise ConfigError(field, f"{existing} is not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(field, f"{existing} is not writable by this user")
+    if os.statvfs(existing).f_flag & os.ST_RDONLY:  # root passes os.access there
+        raise ConfigError(field, f"{existing} is on a read-only filesystem")
 
 
 def _check_shared(path: Path, field: str) -> None:
