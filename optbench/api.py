@@ -354,10 +354,6 @@ def sweep(
     runner = _executor(section, executor, executor_options, workers, address, results)
     _guarded_main("sweep", runner)
     name, points = load_sweep(config, grid, list(seeds) if seeds is not None else None, overrides)
-    from optbench.experiment.loggers import require_backends
-
-    for point in points:  # every worker logs its runs: a missing extra is refused here, once
-        require_backends(point.config.get("log"))
     report = run_sweep(name, points, results, executor=runner, view=_view(view, progress))
     outcomes = {result.run_id: result for result in report.results}
     runs = [_point_run(results / name / p.run_id, outcomes.get(p.run_id)) for p in points]

@@ -52,10 +52,10 @@ class Kill:
 
 def schedule(kills: int, seed: int, between: tuple[float, float] = (1.0, 8.0)) -> list[Kill]:
     """`kills` kills at seeded random moments, each of the driver or a worker at even odds,
-    but never MAX_DEATHS worker kills in a row: a tune fails (and counts) a run whose worker
-    dies that often in one driver without an epoch between, as the out-of-memory killer's
+    but never MAX_DEATHS worker kills in a row: a sweep or tune fails (and counts) a run whose
+    worker dies that often in one driver without an epoch between, as the out-of-memory killer's
     pattern, which stray kills are not meant to mimic."""
-    from optbench.sweeps.tune import MAX_DEATHS
+    from optbench.sweeps.reruns import MAX_DEATHS
 
     rng = random.Random(seed)
     plan: list[Kill] = []

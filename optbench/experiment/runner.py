@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import math
+import os
 import platform
 import time
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from optbench.core.errors import ResultsWriteError, RunExistsError
 from optbench.core.metrics import METRICS, RANKABLE
 from optbench.core.version import VERSION
 from optbench.experiment.checkpoint import CheckpointFile, keep_weights
-from optbench.experiment.loggers import RunLoggers, require_backends
+from optbench.experiment.loggers import open_loggers
 from optbench.experiment.plan import RunPlan
 from optbench.experiment.train import (
     SilentObserver,
@@ -68,6 +69,22 @@ def torch_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def hardware(device: torch.device) -> dict[str, Any]:
+    """What a run trained on, for a benchmark's statement of its setup: the CPU's model and
+    the cores the process may use, and the GPU's name where it trained on one."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next(line.split(":", 1)[1].strip() for line in info if "model name" in line)
+    except (OSError, StopIteration):
+        pass
+    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    found: dict[str, Any] = {"cpu": cpu, "cpus": len(usable) if usable else os.cpu_count()}
+    if device.type == "cuda":
+        found["gpu"] = torch.cuda.get_device_name(device)
+    return found
+
+
 def summarize(
     plan: RunPlan,
     result: TrainResult | None,
@@ -110,6 +127,7 @@ def summarize(
             "torchvision": metadata.version("torchvision"),
             "python": platform.python_version(),
         },
+        hardware=hardware(plan.device),
     )
 
 
@@ -155,7 +173,6 @@ def run_plan(
     `force`, returned as it is with `resume`); an interrupted one continues from its checkpoint
     with `resume`.
     """
-    require_backends(plan.config.log)  # a logging extra not installed: refused before any write
     load_data(plan.data, plan.config.seed)  # a missing dataset fails here, before any write
     run = create_run_dir(results_dir, plan.name, plan.run_id)
     with RunLock(run):
@@ -189,7 +206,7 @@ def _train_in(
 
     title = f"{plan.name} / {plan.run_id}  ({plan.optimizer.info.name}, {plan.device})"
     display.run_started(title, plan.config.epochs)
-    loggers = RunLoggers.open(plan, run, display, resuming=checkpoints.exists())
+    loggers = open_loggers(plan, run.path, display, resuming=checkpoints.exists())
     observer = _SaveEachEpoch(run, loggers.observer, checkpoints.policy)
     error = stopped = None
     try:

@@ -32,6 +32,7 @@ from optbench.core.config import (
 )
 from optbench.core.errors import ConfigError, ResultsWriteError
 from optbench.sweeps.executors import Executor, QuietSweep, SweepView, plan_executor
+from optbench.sweeps.reruns import Rerunning, show_rerun
 
 MAX_POINTS = 10_000
 
@@ -247,8 +248,9 @@ def run_sweep(
     epochs = {p.run_id: p.config["epochs"] for p in points}
     header = f"sweep {name}: {len(points)} runs into {results_dir / name}"
     with view(len(points), len(skipped), labels, epochs=epochs, header=header) as display:
-        try:
-            runner.run(todo, display.message, record)
+        rerunning = Rerunning(runner, results_dir, name, lambda died: show_rerun(display, died))
+        try:  # a point whose worker died is trained again, not failed
+            rerunning.run(todo, display.message, record)
         except KeyboardInterrupt:
             report.interrupted = True
     return report

@@ -41,6 +41,32 @@ from optbench.core.metrics import (
 )
 from optbench.ui.tables import WholeTables
 
+
+def _click_style_help() -> None:
+    """`--help` as Click and Typer have long shown it: a flag with no value (Typer 0.2x shows
+    every option's type in its rich help, flags too: `--force <bool>`) and a required
+    argument as CONFIG in the usage line (Typer 0.2x writes `{config}`). Only where this Typer
+    has those methods; older ones already show help this way."""
+    option, argument = typer.core.TyperOption, typer.core.TyperArgument
+    if hasattr(option, "display_type_rich"):
+        typed = option.display_type_rich
+
+        def display_type_rich(self: Any, ctx: Any) -> str | None:
+            return None if self.is_flag and self.metavar is None else typed(self, ctx)
+
+        option.display_type_rich = display_type_rich  # type: ignore[method-assign]
+    if hasattr(argument, "_usage_display_name"):
+
+        def usage_name(self: Any) -> str:
+            name = self.metavar or str(self.name).upper()
+            name = name if self.required else f"[{name}]"
+            return f"{name}..." if self.nargs != 1 else name
+
+        argument._usage_display_name = usage_name  # type: ignore[method-assign]
+
+
+_click_style_help()
+
 app = typer.Typer(
     help="Run, sweep and compare PyTorch optimizer experiments from YAML configs.",
     no_args_is_help=True,
@@ -209,7 +235,7 @@ def with_logging(
     overrides: list[str] | None, tensorboard: bool, mlflow: bool, mlflow_uri: str | None
 ) -> list[str] | None:
     """--tensorboard / --mlflow / --mlflow-uri as `--set log...` overrides (see
-    experiment/loggers.py)."""
+    experiment/loggers/registry.py)."""
     if not (tensorboard or mlflow or mlflow_uri):
         return overrides
     from optbench.experiment.loggers import log_overrides

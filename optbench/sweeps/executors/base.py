@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from optbench.core.byvalue import without_objects
 from optbench.core.errors import ConfigError, ResultsWriteError
 from optbench.experiment.train import Observers, SilentObserver
 from optbench.storage.results import DISK_FULL, RunBusyError, Status, cannot_write
@@ -133,6 +134,7 @@ def train_point(
     from optbench.experiment.runner import run_plan
 
     try:
+        config = without_objects(config)  # the Python objects it names, sent by value
         with reusing_planned_tensors():  # the driver planned it: its data is in the tensor file
             plan = make_plan(validate_config(config))
     except ConfigError as exc:

@@ -16,6 +16,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
+from optbench.core.byvalue import with_objects
 from optbench.storage.results import Status
 from optbench.sweeps.executors.base import (
     OnMessage,
@@ -266,7 +267,8 @@ class _LocalPool:
         if worker is self.local:
             self.tiny.started(worker.process)
         with contextlib.suppress(OSError):  # it has just died: its death fails the point
-            message = (worker.run_id, config, self.results_dir, self.threads, *watch)
+            shipped = with_objects(config)  # Python objects it names, pickled by value
+            message = (worker.run_id, shipped, self.results_dir, self.threads, *watch)
             worker.connection.send(message)
 
     def wait_for_news(self) -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from optbench.core.byvalue import with_objects
 from optbench.core.errors import ConfigError
 from optbench.storage.results import Status
 from optbench.sweeps.executors.base import (
@@ -72,7 +73,7 @@ class RayExecutor:
             while refs or todo:
                 while len(refs) < slots and todo.peek():
                     run_id, config, *watch = todo.pop()
-                    shipped = shipper.point(config, ray.get)
+                    shipped = shipper.point(with_objects(config), ray.get)  # objects by value
                     refs[task.remote(run_id, *shipped, threads, *watch)] = run_id
                     names[run_id] = config["name"]
                 if not refs:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from optbench.core.byvalue import with_objects
 from optbench.core.errors import ConfigError
 from optbench.storage.results import Status
 from optbench.sweeps.executors.base import (
@@ -134,7 +135,9 @@ class SubmititExecutor:
         folder = config_folder()
         job = TrainJob(str(Path(self.results_dir).absolute()), str(folder) if folder else None)
         with executor.batch():  # on Slurm, more than one point is one job array
-            submitted = [executor.submit(job, p[0], p[1], threads, *p[2:]) for p in points]
+            submitted = [  # Python objects the config names go by value
+                executor.submit(job, p[0], with_objects(p[1]), threads, *p[2:]) for p in points
+            ]
         return {each: point[0] for each, point in zip(submitted, points, strict=True)}
 
     def run(self, points: Iterable[Point], on_message: OnMessage, on_result: OnResult) -> None:
