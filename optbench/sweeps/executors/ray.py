@@ -28,10 +28,11 @@ from optbench.sweeps.executors.shipping import (
     write_run_files,
 )
 
-# What a refused connection says when the cluster wants a token this process does not have.
+# Added to a refused connection to an explicit address: Ray says only that it failed, and a
+# cluster with token authentication refuses a driver without its token (Ray 2.52 and later).
 TOKEN_HINT = (
     "; a cluster with token authentication needs RAY_AUTH_MODE=token and its token in "
-    "RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH (docs/sweeps.md)"
+    "RAY_AUTH_TOKEN or a file named by RAY_AUTH_TOKEN_PATH (docs/sweeps.md)"
 )
 
 
@@ -129,7 +130,7 @@ class RayExecutor:
         try:
             ray.init(address=self.address or None, **options)
         except Exception as exc:  # unreachable, refused, or a folder over Ray's upload limit
-            hint = TOKEN_HINT if "token" in str(exc).lower() or "auth" in str(exc).lower() else ""
+            hint = TOKEN_HINT if self.address and self.address != "auto" else ""
             raise ConfigError(
                 "executor.address",
                 f"cannot connect to Ray at {self.address or 'a local instance'}: {exc}{hint}",

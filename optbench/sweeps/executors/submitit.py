@@ -156,6 +156,8 @@ class SubmititExecutor:
                     jobs.update(self.submit(executor, [todo.pop()]))
                 finished = [job for job in jobs if job.done()]
                 for job in finished:
+                    if self.cluster == "local":  # no shared filesystem's lag to wait out
+                        job._results_timeout_s = 0
                     on_result(_outcome(job, jobs.pop(job)))
                 if not finished:
                     time.sleep(POLL_SECONDS)
@@ -185,6 +187,8 @@ def _check_writable(folder: Path, field: str) -> None:
         raise ConfigError(field, f"{existing} is not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(field, f"{existing} is not writable by this user")
+    if os.statvfs(existing).f_flag & os.ST_RDONLY:  # root passes os.access there
+        raise ConfigError(field, f"{existing} is on a read-only filesystem")
 
 
 def _check_shared(path: Path, field: str) -> None:
