@@ -15,6 +15,7 @@ Torch-free.
 from __future__ import annotations
 
 import base64
+import dis
 import functools
 import hashlib
 import inspect
@@ -225,8 +226,13 @@ def _describe_code(code: types.CodeType) -> Any:
     return [code.co_code.hex(), consts, list(code.co_names), list(code.co_varnames)]
 
 
+_GLOBAL_OPS = frozenset({"LOAD_GLOBAL", "LOAD_NAME", "STORE_GLOBAL", "DELETE_GLOBAL"})
+
+
 def _global_names(code: types.CodeType) -> set[str]:
-    names = set(code.co_names)
+    """The globals a function's code (and the code nested in it) names: not its attribute
+    names (`self.lock` names no global `lock`)."""
+    names = {i.argval for i in dis.get_instructions(code) if i.opname in _GLOBAL_OPS}
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
             names |= _global_names(const)

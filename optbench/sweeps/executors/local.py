@@ -189,8 +189,8 @@ def run_local(
     """Run (run_id, config[, watch]) points on `workers` processes; `points` may be a lazy
     iterator, pulled only when a worker is free (see Pending).
 
-    A worker that dies fails only the run it held; a fresh process takes its place, and the
-    runs on the other workers go on untouched.
+    A worker that dies reports only the run it held as died (sweeps/reruns.py trains it again);
+    a fresh process takes its place, and the runs on the other workers go on untouched.
 
     Runs start in a thread of the driver, one at a time, while they are tiny: worker processes
     start only once a run lasts longer than TINY_RUN_SECONDS, or once parallel workers would
