@@ -545,7 +545,7 @@ def benchmark(
     bar over the runs."""
     _guarded_main("benchmark", workers, executor)
     from optbench.analysis.benchmark import score_benchmark
-    from optbench.analysis.reports import check_plot_path, plot_profiles_png
+    from optbench.analysis.figures import check_plot_path, plot_profiles_png
     from optbench.core.suite import load_suite, suite_pairs
     from optbench.sweeps.benchmark import train_pairs
 
@@ -651,7 +651,7 @@ def lr_find(
     `steps` optimizer steps, the smoothed loss at each, and a suggested lr where it falls
     fastest (a starting point for a search, not an answer). Its CSV lands in
     `results_dir/_lr-find/<name>/<run-id>/`; `plot` also draws it to a PNG (matplotlib)."""
-    from optbench.analysis.reports import check_plot_path, plot_range_test
+    from optbench.analysis.figures import check_plot_path, plot_range_test
     from optbench.experiment.lr_find import lr_find as range_test
 
     if plot is not None:
