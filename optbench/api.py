@@ -569,7 +569,7 @@ def benchmark(
     bar over the runs. `executor`, `executor_options`, `workers`, `address`: where the runs
     train, over the suite's `executor:` section (see `sweep`)."""
     from optbench.analysis.benchmark import score_benchmark
-    from optbench.analysis.reports import check_plot_path, plot_profiles_png
+    from optbench.analysis.figures import check_plot_path, plot_profiles_png
     from optbench.core.suite import load_suite, suite_pairs
     from optbench.sweeps.benchmark import train_pairs
 
@@ -675,7 +675,7 @@ def lr_find(
     `steps` optimizer steps, the smoothed loss at each, and a suggested lr where it falls
     fastest (a starting point for a search, not an answer). Its CSV lands in
     `results_dir/_lr-find/<name>/<run-id>/`; `plot` also draws it to a PNG (matplotlib)."""
-    from optbench.analysis.reports import check_plot_path, plot_range_test
+    from optbench.analysis.figures import check_plot_path, plot_range_test
     from optbench.experiment.lr_find import lr_find as range_test
 
     if plot is not None:

@@ -420,6 +420,7 @@ def test_minus_zero_is_zero() -> None:
     assert _run_id(regularization={**l2, "l2": -0.0}) == _run_id(regularization=l2)
 
 
+@pytest.mark.slow  # over 10 s in the loaded inner loop (~3 s alone)
 def test_keys_passed_on_through_kwargs_are_canonical(cifar_root: tuple[Path, Any]) -> None:
     from optbench.components.registry import bind_passed
 

@@ -167,6 +167,7 @@ def test_once_a_run_is_not_tiny_worker_processes_take_the_rest(
         assert epochs["test_loss"].tolist() == pytest.approx(expected, rel=1e-6, abs=0)
 
 
+@pytest.mark.durable
 def test_a_tiny_runs_epochs_are_fsynced_once_before_its_summary(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -386,7 +386,7 @@ def validate(config: ConfigArg, overrides: SetOption = None) -> None:
 @one_line_errors
 def params(config: ConfigArg, overrides: SetOption = None) -> None:
     """Show every parameter's name, shape and optimizer group with its hyperparameters."""
-    from optbench.analysis.reports import param_table
+    from optbench.ui.reports import param_table
 
     console.print(param_table(optbench.plan(config, overrides)))
 
@@ -423,9 +423,9 @@ def sweep(
     mlflow_uri: MlflowUriOption = None,
 ) -> None:
     """Run a grid of experiments; finished runs are skipped, interrupted ones resume."""
-    from optbench.analysis.reports import sweep_table
     from optbench.sweeps.grid import parse_seeds
     from optbench.ui.display import SweepDisplay
+    from optbench.ui.reports import sweep_table
 
     overrides = with_logging(_with_fast(overrides, fast), tensorboard, mlflow, mlflow_uri)
     axes = grid  # --grid KEY=V1,V2 text, read by the loader (a key twice is refused)
@@ -558,8 +558,8 @@ def benchmark(
 ) -> None:
     """Tune every optimizer on every problem of a suite with one budget, then score them
     across problems (AlgoPerf's performance profiles); results in DIR/<suite>/benchmark.json."""
-    from optbench.analysis.reports import benchmark_tables
     from optbench.ui.display import SweepDisplay
+    from optbench.ui.reports import benchmark_tables
 
     _interrupt_on_sigterm()
     try:
@@ -671,7 +671,8 @@ def compare(
 ) -> None:
     """Rank configurations across runs (seeds aggregated) and show their curves."""
     from optbench.analysis.compare import problems_of
-    from optbench.analysis.reports import check_plot_path, print_comparison
+    from optbench.analysis.figures import check_plot_path
+    from optbench.ui.reports import print_comparison
 
     if plot is not None:
         check_plot_path(plot)
@@ -743,7 +744,7 @@ def show(
     run_dir: Annotated[Path, typer.Argument(help="A run folder: results/<name>/<run-id>.")],
 ) -> None:
     """Print one run's resolved config, status and per-epoch table."""
-    from optbench.analysis.reports import show_run
+    from optbench.ui.reports import show_run
 
     show_run(console, optbench.load(run_dir))
 
