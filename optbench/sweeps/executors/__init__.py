@@ -56,6 +56,7 @@ __all__ = [
     "SweepView",
     "default_workers",
     "executor_section",
+    "parse_executor_options",
     "plan_executor",
     "train_point",
 ]
