@@ -184,11 +184,11 @@ def _executor(
     """The executor the runs train on, planned once here and passed down: the config's (or
     suite's) `executor:` section, with `executor` (a name, or a mapping with its options),
     `executor_options`, `workers` and `address` on top (sweeps/executors plan_executor)."""
-    from optbench.sweeps.executors import plan_executor
+    from optbench.sweeps.executors import parse_executor_options, plan_executor
 
-    if isinstance(executor, Mapping):
-        executor_options = {**executor, **dict(executor_options or {})}  # type: ignore[arg-type]
-        executor = executor_options.pop("name", None)
+    if isinstance(executor, Mapping):  # its options, with executor_options on top
+        options = {**executor, **parse_executor_options(executor_options)}
+        executor, executor_options = options.pop("name", None), options
     return plan_executor(
         results, section, executor, executor_options, workers=workers, address=address
     )

@@ -764,7 +764,7 @@ def test_ray_nodes_get_the_configs_folder_and_data_file(tmp_path: Path) -> None:
             [sys.executable, "-m", "optbench", "sweep", str(config_path), "--executor", "ray",
              "--address", f"127.0.0.1:{port}", "--executor-opt", "gpus_per_run=0.5",
              "--executor-opt", "cpus_per_run=0.5", "--results-dir", str(results)],
-            cwd=elsewhere, env=driver_env, capture_output=True, text=True, timeout=120,
+            cwd=elsewhere, env=driver_env, capture_output=True, text=True, timeout=300,
         )  # fmt: skip
     finally:
         os.killpg(head.pid, signal.SIGKILL)  # the head and the processes it started

@@ -6,13 +6,16 @@ value fails naming the field before anything trains. The config's `executor:` se
 suite's) gives it, `--executor NAME --executor-opt K=V` overrides it; `--workers` and
 `--address` are shorthands for those two options.
 
-Adding an executor is one file here (a class with `run`), registered below, plus its test and
-doc page.
+Adding an executor is one module here naming its class `EXECUTOR` (the module's name is the
+executor's: submitit.py is `submitit`), plus its test and doc paragraph; or, from another
+package, an entry point of the `optbench.executors` group.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
+import pkgutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -53,15 +56,28 @@ __all__ = [
     "SweepView",
     "default_workers",
     "executor_section",
+    "parse_executor_options",
     "plan_executor",
     "train_point",
 ]
 
-EXECUTORS: Registry[type] = Registry("executor")
-EXECUTORS.register("local", LocalExecutor, source=LocalExecutor)
-EXECUTORS.register("ray", RayExecutor, source=RayExecutor)
-EXECUTORS.register("submitit", SubmititExecutor, source=SubmititExecutor)
 ENTRY_POINT_GROUP = "optbench.executors"
+_NOT_EXECUTORS = {"base", "shipping"}  # this package's modules that hold no executor
+
+
+def _builtin_executors() -> Registry[type]:
+    """Every module of this package that names its class EXECUTOR, by the module's name
+    (importing them imports neither Ray nor submitit: each imports its own when it runs)."""
+    registry: Registry[type] = Registry("executor")
+    for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name != "local"):
+        if module.name not in _NOT_EXECUTORS:
+            found = getattr(importlib.import_module(f"{__name__}.{module.name}"), "EXECUTOR", None)
+            if found is not None:
+                registry.register(module.name, found, source=found)
+    return registry
+
+
+EXECUTORS = _builtin_executors()
 NAME_FIELD = "executor.name"
 
 

@@ -381,3 +381,6 @@ class LocalExecutor:
         if isinstance(points, Sized):  # no more processes than points
             workers = min(workers, max(1, len(points)))
         run_local(points, str(self.results_dir), workers, on_message, on_result)
+
+
+EXECUTOR = LocalExecutor  # registered as `local` (executors/__init__.py)

@@ -136,3 +136,6 @@ class RayExecutor:
                 f"cannot connect to Ray at {self.address or 'a local instance'}: {exc}{hint}",
             ) from None
         return ray, shipper
+
+
+EXECUTOR = RayExecutor  # registered as `ray` (executors/__init__.py)

@@ -221,3 +221,6 @@ def _check_sbatch_options(options: dict[str, Any] | None) -> None:
                 f"executor.slurm.{key}",
                 f"not an sbatch option submitit knows{did_you_mean(key, known)}",
             )
+
+
+EXECUTOR = SubmititExecutor  # registered as `submitit` (executors/__init__.py)
