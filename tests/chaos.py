@@ -380,11 +380,12 @@ def tune_experiment(folder: Path, small: bool = False, epochs: int = 30) -> tupl
 
 
 def benchmark_experiment(
-    folder: Path, small: bool = False, epochs: int = 3
+    folder: Path, small: bool = False, epochs: int = 3, digits: bool = False
 ) -> tuple[list[str], str]:
     """SGD and Adam on Rosenbrock (`small`) or on Rosenbrock and Branin, each pair 2 trials of
     a learning rate (TPE's random start-up, no pruner) and 2 seed reruns of the best (the
-    best_final_reruns protocol), on 2 workers: the command line and the suite's name."""
+    best_final_reruns protocol), on 2 workers: the command line and the suite's name.
+    `digits`: on digits' MLP instead, 10 epochs, runs long enough for worker processes."""
     import yaml
 
     suite = folder / "chaos_benchmark.yaml"
@@ -404,6 +405,10 @@ def benchmark_experiment(
         },
         "targets": {problem: targets[problem] for problem in problems},
     }
+    if digits:  # the problem's own target
+        del body["targets"]
+        body.update(problems=["digits_mlp"], set={"epochs": 10, "device": "cpu"})
+        body["tune"]["space"] = {"optimizer.lr": {"log_uniform": [0.003, 0.1]}}
     suite.write_text(yaml.safe_dump(body))
     command = [sys.executable, "-m", "optbench", "benchmark", str(suite), "--workers", "2"]
     return command, "chaos_benchmark"
@@ -423,10 +428,15 @@ def chaos_against_undisturbed(
     seed: int,
     between: tuple[float, float] = (1.0, 8.0),
     small: bool = False,
+    digits: bool = False,
 ) -> tuple[ChaosLog, int]:
     """Run the `kind` (sweep, tune or benchmark) experiment undisturbed, then through `kills`
-    kills, and check that the two ended alike; the chaos log and the runs compared."""
-    command, name = EXPERIMENTS[kind](folder, small)
+    kills, and check that the two ended alike; the chaos log and the runs compared.
+    `digits`: the benchmark on digits (see benchmark_experiment)."""
+    if digits:
+        command, name = benchmark_experiment(folder, small, digits=True)
+    else:
+        command, name = EXPERIMENTS[kind](folder, small)
     calm, wild = folder / "undisturbed", folder / "chaos"
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     calm_log = run_chaos([*command, "--results-dir", str(calm)], [], env=env, attempts=0)
@@ -461,12 +471,18 @@ def main(argv: list[str] | None = None) -> None:
         "--between", type=float, nargs=2, default=(1.0, 8.0), metavar=("LOW", "HIGH")
     )
     parser.add_argument("--folder", type=Path, help="where to write (default: a temporary one)")
+    parser.add_argument("--digits", action="store_true", help="benchmark: on digits' MLP")
     options = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="optbench-chaos-") as scratch:
         folder = options.folder or Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
         log, compared = chaos_against_undisturbed(
-            options.kind, folder, options.kills, options.seed, tuple(options.between)
+            options.kind,
+            folder,
+            options.kills,
+            options.seed,
+            tuple(options.between),
+            digits=options.digits,
         )
     print(f"{options.kind}, seed {options.seed}: {log.line()}")
     print(
