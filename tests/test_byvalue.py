@@ -187,3 +187,14 @@ def test_a_scripts_objects_train_on_worker_processes_with_one_run_id(tmp_path: P
         if line.startswith("driver")
     }
     assert len(drivers) == 2 and builders - drivers  # worker processes built it too
+
+
+def test_an_optimizer_class_by_value_names_its_run_by_its_class() -> None:
+    import torch
+
+    class MySGD(torch.optim.SGD):  # defined in a function: no import path reaches it
+        pass
+
+    checked = optbench.validate(regression_dict(optimizer={"name": MySGD, "lr": 0.05}))
+    assert re.fullmatch(r"mysgd-seed0-[0-9a-f]{10}", checked.run_id), checked.run_id
+    assert checked.plan.config.optimizer.name.startswith("MySGD@object:")

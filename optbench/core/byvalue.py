@@ -203,7 +203,7 @@ def _describe_pickled(value: Any, where: str) -> Any:
     except Exception as exc:
         raise _Unidentifiable(
             f"it uses {where} (a {type(value).__name__}), which cannot be pickled "
-            f"({_first_line(exc)}): make it a module-level import or pass an import path"
+            f"({_first_line(exc)}): create it inside the function, or give an import path"
         ) from None
     kind = f"{type(value).__module__}.{type(value).__qualname__}"
     return ["pickled", kind, hashlib.sha256(pickled).hexdigest()]
