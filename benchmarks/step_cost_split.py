@@ -23,19 +23,23 @@ from common import command_line, load_average, machine
 
 from optbench.analysis.benchmark import read_pairs
 from optbench.analysis.profiles import Target, score_suite
-from optbench.analysis.seconds_clock import CALIBRATED, MEASURED
+from optbench.analysis.seconds_clock import CALIBRATED, MEASURED, on_step_cost
 from optbench.core.suite import load_suite, suite_pairs
 
 
-def scores(suite_path: str, results: Path, clock: str) -> tuple[dict, dict]:
-    """(clock -> optimizer -> score, optimizer -> problem -> step cost) of one finished run."""
+def scores(suite_path: str, results: Path) -> tuple[dict, dict, dict]:
+    """One finished run read back once: (clock -> optimizer -> score on the measured clock,
+    the same on the calibrated clock, optimizer -> problem -> step cost)."""
     suite = load_suite(suite_path)
     pairs, targets = suite_pairs(suite)
-    curves, details, _ = read_pairs(suite, pairs, targets, results, seconds_clock=clock)
+    curves, details, _ = read_pairs(suite, pairs, targets, results, seconds_clock=MEASURED)
     goal = {problem: Target(metric, value) for problem, (metric, value) in targets.items()}
-    scored = score_suite(curves, goal)
     costs = {o: {p: d["step_seconds"] for p, d in row.items()} for o, row in details.items()}
-    return {m: s.scores for m, s in scored.measures.items()}, costs
+    calibrated = [on_step_cost(c, costs[c.optimizer][c.problem]) for c in curves]
+    found = {}
+    for clock, scored in ((MEASURED, curves), (CALIBRATED, calibrated)):
+        found[clock] = {m: s.scores for m, s in score_suite(scored, goal).measures.items()}
+    return found[MEASURED], found[CALIBRATED], costs
 
 
 def main() -> None:
@@ -45,10 +49,11 @@ def main() -> None:
     parser.add_argument("second", type=Path)
     args = parser.parse_args()
     print(f"# {command_line()}\n# {machine()}; load average now {load_average()}")
+    first, second = scores(args.suite, args.first), scores(args.suite, args.second)
+    costs_a, costs_b = first[2], second[2]
     moved = {}
-    for clock in (MEASURED, CALIBRATED):
-        a, costs_a = scores(args.suite, args.first, clock)
-        b, costs_b = scores(args.suite, args.second, clock)
+    for index, clock in enumerate((MEASURED, CALIBRATED)):
+        a, b = first[index], second[index]
         for measure in ("steps", "seconds") if clock == MEASURED else ("seconds",):
             name = "steps" if measure == "steps" else f"seconds ({clock})"
             print(f"\n| optimizer | {name}: A | B | B - A |\n|---|---:|---:|---:|")

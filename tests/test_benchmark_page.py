@@ -148,7 +148,9 @@ def test_the_benchmark_page_draws_bands_targets_marks_and_trials(tmp_path: Path)
     a, b = (next(t for t in trials["data"] if t["name"] == name) for name in ("A", "B"))
     assert a["x"] == [0.01, 0.3, 0.02, 1e-4] and a["y"] == [0.5, 1.4, 0.8, 3.0]
     assert a["marker"]["symbol"] == ["circle", "circle-open", "circle", "circle-open"]
-    assert b["marker"]["symbol"][1] == "x" and b["y"][1] == 3.0  # diverged: at the worst shown
+    assert (
+        b["marker"]["symbol"][1] == "asterisk-open" and b["y"][1] == 3.0
+    )  # diverged: at the worst shown
     chosen = next(t for t in trials["data"] if t["name"] == "A: chosen")
     assert chosen["x"] == [0.01] and chosen["marker"]["symbol"] == "star"
 

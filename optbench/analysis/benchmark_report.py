@@ -26,6 +26,7 @@ _CLOCKS = {"steps": "optimizer steps", "seconds": "training seconds"}
 # One dash and marker per optimizer (cycled), beside its colour: lines told apart in print.
 DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
 SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "cross", "star", "triangle-down")
+DIVERGED_SYMBOL = "asterisk-open"  # a trial that diverged or failed: no optimizer's own symbol
 
 
 def _style(index: int, shape: str = "linear") -> dict[str, Any]:
@@ -288,7 +289,7 @@ def _trials_figure(document: dict[str, Any], problem: str) -> dict[str, Any] | N
     """Per problem, every trial of every optimizer: its searched hyperparameter against the
     best value of the target metric it reached (what explains a rank: where each optimizer's
     good region lies and whether the search found it). Filled markers: trials that reached the
-    target; open: those that did not; crosses on the worst value shown: trials that diverged or
+    target; open: those that did not; asterisks on the worst value shown: trials that diverged or
     failed; a large star: each pair's chosen trial."""
     key = _searched_key(document)
     if key is None:
@@ -333,7 +334,7 @@ def _trials_figure(document: dict[str, Any], problem: str) -> dict[str, Any] | N
                     "color": style["marker"]["color"],
                     "size": 9,
                     "symbol": [
-                        "x"
+                        DIVERGED_SYMBOL
                         if t["best"] is None
                         else symbol
                         if t["steps_to_target"] is not None
@@ -387,7 +388,7 @@ def _trials_figure(document: dict[str, Any], problem: str) -> dict[str, Any] | N
     }
     heading = (
         f"{problem}: every trial's {key} against the best {title} it reached (filled: reached "
-        "the target, open: did not, x: diverged or failed, drawn at the worst value; star: "
+        "the target, open: did not, asterisk: diverged or failed, drawn at the worst value; star: "
         "the pair's chosen trial; grey dashes: the target)"
     )
     return {"heading": heading, "data": traces, "layout": layout}
