@@ -160,6 +160,15 @@ def validate(config: ConfigSource, overrides: Overrides | None = None) -> Valida
     return Validation(checked, described)
 
 
+def batching_refusal(config: ConfigSource, overrides: Overrides | None = None) -> str | None:
+    """Why runs of this config that differ only in optimizer hyperparameters and seed cannot
+    train as one batch (`batch_trials`), in one line; None when they can, exactly as alone."""
+    from optbench.core.config import load_config
+    from optbench.sweeps.batching import batching_note
+
+    return batching_note([load_config(config, overrides).to_dict()])
+
+
 def params(config: ConfigSource, overrides: Overrides | None = None) -> pd.DataFrame:
     """Every parameter of the config's model: name, shape, count, the optimizer group it lands
     in and that group's hyperparameters, one row each."""
@@ -310,6 +319,7 @@ def sweep(
     results_dir: str | Path | None = None,
     view: SweepView | None = None,
     progress: bool = False,
+    batch_trials: int | None = None,
 ) -> SweepResult:
     """Train every point of a grid (the config's `sweep:` section, updated by `grid`, a mapping
     of dotted keys to value lists), each with every seed of `seeds`, on `workers` processes or
@@ -317,7 +327,9 @@ def sweep(
     resume; one failing point fails only its own run (`failed` lists them, and a
     FailedRunsWarning names them). With local workers (`workers` other than 1), a script must
     make the call under `if __name__ == "__main__":`, or it is refused (ConfigError).
-    `progress=True` shows a bar over the runs (tqdm); `view` is the CLI's live view."""
+    `progress=True` shows a bar over the runs (tqdm); `view` is the CLI's live view.
+    `batch_trials` K: points that differ only in optimizer hyperparameters and seed train K at
+    a time as one optimizer's parameter groups, exactly as alone (refused when they cannot)."""
     _guarded_main("sweep", workers, executor)
     from optbench.sweeps.grid import load_sweep, run_sweep
 
@@ -335,6 +347,7 @@ def sweep(
         executor=executor,
         address=address,
         view=_view(view, progress),
+        batch_trials=batch_trials,
     )
     outcomes = {result.run_id: result for result in report.results}
     runs = [_point_run(results / name / p.run_id, outcomes.get(p.run_id)) for p in points]
@@ -455,12 +468,15 @@ def tune(
     results_dir: str | Path | None = None,
     view: SweepView | None = None,
     progress: bool = False,
+    batch_trials: int | None = None,
 ) -> TuneResult:
     """Tune each optimizer of the config (its `sweep:` section, updated by `grid`) with Optuna on
     the `tune:` section's space, every optimizer with the same budget, then rerun each best
     configuration with the tune's seeds; resumable, and processes sharing `storage` share the
     budget. Needs the `tune` extra (optuna). With local workers, a script makes the call under
-    `if __name__ == "__main__":` (see `sweep`); `progress=True` shows a bar over the runs."""
+    `if __name__ == "__main__":` (see `sweep`); `progress=True` shows a bar over the runs.
+    `batch_trials` K (else the tune section's): trials asked K at a time and trained as one
+    optimizer's parameter groups, exactly as alone (see `sweep`)."""
     _guarded_main("tune", workers, executor)
     from optbench.sweeps.tune import run_tune
     from optbench.sweeps.tune_setup import check_storage
@@ -478,6 +494,7 @@ def tune(
         storage=storage,
         trials=trials,
         view=_view(view, progress),
+        batch_trials=batch_trials,
     )
     failed = _tune_failures(outcome.report, Path(results_dir or default_results_dir()))
     if outcome.failed and not failed:  # what the tune counted, when no run on disk says it
@@ -534,6 +551,7 @@ def benchmark(
     view: SweepView | None = None,
     plot: str | Path | None = None,
     progress: bool = False,
+    batch_trials: int | None = None,
 ) -> BenchmarkResult:
     """Tune every (optimizer, problem) pair of a suite file with its one budget (pairs already
     finished are read back, so `optimizers`, extra registry names or import paths, train only
@@ -568,6 +586,7 @@ def benchmark(
         executor=executor,
         address=address,
         view=_view(view, progress),
+        batch_trials=batch_trials,
     )
     outcome = score_benchmark(checked, pairs, targets, results, done.trained, done.reused)
     if plot is not None:

@@ -154,6 +154,15 @@ WorkersOption = Annotated[
 ExecutorOption = Annotated[
     str, typer.Option(help="local (worker processes) or ray (tasks on a Ray cluster).")
 ]
+BatchTrialsOption = Annotated[
+    int | None,
+    typer.Option(
+        help="Train runs of one problem that differ only in optimizer hyperparameters and seed "
+        "K at a time, as one optimizer's parameter groups (exactly as alone; refused when they "
+        "cannot batch). [default: the tune section's batch_trials, else 1]",
+        show_default=False,
+    ),
+]
 AddressOption = Annotated[
     str | None,
     typer.Option(help="Ray cluster address. [default: a local Ray instance, started here]"),
@@ -316,7 +325,18 @@ def lr_find(
 
 @app.command()
 @one_line_errors
-def validate(config: ConfigArg, overrides: SetOption = None) -> None:
+def validate(
+    config: ConfigArg,
+    overrides: SetOption = None,
+    batching: Annotated[
+        bool,
+        typer.Option(
+            "--batching",
+            help="Also say whether its trials (other hyperparameters, other seeds) can train "
+            "as one batch (--batch-trials), and why not.",
+        ),
+    ] = False,
+) -> None:
     """Check a config (keys, types, every component's arguments) without training."""
     checked = optbench.validate(config, overrides)
     plan, tune = checked.plan, checked.tune
@@ -334,6 +354,10 @@ def validate(config: ConfigArg, overrides: SetOption = None) -> None:
         console.print(line, markup=False, highlight=False)
     if tune is not None:
         console.print(tune, markup=False, highlight=False)
+    if batching:
+        refusal = optbench.batching_refusal(config, overrides)
+        line = "batching: yes" if refusal is None else f"batching: no, {refusal}"
+        console.print(line, markup=False, highlight=False)
 
 
 @app.command()
@@ -374,6 +398,7 @@ def sweep(
     tensorboard: TensorBoardOption = False,
     mlflow: MlflowOption = False,
     mlflow_uri: MlflowUriOption = None,
+    batch_trials: BatchTrialsOption = None,
 ) -> None:
     """Run a grid of experiments; finished runs are skipped, interrupted ones resume."""
     from optbench.analysis.reports import sweep_table
@@ -401,6 +426,7 @@ def sweep(
         address=address,
         results_dir=results_dir,
         view=functools.partial(SweepDisplay, console=console),
+        batch_trials=batch_trials,
     )
     counts = result.counts()
     shown = ", ".join(f"{n} {status}" for status, n in counts.items())
@@ -444,6 +470,7 @@ def tune(
     tensorboard: TensorBoardOption = False,
     mlflow: MlflowOption = False,
     mlflow_uri: MlflowUriOption = None,
+    batch_trials: BatchTrialsOption = None,
 ) -> None:
     """Tune each optimizer's hyperparameters with Optuna (the config's tune: section), then
     rerun each best configuration with the seeds; resumable, results in tune.json."""
@@ -462,6 +489,7 @@ def tune(
         storage=storage,
         results_dir=results_dir,
         view=functools.partial(SweepDisplay, console=console),
+        batch_trials=batch_trials,
     )
     console.print(tune_summary(outcome.report), markup=False)
     if outcome.interrupted:
@@ -504,6 +532,7 @@ def benchmark(
             show_default=False,
         ),
     ] = None,
+    batch_trials: BatchTrialsOption = None,
 ) -> None:
     """Tune every optimizer on every problem of a suite with one budget, then score them
     across problems (AlgoPerf's performance profiles); results in DIR/<suite>/benchmark.json."""
@@ -521,6 +550,7 @@ def benchmark(
             results_dir=results_dir,
             view=functools.partial(SweepDisplay, console=console if table is None else errors),
             plot=plot,
+            batch_trials=batch_trials,
         )
     except KeyboardInterrupt:
         errors.print("interrupted: finished pairs are kept; run the same command to resume")
