@@ -160,6 +160,15 @@ def validate(config: ConfigSource, overrides: Overrides | None = None) -> Valida
     return Validation(checked, described)
 
 
+def batching_refusal(config: ConfigSource, overrides: Overrides | None = None) -> str | None:
+    """Why runs of this config that differ only in optimizer hyperparameters and seed cannot
+    train as one batch (`batch_trials`), in one line; None when they can, exactly as alone."""
+    from optbench.core.config import load_config
+    from optbench.sweeps.batching import batching_note
+
+    return batching_note([load_config(config, overrides).to_dict()])
+
+
 def params(config: ConfigSource, overrides: Overrides | None = None) -> pd.DataFrame:
     """Every parameter of the config's model: name, shape, count, the optimizer group it lands
     in and that group's hyperparameters, one row each."""
@@ -335,6 +344,7 @@ def sweep(
     results_dir: str | Path | None = None,
     view: SweepView | None = None,
     progress: bool = False,
+    batch_trials: int | None = None,
 ) -> SweepResult:
     """Train every point of a grid (the config's `sweep:` section, updated by `grid`, a mapping
     of dotted keys to value lists), each with every seed of `seeds`, on `workers` processes or
@@ -345,7 +355,9 @@ def sweep(
     `progress=True` shows a bar over the runs (tqdm); `view` is the CLI's live view.
     `executor` (a name: local, ray, submitit, or an import path; or a mapping with its options)
     and `executor_options` override the config's `executor:` section; `workers` and `address`
-    are shorthands for those two options (docs/sweeps.md)."""
+    are shorthands for those two options (docs/sweeps.md).
+    `batch_trials` K: points that differ only in optimizer hyperparameters and seed train K at
+    a time as one optimizer's parameter groups, exactly as alone (refused when they cannot)."""
     from optbench.sweeps.executors import executor_section
     from optbench.sweeps.grid import load_sweep, run_sweep
 
@@ -354,7 +366,14 @@ def sweep(
     runner = _executor(section, executor, executor_options, workers, address, results)
     _guarded_main("sweep", runner)
     name, points = load_sweep(config, grid, list(seeds) if seeds is not None else None, overrides)
-    report = run_sweep(name, points, results, executor=runner, view=_view(view, progress))
+    report = run_sweep(
+        name,
+        points,
+        results,
+        executor=runner,
+        view=_view(view, progress),
+        batch_trials=batch_trials,
+    )
     outcomes = {result.run_id: result for result in report.results}
     runs = [_point_run(results / name / p.run_id, outcomes.get(p.run_id)) for p in points]
     result = SweepResult(name, runs, list(report.skipped), report.interrupted)
@@ -475,13 +494,16 @@ def tune(
     results_dir: str | Path | None = None,
     view: SweepView | None = None,
     progress: bool = False,
+    batch_trials: int | None = None,
 ) -> TuneResult:
     """Tune each optimizer of the config (its `sweep:` section, updated by `grid`) with Optuna on
     the `tune:` section's space, every optimizer with the same budget, then rerun each best
     configuration with the tune's seeds; resumable, and processes sharing `storage` share the
     budget. Needs the `tune` extra (optuna). With local workers, a script makes the call under
     `if __name__ == "__main__":` (see `sweep`); `progress=True` shows a bar over the runs.
-    `executor`, `executor_options`, `workers`, `address`: where the runs train (see `sweep`)."""
+    `executor`, `executor_options`, `workers`, `address`: where the runs train (see `sweep`).
+    `batch_trials` K (else the tune section's): trials asked K at a time and trained as one
+    optimizer's parameter groups, exactly as alone (see `sweep`)."""
     from optbench.sweeps.executors import executor_section
     from optbench.sweeps.tune import run_tune
     from optbench.sweeps.tune_setup import check_storage
@@ -501,6 +523,7 @@ def tune(
         storage=storage,
         trials=trials,
         view=_view(view, progress),
+        batch_trials=batch_trials,
     )
     failed = _tune_failures(outcome.report, Path(results_dir or default_results_dir()))
     if outcome.failed and not failed:  # what the tune counted, when no run on disk says it
@@ -558,6 +581,7 @@ def benchmark(
     view: SweepView | None = None,
     plot: str | Path | None = None,
     progress: bool = False,
+    batch_trials: int | None = None,
 ) -> BenchmarkResult:
     """Tune every (optimizer, problem) pair of a suite file with its one budget (pairs already
     finished are read back, so `optimizers`, extra registry names or import paths, train only
@@ -592,6 +616,7 @@ def benchmark(
         header=header,
         executor=runner,
         view=_view(view, progress),
+        batch_trials=batch_trials,
     )
     outcome = score_benchmark(checked, pairs, targets, results, done.trained, done.reused)
     if plot is not None:

@@ -379,6 +379,8 @@ class TuneConfig(_Strict):
     # A column of epochs.csv; default: the problem's metric, else test_accuracy or test_loss.
     metric: TuneMetric | None = None
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    # Trials trained K at a time as one optimizer's parameter groups (sweeps/batching.py)
+    batch_trials: int | None = Field(None, ge=1, le=MAX_TRIALS)
 
     @field_validator("space")
     @classmethod

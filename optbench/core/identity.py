@@ -19,7 +19,10 @@ from typing import Any
 NOT_IN_RUN_ID = frozenset(
     {"name", "data.root", "data.download", "sweep", "log", "executor"}
     # `tune:` (sweep/tune.py): how to search, not what one run trains
-    | {f"tune.{key}" for key in ("space", "trials", "sampler", "pruner", "metric", "seeds")}
+    | {
+        f"tune.{key}"
+        for key in ("space", "trials", "sampler", "pruner", "metric", "seeds", "batch_trials")
+    }
 )
 # A configuration is every seed of one experiment.
 NOT_IN_CONFIGURATION = NOT_IN_RUN_ID | {"seed"}

@@ -92,6 +92,7 @@ def train_pairs(
     header: str,
     executor: Executor | None = None,
     view: SweepView = QuietSweep,
+    batch_trials: int | None = None,
 ) -> TrainedPairs:
     """Tune every study not finished yet, through one pool of workers (run_tunes). A Ctrl-C
     raises KeyboardInterrupt after the tunes recorded their state: the same call resumes."""
@@ -122,6 +123,7 @@ def train_pairs(
             title="benchmark",
             header=header,
             on_done=studies_done,
+            batch_trials=batch_trials,
         )
         if any(outcome.interrupted for outcome in outcomes):
             raise KeyboardInterrupt

@@ -225,15 +225,19 @@ def run_sweep(
     *,
     executor: Executor | None = None,
     view: SweepView = QuietSweep,
+    batch_trials: int | None = None,
 ) -> SweepReport:
     """Run every point that has not finished on `executor` (planned by plan_executor; default:
     local workers, one per CPU core); finished ones are skipped, interrupted ones resume.
-    `view` makes what the sweep reports to as it goes (the CLI's live view; by default nothing)."""
+    `view` makes what the sweep reports to as it goes (the CLI's live view; by default nothing).
+    `batch_trials`: points of one problem trained K at a time (sweeps/batching.py)."""
     from optbench.storage.results import FINISHED, check_results_dir
+    from optbench.sweeps.batching import batching_for
 
     results_dir = Path(results_dir)
     check_results_dir(results_dir)
     runner = executor or plan_executor(results_dir)
+    runner = batching_for(runner, results_dir, batch_trials, [p.config for p in points])
     skipped = [p.run_id for p in points if point_status(results_dir, name, p) in FINISHED]
     todo = [(p.run_id, p.config) for p in points if p.run_id not in skipped]
     report = SweepReport(len(points), skipped, [])

@@ -137,6 +137,7 @@ def run_tune(
     storage: str | None = None,
     trials: int | None = None,
     view: SweepView = QuietSweep,
+    batch_trials: int | None = None,
 ) -> TuneReport:
     """`optbench tune`: check everything, tune each optimizer to its budget, rerun each best
     configuration with the seeds, and write tune.json. `view` makes what the tune reports to as
@@ -148,6 +149,7 @@ def run_tune(
         executor=executor,
         storage=storage,
         view=view,
+        batch_trials=batch_trials,
     )
     return report
 
@@ -169,18 +171,24 @@ def run_tunes(
     title: str = "tune",
     header: str | None = None,
     on_done: Callable[[Any, int, int], None] | None = None,
+    batch_trials: int | None = None,
 ) -> list[TuneReport]:
     """Run several checked tunes (load_tune) on one executor run: their trials share one pool
     of workers, then so do their seed reruns (`optbench benchmark`'s pairs). Each tune keeps
     its own folder, studies and tune.json (storage: each its own journal, unless one is given).
     `on_done(display, tunes finished, tunes)` is called as each tune's seed reruns end (a
-    benchmark notes its pairs done on the display)."""
+    benchmark notes its pairs done on the display). `batch_trials` (else the tune section's):
+    trials trained K at a time (sweeps/batching.py), refused here when they cannot batch."""
+    from optbench.sweeps.batching import batching_for
     from optbench.sweeps.executors import plan_executor
 
     import_optuna()
     results = Path(results_dir or default_results_dir())
     check_results_dir(results)
     runner = executor or plan_executor(results)  # default: local workers, one per CPU core
+    batch_trials = setups[0].tune.batch_trials if batch_trials is None else batch_trials
+    configs = [arm.config for setup in setups for arm in setup.arms]
+    runner = batching_for(runner, results, batch_trials, configs)
     tuners, lines = [], []
     shared: dict[str, list[str]] = {}  # note -> the tunes it is about
     for setup in setups:

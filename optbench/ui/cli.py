@@ -197,6 +197,15 @@ ExecutorOptOption = Annotated[
         show_default=False,
     ),
 ]
+BatchTrialsOption = Annotated[
+    int | None,
+    typer.Option(
+        help="Train runs of one problem that differ only in optimizer hyperparameters and seed "
+        "K at a time, as one optimizer's parameter groups (exactly as alone; refused when they "
+        "cannot batch). [default: the tune section's batch_trials, else 1]",
+        show_default=False,
+    ),
+]
 AddressOption = Annotated[
     str | None,
     typer.Option(
@@ -362,7 +371,18 @@ def lr_find(
 
 @app.command()
 @one_line_errors
-def validate(config: ConfigArg, overrides: SetOption = None) -> None:
+def validate(
+    config: ConfigArg,
+    overrides: SetOption = None,
+    batching: Annotated[
+        bool,
+        typer.Option(
+            "--batching",
+            help="Also say whether its trials (other hyperparameters, other seeds) can train "
+            "as one batch (--batch-trials), and why not.",
+        ),
+    ] = False,
+) -> None:
     """Check a config (keys, types, every component's arguments) without training."""
     checked = optbench.validate(config, overrides)
     plan, tune = checked.plan, checked.tune
@@ -380,6 +400,10 @@ def validate(config: ConfigArg, overrides: SetOption = None) -> None:
         console.print(line, markup=False, highlight=False)
     if tune is not None:
         console.print(tune, markup=False, highlight=False)
+    if batching:
+        refusal = optbench.batching_refusal(config, overrides)
+        line = "batching: yes" if refusal is None else f"batching: no, {refusal}"
+        console.print(line, markup=False, highlight=False)
 
 
 @app.command()
@@ -421,6 +445,7 @@ def sweep(
     tensorboard: TensorBoardOption = False,
     mlflow: MlflowOption = False,
     mlflow_uri: MlflowUriOption = None,
+    batch_trials: BatchTrialsOption = None,
 ) -> None:
     """Run a grid of experiments; finished runs are skipped, interrupted ones resume."""
     from optbench.sweeps.grid import parse_seeds
@@ -449,6 +474,7 @@ def sweep(
         address=address,
         results_dir=results_dir,
         view=functools.partial(SweepDisplay, console=console),
+        batch_trials=batch_trials,
     )
     counts = result.counts()
     shown = ", ".join(f"{n} {status}" for status, n in counts.items())
@@ -493,6 +519,7 @@ def tune(
     tensorboard: TensorBoardOption = False,
     mlflow: MlflowOption = False,
     mlflow_uri: MlflowUriOption = None,
+    batch_trials: BatchTrialsOption = None,
 ) -> None:
     """Tune each optimizer's hyperparameters with Optuna (the config's tune: section), then
     rerun each best configuration with the seeds; resumable, results in tune.json."""
@@ -512,6 +539,7 @@ def tune(
         storage=storage,
         results_dir=results_dir,
         view=functools.partial(SweepDisplay, console=console),
+        batch_trials=batch_trials,
     )
     console.print(tune_summary(outcome.report), markup=False)
     if outcome.interrupted:
@@ -555,6 +583,7 @@ def benchmark(
             show_default=False,
         ),
     ] = None,
+    batch_trials: BatchTrialsOption = None,
 ) -> None:
     """Tune every optimizer on every problem of a suite with one budget, then score them
     across problems (AlgoPerf's performance profiles); results in DIR/<suite>/benchmark.json."""
@@ -573,6 +602,7 @@ def benchmark(
             results_dir=results_dir,
             view=functools.partial(SweepDisplay, console=console if table is None else errors),
             plot=plot,
+            batch_trials=batch_trials,
         )
     except KeyboardInterrupt:
         errors.print("interrupted: finished pairs are kept; run the same command to resume")

@@ -1,0 +1,380 @@
+"""K trials of one problem trained at once, as K parameter groups of ONE optimizer.
+
+Trials that differ only in optimizer hyperparameters (and seed) share a model architecture,
+data and run options. Each trial gets its own copy of the model, built, seeded and restored
+exactly as its lone run builds it (experiment/train.py's `prepare` and `restore`); the copies'
+parameters become the groups of one optimizer (each group keeps its trial's lr, momentum,
+betas, weight decay), so one `zero_grad`, one `backward` of the summed per-copy losses and one
+`step` serve all K. Each copy's forward runs on its own trial's batch (its seed's data order),
+with its own global RNG state swapped in where the forward draws from it (dropout), and its
+evaluation, rows, checkpoint and run-id are those of its lone run.
+
+Exact, not approximately equal: the gradient of a sum of independent losses is each loss's
+own gradient (the sum passes 1.0 to each), and torch.optim steps each group with its own
+call. That is proven for the problem at hand while planning (`batching_refusal`: two steps of
+the K groups stepped together compared, to the bit, with K lone optimizers), and whatever cannot
+be proven so is refused with one line: closure optimizers (LBFGS), two-pass ones (SAM),
+second-order ones, Schedule-Free's train/eval modes, state coupled across groups (D-Adaptation,
+Prodigy: found by the trial step) and run options that act on the whole step (compile,
+clip_grad_norm, accumulate, eval_every, fast, bf16). A trial that diverges, or that its observer
+stops (a tuner's pruner), leaves the batch; the others go on. A vmapped forward (one batched
+matmul for all copies) was measured and not used: benchmarks/batched_vmap.py and BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import time
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from optbench.components.outputs import forward
+from optbench.core.errors import ConfigError
+from optbench.experiment.checkpoint import CheckpointFile
+from optbench.experiment.plan import RunPlan, trial_batch
+from optbench.experiment.runner import (
+    RunOutcome,
+    check_inputs,
+    claim_run,
+    end_run,
+    fail_run,
+    start_run,
+    torch_threads,
+)
+from optbench.experiment.train import (
+    EpochProgress,
+    SilentObserver,
+    StopTraining,
+    Training,
+    TrainingObserver,
+    TrainResult,
+    _loss,
+    after_step,
+    end_epoch,
+    epoch_divergence,
+    prepare,
+    restore,
+    start_epoch,
+)
+from optbench.storage.results import RunLock, create_run_dir
+
+# Run options that act on a whole step or change how losses are read: refused in a batch.
+_WHOLE_STEP_OPTIONS = {
+    "compile": lambda c: c.compile,
+    "clip_grad_norm": lambda c: c.clip_grad_norm is not None,
+    "accumulate": lambda c: (c.accumulate or 1) > 1,
+    "eval_every": lambda c: c.eval_every is not None,
+    "fast": lambda c: c.fast,
+    "precision": lambda c: c.precision is not None,
+}
+# What may differ between the trials of one batch; everything else is the shared problem.
+_PER_TRIAL = {"name", "seed", "optimizer", "scheduler", "sweep", "tune", "log"}
+
+
+def shared_problem(plan: RunPlan) -> dict[str, Any]:
+    """The config a batch's trials share: all but optimizer, scheduler, seed and name."""
+    return {k: v for k, v in plan.config.model_dump().items() if k not in _PER_TRIAL}
+
+
+def _static_refusal(plans: Sequence[RunPlan]) -> str | None:
+    """Why these plans cannot batch, from their configs alone."""
+    first = plans[0]
+    for plan in plans[1:]:
+        if shared_problem(plan) != shared_problem(first):
+            differing = sorted(
+                k for k, v in shared_problem(plan).items() if shared_problem(first).get(k) != v
+            )
+            return f"the trials differ in {', '.join(differing)}, not only in optimizer and seed"
+        if plan.optimizer.info.cls is not first.optimizer.info.cls:
+            return "the trials use different optimizer classes"
+        if plan.device != first.device:
+            return "the trials run on different devices"
+    options = [name for name, used in _WHOLE_STEP_OPTIONS.items() if used(first.config)]
+    if options:
+        return f"{', '.join(options)} act on the whole step; a batch runs without them"
+    protocol, name = first.optimizer.protocol, first.optimizer.info.name
+    if protocol.name != "plain":
+        return f"{name} steps with the {protocol.name} protocol; only plain steps batch"
+    if protocol.train_eval:
+        return f"{name} switches train()/eval() modes (Schedule-Free); they act on every group"
+    return None
+
+
+def _together(optimizers: Sequence[torch.optim.Optimizer]) -> torch.optim.Optimizer:
+    """One optimizer whose groups are the lone optimizers' own group dicts (a scheduler that
+    sets one trial's lr sets it here too), holding their states."""
+    first = optimizers[0]
+    groups = [group for optimizer in optimizers for group in optimizer.param_groups]
+    accepted = inspect.signature(type(first)).parameters
+    options = {k: v for k, v in first.defaults.items() if k in accepted}  # every group has all
+    combined = type(first)(groups, **options)
+    for optimizer in optimizers:
+        combined.state.update(optimizer.state)
+    return combined
+
+
+def _hand_back_state(combined: torch.optim.Optimizer, lone: torch.optim.Optimizer) -> None:
+    """The lone optimizer's state, as its state_dict() reads it, from the combined one's."""
+    params = [p for group in lone.param_groups for p in group["params"]]
+    lone.state = defaultdict(dict, {p: combined.state[p] for p in params if p in combined.state})
+
+
+def _trial_step_refusal(plans: Sequence[RunPlan]) -> str | None:
+    """Two steps of the K trials' optimizers stepped as one, against K lone optimizers, on the
+    same gradients (the planning trial batch's): None when every parameter agrees to the bit."""
+    rng = torch.get_rng_state()
+    try:
+        lone_models, together_models = [], []
+        for plan in plans:
+            torch.manual_seed(plan.config.seed)
+            lone_models.append(plan.build_model())
+            torch.manual_seed(plan.config.seed)
+            together_models.append(plan.build_model())
+        lone = [plan.optimizer.build(m) for plan, m in zip(plans, lone_models, strict=True)]
+        built = [plan.optimizer.build(m) for plan, m in zip(plans, together_models, strict=True)]
+        try:
+            combined = _together(built)
+        except Exception as exc:
+            return f"its groups cannot form one optimizer ({type(exc).__name__}: {exc})"
+        loss_fn = plans[0].build_loss()
+        inputs, targets = trial_batch(plans[0].data, plans[0].config.seed)
+        inputs, targets = inputs.to(plans[0].device), targets.to(plans[0].device)
+        for _ in range(2):
+            losses = []
+            for model, optimizer in zip(lone_models, lone, strict=True):
+                optimizer.zero_grad()
+                loss = _loss(model, loss_fn, inputs, targets)
+                loss.backward()
+                optimizer.step()
+            combined.zero_grad()
+            for model in together_models:
+                losses.append(_loss(model, loss_fn, inputs, targets))
+            torch.stack(losses).sum().backward()
+            combined.step()
+        for a, b in zip(lone_models, together_models, strict=True):
+            for p, q in zip(a.parameters(), b.parameters(), strict=True):
+                if not torch.equal(p, q):
+                    return (
+                        f"{plans[0].optimizer.info.name}'s groups stepped together differ from "
+                        "lone optimizers (its state couples groups, as D-Adaptation's and "
+                        "Prodigy's do)"
+                    )
+        return None
+    finally:
+        torch.set_rng_state(rng)
+
+
+def _forward_draws(plan: RunPlan) -> bool:
+    """Whether a training forward draws from the global RNG (dropout): then each trial's RNG
+    state is swapped in around its own forward."""
+    rng = torch.get_rng_state()
+    try:
+        torch.manual_seed(plan.config.seed)
+        model = plan.build_model()
+        model.train()
+        inputs, _ = trial_batch(plan.data, plan.config.seed)
+        before = torch.get_rng_state()
+        with torch.no_grad():
+            forward(model, inputs.to(plan.device))
+        return not torch.equal(before, torch.get_rng_state())
+    finally:
+        torch.set_rng_state(rng)
+
+
+def batching_refusal(plans: Sequence[RunPlan]) -> str | None:
+    """Why `plans` cannot train as one batch exactly as they train alone (one line), or None
+    when they can: the static rules, then the trial step."""
+    if not plans:
+        return "no trials to batch"
+    return _static_refusal(plans) or (_trial_step_refusal(plans) if len(plans) > 1 else None)
+
+
+@dataclass
+class _Trial:
+    """One trial in a batch: its loop's pieces, files, observer, own global RNG state and how
+    it ended (None while it trains)."""
+
+    training: Training
+    checkpoints: CheckpointFile | None
+    observer: TrainingObserver
+    rng: torch.Tensor
+    cuda_rng: torch.Tensor | None = None
+    progress: EpochProgress | None = None
+    batches: Iterator[Any] | None = None
+    ended: TrainResult | StopTraining | None = None
+    last_loss: Any = field(default=None, repr=False)
+
+    @contextlib.contextmanager
+    def own_rng(self) -> Iterator[None]:
+        """The global RNG (CUDA's too) set to this trial's for the block, saved back after."""
+        device = self.training.plan.device
+        torch.set_rng_state(self.rng)
+        if self.cuda_rng is not None:
+            torch.cuda.set_rng_state(self.cuda_rng, device)
+        try:
+            yield
+        finally:
+            self.rng = torch.get_rng_state()
+            if self.cuda_rng is not None:
+                self.cuda_rng = torch.cuda.get_rng_state(device)
+
+
+def _global_rng(device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return torch.get_rng_state(), cuda
+
+
+def _prepared(
+    plans: Sequence[RunPlan],
+    observers: Sequence[TrainingObserver],
+    checkpoints: Sequence[CheckpointFile | None],
+) -> list[_Trial]:
+    """Each trial built and restored as its lone run is, its global RNG state kept."""
+    trials = []
+    for plan, observer, saved in zip(plans, observers, checkpoints, strict=True):
+        training = prepare(plan)
+        restore(training, saved, observer)
+        trials.append(_Trial(training, saved, observer, *_global_rng(plan.device)))
+    return trials
+
+
+def _step(trials: list[_Trial], combined: torch.optim.Optimizer, draws: bool) -> None:
+    """One step of every trial in `trials`: their forwards on their own batches, one backward of
+    the summed losses, one optimizer step."""
+    combined.zero_grad()
+    losses = []
+    for trial in trials:
+        inputs, targets = next(trial.batches)  # type: ignore[arg-type]
+        training = trial.training
+        with trial.own_rng() if draws else contextlib.nullcontext():
+            loss = _loss(training.model, training.loss_fn, inputs, targets, training.penalty)
+        trial.last_loss = loss
+        losses.append(loss)
+    torch.stack(losses).sum().backward()
+    combined.step()
+
+
+def train_batched(
+    plans: Sequence[RunPlan],
+    observers: Sequence[TrainingObserver] | None = None,
+    checkpoints: Sequence[CheckpointFile | None] | None = None,
+    detect_anomaly: bool = False,
+) -> list[TrainResult | StopTraining]:
+    """Train `plans` (checked by `batching_refusal`) as one batch; each trial's result as
+    `train` would return it alone, or the StopTraining its observer raised (its rows kept by
+    that observer). Checkpoints continue each trial from its own last saved epoch."""
+    observers = observers or [SilentObserver() for _ in plans]
+    checkpoints = checkpoints or [None for _ in plans]
+    draws = _forward_draws(plans[0])
+    trials = _prepared(plans, observers, checkpoints)
+    combined = _together([trial.training.optimizer for trial in trials])
+    epochs = plans[0].config.epochs
+    first = min(trial.training.done for trial in trials) + 1
+    with torch.autograd.set_detect_anomaly(detect_anomaly):
+        for epoch in range(first, epochs + 1):
+            active = [t for t in trials if t.ended is None and t.training.done < epoch]
+            if not active:
+                break
+            _train_epoch(active, combined, epoch, draws)
+    return [trial.ended or trial.training.result for trial in trials]
+
+
+def _train_epoch(
+    trials: list[_Trial], combined: torch.optim.Optimizer, epoch: int, draws: bool
+) -> None:
+    """One epoch of the trials still training: their steps together, then each one's
+    evaluation, row and checkpoint as its lone run's (the epoch's seconds shared out)."""
+    started = time.perf_counter()
+    for trial in trials:
+        with trial.own_rng():
+            trial.progress = start_epoch(trial.training, epoch, trial.observer)
+            trial.batches = iter(trial.training.loader)
+    active = list(trials)
+    combined.param_groups = [g for t in active for g in t.training.optimizer.param_groups]
+    for _ in range(trials[0].training.steps_in_epoch):
+        _step(active, combined, draws)
+        for trial in active:
+            trial.ended = after_step(
+                trial.training,
+                trial.progress,  # type: ignore[arg-type]
+                trial.last_loss,
+                trial.observer,
+            )
+        if any(trial.ended is not None for trial in active):  # diverged: it leaves the batch
+            active = [trial for trial in active if trial.ended is None]
+            if not active:
+                return
+            combined.param_groups = [g for t in active for g in t.training.optimizer.param_groups]
+    seconds = (time.perf_counter() - started) / len(trials)  # each trial's share of the epoch
+    for trial in active:
+        progress = trial.progress
+        assert progress is not None
+        trial.ended = epoch_divergence(trial.training, progress)
+        if trial.ended is not None:
+            continue
+        progress.seconds = seconds
+        _hand_back_state(combined, trial.training.optimizer)
+        with trial.own_rng():
+            try:
+                end_epoch(trial.training, progress, trial.checkpoints, trial.observer)
+            except StopTraining as stop:  # a tuner's pruner: this trial only
+                trial.ended = stop
+
+
+def run_batch(
+    plans: Sequence[RunPlan],
+    results_dir: str | Path,
+    *,
+    force: bool = False,
+    resume: bool = False,
+    displays: Sequence[TrainingObserver] | None = None,
+    sync_every: float = 0.0,
+) -> list[RunOutcome]:
+    """`run_plan` for K plans trained as one batch: each trial's run folder, config, epochs.csv,
+    summary and checkpoint written as its lone run writes them (a finished one answered from
+    disk with `resume`). ConfigError naming batch_trials when the plans cannot batch exactly;
+    nothing is written then."""
+    refusal = batching_refusal(plans)
+    if refusal is not None:
+        raise ConfigError("batch_trials", f"these trials cannot train as one batch: {refusal}")
+    for plan in plans:
+        check_inputs(plan)
+    displays = displays or [SilentObserver() for _ in plans]
+    outcomes: list[RunOutcome | None] = [None] * len(plans)
+    with contextlib.ExitStack() as locks:
+        todo = []
+        for index, plan in enumerate(plans):
+            run = create_run_dir(results_dir, plan.name, plan.run_id)
+            locks.enter_context(RunLock(run))
+            checkpoints, finished = claim_run(
+                run, plan, force=force, resume=resume, sync_every=sync_every
+            )
+            if finished is not None:
+                outcomes[index] = finished
+            else:
+                todo.append((index, start_run(run, plan, checkpoints, displays[index])))
+        if todo:
+            trained = [started for _, started in todo]
+            try:
+                with torch_threads(plans[0].threads):
+                    results = train_batched(
+                        [s.plan for s in trained],
+                        [s.observer for s in trained],
+                        [s.checkpoints for s in trained],
+                    )
+            except BaseException as exc:
+                for started in trained:
+                    fail_run(started, exc)
+                raise
+            for (index, started), result in zip(todo, results, strict=True):
+                if isinstance(result, StopTraining):
+                    outcomes[index] = end_run(started, TrainResult(status=result.status), result)
+                else:
+                    outcomes[index] = end_run(started, result)
+    return [outcome for outcome in outcomes if outcome is not None]

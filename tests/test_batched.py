@@ -1,0 +1,285 @@
+"""Batched trials (experiment/batched.py, sweeps/batching.py) against lone runs.
+
+The reference is the lone run (`train`, `run_plan`), itself proven against a hand-written loop
+(test_fidelity.py): K trials trained as one optimizer's K parameter groups must give its
+per-epoch tables to the bit (tolerance 0), its epochs.csv read back with pandas, its resume
+after SIGKILL, and a pruned trial must leave the others' numbers alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from optbench.api import plan as make_plan
+from optbench.experiment.batched import batching_refusal, run_batch, train_batched
+from optbench.experiment.runner import run_plan
+from optbench.experiment.train import SilentObserver, StopTraining, train
+from optbench.storage.results import Status
+from optbench.ui.cli import app
+from tests.helpers import assert_one_error_line, cli_runner
+
+TIMING = {"seconds", "eval_seconds", "first_step_seconds"}
+
+# torch.optim's optimizers that batch, each with hyperparameters that differ between trials
+OPTIMIZERS: dict[str, list[dict[str, Any]]] = {
+    "SGD": [{"lr": 0.01 * (k + 1), "momentum": 0.1 * k, "nesterov": k % 2 == 1} for k in range(8)],
+    "Adam": [{"lr": 0.001 * (k + 1), "betas": [0.9 - 0.05 * k, 0.999]} for k in range(8)],
+    "AdamW": [{"lr": 0.001 * (k + 1), "weight_decay": 0.01 * k} for k in range(8)],
+    "NAdam": [{"lr": 0.002 * (k + 1)} for k in range(8)],
+    "RAdam": [{"lr": 0.002 * (k + 1)} for k in range(8)],
+    "Adamax": [{"lr": 0.002 * (k + 1)} for k in range(8)],
+    "Adagrad": [{"lr": 0.01 * (k + 1), "lr_decay": 0.001 * k} for k in range(8)],
+    "Adadelta": [{"lr": 0.5 * (k + 1), "rho": 0.9 - 0.01 * k} for k in range(8)],
+    "RMSprop": [
+        {"lr": 0.001 * (k + 1), "momentum": 0.1 * k, "centered": k % 2 == 0} for k in range(8)
+    ],
+    "Rprop": [{"lr": 0.001 * (k + 1)} for k in range(8)],
+    "ASGD": [{"lr": 0.01 * (k + 1), "t0": 10.0 * (k + 1)} for k in range(8)],
+}
+
+
+def _plans(problem: str, name: str, options: list[dict[str, Any]], epochs: int) -> list[Any]:
+    """One plan per trial: the problem's, its optimizer's options, seeds 0..3 in turn."""
+    return [
+        make_plan(
+            {
+                "name": problem,
+                "problem": problem,
+                "device": "cpu",
+                "threads": 1,
+                "epochs": epochs,
+                "seed": k % 4,
+                "optimizer": {"name": name, **option},
+            }
+        )
+        for k, option in enumerate(options)
+    ]
+
+
+def _table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in row.items() if k not in TIMING} for row in rows]
+
+
+def _assert_batched_equals_lone(plans: list[Any]) -> None:
+    assert batching_refusal(plans) is None
+    batched = train_batched(plans)
+    for plan, result in zip(plans, batched, strict=True):
+        lone = train(plan)
+        assert result.status == lone.status
+        assert _table(result.rows) == _table(lone.rows)  # tolerance 0: == on floats
+
+
+@pytest.mark.parametrize(
+    "name",
+    [n if n in ("SGD", "Adam") else pytest.param(n, marks=pytest.mark.slow) for n in OPTIMIZERS],
+)
+def test_eight_batched_trials_are_eight_lone_runs_on_digits_mlp(name: str) -> None:
+    _assert_batched_equals_lone(_plans("digits_mlp", name, OPTIMIZERS[name], epochs=2))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("problem", ["quadratic_deep", "rosenbrock", "fmnist_logreg"])
+@pytest.mark.parametrize("name", ["SGD", "Adam", "RMSprop"])
+def test_eight_batched_trials_are_eight_lone_runs_on_other_problems(
+    problem: str, name: str
+) -> None:
+    options = [{**o, "lr": o["lr"] / 10} for o in OPTIMIZERS[name]]  # Rosenbrock's scale
+    _assert_batched_equals_lone(_plans(problem, name, options, epochs=2))
+
+
+def test_a_batch_writes_the_run_folders_of_lone_runs(tmp_path: Path) -> None:
+    """epochs.csv (read by pandas), summary status and run-id of each batched trial are those
+    of its lone run; the checkpoint is gone once each finished, as a lone run's is."""
+    plans = _plans("digits_mlp", "SGD", OPTIMIZERS["SGD"][:3], epochs=2)
+    outcomes = run_batch(plans, tmp_path / "batched")
+    for plan, outcome in zip(plans, outcomes, strict=True):
+        lone = run_plan(plan, tmp_path / "lone")
+        assert outcome.run_dir.name == lone.run_dir.name == plan.run_id
+        assert outcome.summary.status == lone.summary.status == "completed"
+        batched_table = pd.read_csv(outcome.run_dir / "epochs.csv").drop(columns=list(TIMING))
+        lone_table = pd.read_csv(lone.run_dir / "epochs.csv").drop(columns=list(TIMING))
+        pd.testing.assert_frame_equal(batched_table, lone_table, check_exact=True)
+        assert not (outcome.run_dir / "checkpoint.pt").exists()
+
+
+class _PruneAfter(SilentObserver):
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def epoch_finished(self, row: dict[str, Any]) -> None:
+        if row["epoch"] == self.epoch:
+            raise StopTraining(Status.PRUNED, f"pruned at epoch {self.epoch}")
+
+
+def test_pruning_one_trial_leaves_the_others_as_lone_runs() -> None:
+    plans = _plans("digits_mlp", "Adam", OPTIMIZERS["Adam"][:3], epochs=3)
+    observers = [SilentObserver(), _PruneAfter(1), SilentObserver()]
+    results = train_batched(plans, observers)
+    assert isinstance(results[1], StopTraining) and results[1].status == Status.PRUNED
+    for k in (0, 2):
+        assert _table(results[k].rows) == _table(train(plans[k]).rows)  # type: ignore[union-attr]
+
+
+KILL_SCRIPT = """
+import os, signal, sys
+from optbench.api import plan
+from optbench.experiment.batched import run_batch
+from optbench.experiment.train import SilentObserver
+
+configs = {configs!r}
+class KillAt(SilentObserver):
+    def epoch_finished(self, row):
+        if row["epoch"] == 2:
+            os.kill(os.getpid(), signal.SIGKILL)  # trial 1 saved epoch 2, trial 2 only epoch 1
+displays = [SilentObserver(), KillAt(), SilentObserver()]
+run_batch([plan(c) for c in configs], sys.argv[1], displays=displays)
+"""
+
+
+@pytest.mark.slow
+def test_a_batch_killed_between_trials_resumes_to_the_lone_runs(tmp_path: Path) -> None:
+    configs = [
+        {
+            "name": "digits_mlp",
+            "problem": "digits_mlp",
+            "device": "cpu",
+            "threads": 1,
+            "epochs": 3,
+            "seed": k,
+            "optimizer": {"name": "SGD", "lr": 0.02 * (k + 1), "momentum": 0.9},
+        }
+        for k in range(3)
+    ]
+    script = tmp_path / "kill.py"
+    script.write_text(textwrap.dedent(KILL_SCRIPT.format(configs=configs)))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    killed = subprocess.run([sys.executable, str(script), str(tmp_path / "b")], env=env)
+    assert killed.returncode == -signal.SIGKILL
+    plans = [make_plan(c) for c in configs]
+    done = [len(pd.read_csv(tmp_path / "b" / p.name / p.run_id / "epochs.csv")) for p in plans]
+    assert done == [2, 2, 1]  # the batch died with its trials at different epochs
+    resumed = run_batch(plans, tmp_path / "b", resume=True)
+    for plan, outcome in zip(plans, resumed, strict=True):
+        lone = run_plan(plan, tmp_path / "lone")
+        batched_table = pd.read_csv(outcome.run_dir / "epochs.csv").drop(columns=list(TIMING))
+        lone_table = pd.read_csv(lone.run_dir / "epochs.csv").drop(columns=list(TIMING))
+        pd.testing.assert_frame_equal(batched_table, lone_table, check_exact=True)
+
+
+def test_refusals_name_the_reason() -> None:
+    lbfgs = _plans("digits_mlp", "LBFGS", [{"lr": 0.1}, {"lr": 0.2}], epochs=1)
+    assert "closure protocol" in (batching_refusal(lbfgs) or "")
+    sgd = _plans("digits_mlp", "SGD", OPTIMIZERS["SGD"][:2], epochs=1)
+    fast = [make_plan(p.config.to_dict(), ["fast=true", "clip_grad_norm=1"]) for p in sgd]
+    assert "clip_grad_norm, fast act on the whole step" in (batching_refusal(fast) or "")
+    other = [sgd[0], make_plan(sgd[1].config.to_dict(), ["epochs=2"])]
+    assert "differ in epochs" in (batching_refusal(other) or "")
+
+
+TUNE = {
+    "name": "dt",
+    "problem": "digits_mlp",
+    "device": "cpu",
+    "threads": 1,
+    "epochs": 2,
+    "optimizer": {"name": "Adam", "lr": 0.01},
+    "tune": {
+        "space": {"optimizer.lr": {"log_uniform": [0.0001, 0.1]}},
+        "trials": 4,
+        "sampler": "random",
+        "pruner": "none",
+        "seeds": [0],
+    },
+}
+
+
+def test_a_batched_tune_asks_k_trials_at_once_and_gives_the_lone_tunes_numbers(
+    tmp_path: Path,
+) -> None:
+    import optuna
+
+    config = tmp_path / "tune.yaml"
+    config.write_text(yaml.safe_dump(TUNE))
+    runner = cli_runner()
+    for folder, extra in (("batched", ["--batch-trials", "4"]), ("lone", ["--workers", "1"])):
+        result = runner.invoke(
+            app, ["tune", str(config), "--results-dir", str(tmp_path / folder), *extra]
+        )
+        assert result.exit_code == 0, result.output
+    tables = {}
+    for folder in ("batched", "lone"):
+        runs = sorted((tmp_path / folder / "dt").glob("adam-*/epochs.csv"))
+        tables[folder] = [pd.read_csv(r).drop(columns=list(TIMING)) for r in runs]
+    assert len(tables["batched"]) == len(tables["lone"]) >= 4
+    for batched, lone in zip(tables["batched"], tables["lone"], strict=True):
+        pd.testing.assert_frame_equal(batched, lone, check_exact=True)
+    journal = optuna.storages.journal.JournalFileBackend(
+        str(tmp_path / "batched" / "dt" / "optuna-journal.log")
+    )
+    study = optuna.load_study(
+        study_name=optuna.get_all_study_names(optuna.storages.JournalStorage(journal))[0],
+        storage=optuna.storages.JournalStorage(journal),
+    )
+    trials = study.get_trials(deepcopy=False)
+    assert len(trials) == 4
+    first_told = min(t.datetime_complete for t in trials)
+    assert all(t.datetime_start < first_told for t in trials)  # all 4 asked before any told
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["--batch-trials", "0"], ("--batch-trials", "at least 1")),
+        (["--batch-trials", "-2"], ("--batch-trials", "at least 1")),
+        (["--batch-trials", "2", "--set", "optimizer.name=LBFGS"], ("--batch-trials", "closure")),
+        (["--set", "tune.batch_trials=0"], ("tune.batch_trials",)),
+    ],
+)
+def test_bad_batching_is_one_line_and_writes_nothing(
+    tmp_path: Path, args: list[str], fragments: tuple[str, ...]
+) -> None:
+    config = tmp_path / "tune.yaml"
+    config.write_text(yaml.safe_dump(TUNE))
+    results = tmp_path / "results"
+    result = cli_runner().invoke(app, ["tune", str(config), "--results-dir", str(results), *args])
+    assert_one_error_line(result, *fragments)
+    assert not results.exists() or not any(results.rglob("*.*"))
+
+
+def test_the_trial_step_finds_group_coupled_state() -> None:
+    """An optimizer whose step reads every group (as D-Adaptation and Prodigy sum over them) is
+    refused by the trial step, not by a list of names."""
+    from optbench.experiment import batched
+
+    class Coupled(torch.optim.SGD):  # scales each step by the number of groups
+        def step(self, closure: Any = None) -> Any:
+            for group in self.param_groups:
+                for p in group["params"]:
+                    p.data.add_(p.grad, alpha=-group["lr"] * len(self.param_groups))
+
+    plans = _plans("digits_mlp", "SGD", OPTIMIZERS["SGD"][:2], epochs=1)
+    coupled = [dataclasses.replace(p, optimizer=_with_class(p.optimizer, Coupled)) for p in plans]
+    assert "couples groups" in (batched._trial_step_refusal(coupled) or "")
+
+
+def _with_class(bound: Any, cls: type) -> Any:
+    class Built:
+        def __init__(self) -> None:
+            self.info, self.protocol = bound.info, bound.protocol
+
+        def build(self, model: Any) -> Any:
+            return cls(model.parameters(), lr=0.01)
+
+    return Built()
