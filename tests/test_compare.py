@@ -117,11 +117,13 @@ RUNS = {
 }
 
 
-@pytest.fixture
-def two_configs(tmp_path: Path) -> tuple[Path, Path]:
+@pytest.fixture(scope="module")
+def two_configs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """2 configurations x 3 seeds. Seed 2 of the fast one lives in another results folder, under
-    another experiment name and data root: still the same configuration."""
-    baselines, mine = tmp_path / "baselines", tmp_path / "mine"
+    another experiment name and data root: still the same configuration. Written once: the
+    tests only read these folders."""
+    root = tmp_path_factory.mktemp("two_configs")
+    baselines, mine = root / "baselines", root / "mine"
     for (which, seed), numbers in RUNS.items():
         optimizer = ADAM_FAST if which == "fast" else ADAM_SLOW
         if (which, seed) == ("fast", 2):

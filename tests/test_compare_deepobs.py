@@ -50,14 +50,16 @@ def _deepobs_speed(curves: list[list[float]], conv_perf: float) -> float:
     )
 
 
-@pytest.fixture
-def lr_grid(tmp_path: Path) -> Path:
+@pytest.fixture(scope="module")
+def lr_grid(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An lr grid's runs, written once: the tests only read them."""
+    folder = tmp_path_factory.mktemp("lr_grid")
     for lr, seeds in CURVES.items():
         for seed, accuracy in enumerate(seeds):
             config = _resolved({"name": "SGD", "lr": lr}, seed, epochs=EPOCHS)
             losses = [1 - a for a in accuracy]
-            _write_run(tmp_path, config, losses, accuracy, [1.0] * EPOCHS)
-    return tmp_path
+            _write_run(folder, config, losses, accuracy, [1.0] * EPOCHS)
+    return folder
 
 
 def test_best_of_the_mean_curve_and_speed_as_computed_by_hand(lr_grid: Path) -> None:
@@ -174,9 +176,10 @@ RERUNS = {
 }
 
 
-@pytest.fixture
-def tune_folder(tmp_path: Path) -> Path:
-    results = tmp_path / "results"
+@pytest.fixture(scope="module")
+def tune_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tune's folder (its runs and tune.json), written once: the tests only read it."""
+    results = tmp_path_factory.mktemp("tuned") / "results"
     ids: dict[tuple[str, float, int], str] = {}
     for key, accuracy in {**TRIALS, **RERUNS}.items():
         name, lr, seed = key
