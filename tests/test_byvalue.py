@@ -124,7 +124,7 @@ import os
 import sys
 
 import optbench
-import optbench.sweeps.executors
+import optbench.sweeps.executors.local
 from torch import nn
 
 PIDS = {pids!r}
@@ -148,7 +148,7 @@ if __name__ == "__main__":
     print("run-id", optbench.validate(config).run_id, flush=True)
     print("driver", os.getpid(), flush=True)
     if sys.argv[1:] == ["train"]:
-        optbench.sweeps.executors.TINY_RUN_SECONDS = 0.0  # worker processes from the start
+        optbench.sweeps.executors.local.TINY_RUN_SECONDS = 0.0  # worker processes from the start
         sweep = optbench.sweep(config, {{"optimizer.lr": [0.05, 0.1]}}, workers=2)
         tuned = optbench.tune(config, workers=2)
         print("sweep", sweep.counts(), sweep.failed, flush=True)

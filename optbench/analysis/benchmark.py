@@ -12,9 +12,14 @@ plain YAML, never planned (planning imports the modules a stored config names).
   those of the median study's fastest trial (its best final trial where it reached nothing).
 - Best final metric, rerun with seeds: the best trial's seed reruns are the curves.
 
-`DIR/<suite>/benchmark.json` holds the scores (profiles.benchmark_json), the protocol, and per
-pair its chosen hyperparameters, whether they sit at the edge of the space, and its final and
-best metric.
+The seconds clock is calibrated (analysis/seconds_clock.py): a run's seconds at an evaluation
+are its steps there times the pair's step cost, a low quantile of the seconds per step its runs
+measured, so the seconds scores repeat where raw timings of millisecond steps do not.
+
+`DIR/<suite>/benchmark.json` holds the scores (profiles.benchmark_json), the protocol, the
+clocks' definitions, and per pair its chosen hyperparameters, whether they sit at the edge of
+the space, its final and best metric, its step cost and every trial (searched values, best
+metric, steps to target).
 """
 
 from __future__ import annotations
@@ -36,6 +41,13 @@ from optbench.analysis.profiles import (
     first_reach,
     lower_median,
     score_suite,
+)
+from optbench.analysis.seconds_clock import (
+    CALIBRATED,
+    DEFINITION,
+    STEP_COST_QUANTILE,
+    on_step_cost,
+    step_cost,
 )
 from optbench.core.config import Distribution, read_config_file
 from optbench.core.errors import ConfigError
@@ -147,6 +159,31 @@ def _trial_params(run: RunDir, space: dict[str, Any]) -> dict[str, Any]:
     return {key: _dotted(config, key) for key in space}
 
 
+def trial_record(
+    run: RunDir,
+    curve: Sequence[EvalPoint],
+    target: Target,
+    space: dict[str, Any],
+    study: int,
+) -> dict[str, Any]:
+    """One trial as benchmark.json's `trials` hold it, what explains a pair's rank: its
+    study, run-id, status, searched values, the target metric's best value over its
+    evaluations (null: it evaluated nothing finite) and its steps to the target (null: not
+    reached)."""
+    summary = run.read_summary()
+    finite = [point.value for point in curve if math.isfinite(point.value)]
+    best = max if target.higher_is_better else min
+    hit = first_reach(curve, target.value, target.higher_is_better)
+    return {
+        "study": study,
+        "run_id": run.path.name,
+        "status": None if summary is None else summary.status,
+        "params": _trial_params(run, space),
+        "best": best(finite) if finite else None,
+        "steps_to_target": None if hit is None else hit.steps,
+    }
+
+
 def _study_report(results: Path, study: Study) -> TunedOptimizer:
     (arm,) = TuneFile.read(results / study.folder / "tune.json").optimizers.values()
     return arm
@@ -182,6 +219,12 @@ def _read_reruns(
     (study,) = pair.studies
     arm = _study_report(results, study)
     seeds = len(study.config["tune"]["seeds"])
+    steps = _fallback(study)
+    trials, timed = [], {}
+    for run_id in arm.trial_run_ids:
+        run = RunDir(results / study.folder / run_id)
+        timed[run_id] = curve = run_curve(run, target.metric, steps)
+        trials.append(trial_record(run, curve, target, arm.space, 0))
     if arm.best is None or len(arm.seed_run_ids) != seeds:  # every trial failed or diverged
         detail = {
             "folders": [study.folder],
@@ -191,11 +234,13 @@ def _read_reruns(
             "seed_run_ids": [],
             "curve_runs": [],
             **_extremes([], target.metric),
+            "step_seconds": step_cost(timed.values()),
+            "trials": trials,
         }
         return PairCurves(pair.optimizer, pair.problem, ((),) * seeds), detail, True
     runs = [RunDir(results / study.folder / run_id) for run_id in arm.seed_run_ids]
-    steps = _fallback(study)
     curves = tuple(run_curve(run, target.metric, steps) for run in runs)
+    timed.update(zip(arm.seed_run_ids, curves, strict=True))
     detail = {
         "folders": [study.folder],
         "hyperparameters": arm.best.params,
@@ -204,6 +249,8 @@ def _read_reruns(
         "seed_run_ids": arm.seed_run_ids,
         "curve_runs": [[study.folder, run_id] for run_id in arm.seed_run_ids],
         **_extremes(curves, target.metric),
+        "step_seconds": step_cost(timed.values()),  # every run of the pair: trials, reruns
+        "trials": trials,
     }
     return PairCurves(pair.optimizer, pair.problem, curves), detail, False
 
@@ -219,6 +266,7 @@ def _read_studies(
     reports: list[TunedOptimizer] = []
     shown: list[tuple[EvalPoint, ...]] = []  # each study's fastest trial (else its best final)
     shown_runs: list[list[str]] = []
+    trials: list[dict[str, Any]] = []
     failed = True
     for index, study in enumerate(pair.studies):
         arm = _study_report(results, study)
@@ -228,10 +276,12 @@ def _read_studies(
         best: tuple[float, str, Study, TunedOptimizer] | None = None
         by_run = {}
         for run_id in arm.trial_run_ids:
-            curve = run_curve(RunDir(results / study.folder / run_id), target.metric, steps)
+            run = RunDir(results / study.folder / run_id)
+            curve = run_curve(run, target.metric, steps)
             by_run[run_id] = curve
             curves.append(curve)
             owners.append(index)
+            trials.append(trial_record(run, curve, target, arm.space, index))
             hit = first_reach(curve, target.value, target.higher_is_better)
             if hit is not None and (best is None or hit.steps < best[0]):
                 best = (hit.steps, run_id, study, arm)
@@ -269,6 +319,8 @@ def _read_studies(
         "study_steps": [None if f is None else int(f[0]) for f in fastest],
         "curve_runs": shown_runs,
         **_extremes(shown, target.metric),
+        "step_seconds": step_cost(curves),
+        "trials": trials,
     }
     pair_curves = PairCurves(pair.optimizer, pair.problem, tuple(curves), tuple(owners))
     return pair_curves, detail, failed
@@ -276,8 +328,8 @@ def _read_studies(
 
 def _setup(suite: SuiteConfig, pairs: Sequence[Pair], results: Path) -> dict[str, Any]:
     """What a reader needs to repeat the benchmark: the protocol and budget as the studies ran
-    it, each optimizer's space, the suite's `set`, and the device and versions one run
-    recorded in its summary.json."""
+    it, each optimizer's space, the suite's `set`, and the device, hardware and versions one
+    run recorded in its summary.json."""
     tune = pairs[0].config["tune"]
     budget: dict[str, Any] = {"trials": tune["trials"], "sampler": tune["sampler"]}
     budget["pruner"] = tune["pruner"]
@@ -293,8 +345,35 @@ def _setup(suite: SuiteConfig, pairs: Sequence[Pair], results: Path) -> dict[str
         summary = RunDir(runs[0].parent).read_summary() if runs else None
         if summary is not None:
             machine = {"device": summary.device, "versions": summary.versions}
+            if summary.hardware:
+                machine["hardware"] = summary.hardware
             break
     return {"budget": budget, "set": suite.set, "spaces": spaces, **machine}
+
+
+def read_pairs(
+    suite: SuiteConfig,
+    pairs: Sequence[Pair],
+    targets: dict[str, tuple[str, float]],
+    results: Path,
+    seconds_clock: str = CALIBRATED,
+) -> tuple[list[PairCurves], dict[str, dict[str, Any]], list[str]]:
+    """Every (finished) pair read back: its curves on the steps clock and on `seconds_clock`
+    (analysis/seconds_clock.py: calibrated, steps x the pair's step cost, or as measured), its
+    detail for benchmark.json (with `step_seconds`, the pair's calibrated cost of one step),
+    and the pairs without a completed trial."""
+    goal = {problem: Target(metric, value) for problem, (metric, value) in targets.items()}
+    read = _read_studies if suite.protocol == EXTERNAL_TUNING else _read_reruns
+    failed, curves, details = [], [], {}
+    for pair in pairs:
+        pair_curves, detail, no_trial = read(results, pair, goal[pair.problem])
+        if no_trial:
+            failed.append(pair.name)
+        if seconds_clock == CALIBRATED:
+            pair_curves = on_step_cost(pair_curves, detail["step_seconds"])
+        curves.append(pair_curves)
+        details.setdefault(pair.optimizer, {})[pair.problem] = detail
+    return curves, details, failed
 
 
 def score_benchmark(
@@ -307,27 +386,25 @@ def score_benchmark(
 ) -> BenchmarkRun:
     """Read every (finished) pair back, score the suite and write DIR/<suite>/benchmark.json.
     A pair whose every trial failed or diverged reaches no target (as AlgoPerf scores a
-    diverged workload) and is listed in `failed`."""
-    suite_name, protocol = suite.name, suite.protocol
+    diverged workload) and is listed in `failed`. The seconds clock is the calibrated one."""
+    curves, details, failed = read_pairs(suite, pairs, targets, results)
     goal = {problem: Target(metric, value) for problem, (metric, value) in targets.items()}
-    read = _read_studies if protocol == EXTERNAL_TUNING else _read_reruns
-    failed, curves, details = [], [], {}
-    for pair in pairs:
-        pair_curves, detail, no_trial = read(results, pair, goal[pair.problem])
-        if no_trial:
-            failed.append(pair.name)
-        curves.append(pair_curves)
-        details.setdefault(pair.optimizer, {})[pair.problem] = detail
     scores = score_suite(curves, goal)
     document = {
-        "suite": suite_name,
-        "protocol": protocol,
+        "suite": suite.name,
+        "protocol": suite.protocol,
         **benchmark_json(scores),
+        "clock": {
+            "steps": "optimizer steps at the first evaluation reaching the target",
+            "seconds": DEFINITION[CALIBRATED],
+            "seconds_clock": CALIBRATED,
+            "step_cost_quantile": STEP_COST_QUANTILE,
+        },
         "edge": {"fraction": EDGE_FRACTION, "note": EDGE_NOTE},
         "setup": _setup(suite, pairs, results),
         "pairs": details,
     }
-    path = results / suite_name / BENCHMARK_FILE
+    path = results / suite.name / BENCHMARK_FILE
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -9,6 +9,8 @@ black and white.
 from __future__ import annotations
 
 import html
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +18,15 @@ import numpy as np
 
 from optbench.analysis.benchmark import run_curve
 from optbench.analysis.benchmark_tables import benchmark_frames, html_table, setup_text
-from optbench.analysis.html_page import colour, generated_by, page, placed, switch
-from optbench.core.metrics import TITLES
+from optbench.analysis.html_page import colour, generated_by, page, placed, rgba, switch
+from optbench.core.metrics import TITLES, higher_is_better
 from optbench.storage.results import RunDir
 
 _CLOCKS = {"steps": "optimizer steps", "seconds": "training seconds"}
 # One dash and marker per optimizer (cycled), beside its colour: lines told apart in print.
 DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
 SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "cross", "star", "triangle-down")
+DIVERGED_SYMBOL = "asterisk-open"  # a trial that diverged or failed: no optimizer's own symbol
 
 
 def _style(index: int, shape: str = "linear") -> dict[str, Any]:
@@ -68,12 +71,22 @@ def _profile_figure(document: dict[str, Any], measure: str) -> dict[str, Any]:
     return {"heading": heading, "data": traces, "layout": layout}
 
 
-def _best_curves(
-    results: Path, pair: dict[str, Any], metric: str
-) -> tuple[list[float], list[float], list[float]] | None:
-    """The mean of `metric` over the pair's curve runs (its seed reruns, or each study's
-    fastest trial), against steps and against cumulative training seconds (evaluation
-    excluded), over the evaluations every run reached. Read as the benchmark read them."""
+@dataclass
+class _Band:
+    """A pair's chosen configuration on one problem: at each evaluation every curve run
+    reached, the steps, the seconds (calibrated where benchmark.json has the pair's step
+    cost, else the runs' mean measured), and the metric's mean, lowest and highest value."""
+
+    steps: list[float]
+    seconds: list[float]
+    mean: list[float]
+    low: list[float]
+    high: list[float]
+
+
+def _best_curves(results: Path, pair: dict[str, Any], metric: str) -> _Band | None:
+    """The pair's curve runs (its seed reruns, or each study's fastest trial) read as the
+    benchmark read them: their mean and their band (min to max over the runs)."""
 
     def no_steps() -> int:
         raise LookupError  # a run written before summary.json held its steps per epoch
@@ -90,13 +103,23 @@ def _best_curves(
         return None
     length = min(len(curve) for curve in curves)
     steps = [float(point.steps) for point in curves[0][:length]]
-    seconds = np.mean([[p.seconds for p in curve[:length]] for curve in curves], axis=0)
-    values = np.mean([[p.value for p in curve[:length]] for curve in curves], axis=0)
-    return steps, seconds.tolist(), values.tolist()
+    values = np.array([[p.value for p in curve[:length]] for curve in curves])
+    cost = pair.get("step_seconds")
+    if cost is not None:
+        seconds = [step * cost for step in steps]
+    else:
+        seconds = np.mean([[p.seconds for p in c[:length]] for c in curves], axis=0).tolist()
+    return _Band(
+        steps,
+        seconds,
+        values.mean(axis=0).tolist(),
+        values.min(axis=0).tolist(),
+        values.max(axis=0).tolist(),
+    )
 
 
 def _axis_switch(steps: list[list[float]], seconds: list[list[float]]) -> dict[str, Any]:
-    """Buttons that redraw every curve against steps or against wall-clock training seconds."""
+    """Buttons that redraw every trace against steps or against training seconds."""
 
     def button(label: str, xs: list[list[float]]) -> dict[str, Any]:
         return {
@@ -108,55 +131,265 @@ def _axis_switch(steps: list[list[float]], seconds: list[list[float]]) -> dict[s
     return switch([button("steps", steps), button("seconds", seconds)])
 
 
+def _target_line(value: float) -> dict[str, Any]:
+    """The target as a grey dashed line across the figure."""
+    return {
+        "type": "line",
+        "xref": "paper",
+        "x0": 0,
+        "x1": 1,
+        "y0": value,
+        "y1": value,
+        "line": {"dash": "dash", "color": "#555", "width": 1},
+    }
+
+
+def pair_status(document: dict[str, Any], optimizer: str, problem: str) -> str | None:
+    """What a figure says of a pair beside its name: None when it reached the target, else
+    not reached (with how many of its studies or seeds did) or no completed trial."""
+    pair = document["pairs"][optimizer][problem]
+    if pair.get("hyperparameters") is None:
+        return "no completed trial: every trial diverged or failed"
+    time = document["time_to_target"][optimizer][problem]
+    if time["steps"] is not None:
+        return None
+    unit = document.get("unit", "seeds")
+    return f"not reached: {time[f'{unit}_reached']} of {time[unit]} {unit}"
+
+
+def _log_scale(metric: str, values: list[float]) -> bool:
+    """Losses and distances on a log axis (they span decades), where every value is > 0."""
+    return not higher_is_better(metric) and all(v > 0 for v in values if math.isfinite(v))
+
+
 def _problem_figure(document: dict[str, Any], results: Path, problem: str) -> dict[str, Any] | None:
-    """Each optimizer's best configuration on one problem: its metric (mean over the seeds)
-    against steps, switchable to seconds, with the target as a dashed line."""
+    """Each optimizer's chosen configuration on one problem: its metric (mean over its studies'
+    fastest trials, or its seed reruns; band: their min to max) against steps, switchable to
+    seconds, the target as a dashed line and each pair's time to target marked on it. A pair
+    not reached or without a completed trial is said in its legend entry, never left out."""
     target = document["targets"][problem]
     metric = target["metric"]
-    traces, steps, seconds = [], [], []
+    traces: list[dict[str, Any]] = []
+    steps: list[list[float | None]] = []
+    seconds: list[list[float | None]] = []
+    shown: list[float] = [target["value"]]
+
+    def add(trace: dict[str, Any], on_steps: list, on_seconds: list) -> None:
+        traces.append(trace)
+        steps.append(on_steps)
+        seconds.append(on_seconds)
+
     for index, optimizer in enumerate(document["scores"]["steps"]):
-        curves = _best_curves(results, document["pairs"][optimizer][problem], metric)
-        if curves is None:
+        pair = document["pairs"][optimizer][problem]
+        band = _best_curves(results, pair, metric)
+        status = pair_status(document, optimizer, problem)
+        name = optimizer if status is None else f"{optimizer} ({status})"
+        group = f"optimizer-{index}"
+        if band is None:  # nothing to draw: the legend still names it, marked
+            add(
+                {
+                    "type": "scatter",
+                    "x": [None],
+                    "y": [None],
+                    "mode": "lines+markers",
+                    **_style(index),
+                    "name": name,
+                    "legendgroup": group,
+                },
+                [None],
+                [None],
+            )
             continue
-        steps.append(curves[0])
-        seconds.append(curves[1])
-        traces.append(
+        shown += band.low + band.high
+        if band.high != band.low:
+            add(
+                {
+                    "type": "scatter",
+                    "x": band.steps + band.steps[::-1],
+                    "y": band.high + band.low[::-1],
+                    "fill": "toself",
+                    "fillcolor": rgba(colour(index), 0.15),
+                    "line": {"width": 0},
+                    "mode": "lines",
+                    "hoverinfo": "skip",
+                    "showlegend": False,
+                    "legendgroup": group,
+                    "name": f"{optimizer} band",
+                },
+                band.steps + band.steps[::-1],
+                band.seconds + band.seconds[::-1],
+            )
+        add(
             {
                 "type": "scatter",
-                "x": curves[0],
-                "y": curves[2],
+                "x": band.steps,
+                "y": band.mean,
                 "mode": "lines+markers",
                 **_style(index),
-                "name": optimizer,
+                "name": name,
+                "legendgroup": group,
                 "hovertemplate": f"%{{x:.4~g}}: {metric} %{{y:.5~g}}<extra>%{{fullData.name}}"
                 "</extra>",
-            }
+            },
+            band.steps,
+            band.seconds,
         )
-    if not traces:
-        return None
+        time = document["time_to_target"][optimizer][problem]
+        if time["steps"] is not None:  # the pair's time to target, on the target line
+            marker = _style(index)["marker"]
+            add(
+                {
+                    "type": "scatter",
+                    "x": [time["steps"]],
+                    "y": [target["value"]],
+                    "mode": "markers",
+                    "marker": {**marker, "size": 13, "line": {"width": 1, "color": "#000"}},
+                    "showlegend": False,
+                    "legendgroup": group,
+                    "name": f"{optimizer} reaches the target",
+                    "hovertemplate": "%{fullData.name} at %{x:.4~g}<extra></extra>",
+                },
+                [time["steps"]],
+                [time["seconds"]],
+            )
     title = TITLES.get(metric, metric)
+    log = _log_scale(metric, shown)
     layout = {
         "xaxis": {"title": {"text": _CLOCKS["steps"]}},
-        "yaxis": {"title": {"text": title}},
-        "shapes": [
-            {
-                "type": "line",
-                "xref": "paper",
-                "x0": 0,
-                "x1": 1,
-                "y0": target["value"],
-                "y1": target["value"],
-                "line": {"dash": "dash", "color": "#555", "width": 1},
-            }
-        ],
+        "yaxis": {
+            "title": {"text": title + (" (log scale)" if log else "")},
+            "type": "log" if log else "linear",
+        },
+        "shapes": [_target_line(target["value"])],
         "updatemenus": [_axis_switch(steps, seconds)],
         "height": 420,
         "margin": {"t": 40, "r": 10},
     }
     sign = ">=" if target["higher_is_better"] else "<="
+    unit = document.get("unit", "seeds")
     heading = (
-        f"{problem}: {title} of each optimizer's chosen configuration (mean over its "
-        f"{document.get('unit', 'seeds')}; grey dashes: the target {sign} {target['value']:g})"
+        f"{problem}: {title} of each optimizer's chosen configuration (mean over its {unit}, "
+        f"band: min to max; grey dashes: the target {sign} {target['value']:g}; large "
+        "markers: each pair's time to target)"
+    )
+    return {"heading": heading, "data": traces, "layout": layout}
+
+
+def _searched_key(document: dict[str, Any]) -> str | None:
+    """The hyperparameter the trials figures put on x: the first key every space has
+    (optimizer.lr in every shipped suite), else the first of any."""
+    spaces = list((document.get("setup") or {}).get("spaces", {}).values())
+    if not spaces:
+        return None
+    shared = [key for key in spaces[0] if all(key in space for space in spaces)]
+    return (shared or list(spaces[0]) or [None])[0]
+
+
+def _trials_figure(document: dict[str, Any], problem: str) -> dict[str, Any] | None:
+    """Per problem, every trial of every optimizer: its searched hyperparameter against the
+    best value of the target metric it reached (what explains a rank: where each optimizer's
+    good region lies and whether the search found it). Filled markers: trials that reached the
+    target; open: those that did not; asterisks on the worst value shown: trials that diverged or
+    failed; a large star: each pair's chosen trial."""
+    key = _searched_key(document)
+    if key is None:
+        return None
+    target = document["targets"][problem]
+    metric = target["metric"]
+    finite = [
+        t["best"]
+        for row in document["pairs"].values()
+        for t in row[problem].get("trials", [])
+        if t["best"] is not None and t["params"].get(key) is not None
+    ]
+    if not finite:
+        return None
+    worst = (min if target["higher_is_better"] else max)([*finite, target["value"]])
+    traces = []
+    for index, optimizer in enumerate(document["scores"]["steps"]):
+        pair = document["pairs"][optimizer][problem]
+        trials = [t for t in pair.get("trials", []) if t["params"].get(key) is not None]
+        if not trials:
+            continue
+        style = _style(index)
+        symbol = style["marker"]["symbol"]
+        hover = (
+            f"<b>{optimizer}</b> study %{{customdata[0]}}<br>{key} %{{x:.4g}}<br>"
+            f"best {metric} %{{y:.5~g}}<br>%{{customdata[1]}}<extra></extra>"
+        )
+
+        def reach_text(trial: dict[str, Any]) -> str:
+            if trial["best"] is None:
+                return f"{trial['status'] or 'no evaluation'}: nothing finite"
+            steps = trial["steps_to_target"]
+            return "target not reached" if steps is None else f"target at step {steps}"
+
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "x": [t["params"][key] for t in trials],
+                "y": [worst if t["best"] is None else t["best"] for t in trials],
+                "marker": {
+                    "color": style["marker"]["color"],
+                    "size": 9,
+                    "symbol": [
+                        DIVERGED_SYMBOL
+                        if t["best"] is None
+                        else symbol
+                        if t["steps_to_target"] is not None
+                        else f"{symbol}-open"
+                        for t in trials
+                    ],
+                },
+                "customdata": [[t["study"], reach_text(t)] for t in trials],
+                "hovertemplate": hover,
+                "name": optimizer,
+                "legendgroup": f"optimizer-{index}",
+            }
+        )
+        chosen = (pair.get("hyperparameters") or {}).get(key)
+        if chosen is not None:
+            value = next((t["best"] for t in trials if t["params"][key] == chosen), None)
+            traces.append(
+                {
+                    "type": "scatter",
+                    "mode": "markers",
+                    "x": [chosen],
+                    "y": [worst if value is None else value],
+                    "marker": {
+                        "symbol": "star",
+                        "size": 16,
+                        "color": style["marker"]["color"],
+                        "line": {"width": 1, "color": "#000"},
+                    },
+                    "name": f"{optimizer}: chosen",
+                    "legendgroup": f"optimizer-{index}",
+                    "showlegend": False,
+                    "hovertemplate": f"<b>{optimizer}</b> chosen: {key} %{{x:.4g}}<extra></extra>",
+                }
+            )
+    if not traces:
+        return None
+    space = (document["setup"]["spaces"].get(next(iter(document["pairs"])), {}) or {}).get(key)
+    log_x = isinstance(space, dict) and "log_uniform" in space
+    log_y = _log_scale(metric, [*finite, target["value"]])
+    title = TITLES.get(metric, metric)
+    layout = {
+        "xaxis": {"title": {"text": key}, "type": "log" if log_x else "linear"},
+        "yaxis": {
+            "title": {"text": f"best {title}" + (" (log scale)" if log_y else "")},
+            "type": "log" if log_y else "linear",
+        },
+        "shapes": [_target_line(target["value"])],
+        "hovermode": "closest",
+        "height": 420,
+        "margin": {"t": 40, "r": 10},
+    }
+    heading = (
+        f"{problem}: every trial's {key} against the best {title} it reached (filled: reached "
+        "the target, open: did not, asterisk: diverged or failed, drawn at the worst value; star: "
+        "the pair's chosen trial; grey dashes: the target)"
     )
     return {"heading": heading, "data": traces, "layout": layout}
 
@@ -179,8 +412,12 @@ def render_benchmark(document: dict[str, Any], results: Path) -> tuple[str, list
             ("fig-profile-steps", _profile_figure(document, "steps")),
             ("fig-profile-seconds", _profile_figure(document, "seconds")),
             *(
-                (f"fig-problem-{index}", _problem_figure(document, results, problem))
+                figure
                 for index, problem in enumerate(document["targets"])
+                for figure in (
+                    (f"fig-problem-{index}", _problem_figure(document, results, problem)),
+                    (f"fig-trials-{index}", _trials_figure(document, problem)),
+                )
             ),
         ]
     )

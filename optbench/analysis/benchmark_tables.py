@@ -175,7 +175,8 @@ def _space_text(space: dict[str, Any]) -> str:
 
 def setup_text(document: dict[str, Any]) -> str:
     """One paragraph stating how the benchmark ran: protocol, budget, spaces, the suite's
-    settings, targets, device and versions (what an appendix must say)."""
+    settings, targets, device, hardware, versions and the seconds clock's definition (what an
+    appendix must say)."""
     setup = document.get("setup")
     if not setup:
         return ""
@@ -193,10 +194,16 @@ def setup_text(document: dict[str, Any]) -> str:
     targets = ", ".join(f"{p} {target_text(t)}" for p, t in document["targets"].items())
     versions = ", ".join(f"{k} {v}" for k, v in (setup.get("versions") or {}).items())
     machine = f" Device {setup['device']}; {versions}." if setup.get("device") else ""
+    if setup.get("hardware"):
+        found = setup["hardware"]
+        gpu = f", GPU {found['gpu']}" if found.get("gpu") else ""
+        machine += f" Hardware: {found.get('cpu')} ({found.get('cpus')} usable cores){gpu}."
     pruner = "no pruning" if budget["pruner"] == "none" else f"{budget['pruner']} pruner"
+    clock = document.get("clock")
+    seconds = f" Seconds: {clock['seconds']}." if clock else ""
     return (
         f"Protocol: {how} ({budget['sampler']} sampler, {pruner}). "
-        f"Searched: {searched}. Settings: {settings}. Targets: {targets}.{machine}"
+        f"Searched: {searched}. Settings: {settings}. Targets: {targets}.{machine}{seconds}"
     )
 
 

@@ -27,6 +27,12 @@ def colour(index: int) -> str:
     return PALETTE[index % len(PALETTE)]
 
 
+def rgba(colour: str, alpha: float) -> str:
+    """A palette colour (#rrggbb) made translucent, for a band under its line."""
+    red, green, blue = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({red},{green},{blue},{alpha})"
+
+
 def plotly_module() -> Any:
     """plotly, or the line that says how to install it."""
     try:

@@ -32,15 +32,17 @@ from optbench.analysis.compare import (
     show_hyperparameter,
     two_d_paths,
 )
+from optbench.analysis.figures import check_writable
 from optbench.analysis.html_page import (
     colour,
     generated_by,
     page,
     placed,
     plotly_module,
+    rgba,
     switch,
 )
-from optbench.analysis.reports import check_writable, mean_std, rank_columns
+from optbench.analysis.reports import mean_std, rank_columns
 from optbench.core.metrics import (
     CURVE_COLUMNS,
     EPOCH_COLUMNS,
@@ -141,11 +143,6 @@ def _configurations(comparison: Comparison) -> list[_Configuration]:
     return found
 
 
-def _rgba(colour: str, alpha: float) -> str:
-    red, green, blue = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
-    return f"rgba({red},{green},{blue},{alpha})"
-
-
 def curve_metrics(comparison: Comparison) -> list[str]:
     """The epochs.csv columns drawn as curves: epochs.csv's own order, then any other column,
     skipping wall times and columns no run filled in (accuracy of a regression run)."""
@@ -208,7 +205,7 @@ def _curve_figure(
                     "x": _typed(np.concatenate([epochs, epochs[::-1]])),
                     "y": _typed(np.concatenate([high, low[::-1]])),
                     "fill": "toself",
-                    "fillcolor": _rgba(config.colour, 0.18),
+                    "fillcolor": rgba(config.colour, 0.18),
                     "line": {"width": 0},
                     "mode": "lines",
                     "hoverinfo": "skip",

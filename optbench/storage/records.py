@@ -120,6 +120,8 @@ class Summary:
     wall_seconds: float | None = None
     started_at: str | None = None
     versions: dict[str, Any] = field(default_factory=dict)
+    # what it ran on: {"cpu": model, "cpus": usable cores, "gpu": name where it used one}
+    hardware: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know
 
     @classmethod
@@ -144,6 +146,7 @@ class Summary:
             wall_seconds=_number(data.get("wall_seconds")),
             started_at=_str(data.get("started_at")),
             versions=_mapping(data.get("versions")),
+            hardware=_mapping(data.get("hardware")),
             extra=_extra(data, cls),
         )
 
@@ -158,6 +161,8 @@ class Summary:
             del out["steps_per_epoch"]
         if self.threads is None:  # a run from before the key: its file written back as it was
             del out["threads"]
+        if not self.hardware:  # nor before the hardware was
+            del out["hardware"]
         return {**out, **self.extra}
 
     @property

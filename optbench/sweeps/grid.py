@@ -31,7 +31,7 @@ from optbench.core.config import (
     validate_config,
 )
 from optbench.core.errors import ConfigError, ResultsWriteError
-from optbench.sweeps.executors import QuietSweep, SweepView, make_executor
+from optbench.sweeps.executors import Executor, QuietSweep, SweepView, plan_executor
 from optbench.sweeps.reruns import Rerunning, show_rerun
 
 MAX_POINTS = 10_000
@@ -173,6 +173,7 @@ def read_grid(
     (a list, or `--seeds` text like 0,1,2), and its folder: what sweep and tune expand."""
     data, folder = read_source(source, overrides)
     sweep = _check_grid(data.pop("sweep", None) or {}, "sweep")
+    data.pop("executor", None)  # where the runs train, not what (api.py plans the executor)
     if isinstance(grid, Mapping):
         given = {
             key: list(values) if isinstance(values, list) else values
@@ -222,18 +223,17 @@ def run_sweep(
     points: list[SweepPoint],
     results_dir: str | Path,
     *,
-    workers: int | None = None,
-    executor: str = "local",
-    address: str | None = None,
+    executor: Executor | None = None,
     view: SweepView = QuietSweep,
 ) -> SweepReport:
-    """Run every point that has not finished; finished ones are skipped, interrupted ones resume.
+    """Run every point that has not finished on `executor` (planned by plan_executor; default:
+    local workers, one per CPU core); finished ones are skipped, interrupted ones resume.
     `view` makes what the sweep reports to as it goes (the CLI's live view; by default nothing)."""
     from optbench.storage.results import FINISHED, check_results_dir
 
     results_dir = Path(results_dir)
     check_results_dir(results_dir)
-    runner = make_executor(executor, workers, address, results_dir, name)
+    runner = executor or plan_executor(results_dir)
     skipped = [p.run_id for p in points if point_status(results_dir, name, p) in FINISHED]
     todo = [(p.run_id, p.config) for p in points if p.run_id not in skipped]
     report = SweepReport(len(points), skipped, [])
