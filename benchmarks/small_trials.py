@@ -78,7 +78,7 @@ for lr in {LRS!r}:
 
 # `optbench sweep` with every run after the first in worker processes (the old behaviour).
 PROCESSES = (
-    "import sys; import optbench.sweeps.executors as e; e.TINY_RUN_SECONDS = 0.0; "
+    "import sys; import optbench.sweeps.executors.local as e; e.TINY_RUN_SECONDS = 0.0; "
     "from optbench.ui.cli import app; sys.argv[0] = 'optbench'; app()"
 )
 

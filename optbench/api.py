@@ -20,7 +20,7 @@ from __future__ import annotations
 import ast
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from optbench.experiment.lr_find import RangeTest
     from optbench.experiment.plan import RunPlan
     from optbench.experiment.train import TrainingObserver
-    from optbench.sweeps.executors import SweepView
+    from optbench.sweeps.executors import Executor, SweepView
     from optbench.sweeps.grid import Grid
 
 __all__ = [
@@ -168,7 +168,33 @@ def params(config: ConfigSource, overrides: Overrides | None = None) -> pd.DataF
     return param_frame(plan(config, overrides))
 
 
-def _guarded_main(function: str, workers: int | None, executor: str) -> None:
+# An executor as the API takes it: a registered name or import path, or a mapping with `name`
+# and the executor's options (the config's `executor:` section's form).
+ExecutorChoice = str | Mapping[str, Any] | None
+
+
+def _executor(
+    section: Any,
+    executor: ExecutorChoice,
+    executor_options: Mapping[str, Any] | list[str] | None,
+    workers: int | None,
+    address: str | None,
+    results: Path,
+) -> Executor:
+    """The executor the runs train on, planned once here and passed down: the config's (or
+    suite's) `executor:` section, with `executor` (a name, or a mapping with its options),
+    `executor_options`, `workers` and `address` on top (sweeps/executors plan_executor)."""
+    from optbench.sweeps.executors import parse_executor_options, plan_executor
+
+    if isinstance(executor, Mapping):  # its options, with executor_options on top
+        options = {**executor, **parse_executor_options(executor_options)}
+        executor, executor_options = options.pop("name", None), options
+    return plan_executor(
+        results, section, executor, executor_options, workers=workers, address=address
+    )
+
+
+def _guarded_main(function: str, executor: Executor) -> None:
     """Refuse, before any worker starts, a call that worker processes would make again: local
     workers are spawned processes that import the main script first (multiprocessing's spawn),
     so a call at the script's top level, outside `if __name__ == "__main__":`, would start the
@@ -176,10 +202,8 @@ def _guarded_main(function: str, workers: int | None, executor: str) -> None:
     import multiprocessing.process
     import tokenize
 
-    from optbench.sweeps.executors import default_workers
-
-    if executor != "local" or (workers or default_workers()) <= 1:
-        return  # Ray's workers and the driver's own thread never re-run the script
+    if not getattr(executor, "reruns_main_script", False):
+        return  # Ray's or Slurm's workers and the driver's own thread never re-run the script
 
     where = None
     if getattr(multiprocessing.process.current_process(), "_inheriting", False):
@@ -305,8 +329,9 @@ def sweep(
     *,
     overrides: Overrides | None = None,
     workers: int | None = None,
-    executor: str = "local",
+    executor: ExecutorChoice = None,
     address: str | None = None,
+    executor_options: Mapping[str, Any] | list[str] | None = None,
     results_dir: str | Path | None = None,
     view: SweepView | None = None,
     progress: bool = False,
@@ -317,25 +342,19 @@ def sweep(
     resume; one failing point fails only its own run (`failed` lists them, and a
     FailedRunsWarning names them). With local workers (`workers` other than 1), a script must
     make the call under `if __name__ == "__main__":`, or it is refused (ConfigError).
-    `progress=True` shows a bar over the runs (tqdm); `view` is the CLI's live view."""
-    _guarded_main("sweep", workers, executor)
+    `progress=True` shows a bar over the runs (tqdm); `view` is the CLI's live view.
+    `executor` (a name: local, ray, submitit, or an import path; or a mapping with its options)
+    and `executor_options` override the config's `executor:` section; `workers` and `address`
+    are shorthands for those two options (docs/sweeps.md)."""
+    from optbench.sweeps.executors import executor_section
     from optbench.sweeps.grid import load_sweep, run_sweep
 
     results = Path(results_dir or default_results_dir())
+    section = executor_section(config, overrides)
+    runner = _executor(section, executor, executor_options, workers, address, results)
+    _guarded_main("sweep", runner)
     name, points = load_sweep(config, grid, list(seeds) if seeds is not None else None, overrides)
-    from optbench.experiment.loggers import require_backends
-
-    for point in points:  # every worker logs its runs: a missing extra is refused here, once
-        require_backends(point.config.get("log"))
-    report = run_sweep(
-        name,
-        points,
-        results,
-        workers=workers,
-        executor=executor,
-        address=address,
-        view=_view(view, progress),
-    )
+    report = run_sweep(name, points, results, executor=runner, view=_view(view, progress))
     outcomes = {result.run_id: result for result in report.results}
     runs = [_point_run(results / name / p.run_id, outcomes.get(p.run_id)) for p in points]
     result = SweepResult(name, runs, list(report.skipped), report.interrupted)
@@ -449,8 +468,9 @@ def tune(
     grid: Grid | None = None,
     trials: int | None = None,
     workers: int | None = None,
-    executor: str = "local",
+    executor: ExecutorChoice = None,
     address: str | None = None,
+    executor_options: Mapping[str, Any] | list[str] | None = None,
     storage: str | None = None,
     results_dir: str | Path | None = None,
     view: SweepView | None = None,
@@ -460,11 +480,16 @@ def tune(
     the `tune:` section's space, every optimizer with the same budget, then rerun each best
     configuration with the tune's seeds; resumable, and processes sharing `storage` share the
     budget. Needs the `tune` extra (optuna). With local workers, a script makes the call under
-    `if __name__ == "__main__":` (see `sweep`); `progress=True` shows a bar over the runs."""
-    _guarded_main("tune", workers, executor)
+    `if __name__ == "__main__":` (see `sweep`); `progress=True` shows a bar over the runs.
+    `executor`, `executor_options`, `workers`, `address`: where the runs train (see `sweep`)."""
+    from optbench.sweeps.executors import executor_section
     from optbench.sweeps.tune import run_tune
     from optbench.sweeps.tune_setup import check_storage
 
+    results = Path(results_dir or default_results_dir())
+    section = executor_section(config, overrides)
+    runner = _executor(section, executor, executor_options, workers, address, results)
+    _guarded_main("tune", runner)
     check_storage(storage)
 
     outcome = run_tune(
@@ -472,9 +497,7 @@ def tune(
         overrides,
         grid,
         results_dir,
-        workers=workers,
-        executor=executor,
-        address=address,
+        executor=runner,
         storage=storage,
         trials=trials,
         view=_view(view, progress),
@@ -528,8 +551,9 @@ def benchmark(
     optimizers: Sequence[str] = (),
     *,
     workers: int | None = None,
-    executor: str = "local",
+    executor: ExecutorChoice = None,
     address: str | None = None,
+    executor_options: Mapping[str, Any] | list[str] | None = None,
     results_dir: str | Path | None = None,
     view: SweepView | None = None,
     plot: str | Path | None = None,
@@ -542,18 +566,20 @@ def benchmark(
     PNG (or other image) of the performance profiles, checked before anything trains. With
     local workers, a script makes the call under `if __name__ == "__main__":` (see `sweep`);
     pairs without a completed trial are named in a FailedRunsWarning. `progress=True` shows a
-    bar over the runs."""
-    _guarded_main("benchmark", workers, executor)
+    bar over the runs. `executor`, `executor_options`, `workers`, `address`: where the runs
+    train, over the suite's `executor:` section (see `sweep`)."""
     from optbench.analysis.benchmark import score_benchmark
-    from optbench.analysis.reports import check_plot_path, plot_profiles_png
+    from optbench.analysis.figures import check_plot_path, plot_profiles_png
     from optbench.core.suite import load_suite, suite_pairs
     from optbench.sweeps.benchmark import train_pairs
 
     if plot is not None:
         check_plot_path(Path(plot))
     checked = load_suite(suite)
-    pairs, targets = suite_pairs(checked, optimizers)
     results = Path(results_dir or default_results_dir())
+    runner = _executor(checked.executor, executor, executor_options, workers, address, results)
+    _guarded_main("benchmark", runner)
+    pairs, targets = suite_pairs(checked, optimizers)
     studies = sum(len(pair.studies) for pair in pairs)
     if checked.protocol == "external_tuning":
         budget = f"{checked.studies} studies x {checked.tune.trials} trials each (external tuning)"
@@ -564,9 +590,7 @@ def benchmark(
         pairs,
         results,
         header=header,
-        workers=workers,
-        executor=executor,
-        address=address,
+        executor=runner,
         view=_view(view, progress),
     )
     outcome = score_benchmark(checked, pairs, targets, results, done.trained, done.reused)
@@ -651,7 +675,7 @@ def lr_find(
     `steps` optimizer steps, the smoothed loss at each, and a suggested lr where it falls
     fastest (a starting point for a search, not an answer). Its CSV lands in
     `results_dir/_lr-find/<name>/<run-id>/`; `plot` also draws it to a PNG (matplotlib)."""
-    from optbench.analysis.reports import check_plot_path, plot_range_test
+    from optbench.analysis.figures import check_plot_path, plot_range_test
     from optbench.experiment.lr_find import lr_find as range_test
 
     if plot is not None:

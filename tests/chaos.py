@@ -6,14 +6,17 @@ that to the test for any command whose rerun resumes (sweep, tune, benchmark): i
 command, and at each moment of a seeded schedule kills the driver or one of its worker
 processes (found under /proc), starting the command again whenever it is not running; after
 the last kill it reruns the command until it exits 0, then calls the caller's checker. The
-checkers here compare a sweep's or a tune's results with an undisturbed run's: every run's
-per-epoch table bit for bit (wall-clock columns aside), no run lost or added, no lock left
-held, and for a tune the budgets spent on trained trials only and the same tune.json.
+checkers here compare a sweep's, a tune's or a benchmark's results with an undisturbed run's:
+every run's per-epoch table bit for bit (wall-clock columns aside), no run lost or added, no
+lock left held, for a tune (and each pair of a benchmark) the budgets spent on trained trials
+only and the same tune.json, and for a benchmark the same benchmark.json but for its
+wall-clock figures.
 
 The suite runs short schedules (tests/test_chaos.py); a longer one by hand, for BENCHMARKS.md:
 
     python tests/chaos.py sweep --kills 20 --seed 1
     python tests/chaos.py tune --kills 20 --seed 1
+    python tests/chaos.py benchmark --kills 20 --seed 1
 """
 
 from __future__ import annotations
@@ -52,10 +55,10 @@ class Kill:
 
 def schedule(kills: int, seed: int, between: tuple[float, float] = (1.0, 8.0)) -> list[Kill]:
     """`kills` kills at seeded random moments, each of the driver or a worker at even odds,
-    but never MAX_DEATHS worker kills in a row: a tune fails (and counts) a run whose worker
-    dies that often in one driver without an epoch between, as the out-of-memory killer's
+    but never MAX_DEATHS worker kills in a row: a sweep or tune fails (and counts) a run whose
+    worker dies that often in one driver without an epoch between, as the out-of-memory killer's
     pattern, which stray kills are not meant to mimic."""
-    from optbench.sweeps.tune import MAX_DEATHS
+    from optbench.sweeps.reruns import MAX_DEATHS
 
     rng = random.Random(seed)
     plan: list[Kill] = []
@@ -228,6 +231,10 @@ def compare_runs(undisturbed: Path, disturbed: Path) -> int:
         assert not RunDir(after).is_locked(), f"{name}: its lock is still held"
         status = [json.loads((f / "summary.json").read_text())["status"] for f in (before, after)]
         assert status[0] == status[1], f"{name}: {status[1]}, undisturbed {status[0]}"
+        written = [(f / "epochs.csv").is_file() for f in (before, after)]
+        assert written[0] == written[1], f"{name}: epochs.csv written: {written}"
+        if not written[0]:  # diverged in its first epoch: no epoch to write
+            continue
         frames = [pd.read_csv(f / "epochs.csv") for f in (before, after)]
         columns = [c for c in frames[0].columns if c not in WALL_CLOCK_COLUMNS]
         pd.testing.assert_frame_equal(frames[1][columns], frames[0][columns], check_exact=True)
@@ -286,6 +293,36 @@ def compare_tunes(undisturbed: Path, disturbed: Path) -> None:
     assert points[1] == points[0], "other points asked"
 
 
+def without_wall_clock(value: Any) -> Any:
+    """A benchmark.json (or any part of it) without its wall-clock figures: every `seconds`
+    key, the times to target, scores, ratios and profiles on the seconds clock."""
+    if isinstance(value, dict):
+        return {k: without_wall_clock(v) for k, v in value.items() if k != "seconds"}
+    if isinstance(value, list):
+        return [without_wall_clock(v) for v in value]
+    return value
+
+
+def compare_benchmarks(undisturbed: Path, disturbed: Path, suite: str) -> int:
+    """The benchmark in `disturbed` (a results folder) ended as the one in `undisturbed`: the
+    same benchmark.json but for wall-clock figures, and each pair's folder as `compare_runs`
+    and `compare_tunes` check a tune's. Returns the runs compared."""
+    documents = [
+        json.loads((folder / suite / "benchmark.json").read_text())
+        for folder in (undisturbed, disturbed)
+    ]
+    assert without_wall_clock(documents[1]) == without_wall_clock(documents[0]), (
+        "benchmark.json differs"
+    )
+    compared = 0
+    for row in documents[0]["pairs"].values():
+        for pair in row.values():
+            for folder in pair["folders"]:
+                compared += compare_runs(undisturbed / folder, disturbed / folder)
+                compare_tunes(undisturbed / folder, disturbed / folder)
+    return compared
+
+
 def _first_asked(trial: Any, trials: list[Any]) -> int:
     """The number of the trial that first asked this one's point (following its retry_of)."""
     by_number = {t.number: t for t in trials}
@@ -342,6 +379,48 @@ def tune_experiment(folder: Path, small: bool = False, epochs: int = 30) -> tupl
     return [sys.executable, "-m", "optbench", "tune", str(config), "--workers", "2"], "chaos_tune"
 
 
+def benchmark_experiment(
+    folder: Path, small: bool = False, epochs: int = 3, digits: bool = False
+) -> tuple[list[str], str]:
+    """SGD and Adam on Rosenbrock (`small`) or on Rosenbrock and Branin, each pair 2 trials of
+    a learning rate (TPE's random start-up, no pruner) and 2 seed reruns of the best (the
+    best_final_reruns protocol), on 2 workers: the command line and the suite's name.
+    `digits`: on digits' MLP instead, 10 epochs, runs long enough for worker processes."""
+    import yaml
+
+    suite = folder / "chaos_benchmark.yaml"
+    problems = ["rosenbrock"] if small else ["rosenbrock", "branin"]
+    targets = {"rosenbrock": {"distance_to_optimum": 1.9}, "branin": {"distance_to_optimum": 2}}
+    body = {
+        "name": "chaos_benchmark",
+        "problems": problems,
+        "set": {"epochs": epochs, "device": "cpu"},
+        "optimizers": {"SGD": {"name": "SGD"}, "Adam": {"name": "Adam"}},
+        "protocol": "best_final_reruns",
+        "tune": {
+            "space": {"optimizer.lr": {"log_uniform": [1.0e-3, 1.0e-2]}},
+            "trials": 2,
+            "pruner": "none",
+            "seeds": [0, 1],
+        },
+        "targets": {problem: targets[problem] for problem in problems},
+    }
+    if digits:  # the problem's own target
+        del body["targets"]
+        body.update(problems=["digits_mlp"], set={"epochs": 10, "device": "cpu"})
+        body["tune"]["space"] = {"optimizer.lr": {"log_uniform": [0.003, 0.1]}}
+    suite.write_text(yaml.safe_dump(body))
+    command = [sys.executable, "-m", "optbench", "benchmark", str(suite), "--workers", "2"]
+    return command, "chaos_benchmark"
+
+
+EXPERIMENTS = {
+    "sweep": sweep_experiment,
+    "tune": tune_experiment,
+    "benchmark": benchmark_experiment,
+}
+
+
 def chaos_against_undisturbed(
     kind: str,
     folder: Path,
@@ -349,10 +428,15 @@ def chaos_against_undisturbed(
     seed: int,
     between: tuple[float, float] = (1.0, 8.0),
     small: bool = False,
+    digits: bool = False,
 ) -> tuple[ChaosLog, int]:
-    """Run the `kind` (sweep or tune) experiment undisturbed, then through `kills` kills, and
-    check that the two ended alike; the chaos log and the runs compared."""
-    command, name = (sweep_experiment if kind == "sweep" else tune_experiment)(folder, small)
+    """Run the `kind` (sweep, tune or benchmark) experiment undisturbed, then through `kills`
+    kills, and check that the two ended alike; the chaos log and the runs compared.
+    `digits`: the benchmark on digits (see benchmark_experiment)."""
+    if digits:
+        command, name = benchmark_experiment(folder, small, digits=True)
+    else:
+        command, name = EXPERIMENTS[kind](folder, small)
     calm, wild = folder / "undisturbed", folder / "chaos"
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     calm_log = run_chaos([*command, "--results-dir", str(calm)], [], env=env, attempts=0)
@@ -361,6 +445,9 @@ def chaos_against_undisturbed(
 
     def check() -> None:
         nonlocal compared
+        if kind == "benchmark":
+            compared = compare_benchmarks(calm, wild, name)
+            return
         compared = compare_runs(calm / name, wild / name)
         if kind == "tune":
             compare_tunes(calm / name, wild / name)
@@ -377,24 +464,34 @@ def chaos_against_undisturbed(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("kind", choices=("sweep", "tune"))
+    parser.add_argument("kind", choices=tuple(EXPERIMENTS))
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
         "--between", type=float, nargs=2, default=(1.0, 8.0), metavar=("LOW", "HIGH")
     )
     parser.add_argument("--folder", type=Path, help="where to write (default: a temporary one)")
+    parser.add_argument("--digits", action="store_true", help="benchmark: on digits' MLP")
     options = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="optbench-chaos-") as scratch:
         folder = options.folder or Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
         log, compared = chaos_against_undisturbed(
-            options.kind, folder, options.kills, options.seed, tuple(options.between)
+            options.kind,
+            folder,
+            options.kills,
+            options.seed,
+            tuple(options.between),
+            digits=options.digits,
         )
     print(f"{options.kind}, seed {options.seed}: {log.line()}")
     print(
         f"identical to the undisturbed run: {compared} runs' epochs.csv"
-        + (", tune.json and every study's counted trials" if options.kind == "tune" else "")
+        + {
+            "sweep": "",
+            "tune": ", tune.json and every study's counted trials",
+            "benchmark": ", benchmark.json, every pair's tune.json and counted trials",
+        }[options.kind]
     )
 
 

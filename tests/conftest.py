@@ -35,6 +35,22 @@ def _private_catalog_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["OPTBENCH_CACHE"] = str(tmp_path_factory.mktemp("cache"))
 
 
+def _no_fsync(fd: int) -> None:
+    """os.fsync in the test process: a no-op (see _fsync_only_where_durability_is_tested)."""
+
+
+@pytest.fixture(autouse=True)
+def _fsync_only_where_durability_is_tested(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fsync costs some 5 ms a call on this machine's disk and what a test here checks does
+    not depend on it: files are read back by the same machine, never after a power loss. So it
+    is a no-op in the test process, except in tests marked `durable`. The crash tests (kills,
+    a full disk) run optbench in subprocesses, which keep the real fsync whatever this does."""
+    if request.node.get_closest_marker("durable") is None:
+        monkeypatch.setattr(os, "fsync", _no_fsync)
+
+
 @pytest.fixture
 def cifar_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, np.ndarray]:
     images, _ = write_cifar10(tmp_path)

@@ -214,6 +214,7 @@ def _cifar10_3c3d(root: Path) -> dict[str, Any]:
     }
 
 
+@pytest.mark.slow  # over 10 s in the loaded inner loop (~3 s alone)
 def test_resume_after_an_interruption_is_bit_identical(
     cifar_root: tuple[Path, np.ndarray], tmp_path: Path
 ) -> None:

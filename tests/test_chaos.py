@@ -1,7 +1,8 @@
-"""Random SIGKILLs (tests/chaos.py): a sweep and a tune killed at seeded random moments, driver
-or worker, then run to completion, end bit-identical to undisturbed runs.
+"""Random SIGKILLs (tests/chaos.py): a sweep, a tune and a benchmark killed at seeded random
+moments, driver or worker, then run to completion, end bit-identical to undisturbed runs.
 
-Each schedule is short for CI; `python tests/chaos.py sweep|tune --kills 20` runs a long one.
+Each schedule is short for CI; `python tests/chaos.py sweep|tune|benchmark --kills 20` runs a
+long one (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -26,3 +27,13 @@ def test_a_sweep_killed_at_random_ends_as_an_undisturbed_one(tmp_path: Path) -> 
 def test_a_tune_killed_at_random_ends_as_an_undisturbed_one(tmp_path: Path) -> None:
     log, compared = chaos_against_undisturbed("tune", tmp_path, kills=6, seed=4, small=True)
     assert compared == 8 and log.kills, log.line()
+
+
+@pytest.mark.slow
+def test_a_benchmark_killed_at_random_ends_as_an_undisturbed_one(tmp_path: Path) -> None:
+    # kills in start-up, trials, telling, seed reruns and scoring: the rerun after each
+    # resumes from whatever state the last one left (benchmark.json identical but for seconds)
+    log, compared = chaos_against_undisturbed(
+        "benchmark", tmp_path, kills=4, seed=5, between=(2.0, 6.0), small=True
+    )
+    assert compared == 6 and log.kills, log.line()

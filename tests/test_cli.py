@@ -182,3 +182,21 @@ def test_the_command_list_shows_each_description_whole_not_broken_mid_sentence()
     for command in typer.main.get_command(app).commands.values():
         first = (_inspect.getdoc(command.callback) or "").split("\n\n")[0]
         assert " ".join(first.split()) in result.output, command.name  # one line at 400 columns
+
+
+@pytest.mark.parametrize("command", ["run", "sweep", "compare"])
+def test_help_shows_flags_without_a_value_and_arguments_as_click_names_them(command: str) -> None:
+    import typer
+
+    result = cli_runner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    usage = next(line for line in result.output.splitlines() if "Usage:" in line)
+    # Click's own spelling of the command's arguments: CONFIG, PATHS...
+    command_object = typer.main.get_command(app).commands[command]  # type: ignore[attr-defined]
+    arguments = [p for p in command_object.params if p.param_type_name == "argument"]
+    for argument in arguments:
+        name = str(argument.name).upper() + ("..." if argument.nargs != 1 else "")
+        assert name in usage.split(), usage
+    assert "{" not in usage and "<bool>" not in result.output
+    flags = [line for line in result.output.splitlines() if "--help" in line]
+    assert flags and flags[0].split("--help")[1].split()[:3] == ["Show", "this", "message"]

@@ -213,6 +213,7 @@ def test_only_hyperparameters_that_differ_within_a_class_are_columns(tmp_path: P
     assert table["optimizer.momentum"].iloc[2:].isna().all()  # Adam has no momentum
 
 
+@pytest.mark.slow  # over 10 s in the loaded inner loop (~3 s alone)
 def test_diverged_and_failed_configurations_rank_last(tmp_path: Path) -> None:
     # lr: [(seed, status, test_loss by epoch, test_accuracy by epoch)]. By their numbers alone
     # the unfinished configurations would come first, whichever the metric.

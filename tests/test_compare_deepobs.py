@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from optbench.analysis import reports
+import optbench.analysis.figures as figure_writer
 from optbench.analysis.compare import (
     best_of_curve,
     compare_runs,
@@ -294,9 +294,9 @@ def test_tuned_without_a_tune_json_takes_each_optimizers_best_configuration(
 
 
 def _capture_figures(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """The figures reports writes, looked at before they are saved and closed."""
+    """The figures analysis/figures.py writes, looked at before they are saved and closed."""
     figures: list[Any] = []
-    save = reports._save
+    save = figure_writer._save
 
     def keep(figure: Any, path: Any, option: str = "--plot") -> None:
         figures.append(
@@ -310,7 +310,7 @@ def _capture_figures(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
         )
         save(figure, path, option)
 
-    monkeypatch.setattr(reports, "_save", keep)
+    monkeypatch.setattr(figure_writer, "_save", keep)
     return figures
 
 

@@ -152,6 +152,7 @@ def test_torchvision_dataset_classes_by_path_are_the_registered_datasets(tmp_pat
 # --------------------------------------------------------------------------- models
 
 
+@pytest.mark.slow  # over 10 s in the loaded inner loop (~3 s alone)
 def test_a_torchvision_builder_gets_num_classes_from_the_data_and_trains(cifar_root) -> None:
     import torchvision
 

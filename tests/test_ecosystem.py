@@ -123,6 +123,7 @@ def test_pretrained_weights_are_refused_in_one_line_when_the_internet_is_out_of_
     assert_one_error_line(result, "model.pretrained", "huggingface.co")
 
 
+@pytest.mark.slow  # over 10 s in the loaded inner loop (~3 s alone)
 def test_a_three_channel_model_on_grey_images_is_told_what_to_do_and_data_channels_does_it() -> (
     None
 ):

@@ -35,6 +35,7 @@ def _assert_close(exact: list[dict], fast: list[dict]) -> None:
             assert fast_row[key] == pytest.approx(exact_row[key], rel=RTOL), key
 
 
+@pytest.mark.slow  # over 10 s in the loaded inner loop (~3 s alone)
 @pytest.mark.parametrize("dataset", ["fashion_mnist", "cifar10"])
 def test_fast_mode_stays_within_1e_3_of_exact_mode(
     dataset: str, fashion_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

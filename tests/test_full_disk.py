@@ -17,6 +17,7 @@ import pytest
 from tests.helpers import REPO, regression_dict, write_config
 
 optuna = pytest.importorskip("optuna")
+pytestmark = pytest.mark.durable  # fsync is part of what fills the disk
 
 
 @pytest.fixture

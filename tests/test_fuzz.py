@@ -6,6 +6,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -131,6 +132,7 @@ def _check(config: dict[str, Any], folder: Path) -> None:
         assert str(error)  # a message, not an empty error
 
 
+@pytest.mark.slow  # over 10 s in the loaded inner loop (~3 s alone)
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(base=st.sampled_from([REGRESSION, IMAGES]), changes=mutations)
 def test_mutated_configs_plan_or_fail_cleanly(tmp_path_factory, base, changes) -> None:

@@ -49,6 +49,7 @@ def bert_config(**changes: Any) -> dict[str, Any]:
     return config
 
 
+@pytest.mark.slow  # over 10 s in the loaded inner loop (~3 s alone)
 def test_bert_trains_as_transformers_docs_loop() -> None:
     """model(**batch) with input_ids, attention_mask and labels; outputs.loss trained on, the
     metrics read from outputs.logits; dropout on, so the global RNG is followed too."""
@@ -99,6 +100,7 @@ def test_bert_on_its_logits_with_cross_entropy_is_the_same_run() -> None:
     assert ours.rows[0]["test_accuracy"] == own.rows[0]["test_accuracy"]
 
 
+@pytest.mark.slow  # over 10 s in the loaded inner loop (~3 s alone)
 def test_gpt2_trains_on_token_windows_as_a_hand_loop(tmp_path: Path) -> None:
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(TEXT)

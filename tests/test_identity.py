@@ -22,7 +22,7 @@ from optbench.components.data.imported import Reading
 from optbench.components.registry import code_identity
 from optbench.core.config import ExperimentConfig, apply_override, validate_config
 from optbench.core.errors import ConfigError
-from optbench.core.identity import NOT_IN_RUN_ID
+from optbench.core.identity import in_run_id
 from optbench.experiment.plan import make_plan
 from tests.helpers import REPO, regression_dict, write_config
 
@@ -119,6 +119,7 @@ _BASE: dict[str, Any] = {
     "fast": False,
     "sweep": None,
     "tune": {"space": {"optimizer.lr": {"log_uniform": [1.0e-4, 1.0]}}},
+    "log": [{"name": "tensorboard"}],
 }
 _OTHER_VALUE: dict[str, Any] = {
     "name": "renamed",
@@ -170,8 +171,8 @@ _OTHER_VALUE: dict[str, Any] = {
     "tune.pruner": "none",
     "tune.metric": "test_loss",
     "tune.seeds": [3],
-    "log.tensorboard": True,
-    "log.mlflow": "http://127.0.0.1:5000",
+    "log.0.name": "mlflow",
+    "executor": {"name": "local", "workers": 2},
 }
 
 
@@ -224,7 +225,7 @@ def test_every_field_changes_the_run_id_except_the_documented_ones(field: str) -
         assert refused.value.field == field
         return
     plan = make_plan(validate_config(changed))
-    if field in NOT_IN_RUN_ID:
+    if not in_run_id(field):
         assert plan.run_id == base.run_id
     else:
         assert plan.run_id != base.run_id
@@ -419,6 +420,7 @@ def test_minus_zero_is_zero() -> None:
     assert _run_id(regularization={**l2, "l2": -0.0}) == _run_id(regularization=l2)
 
 
+@pytest.mark.slow  # over 10 s in the loaded inner loop (~3 s alone)
 def test_keys_passed_on_through_kwargs_are_canonical(cifar_root: tuple[Path, Any]) -> None:
     from optbench.components.registry import bind_passed
 

@@ -74,6 +74,7 @@ def test_blocks_are_contiguous_and_windows_predict_the_next_byte(corpus: Path) -
     assert torch.equal(targets.reshape(-1), data[valid_end:][1 : whole * 16 + 1].long())
 
 
+@pytest.mark.slow  # over 10 s in the loaded inner loop (~3 s alone)
 def test_character_tokens_number_the_corpus_alphabet(tmp_path: Path) -> None:
     """vocabulary: chars: each distinct character a token (multi-byte ones too), the windows
     decode back to the text, and bits per byte divides by the evaluated targets' bytes."""
@@ -191,6 +192,7 @@ def _decay_groups_config(corpus: Path, **changes: Any) -> dict[str, Any]:
     return config
 
 
+@pytest.mark.slow  # over 10 s in the loaded inner loop (~3 s alone)
 def test_training_is_the_nanogpt_loop(corpus: Path) -> None:
     result = train(make_plan(load_config(_decay_groups_config(corpus))))
     for row, hand in zip(result.rows, _nanogpt_loop(corpus, 2), strict=True):
@@ -201,6 +203,7 @@ def test_training_is_the_nanogpt_loop(corpus: Path) -> None:
         assert row["grad_norm"] is None
 
 
+@pytest.mark.slow  # over 10 s in the loaded inner loop (~3 s alone)
 def test_clip_grad_norm_is_nanogpts_clipping(corpus: Path) -> None:
     result = train(make_plan(load_config(_decay_groups_config(corpus, clip_grad_norm=0.5))))
     for row, hand in zip(result.rows, _nanogpt_loop(corpus, 2, clip=0.5), strict=True):
@@ -210,6 +213,7 @@ def test_clip_grad_norm_is_nanogpts_clipping(corpus: Path) -> None:
         assert row["test_loss"] == pytest.approx(hand["test_loss"], rel=1e-6)
 
 
+@pytest.mark.slow  # over 10 s in the loaded inner loop (~3 s alone)
 def test_bf16_is_autocast_around_forward_and_loss(corpus: Path) -> None:
     result = train(make_plan(load_config(_decay_groups_config(corpus, precision="bf16"))))
     full = _nanogpt_loop(corpus, 2)
@@ -272,6 +276,7 @@ def test_fortunes_is_the_debian_corpus() -> None:
     data.decode("utf-8")  # text, every file
 
 
+@pytest.mark.slow  # over 10 s in the loaded inner loop (~3 s alone)
 def test_sample_reads_the_trained_weights_and_the_untrained_model(
     corpus: Path, tmp_path: Path
 ) -> None:
@@ -333,6 +338,7 @@ def test_warmup_cosine_is_nanogpt_get_lr(corpus: Path) -> None:
         scheduler.step()
 
 
+@pytest.mark.slow  # over 10 s in the loaded inner loop (~3 s alone)
 def test_an_interrupted_language_model_run_resumes_exactly(corpus: Path, tmp_path: Path) -> None:
     """The windows' generator is the checkpointed shuffling generator: a run stopped mid-epoch
     and resumed gives the uninterrupted run's table, with warmup-cosine stepped per batch and

@@ -20,14 +20,10 @@ import yaml
 
 from optbench.core.config import validate_config
 from optbench.core.identity import flatten
-from optbench.experiment.loggers import (
-    EPOCH_METRICS,
-    MLFLOW_HTTP_DEFAULTS,
-    MLFLOW_RUN_ID_TAG,
-    TensorBoardLogger,
-    log_overrides,
-    run_label,
-)
+from optbench.experiment.loggers import EPOCH_METRICS, log_overrides
+from optbench.experiment.loggers.base import run_label
+from optbench.experiment.loggers.mlflow import MLFLOW_HTTP_DEFAULTS, MLFLOW_RUN_ID_TAG
+from optbench.experiment.loggers.tensorboard import TensorBoardLogger
 from optbench.experiment.plan import make_plan
 from optbench.experiment.runner import run_plan
 from optbench.experiment.train import SilentObserver
@@ -128,11 +124,11 @@ def test_tensorboard_events_are_epochs_csv_per_step_losses_and_hparams(tmp_path:
     assert start.hparams["optimizer.lr"].number_value == 0.05
     assert start.hparams["optimizer.name"].string_value == "SGD"
     assert start.hparams["seed"].number_value == 0
-    assert "name" not in start.hparams and "log.tensorboard" not in start.hparams
+    assert not [key for key in start.hparams if key == "name" or key.startswith("log")]
     end = metadata.parse_session_end_info_plugin_data(content[metadata.SESSION_END_INFO_TAG])
     assert end.status == api_pb2.STATUS_SUCCESS
     resolved = yaml.safe_load((run / RunDir.CONFIG).read_text())
-    assert resolved["log"] == {"tensorboard": True, "mlflow": False}
+    assert resolved["log"] == [{"name": "tensorboard"}]
 
 
 def test_fast_mode_logs_epochs_but_no_batch_losses(tmp_path: Path) -> None:
@@ -215,17 +211,33 @@ def test_a_resumed_run_continues_its_event_files_without_duplicates(tmp_path: Pa
 def test_a_failing_logger_is_reported_once_and_the_run_goes_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    def broken(self: Any, row: dict[str, Any]) -> None:
+    def broken(self: Any, row: dict[str, Any], step: int) -> None:
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(TensorBoardLogger, "epoch_finished", broken)
+    monkeypatch.setattr(TensorBoardLogger, "log_epoch", broken)
     run = _run(tmp_path, _plan(tensorboard=True))
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(warnings) == 1, warnings
-    assert warnings[0].startswith("warning: TensorBoard logging stopped (OSError: No space")
+    assert warnings[0].startswith("warning: tensorboard logging stopped (OSError: No space")
     summary = json.loads((run / RunDir.SUMMARY).read_text())
     assert summary["status"] == "completed" and summary["epochs_completed"] == 3
     assert list(_epochs(run).epoch) == [1, 2, 3]
+
+
+def test_a_logger_that_cannot_start_is_reported_once_and_the_run_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def unreachable(self: Any, run: Any) -> int:
+        raise ConnectionError("server gone")
+
+    monkeypatch.setattr(TensorBoardLogger, "start", unreachable)
+    run = _run(tmp_path, _plan(tensorboard=True))
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert warnings == [
+        "warning: tensorboard logging is off for this run (ConnectionError: server gone); "
+        "it trains on"
+    ]
+    assert list(_epochs(run).epoch) == [1, 2, 3] and not (run / RunDir.TENSORBOARD).exists()
 
 
 def test_logging_does_not_change_the_run_id() -> None:
@@ -261,7 +273,7 @@ def test_the_flags_are_config_overrides() -> None:
     config = validate_config(
         regression_dict(log={"mlflow": yaml.safe_load(override.partition("=")[2])})
     )
-    assert config.log.mlflow == uri
+    assert config.log[0].name == "mlflow" and config.log[0].options == {"uri": uri}
     assert run_label({"optimizer": {"name": "torch.optim.SGD", "lr": 0.001}}) == "SGD lr=0.001"
 
 
@@ -276,7 +288,7 @@ def test_a_plain_run_and_help_import_neither_backend(tmp_path: Path) -> None:
         "        app(argv, standalone_mode=False)\n"
         "    except SystemExit:\n"
         "        pass\n"
-        "    loaded = [m for m in ('tensorboard', 'mlflow') if m in sys.modules]\n"
+        "    loaded = [m for m in ('tensorboard', 'mlflow', 'wandb') if m in sys.modules]\n"
         "    assert not loaded, f'{argv[0]} imported {loaded}'\n"
     )
     completed = subprocess.run(
@@ -439,7 +451,7 @@ def test_mlflow_server_gets_the_run_and_a_server_gone_mid_run_costs_nothing(
     run = _run(tmp_path / "r", plan, display=_StopServerAfter(server, epoch=1))
     seconds = time.monotonic() - started
     warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
-    assert len(warnings) == 1 and "MLflow logging stopped" in warnings[0], warnings
+    assert len(warnings) == 1 and "mlflow logging stopped" in warnings[0], warnings
     summary = json.loads((run / RunDir.SUMMARY).read_text())
     assert summary["status"] == "completed" and list(_epochs(run).epoch) == [1, 2, 3]
     print(f"gone server: run took {seconds:.1f} s; {warnings[0]}")
@@ -469,3 +481,143 @@ def test_sweep_workers_log_every_run(tmp_path: Path) -> None:
     names, groups = _session_groups(results)
     assert sorted(Path(name).name for name in names) == ["SGD lr=0.01", "SGD lr=0.05"]
     assert sorted(g.name for g in groups) == [run.name for run in runs]
+
+
+# --------------------------------------------------------------------------- loggers as components
+
+# A logger of one's own, in a module next to the config: every call as a line of JSON in the
+# run's folder; it holds, as a tool would, the steps an earlier attempt logged.
+_OWN_LOGGER = '''
+import json
+
+
+class JsonLines:
+    """Each call appended to <run>/calls.jsonl."""
+
+    def __init__(self, tag: str = "none") -> None:
+        self.tag = tag
+
+    def start(self, run):
+        self.path = run.folder / "calls.jsonl"
+        old = self.path.read_text().splitlines() if self.path.exists() else []
+        steps = [json.loads(line)["step"] for line in old if '"epoch"' in line]
+        self._write(call="start", resuming=run.resuming, first=run.first_epoch, tag=self.tag)
+        return max(steps, default=0)
+
+    def log_epoch(self, row, step):
+        self._write(call="epoch", step=step, train_loss=row["train_loss"])
+
+    def finish(self, status):
+        self._write(call="finish", status=status)
+
+    def _write(self, **values):
+        with self.path.open("a") as out:
+            out.write(json.dumps(values) + "\\n")
+'''
+
+
+def test_a_logger_of_ones_own_by_import_path_logs_each_epoch_once_across_a_resume(
+    tmp_path: Path,
+) -> None:
+    from optbench.core.config import load_config
+
+    (tmp_path / "ownlog.py").write_text(_OWN_LOGGER)
+    config = write_config(
+        tmp_path, regression_dict(epochs=3, log=[{"name": "ownlog.JsonLines", "tag": "t"}])
+    )
+    plan = make_plan(load_config(config))
+    with pytest.raises(KeyboardInterrupt):  # stopped in epoch 2: epoch 1 is in the checkpoint
+        _run(tmp_path / "r", plan, display=StopAt(epoch=2, batch=3))
+    run = _run(tmp_path / "r", plan, resume=True)
+    calls = [json.loads(line) for line in (run / "calls.jsonl").read_text().splitlines()]
+    assert [(c["call"], c.get("step") or c.get("status")) for c in calls] == [
+        ("start", None),
+        ("epoch", 1),
+        ("finish", "interrupted"),
+        ("start", None),
+        ("epoch", 2),  # epoch 1, replayed from the checkpoint, is not passed again
+        ("epoch", 3),
+        ("finish", "completed"),
+    ]
+    assert [(c["resuming"], c["first"], c["tag"]) for c in calls if c["call"] == "start"] == [
+        (False, 1, "t"),
+        (True, 2, "t"),
+    ]
+    frame = _epochs(run)
+    logged = {c["step"]: c["train_loss"] for c in calls if c["call"] == "epoch"}
+    assert logged == dict(zip(frame.epoch, frame.train_loss, strict=True))
+    resolved = yaml.safe_load((run / RunDir.CONFIG).read_text())
+    assert resolved["log"] == [{"name": "ownlog.JsonLines", "tag": "t"}]
+
+
+def test_a_package_adds_a_logger_by_entry_point(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from optbench.core.errors import ConfigError
+
+    site = tmp_path / "site"
+    (site / "jsonlog").mkdir(parents=True)
+    (site / "jsonlog" / "__init__.py").write_text(_OWN_LOGGER)
+    info = site / "jsonlog-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: jsonlog\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[optbench.loggers]\njsonl = jsonlog:JsonLines\n")
+    monkeypatch.syspath_prepend(str(site))
+    (bound,) = _plan(jsonl={"tag": "p"}).loggers
+    assert (bound.name, bound.cls.__module__, bound.options) == ("jsonl", "jsonlog", {"tag": "p"})
+    with pytest.raises(ConfigError) as unknown:
+        _plan(jsonll=True)
+    assert "(did you mean 'jsonl'?)" in str(unknown.value) and "wandb" in str(unknown.value)
+
+
+@pytest.mark.parametrize(
+    ("log", "fragments"),
+    [
+        (
+            [{"name": "tensorbord"}],
+            ["log.tensorbord: unknown logger 'tensorbord' (did you mean 'tensorboard'?)"],
+        ),
+        (
+            [{"name": "mlflow", "url": "sqlite:///x.db"}],
+            ["log.mlflow.url: MlflowLogger does not accept 'url' (did you mean 'uri'?)"],
+        ),
+        ({"wandb": {"project": 5}}, ["log.wandb.project: must be"]),
+        ([{"name": "json.JSONDecoder"}], ["'json.JSONDecoder' is not a logger: it has no start"]),
+    ],
+)
+def test_a_bad_log_entry_is_one_line_exit_2_before_anything_is_written(
+    tmp_path: Path, log: Any, fragments: list[str]
+) -> None:
+    from optbench.ui.cli import app
+
+    config = write_config(tmp_path, regression_dict(log=log))
+    result = cli_runner().invoke(app, ["run", str(config), "--results-dir", str(tmp_path / "r")])
+    assert_one_error_line(result, *fragments)
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_flags_and_set_reach_a_list_written_in_the_config(tmp_path: Path) -> None:
+    from optbench.core.config import load_config
+
+    config = write_config(tmp_path, regression_dict(log=[{"name": "wandb", "mode": "offline"}]))
+    flags = log_overrides(tensorboard=True, mlflow="sqlite:///x.db")
+    loaded = load_config(config, [*flags, "log.wandb.project=p"])
+    assert [(e.name, e.options) for e in loaded.log] == [
+        ("wandb", {"mode": "offline", "project": "p"}),
+        ("tensorboard", {}),
+        ("mlflow", {"uri": "sqlite:///x.db"}),
+    ]
+
+
+def test_a_logger_class_of_a_notebook_is_given_by_value(tmp_path: Path) -> None:
+    from optbench.core.config import load_config
+
+    namespace: dict[str, Any] = {"__name__": "__main__"}  # as a notebook's cell defines it
+    exec(_OWN_LOGGER, namespace)
+    logger = namespace["JsonLines"]
+    plan = make_plan(load_config(regression_dict(log=[{"name": logger, "tag": "nb"}])))
+    (bound,) = plan.loggers
+    assert bound.cls is logger and bound.options == {"tag": "nb"}
+    run = _run(tmp_path, plan)
+    calls = [json.loads(line) for line in (run / "calls.jsonl").read_text().splitlines()]
+    assert [c["step"] for c in calls if c["call"] == "epoch"] == list(_epochs(run).epoch)

@@ -25,7 +25,11 @@ def _untrained_test_loss(plan) -> float:
 _LR = {"Adadelta": 10.0, "LBFGS": 1.0}
 
 
-@pytest.mark.parametrize("name", OPTIMIZERS.names())
+@pytest.mark.parametrize(
+    "name",
+    # LBFGS evaluates the loss many times a step: over 10 s in the loaded inner loop
+    [pytest.param(n, marks=pytest.mark.slow) if n == "LBFGS" else n for n in OPTIMIZERS.names()],
+)
 def test_every_registered_optimizer_lowers_the_loss(name: str) -> None:
     options = {"name": name, "lr": _LR.get(name, 0.05)}
     config = regression_config(

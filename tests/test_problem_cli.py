@@ -46,6 +46,7 @@ def _run(tmp_path: Path, problem: str, **changes) -> None:
     run_plan(make_plan(validate_config(config)), tmp_path, display=SilentObserver())
 
 
+@pytest.mark.slow  # over 10 s in the loaded inner loop (~3 s alone)
 def test_compare_ranks_by_the_problems_metric_unless_told_otherwise(tmp_path: Path) -> None:
     pytest.importorskip("sklearn")
     for lr in (0.05, 0.2):

@@ -311,6 +311,7 @@ def time_matrices(draw) -> np.ndarray:
     return np.array(flat).reshape(optimizers, problems)
 
 
+@pytest.mark.slow  # over 10 s in the loaded inner loop (~3 s alone)
 @settings(max_examples=60, deadline=None)
 @given(times=time_matrices())
 def test_ratios_and_profiles_match_algoperf(times: np.ndarray) -> None:
@@ -332,6 +333,7 @@ def test_ratios_and_profiles_match_algoperf(times: np.ndarray) -> None:
         assert profile[o] == pytest.approx(expected)
 
 
+@pytest.mark.slow  # over 10 s in the loaded inner loop (~3 s alone)
 @settings(max_examples=20, deadline=None)
 @given(times=time_matrices())
 def test_exact_score_is_within_algoperfs_grid_error(times: np.ndarray) -> None:
@@ -346,6 +348,7 @@ def test_exact_score_is_within_algoperfs_grid_error(times: np.ndarray) -> None:
             assert value == pytest.approx(theirs[o], abs=cell / 6 + 1e-12)
 
 
+@pytest.mark.slow  # over 10 s in the loaded inner loop (~3 s alone)
 def test_algoperfs_grid_integral_converges_to_the_exact_score() -> None:
     times = pd.DataFrame(
         {"P1": [400, 200, 100], "P2": [300, 150, 300], "P3": [INF, 500, 250]},

@@ -15,7 +15,6 @@ from optbench.analysis.compare import compare_runs, tuneability_frame
 from optbench.core.errors import ConfigError
 from optbench.storage.records import Summary, TuneFile, learning_rate
 from optbench.storage.results import RunDir, read_run
-from optbench.sweeps.executors import LocalExecutor, RayExecutor, make_executor
 from tests.helpers import REPO, regression_dict
 
 BASELINES = REPO / "results" / "baselines"
@@ -82,15 +81,3 @@ def test_sam_runs_keep_their_lr_in_the_tuneability_frame(tmp_path: Path) -> None
         assert read_run(run.dir).record.run_id == run.run_id
     frame = tuneability_frame(compare_runs([results], "final_test_loss"))
     assert sorted(frame["lr"]) == [0.01, 0.05] and frame["final_mean"].notna().all()
-
-
-def test_make_executor_picks_one_executor_and_refuses_bad_input(tmp_path: Path) -> None:
-    assert isinstance(make_executor("local", 2, None, tmp_path, "n"), LocalExecutor)
-    ray = make_executor("ray", 1, None, tmp_path, "n")
-    assert isinstance(ray, RayExecutor)
-    ray.write_files("run-1", {"summary.json": b"{}\n"})  # what a Ray task sends back
-    assert (tmp_path / "n" / "run-1" / "summary.json").read_bytes() == b"{}\n"
-    with pytest.raises(ConfigError, match="--executor: unknown executor 'dask'"):
-        make_executor("dask", 1, None, tmp_path, "n")
-    with pytest.raises(ConfigError, match="--workers: must be at least 1"):
-        make_executor("local", 0, None, tmp_path, "n")

@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from optbench.storage.results import Status
-from optbench.sweeps import executors
+from optbench.sweeps.executors import local as executors
 from optbench.sweeps.grid import load_sweep
 from tests.helpers import regression_dict, write_config
 
@@ -167,6 +167,7 @@ def test_once_a_run_is_not_tiny_worker_processes_take_the_rest(
         assert epochs["test_loss"].tolist() == pytest.approx(expected, rel=1e-6, abs=0)
 
 
+@pytest.mark.durable
 def test_a_tiny_runs_epochs_are_fsynced_once_before_its_summary(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

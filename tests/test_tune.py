@@ -146,7 +146,7 @@ def test_executors_pull_points_only_when_a_worker_is_free(tmp_path: Path) -> Non
     """The lazy executor: with one worker, the next point is pulled after the last result."""
     from optbench.core.config import validate_config
     from optbench.experiment.plan import make_plan
-    from optbench.sweeps.executors import run_local
+    from optbench.sweeps.executors.local import run_local
 
     events: list[str] = []
 

@@ -13,7 +13,6 @@ import torch
 from rich.console import Console
 
 from optbench.analysis.compare import compare_runs, two_d_paths
-from optbench.analysis.reports import print_comparison
 from optbench.components.twod import FUNCTIONS
 from optbench.core.config import validate_config
 from optbench.core.metrics import RANKING_METRICS, written_columns
@@ -23,6 +22,7 @@ from optbench.experiment.plan import make_plan
 from optbench.experiment.runner import run_plan
 from optbench.experiment.train import SilentObserver, train
 from optbench.storage.results import RunDir
+from optbench.ui.reports import print_comparison
 from tests.helpers import StopAt, regression_dict
 
 TWO_D = ("rosenbrock", "beale", "branin")

@@ -128,6 +128,7 @@ def test_the_validation_draw_is_disjoint_from_training_and_covers_it_once() -> N
                        valid_set.inputs)  # fmt: skip
 
 
+@pytest.mark.slow  # over 10 s in the loaded inner loop (~3 s alone)
 def test_a_run_with_validation_trains_on_exactly_the_rest_as_a_hand_written_loop() -> None:
     plan = _plan(data={"validation": 300})
     whole, test = load_data(_plan().data, plan.config.seed)
@@ -184,6 +185,7 @@ def _same_tensors(a: Any, b: Any) -> bool:
     return a == b
 
 
+@pytest.mark.slow  # over 10 s in the loaded inner loop (~3 s alone)
 @pytest.mark.parametrize(
     "optimizer",
     [
@@ -252,6 +254,7 @@ def test_a_row_between_steps_is_the_test_loss_a_hand_written_loop_sees_at_that_s
     assert all(r["seconds"] >= 0 and r["eval_seconds"] >= 0 for r in rows)
 
 
+@pytest.mark.slow  # over 10 s in the loaded inner loop (~3 s alone)
 def test_shuffle_once_and_drop_last_give_the_batches_of_the_loop_that_replays_one_order() -> None:
     """DeepOBS's TensorFlow pipeline by hand: one torch.randperm(n) from the run's seed, its
     whole batches every epoch, evaluation on whole batches."""
@@ -389,6 +392,7 @@ def test_deepobs_pipeline_reproduces_the_published_quadratic_deep_momentum_figur
     assert sum(finals) / len(finals) == pytest.approx(mean, abs=3 * std)
 
 
+@pytest.mark.slow  # over 10 s in the loaded inner loop (~3 s alone)
 def test_a_run_with_eval_every_stopped_mid_epoch_resumes_to_the_uninterrupted_rows(
     tmp_path: Path,
 ) -> None:

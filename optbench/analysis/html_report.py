@@ -32,6 +32,7 @@ from optbench.analysis.compare import (
     show_hyperparameter,
     two_d_paths,
 )
+from optbench.analysis.figures import check_writable
 from optbench.analysis.html_page import (
     colour,
     generated_by,
@@ -41,7 +42,7 @@ from optbench.analysis.html_page import (
     rgba,
     switch,
 )
-from optbench.analysis.reports import check_writable, mean_std, rank_columns
+from optbench.analysis.reports import mean_std, rank_columns
 from optbench.core.metrics import (
     CURVE_COLUMNS,
     EPOCH_COLUMNS,

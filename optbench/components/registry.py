@@ -25,6 +25,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from optbench.core.byvalue import is_token, lookup, short_name
 from optbench.core.config import MAX_INTEGER
 from optbench.core.errors import ConfigError, did_you_mean
 from optbench.core.registry import Record, Registry, qualified_name
@@ -92,6 +93,15 @@ def resolve_component(
     spelling of a registered component has one name and one run-id; any other is made into a
     record by `make(qualified name, object, code identity)`.
     """
+    if is_token(name):  # a Python object given by value: the token is its name and identity
+        obj = lookup(name, field)
+        problem = check(obj)
+        if problem:
+            raise ConfigError(field, f"'{short_name(name)}' {problem}")
+        code: dict[str, Any] = {"by_value": name}
+        if callable(obj) and code_defaults(obj):
+            code["code_defaults"] = code_defaults(obj)
+        return make(name, obj, code)
     if not is_import_path(name):
         return registry.get(name, field)
     obj = import_object(name, field)

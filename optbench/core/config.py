@@ -8,7 +8,6 @@ component's own signature in `optbench.experiment.plan`.
 from __future__ import annotations
 
 import copy
-import inspect
 import os
 import re
 import stat
@@ -259,19 +258,43 @@ class ProblemRecord(_Strict):
     overrides: dict[str, Any] = Field(default_factory=dict)
 
 
-class LogConfig(_Strict):
-    """Where a run also logs as it trains (experiment/loggers.py); not part of what is trained."""
+class LoggerConfig(_WithOptions):
+    """One entry of `log:`: a logger's registered name or import path, and its options, bound
+    to its class's signature while planning (experiment/loggers/). Not part of the run-id."""
 
-    tensorboard: bool = False  # event files in the run folder's tensorboard/
-    # true: $MLFLOW_TRACKING_URI, else sqlite:///<results>/mlflow.db; a string: a tracking URI
-    mlflow: bool | str = False
 
-    @field_validator("mlflow", mode="before")
-    @classmethod
-    def _uri_or_switch(cls, mlflow: Any) -> Any:
-        if isinstance(mlflow, bool) or (isinstance(mlflow, str) and mlflow.strip()):
-            return mlflow
-        raise ValueError(f"must be true, false or a tracking URI string, got {mlflow!r}")
+def loggers_from_mapping(log: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """`log:` written as a mapping (`{tensorboard: true, mlflow: URI, wandb: {project: p}}`) as
+    the list of entries it stands for: per logger name, true (its defaults), false or null
+    (off), a mapping of its options, or a string (its `uri`, MLflow's tracking URI)."""
+    entries = []
+    for name, value in log.items():
+        if value is None or value is False:
+            continue
+        if value is True:
+            entries.append({"name": name})
+        elif isinstance(value, Mapping):
+            entries.append({**value, "name": name})
+        elif isinstance(value, str) and value.strip():
+            entries.append({"name": name, "uri": value})
+        else:
+            raise ConfigError(
+                str(name),
+                f"must be true, false, a mapping of the logger's options or a tracking URI "
+                f"string, got {value!r}",
+            )
+    return entries
+
+
+def loggers_by_name(log: list[Any], field: str) -> dict[str, Any]:
+    """The list form of `log:` as the mapping form, so that `--set log.mlflow=true` (what the
+    --tensorboard/--mlflow flags are) adds to or changes a list the config wrote."""
+    log = [{"name": e} if isinstance(e, str) else e for e in log]
+    named = [e for e in log if isinstance(e, Mapping) and isinstance(e.get("name"), str)]
+    names = [e["name"] for e in named]
+    if len(named) < len(log) or len(set(names)) < len(names):
+        raise ConfigError(field, "names a logger of a list by name: each entry needs a name, once")
+    return {e["name"]: {k: v for k, v in e.items() if k != "name"} for e in named}
 
 
 DISTRIBUTIONS = ("uniform", "log_uniform", "int_uniform", "choice")  # sweeps/study.py maps them
@@ -411,12 +434,27 @@ class ExperimentConfig(_Strict):
     compile: bool = False
     sweep: dict[str, list[Any]] | None = None  # read by `optbench sweep`; `run` trains the base
     tune: TuneConfig | None = None  # read by `optbench tune`; `run` trains the base
-    log: LogConfig = Field(default_factory=LogConfig)  # TensorBoard / MLflow (not in the run-id)
+    log: list[LoggerConfig] = Field(default_factory=list)  # experiment/loggers/ (not in the run-id)
+    # Where sweep, tune and benchmark train the runs (sweeps/executors: a name, or a mapping with
+    # `name` and the executor's options): never dumped, so neither config.yaml nor the run-id
+    # holds it; `run` accepts and ignores it.
+    executor: str | dict[str, Any] | None = Field(None, exclude=True)
 
     @field_validator("name")
     @classmethod
     def _safe_name(cls, name: str) -> str:
         return safe_name(name)
+
+    @field_validator("log", mode="before")
+    @classmethod
+    def _log_as_list(cls, log: Any) -> Any:
+        if log is None:
+            return []
+        if isinstance(log, Mapping):
+            return loggers_from_mapping(log)
+        if isinstance(log, list):  # `- tensorboard` is `- {name: tensorboard}`
+            return [{"name": entry} if isinstance(entry, str) else entry for entry in log]
+        return log
 
     @field_validator("loss", mode="before")
     @classmethod
@@ -614,6 +652,9 @@ def apply_override(
                 node[index] = {}
             if i == 0 and part in COMPONENT_SECTIONS and isinstance(node[index], str):
                 node[index] = {"name": node[index]}  # `loss: mse` then --set loss.delta=...
+            by_name = i == 0 and part == "log" and not parts[1].isdigit()
+            if by_name and isinstance(node[index], list):  # `log: [...]`, --set log.wandb.mode=
+                node[index] = loggers_by_name(node[index], f"{source} {'.'.join(parts)}")
             node = node[index]
 
 
@@ -658,7 +699,6 @@ _SECTION_MODELS: dict[str, type[BaseModel]] = {
     "data": DataConfig,
     "data.normalize": Normalize,
     "regularization": RegularizationConfig,
-    "log": LogConfig,
 }
 
 
@@ -675,6 +715,9 @@ def _describe(error: dict[str, Any]) -> tuple[str, str]:
         return field, f"unknown key{hint}"
     if kind == "missing":
         return field, "is required"
+    inner = error.get("ctx", {}).get("error")
+    if isinstance(inner, ConfigError) and inner.field:  # raised by a validator, about a key
+        return f"{field}.{inner.field}", inner.problem
     message = error["msg"]
     message = message.removeprefix("Value error, ")
     if "input" in error and kind.endswith("_type"):
@@ -703,36 +746,20 @@ ConfigSource = str | Path | Mapping[str, Any]
 
 def objects_to_paths(node: Any, where: str = "") -> None:
     """Python objects given where a config names a component (a model class or factory, a
-    dataset function, a loss, an optimizer class: `{"model": {"name": Net}}`), replaced in
-    place by the import path that names them, so the run-id, the files and the workers see
-    what a YAML file would hold. One that no import path reaches (defined in a notebook or the
-    script itself, inside a function, a lambda) is refused in one line."""
+    dataset function, a loss callable, an optimizer class: `{"model": {"name": Net}}`),
+    replaced in place by the import path that names them, so the run-id, the files and the
+    workers see what a YAML file would hold; one that no import path reaches (defined in a
+    notebook or the script itself, inside a function, a lambda, a callable instance) by the
+    token that identifies it by value (core/byvalue.py), or refused in one line."""
+    from optbench.core.byvalue import import_path, token_for
+
     items = node.items() if isinstance(node, dict) else enumerate(node)
     for key, value in list(items):
         field = f"{where}.{key}" if where else str(key)
         if isinstance(value, (dict, list)):
             objects_to_paths(value, field)
-        elif inspect.isclass(value) or inspect.isfunction(value) or inspect.isbuiltin(value):
-            node[key] = _import_path(value, field)
-
-
-def _import_path(obj: Any, field: str) -> str:
-    module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", "")
-    path = f"{module}.{qualname}"
-    if module in (None, "__main__", "__mp_main__") or "<" in qualname:
-        where = "a notebook or the script itself" if module else "no module"
-        raise ConfigError(
-            field,
-            f"{qualname or obj!r} is defined in {where}, so no import path names it (the "
-            "run-id and worker processes need one): move it into a module file and pass it "
-            f"from there, or give its path as a string like 'mymodule.{qualname or 'Name'}'",
-        )
-    found: Any = sys.modules.get(module)
-    for part in qualname.split(".") if found is not None else ():
-        found = getattr(found, part, None)
-    if found is not obj:
-        raise ConfigError(field, f"{obj!r} is not reachable as {path}; give its import path")
-    return path
+        elif callable(value):
+            node[key] = import_path(value) or token_for(value, field)
 
 
 def read_source(

@@ -13,9 +13,11 @@ import json
 import re
 from typing import Any
 
-# Dotted keys of the resolved config that never change the run-id (documented in the README).
+# Dotted keys of the resolved config that never change the run-id, each with every key under it
+# (documented in the README): `log` is where a run is also logged (experiment/loggers/),
+# `executor` where it trains (sweeps/executors/; never dumped into the resolved config).
 NOT_IN_RUN_ID = frozenset(
-    {"name", "data.root", "data.download", "sweep", "log.tensorboard", "log.mlflow"}
+    {"name", "data.root", "data.download", "sweep", "log", "executor"}
     # `tune:` (sweep/tune.py): how to search, not what one run trains
     | {f"tune.{key}" for key in ("space", "trials", "sampler", "pruner", "metric", "seeds")}
 )
@@ -33,9 +35,21 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): value}
 
 
+def left_out(key: str, leave_out: frozenset[str]) -> bool:
+    """Whether a dotted key, or a section above it, is in `leave_out`: 'log' leaves out
+    'log.0.name' and 'log.tensorboard' alike, whatever form the section takes."""
+    parts = key.split(".")
+    return any(".".join(parts[:i]) in leave_out for i in range(1, len(parts) + 1))
+
+
+def in_run_id(key: str) -> bool:
+    """Whether a dotted key of the resolved config is part of the run-id."""
+    return not left_out(key, NOT_IN_RUN_ID)
+
+
 def identity(resolved: dict[str, Any], leave_out: frozenset[str] = NOT_IN_RUN_ID) -> dict[str, Any]:
-    """The flattened resolved config without the keys in `leave_out`."""
-    return {k: v for k, v in flatten(resolved).items() if k not in leave_out}
+    """The flattened resolved config without the keys `leave_out` covers (see `left_out`)."""
+    return {k: v for k, v in flatten(resolved).items() if not left_out(k, leave_out)}
 
 
 def digest(resolved: dict[str, Any], leave_out: frozenset[str] = NOT_IN_RUN_ID) -> str:
@@ -46,7 +60,8 @@ def digest(resolved: dict[str, Any], leave_out: frozenset[str] = NOT_IN_RUN_ID) 
 
 def run_id(resolved: dict[str, Any]) -> str:
     """'<optimizer>-seed<seed>-<hash>': the same resolved experiment always gets the same id."""
-    class_name = str(resolved["optimizer"]["name"]).rsplit(".", 1)[-1]
+    # a class given by value (core/byvalue.py) is named by its token's readable part
+    class_name = str(resolved["optimizer"]["name"]).partition("@")[0].rsplit(".", 1)[-1]
     optimizer = re.sub(r"[^a-z0-9]+", "_", class_name.lower())
     return f"{optimizer}-seed{resolved['seed']}-{digest(resolved)}"
 

@@ -78,6 +78,8 @@ class SuiteConfig(_Strict):
     # Targets, and so tuning, read the validation split (a test metric names its validation
     # twin); true: on the test split, as DeepOBS's baselines were chosen (warned, not advised).
     select_on_test: bool = False
+    # Where the pairs' runs train (sweeps/executors), as a config's `executor:` section.
+    executor: str | dict[str, Any] | None = None
 
     @field_validator("name")
     @classmethod

@@ -44,6 +44,7 @@ from optbench.core.config import (
 from optbench.core.errors import ConfigError
 from optbench.core.usercode import stage, time_limit, user_code
 from optbench.experiment.checkpoint import check_round_trip, unsaveable_reason
+from optbench.experiment.loggers.registry import BoundLogger, bind_loggers
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,7 @@ class RunPlan:
     parameters: tuple[tuple[str, tuple[int, ...]], ...]  # every trainable parameter's name, shape
     regularization: BoundRegularization | None = None  # the L2 penalty train.py's _loss adds
     threads: int = 1  # torch's intra-op threads while it trains (config.threads, see run_threads)
+    loggers: tuple[BoundLogger, ...] = ()  # `log:` bound (experiment/loggers/); not in the run-id
 
     @property
     def name(self) -> str:
@@ -214,6 +216,7 @@ def resolve_config(
     loss: tuple[LossInfo, dict[str, Any]],
     optimizer: BoundOptimizer,
     scheduler: BoundScheduler | None,
+    loggers: tuple[BoundLogger, ...] = (),
 ) -> dict[str, Any]:
     """The resolved config (config.yaml): every field of the schema as dumped, so a new field
     can not be left out, with each component's section replaced by its binding."""
@@ -238,6 +241,7 @@ def resolve_config(
         "optimizer": _section(
             dumped["optimizer"], config.optimizer.model_extra, optimizer.resolved()
         ),
+        "log": [logger.resolved() for logger in loggers],
     }
     if scheduler is not None and config.scheduler is not None:
         resolved["scheduler"] = _section(
@@ -489,6 +493,7 @@ def make_plan(config: ExperimentConfig) -> RunPlan:
 
 
 def _make_plan(config: ExperimentConfig) -> RunPlan:
+    loggers = bind_loggers(config.log)  # first: cheap, and a bad entry needs no data
     with stage("data.dataset", config.data.dataset):
         data = bind_data(config.data, default_data_root(), config.seed)
     spec = data.spec
@@ -566,7 +571,13 @@ def _make_plan(config: ExperimentConfig) -> RunPlan:
             _try_step(optimizer, model, loss_fn, batch, model_info.name)
 
     resolved = resolve_config(
-        config, data, (model_info, model_options), (loss_info, loss_options), optimizer, scheduler
+        config,
+        data,
+        (model_info, model_options),
+        (loss_info, loss_options),
+        optimizer,
+        scheduler,
+        loggers,
     )
     device = resolve_device(config.device)
     _check_precision(config, device)
@@ -585,4 +596,5 @@ def _make_plan(config: ExperimentConfig) -> RunPlan:
         parameters=tuple((n, tuple(p.shape)) for n, p in trainable.items()),
         regularization=regularization,
         threads=run_threads(config),
+        loggers=loggers,
     )

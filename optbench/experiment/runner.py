@@ -21,7 +21,7 @@ from optbench.core.errors import ResultsWriteError, RunExistsError
 from optbench.core.metrics import METRICS, RANKABLE
 from optbench.core.version import VERSION
 from optbench.experiment.checkpoint import CheckpointFile, keep_weights
-from optbench.experiment.loggers import RunLoggers, require_backends
+from optbench.experiment.loggers import RunLoggers, open_loggers
 from optbench.experiment.plan import RunPlan
 from optbench.experiment.train import (
     SilentObserver,
@@ -154,6 +154,33 @@ class _SaveEachEpoch:
         self.display.epoch_finished(row)
 
 
+def check_inputs(plan: RunPlan) -> None:
+    """What would fail the run before any write: a missing dataset (its loggers were checked
+    while planning)."""
+    load_data(plan.data, plan.config.seed)
+
+
+def claim_run(
+    run: RunDir, plan: RunPlan, *, force: bool, resume: bool, sync_every: float
+) -> tuple[CheckpointFile, RunOutcome | None]:
+    """The run folder readied for training (held under its RunLock by the caller): its
+    checkpoint file, and the outcome to return instead of training when the run is finished
+    and `resume` asks only for it. Raises RunExistsError for a run that would be overwritten."""
+    earlier = run.read_summary()
+    status = earlier.status if earlier else None
+    checkpoints = CheckpointFile(run.checkpoint_path, plan.run_id, SyncPolicy(sync_every))
+    run.remove_partial_files()
+    if force:
+        run.clear()
+    elif status in FINISHED:
+        if resume:
+            return checkpoints, RunOutcome(run.path, earlier or Summary(), already_finished=True)
+        raise RunExistsError(run.path, str(status), resumable=False)
+    elif checkpoints.exists() and not resume:
+        raise RunExistsError(run.path, str(status or "no summary"), resumable=True)
+    return checkpoints, None
+
+
 def run_plan(
     plan: RunPlan,
     results_dir: str | Path,
@@ -173,23 +200,76 @@ def run_plan(
     `force`, returned as it is with `resume`); an interrupted one continues from its checkpoint
     with `resume`.
     """
-    require_backends(plan.config.log)  # a logging extra not installed: refused before any write
-    load_data(plan.data, plan.config.seed)  # a missing dataset fails here, before any write
+    check_inputs(plan)  # refused before any write
     run = create_run_dir(results_dir, plan.name, plan.run_id)
     with RunLock(run):
-        earlier = run.read_summary()
-        status = earlier.status if earlier else None
-        checkpoints = CheckpointFile(run.checkpoint_path, plan.run_id, SyncPolicy(sync_every))
-        run.remove_partial_files()
-        if force:
-            run.clear()
-        elif status in FINISHED:
-            if resume:
-                return RunOutcome(run.path, earlier or Summary(), already_finished=True)
-            raise RunExistsError(run.path, str(status), resumable=False)
-        elif checkpoints.exists() and not resume:
-            raise RunExistsError(run.path, str(status or "no summary"), resumable=True)
+        checkpoints, finished = claim_run(
+            run, plan, force=force, resume=resume, sync_every=sync_every
+        )
+        if finished is not None:
+            return finished
         return _train_in(run, plan, checkpoints, detect_anomaly, display or SilentObserver())
+
+
+@dataclass
+class StartedRun:
+    """A run whose files are open: config and a `running` summary written, loggers open, and
+    the observer that keeps epochs.csv current (its `rows`)."""
+
+    run: RunDir
+    plan: RunPlan
+    checkpoints: CheckpointFile
+    display: TrainingObserver
+    loggers: RunLoggers
+    observer: _SaveEachEpoch
+    started: float
+
+
+def start_run(
+    run: RunDir, plan: RunPlan, checkpoints: CheckpointFile, display: TrainingObserver
+) -> StartedRun:
+    """Write the config and a `running` summary, open the loggers, announce the run."""
+    run.write_config(plan.resolved)
+    started = time.time()
+    run.write_summary(summarize(plan, None, Status.RUNNING, started, None))
+    title = f"{plan.name} / {plan.run_id}  ({plan.optimizer.info.name}, {plan.device})"
+    display.run_started(title, plan.config.epochs)
+    loggers = open_loggers(plan, run.path, display, resuming=checkpoints.exists())
+    observer = _SaveEachEpoch(run, loggers.observer, checkpoints.policy)
+    return StartedRun(run, plan, checkpoints, display, loggers, observer, started)
+
+
+def end_run(
+    started: StartedRun, result: TrainResult, stop: StopTraining | None = None
+) -> RunOutcome:
+    """The final summary after training ended (or was stopped on purpose by `stop`, a tuner's
+    pruner: its finished epochs kept). The checkpoint is deleted only once the summary is on
+    disk, so a write that fails (full disk) never costs the training done."""
+    run, plan, checkpoints = started.run, started.plan, started.checkpoints
+    error = stopped = None
+    if stop is not None:
+        result, error = TrainResult(status=stop.status, rows=started.observer.rows), stop.reason
+        stopped = {"epoch": len(started.observer.rows), "reason": stop.reason}
+    started.display.run_ended(str(result.status))
+    checkpoints.policy.flush()  # the epochs on disk before the summary that says how it ended
+    run.write_summary(summarize(plan, result, result.status, started.started, error, stopped))
+    started.loggers.close(result.status)
+    if result.status in FINISHED:  # nothing left to resume: the checkpoint only costs disk now
+        if plan.data_spec.integer_inputs:  # a language model: sampled from (optbench.sample)
+            keep_weights(checkpoints.path, run.weights_path)
+        checkpoints.path.unlink(missing_ok=True)
+    return RunOutcome(run.path, run.read_summary() or Summary())
+
+
+def fail_run(started: StartedRun, exc: BaseException) -> None:
+    """Record a run ended by `exc` (its finished epochs kept, the checkpoint left to resume)."""
+    status, error = _failure(exc)
+    failed = TrainResult(status=status, rows=started.observer.rows)
+    with contextlib.suppress(ResultsWriteError):  # the first failure is the one to report
+        started.checkpoints.policy.flush()
+        started.run.write_summary(summarize(started.plan, failed, status, started.started, error))
+    started.loggers.close(status)
+    started.display.run_ended(str(status))
 
 
 def _train_in(
@@ -199,41 +279,17 @@ def _train_in(
     detect_anomaly: bool,
     display: TrainingObserver,
 ) -> RunOutcome:
-    """Train with the run's files kept current. The checkpoint is deleted only once the final
-    summary is on disk, so a write that fails (full disk) never costs the training done."""
-    run.write_config(plan.resolved)
-    started = time.time()
-    run.write_summary(summarize(plan, None, Status.RUNNING, started, None))
-
-    title = f"{plan.name} / {plan.run_id}  ({plan.optimizer.info.name}, {plan.device})"
-    display.run_started(title, plan.config.epochs)
-    loggers = RunLoggers.open(plan, run, display, resuming=checkpoints.exists())
-    observer = _SaveEachEpoch(run, loggers.observer, checkpoints.policy)
-    error = stopped = None
+    """Train with the run's files kept current."""
+    started = start_run(run, plan, checkpoints, display)
     try:
         with torch_threads(plan.threads):
-            result = train(plan, observer, checkpoints, detect_anomaly)
+            result = train(plan, started.observer, checkpoints, detect_anomaly)
     except StopTraining as stop:  # ended on purpose by an observer (a tuner's pruner)
-        result, error = TrainResult(status=stop.status, rows=observer.rows), stop.reason
-        stopped = {"epoch": len(observer.rows), "reason": stop.reason}
+        return end_run(started, TrainResult(status=stop.status), stop)
     except BaseException as exc:
-        status, error = _failure(exc)
-        failed = TrainResult(status=status, rows=observer.rows)
-        with contextlib.suppress(ResultsWriteError):  # the first failure is the one to report
-            checkpoints.policy.flush()
-            run.write_summary(summarize(plan, failed, status, started, error))
-        loggers.close(status)
-        display.run_ended(str(status))
+        fail_run(started, exc)
         raise
-    display.run_ended(str(result.status))
-    checkpoints.policy.flush()  # the epochs on disk before the summary that says how it ended
-    run.write_summary(summarize(plan, result, result.status, started, error, stopped))
-    loggers.close(result.status)
-    if result.status in FINISHED:  # nothing left to resume: the checkpoint only costs disk now
-        if plan.data_spec.integer_inputs:  # a language model: sampled from (optbench.sample)
-            keep_weights(checkpoints.path, run.weights_path)
-        checkpoints.path.unlink(missing_ok=True)
-    return RunOutcome(run.path, run.read_summary() or Summary())
+    return end_run(started, result)
 
 
 def _failure(exc: BaseException) -> tuple[Status, str]:

@@ -59,6 +59,7 @@ def sample_run(
         raise ConfigError(field, f"must be > 0, got {tokens if tokens < 1 else temperature}")
     resolved = read_config_file(run.config_path)
     resolved.pop("code", None)  # what identified the data and code: recomputed by planning
+    resolved.pop("log", None)  # sampling logs nowhere (W&B online need not be reachable)
     plan = make_plan(validate_config(resolved))
     spec = plan.data_spec
     if spec.bytes_per_token is None:

@@ -340,6 +340,352 @@ def _parameters_finite(model: nn.Module) -> bool:
     return bool(torch.stack(norms).isfinite().all())
 
 
+@dataclass
+class Training:
+    """One run's loop, built once by `prepare`: what it trains, how it steps and evaluates, and
+    where it stands (`result`'s rows so far, `steps` taken). The batched trainer
+    (experiment/batched.py) holds one per trial and drives the same pieces."""
+
+    plan: RunPlan
+    model: nn.Module
+    loss_fn: nn.Module
+    penalty: L2Penalty | None
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    protocol: Any  # how this optimizer steps (components/stepping.py)
+    train_set: InMemoryDataset
+    loader: ShuffledBatches
+    shuffle: torch.Generator
+    augment: torch.Generator | None  # augmentation's own generator (components/augment.py)
+    evaluator: Evaluator
+    clipping: GradientClipping | None
+    result: TrainResult = field(default_factory=lambda: TrainResult(status=Status.COMPLETED))
+    steps: int = 0  # optimizer steps taken so far
+    first_step: float | None = None  # this process's first step, timed when compiled
+
+    @property
+    def config(self) -> Any:
+        return self.plan.config
+
+    @property
+    def step_scheduler_each_batch(self) -> bool:
+        return self.plan.scheduler is not None and self.plan.scheduler.per_step
+
+    @property
+    def recompute_statistics(self) -> bool:
+        """Schedule-Free evaluates other weights than it trains: BatchNorm's statistics follow."""
+        return self.protocol.train_eval and has_batch_norm(self.model)
+
+    @property
+    def distance(self) -> Callable[[], Any] | None:
+        """Test functions with a known optimum log their distance to it."""
+        return getattr(self.model, "distance_to_optimum", None)
+
+    @property
+    def point(self) -> Callable[[], Any] | None:
+        """2-D functions also log their path (the point after every step, in the epoch's row:
+        the checkpoint keeps it for --resume)."""
+        records = getattr(self.model, "records_path", False)
+        return getattr(self.model, "point", None) if records else None
+
+    @property
+    def accumulate(self) -> int:
+        return self.config.accumulate or 1  # batches per optimizer step
+
+    @property
+    def steps_in_epoch(self) -> int:
+        return -(-len(self.loader) // self.accumulate)
+
+    @property
+    def done(self) -> int:
+        return completed_epochs(self.result.rows)
+
+
+def prepare(plan: RunPlan) -> Training:
+    """Data on the device, model, loss, optimizer, scheduler, loader and evaluator, built in the
+    order the notebook loop builds them (the seed's draws land where they do there)."""
+    config, device = plan.config, plan.device
+    classify = plan.data_spec.num_classes is not None
+    bytes_per_token = plan.data_spec.bytes_per_token if plan.loss.per_token else None
+
+    train_set, valid_set, test_set = load_splits(plan.data, config.seed)
+    train_set, test_set = train_set.to(device), test_set.to(device)
+    valid_set = valid_set.to(device) if valid_set is not None else None
+    augment = getattr(train_set.augment, "generator", None)
+
+    model, loss_fn, penalty, optimizer = build_training(plan)
+    if config.compile:  # compiled at its first call: that step's seconds are logged
+        model.compile()
+    clipping = None
+    if config.clip_grad_norm is not None:  # clipped before every step, its norms logged
+        parameters = [p for p in model.parameters() if p.requires_grad]
+        clipping = GradientClipping(optimizer, parameters, config.clip_grad_norm)
+    scheduler = plan.build_scheduler(optimizer)
+    loader, shuffle = training_loader(
+        train_set, config.data.batch_size, config.seed, plan.shuffle_once, plan.drop_last
+    )
+    evaluator = Evaluator(
+        model,
+        loss_fn,
+        valid_set,
+        test_set,
+        config.data.test_batch_size,
+        classify,
+        plan.drop_last,
+        bytes_per_token,
+        functools.partial(precision_context, plan),
+    )
+    return Training(
+        plan,
+        model,
+        loss_fn,
+        penalty,
+        optimizer,
+        scheduler,
+        plan.optimizer.protocol,
+        train_set,
+        loader,
+        shuffle,
+        augment,
+        evaluator,
+        clipping,
+    )
+
+
+def restore(
+    training: Training, checkpoints: CheckpointFile | None, observer: TrainingObserver
+) -> None:
+    """Continue from the last saved epoch, when there is one: weights, optimizer, scheduler,
+    generators and the rows so far (reported again to `observer`)."""
+    saved = checkpoints.load(training.plan.device) if checkpoints else None
+    if saved is not None:
+        training.model.load_state_dict(saved["model"])
+        load_optimizer_state(training.optimizer, saved["optimizer"])
+        if training.scheduler is not None:
+            training.scheduler.load_state_dict(saved["scheduler"])
+        restore_rng(saved["rng"], training.shuffle, training.plan.device, training.augment)
+        for row in saved["rows"]:
+            training.result.rows.append(row)
+            observer.epoch_finished(row)
+    training.steps = training.done * training.steps_in_epoch
+
+
+@dataclass
+class EpochProgress:
+    """An epoch's training so far: its first learning rate, the summed batch losses, batches
+    stepped, the 2-D path, and when the training time since the last row started."""
+
+    epoch: int
+    lr: Any
+    loss_sum: Any
+    started: float
+    path: list[Any] | None
+    batches: int = 0
+    first_step: float | None = None
+    seconds: float = 0.0  # the epoch's training time, read once its steps are done
+
+
+def start_epoch(training: Training, epoch: int, observer: TrainingObserver) -> EpochProgress:
+    """Training mode on, the epoch announced, its counters at zero."""
+    training.model.train()
+    training.protocol.training(training.optimizer)
+    lr = training.optimizer.param_groups[0].get("lr")
+    observer.epoch_started(epoch, training.steps_in_epoch)
+    point = training.point
+    fast = training.config.fast
+    return EpochProgress(
+        epoch=epoch,
+        lr=lr,
+        loss_sum=torch.zeros((), device=training.plan.device) if fast else 0.0,
+        started=time.perf_counter(),  # training time since the last row: `seconds`
+        path=None if point is None else ([point()] if epoch == 1 else []),
+    )
+
+
+def _step_loss(training: Training, group: list[Any]) -> Any:
+    """One step's batch loss: a function of no arguments, or micro-batches accumulated."""
+    plan = training.plan
+    losses = [
+        precision_context(
+            plan, functools.partial(_loss, training.model, training.loss_fn, x, y, training.penalty)
+        )
+        for x, y in group
+    ]
+    sizes = [len(y) for _, y in group]
+    if len(group) == 1:
+        return losses[0]
+    return Accumulated(losses, [size / sum(sizes) for size in sizes])
+
+
+def after_step(
+    training: Training, progress: EpochProgress, loss: torch.Tensor, observer: TrainingObserver
+) -> TrainResult | None:
+    """Everything after one optimizer step: the path, the counters, the loss read (or summed on
+    the device in fast mode), the per-step scheduler, an evaluation due between steps. The
+    diverged result when the loss is not finite, else None."""
+    if progress.path is not None:
+        progress.path.append(training.point())  # type: ignore[misc]
+    progress.batches += 1
+    training.steps += 1
+    if training.config.fast:  # summed on the device: no host synchronisation per batch
+        progress.loss_sum += loss.detach()
+        value = None
+    else:
+        value = loss.item()
+        if not math.isfinite(value):
+            return training.result.diverge(progress.epoch, progress.batches, f"loss is {value}")
+        progress.loss_sum += value
+    if training.step_scheduler_each_batch:
+        training.scheduler.step()
+    observer.batch_finished(progress.batches, value)
+    eval_every = training.config.eval_every
+    if (
+        eval_every
+        and training.steps % eval_every == 0
+        and progress.batches < training.steps_in_epoch
+    ):
+        seconds = time.perf_counter() - progress.started
+        row = between_steps(
+            training, progress.epoch, float(progress.loss_sum) / progress.batches, seconds
+        )
+        training.result.rows.append(row)
+        observer.epoch_finished(row)
+        progress.started = time.perf_counter()
+    return None
+
+
+def train_epoch(
+    training: Training, progress: EpochProgress, observer: TrainingObserver
+) -> TrainResult | None:
+    """The epoch's steps; the diverged result if a loss was not finite, else None."""
+    for group in step_groups(training.loader, training.accumulate):  # one step's batches
+        batch_loss = _step_loss(training, group)
+        step_started = time.perf_counter()
+        loss = training.protocol.step(training.optimizer, batch_loss)
+        if training.config.compile and training.first_step is None:
+            training.first_step = time.perf_counter() - step_started
+            progress.first_step = training.first_step
+        diverged = after_step(training, progress, loss, observer)
+        if diverged is not None:
+            return diverged
+    return None
+
+
+def between_steps(
+    training: Training, epoch: int, train_loss: float, seconds: float
+) -> dict[str, Any]:
+    """The row of an evaluation after step `steps` of `epoch`, mid-epoch."""
+    started = time.perf_counter()
+    distance = training.distance
+
+    def evaluations() -> dict[str, Any]:
+        if training.recompute_statistics:
+            recompute_batch_norm(
+                training.model, training.train_set, training.config.data.batch_size
+            )
+        return {
+            **training.evaluator(),
+            "distance_to_optimum": distance() if distance is not None else None,
+        }
+
+    measured = evaluate_between_steps(
+        training.model, training.optimizer, training.protocol, evaluations
+    )
+    row = epoch_row(
+        epoch=epoch,
+        step=training.steps,
+        train_loss=train_loss,
+        lr=training.optimizer.param_groups[0].get("lr"),
+        effective_lr=effective_lr(training.optimizer),
+        seconds=seconds,
+        eval_seconds=time.perf_counter() - started,
+        **measured,
+    )
+    return {**row, BETWEEN: True}
+
+
+def epoch_divergence(training: Training, progress: EpochProgress) -> TrainResult | None:
+    """The diverged result when the epoch's summed loss (fast mode) or the parameters are not
+    finite, else None (the summed loss then read as a float)."""
+    progress.loss_sum = float(progress.loss_sum)
+    if not math.isfinite(progress.loss_sum):  # fast mode: found at the end of the epoch
+        return training.result.diverge(
+            progress.epoch, progress.batches, f"epoch loss is {progress.loss_sum}"
+        )
+    progress.seconds = time.perf_counter() - progress.started
+    if not _parameters_finite(training.model):
+        return training.result.diverge(
+            progress.epoch, progress.batches, "parameters became NaN or infinite"
+        )
+    return None
+
+
+def finish_epoch(training: Training, progress: EpochProgress) -> dict[str, Any]:
+    """Evaluation at the epoch's end (of the averaged weights, Schedule-Free, kept so to the
+    checkpoint), the per-epoch scheduler step, and the epoch's row (appended to the result)."""
+    plan, scheduler = training.plan, training.scheduler
+    adapted_lr = effective_lr(training.optimizer)  # the step size it chose, where it adapts one
+    training.protocol.evaluating(training.optimizer)
+    started = time.perf_counter()
+    if training.recompute_statistics:
+        recompute_batch_norm(training.model, training.train_set, training.config.data.batch_size)
+    measured = training.evaluator()
+    eval_seconds = time.perf_counter() - started
+
+    if scheduler is not None and not training.step_scheduler_each_batch:
+        if plan.scheduler.info.steps_on_metric:  # never the test split, where it can
+            on = measured["valid_loss"]
+            scheduler.step(measured["test_loss"] if on is None else on)
+        else:
+            scheduler.step()
+
+    distance = training.distance
+    row = epoch_row(
+        epoch=progress.epoch,
+        step=training.steps if training.config.eval_every else None,
+        train_loss=progress.loss_sum / progress.batches,
+        **measured,
+        lr=progress.lr,
+        effective_lr=adapted_lr,
+        seconds=progress.seconds,
+        eval_seconds=eval_seconds,
+        distance_to_optimum=distance() if distance is not None else None,
+        grad_norm=training.clipping.epoch_mean() if training.clipping is not None else None,
+        first_step_seconds=progress.first_step,
+    )
+    if progress.path is not None:  # epoch 1 starts with the starting point
+        row["path"] = torch.stack(progress.path).tolist()
+    training.result.rows.append(row)
+    return row
+
+
+def checkpoint_state(training: Training, epoch: int) -> dict[str, Any]:
+    """What a checkpoint holds after `epoch` (experiment/checkpoint.py)."""
+    scheduler = training.scheduler
+    return {
+        "epoch": epoch,
+        "rows": training.result.rows,
+        "model": training.model.state_dict(),
+        "optimizer": training.optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "rng": rng_state(training.shuffle, training.plan.device, training.augment),
+    }
+
+
+def end_epoch(
+    training: Training,
+    progress: EpochProgress,
+    checkpoints: CheckpointFile | None,
+    observer: TrainingObserver,
+) -> None:
+    """The epoch's row, saved to the checkpoint first (it holds the rows, epochs.csv follows)
+    then reported."""
+    row = finish_epoch(training, progress)
+    if checkpoints is not None:
+        checkpoints.save(checkpoint_state(training, progress.epoch))
+    observer.epoch_finished(row)
+
+
 def train(
     plan: RunPlan,
     observer: TrainingObserver | None = None,
@@ -349,188 +695,15 @@ def train(
     """Run `plan` and return its per-epoch rows. With `checkpoints`, continue from the last
     saved epoch when there is one, and save after every epoch."""
     observer = observer or SilentObserver()
-    config, device = plan.config, plan.device
-    classify = plan.data_spec.num_classes is not None
-    bytes_per_token = plan.data_spec.bytes_per_token if plan.loss.per_token else None
-
-    train_set, valid_set, test_set = load_splits(plan.data, config.seed)
-    train_set, test_set = train_set.to(device), test_set.to(device)
-    valid_set = valid_set.to(device) if valid_set is not None else None
-    # Augmentation draws from its own generator (components/augment.py), not the global RNG
-    augment = getattr(train_set.augment, "generator", None)
-
-    model, loss_fn, penalty, optimizer = build_training(plan)
-    if config.compile:  # compiled at its first call: that step's seconds are logged
-        model.compile()
-    first_step: float | None = None  # this process's first step, timed when compiled
-    clipping = None
-    if config.clip_grad_norm is not None:  # clipped before every step, its norms logged
-        parameters = [p for p in model.parameters() if p.requires_grad]
-        clipping = GradientClipping(optimizer, parameters, config.clip_grad_norm)
-    scheduler = plan.build_scheduler(optimizer)
-    step_scheduler_each_batch = plan.scheduler is not None and plan.scheduler.per_step
-    protocol = plan.optimizer.protocol  # how this optimizer steps (components/stepping.py)
-    # Schedule-Free evaluates other weights than it trains: BatchNorm's statistics must follow
-    recompute_statistics = protocol.train_eval and has_batch_norm(model)
-    # Test functions with a known optimum log their distance to it; 2-D ones also their path
-    # (the point after every step, in the epoch's row: the checkpoint keeps it for --resume).
-    distance = getattr(model, "distance_to_optimum", None)
-    point = getattr(model, "point", None) if getattr(model, "records_path", False) else None
-
-    drop_last = plan.drop_last
-    loader, shuffle = training_loader(
-        train_set, config.data.batch_size, config.seed, plan.shuffle_once, drop_last
-    )
-    evaluator = Evaluator(
-        model,
-        loss_fn,
-        valid_set,
-        test_set,
-        config.data.test_batch_size,
-        classify,
-        drop_last,
-        bytes_per_token,
-        functools.partial(precision_context, plan),
-    )
-    eval_every = config.eval_every  # None: once per epoch, and no `step` column
-    accumulate = config.accumulate or 1  # batches per optimizer step
-    steps_in_epoch = -(-len(loader) // accumulate)
-
-    result = TrainResult(status=Status.COMPLETED)
-    saved = checkpoints.load(device) if checkpoints else None
-    if saved is not None:
-        model.load_state_dict(saved["model"])
-        load_optimizer_state(optimizer, saved["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(saved["scheduler"])
-        restore_rng(saved["rng"], shuffle, device, augment)
-        for row in saved["rows"]:
-            result.rows.append(row)
-            observer.epoch_finished(row)
-    done = completed_epochs(result.rows)
-    steps = done * steps_in_epoch  # optimizer steps taken so far
-
-    def between_steps(epoch: int, train_loss: float, seconds: float) -> dict[str, Any]:
-        """The row of an evaluation after step `steps` of `epoch`, mid-epoch."""
-        started = time.perf_counter()
-
-        def evaluations() -> dict[str, Any]:
-            if recompute_statistics:
-                recompute_batch_norm(model, train_set, config.data.batch_size)
-            return {
-                **evaluator(),
-                "distance_to_optimum": distance() if distance is not None else None,
-            }
-
-        measured = evaluate_between_steps(model, optimizer, protocol, evaluations)
-        row = epoch_row(
-            epoch=epoch,
-            step=steps,
-            train_loss=train_loss,
-            lr=optimizer.param_groups[0].get("lr"),
-            effective_lr=effective_lr(optimizer),
-            seconds=seconds,
-            eval_seconds=time.perf_counter() - started,
-            **measured,
-        )
-        return {**row, BETWEEN: True}
-
+    training = prepare(plan)
+    restore(training, checkpoints, observer)
     with torch.autograd.set_detect_anomaly(detect_anomaly):
-        for epoch in range(done + 1, config.epochs + 1):
-            model.train()
-            protocol.training(optimizer)
-            lr = optimizer.param_groups[0].get("lr")
-            observer.epoch_started(epoch, steps_in_epoch)
-            started = time.perf_counter()  # training time since the last row: `seconds`
-            loss_sum, batches = torch.zeros((), device=device) if config.fast else 0.0, 0
-            path = None if point is None else ([point()] if epoch == 1 else [])
-            epoch_first_step = None
-            for group in step_groups(loader, accumulate):  # one step's batches
-                losses = [
-                    precision_context(plan, functools.partial(_loss, model, loss_fn, x, y, penalty))
-                    for x, y in group
-                ]
-                sizes = [len(y) for _, y in group]
-                batch_loss = (
-                    losses[0]
-                    if len(group) == 1
-                    else Accumulated(losses, [size / sum(sizes) for size in sizes])
-                )
-                step_started = time.perf_counter()
-                loss = protocol.step(optimizer, batch_loss)
-                if config.compile and first_step is None:
-                    first_step = time.perf_counter() - step_started
-                    epoch_first_step = first_step
-                if path is not None:
-                    path.append(point())
-                batches += 1
-                steps += 1
-                if config.fast:  # summed on the device: no host synchronisation per batch
-                    loss_sum += loss.detach()
-                    value = None
-                else:
-                    value = loss.item()
-                    if not math.isfinite(value):
-                        return result.diverge(epoch, batches, f"loss is {value}")
-                    loss_sum += value
-                if step_scheduler_each_batch:
-                    scheduler.step()
-                observer.batch_finished(batches, value)
-                if eval_every and steps % eval_every == 0 and batches < steps_in_epoch:
-                    seconds = time.perf_counter() - started
-                    row = between_steps(epoch, float(loss_sum) / batches, seconds)
-                    result.rows.append(row)
-                    observer.epoch_finished(row)
-                    started = time.perf_counter()
-            loss_sum = float(loss_sum)
-            if not math.isfinite(loss_sum):  # fast mode: found at the end of the epoch
-                return result.diverge(epoch, batches, f"epoch loss is {loss_sum}")
-            seconds = time.perf_counter() - started
-            adapted_lr = effective_lr(optimizer)  # the step size it chose, where it adapts one
-            if not _parameters_finite(model):
-                return result.diverge(epoch, batches, "parameters became NaN or infinite")
-
-            # averaged weights (Schedule-Free), kept to the checkpoint
-            protocol.evaluating(optimizer)
-            started = time.perf_counter()
-            if recompute_statistics:
-                recompute_batch_norm(model, train_set, config.data.batch_size)
-            measured = evaluator()
-            eval_seconds = time.perf_counter() - started
-
-            if scheduler is not None and not step_scheduler_each_batch:
-                if plan.scheduler.info.steps_on_metric:  # never the test split, where it can
-                    on = measured["valid_loss"]
-                    scheduler.step(measured["test_loss"] if on is None else on)
-                else:
-                    scheduler.step()
-
-            row = epoch_row(
-                epoch=epoch,
-                step=steps if eval_every else None,
-                train_loss=loss_sum / batches,
-                **measured,
-                lr=lr,
-                effective_lr=adapted_lr,
-                seconds=seconds,
-                eval_seconds=eval_seconds,
-                distance_to_optimum=distance() if distance is not None else None,
-                grad_norm=clipping.epoch_mean() if clipping is not None else None,
-                first_step_seconds=epoch_first_step,
+        for epoch in range(training.done + 1, plan.config.epochs + 1):
+            progress = start_epoch(training, epoch, observer)
+            diverged = train_epoch(training, progress, observer) or epoch_divergence(
+                training, progress
             )
-            if path is not None:  # epoch 1 starts with the starting point
-                row["path"] = torch.stack(path).tolist()
-            result.rows.append(row)
-            if checkpoints is not None:  # checkpoint first: it holds the rows, epochs.csv follows
-                checkpoints.save(
-                    {
-                        "epoch": epoch,
-                        "rows": result.rows,
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                        "rng": rng_state(shuffle, device, augment),
-                    }
-                )
-            observer.epoch_finished(row)
-    return result
+            if diverged is not None:
+                return diverged
+            end_epoch(training, progress, checkpoints, observer)
+    return training.result

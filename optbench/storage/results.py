@@ -172,7 +172,7 @@ class RunDir:
     LOCK = "lock"
     PATH = "path.csv"  # 2-D problems only: the parameters (u, v) after every step
     RESULT_FILES = (CONFIG, EPOCHS, SUMMARY)  # what a finished run consists of
-    TENSORBOARD = "tensorboard"  # --tensorboard's event files (experiment/loggers.py)
+    TENSORBOARD = "tensorboard"  # the tensorboard logger's event files (experiment/loggers/)
 
     def __init__(self, path: Path) -> None:
         self.path = path

@@ -22,7 +22,7 @@ from optbench.core.errors import ConfigError
 from optbench.core.suite import Pair, Study
 from optbench.storage.records import TuneFile
 from optbench.storage.results import FINISHED, TUNE_FILE, RunDir
-from optbench.sweeps.executors import QuietSweep, SweepView
+from optbench.sweeps.executors import Executor, QuietSweep, SweepView
 from optbench.sweeps.tune_setup import TuneSetup, load_tune
 
 
@@ -90,9 +90,7 @@ def train_pairs(
     results: Path,
     *,
     header: str,
-    workers: int | None = None,
-    executor: str = "local",
-    address: str | None = None,
+    executor: Executor | None = None,
     view: SweepView = QuietSweep,
 ) -> TrainedPairs:
     """Tune every study not finished yet, through one pool of workers (run_tunes). A Ctrl-C
@@ -119,9 +117,7 @@ def train_pairs(
         outcomes = run_tunes(
             [setups[study.folder] for study in todo],
             results,
-            workers=workers,
             executor=executor,
-            address=address,
             view=view,
             title="benchmark",
             header=header,

@@ -31,7 +31,8 @@ from optbench.core.config import (
     validate_config,
 )
 from optbench.core.errors import ConfigError, ResultsWriteError
-from optbench.sweeps.executors import QuietSweep, SweepView, make_executor
+from optbench.sweeps.executors import Executor, QuietSweep, SweepView, plan_executor
+from optbench.sweeps.reruns import Rerunning, show_rerun
 
 MAX_POINTS = 10_000
 
@@ -172,6 +173,7 @@ def read_grid(
     (a list, or `--seeds` text like 0,1,2), and its folder: what sweep and tune expand."""
     data, folder = read_source(source, overrides)
     sweep = _check_grid(data.pop("sweep", None) or {}, "sweep")
+    data.pop("executor", None)  # where the runs train, not what (api.py plans the executor)
     if isinstance(grid, Mapping):
         given = {
             key: list(values) if isinstance(values, list) else values
@@ -221,18 +223,17 @@ def run_sweep(
     points: list[SweepPoint],
     results_dir: str | Path,
     *,
-    workers: int | None = None,
-    executor: str = "local",
-    address: str | None = None,
+    executor: Executor | None = None,
     view: SweepView = QuietSweep,
 ) -> SweepReport:
-    """Run every point that has not finished; finished ones are skipped, interrupted ones resume.
+    """Run every point that has not finished on `executor` (planned by plan_executor; default:
+    local workers, one per CPU core); finished ones are skipped, interrupted ones resume.
     `view` makes what the sweep reports to as it goes (the CLI's live view; by default nothing)."""
     from optbench.storage.results import FINISHED, check_results_dir
 
     results_dir = Path(results_dir)
     check_results_dir(results_dir)
-    runner = make_executor(executor, workers, address, results_dir, name)
+    runner = executor or plan_executor(results_dir)
     skipped = [p.run_id for p in points if point_status(results_dir, name, p) in FINISHED]
     todo = [(p.run_id, p.config) for p in points if p.run_id not in skipped]
     report = SweepReport(len(points), skipped, [])
@@ -247,8 +248,9 @@ def run_sweep(
     epochs = {p.run_id: p.config["epochs"] for p in points}
     header = f"sweep {name}: {len(points)} runs into {results_dir / name}"
     with view(len(points), len(skipped), labels, epochs=epochs, header=header) as display:
-        try:
-            runner.run(todo, display.message, record)
+        rerunning = Rerunning(runner, results_dir, name, lambda died: show_rerun(display, died))
+        try:  # a point whose worker died is trained again, not failed
+            rerunning.run(todo, display.message, record)
         except KeyboardInterrupt:
             report.interrupted = True
     return report

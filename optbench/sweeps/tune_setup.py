@@ -49,8 +49,8 @@ class Arm:
     study: Any = None
     budget: int = 0
     asked_all: bool = False
-    seed: int = 0  # the sampler's: trial n is asked with seed + n (see tune.py's Tuner._ask)
-    study_id: int = 0  # the storage's id of the study (Tuner._trial_id)
+    seed: int = 0  # the sampler's: trial n is asked with seed + n (TrialAsker._ask)
+    study_id: int = 0  # the storage's id of the study (tune_studies.py's Studies.trial_id)
     short: bool = False  # a trial was dropped after the arm was asked all: ask again
     seed_run_ids: list[str] = dataclasses.field(default_factory=list)
 

@@ -41,6 +41,32 @@ from optbench.core.metrics import (
 )
 from optbench.ui.tables import WholeTables
 
+
+def _click_style_help() -> None:
+    """`--help` as Click and Typer have long shown it: a flag with no value (Typer 0.2x shows
+    every option's type in its rich help, flags too: `--force <bool>`) and a required
+    argument as CONFIG in the usage line (Typer 0.2x writes `{config}`). Only where this Typer
+    has those methods; older ones already show help this way."""
+    option, argument = typer.core.TyperOption, typer.core.TyperArgument
+    if hasattr(option, "display_type_rich"):
+        typed = option.display_type_rich
+
+        def display_type_rich(self: Any, ctx: Any) -> str | None:
+            return None if self.is_flag and self.metavar is None else typed(self, ctx)
+
+        option.display_type_rich = display_type_rich  # type: ignore[method-assign]
+    if hasattr(argument, "_usage_display_name"):
+
+        def usage_name(self: Any) -> str:
+            name = self.metavar or str(self.name).upper()
+            name = name if self.required else f"[{name}]"
+            return f"{name}..." if self.nargs != 1 else name
+
+        argument._usage_display_name = usage_name  # type: ignore[method-assign]
+
+
+_click_style_help()
+
 app = typer.Typer(
     help="Run, sweep and compare PyTorch optimizer experiments from YAML configs.",
     no_args_is_help=True,
@@ -149,14 +175,34 @@ def _with_fast(overrides: list[str] | None, fast: bool) -> list[str] | None:
 
 WorkersOption = Annotated[
     int | None,
-    typer.Option(help="Runs in parallel. [default: the CPU cores; each run keeps its threads]"),
+    typer.Option(
+        help="Runs in parallel (same as --executor-opt workers=N). [default: the CPU cores; "
+        "each run keeps its threads]"
+    ),
 ]
 ExecutorOption = Annotated[
-    str, typer.Option(help="local (worker processes) or ray (tasks on a Ray cluster).")
+    str | None,
+    typer.Option(
+        help="Where runs train: local (worker processes), ray (a Ray cluster), submitit (Slurm "
+        "jobs), or an import path. [default: the config's executor: section, else local]",
+        show_default=False,
+    ),
+]
+ExecutorOptOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--executor-opt",
+        help="An option of the executor, KEY=VALUE (value as YAML; repeatable): "
+        "--executor-opt gpus_per_run=0.25. Over the config's executor: section.",
+        show_default=False,
+    ),
 ]
 AddressOption = Annotated[
     str | None,
-    typer.Option(help="Ray cluster address. [default: a local Ray instance, started here]"),
+    typer.Option(
+        help="Ray cluster address (same as --executor-opt address=...). [default: a local Ray "
+        "instance, started here]"
+    ),
 ]
 TensorBoardOption = Annotated[
     bool,
@@ -189,7 +235,7 @@ def with_logging(
     overrides: list[str] | None, tensorboard: bool, mlflow: bool, mlflow_uri: str | None
 ) -> list[str] | None:
     """--tensorboard / --mlflow / --mlflow-uri as `--set log...` overrides (see
-    experiment/loggers.py)."""
+    experiment/loggers/registry.py)."""
     if not (tensorboard or mlflow or mlflow_uri):
         return overrides
     from optbench.experiment.loggers import log_overrides
@@ -340,7 +386,7 @@ def validate(config: ConfigArg, overrides: SetOption = None) -> None:
 @one_line_errors
 def params(config: ConfigArg, overrides: SetOption = None) -> None:
     """Show every parameter's name, shape and optimizer group with its hyperparameters."""
-    from optbench.analysis.reports import param_table
+    from optbench.ui.reports import param_table
 
     console.print(param_table(optbench.plan(config, overrides)))
 
@@ -364,7 +410,8 @@ def sweep(
     ] = None,
     overrides: SetOption = None,
     workers: WorkersOption = None,
-    executor: ExecutorOption = "local",
+    executor: ExecutorOption = None,
+    executor_opt: ExecutorOptOption = None,
     address: AddressOption = None,
     results_dir: ResultsDirOption = None,
     dry_run: Annotated[
@@ -376,9 +423,9 @@ def sweep(
     mlflow_uri: MlflowUriOption = None,
 ) -> None:
     """Run a grid of experiments; finished runs are skipped, interrupted ones resume."""
-    from optbench.analysis.reports import sweep_table
     from optbench.sweeps.grid import parse_seeds
     from optbench.ui.display import SweepDisplay
+    from optbench.ui.reports import sweep_table
 
     overrides = with_logging(_with_fast(overrides, fast), tensorboard, mlflow, mlflow_uri)
     axes = grid  # --grid KEY=V1,V2 text, read by the loader (a key twice is refused)
@@ -398,6 +445,7 @@ def sweep(
         overrides=overrides,
         workers=workers,
         executor=executor,
+        executor_options=executor_opt,
         address=address,
         results_dir=results_dir,
         view=functools.partial(SweepDisplay, console=console),
@@ -429,7 +477,8 @@ def tune(
     ] = None,
     results_dir: ResultsDirOption = None,
     workers: WorkersOption = None,
-    executor: ExecutorOption = "local",
+    executor: ExecutorOption = None,
+    executor_opt: ExecutorOptOption = None,
     address: AddressOption = None,
     storage: Annotated[
         str | None,
@@ -458,6 +507,7 @@ def tune(
         trials=trials,
         workers=workers,
         executor=executor,
+        executor_options=executor_opt,
         address=address,
         storage=storage,
         results_dir=results_dir,
@@ -487,7 +537,8 @@ def benchmark(
         ),
     ] = None,
     workers: WorkersOption = None,
-    executor: ExecutorOption = "local",
+    executor: ExecutorOption = None,
+    executor_opt: ExecutorOptOption = None,
     address: AddressOption = None,
     results_dir: ResultsDirOption = None,
     plot: Annotated[
@@ -507,8 +558,8 @@ def benchmark(
 ) -> None:
     """Tune every optimizer on every problem of a suite with one budget, then score them
     across problems (AlgoPerf's performance profiles); results in DIR/<suite>/benchmark.json."""
-    from optbench.analysis.reports import benchmark_tables
     from optbench.ui.display import SweepDisplay
+    from optbench.ui.reports import benchmark_tables
 
     _interrupt_on_sigterm()
     try:
@@ -517,6 +568,7 @@ def benchmark(
             optimizers or (),
             workers=workers,
             executor=executor,
+            executor_options=executor_opt,
             address=address,
             results_dir=results_dir,
             view=functools.partial(SweepDisplay, console=console if table is None else errors),
@@ -619,7 +671,8 @@ def compare(
 ) -> None:
     """Rank configurations across runs (seeds aggregated) and show their curves."""
     from optbench.analysis.compare import problems_of
-    from optbench.analysis.reports import check_plot_path, print_comparison
+    from optbench.analysis.figures import check_plot_path
+    from optbench.ui.reports import print_comparison
 
     if plot is not None:
         check_plot_path(plot)
@@ -691,7 +744,7 @@ def show(
     run_dir: Annotated[Path, typer.Argument(help="A run folder: results/<name>/<run-id>.")],
 ) -> None:
     """Print one run's resolved config, status and per-epoch table."""
-    from optbench.analysis.reports import show_run
+    from optbench.ui.reports import show_run
 
     show_run(console, optbench.load(run_dir))
 
