@@ -170,6 +170,7 @@ _OTHER_VALUE: dict[str, Any] = {
     "tune.pruner": "none",
     "tune.metric": "test_loss",
     "tune.seeds": [3],
+    "tune.batch_trials": 4,
     "log.tensorboard": True,
     "log.mlflow": "http://127.0.0.1:5000",
 }
