@@ -3,6 +3,7 @@ one process.
 
 Usage:
     python benchmarks/small_trials.py [--repeats R] [--workers N]
+    python benchmarks/small_trials.py --batch-trials K [--repeats R]
 
 The sweep is configs/linear_regression.yaml (nn.Linear(10, 1), MSE, 1000 synthetic samples,
 20 epochs) over 8 learning rates x 2 seeds: 16 runs of a fraction of a second each, where
@@ -18,6 +19,12 @@ fresh process as a user would start it:
 - tune: `optbench tune` of the same config, 16 trials of the random sampler over lr in
   [0.001, 0.2] (pruner none, its best rerun with seed 0 only, answered from disk): the same
   16 trainings' cost plus Optuna's asking, telling and journal file.
+
+With `--batch-trials K` the problem is digits_mlp (MLP 64-100-10 on scikit-learn's digits,
+batch 32, 5 epochs, one thread) and the contenders are: plain (the tutorial loop over the same
+16 runs: 8 learning rates x 2 seeds, Adam, an evaluation after every epoch), `optbench tune`
+(16 random-sampler trials over lr, seeds [0]) and the same tune with `--batch-trials K`
+(experiment/batched.py: K trials as one optimizer's parameter groups).
 
 The table reports each one's median wall seconds and its ratio to the plain script.
 """
@@ -76,7 +83,58 @@ for lr in {LRS!r}:
         print(lr, seed, test_loss)
 """
 
+DIGITS_EPOCHS = 5
+DIGITS = {
+    "name": "digits_mlp",
+    "problem": "digits_mlp",
+    "device": "cpu",
+    "threads": 1,
+    "epochs": DIGITS_EPOCHS,
+    "optimizer": {"name": "Adam", "lr": 0.001},
+}
+DIGITS_PLAIN = f"""
+import torch
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+torch.set_num_threads(1)
+x, y = load_digits(return_X_y=True)
+x_train, x_test, y_train, y_test = train_test_split(
+    x, y, test_size=0.25, random_state=0, stratify=y
+)
+mean, std = x_train.mean(0), x_train.std(0) + 1e-8
+x_train = torch.tensor((x_train - mean) / std, dtype=torch.float32)
+x_test = torch.tensor((x_test - mean) / std, dtype=torch.float32)
+y_train, y_test = torch.tensor(y_train), torch.tensor(y_test)
+for lr in {[lr / 20 for lr in LRS]!r}:
+    for seed in {SEEDS!r}:
+        torch.manual_seed(seed)
+        model = nn.Sequential(nn.Linear(64, 100), nn.ReLU(), nn.Linear(100, 10))
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        criterion = nn.CrossEntropyLoss()
+        loader = DataLoader(
+            TensorDataset(x_train, y_train),
+            batch_size=32,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(seed),
+        )
+        for epoch in range({DIGITS_EPOCHS}):
+            model.train()
+            for inputs, targets in loader:
+                optimizer.zero_grad()
+                criterion(model(inputs), targets).backward()
+                optimizer.step()
+            model.eval()
+            with torch.no_grad():
+                accuracy = (model(x_test).argmax(1) == y_test).float().mean().item()
+        print(lr, seed, accuracy)
+"""
+
 # `optbench sweep` with every run after the first in worker processes (the old behaviour).
+BATCHING = False  # --batch-trials: the digits_mlp contenders
+
 PROCESSES = (
     "import sys; import optbench.sweeps.executors.local as e; e.TINY_RUN_SECONDS = 0.0; "
     "from optbench.ui.cli import app; sys.argv[0] = 'optbench'; app()"
@@ -116,6 +174,13 @@ TUNE = {
 def command(contender: str, results: str, plain: Path, workers: int | None) -> list[str]:
     if contender == "plain":
         return [sys.executable, str(plain)]
+    if contender.startswith("tune") and BATCHING:  # digits_mlp, with or without batching
+        tuned = Path(results) / "tune.yaml"
+        space = {"optimizer.lr": {"log_uniform": [min(LRS) / 20, max(LRS) / 20]}}
+        tuned.write_text(yaml.safe_dump(DIGITS | {"tune": TUNE | {"space": space}}))
+        extra = contender.split()[1:]  # --batch-trials K
+        argv = [sys.executable, "-m", "optbench", "tune", str(tuned), "--results-dir", results]
+        return argv + extra
     if contender == "tune":
         config = yaml.safe_load(CONFIG.read_text()) | {"tune": TUNE}
         tuned = Path(results) / "tune.yaml"
@@ -140,7 +205,9 @@ def timed(contender: str, plain: Path, workers: int | None) -> tuple[float, floa
             seconds = time.perf_counter() - started
         if completed.returncode != 0:
             sys.exit(f"{contender} failed:\n{completed.stdout}\n{completed.stderr}")
-        expected = {"plain": None, "tune": "16 trials (16 completed"}.get(contender, "16 completed")
+        tuned = "16 trials (16 completed"
+        expected = {"plain": None, "tune": tuned}.get(contender, "16 completed")
+        expected = tuned if contender.startswith("tune") else expected
         if expected and expected not in completed.stdout:
             sys.exit(f"expected {expected} runs:\n{completed.stdout}")
         if contender == "plain" and len(completed.stdout.splitlines()) != 16:
@@ -152,14 +219,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--workers", type=int, default=None, help="default: optbench's")
+    parser.add_argument("--batch-trials", type=int, default=None, help="digits_mlp, batched")
     args = parser.parse_args()
 
+    global BATCHING
+    BATCHING = args.batch_trials is not None
     contenders = ["plain", "sweep", "sweep, processes", "tune"]
+    if BATCHING:
+        contenders = ["plain", "tune", f"tune --batch-trials {args.batch_trials}"]
     times: dict[str, list[float]] = {c: [] for c in contenders}
     shares: dict[str, list[float | None]] = {c: [] for c in contenders}
     with tempfile.TemporaryDirectory() as folder:
         plain = Path(folder) / "plain_loop.py"
-        plain.write_text(PLAIN)
+        plain.write_text(DIGITS_PLAIN if BATCHING else PLAIN)
         for _ in range(args.repeats):
             for contender in contenders:
                 seconds, other = timed(contender, plain, args.workers)
@@ -172,8 +244,9 @@ def main() -> None:
     print(f"command: python {shlex.join(sys.argv)}")
     print(f"machine: {machine()}")
     print(f"load average at the end: {load_average()}")
+    problem = f"digits_mlp, {DIGITS_EPOCHS} epochs" if BATCHING else CONFIG.relative_to(REPO)
     print(
-        f"sweep: {CONFIG.relative_to(REPO)}, {len(LRS)} learning rates x {len(SEEDS)} seeds, "
+        f"runs: {problem}, {len(LRS)} learning rates x {len(SEEDS)} seeds, "
         f"workers {args.workers or 'default'}"
     )
     warn_if_disturbed(shares)

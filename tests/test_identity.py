@@ -173,6 +173,7 @@ _OTHER_VALUE: dict[str, Any] = {
     "tune.seeds": [3],
     "log.0.name": "mlflow",
     "executor": {"name": "local", "workers": 2},
+    "tune.batch_trials": 4,
 }
 
 
