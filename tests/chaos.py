@@ -295,9 +295,14 @@ def compare_tunes(undisturbed: Path, disturbed: Path) -> None:
 
 def without_wall_clock(value: Any) -> Any:
     """A benchmark.json (or any part of it) without its wall-clock figures: every `seconds`
-    key, the times to target, scores, ratios and profiles on the seconds clock."""
+    (or `..._seconds`) key: the times to target, scores, ratios and profiles on the seconds
+    clock, a pair's seconds per step."""
     if isinstance(value, dict):
-        return {k: without_wall_clock(v) for k, v in value.items() if k != "seconds"}
+        return {
+            k: without_wall_clock(v)
+            for k, v in value.items()
+            if k != "seconds" and not str(k).endswith("_seconds")
+        }
     if isinstance(value, list):
         return [without_wall_clock(v) for v in value]
     return value
