@@ -285,6 +285,18 @@ def train_batched(
     return [trial.ended or trial.training.result for trial in trials]
 
 
+def _end_pass(trial: _Trial) -> None:
+    """The trial's batch iterator run to its end, as a lone run's `for` loop runs it: a loader
+    may draw after its last batch (ShuffledBatches runs its generator past the permutation when
+    the last batch is full or dropped, as DataLoader's sampler does), and the next epoch's order
+    follows from that draw."""
+    assert trial.batches is not None
+    with trial.own_rng():
+        leftover = next(trial.batches, None)
+    if leftover is not None:
+        raise RuntimeError(f"{trial.training.plan.name}: the loader had more batches than steps")
+
+
 def _train_epoch(
     trials: list[_Trial], combined: torch.optim.Optimizer, epoch: int, draws: bool
 ) -> None:
@@ -311,6 +323,8 @@ def _train_epoch(
             if not active:
                 return
             combined.param_groups = [g for t in active for g in t.training.optimizer.param_groups]
+    for trial in active:
+        _end_pass(trial)
     seconds = (time.perf_counter() - started) / len(trials)  # each trial's share of the epoch
     for trial in active:
         progress = trial.progress
