@@ -145,8 +145,11 @@ def run_chaos(
         )
 
     def ended(process: subprocess.Popen[str]) -> int:
-        log.output = process.communicate()[0]
-        log.exits.append(process.returncode)
+        """Its exit status, its output read and its exit logged once (it may be asked twice: a
+        start that finished before the schedule did is the completion too)."""
+        if process.stdout is not None and not process.stdout.closed:
+            log.output = process.communicate()[0]
+            log.exits.append(process.returncode)
         return process.returncode
 
     try:

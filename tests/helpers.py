@@ -79,6 +79,9 @@ def assert_resumes_exactly(config: dict[str, Any], folder: Path) -> Any:
     """`config` (at least 2 epochs) through optbench.run, the user's path with its checkpoints:
     completed unbroken, and killed after epoch 1 then resumed (`resume=True`, the global RNG
     scrambled as in a new process) to the same per-epoch table bit for bit. The unbroken run."""
+    import random
+
+    import numpy
     import pytest
     import torch
 
@@ -89,7 +92,9 @@ def assert_resumes_exactly(config: dict[str, Any], folder: Path) -> Any:
     assert unbroken.status == "completed", unbroken.summary.get("diverged_at")
     with pytest.raises(Killed):
         optbench.run(config, results_dir=folder / "killed", observers=[KillAfterEpoch1()])
-    torch.manual_seed(12345)
+    torch.manual_seed(12345)  # and NumPy's and Python's global generators, as a new process's
+    numpy.random.seed(12345)
+    random.seed(12345)
     resumed = optbench.run(config, results_dir=folder / "killed", resume=True)
     assert resumed.status == "completed" and resumed.run_id == unbroken.run_id
     assert resumed.epochs[METRICS].equals(unbroken.epochs[METRICS])  # bit-identical

@@ -32,8 +32,10 @@ def test_a_tune_killed_at_random_ends_as_an_undisturbed_one(tmp_path: Path) -> N
 @pytest.mark.slow
 def test_a_benchmark_killed_at_random_ends_as_an_undisturbed_one(tmp_path: Path) -> None:
     # kills in start-up, trials, telling, seed reruns and scoring: the rerun after each
-    # resumes from whatever state the last one left (benchmark.json identical but for seconds)
+    # resumes from whatever state the last one left (benchmark.json identical but for seconds).
+    # Seed 4 kills the driver first, at 2.09 s, in start-up: a kill lands however fast the
+    # machine (undisturbed, the small suite ends in about 6 s when idle).
     log, compared = chaos_against_undisturbed(
-        "benchmark", tmp_path, kills=4, seed=5, between=(2.0, 6.0), small=True
+        "benchmark", tmp_path, kills=4, seed=4, between=(1.5, 4.0), small=True
     )
     assert compared == 6 and log.kills, log.line()

@@ -21,7 +21,15 @@ from optbench.experiment.checkpoint import CheckpointFile
 from optbench.experiment.plan import make_plan
 from optbench.experiment.train import train
 from optbench.storage.results import RunDir, RunLock
-from tests.helpers import METRICS, REPO, StopAt, regression_dict, write_config
+from tests.helpers import (
+    METRICS,
+    REPO,
+    StopAt,
+    assert_resumes_exactly,
+    importable_module,
+    regression_dict,
+    write_config,
+)
 
 
 def _metrics(rows: list[dict]) -> list[list]:
@@ -374,3 +382,37 @@ def test_sigkill_then_resume_is_exact_for_every_step_protocol(tmp_path: Path, ca
     pd.testing.assert_frame_equal(
         _table(results), reference[METRICS].astype(float), check_exact=True, check_dtype=False
     )
+
+
+NOISY_SGD = """
+import random
+
+import numpy as np
+import torch
+
+
+class NoisySGD(torch.optim.SGD):
+    \"\"\"SGD whose step is scaled by draws from NumPy's and Python's global generators, as
+    pytorch_optimizer's Kron decides with np.random.random() when to balance.\"\"\"
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        scale = 1.0 + 0.1 * np.random.random() + 0.1 * random.random()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.grad.mul_(scale)
+        return super().step(closure)
+"""
+
+
+def test_an_optimizer_drawing_from_numpy_and_pythons_generators_resumes_bit_identically(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Seeded with the run's seed and kept in the checkpoint, as torch's generator is: the
+    # helper scrambles all three before the resume, as a new process would have them.
+    importable_module(tmp_path, "noisy_opt", NOISY_SGD, monkeypatch)
+    config = regression_dict(epochs=2, optimizer={"name": "noisy_opt.NoisySGD", "lr": 0.05})
+    unbroken = assert_resumes_exactly(config, tmp_path)
+    again = assert_resumes_exactly(config, tmp_path / "again")  # and a second run repeats it
+    assert again.epochs[METRICS].equals(unbroken.epochs[METRICS])

@@ -11,10 +11,12 @@ objects.
 from __future__ import annotations
 
 import io
+import random
 import re
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import numpy as np
 import torch
 
 from optbench.components.optimizers import WRAPPED_ARGS
@@ -126,12 +128,47 @@ def unsaveable_reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first[:200]}".rstrip(": ")
 
 
+def seed_global_rngs(seed: int) -> None:
+    """Seed the process's global generators with the run's seed: torch's, and NumPy's and
+    Python's, which some optimizers draw from (pytorch_optimizer's Kron balances its
+    preconditioner when `np.random.random()` says so), so their runs repeat and resume too."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def _other_global_rngs() -> dict[str, torch.Tensor]:
+    """NumPy's and Python's global generator states as tensors (a checkpoint is read back
+    with weights_only=True, which takes tensors, not NumPy arrays)."""
+    _kind, keys, position, has_gauss, gauss = np.random.get_state()
+    _version, internal, gauss_next = random.getstate()
+    return {
+        "numpy": torch.from_numpy(keys.astype(np.int64)),
+        "numpy_rest": torch.tensor([position, has_gauss, gauss], dtype=torch.float64),
+        "python": torch.tensor(internal, dtype=torch.int64),
+        "python_gauss": torch.tensor([float("nan") if gauss_next is None else gauss_next]),
+    }
+
+
+def _restore_other_global_rngs(state: dict[str, Any]) -> None:
+    """Put back what _other_global_rngs saved (a checkpoint from before it holds neither)."""
+    if "numpy" in state:
+        position, has_gauss, gauss = state["numpy_rest"].tolist()
+        keys = state["numpy"].cpu().numpy().astype(np.uint32)
+        np.random.set_state(("MT19937", keys, int(position), int(has_gauss), gauss))
+    if "python" in state:
+        gauss_next = state["python_gauss"].item()
+        internal = tuple(state["python"].tolist())
+        random.setstate((3, internal, None if gauss_next != gauss_next else gauss_next))
+
+
 def rng_state(
     shuffle: torch.Generator, device: torch.device, augment: torch.Generator | None = None
 ) -> dict[str, Any]:
-    """The global RNG (CUDA's too), the shuffling generator and, for a run that augments its
-    training batches, the augmentation's generator."""
+    """The global RNGs (torch's, CUDA's, NumPy's and Python's), the shuffling generator and,
+    for a run that augments its training batches, the augmentation's generator."""
     state = {"torch": torch.get_rng_state(), "shuffle": shuffle.get_state()}
+    state.update(_other_global_rngs())
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
     if augment is not None:
@@ -146,6 +183,7 @@ def restore_rng(
     augment: torch.Generator | None = None,
 ) -> None:
     torch.set_rng_state(state["torch"].cpu())
+    _restore_other_global_rngs(state)
     shuffle.set_state(state["shuffle"].cpu())
     if "cuda" in state and device.type == "cuda":
         torch.cuda.set_rng_state(state["cuda"].cpu(), device)

@@ -43,6 +43,7 @@ from optbench.experiment.checkpoint import (
     load_optimizer_state,
     restore_rng,
     rng_state,
+    seed_global_rngs,
 )
 from optbench.experiment.plan import RunPlan
 from optbench.storage.results import Status
@@ -312,7 +313,7 @@ def build_training(
     """Model, loss, L2 penalty and optimizer, built as training builds them: the global RNG
     seeded with the run's seed just before the model, so its initial weights are the run's
     (shared with the lr range test, experiment/lr_find.py, so it starts from the same point)."""
-    torch.manual_seed(plan.config.seed)
+    seed_global_rngs(plan.config.seed)
     model = plan.build_model()
     loss_fn = plan.build_loss()
     penalty = _l2_penalty(plan, model)
