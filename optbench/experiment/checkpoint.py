@@ -146,7 +146,10 @@ def _other_global_rngs() -> dict[str, torch.Tensor]:
         "numpy": torch.from_numpy(keys.astype(np.int64)),
         "numpy_rest": torch.tensor([position, has_gauss, gauss], dtype=torch.float64),
         "python": torch.tensor(internal, dtype=torch.int64),
-        "python_gauss": torch.tensor([float("nan") if gauss_next is None else gauss_next]),
+        # (has a cached Gaussian, its value): no NaN, so equal states compare equal
+        "python_gauss": torch.tensor(
+            [0.0, 0.0] if gauss_next is None else [1.0, gauss_next], dtype=torch.float64
+        ),
     }
 
 
@@ -157,9 +160,9 @@ def _restore_other_global_rngs(state: dict[str, Any]) -> None:
         keys = state["numpy"].cpu().numpy().astype(np.uint32)
         np.random.set_state(("MT19937", keys, int(position), int(has_gauss), gauss))
     if "python" in state:
-        gauss_next = state["python_gauss"].item()
+        has_gauss, gauss_next = state["python_gauss"].tolist()
         internal = tuple(state["python"].tolist())
-        random.setstate((3, internal, None if gauss_next != gauss_next else gauss_next))
+        random.setstate((3, internal, gauss_next if has_gauss else None))
 
 
 def rng_state(
