@@ -278,8 +278,8 @@ def test_submitit_jobs_resume_after_preemption_and_after_a_kill_bit_for_bit(
     checkpoint. The other is SIGKILLed: the sweep trains its run again in a new job, from its
     checkpoint. Both end with the numbers of a plain run, bit for bit."""
     pytest.importorskip("submitit")
-    importable_module(tmp_path, "optbench_test_sleepy", SLEEPY_OPTIMIZER, monkeypatch)
-    config = regression_dict(optimizer={"name": "optbench_test_sleepy.SleepySGD", "lr": 0.05})
+    importable_module(tmp_path, "optbench_test_sleepy_jobs", SLEEPY_OPTIMIZER, monkeypatch)
+    config = regression_dict(optimizer={"name": "optbench_test_sleepy_jobs.SleepySGD", "lr": 0.05})
     config["sweep"] = {"optimizer.lr": [0.05, 0.1]}
     results = tmp_path / "results"
     _, points = load_sweep(config)
