@@ -60,7 +60,7 @@ def show_rerun(display: Any, result: Any) -> None:
 
 @dataclass
 class Rerunning:
-    """An executor (sweeps/executors.py) whose points are trained again when their worker dies
+    """An executor (sweeps/executors/) whose points are trained again when their worker dies
     (see the module's docstring); `on_rerun` hears of each such death. `name`: the folder of a
     point whose config names none."""
 
