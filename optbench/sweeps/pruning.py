@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from optbench.core.metrics import BETWEEN
+from optbench.experiment.train import SilentObserver, StopTraining
 from optbench.storage.results import Status
 from optbench.sweeps.study import import_optuna, make_pruner, open_storage
 from optbench.sweeps.tune_runs import finite
@@ -33,7 +34,7 @@ class TrialWatch:
         return _Pruning(self)
 
 
-class _Pruning:
+class _Pruning(SilentObserver):
     """A training observer reporting to an Optuna trial. Where the storage cannot be reached
     (a Ray node without the journal file), the run trains unpruned; the driver reports its
     epochs when it ends."""
@@ -55,22 +56,7 @@ class _Pruning:
         except Exception:
             self.trial = None
 
-    # the whole TrainingObserver protocol (experiment/train.py); only epoch_finished reports
-    def run_started(self, title: str, epochs: int) -> None:
-        pass
-
-    def epoch_started(self, epoch: int, num_batches: int) -> None:
-        pass
-
-    def batch_finished(self, batch: int, loss: float | None) -> None:
-        pass
-
-    def run_ended(self, status: str) -> None:
-        pass
-
-    def epoch_finished(self, row: dict[str, Any]) -> None:
-        from optbench.experiment.train import StopTraining
-
+    def epoch_finished(self, row: dict[str, Any]) -> None:  # the only call it reports
         value, epoch = row.get(self.watch.metric), row["epoch"]
         if self.trial is None or not finite(value) or row.get(BETWEEN):
             return  # pruned at epoch ends only, not at evaluations between them

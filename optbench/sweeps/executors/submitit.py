@@ -5,7 +5,8 @@ folder, with checkpoints, and submitit hands back its PointResult through the sh
 
 A preempted or timed-out job is requeued by submitit's checkpoint hook (`TrainJob.checkpoint`)
 and resumes from the run's last checkpoint, exactly as a run resumes after SIGKILL; a cancelled
-or killed job fails only its run, which resumes when the sweep is run again. `cluster: local`
+or killed job is a worker that died: its run is trained again, resuming (sweeps/reruns.py).
+`cluster: local`
 runs the jobs as processes on this machine (submitit's LocalExecutor), as the tests do.
 """
 
