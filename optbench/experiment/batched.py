@@ -34,9 +34,9 @@ from typing import Any
 
 import torch
 
-from optbench.components.outputs import forward
 from optbench.core.errors import ConfigError
 from optbench.experiment.checkpoint import CheckpointFile
+from optbench.experiment.copy_gradients import CopyGradients, copy_gradients
 from optbench.experiment.plan import RunPlan, trial_batch
 from optbench.experiment.runner import (
     RunOutcome,
@@ -170,23 +170,6 @@ def _trial_step_refusal(plans: Sequence[RunPlan]) -> str | None:
         torch.set_rng_state(rng)
 
 
-def _forward_draws(plan: RunPlan) -> bool:
-    """Whether a training forward draws from the global RNG (dropout): then each trial's RNG
-    state is swapped in around its own forward."""
-    rng = torch.get_rng_state()
-    try:
-        torch.manual_seed(plan.config.seed)
-        model = plan.build_model()
-        model.train()
-        inputs, _ = trial_batch(plan.data, plan.config.seed)
-        before = torch.get_rng_state()
-        with torch.no_grad():
-            forward(model, inputs.to(plan.device))
-        return not torch.equal(before, torch.get_rng_state())
-    finally:
-        torch.set_rng_state(rng)
-
-
 def batching_refusal(plans: Sequence[RunPlan]) -> str | None:
     """Why `plans` cannot train as one batch exactly as they train alone (one line), or None
     when they can: the static rules, then the trial step."""
@@ -244,19 +227,13 @@ def _prepared(
     return trials
 
 
-def _step(trials: list[_Trial], combined: torch.optim.Optimizer, draws: bool) -> None:
-    """One step of every trial in `trials`: their forwards on their own batches, one backward of
-    the summed losses, one optimizer step."""
+def _step(trials: list[_Trial], combined: torch.optim.Optimizer, gradients: CopyGradients) -> None:
+    """One step of every trial in `trials`: each copy's gradient on its own trial's batch (as
+    the planned `gradients` strategy computes them), then one optimizer step."""
     combined.zero_grad()
-    losses = []
-    for trial in trials:
-        inputs, targets = next(trial.batches)  # type: ignore[arg-type]
-        training = trial.training
-        with trial.own_rng() if draws else contextlib.nullcontext():
-            loss = _loss(training.model, training.loss_fn, inputs, targets, training.penalty)
+    batches = [next(trial.batches) for trial in trials]  # type: ignore[arg-type]
+    for trial, loss in zip(trials, gradients(trials, batches), strict=True):
         trial.last_loss = loss
-        losses.append(loss)
-    torch.stack(losses).sum().backward()
     combined.step()
 
 
@@ -271,7 +248,7 @@ def train_batched(
     that observer). Checkpoints continue each trial from its own last saved epoch."""
     observers = observers or [SilentObserver() for _ in plans]
     checkpoints = checkpoints or [None for _ in plans]
-    draws = _forward_draws(plans[0])
+    gradients = copy_gradients(plans)
     trials = _prepared(plans, observers, checkpoints)
     combined = _together([trial.training.optimizer for trial in trials])
     epochs = plans[0].config.epochs
@@ -281,7 +258,7 @@ def train_batched(
             active = [t for t in trials if t.ended is None and t.training.done < epoch]
             if not active:
                 break
-            _train_epoch(active, combined, epoch, draws)
+            _train_epoch(active, combined, epoch, gradients)
     return [trial.ended or trial.training.result for trial in trials]
 
 
@@ -298,7 +275,7 @@ def _end_pass(trial: _Trial) -> None:
 
 
 def _train_epoch(
-    trials: list[_Trial], combined: torch.optim.Optimizer, epoch: int, draws: bool
+    trials: list[_Trial], combined: torch.optim.Optimizer, epoch: int, gradients: CopyGradients
 ) -> None:
     """One epoch of the trials still training: their steps together, then each one's
     evaluation, row and checkpoint as its lone run's (the epoch's seconds shared out)."""
@@ -310,7 +287,7 @@ def _train_epoch(
     active = list(trials)
     combined.param_groups = [g for t in active for g in t.training.optimizer.param_groups]
     for _ in range(trials[0].training.steps_in_epoch):
-        _step(active, combined, draws)
+        _step(active, combined, gradients)
         for trial in active:
             trial.ended = after_step(
                 trial.training,
