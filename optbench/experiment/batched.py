@@ -4,10 +4,12 @@ Trials that differ only in optimizer hyperparameters (and seed) share a model ar
 data and run options. Each trial gets its own copy of the model, built, seeded and restored
 exactly as its lone run builds it (experiment/train.py's `prepare` and `restore`); the copies'
 parameters become the groups of one optimizer (each group keeps its trial's lr, momentum,
-betas, weight decay), so one `zero_grad`, one `backward` of the summed per-copy losses and one
-`step` serve all K. Each copy's forward runs on its own trial's batch (its seed's data order),
-with its own global RNG state swapped in where the forward draws from it (dropout), and its
-evaluation, rows, checkpoint and run-id are those of its lone run.
+betas, weight decay), so one `zero_grad` and one `step` serve all K. Each copy's loss and
+gradients come from its own trial's batch (its seed's data order), computed as the strategy
+chosen while planning says (experiment/copy_gradients.py): one `torch.func.vmap` over the
+stacked copies where one step computed both ways agrees to the bit, else each copy's forward in
+turn (its own global RNG state swapped in where the forward draws: dropout) and one `backward`
+of the summed losses. Each copy's evaluation, rows, checkpoint and run-id are its lone run's.
 
 Exact, not approximately equal: the gradient of a sum of independent losses is each loss's
 own gradient (the sum passes 1.0 to each), and torch.optim steps each group with its own
@@ -17,8 +19,7 @@ be proven so is refused with one line: closure optimizers (LBFGS), two-pass ones
 second-order ones, Schedule-Free's train/eval modes, state coupled across groups (D-Adaptation,
 Prodigy: found by the trial step) and run options that act on the whole step (compile,
 clip_grad_norm, accumulate, eval_every, fast, bf16). A trial that diverges, or that its observer
-stops (a tuner's pruner), leaves the batch; the others go on. A vmapped forward (one batched
-matmul for all copies) was measured and not used: benchmarks/batched_vmap.py and BENCHMARKS.md.
+stops (a tuner's pruner), leaves the batch; the others go on.
 """
 
 from __future__ import annotations
@@ -147,13 +148,15 @@ def _trial_step_refusal(plans: Sequence[RunPlan]) -> str | None:
         inputs, targets = inputs.to(plans[0].device), targets.to(plans[0].device)
         for _ in range(2):
             losses = []
-            for model, optimizer in zip(lone_models, lone, strict=True):
+            for k, (model, optimizer) in enumerate(zip(lone_models, lone, strict=True)):
                 optimizer.zero_grad()
+                torch.manual_seed(k)  # a forward that draws (dropout) draws alike both ways
                 loss = _loss(model, loss_fn, inputs, targets)
                 loss.backward()
                 optimizer.step()
             combined.zero_grad()
-            for model in together_models:
+            for k, model in enumerate(together_models):
+                torch.manual_seed(k)
                 losses.append(_loss(model, loss_fn, inputs, targets))
             torch.stack(losses).sum().backward()
             combined.step()
@@ -228,8 +231,8 @@ def _prepared(
 
 
 def _step(trials: list[_Trial], combined: torch.optim.Optimizer, gradients: CopyGradients) -> None:
-    """One step of every trial in `trials`: each copy's gradient on its own trial's batch (as
-    the planned `gradients` strategy computes them), then one optimizer step."""
+    """One step of every trial in `trials`: each copy's loss and gradients on its own trial's
+    batch (vmapped or looped, as planned), then one optimizer step."""
     combined.zero_grad()
     batches = [next(trial.batches) for trial in trials]  # type: ignore[arg-type]
     for trial, loss in zip(trials, gradients(trials, batches), strict=True):
@@ -248,7 +251,7 @@ def train_batched(
     that observer). Checkpoints continue each trial from its own last saved epoch."""
     observers = observers or [SilentObserver() for _ in plans]
     checkpoints = checkpoints or [None for _ in plans]
-    gradients = copy_gradients(plans)
+    gradients = copy_gradients(plans)  # vmapped where proven exact, else one copy at a time
     trials = _prepared(plans, observers, checkpoints)
     combined = _together([trial.training.optimizer for trial in trials])
     epochs = plans[0].config.epochs
