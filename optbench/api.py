@@ -716,9 +716,9 @@ def catalog(kind: str = "optimizers", source: str | None = None) -> pd.DataFrame
     """What a config can name: optimizers, schedulers, models, datasets, losses, problems,
     loggers or executors, with their defaults; `source` lists the optimizers a package exports
     (pytorch_optimizer)."""
-    from optbench.components.catalog import CATALOG_COLUMNS, catalog_frame, class_rows
-
     import pandas as pd
+
+    from optbench.components.catalog import CATALOG_COLUMNS, catalog_frame, class_rows
 
     if kind not in ("loggers", "executors"):
         return catalog_frame(kind, source)

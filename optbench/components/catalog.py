@@ -124,7 +124,9 @@ def catalog_rows(kind: str) -> list[Row]:
     return catalog[kind]
 
 
-def class_rows(classes: dict[str, type], plugins: dict[str, str], skip: tuple[str, ...]) -> list[Row]:
+def class_rows(
+    classes: dict[str, type], plugins: dict[str, str], skip: tuple[str, ...]
+) -> list[Row]:
     """Rows of components registered by name as classes (loggers, executors): the options
     their constructor binds, with defaults, and the first line of the docstring; installed
     plug-ins by the import path their entry point names (not imported)."""
