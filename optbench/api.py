@@ -169,6 +169,16 @@ def batching_refusal(config: ConfigSource, overrides: Overrides | None = None) -
     return batching_note([load_config(config, overrides).to_dict()])
 
 
+def batched_gradients(config: ConfigSource, overrides: Overrides | None = None) -> str:
+    """How batched runs of this config get their gradients, in one line: one vmap over the
+    stacked model copies where that was proven exact while planning, else one copy at a time,
+    and why."""
+    from optbench.core.config import load_config
+    from optbench.sweeps.batching import gradients_note
+
+    return gradients_note(load_config(config, overrides).to_dict())
+
+
 def params(config: ConfigSource, overrides: Overrides | None = None) -> pd.DataFrame:
     """Every parameter of the config's model: name, shape, count, the optimizer group it lands
     in and that group's hyperparameters, one row each."""

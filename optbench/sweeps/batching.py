@@ -32,18 +32,31 @@ def check_batch_trials(batch_trials: int | None, field: str = "--batch-trials") 
     return batch_trials
 
 
+def _two_trials(config: dict[str, Any]) -> list[Any]:
+    """Plans of two trials of `config` (seeds 0 and 1, as a tune's trials differ)."""
+    from optbench.experiment.plan import make_plan
+
+    return [make_plan(validate_config({**config, "seed": seed})) for seed in (0, 1)]
+
+
 def batching_note(configs: Sequence[dict[str, Any]]) -> str | None:
     """Why trials of these configs (each trained with two seeds, as a tune's do) cannot train as
     one batch; None when they can. What `optbench validate --batching` prints."""
     from optbench.experiment.batched import batching_refusal
-    from optbench.experiment.plan import make_plan
 
     for config in configs:
-        plans = [make_plan(validate_config({**config, "seed": seed})) for seed in (0, 1)]
-        refusal = batching_refusal(plans)
+        refusal = batching_refusal(_two_trials(config))
         if refusal is not None:
             return refusal
     return None
+
+
+def gradients_note(config: dict[str, Any]) -> str:
+    """How batched trials of `config` get their gradients: vmapped, or one copy at a time and
+    why (experiment/copy_gradients.py). What `optbench validate --batching` prints next."""
+    from optbench.experiment.copy_gradients import copy_gradients
+
+    return copy_gradients(_two_trials(config)).describe()
 
 
 def refuse_unbatchable(configs: Sequence[dict[str, Any]], field: str = "--batch-trials") -> None:

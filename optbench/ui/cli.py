@@ -404,6 +404,9 @@ def validate(
         refusal = optbench.batching_refusal(config, overrides)
         line = "batching: yes" if refusal is None else f"batching: no, {refusal}"
         console.print(line, markup=False, highlight=False)
+        if refusal is None:
+            line = f"batched gradients: {optbench.batched_gradients(config, overrides)}"
+            console.print(line, markup=False, highlight=False)
 
 
 @app.command()
