@@ -411,6 +411,73 @@ def test_a_users_optimizer_beside_the_suite_through_the_cli(tmp_path: Path) -> N
     assert again.document["scores"] == document["scores"]
 
 
+def _logged_sgd(log: Path) -> type:
+    """A user's optimizer as a notebook cell defines it, no import path reaching it (defined in
+    a function): torch's SGD, noting which process built it in `log` (a value it closes over)."""
+    import os
+
+    import torch
+
+    class LoggedSGD(torch.optim.SGD):
+        def __init__(self, params, lr=0.01):
+            with open(log, "a") as built:
+                built.write(f"{os.getpid()}\n")
+            super().__init__(params, lr=lr)
+
+    return LoggedSGD
+
+
+@pytest.mark.slow
+def test_a_users_optimizer_class_by_value_trains_only_its_pairs_through_the_api(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`optbench.benchmark(suite, [MyOptimizer], workers=2)` with a class no import path reaches:
+    identified by its code and the values it uses, sent to the worker processes by value,
+    labelled by its class name; it trains only its own pairs, with torch's SGD's numbers, and
+    the same class made again (the same code and values) trains nothing."""
+    import os
+    import re
+
+    import optbench.sweeps.executors.local
+
+    # worker processes from the first run on (not the driver's thread for tiny runs)
+    monkeypatch.setattr(optbench.sweeps.executors.local, "TINY_RUN_SECONDS", 0.0)
+    suite = _write(tmp_path, {**SUITE, "optimizers": {"SGD": {"name": "SGD"}}})
+    results, log = tmp_path / "results", tmp_path / "built.log"
+    first = optbench.benchmark(suite, workers=2, results_dir=results)
+    added = optbench.benchmark(suite, [_logged_sgd(log)], workers=2, results_dir=results)
+    assert sorted(added.trained) == ["tiny.branin.LoggedSGD", "tiny.rosenbrock.LoggedSGD"]
+    assert sorted(added.reused) == sorted(first.trained) and len(first.trained) == 2
+    assert set(added.scores["steps"]) == {"SGD", "LoggedSGD"}
+    assert (results / "tiny" / "benchmark.json").is_file()
+    builders = {int(pid) for pid in log.read_text().split()}
+    assert builders - {os.getpid()}, "no worker process built the class sent by value"
+
+    # a trial: its config names the class by its token (no pickle in the folder), and its
+    # numbers are those torch's SGD gives at its lr
+    folder = added.document["pairs"]["LoggedSGD"]["branin"]["folders"][0]
+    run = next(r for r in sorted((results / folder).iterdir()) if (r / "epochs.csv").is_file())
+    stored = yaml.safe_load((run / "config.yaml").read_text())
+    assert re.fullmatch(r"LoggedSGD@object:[0-9a-f]{16}", stored["optimizer"]["name"])
+    assert run.name.startswith("loggedsgd-") and "objects" not in stored
+    reference = {k: v for k, v in stored.items() if k not in ("code", "tune")}
+    reference["optimizer"] = {"name": "SGD", "lr": stored["optimizer"]["lr"]}
+    by_torch = optbench.run(reference, results_dir=tmp_path / "reference").epochs
+    ours = pd.read_csv(run / "epochs.csv")
+    columns = [c for c in by_torch.columns if c not in ("seconds", "eval_seconds")]
+    pd.testing.assert_frame_equal(ours[columns], by_torch[columns], check_dtype=False)
+
+    # made afresh (another class object, the same code and values), labelled explicitly
+    again = optbench.benchmark(
+        suite, [("LoggedSGD", _logged_sgd(log))], workers=2, results_dir=results
+    )
+    assert again.trained == [] and len(again.reused) == 4
+    assert again.document["scores"] == added.document["scores"]
+    # another value it closes over is another optimizer: refused beside the one of that label
+    with pytest.raises(ConfigError, match=r"optimizers\[1\]: LoggedSGD is added twice"):
+        optbench.benchmark(suite, [_logged_sgd(log), _logged_sgd(tmp_path / "other.log")])
+
+
 @pytest.mark.slow
 def test_a_benchmark_killed_at_random_moments_resumes_and_counts_only_finished_pairs(
     tmp_path: Path,
