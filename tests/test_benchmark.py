@@ -427,6 +427,32 @@ def _logged_sgd(log: Path) -> type:
     return LoggedSGD
 
 
+def test_an_added_optimizer_that_is_no_optimizer_or_takes_a_label_is_refused_in_one_line(
+    tmp_path: Path,
+) -> None:
+    """Bad items of `benchmark(suite, optimizers=...)`: each a one-line ConfigError naming the
+    item, before anything is written."""
+    import torch
+
+    class SGD(torch.optim.SGD):  # by value, labelled SGD: the suite's own label
+        pass
+
+    suite = _write(tmp_path, SUITE)
+    results = tmp_path / "results"
+    refusals = {
+        r"optimizers\[0\]: must be an optimizer's name .* not int '42'": [42],
+        r"optimizers\[1\]: label 'my opt' must be letters": ["Lion", ("my opt", SGD)],
+        r"optimizers\[0\]: SGD: the suite has an optimizer labelled SGD": [SGD],
+        r"--optimizer: Adam: the suite has an optimizer labelled Adam": ["Adam"],
+        r"optimizers\[1\]: Mine is added twice": [("Mine", "RMSprop"), ("Mine", SGD)],
+    }
+    for message, optimizers in refusals.items():
+        with pytest.raises(ConfigError, match=message) as refused:
+            optbench.benchmark(suite, optimizers, workers=1, results_dir=results)
+        assert "\n" not in str(refused.value)
+    assert not results.exists()
+
+
 @pytest.mark.slow
 def test_a_users_optimizer_class_by_value_trains_only_its_pairs_through_the_api(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
