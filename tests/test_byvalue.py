@@ -19,7 +19,7 @@ import pytest
 
 import optbench
 from optbench.core import byvalue
-from tests.helpers import METRICS, REPO, importable_module, invoke, regression_dict
+from tests.helpers import METRICS, REPO, importable_module, invoke, ray_head, regression_dict
 
 # A model as a notebook cell defines it: its width a global its methods name.
 NET_SOURCE = """
@@ -198,3 +198,52 @@ def test_an_optimizer_class_by_value_names_its_run_by_its_class() -> None:
     checked = optbench.validate(regression_dict(optimizer={"name": MySGD, "lr": 0.05}))
     assert re.fullmatch(r"mysgd-seed0-[0-9a-f]{10}", checked.run_id), checked.run_id
     assert checked.plan.config.optimizer.name.startswith("MySGD@object:")
+
+
+@pytest.mark.slow
+def test_a_model_class_by_value_trains_on_a_ray_cluster_with_the_local_numbers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model class defined in the test (no import path reaches it) swept as Ray tasks on a
+    real Ray head on 127.0.0.1: the class reaches the Ray workers pickled by value (they build
+    it), and every point has the run-id and the numbers the same sweep gives on one local
+    process."""
+    ray = pytest.importorskip("ray")
+    from torch import nn
+
+    built = tmp_path / "built"
+    built.mkdir()
+
+    class Net(nn.Module):  # defined in a function: only its value can reach a Ray worker
+        def __init__(self, in_features: int, num_outputs: int) -> None:
+            super().__init__()
+            (built / str(os.getpid())).touch()  # which process built it
+            self.body = nn.Sequential(nn.Linear(in_features, 4), nn.Tanh(), nn.Linear(4, 1))
+
+        def forward(self, x):
+            return self.body(x)
+
+    config = regression_dict(model={"name": Net}, epochs=1)
+    grid = {"optimizer.lr": [0.01, 0.05]}
+    monkeypatch.chdir(tmp_path)  # the folder a mapping's config is read in: what Ray is sent
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
+    with ray_head(tmp_path, env, "--num-cpus=2") as port:
+        try:
+            on_ray = optbench.sweep(
+                config,
+                grid,
+                executor="ray",
+                address=f"127.0.0.1:{port}",
+                results_dir=tmp_path / "ray",
+            )
+        finally:
+            ray.shutdown()
+    assert on_ray.counts()["completed"] == 2 and on_ray.failed == []
+    assert {int(p.name) for p in built.iterdir()} - {os.getpid()}, "no Ray worker built Net"
+    local = optbench.sweep(config, grid, workers=1, results_dir=tmp_path / "local")
+    assert [r.run_id for r in on_ray] == [r.run_id for r in local]
+    assert all(TOKEN.search(r.run_id) is None for r in on_ray)  # the token stays in config
+    for ours, theirs in zip(on_ray, local, strict=True):
+        assert TOKEN.fullmatch(ours.config["model"]["name"])
+        pd.testing.assert_frame_equal(ours.epochs[METRICS], theirs.epochs[METRICS])
