@@ -618,6 +618,7 @@ def benchmark(
         pairs,
         results,
         header=header,
+        folder=Path(suite).parent,
         executor=runner,
         view=_view(view, progress),
         batch_trials=batch_trials,

@@ -411,6 +411,66 @@ def test_a_users_optimizer_beside_the_suite_through_the_cli(tmp_path: Path) -> N
     assert again.document["scores"] == document["scores"]
 
 
+@pytest.mark.slow
+def test_a_users_optimizer_module_beside_the_suite_trains_on_ray(tmp_path: Path) -> None:
+    """Issue 24's headline path on Ray: `optbench benchmark SUITE --optimizer mypkg.SignSGD
+    --executor ray --address 127.0.0.1:PORT` (a real Ray head started by the test, mypkg/ on
+    no path of the head's nor the driver's, the command run from another folder): the suite's
+    folder reaches the Ray workers, which import mypkg and train only its pairs; the scores
+    are written with the stored baselines read back."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO, ray_head
+
+    pytest.importorskip("ray")
+    (tmp_path / "mypkg").mkdir()
+    # its import log by absolute path: a Ray worker imports the copy of the folder Ray sent
+    log = tmp_path / "imports.log"
+    module = SIGN_SGD.replace(
+        'pathlib.Path(__file__).parent.parent / "imports.log"', f"pathlib.Path({str(log)!r})"
+    )
+    assert module != SIGN_SGD
+    (tmp_path / "mypkg" / "__init__.py").write_text(module)
+    suite = _write(tmp_path, {**SUITE, "optimizers": {"SGD": {"name": "SGD"}}})
+    results, elsewhere = tmp_path / "results", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
+
+    def benchmark(*args: str) -> tuple[subprocess.CompletedProcess, int]:
+        command = [sys.executable, "-m", "optbench", "benchmark", str(suite), *args]
+        driver = subprocess.Popen(
+            [*command, "--results-dir", str(results)], cwd=elsewhere, env=env, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        out, err = driver.communicate(timeout=600)
+        return subprocess.CompletedProcess(command, driver.returncode, out, err), driver.pid
+
+    baselines, _ = benchmark("--workers", "1")  # the stored baselines, trained locally
+    assert baselines.returncode == 0, baselines.stderr
+    with ray_head(elsewhere, env, "--num-cpus=2") as port:
+        added, driver = benchmark(
+            "--optimizer", "mypkg.SignSGD", "--executor", "ray", "--address", f"127.0.0.1:{port}"
+        )
+    assert added.returncode == 0, added.stdout + added.stderr
+    assert "2 pair(s) tuned, 2 read back" in added.stdout + added.stderr
+    document = json.loads((results / "tiny" / "benchmark.json").read_text())
+    assert set(document["scores"]["steps"]) == {"SGD", "mypkg.SignSGD"}
+    importers = {int(pid) for pid in log.read_text().split()}
+    assert importers - {driver}, "no Ray worker imported mypkg"
+    for problem in ("rosenbrock", "branin"):
+        pair = document["pairs"]["mypkg.SignSGD"][problem]
+        for folder in pair["folders"]:  # every study trained and told its runs back
+            runs = [r for r in (results / folder).iterdir() if (r / "summary.json").is_file()]
+            assert len(runs) >= SUITE["tune"]["trials"], folder
+            assert {json.loads((r / "summary.json").read_text())["status"] for r in runs} <= {
+                "completed",
+                "diverged",
+            }
+
+
 def _logged_sgd(log: Path) -> type:
     """A user's optimizer as a notebook cell defines it, no import path reaching it (defined in
     a function): torch's SGD, noting which process built it in `log` (a value it closes over)."""
