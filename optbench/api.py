@@ -626,7 +626,7 @@ def benchmark(
     outcome = score_benchmark(checked, pairs, targets, results, done.trained, done.reused)
     if plot is not None:
         plot_profiles_png(outcome.document, Path(plot))
-    _warn_failed(f"benchmark {Path(suite).stem}", outcome.failed)
+    _warn_failed(f"benchmark {checked.name}", outcome.failed)
     return BenchmarkResult(
         outcome.path, outcome.document, outcome.trained, outcome.reused, outcome.failed
     )
