@@ -76,6 +76,68 @@ def test_an_object_trains_the_numbers_its_import_path_trains(
     assert wider.run_id != by_value.run_id
 
 
+# A dataset function and a loss callable as a notebook cell defines them.
+DATA_SOURCE = """
+import numpy as np
+import torch
+
+SLOPE = 1.5
+
+
+def points():
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(64, 3)).astype(np.float32)
+    y = (x @ np.array([1.0, -2.0, SLOPE], dtype=np.float32))[:, None]
+    return (x[:48], y[:48]), (x[48:], y[48:])
+
+
+def half_mse(output, target):
+    return 0.5 * torch.nn.functional.mse_loss(output, target)
+"""
+
+
+def test_a_dataset_function_and_a_loss_by_value_train_their_import_paths_numbers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    importable_module(tmp_path, "byvalue_data", DATA_SOURCE, monkeypatch)
+
+    def config(dataset: Any, loss: Any) -> dict[str, Any]:
+        return regression_dict(data={"dataset": dataset, "batch_size": 16}, loss=loss)
+
+    by_path = optbench.run(
+        config("byvalue_data.points", "byvalue_data.half_mse"), results_dir=tmp_path / "r"
+    )
+    cell = _cell(DATA_SOURCE)
+    by_value = optbench.run(config(cell["points"], cell["half_mse"]), results_dir=tmp_path / "r")
+    assert re.fullmatch(r"points@object:[0-9a-f]{16}", by_value.config["data"]["dataset"])
+    assert re.fullmatch(r"half_mse@object:[0-9a-f]{16}", by_value.config["loss"]["name"])
+    pd.testing.assert_frame_equal(by_value.epochs[METRICS], by_path.epochs[METRICS])
+    # a global the function reads is part of its identity: another slope, another run
+    steeper = _cell(DATA_SOURCE, SLOPE=2.5)
+    other = optbench.validate(config(steeper["points"], cell["half_mse"]))
+    assert other.run_id != by_value.run_id
+    again = optbench.validate(config(_cell(DATA_SOURCE)["points"], cell["half_mse"]))
+    assert again.run_id == by_value.run_id
+
+
+def test_a_dataset_object_is_refused_in_one_line_and_a_function_returning_it_trains(
+    tmp_path: Path,
+) -> None:
+    import torch
+
+    x, y = torch.randn(64, 3, generator=torch.Generator().manual_seed(0)), torch.zeros(64, 1)
+    train = torch.utils.data.TensorDataset(x[:48], y[:48])
+    test_set = torch.utils.data.TensorDataset(x[48:], y[48:])
+    with pytest.raises(optbench.ConfigError, match=r"lambda: \(train_set, test_set\)") as refused:
+        optbench.validate(regression_dict(data={"dataset": train}))
+    assert refused.value.field == "data.dataset" and "\n" not in str(refused.value)
+    assert "TensorDataset object" in str(refused.value)
+    data = {"dataset": lambda: (train, test_set), "batch_size": 16}
+    run = optbench.run(regression_dict(data=data), results_dir=tmp_path)
+    assert run.status == "completed" and len(run.epochs) == 2
+    assert run.config["data"]["dataset"].startswith("lambda@object:")
+
+
 def test_closures_and_defaults_are_part_of_an_objects_identity() -> None:
     def linear(width: int) -> Any:
         def make(in_features: int, num_outputs: int) -> Any:
