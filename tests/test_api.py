@@ -290,18 +290,14 @@ def test_a_sweep_whose_runs_failed_says_so_in_a_warning_and_lists_them(
 
 
 def _fails_on_third_step() -> type:
-    """A user's optimizer, by value (defined in a function): SGD that raises on its third step
-    (the first of a run's second batch of three, _config's data)."""
-    import torch
+    """A user's optimizer by value, as a notebook cell defines it (its module __main__, no
+    import path): SGD that raises on its third step (the first of a run's second batch of
+    three, _config's data)."""
+    from tests.test_sweep import FAILING_OPTIMIZER
 
-    class FailsOnThirdStep(torch.optim.SGD):
-        def step(self, closure=None):
-            self.steps_taken = getattr(self, "steps_taken", 0) + 1
-            if self.steps_taken == 3:
-                raise RuntimeError("step 3 exploded")
-            return super().step(closure)
-
-    return FailsOnThirdStep
+    cell: dict[str, Any] = {"__name__": "__main__"}
+    exec(compile(FAILING_OPTIMIZER, "<notebook cell>", "exec"), cell)
+    return cell["FailsOnThirdStep"]
 
 
 def test_a_tune_whose_trials_failed_says_so_in_a_warning_and_lists_them(tmp_path: Path) -> None:
