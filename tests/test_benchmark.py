@@ -415,9 +415,11 @@ def test_a_users_optimizer_beside_the_suite_through_the_cli(tmp_path: Path) -> N
 def test_a_users_optimizer_module_beside_the_suite_trains_on_ray(tmp_path: Path) -> None:
     """Issue 24's headline path on Ray: `optbench benchmark SUITE --optimizer mypkg.SignSGD
     --executor ray --address 127.0.0.1:PORT` (a real Ray head started by the test, mypkg/ on
-    no path of the head's nor the driver's, the command run from another folder): the suite's
-    folder reaches the Ray workers, which import mypkg and train only its pairs; the scores
-    are written with the stored baselines read back."""
+    no path of the head's nor the driver's, the command run from another folder), with an
+    installed package's optimizer beside it (`--optimizer pytorch_optimizer.Lion`): the suite's
+    folder reaches the Ray workers, which import mypkg and train only the new pairs; the
+    scores are written with the stored baselines read back."""
+    import itertools
     import os
     import subprocess
     import sys
@@ -452,17 +454,19 @@ def test_a_users_optimizer_module_beside_the_suite_trains_on_ray(tmp_path: Path)
     assert baselines.returncode == 0, baselines.stderr
     with ray_head(elsewhere, env, "--num-cpus=2") as port:
         added, driver = benchmark(
-            "--optimizer", "mypkg.SignSGD", "--executor", "ray", "--address", f"127.0.0.1:{port}"
+            *("--optimizer", "mypkg.SignSGD", "--optimizer", "pytorch_optimizer.Lion"),
+            *("--executor", "ray", "--address", f"127.0.0.1:{port}"),
         )
     assert added.returncode == 0, added.stdout + added.stderr
-    assert "2 pair(s) tuned, 2 read back" in added.stdout + added.stderr
+    assert "4 pair(s) tuned, 2 read back" in added.stdout + added.stderr
     document = json.loads((results / "tiny" / "benchmark.json").read_text())
-    assert set(document["scores"]["steps"]) == {"SGD", "mypkg.SignSGD"}
+    assert set(document["scores"]["steps"]) == {"SGD", "mypkg.SignSGD", "pytorch_optimizer.Lion"}
     importers = {int(pid) for pid in log.read_text().split()}
     assert importers - {driver}, "no Ray worker imported mypkg"
-    for problem in ("rosenbrock", "branin"):
-        pair = document["pairs"]["mypkg.SignSGD"][problem]
-        for folder in pair["folders"]:  # every study trained and told its runs back
+    for optimizer, problem in itertools.product(
+        ("mypkg.SignSGD", "pytorch_optimizer.Lion"), ("rosenbrock", "branin")
+    ):
+        for folder in document["pairs"][optimizer][problem]["folders"]:  # every study trained
             runs = [r for r in (results / folder).iterdir() if (r / "summary.json").is_file()]
             assert len(runs) >= SUITE["tune"]["trials"], folder
             assert {json.loads((r / "summary.json").read_text())["status"] for r in runs} <= {
