@@ -718,8 +718,24 @@ def lr_find(
 
 
 def catalog(kind: str = "optimizers", source: str | None = None) -> pd.DataFrame:
-    """What a config can name: optimizers, schedulers, models, datasets, losses or problems,
-    with their defaults; `source` lists the optimizers a package exports (pytorch_optimizer)."""
-    from optbench.components.catalog import catalog_frame
+    """What a config can name: optimizers, schedulers, models, datasets, losses, problems,
+    loggers or executors, with their defaults; `source` lists the optimizers a package exports
+    (pytorch_optimizer)."""
+    import pandas as pd
 
-    return catalog_frame(kind, source)
+    from optbench.components.catalog import CATALOG_COLUMNS, catalog_frame, class_rows
+
+    if kind not in ("loggers", "executors"):
+        return catalog_frame(kind, source)
+    if source is not None:
+        raise ConfigError(f"--from lists optimizers only, not {kind}")
+    if kind == "loggers":
+        from optbench.experiment.loggers.registry import builtin_loggers, plugin_loggers
+
+        rows = class_rows(builtin_loggers(), plugin_loggers(), skip=())
+    else:
+        from optbench.sweeps.executors import EXECUTORS, plugin_executors
+
+        classes = {name: EXECUTORS.get(name, "executor") for name in EXECUTORS.names()}
+        rows = class_rows(classes, plugin_executors(), skip=("results_dir",))
+    return pd.DataFrame(rows, columns=list(CATALOG_COLUMNS))
