@@ -415,7 +415,9 @@ def test_a_sweep_with_progress_draws_a_bar_and_its_frame_is_one_row_per_run(
         assert row["config.optimizer.lr"] == each.config["optimizer"]["lr"]
 
 
-def test_a_tunes_frame_is_the_studys_best_trial_as_optuna_reads_it(tmp_path: Path) -> None:
+def test_a_tunes_frame_is_the_studys_best_trial_as_optuna_reads_it_and_progress_draws_a_bar(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     optuna = pytest.importorskip("optuna")
     config = _config(
         epochs=1,
@@ -427,6 +429,8 @@ def test_a_tunes_frame_is_the_studys_best_trial_as_optuna_reads_it(tmp_path: Pat
         },
     )
     result = optbench.tune(config, workers=1, results_dir=tmp_path, progress=True)
+    captured = capsys.readouterr()
+    assert "100%" in captured.err and "3/3" in captured.err and captured.out == ""  # tqdm's bar
     (row,) = result.frame().to_dict("records")
     from optuna.storages.journal import JournalFileBackend
 
