@@ -647,6 +647,7 @@ def test_a_killed_workers_point_is_trained_again_and_a_fresh_worker_takes_its_pl
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ray")  # one Ray at a time (conftest.py's ray_session)
 def test_ray_executor_gives_the_local_executors_numbers(
     tiny_sweep: TinySweep, ray_session, tmp_path: Path
 ) -> None:
@@ -700,6 +701,7 @@ class Net(nn.Module):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ray")  # one Ray at a time (conftest.py's ray_session)
 def test_ray_nodes_get_the_configs_folder_and_data_file(tmp_path: Path) -> None:
     """A token-enabled Ray head on 127.0.0.1 (one CPU, one GPU declared) whose worker starts
     elsewhere, with the user's folder on no path, reached by its IP:port as from another
