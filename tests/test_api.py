@@ -400,6 +400,41 @@ def test_a_script_without_the_main_guard_is_refused_before_any_worker_starts(
     assert ran.returncode == 0 and "failed: []" in ran.stdout, ran.stderr
 
 
+@pytest.mark.slow  # starts Python processes
+@pytest.mark.parametrize(
+    "call",
+    [
+        "optbench.tune({config!r}, workers=2, results_dir={results!r})",
+        "optbench.benchmark({suite!r}, workers=2, results_dir={results!r})",
+    ],
+    ids=["tune", "benchmark"],
+)
+def test_a_tune_or_benchmark_without_the_main_guard_is_refused_too(
+    tmp_path: Path, call: str
+) -> None:
+    results = tmp_path / "results"
+    space = {"optimizer.lr": {"choice": [0.1]}}
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(
+        yaml.safe_dump(
+            {"name": "s", "problems": ["rosenbrock"], "optimizers": {"SGD": "SGD"}},
+        )
+        + yaml.safe_dump({"tune": {"space": space}})
+    )
+    tuned = _config(tune={"space": space, "trials": 1})
+    script = tmp_path / "unguarded.py"
+    line = call.format(config=tuned, suite=str(suite), results=str(results))
+    script.write_text(f"import optbench\n\n{line}\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    ran = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300
+    )
+    function = call.split("(")[0]
+    last = ran.stderr.strip().splitlines()[-1]
+    assert ran.returncode == 1 and f"{function}() at its top level (unguarded.py, line 3)" in last
+    assert 'if __name__ == "__main__":' in last and not results.exists(), ran.stderr
+
+
 def test_a_sweep_with_progress_draws_a_bar_and_its_frame_is_one_row_per_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
