@@ -29,7 +29,9 @@ vmap over the stacked copies where that was proven exact) and the same again wit
 gradients computed one copy at a time (experiment/copy_gradients.py's loop, forced: what
 batching did before the vmap).
 
-The table reports each one's median wall seconds and its ratio to the plain script.
+The table reports each one's median wall seconds and its ratio to the plain script, and the
+same for its own CPU seconds (the process and its children: on a loaded machine, less disturbed
+than wall time, which counts the waits for a core).
 """
 
 from __future__ import annotations
@@ -166,6 +168,7 @@ class Others:
         if busy is not None and self._busy is not None and wall > 0:
             others = (busy - self._busy) - (_own() - self._own)
             self.share = max(0.0, others) / (wall * (os.cpu_count() or 1))
+        self.cpu = _own() - self._own  # the contender's own CPU seconds, once waited for
 
 
 def _own() -> float:
@@ -206,8 +209,9 @@ def command(contender: str, results: str, plain: Path, workers: int | None) -> l
     return [sys.executable, "-c", PROCESSES, "sweep", *options]
 
 
-def timed(contender: str, plain: Path, workers: int | None) -> tuple[float, float | None]:
-    """Wall seconds of one contender's command, and the CPU share other processes took."""
+def timed(contender: str, plain: Path, workers: int | None) -> tuple[float, float | None, float]:
+    """Wall seconds of one contender's command, the CPU share other processes took, and the
+    command's own CPU seconds (less disturbed by a loaded machine than its wall time)."""
     with tempfile.TemporaryDirectory() as results:
         argv = command(contender, results, plain, workers)
         with Others() as load:
@@ -223,7 +227,7 @@ def timed(contender: str, plain: Path, workers: int | None) -> tuple[float, floa
             sys.exit(f"expected {expected} runs:\n{completed.stdout}")
         if contender == "plain" and len(completed.stdout.splitlines()) != 16:
             sys.exit(f"the plain script trained other runs:\n{completed.stdout}")
-    return seconds, load.share
+    return seconds, load.share, load.cpu
 
 
 def main() -> None:
@@ -241,15 +245,20 @@ def main() -> None:
         contenders = ["plain", "tune", batched, batched + LOOP]
     times: dict[str, list[float]] = {c: [] for c in contenders}
     shares: dict[str, list[float | None]] = {c: [] for c in contenders}
+    cpus: dict[str, list[float]] = {c: [] for c in contenders}
     with tempfile.TemporaryDirectory() as folder:
         plain = Path(folder) / "plain_loop.py"
         plain.write_text(DIGITS_PLAIN if BATCHING else PLAIN)
         for _ in range(args.repeats):
             for contender in contenders:
-                seconds, other = timed(contender, plain, args.workers)
+                seconds, other, cpu = timed(contender, plain, args.workers)
                 times[contender].append(seconds)
                 shares[contender].append(other)
-                print(f"  {contender}: {seconds:.2f} s (others {share(other)})", flush=True)
+                cpus[contender].append(cpu)
+                print(
+                    f"  {contender}: {seconds:.2f} s, CPU {cpu:.2f} s (others {share(other)})",
+                    flush=True,
+                )
 
     reference = statistics.median(times["plain"])
     print()
@@ -263,14 +272,19 @@ def main() -> None:
     )
     warn_if_disturbed(shares)
     print()
-    print("| contender | median wall s | / plain script | runs (s) | others' CPU share (max) |")
-    print("|---|---:|---:|---|---:|")
+    cpu_reference = statistics.median(cpus["plain"])
+    print(
+        "| contender | median wall s | / plain script | runs (s) | median CPU s | / plain, CPU "
+        "| others' CPU share (max) |"
+    )
+    print("|---|---:|---:|---|---:|---:|---:|")
     for contender, values in times.items():
-        median = statistics.median(values)
+        median, cpu = statistics.median(values), statistics.median(cpus[contender])
         each = ", ".join(f"{v:.2f}" for v in values)
         worst = max((s for s in shares[contender] if s is not None), default=None)
         print(
-            f"| {contender} | {median:.2f} | {median / reference:.2f}x | {each} | {share(worst)} |"
+            f"| {contender} | {median:.2f} | {median / reference:.2f}x | {each} | {cpu:.2f} "
+            f"| {cpu / cpu_reference:.2f}x | {share(worst)} |"
         )
 
 

@@ -331,6 +331,7 @@ def _spy_on_gradients(monkeypatch: pytest.MonkeyPatch) -> tuple[list[Any], list[
 
     monkeypatch.setattr(batched, "copy_gradients", choose)
     monkeypatch.setattr(copy_gradients, "_vmapped", step)
+    monkeypatch.setattr(copy_gradients, "CPU_VMAP_FROM", 2)  # the tests' small batches too
     return chosen, vmapped
 
 

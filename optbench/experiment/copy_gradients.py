@@ -44,6 +44,12 @@ from optbench.experiment.train import _l2_penalty, _loss
 
 Batch = tuple[Any, Any]  # one step's (inputs, targets); inputs may be a dict of columns
 
+# On a CPU a vmap's fixed cost (~1.5-2 ms a step for digits_mlp's MLP) outweighs what it saves
+# below about 16 copies (benchmarks/batched_vmap.py: 0.55x the loop's speed at K=4, even at 16;
+# BENCHMARKS.md section 13): steps with fewer copies take the loop there. On a GPU, where each
+# copy's kernels cost a launch, any batch is vmapped.
+CPU_VMAP_FROM = 16
+
 
 class CopyGradients(Protocol):
     """Each trial's loss on its own batch, each copy's gradients left in its `.grad`."""
@@ -78,14 +84,17 @@ class VmappedCopies:
     """One vmap over the stacked copies for every shape of step proven exact (see the module's
     docstring); the loop for the others."""
 
-    def __init__(self) -> None:
+    def __init__(self, fewest: int) -> None:
+        self.fewest = fewest  # copies a step needs to be vmapped (CPU_VMAP_FROM on a CPU)
         self.refusals: dict[Any, str | None] = {}  # step shape: None when vmap is exact for it
         self._copies: dict[nn.Module, _Copy] = {}  # each model's tensors, read once
 
     def __call__(self, trials: Sequence[Any], batches: Sequence[Batch]) -> list[torch.Tensor]:
         models = [trial.training.model for trial in trials]
-        copies = [self._copies.get(m) or self._copies.setdefault(m, _Copy(m)) for m in models]
         loss_fn = trials[0].training.loss_fn
+        if len(models) < self.fewest:
+            return _looped(models, loss_fn, batches)
+        copies = [self._copies.get(m) or self._copies.setdefault(m, _Copy(m)) for m in models]
         shape = _step_shape(batches)
         if shape not in self.refusals:  # its first step: the loop's, vmap compared with it
             self.refusals[shape], losses = _both_ways(copies, loss_fn, batches)
@@ -99,7 +108,8 @@ class VmappedCopies:
         return losses
 
     def describe(self) -> str:
-        return "one vmap over the stacked copies (each new shape of step proven on its first)"
+        fewer = f"from {self.fewest} copies a step, fewer one at a time; " * (self.fewest > 2)
+        return f"one vmap over the stacked copies ({fewer}each new shape of step proven first)"
 
 
 @dataclass
@@ -131,7 +141,9 @@ def copy_gradients(plans: Sequence[RunPlan]) -> CopyGradients:
             refusal = _vmap_refusal(plans)
     finally:
         torch.set_rng_state(rng)
-    return VmappedCopies() if refusal is None else LoopedCopies(refusal)
+    if refusal is not None:
+        return LoopedCopies(refusal)
+    return VmappedCopies(CPU_VMAP_FROM if first.device.type == "cpu" else 2)
 
 
 def _vmap_refusal(plans: Sequence[RunPlan]) -> str | None:
