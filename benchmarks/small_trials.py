@@ -23,8 +23,11 @@ fresh process as a user would start it:
 With `--batch-trials K` the problem is digits_mlp (MLP 64-100-10 on scikit-learn's digits,
 batch 32, 5 epochs, one thread) and the contenders are: plain (the tutorial loop over the same
 16 runs: 8 learning rates x 2 seeds, Adam, an evaluation after every epoch), `optbench tune`
-(16 random-sampler trials over lr, seeds [0]) and the same tune with `--batch-trials K`
-(experiment/batched.py: K trials as one optimizer's parameter groups).
+(16 random-sampler trials over lr, seeds [0]), the same tune with `--batch-trials K`
+(experiment/batched.py: K trials as one optimizer's parameter groups, their gradients from one
+vmap over the stacked copies where that was proven exact) and the same again with the copies'
+gradients computed one copy at a time (experiment/copy_gradients.py's loop, forced: what
+batching did before the vmap).
 
 The table reports each one's median wall seconds and its ratio to the plain script.
 """
@@ -139,6 +142,14 @@ PROCESSES = (
     "import sys; import optbench.sweeps.executors.local as e; e.TINY_RUN_SECONDS = 0.0; "
     "from optbench.ui.cli import app; sys.argv[0] = 'optbench'; app()"
 )
+# `optbench tune --batch-trials K` with every batch's gradients one copy at a time (no vmap).
+LOOPED = (
+    "import sys; import optbench.experiment.batched as b; "
+    "from optbench.experiment.copy_gradients import LoopedCopies; "
+    "b.copy_gradients = lambda plans: LoopedCopies('forced'); "
+    "from optbench.ui.cli import app; sys.argv[0] = 'optbench'; app()"
+)
+LOOP = ", one copy at a time"  # the suffix of that contender's name
 
 
 class Others:
@@ -178,9 +189,9 @@ def command(contender: str, results: str, plain: Path, workers: int | None) -> l
         tuned = Path(results) / "tune.yaml"
         space = {"optimizer.lr": {"log_uniform": [min(LRS) / 20, max(LRS) / 20]}}
         tuned.write_text(yaml.safe_dump(DIGITS | {"tune": TUNE | {"space": space}}))
-        extra = contender.split()[1:]  # --batch-trials K
-        argv = [sys.executable, "-m", "optbench", "tune", str(tuned), "--results-dir", results]
-        return argv + extra
+        extra = contender.removesuffix(LOOP).split()[1:]  # --batch-trials K
+        start = ["-c", LOOPED] if contender.endswith(LOOP) else ["-m", "optbench"]
+        return [sys.executable, *start, "tune", str(tuned), "--results-dir", results, *extra]
     if contender == "tune":
         config = yaml.safe_load(CONFIG.read_text()) | {"tune": TUNE}
         tuned = Path(results) / "tune.yaml"
@@ -226,7 +237,8 @@ def main() -> None:
     BATCHING = args.batch_trials is not None
     contenders = ["plain", "sweep", "sweep, processes", "tune"]
     if BATCHING:
-        contenders = ["plain", "tune", f"tune --batch-trials {args.batch_trials}"]
+        batched = f"tune --batch-trials {args.batch_trials}"
+        contenders = ["plain", "tune", batched, batched + LOOP]
     times: dict[str, list[float]] = {c: [] for c in contenders}
     shares: dict[str, list[float | None]] = {c: [] for c in contenders}
     with tempfile.TemporaryDirectory() as folder:
