@@ -58,8 +58,23 @@ def cifar_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, n
     return tmp_path, images
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """In a pytest-xdist worker: hand tests/test_ecosystem.py's outcomes to the controller,
+    which prints them (pytest_testnodedown, then pytest_terminal_summary)."""
+    if hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["ecosystem_outcomes"] = ECOSYSTEM_OUTCOMES
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: a worker has finished
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    outcomes = getattr(node, "workeroutput", {}).get("ecosystem_outcomes", {})
+    for outcome, lines in outcomes.items():
+        ECOSYSTEM_OUTCOMES.setdefault(outcome, []).extend(lines)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """How the optimizer packages' lists fared (tests/test_ecosystem.py), when it ran."""
+    """How the optimizer packages' lists fared (tests/test_ecosystem.py), when it ran, in this
+    process or in pytest-xdist's workers."""
     if not ECOSYSTEM_OUTCOMES:
         return
     counts = ", ".join(f"{len(v)} {k}" for k, v in sorted(ECOSYSTEM_OUTCOMES.items()))
@@ -72,7 +87,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 @pytest.fixture
 def ray_session() -> Any:
-    """Ray, shut down after the test (the executor starts a local instance on demand)."""
+    """Ray, shut down after the test (the executor starts a local instance on demand). A test
+    that starts Ray is marked `xdist_group("ray")`: under pytest-xdist (`-n 2`, with pyproject's
+    `--dist loadgroup`) those run one after another in one worker, so no two local clusters
+    start at once and no `ray.init` finds the other's through Ray's address file."""
     import ray
 
     yield ray

@@ -272,6 +272,7 @@ def test_a_batched_tune_asks_k_trials_at_once_and_gives_the_lone_tunes_numbers(
         (["--batch-trials", "-2"], ("--batch-trials", "at least 1")),
         (["--batch-trials", "2", "--set", "optimizer.name=LBFGS"], ("--batch-trials", "closure")),
         (["--set", "tune.batch_trials=0"], ("tune.batch_trials",)),
+        (["--batch-trials", "1000000000"], ("--batch-trials", "a copy", "at most", "fit")),
     ],
 )
 def test_bad_batching_is_one_line_and_writes_nothing(

@@ -512,6 +512,7 @@ def test_a_config_with_a_tune_section_still_sweeps_and_runs(tmp_path: Path) -> N
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ray")  # one Ray at a time (conftest.py's ray_session)
 @pytest.mark.filterwarnings("ignore:Fixed parameter")  # the hopeless lr is outside the range
 def test_trials_run_as_ray_tasks_and_are_pruned_there(ray_session: Any, tmp_path: Path) -> None:
     tune = {"space": {"optimizer.lr": LR}, "trials": 5, "pruner": "median", "seeds": [0]}

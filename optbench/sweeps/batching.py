@@ -66,6 +66,19 @@ def refuse_unbatchable(configs: Sequence[dict[str, Any]], field: str = "--batch-
         raise ConfigError(field, f"cannot batch: {refusal}")
 
 
+def refuse_oversized(
+    configs: Sequence[dict[str, Any]], k: int, field: str = "--batch-trials"
+) -> None:
+    """ConfigError naming `field` when K copies of a config's trial do not fit its device's
+    free memory (measured: experiment/batch_memory.py), saying the largest K that does."""
+    from optbench.experiment.batch_memory import oversized_batch
+
+    for config in configs:
+        reason = oversized_batch(_two_trials(config)[0], k)
+        if reason is not None:
+            raise ConfigError(field, reason)
+
+
 def _planned(point: Point) -> tuple[Any, str]:
     """The point's plan and the key of the batch it may join (None, its own key: it trains
     alone, where train_point reports why it cannot plan)."""
@@ -139,4 +152,5 @@ def batching_for(
     if k == 1:
         return executor
     refuse_unbatchable(configs)
+    refuse_oversized(configs, k)
     return BatchingExecutor(Path(results_dir), k)
