@@ -23,10 +23,15 @@ fresh process as a user would start it:
 With `--batch-trials K` the problem is digits_mlp (MLP 64-100-10 on scikit-learn's digits,
 batch 32, 5 epochs, one thread) and the contenders are: plain (the tutorial loop over the same
 16 runs: 8 learning rates x 2 seeds, Adam, an evaluation after every epoch), `optbench tune`
-(16 random-sampler trials over lr, seeds [0]) and the same tune with `--batch-trials K`
-(experiment/batched.py: K trials as one optimizer's parameter groups).
+(16 random-sampler trials over lr, seeds [0]), the same tune with `--batch-trials K`
+(experiment/batched.py: K trials as one optimizer's parameter groups, their gradients from one
+vmap over the stacked copies where that was proven exact) and the same again with the copies'
+gradients computed one copy at a time (experiment/copy_gradients.py's loop, forced: what
+batching did before the vmap).
 
-The table reports each one's median wall seconds and its ratio to the plain script.
+The table reports each one's median wall seconds and its ratio to the plain script, and the
+same for its own CPU seconds (the process and its children: on a loaded machine, less disturbed
+than wall time, which counts the waits for a core).
 """
 
 from __future__ import annotations
@@ -139,6 +144,14 @@ PROCESSES = (
     "import sys; import optbench.sweeps.executors.local as e; e.TINY_RUN_SECONDS = 0.0; "
     "from optbench.ui.cli import app; sys.argv[0] = 'optbench'; app()"
 )
+# `optbench tune --batch-trials K` with every batch's gradients one copy at a time (no vmap).
+LOOPED = (
+    "import sys; import optbench.experiment.batched as b; "
+    "from optbench.experiment.copy_gradients import LoopedCopies; "
+    "b.copy_gradients = lambda plans: LoopedCopies('forced'); "
+    "from optbench.ui.cli import app; sys.argv[0] = 'optbench'; app()"
+)
+LOOP = ", one copy at a time"  # the suffix of that contender's name
 
 
 class Others:
@@ -155,6 +168,7 @@ class Others:
         if busy is not None and self._busy is not None and wall > 0:
             others = (busy - self._busy) - (_own() - self._own)
             self.share = max(0.0, others) / (wall * (os.cpu_count() or 1))
+        self.cpu = _own() - self._own  # the contender's own CPU seconds, once waited for
 
 
 def _own() -> float:
@@ -178,9 +192,9 @@ def command(contender: str, results: str, plain: Path, workers: int | None) -> l
         tuned = Path(results) / "tune.yaml"
         space = {"optimizer.lr": {"log_uniform": [min(LRS) / 20, max(LRS) / 20]}}
         tuned.write_text(yaml.safe_dump(DIGITS | {"tune": TUNE | {"space": space}}))
-        extra = contender.split()[1:]  # --batch-trials K
-        argv = [sys.executable, "-m", "optbench", "tune", str(tuned), "--results-dir", results]
-        return argv + extra
+        extra = contender.removesuffix(LOOP).split()[1:]  # --batch-trials K
+        start = ["-c", LOOPED] if contender.endswith(LOOP) else ["-m", "optbench"]
+        return [sys.executable, *start, "tune", str(tuned), "--results-dir", results, *extra]
     if contender == "tune":
         config = yaml.safe_load(CONFIG.read_text()) | {"tune": TUNE}
         tuned = Path(results) / "tune.yaml"
@@ -195,8 +209,9 @@ def command(contender: str, results: str, plain: Path, workers: int | None) -> l
     return [sys.executable, "-c", PROCESSES, "sweep", *options]
 
 
-def timed(contender: str, plain: Path, workers: int | None) -> tuple[float, float | None]:
-    """Wall seconds of one contender's command, and the CPU share other processes took."""
+def timed(contender: str, plain: Path, workers: int | None) -> tuple[float, float | None, float]:
+    """Wall seconds of one contender's command, the CPU share other processes took, and the
+    command's own CPU seconds (less disturbed by a loaded machine than its wall time)."""
     with tempfile.TemporaryDirectory() as results:
         argv = command(contender, results, plain, workers)
         with Others() as load:
@@ -212,7 +227,7 @@ def timed(contender: str, plain: Path, workers: int | None) -> tuple[float, floa
             sys.exit(f"expected {expected} runs:\n{completed.stdout}")
         if contender == "plain" and len(completed.stdout.splitlines()) != 16:
             sys.exit(f"the plain script trained other runs:\n{completed.stdout}")
-    return seconds, load.share
+    return seconds, load.share, load.cpu
 
 
 def main() -> None:
@@ -226,18 +241,24 @@ def main() -> None:
     BATCHING = args.batch_trials is not None
     contenders = ["plain", "sweep", "sweep, processes", "tune"]
     if BATCHING:
-        contenders = ["plain", "tune", f"tune --batch-trials {args.batch_trials}"]
+        batched = f"tune --batch-trials {args.batch_trials}"
+        contenders = ["plain", "tune", batched, batched + LOOP]
     times: dict[str, list[float]] = {c: [] for c in contenders}
     shares: dict[str, list[float | None]] = {c: [] for c in contenders}
+    cpus: dict[str, list[float]] = {c: [] for c in contenders}
     with tempfile.TemporaryDirectory() as folder:
         plain = Path(folder) / "plain_loop.py"
         plain.write_text(DIGITS_PLAIN if BATCHING else PLAIN)
         for _ in range(args.repeats):
             for contender in contenders:
-                seconds, other = timed(contender, plain, args.workers)
+                seconds, other, cpu = timed(contender, plain, args.workers)
                 times[contender].append(seconds)
                 shares[contender].append(other)
-                print(f"  {contender}: {seconds:.2f} s (others {share(other)})", flush=True)
+                cpus[contender].append(cpu)
+                print(
+                    f"  {contender}: {seconds:.2f} s, CPU {cpu:.2f} s (others {share(other)})",
+                    flush=True,
+                )
 
     reference = statistics.median(times["plain"])
     print()
@@ -251,14 +272,19 @@ def main() -> None:
     )
     warn_if_disturbed(shares)
     print()
-    print("| contender | median wall s | / plain script | runs (s) | others' CPU share (max) |")
-    print("|---|---:|---:|---|---:|")
+    cpu_reference = statistics.median(cpus["plain"])
+    print(
+        "| contender | median wall s | / plain script | runs (s) | median CPU s | / plain, CPU "
+        "| others' CPU share (max) |"
+    )
+    print("|---|---:|---:|---|---:|---:|---:|")
     for contender, values in times.items():
-        median = statistics.median(values)
+        median, cpu = statistics.median(values), statistics.median(cpus[contender])
         each = ", ".join(f"{v:.2f}" for v in values)
         worst = max((s for s in shares[contender] if s is not None), default=None)
         print(
-            f"| {contender} | {median:.2f} | {median / reference:.2f}x | {each} | {share(worst)} |"
+            f"| {contender} | {median:.2f} | {median / reference:.2f}x | {each} | {cpu:.2f} "
+            f"| {cpu / cpu_reference:.2f}x | {share(worst)} |"
         )
 
 

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
     from optbench.analysis.compare import Comparison
     from optbench.analysis.html_report import ReportSummary
+    from optbench.core.suite import ExtraOptimizer
     from optbench.experiment.lr_find import RangeTest
     from optbench.experiment.plan import RunPlan
     from optbench.experiment.train import TrainingObserver
@@ -167,6 +168,16 @@ def batching_refusal(config: ConfigSource, overrides: Overrides | None = None) -
     from optbench.sweeps.batching import batching_note
 
     return batching_note([load_config(config, overrides).to_dict()])
+
+
+def batched_gradients(config: ConfigSource, overrides: Overrides | None = None) -> str:
+    """How batched runs of this config get their gradients, in one line: one vmap over the
+    stacked model copies where that was proven exact while planning, else one copy at a time,
+    and why."""
+    from optbench.core.config import load_config
+    from optbench.sweeps.batching import gradients_note
+
+    return gradients_note(load_config(config, overrides).to_dict())
 
 
 def params(config: ConfigSource, overrides: Overrides | None = None) -> pd.DataFrame:
@@ -571,7 +582,7 @@ class BenchmarkResult:
 
 def benchmark(
     suite: str | Path,
-    optimizers: Sequence[str] = (),
+    optimizers: Sequence[ExtraOptimizer] = (),
     *,
     workers: int | None = None,
     executor: ExecutorChoice = None,
@@ -584,9 +595,12 @@ def benchmark(
     batch_trials: int | None = None,
 ) -> BenchmarkResult:
     """Tune every (optimizer, problem) pair of a suite file with its one budget (pairs already
-    finished are read back, so `optimizers`, extra registry names or import paths, train only
-    their own pairs), then score the optimizers across problems with AlgoPerf's performance
-    profiles and write DIR/<suite>/benchmark.json. Needs the `tune` extra (optuna). `plot`: a
+    finished are read back, so `optimizers` added to the suite's train only their own pairs),
+    then score the optimizers across problems with AlgoPerf's performance profiles and write
+    DIR/<suite>/benchmark.json. An added optimizer is a registry name or import path, an
+    optimizer class (one defined in a notebook or the script is identified by its code and the
+    values it uses, and shipped to the workers by value; it is labelled by its class name), or
+    a (label, name or class) pair. Needs the `tune` extra (optuna). `plot`: a
     PNG (or other image) of the performance profiles, checked before anything trains. With
     local workers, a script makes the call under `if __name__ == "__main__":` (see `sweep`);
     pairs without a completed trial are named in a FailedRunsWarning. `progress=True` shows a
@@ -614,6 +628,7 @@ def benchmark(
         pairs,
         results,
         header=header,
+        folder=Path(suite).parent,
         executor=runner,
         view=_view(view, progress),
         batch_trials=batch_trials,
@@ -621,7 +636,7 @@ def benchmark(
     outcome = score_benchmark(checked, pairs, targets, results, done.trained, done.reused)
     if plot is not None:
         plot_profiles_png(outcome.document, Path(plot))
-    _warn_failed(f"benchmark {Path(suite).stem}", outcome.failed)
+    _warn_failed(f"benchmark {checked.name}", outcome.failed)
     return BenchmarkResult(
         outcome.path, outcome.document, outcome.trained, outcome.reused, outcome.failed
     )
@@ -713,8 +728,24 @@ def lr_find(
 
 
 def catalog(kind: str = "optimizers", source: str | None = None) -> pd.DataFrame:
-    """What a config can name: optimizers, schedulers, models, datasets, losses or problems,
-    with their defaults; `source` lists the optimizers a package exports (pytorch_optimizer)."""
-    from optbench.components.catalog import catalog_frame
+    """What a config can name: optimizers, schedulers, models, datasets, losses, problems,
+    loggers or executors, with their defaults; `source` lists the optimizers a package exports
+    (pytorch_optimizer)."""
+    import pandas as pd
 
-    return catalog_frame(kind, source)
+    from optbench.components.catalog import CATALOG_COLUMNS, catalog_frame, class_rows
+
+    if kind not in ("loggers", "executors"):
+        return catalog_frame(kind, source)
+    if source is not None:
+        raise ConfigError(f"--from lists optimizers only, not {kind}")
+    if kind == "loggers":
+        from optbench.experiment.loggers.registry import builtin_loggers, plugin_loggers
+
+        rows = class_rows(builtin_loggers(), plugin_loggers(), skip=())
+    else:
+        from optbench.sweeps.executors import EXECUTORS, plugin_executors
+
+        classes = {name: EXECUTORS.get(name, "executor") for name in EXECUTORS.names()}
+        rows = class_rows(classes, plugin_executors(), skip=("results_dir",))
+    return pd.DataFrame(rows, columns=list(CATALOG_COLUMNS))

@@ -3,11 +3,19 @@ the metric columns, and a CIFAR-10 writer (the benchmarks use it too)."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import inspect
 import os
 import pickle
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -250,3 +258,35 @@ def write_run_folder(
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return run_dir
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def ray_head(cwd: Path, env: dict[str, str], *options: str) -> Iterator[int]:
+    """A real Ray head on 127.0.0.1 (`ray start --head --block` with `options`, e.g.
+    --num-cpus=2), started in `cwd` with `env` for the test and killed afterwards with every
+    process it started; yields its port (a driver connects to 127.0.0.1:PORT). Its own temp
+    dir (short: Ray's sockets live there), so the address file `ray start` writes never points
+    another test's ray.init at this cluster once it is gone."""
+    port = free_port()
+    ray_temp = tempfile.mkdtemp(prefix="obray")
+    head = subprocess.Popen(
+        [sys.executable, "-c", "from ray.scripts.scripts import main; main()", "start",
+         "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
+         f"--temp-dir={ray_temp}", "--include-dashboard=false", "--disable-usage-stats",
+         *options],
+        cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        yield port
+    finally:
+        os.killpg(head.pid, signal.SIGKILL)  # the head and the processes it started
+        head.wait(timeout=30)
+        shutil.rmtree(ray_temp, ignore_errors=True)

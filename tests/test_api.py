@@ -289,6 +289,81 @@ def test_a_sweep_whose_runs_failed_says_so_in_a_warning_and_lists_them(
         assert optbench.sweep(_config(), workers=1, results_dir=tmp_path / "r").failed == []
 
 
+def _fails_on_third_step() -> type:
+    """A user's optimizer by value, as a notebook cell defines it (its module __main__, no
+    import path): SGD that raises on its third step (the first of a run's second batch of
+    three, _config's data)."""
+    from tests.test_sweep import FAILING_OPTIMIZER
+
+    cell: dict[str, Any] = {"__name__": "__main__"}
+    exec(compile(FAILING_OPTIMIZER, "<notebook cell>", "exec"), cell)
+    return cell["FailsOnThirdStep"]
+
+
+def test_a_tune_whose_trials_failed_says_so_in_a_warning_and_lists_them(tmp_path: Path) -> None:
+    pytest.importorskip("optuna")
+    space = {"optimizer.lr": {"choice": [0.01, 0.1]}}
+    config = _config(
+        epochs=1,
+        optimizer={"name": _fails_on_third_step()},
+        tune={"space": space, "trials": 2, "sampler": "random", "seeds": [0]},
+    )
+    with pytest.warns(optbench.FailedRunsWarning, match=r"tune tiny: 3 failed: ") as warned:
+        result = optbench.tune(config, workers=1, results_dir=tmp_path)
+    (key,) = result.best
+    trials = TuneFileRuns(tmp_path / "tiny" / "tune.json").trial_run_ids(key)
+    assert len(trials) == 2 and result.best[key] is None
+    assert result.failed == [f"{key} trial {run_id}" for run_id in trials] + [
+        f"{key}: no completed trial"
+    ]
+    for line in result.failed:
+        assert line in str(warned[0].message)
+    for run_id in trials:  # each run says why, as written
+        summary = json.loads((tmp_path / "tiny" / run_id / "summary.json").read_text())
+        assert summary["status"] == "failed" and "step 3 exploded" in summary["error"]
+
+
+class TuneFileRuns:
+    """tune.json read with json, not with optbench's own reader."""
+
+    def __init__(self, path: Path) -> None:
+        self.document = json.loads(path.read_text())
+
+    def trial_run_ids(self, key: str) -> list[str]:
+        return self.document["optimizers"][key]["trial_run_ids"]
+
+
+def test_a_benchmark_draws_a_bar_and_names_its_failed_pairs_in_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("optuna")
+    suite = {
+        "name": "tiny",
+        "problems": ["rosenbrock"],
+        "set": {"epochs": 1, "device": "cpu"},
+        "optimizers": {"SGD": {"name": "SGD"}},
+        "tune": {
+            "space": {"optimizer.lr": {"log_uniform": [1.0e-3, 1.0e-2]}},
+            **{"trials": 1, "sampler": "random", "pruner": "none", "seeds": [0]},
+        },
+        "studies": 1,
+        "targets": {"rosenbrock": {"distance_to_optimum": 1.9}},
+    }
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    with pytest.warns(optbench.FailedRunsWarning) as warned:
+        result = optbench.benchmark(
+            path, [_fails_on_third_step()], workers=1, results_dir=tmp_path / "r", progress=True
+        )
+    assert result.failed == ["tiny.rosenbrock.FailsOnThirdStep"]
+    assert str(warned[0].message) == "benchmark tiny: 1 failed: tiny.rosenbrock.FailsOnThirdStep"
+    (trial,) = result.document["pairs"]["FailsOnThirdStep"]["rosenbrock"]["trials"]
+    assert trial["status"] == "failed" and trial["steps_to_target"] is None
+    assert result.document["scores"]["steps"]["FailsOnThirdStep"] == 0.0  # never reached
+    captured = capsys.readouterr()
+    assert "benchmark (pairs 2/2): 100%" in captured.err and captured.out == ""  # tqdm's bar
+
+
 _SWEEP_SCRIPT = """
 import optbench
 
@@ -325,6 +400,41 @@ def test_a_script_without_the_main_guard_is_refused_before_any_worker_starts(
     assert ran.returncode == 0 and "failed: []" in ran.stdout, ran.stderr
 
 
+@pytest.mark.slow  # starts Python processes
+@pytest.mark.parametrize(
+    "call",
+    [
+        "optbench.tune({config!r}, workers=2, results_dir={results!r})",
+        "optbench.benchmark({suite!r}, workers=2, results_dir={results!r})",
+    ],
+    ids=["tune", "benchmark"],
+)
+def test_a_tune_or_benchmark_without_the_main_guard_is_refused_too(
+    tmp_path: Path, call: str
+) -> None:
+    results = tmp_path / "results"
+    space = {"optimizer.lr": {"choice": [0.1]}}
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(
+        yaml.safe_dump(
+            {"name": "s", "problems": ["rosenbrock"], "optimizers": {"SGD": "SGD"}},
+        )
+        + yaml.safe_dump({"tune": {"space": space}})
+    )
+    tuned = _config(tune={"space": space, "trials": 1})
+    script = tmp_path / "unguarded.py"
+    line = call.format(config=tuned, suite=str(suite), results=str(results))
+    script.write_text(f"import optbench\n\n{line}\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    ran = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300
+    )
+    function = call.split("(")[0]
+    last = ran.stderr.strip().splitlines()[-1]
+    assert ran.returncode == 1 and f"{function}() at its top level (unguarded.py, line 3)" in last
+    assert 'if __name__ == "__main__":' in last and not results.exists(), ran.stderr
+
+
 def test_a_sweep_with_progress_draws_a_bar_and_its_frame_is_one_row_per_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -340,7 +450,9 @@ def test_a_sweep_with_progress_draws_a_bar_and_its_frame_is_one_row_per_run(
         assert row["config.optimizer.lr"] == each.config["optimizer"]["lr"]
 
 
-def test_a_tunes_frame_is_the_studys_best_trial_as_optuna_reads_it(tmp_path: Path) -> None:
+def test_a_tunes_frame_is_the_studys_best_trial_as_optuna_reads_it_and_progress_draws_a_bar(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     optuna = pytest.importorskip("optuna")
     config = _config(
         epochs=1,
@@ -352,6 +464,8 @@ def test_a_tunes_frame_is_the_studys_best_trial_as_optuna_reads_it(tmp_path: Pat
         },
     )
     result = optbench.tune(config, workers=1, results_dir=tmp_path, progress=True)
+    captured = capsys.readouterr()
+    assert "100%" in captured.err and "3/3" in captured.err and captured.out == ""  # tqdm's bar
     (row,) = result.frame().to_dict("records")
     from optuna.storages.journal import JournalFileBackend
 

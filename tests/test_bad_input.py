@@ -1418,6 +1418,50 @@ def test_sample_refuses_in_one_line(
     assert_one_error_line(cli_runner().invoke(app, argv), *fragments)
 
 
+HF_CONFIG: dict[str, Any] = {
+    "name": "bad",
+    "seed": 0,
+    "epochs": 1,
+    "device": "cpu",
+    "data": {
+        "dataset": "tests.hf_models.sentences",
+        "input_column": ["input_ids", "attention_mask", "labels"],
+        "target_column": "labels",
+        "batch_size": 16,
+    },
+    "model": {"name": "tests.hf_models.tiny_bert"},
+    "loss": "from_model",
+    "optimizer": {"name": "AdamW", "lr": 0.001},
+}
+HF_CASES = {  # issue 26's Hugging Face refusals, through the CLI (tests/test_hugging_face.py
+    # checks the same messages at planning)
+    "output-without-logits-or-loss-from-model": (
+        {
+            "model.name": "tests.hf_models.tiny_bert_encoder",
+            "loss": "cross_entropy",
+            "data.input_column": ["input_ids", "attention_mask"],
+        },
+        ("model:", "no logits to read", "loss: from_model"),
+    ),
+    "dict-batch-missing-a-key": (
+        {"data.input_column": ["attention_mask", "labels"]},
+        ("model:", "fails on a batch of shape attention_mask (2, 12), labels (2,)"),
+    ),
+}
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("case", list(HF_CASES))
+def test_a_hugging_face_model_that_cannot_train_is_one_clear_error(
+    case: str, command: str, configs: Path, results: Path
+) -> None:
+    pytest.importorskip("transformers")
+    pytest.importorskip("datasets")
+    changes, fragments = HF_CASES[case]
+    path = write(configs, changed(HF_CONFIG, changes))
+    assert_user_error(invoke(command, path, results, time_limit=30.0), results, *fragments)
+
+
 def test_bf16_on_a_device_without_it(
     configs: Path, results: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -24,7 +24,7 @@ import yaml
 
 from optbench.api import plan as make_plan
 from optbench.experiment.batched import batching_refusal, run_batch, train_batched
-from optbench.experiment.runner import run_plan
+from optbench.experiment.runner import run_plan, torch_threads
 from optbench.experiment.train import SilentObserver, StopTraining, train
 from optbench.storage.results import Status
 from optbench.ui.cli import app
@@ -272,6 +272,7 @@ def test_a_batched_tune_asks_k_trials_at_once_and_gives_the_lone_tunes_numbers(
         (["--batch-trials", "-2"], ("--batch-trials", "at least 1")),
         (["--batch-trials", "2", "--set", "optimizer.name=LBFGS"], ("--batch-trials", "closure")),
         (["--set", "tune.batch_trials=0"], ("tune.batch_trials",)),
+        (["--batch-trials", "1000000000"], ("--batch-trials", "a copy", "at most", "fit")),
     ],
 )
 def test_bad_batching_is_one_line_and_writes_nothing(
@@ -310,3 +311,106 @@ def _with_class(bound: Any, cls: type) -> Any:
             return cls(model.parameters(), lr=0.01)
 
     return Built()
+
+
+def _spy_on_gradients(monkeypatch: pytest.MonkeyPatch) -> tuple[list[Any], list[int]]:
+    """The strategies train_batched chose, and a count of the vmapped steps taken."""
+    from optbench.experiment import batched, copy_gradients
+
+    chosen: list[Any] = []
+    vmapped = [0]
+    plan_gradients, vmap_step = copy_gradients.copy_gradients, copy_gradients._vmapped
+
+    def choose(plans: Any) -> Any:
+        chosen.append(plan_gradients(plans))
+        return chosen[-1]
+
+    def step(*args: Any) -> Any:
+        vmapped[0] += 1
+        return vmap_step(*args)
+
+    monkeypatch.setattr(batched, "copy_gradients", choose)
+    monkeypatch.setattr(copy_gradients, "_vmapped", step)
+    monkeypatch.setattr(copy_gradients, "CPU_VMAP_FROM", 2)  # the tests' small batches too
+    return chosen, vmapped
+
+
+@pytest.mark.parametrize(("problem", "name"), [("digits_mlp", "Adam"), ("rosenbrock", "SGD")])
+def test_vmapped_copies_give_the_lone_runs_tables(
+    problem: str, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """digits_mlp's MLP and the 2-D Rosenbrock take the vmapped path (one torch.func.vmap over
+    the stacked copies), and every trial's per-epoch table is its lone run's to the bit. Under
+    the run's one thread, as run_batch trains it: the kernels, and so whether vmap sums as the
+    loop does, depend on the threads (with two, digits_mlp's 32-sample steps are not vmapped)."""
+    from optbench.experiment.copy_gradients import VmappedCopies
+
+    chosen, vmapped = _spy_on_gradients(monkeypatch)
+    options = [{**o, "lr": o["lr"] / 10} for o in OPTIMIZERS[name][:4]]
+    plans = _plans(problem, name, options, epochs=2)
+    with torch_threads(plans[0].threads):
+        _assert_batched_equals_lone(plans)
+    assert isinstance(chosen[0], VmappedCopies)
+    batch_size = plans[0].config.data.batch_size
+    steps = plans[0].config.epochs * -(-len(_train_samples(plans[0])) // batch_size)
+    # every step through vmap (each shape's first as its proof, beside the loop), and planning's
+    assert vmapped[0] == steps + 1
+    assert set(chosen[0].refusals.values()) == {None}  # the full batches and the last, smaller
+
+
+def _train_samples(plan: Any) -> Any:
+    from optbench.components.data import load_data
+
+    train_set, _ = load_data(plan.data, plan.config.seed)
+    return train_set.targets
+
+
+@pytest.mark.parametrize(
+    ("model", "reason"),
+    [
+        ({"name": "mlp", "hidden_sizes": [100], "dropout": 0.2}, "draws random numbers (dropout)"),
+        ({"name": "tests.batched_models.batch_norm_mlp"}, "changes its buffers (BatchNorm"),
+        ({"name": "tests.batched_models.branching_mlp"}, "data-dependent control flow"),
+    ],
+)
+def test_models_vmap_cannot_take_train_one_copy_at_a_time_as_lone_runs(
+    model: dict[str, Any], reason: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dropout's draws, BatchNorm's running statistics and a Python `if` on a tensor: the batch
+    falls back to the per-copy loop, says why, and still gives each lone run's table."""
+    from optbench.experiment.copy_gradients import LoopedCopies
+
+    chosen, vmapped = _spy_on_gradients(monkeypatch)
+    plans = [
+        make_plan(
+            {
+                "name": "digits",
+                "data": {"dataset": "sklearn_digits", "batch_size": 32},
+                "model": model,
+                "loss": "cross_entropy",
+                "device": "cpu",
+                "threads": 1,
+                "epochs": 1,
+                "seed": k,
+                "optimizer": {"name": "SGD", **OPTIMIZERS["SGD"][k]},
+            }
+        )
+        for k in range(2)
+    ]
+    _assert_batched_equals_lone(plans)
+    assert isinstance(chosen[0], LoopedCopies) and reason in chosen[0].describe()
+    assert vmapped[0] <= 1  # only the planning's trial of it
+
+
+def test_validate_says_how_batched_trials_get_their_gradients(tmp_path: Path) -> None:
+    config = tmp_path / "tune.yaml"
+    config.write_text(yaml.safe_dump(TUNE))
+    runner = cli_runner()
+    vmapped = runner.invoke(app, ["validate", str(config), "--batching"])
+    assert vmapped.exit_code == 0, vmapped.output
+    assert "batched gradients: one vmap over the stacked copies" in vmapped.output
+    dropout = runner.invoke(
+        app, ["validate", str(config), "--batching", "--set", "model.dropout=0.1"]
+    )
+    assert "batching: yes" in dropout.output
+    assert "not vmapped: its forward draws random numbers (dropout)" in dropout.output

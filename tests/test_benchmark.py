@@ -412,6 +412,163 @@ def test_a_users_optimizer_beside_the_suite_through_the_cli(tmp_path: Path) -> N
 
 
 @pytest.mark.slow
+def test_a_users_optimizer_module_beside_the_suite_trains_on_ray(tmp_path: Path) -> None:
+    """Issue 24's headline path on Ray: `optbench benchmark SUITE --optimizer mypkg.SignSGD
+    --executor ray --address 127.0.0.1:PORT` (a real Ray head started by the test, mypkg/ on
+    no path of the head's nor the driver's, the command run from another folder), with an
+    installed package's optimizer beside it (`--optimizer pytorch_optimizer.Lion`): the suite's
+    folder reaches the Ray workers, which import mypkg and train only the new pairs; the
+    scores are written with the stored baselines read back."""
+    import itertools
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO, ray_head
+
+    pytest.importorskip("ray")
+    (tmp_path / "mypkg").mkdir()
+    # its import log by absolute path: a Ray worker imports the copy of the folder Ray sent
+    log = tmp_path / "imports.log"
+    module = SIGN_SGD.replace(
+        'pathlib.Path(__file__).parent.parent / "imports.log"', f"pathlib.Path({str(log)!r})"
+    )
+    assert module != SIGN_SGD
+    (tmp_path / "mypkg" / "__init__.py").write_text(module)
+    suite = _write(tmp_path, {**SUITE, "optimizers": {"SGD": {"name": "SGD"}}})
+    results, elsewhere = tmp_path / "results", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
+
+    def benchmark(*args: str) -> tuple[subprocess.CompletedProcess, int]:
+        command = [sys.executable, "-m", "optbench", "benchmark", str(suite), *args]
+        driver = subprocess.Popen(
+            [*command, "--results-dir", str(results)], cwd=elsewhere, env=env, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        out, err = driver.communicate(timeout=600)
+        return subprocess.CompletedProcess(command, driver.returncode, out, err), driver.pid
+
+    baselines, _ = benchmark("--workers", "1")  # the stored baselines, trained locally
+    assert baselines.returncode == 0, baselines.stderr
+    with ray_head(elsewhere, env, "--num-cpus=2") as port:
+        added, driver = benchmark(
+            *("--optimizer", "mypkg.SignSGD", "--optimizer", "pytorch_optimizer.Lion"),
+            *("--executor", "ray", "--address", f"127.0.0.1:{port}"),
+        )
+    assert added.returncode == 0, added.stdout + added.stderr
+    assert "4 pair(s) tuned, 2 read back" in added.stdout + added.stderr
+    document = json.loads((results / "tiny" / "benchmark.json").read_text())
+    assert set(document["scores"]["steps"]) == {"SGD", "mypkg.SignSGD", "pytorch_optimizer.Lion"}
+    importers = {int(pid) for pid in log.read_text().split()}
+    assert importers - {driver}, "no Ray worker imported mypkg"
+    for optimizer, problem in itertools.product(
+        ("mypkg.SignSGD", "pytorch_optimizer.Lion"), ("rosenbrock", "branin")
+    ):
+        for folder in document["pairs"][optimizer][problem]["folders"]:  # every study trained
+            runs = [r for r in (results / folder).iterdir() if (r / "summary.json").is_file()]
+            assert len(runs) >= SUITE["tune"]["trials"], folder
+            assert {json.loads((r / "summary.json").read_text())["status"] for r in runs} <= {
+                "completed",
+                "diverged",
+            }
+
+
+def _logged_sgd(log: Path) -> type:
+    """A user's optimizer as a notebook cell defines it, no import path reaching it (defined in
+    a function): torch's SGD, noting which process built it in `log` (a value it closes over)."""
+    import os
+
+    import torch
+
+    class LoggedSGD(torch.optim.SGD):
+        def __init__(self, params, lr=0.01):
+            with open(log, "a") as built:
+                built.write(f"{os.getpid()}\n")
+            super().__init__(params, lr=lr)
+
+    return LoggedSGD
+
+
+def test_an_added_optimizer_that_is_no_optimizer_or_takes_a_label_is_refused_in_one_line(
+    tmp_path: Path,
+) -> None:
+    """Bad items of `benchmark(suite, optimizers=...)`: each a one-line ConfigError naming the
+    item, before anything is written."""
+    import torch
+
+    class SGD(torch.optim.SGD):  # by value, labelled SGD: the suite's own label
+        pass
+
+    suite = _write(tmp_path, SUITE)
+    results = tmp_path / "results"
+    refusals = {
+        r"optimizers\[0\]: must be an optimizer's name .* not int '42'": [42],
+        r"optimizers\[1\]: label 'my opt' must be letters": ["Lion", ("my opt", SGD)],
+        r"optimizers\[0\]: SGD: the suite has an optimizer labelled SGD": [SGD],
+        r"--optimizer: Adam: the suite has an optimizer labelled Adam": ["Adam"],
+        r"optimizers\[1\]: Mine is added twice": [("Mine", "RMSprop"), ("Mine", SGD)],
+    }
+    for message, optimizers in refusals.items():
+        with pytest.raises(ConfigError, match=message) as refused:
+            optbench.benchmark(suite, optimizers, workers=1, results_dir=results)
+        assert "\n" not in str(refused.value)
+    assert not results.exists()
+
+
+@pytest.mark.slow
+def test_a_users_optimizer_class_by_value_trains_only_its_pairs_through_the_api(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`optbench.benchmark(suite, [MyOptimizer], workers=2)` with a class no import path reaches:
+    identified by its code and the values it uses, sent to the worker processes by value,
+    labelled by its class name; it trains only its own pairs, with torch's SGD's numbers, and
+    the same class made again (the same code and values) trains nothing."""
+    import os
+    import re
+
+    import optbench.sweeps.executors.local
+
+    # worker processes from the first run on (not the driver's thread for tiny runs)
+    monkeypatch.setattr(optbench.sweeps.executors.local, "TINY_RUN_SECONDS", 0.0)
+    suite = _write(tmp_path, {**SUITE, "optimizers": {"SGD": {"name": "SGD"}}})
+    results, log = tmp_path / "results", tmp_path / "built.log"
+    first = optbench.benchmark(suite, workers=2, results_dir=results)
+    added = optbench.benchmark(suite, [_logged_sgd(log)], workers=2, results_dir=results)
+    assert sorted(added.trained) == ["tiny.branin.LoggedSGD", "tiny.rosenbrock.LoggedSGD"]
+    assert sorted(added.reused) == sorted(first.trained) and len(first.trained) == 2
+    assert set(added.scores["steps"]) == {"SGD", "LoggedSGD"}
+    assert (results / "tiny" / "benchmark.json").is_file()
+    builders = {int(pid) for pid in log.read_text().split()}
+    assert builders - {os.getpid()}, "no worker process built the class sent by value"
+
+    # a trial: its config names the class by its token (no pickle in the folder), and its
+    # numbers are those torch's SGD gives at its lr
+    folder = added.document["pairs"]["LoggedSGD"]["branin"]["folders"][0]
+    run = next(r for r in sorted((results / folder).iterdir()) if (r / "epochs.csv").is_file())
+    stored = yaml.safe_load((run / "config.yaml").read_text())
+    assert re.fullmatch(r"LoggedSGD@object:[0-9a-f]{16}", stored["optimizer"]["name"])
+    assert run.name.startswith("loggedsgd-") and "objects" not in stored
+    reference = {k: v for k, v in stored.items() if k not in ("code", "tune")}
+    reference["optimizer"] = {"name": "SGD", "lr": stored["optimizer"]["lr"]}
+    by_torch = optbench.run(reference, results_dir=tmp_path / "reference").epochs
+    ours = pd.read_csv(run / "epochs.csv")
+    columns = [c for c in by_torch.columns if c not in ("seconds", "eval_seconds")]
+    pd.testing.assert_frame_equal(ours[columns], by_torch[columns], check_dtype=False)
+
+    # made afresh (another class object, the same code and values), labelled explicitly
+    again = optbench.benchmark(
+        suite, [("LoggedSGD", _logged_sgd(log))], workers=2, results_dir=results
+    )
+    assert again.trained == [] and len(again.reused) == 4
+    assert again.document["scores"] == added.document["scores"]
+    # another value it closes over is another optimizer: refused beside the one of that label
+    with pytest.raises(ConfigError, match=r"optimizers\[1\]: LoggedSGD is added twice"):
+        optbench.benchmark(suite, [_logged_sgd(log), _logged_sgd(tmp_path / "other.log")])
+
+
+@pytest.mark.slow
 def test_a_benchmark_killed_at_random_moments_resumes_and_counts_only_finished_pairs(
     tmp_path: Path,
 ) -> None:

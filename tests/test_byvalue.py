@@ -19,7 +19,7 @@ import pytest
 
 import optbench
 from optbench.core import byvalue
-from tests.helpers import METRICS, REPO, importable_module, invoke, regression_dict
+from tests.helpers import METRICS, REPO, importable_module, invoke, ray_head, regression_dict
 
 # A model as a notebook cell defines it: its width a global its methods name.
 NET_SOURCE = """
@@ -74,6 +74,68 @@ def test_an_object_trains_the_numbers_its_import_path_trains(
     assert again.run_id == by_value.run_id
     wider = optbench.validate(regression_dict(model={"name": _cell(HIDDEN=7)["Net"]}))
     assert wider.run_id != by_value.run_id
+
+
+# A dataset function and a loss callable as a notebook cell defines them.
+DATA_SOURCE = """
+import numpy as np
+import torch
+
+SLOPE = 1.5
+
+
+def points():
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(64, 3)).astype(np.float32)
+    y = (x @ np.array([1.0, -2.0, SLOPE], dtype=np.float32))[:, None]
+    return (x[:48], y[:48]), (x[48:], y[48:])
+
+
+def half_mse(output, target):
+    return 0.5 * torch.nn.functional.mse_loss(output, target)
+"""
+
+
+def test_a_dataset_function_and_a_loss_by_value_train_their_import_paths_numbers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    importable_module(tmp_path, "byvalue_data", DATA_SOURCE, monkeypatch)
+
+    def config(dataset: Any, loss: Any) -> dict[str, Any]:
+        return regression_dict(data={"dataset": dataset, "batch_size": 16}, loss=loss)
+
+    by_path = optbench.run(
+        config("byvalue_data.points", "byvalue_data.half_mse"), results_dir=tmp_path / "r"
+    )
+    cell = _cell(DATA_SOURCE)
+    by_value = optbench.run(config(cell["points"], cell["half_mse"]), results_dir=tmp_path / "r")
+    assert re.fullmatch(r"points@object:[0-9a-f]{16}", by_value.config["data"]["dataset"])
+    assert re.fullmatch(r"half_mse@object:[0-9a-f]{16}", by_value.config["loss"]["name"])
+    pd.testing.assert_frame_equal(by_value.epochs[METRICS], by_path.epochs[METRICS])
+    # a global the function reads is part of its identity: another slope, another run
+    steeper = _cell(DATA_SOURCE, SLOPE=2.5)
+    other = optbench.validate(config(steeper["points"], cell["half_mse"]))
+    assert other.run_id != by_value.run_id
+    again = optbench.validate(config(_cell(DATA_SOURCE)["points"], cell["half_mse"]))
+    assert again.run_id == by_value.run_id
+
+
+def test_a_dataset_object_is_refused_in_one_line_and_a_function_returning_it_trains(
+    tmp_path: Path,
+) -> None:
+    import torch
+
+    x, y = torch.randn(64, 3, generator=torch.Generator().manual_seed(0)), torch.zeros(64, 1)
+    train = torch.utils.data.TensorDataset(x[:48], y[:48])
+    test_set = torch.utils.data.TensorDataset(x[48:], y[48:])
+    with pytest.raises(optbench.ConfigError, match=r"lambda: \(train_set, test_set\)") as refused:
+        optbench.validate(regression_dict(data={"dataset": train}))
+    assert refused.value.field == "data.dataset" and "\n" not in str(refused.value)
+    assert "TensorDataset object" in str(refused.value)
+    data = {"dataset": lambda: (train, test_set), "batch_size": 16}
+    run = optbench.run(regression_dict(data=data), results_dir=tmp_path)
+    assert run.status == "completed" and len(run.epochs) == 2
+    assert run.config["data"]["dataset"].startswith("lambda@object:")
 
 
 def test_closures_and_defaults_are_part_of_an_objects_identity() -> None:
@@ -198,3 +260,52 @@ def test_an_optimizer_class_by_value_names_its_run_by_its_class() -> None:
     checked = optbench.validate(regression_dict(optimizer={"name": MySGD, "lr": 0.05}))
     assert re.fullmatch(r"mysgd-seed0-[0-9a-f]{10}", checked.run_id), checked.run_id
     assert checked.plan.config.optimizer.name.startswith("MySGD@object:")
+
+
+@pytest.mark.slow
+def test_a_model_class_by_value_trains_on_a_ray_cluster_with_the_local_numbers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model class defined in the test (no import path reaches it) swept as Ray tasks on a
+    real Ray head on 127.0.0.1: the class reaches the Ray workers pickled by value (they build
+    it), and every point has the run-id and the numbers the same sweep gives on one local
+    process."""
+    ray = pytest.importorskip("ray")
+    from torch import nn
+
+    built = tmp_path / "built"
+    built.mkdir()
+
+    class Net(nn.Module):  # defined in a function: only its value can reach a Ray worker
+        def __init__(self, in_features: int, num_outputs: int) -> None:
+            super().__init__()
+            (built / str(os.getpid())).touch()  # which process built it
+            self.body = nn.Sequential(nn.Linear(in_features, 4), nn.Tanh(), nn.Linear(4, 1))
+
+        def forward(self, x):
+            return self.body(x)
+
+    config = regression_dict(model={"name": Net}, epochs=1)
+    grid = {"optimizer.lr": [0.01, 0.05]}
+    monkeypatch.chdir(tmp_path)  # the folder a mapping's config is read in: what Ray is sent
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
+    with ray_head(tmp_path, env, "--num-cpus=2") as port:
+        try:
+            on_ray = optbench.sweep(
+                config,
+                grid,
+                executor="ray",
+                address=f"127.0.0.1:{port}",
+                results_dir=tmp_path / "ray",
+            )
+        finally:
+            ray.shutdown()
+    assert on_ray.counts()["completed"] == 2 and on_ray.failed == []
+    assert {int(p.name) for p in built.iterdir()} - {os.getpid()}, "no Ray worker built Net"
+    local = optbench.sweep(config, grid, workers=1, results_dir=tmp_path / "local")
+    assert [r.run_id for r in on_ray] == [r.run_id for r in local]
+    assert all(TOKEN.search(r.run_id) is None for r in on_ray)  # the token stays in config
+    for ours, theirs in zip(on_ray, local, strict=True):
+        assert TOKEN.fullmatch(ours.config["model"]["name"])
+        pd.testing.assert_frame_equal(ours.epochs[METRICS], theirs.epochs[METRICS])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -54,3 +55,30 @@ def test_an_unwritable_cache_only_costs_time(
 def test_unknown_kind() -> None:
     with pytest.raises(ValueError, match="unknown kind 'gizmos'"):
         catalog_rows("gizmos")
+
+
+def test_list_loggers_and_executors_shows_each_registered_class_with_its_signature() -> None:
+    """`optbench list loggers|executors` reads the registries runs are planned from: every
+    registered class, its constructor's options with their defaults (minus what the plan
+    supplies), so a name that plans is a name that is listed and the reverse."""
+    import inspect
+
+    import optbench
+    from optbench.experiment.loggers.registry import builtin_loggers
+    from optbench.sweeps.executors import EXECUTORS
+
+    loggers = optbench.catalog("loggers").set_index("name")
+    assert set(loggers.index) == set(builtin_loggers()) >= {"tensorboard", "mlflow", "wandb"}
+    wandb_options = list(inspect.signature(builtin_loggers()["wandb"]).parameters)
+    assert loggers.loc["wandb", "options"].startswith(f"{wandb_options[0]}=None")
+    executors = optbench.catalog("executors").set_index("name")
+    assert set(executors.index) == set(EXECUTORS.names()) >= {"local", "ray", "submitit"}
+    assert "results_dir" not in executors.loc["ray", "options"]
+    assert "cpus_per_run=1.0" in executors.loc["ray", "options"]
+    out = subprocess.run(
+        [sys.executable, "-m", "optbench", "list", "executors"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert out.returncode == 0 and "submitit" in out.stdout, out.stderr

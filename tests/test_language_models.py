@@ -132,13 +132,22 @@ def test_an_epoch_is_nanogpt_get_batch_draws(corpus: Path) -> None:
 
 
 def _nanogpt_loop(
-    corpus: Path, epochs: int, clip: float | None = None, bf16: bool = False
+    corpus: Path,
+    epochs: int,
+    clip: float | None = None,
+    bf16: bool = False,
+    accumulate: int = 1,
+    warmup: int | None = None,
 ) -> list[dict[str, float]]:
     """nanoGPT's loop written out on lm_config's settings: the model seeded as optbench seeds
     it, get_batch's windows, AdamW with no decay on biases, LayerNorms and embeddings,
     per-token cross-entropy (under bf16 autocast with `bf16`, as nanoGPT's ctx), clip_grad_norm_
     between backward and step when `clip` is set, then evaluation on the test block's
-    non-overlapping windows."""
+    non-overlapping windows. With `accumulate`, nanoGPT's micro-steps: each micro-batch's loss
+    scaled by its share of the step's windows (nanoGPT's 1/gradient_accumulation_steps when
+    the shares are equal; an epoch's 5 batches make steps of 2, 2 and 1), backward on each,
+    one clip and step; with `warmup`, every step's lr set from get_lr (warmup, then cosine to
+    lr/10 at the run's last step) before it, as nanoGPT's loop sets it."""
     train_set, test_set = load_text("", False, str(corpus), context=16, windows_per_epoch=40)
     torch.manual_seed(0)
     model = GPT(256, 16, 2, 2, 16)
@@ -152,20 +161,31 @@ def _nanogpt_loop(
         lr=0.01,
     )
     generator = torch.Generator().manual_seed(0)
+    sizes = (8, 8, 8, 8, 8)
+    steps = [sizes[i : i + accumulate] for i in range(0, len(sizes), accumulate)]
+    it = 0
     rows = []
     for _ in range(epochs):
         losses, norms = [], []
-        for size in (8, 8, 8, 8, 8):
-            x, y = _get_batch(train_set.tokens, 16, size, generator)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                logits = model(x)
-                loss = F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1))
+        for micro in steps:
+            if warmup is not None:
+                for group in optimizer.param_groups:
+                    group["lr"] = _nanogpt_lr(it, 0.01, warmup, epochs * len(steps), 0.001)
             optimizer.zero_grad()
-            loss.backward()
+            step_loss = 0.0
+            for size in micro:
+                x, y = _get_batch(train_set.tokens, 16, size, generator)
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    logits = model(x)
+                    loss = F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1))
+                    loss = loss * size / sum(micro)
+                loss.backward()
+                step_loss += loss.item()
             if clip is not None:
                 norms.append(torch.nn.utils.clip_grad_norm_(model.parameters(), clip).item())
             optimizer.step()
-            losses.append(loss.item())
+            losses.append(step_loss)
+            it += 1
         torch.empty((), dtype=torch.int64).random_()  # the test DataLoader's draw
         model.eval()
         autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
@@ -221,6 +241,20 @@ def test_bf16_is_autocast_around_forward_and_loss(corpus: Path) -> None:
         assert row["train_loss"] == pytest.approx(hand["train_loss"], rel=1e-6)
         assert row["test_loss"] == pytest.approx(hand["test_loss"], rel=1e-6)
         assert row["train_loss"] != fp32["train_loss"]  # bf16 did change the arithmetic
+
+
+@pytest.mark.slow  # trains two small runs (~3 s alone)
+def test_accumulation_clipping_and_warmup_cosine_are_nanogpts_loop(corpus: Path) -> None:
+    """nanoGPT's train.py with all three on: micro-steps of 2 batches, clipping at 0.5 after
+    them, warmup then cosine set per step; optbench's run gives its table."""
+    scheduler = {"name": "WarmupCosineLR", "interval": "step", "warmup_steps": 2}
+    config = _decay_groups_config(corpus, accumulate=2, clip_grad_norm=0.5, scheduler=scheduler)
+    result = train(make_plan(load_config(config)))
+    hand = _nanogpt_loop(corpus, 2, clip=0.5, accumulate=2, warmup=2)
+    for row, theirs in zip(result.rows, hand, strict=True):
+        assert theirs["grad_norm"] > 0.5  # it clipped
+        for column in ("train_loss", "test_loss", "test_accuracy", "grad_norm"):
+            assert row[column] == pytest.approx(theirs[column], rel=1e-6), column
 
 
 def test_gpt_parameter_count_is_nanogpt_formula() -> None:

@@ -9,11 +9,9 @@ import itertools
 import json
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +40,7 @@ from tests.helpers import (
     assert_one_error_line,
     importable_module,
     invoke,
+    ray_head,
     regression_dict,
     write_config,
 )
@@ -701,14 +700,6 @@ class Net(nn.Module):
 '''
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.mark.slow
 @pytest.mark.xdist_group("ray")  # one Ray at a time (conftest.py's ray_session)
 def test_ray_nodes_get_the_configs_folder_and_data_file(tmp_path: Path) -> None:
@@ -747,31 +738,14 @@ def test_ray_nodes_get_the_configs_folder_and_data_file(tmp_path: Path) -> None:
     seen.mkdir()
     head_env = {**env, "RAY_AUTH_TOKEN": token, "OPTBENCH_TEST_GPUS_SEEN": str(seen)}
     driver_env = {**env, "RAY_AUTH_TOKEN_PATH": str(tmp_path / "cluster_token")}
-    port = _free_port()
-    # Its own temp dir (short: Ray's sockets live there), so the address file `ray start`
-    # writes never points another test's ray.init at this cluster once it is gone.
-    ray_temp = tempfile.mkdtemp(prefix="obray")
-    head = subprocess.Popen(
-        [sys.executable, "-c", "from ray.scripts.scripts import main; main()", "start",
-         "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
-         f"--temp-dir={ray_temp}",
-         "--num-cpus=1", "--num-gpus=1", "--include-dashboard=false",
-         "--disable-usage-stats"],
-        cwd=elsewhere, env=head_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )  # fmt: skip
-    try:
-        results = tmp_path / "results"
+    results = tmp_path / "results"
+    with ray_head(elsewhere, head_env, "--num-cpus=1", "--num-gpus=1") as port:
         done = subprocess.run(
             [sys.executable, "-m", "optbench", "sweep", str(config_path), "--executor", "ray",
              "--address", f"127.0.0.1:{port}", "--executor-opt", "gpus_per_run=0.5",
              "--executor-opt", "cpus_per_run=0.5", "--results-dir", str(results)],
             cwd=elsewhere, env=driver_env, capture_output=True, text=True, timeout=300,
         )  # fmt: skip
-    finally:
-        os.killpg(head.pid, signal.SIGKILL)  # the head and the processes it started
-        head.wait(timeout=30)
-        shutil.rmtree(ray_temp, ignore_errors=True)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 completed, 0 diverged, 0 failed" in done.stdout + done.stderr
     assert {p.read_text() for p in seen.iterdir()} == {"0"}  # gpus_per_run reached Ray

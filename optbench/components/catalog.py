@@ -124,6 +124,31 @@ def catalog_rows(kind: str) -> list[Row]:
     return catalog[kind]
 
 
+def class_rows(
+    classes: dict[str, type], plugins: dict[str, str], skip: tuple[str, ...]
+) -> list[Row]:
+    """Rows of components registered by name as classes (loggers, executors): the options
+    their constructor binds, with defaults, and the first line of the docstring; installed
+    plug-ins by the import path their entry point names (not imported)."""
+    from optbench.components.registry import signature_defaults
+
+    rows = [
+        (name, _options(signature_defaults(cls, skip=skip)), _first_line(cls))
+        for name, cls in classes.items()
+    ]
+    rows += [
+        (name, f"(plug-in) {path}", "registered by an installed package")
+        for name, path in plugins.items()
+        if name not in classes
+    ]
+    return rows
+
+
+def _first_line(obj: Any) -> str:
+    doc = inspect.getdoc(obj) or ""
+    return " ".join(doc.split("\n\n")[0].split())
+
+
 def _optimizer_row(info: Any) -> Row:
     """An optimizer's row; the description says how it steps when that is not plain."""
     steps = [] if info.protocol == "plain" else [f"steps: {info.protocol}"]

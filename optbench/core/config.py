@@ -8,6 +8,7 @@ component's own signature in `optbench.experiment.plan`.
 from __future__ import annotations
 
 import copy
+import datetime
 import os
 import re
 import stat
@@ -746,6 +747,10 @@ def validate_config(data: dict[str, Any]) -> ExperimentConfig:
 ConfigSource = str | Path | Mapping[str, Any]
 
 
+# What a YAML file's scalar can be (the schema judges these; other objects are Python's).
+_YAML_SCALARS = (str, int, float, bool, type(None), datetime.date)
+
+
 def objects_to_paths(node: Any, where: str = "") -> None:
     """Python objects given where a config names a component (a model class or factory, a
     dataset function, a loss callable, an optimizer class: `{"model": {"name": Net}}`),
@@ -762,6 +767,12 @@ def objects_to_paths(node: Any, where: str = "") -> None:
             objects_to_paths(value, field)
         elif callable(value):
             node[key] = import_path(value) or token_for(value, field)
+        elif key == "dataset" and not isinstance(value, _YAML_SCALARS):  # a Dataset, a tensor
+            raise ConfigError(
+                field,
+                f"a {type(value).__name__} object is no dataset name: give a function that "
+                "returns (train, test), e.g. lambda: (train_set, test_set), shipped by value",
+            )
 
 
 def read_source(

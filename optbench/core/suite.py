@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 
+from optbench.core.byvalue import import_path, short_name, token_for
 from optbench.core.config import (
     NAME_PATTERN,
     Distribution,
@@ -133,6 +134,58 @@ def optimizer_label(name: str) -> str:
     return name_from_stem(name.replace(":", "."))
 
 
+# An optimizer added to a suite's own (`optbench.benchmark(suite, optimizers=[...])`): a
+# registered name or import path (what --optimizer takes), an optimizer class, or a
+# (label, name or class) pair that labels it.
+ExtraOptimizer = str | Callable[..., Any] | tuple[str, str | Callable[..., Any]]
+
+
+def _object_label(obj: Any) -> str:
+    """How a suite labels an optimizer class given as an object: its import path where one
+    reaches it (as --optimizer names it), else its qualified name without the function it was
+    defined in (`SignSGD`, not `test.<locals>.SignSGD`)."""
+    path = import_path(obj)
+    if path is not None:
+        return optimizer_label(path)
+    qualname = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
+    return optimizer_label(str(qualname or type(obj).__name__).rpartition("<locals>.")[2])
+
+
+def extra_optimizers(extra: Sequence[ExtraOptimizer], taken: Collection[str]) -> dict[str, str]:
+    """Label -> the optimizer name a pair's config gets, for each optimizer added to a suite:
+    a name as it is; a class by the import path that reaches it, else by value (its token,
+    core/byvalue.py: identified by its code and the values it uses, shipped to the workers).
+    A bad item, or one whose label is `taken` (the suite's) or another's, is a one-line
+    ConfigError."""
+    named: dict[str, str] = {}
+    for index, item in enumerate(extra):
+        field = "--optimizer" if isinstance(item, str) else f"optimizers[{index}]"
+        label, given = None, item
+        if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
+            label, given = item
+            if not re.fullmatch(NAME_PATTERN, label):
+                raise ConfigError(field, f"label {label!r} must be letters, digits or _ . + = -")
+        if isinstance(given, str):
+            name = given
+        elif callable(given):
+            name = import_path(given) or token_for(given, field)
+        else:
+            raise ConfigError(
+                field,
+                "must be an optimizer's name or import path, an optimizer class, or a (label, "
+                f"name or class) pair, not {type(item).__name__} {str(item)[:60]!r}",
+            )
+        if label is None:
+            label = optimizer_label(given) if isinstance(given, str) else _object_label(given)
+        if label in taken:
+            shown = given if isinstance(given, str) else short_name(name)
+            raise ConfigError(field, f"{shown}: the suite has an optimizer labelled {label}")
+        if label in named:
+            raise ConfigError(field, f"{label} is added twice: label one, as (label, optimizer)")
+        named[label] = name
+    return named
+
+
 def load_suite(path: str | Path) -> SuiteConfig:
     """Read and check a suite file; ConfigError names the first bad field."""
     data = read_config_file(path)
@@ -246,17 +299,14 @@ def _studies(suite: SuiteConfig, name: str, config: dict[str, Any]) -> tuple[Stu
 
 
 def suite_pairs(
-    suite: SuiteConfig, extra: Sequence[str] = ()
+    suite: SuiteConfig, extra: Sequence[ExtraOptimizer] = ()
 ) -> tuple[list[Pair], dict[str, tuple[str, float]]]:
     """Every pair's studies (problem + set + optimizer + tune) and each problem's target
-    (metric, value). The tunes' metric is the target's, so trials are judged by what is scored."""
+    (metric, value), with the `extra` optimizers (see `extra_optimizers`) beside the suite's.
+    The tunes' metric is the target's, so trials are judged by what is scored."""
     optimizers: dict[str, SuiteOptimizer | None] = dict(suite.optimizers)
-    for name in extra:
-        label = optimizer_label(name)
-        if label in optimizers:
-            raise ConfigError("--optimizer", f"{name}: the suite has an optimizer labelled {label}")
-        optimizers[label] = None
-    extra_names = {optimizer_label(name): name for name in extra}
+    extra_names = extra_optimizers(extra, suite.optimizers)
+    optimizers.update(dict.fromkeys(extra_names))
     pairs, targets = [], {}
     for problem in suite.problems:
         label = problem_label(problem)

@@ -4,10 +4,12 @@ Trials that differ only in optimizer hyperparameters (and seed) share a model ar
 data and run options. Each trial gets its own copy of the model, built, seeded and restored
 exactly as its lone run builds it (experiment/train.py's `prepare` and `restore`); the copies'
 parameters become the groups of one optimizer (each group keeps its trial's lr, momentum,
-betas, weight decay), so one `zero_grad`, one `backward` of the summed per-copy losses and one
-`step` serve all K. Each copy's forward runs on its own trial's batch (its seed's data order),
-with its own global RNG state swapped in where the forward draws from it (dropout), and its
-evaluation, rows, checkpoint and run-id are those of its lone run.
+betas, weight decay), so one `zero_grad` and one `step` serve all K. Each copy's loss and
+gradients come from its own trial's batch (its seed's data order), computed as the strategy
+chosen while planning says (experiment/copy_gradients.py): one `torch.func.vmap` over the
+stacked copies where one step computed both ways agrees to the bit, else each copy's forward in
+turn (its own global RNG state swapped in where the forward draws: dropout) and one `backward`
+of the summed losses. Each copy's evaluation, rows, checkpoint and run-id are its lone run's.
 
 Exact, not approximately equal: the gradient of a sum of independent losses is each loss's
 own gradient (the sum passes 1.0 to each), and torch.optim steps each group with its own
@@ -17,8 +19,7 @@ be proven so is refused with one line: closure optimizers (LBFGS), two-pass ones
 second-order ones, Schedule-Free's train/eval modes, state coupled across groups (D-Adaptation,
 Prodigy: found by the trial step) and run options that act on the whole step (compile,
 clip_grad_norm, accumulate, eval_every, fast, bf16). A trial that diverges, or that its observer
-stops (a tuner's pruner), leaves the batch; the others go on. A vmapped forward (one batched
-matmul for all copies) was measured and not used: benchmarks/batched_vmap.py and BENCHMARKS.md.
+stops (a tuner's pruner), leaves the batch; the others go on.
 """
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ from typing import Any
 
 import torch
 
-from optbench.components.outputs import forward
 from optbench.core.errors import ConfigError
 from optbench.experiment.checkpoint import CheckpointFile
+from optbench.experiment.copy_gradients import CopyGradients, copy_gradients
 from optbench.experiment.plan import RunPlan, trial_batch
 from optbench.experiment.runner import (
     RunOutcome,
@@ -147,13 +148,15 @@ def _trial_step_refusal(plans: Sequence[RunPlan]) -> str | None:
         inputs, targets = inputs.to(plans[0].device), targets.to(plans[0].device)
         for _ in range(2):
             losses = []
-            for model, optimizer in zip(lone_models, lone, strict=True):
+            for k, (model, optimizer) in enumerate(zip(lone_models, lone, strict=True)):
                 optimizer.zero_grad()
+                torch.manual_seed(k)  # a forward that draws (dropout) draws alike both ways
                 loss = _loss(model, loss_fn, inputs, targets)
                 loss.backward()
                 optimizer.step()
             combined.zero_grad()
-            for model in together_models:
+            for k, model in enumerate(together_models):
+                torch.manual_seed(k)
                 losses.append(_loss(model, loss_fn, inputs, targets))
             torch.stack(losses).sum().backward()
             combined.step()
@@ -170,29 +173,16 @@ def _trial_step_refusal(plans: Sequence[RunPlan]) -> str | None:
         torch.set_rng_state(rng)
 
 
-def _forward_draws(plan: RunPlan) -> bool:
-    """Whether a training forward draws from the global RNG (dropout): then each trial's RNG
-    state is swapped in around its own forward."""
-    rng = torch.get_rng_state()
-    try:
-        torch.manual_seed(plan.config.seed)
-        model = plan.build_model()
-        model.train()
-        inputs, _ = trial_batch(plan.data, plan.config.seed)
-        before = torch.get_rng_state()
-        with torch.no_grad():
-            forward(model, inputs.to(plan.device))
-        return not torch.equal(before, torch.get_rng_state())
-    finally:
-        torch.set_rng_state(rng)
-
-
 def batching_refusal(plans: Sequence[RunPlan]) -> str | None:
     """Why `plans` cannot train as one batch exactly as they train alone (one line), or None
-    when they can: the static rules, then the trial step."""
+    when they can: the static rules, then the trial step (under the run's threads: torch's
+    default, every core, makes its small kernels wait on each other on a loaded machine)."""
     if not plans:
         return "no trials to batch"
-    return _static_refusal(plans) or (_trial_step_refusal(plans) if len(plans) > 1 else None)
+    if (refusal := _static_refusal(plans)) is not None or len(plans) == 1:
+        return refusal
+    with torch_threads(plans[0].threads):
+        return _trial_step_refusal(plans)
 
 
 @dataclass
@@ -244,19 +234,13 @@ def _prepared(
     return trials
 
 
-def _step(trials: list[_Trial], combined: torch.optim.Optimizer, draws: bool) -> None:
-    """One step of every trial in `trials`: their forwards on their own batches, one backward of
-    the summed losses, one optimizer step."""
+def _step(trials: list[_Trial], combined: torch.optim.Optimizer, gradients: CopyGradients) -> None:
+    """One step of every trial in `trials`: each copy's loss and gradients on its own trial's
+    batch (vmapped or looped, as planned), then one optimizer step."""
     combined.zero_grad()
-    losses = []
-    for trial in trials:
-        inputs, targets = next(trial.batches)  # type: ignore[arg-type]
-        training = trial.training
-        with trial.own_rng() if draws else contextlib.nullcontext():
-            loss = _loss(training.model, training.loss_fn, inputs, targets, training.penalty)
+    batches = [next(trial.batches) for trial in trials]  # type: ignore[arg-type]
+    for trial, loss in zip(trials, gradients(trials, batches), strict=True):
         trial.last_loss = loss
-        losses.append(loss)
-    torch.stack(losses).sum().backward()
     combined.step()
 
 
@@ -271,7 +255,7 @@ def train_batched(
     that observer). Checkpoints continue each trial from its own last saved epoch."""
     observers = observers or [SilentObserver() for _ in plans]
     checkpoints = checkpoints or [None for _ in plans]
-    draws = _forward_draws(plans[0])
+    gradients = copy_gradients(plans)  # vmapped where proven exact, else one copy at a time
     trials = _prepared(plans, observers, checkpoints)
     combined = _together([trial.training.optimizer for trial in trials])
     epochs = plans[0].config.epochs
@@ -281,7 +265,7 @@ def train_batched(
             active = [t for t in trials if t.ended is None and t.training.done < epoch]
             if not active:
                 break
-            _train_epoch(active, combined, epoch, draws)
+            _train_epoch(active, combined, epoch, gradients)
     return [trial.ended or trial.training.result for trial in trials]
 
 
@@ -298,7 +282,7 @@ def _end_pass(trial: _Trial) -> None:
 
 
 def _train_epoch(
-    trials: list[_Trial], combined: torch.optim.Optimizer, epoch: int, draws: bool
+    trials: list[_Trial], combined: torch.optim.Optimizer, epoch: int, gradients: CopyGradients
 ) -> None:
     """One epoch of the trials still training: their steps together, then each one's
     evaluation, row and checkpoint as its lone run's (the epoch's seconds shared out)."""
@@ -310,7 +294,7 @@ def _train_epoch(
     active = list(trials)
     combined.param_groups = [g for t in active for g in t.training.optimizer.param_groups]
     for _ in range(trials[0].training.steps_in_epoch):
-        _step(active, combined, draws)
+        _step(active, combined, gradients)
         for trial in active:
             trial.ended = after_step(
                 trial.training,

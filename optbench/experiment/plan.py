@@ -265,26 +265,29 @@ def resolve_config(
 TRIAL_BATCH = 2  # samples in planning's trial batch
 
 
-def trial_batch(data: BoundData, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A batch that looks like the data, for planning's trial forward and step: the first
-    training samples when planning loaded the dataset already, else random values of the data's
-    shape and range (standard normal when normalised, [0, 1] otherwise) with valid targets. Not
-    zeros: optimizers that initialise from gradient statistics (heavyball's PSGDKron) refuse
-    all-zero gradients. Drawn from its own generator, so no RNG of the run moves."""
-    loaded = first_train_batch(data, seed, TRIAL_BATCH)
+def trial_batch(
+    data: BoundData, seed: int, size: int = TRIAL_BATCH
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of `size` samples that looks like the data, for planning's trial forward and
+    step: the first training samples when planning loaded the dataset already, else random
+    values of the data's shape and range (standard normal when normalised, [0, 1] otherwise)
+    with valid targets. Not zeros: optimizers that initialise from gradient statistics
+    (heavyball's PSGDKron) refuse all-zero gradients. Drawn from its own generator, so no RNG
+    of the run moves."""
+    loaded = first_train_batch(data, seed, size)
     if loaded is not None:
         return loaded
     spec = data.spec
     generator = torch.Generator().manual_seed(seed)
-    shape = (TRIAL_BATCH, *spec.input_shape)
+    shape = (size, *spec.input_shape)
     if data.normalize is not None:
         inputs = torch.randn(shape, generator=generator)
     else:
         inputs = torch.rand(shape, generator=generator)
     if spec.num_classes:
-        targets = torch.randint(spec.num_classes, (TRIAL_BATCH,), generator=generator)
+        targets = torch.randint(spec.num_classes, (size,), generator=generator)
     else:
-        targets = torch.randn(TRIAL_BATCH, spec.num_outputs, generator=generator)
+        targets = torch.randn(size, spec.num_outputs, generator=generator)
     return inputs, targets
 
 

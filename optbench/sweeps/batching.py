@@ -32,18 +32,31 @@ def check_batch_trials(batch_trials: int | None, field: str = "--batch-trials") 
     return batch_trials
 
 
+def _two_trials(config: dict[str, Any]) -> list[Any]:
+    """Plans of two trials of `config` (seeds 0 and 1, as a tune's trials differ)."""
+    from optbench.experiment.plan import make_plan
+
+    return [make_plan(validate_config({**config, "seed": seed})) for seed in (0, 1)]
+
+
 def batching_note(configs: Sequence[dict[str, Any]]) -> str | None:
     """Why trials of these configs (each trained with two seeds, as a tune's do) cannot train as
     one batch; None when they can. What `optbench validate --batching` prints."""
     from optbench.experiment.batched import batching_refusal
-    from optbench.experiment.plan import make_plan
 
     for config in configs:
-        plans = [make_plan(validate_config({**config, "seed": seed})) for seed in (0, 1)]
-        refusal = batching_refusal(plans)
+        refusal = batching_refusal(_two_trials(config))
         if refusal is not None:
             return refusal
     return None
+
+
+def gradients_note(config: dict[str, Any]) -> str:
+    """How batched trials of `config` get their gradients: vmapped, or one copy at a time and
+    why (experiment/copy_gradients.py). What `optbench validate --batching` prints next."""
+    from optbench.experiment.copy_gradients import copy_gradients
+
+    return copy_gradients(_two_trials(config)).describe()
 
 
 def refuse_unbatchable(configs: Sequence[dict[str, Any]], field: str = "--batch-trials") -> None:
@@ -51,6 +64,19 @@ def refuse_unbatchable(configs: Sequence[dict[str, Any]], field: str = "--batch-
     refusal = batching_note(configs)
     if refusal is not None:
         raise ConfigError(field, f"cannot batch: {refusal}")
+
+
+def refuse_oversized(
+    configs: Sequence[dict[str, Any]], k: int, field: str = "--batch-trials"
+) -> None:
+    """ConfigError naming `field` when K copies of a config's trial do not fit its device's
+    free memory (measured: experiment/batch_memory.py), saying the largest K that does."""
+    from optbench.experiment.batch_memory import oversized_batch
+
+    for config in configs:
+        reason = oversized_batch(_two_trials(config)[0], k)
+        if reason is not None:
+            raise ConfigError(field, reason)
 
 
 def _planned(point: Point) -> tuple[Any, str]:
@@ -126,4 +152,5 @@ def batching_for(
     if k == 1:
         return executor
     refuse_unbatchable(configs)
+    refuse_oversized(configs, k)
     return BatchingExecutor(Path(results_dir), k)

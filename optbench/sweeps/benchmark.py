@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from optbench.core.config import anchor_to_folder
 from optbench.core.errors import ConfigError
 from optbench.core.suite import Pair, Study
 from optbench.storage.records import TuneFile
@@ -90,15 +91,22 @@ def train_pairs(
     results: Path,
     *,
     header: str,
+    folder: Path | None = None,
     executor: Executor | None = None,
     view: SweepView = QuietSweep,
     batch_trials: int | None = None,
 ) -> TrainedPairs:
     """Tune every study not finished yet, through one pool of workers (run_tunes). A Ctrl-C
-    raises KeyboardInterrupt after the tunes recorded their state: the same call resumes."""
+    raises KeyboardInterrupt after the tunes recorded their state: the same call resumes.
+    `folder`: the suite file's, whose modules (`--optimizer mypkg.MyOpt`) the runs import."""
     from optbench.sweeps.tune import run_tunes
 
     setups = check_pairs(pairs)
+    if folder is not None:
+        # The studies' configs are mappings, read in the working folder, which planning them
+        # made the latest config folder: the suite's is the one a Ray cluster or a Slurm job
+        # must be sent (executors take config_folder() when they start).
+        anchor_to_folder({}, folder)
     todo = [
         study
         for pair in pairs

@@ -404,6 +404,9 @@ def validate(
         refusal = optbench.batching_refusal(config, overrides)
         line = "batching: yes" if refusal is None else f"batching: no, {refusal}"
         console.print(line, markup=False, highlight=False)
+        if refusal is None:
+            line = f"batched gradients: {optbench.batched_gradients(config, overrides)}"
+            console.print(line, markup=False, highlight=False)
 
 
 @app.command()
@@ -805,6 +808,8 @@ class Kind(str, enum.Enum):
     datasets = "datasets"
     losses = "losses"
     problems = "problems"
+    loggers = "loggers"
+    executors = "executors"
 
 
 @app.command("list")
@@ -822,7 +827,8 @@ def list_components(
     ] = None,
 ) -> None:
     """List available optimizers (with defaults from their signatures and how they step),
-    schedulers, models, datasets, losses or test problems (with their published figures)."""
+    schedulers, models, datasets, losses, test problems (with their published figures),
+    loggers or executors."""
     from optbench.components.catalog import catalog_table, reference_table
 
     console.print(catalog_table(optbench.catalog(kind.value, source), kind.value, source))

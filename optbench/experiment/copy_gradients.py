@@ -1,0 +1,271 @@
+"""How the K model copies of a batch (experiment/batched.py) get their gradients, chosen while
+planning (`copy_gradients`): one vmap over the copies' stacked parameters, or each copy's
+forward in turn.
+
+- `VmappedCopies`, torch.func's model ensembling: every copy's parameters and buffers stacked
+  along a new leading dimension, and one `vmap(grad_and_value(functional_call))` computes each
+  copy's loss and gradients on its own trial's batch, one batched kernel per layer for all
+  copies instead of K. The gradients are written to each copy's `.grad`, so the optimizer step
+  that follows is the same as after the loop.
+- `LoopedCopies`: each copy's forward and loss in turn (its trial's global RNG state swapped in
+  where the forward draws: dropout), then one backward of the summed losses. The gradient of a
+  sum of independent losses is each loss's own, so each copy's gradient is its lone run's by
+  construction.
+
+vmap is exact only where its batched kernels sum in the order that K lone ones do, a property
+of the kernels a device picks for a shape, so it is proven, never assumed. While planning, one
+step is computed both ways on the trials' first batches, and vmap is chosen only when every
+loss and gradient agrees to the bit and the forward leaves the buffers alone. The loop is
+chosen otherwise, with the reason (`optbench validate --batching` prints it): a forward that
+draws random numbers (dropout), an L2 penalty read off the module's own parameters, BatchNorm's
+running statistics, data-dependent control flow or any other vmap error, or sums in another
+order. In training, each new shape of step (the number of copies and the batches' shapes: the
+epoch's last, smaller batch, a batch left with fewer trials after one is pruned or diverged) is
+proven again on its first real step, which the loop takes; that shape's later steps are
+vmapped only if the two agreed. On a CPU, steps of fewer than CPU_VMAP_FROM copies take the
+loop: there a vmap's fixed cost is more than it saves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+from torch.func import functional_call, grad_and_value, vmap
+
+from optbench.components.losses import loss_of
+from optbench.components.outputs import forward
+from optbench.experiment.plan import RunPlan, trial_batch
+from optbench.experiment.runner import torch_threads
+from optbench.experiment.train import _l2_penalty, _loss
+
+Batch = tuple[Any, Any]  # one step's (inputs, targets); inputs may be a dict of columns
+
+# On a CPU a vmap's fixed cost (~1.5-2 ms a step for digits_mlp's MLP) outweighs what it saves
+# below about 16 copies (benchmarks/batched_vmap.py: 0.55x the loop's speed at K=4, 0.95x at 16,
+# 1.9x at 64; BENCHMARKS.md section 13): steps with fewer copies take the loop there. On a GPU,
+# where each copy's kernels cost a launch, any batch is vmapped.
+CPU_VMAP_FROM = 16
+
+
+class CopyGradients(Protocol):
+    """Each trial's loss on its own batch, each copy's gradients left in its `.grad`."""
+
+    def __call__(self, trials: Sequence[Any], batches: Sequence[Batch]) -> list[torch.Tensor]: ...
+
+    def describe(self) -> str: ...
+
+
+class LoopedCopies:
+    """Each copy's forward and loss in turn, one backward of the summed losses."""
+
+    def __init__(self, reason: str, draws: bool = False) -> None:
+        self.reason = reason  # why not vmapped
+        self.draws = draws  # whether the forward draws from the global RNG (dropout)
+
+    def __call__(self, trials: Sequence[Any], batches: Sequence[Batch]) -> list[torch.Tensor]:
+        losses = []
+        for trial, (inputs, targets) in zip(trials, batches, strict=True):
+            training = trial.training
+            with trial.own_rng() if self.draws else contextlib.nullcontext():
+                loss = _loss(training.model, training.loss_fn, inputs, targets, training.penalty)
+            losses.append(loss)
+        torch.stack(losses).sum().backward()
+        return losses
+
+    def describe(self) -> str:
+        return f"one forward and backward per copy, not vmapped: {self.reason}"
+
+
+class VmappedCopies:
+    """One vmap over the stacked copies for every shape of step proven exact (see the module's
+    docstring); the loop for the others."""
+
+    def __init__(self, fewest: int) -> None:
+        self.fewest = fewest  # copies a step needs to be vmapped (CPU_VMAP_FROM on a CPU)
+        self.refusals: dict[Any, str | None] = {}  # step shape: None when vmap is exact for it
+        self._copies: dict[nn.Module, _Copy] = {}  # each model's tensors, read once
+
+    def __call__(self, trials: Sequence[Any], batches: Sequence[Batch]) -> list[torch.Tensor]:
+        models = [trial.training.model for trial in trials]
+        loss_fn = trials[0].training.loss_fn
+        if len(models) < self.fewest:
+            return _looped(models, loss_fn, batches)
+        copies = [self._copies.get(m) or self._copies.setdefault(m, _Copy(m)) for m in models]
+        shape = _step_shape(batches)
+        if shape not in self.refusals:  # its first step: the loop's, vmap compared with it
+            self.refusals[shape], losses = _both_ways(copies, loss_fn, batches)
+            return losses
+        if self.refusals[shape] is not None:
+            return _looped(models, loss_fn, batches)
+        losses, gradients = _vmapped(copies, loss_fn, batches)
+        for copy, grads in zip(copies, gradients, strict=True):
+            for parameter, gradient in zip(copy.params.values(), grads, strict=True):
+                parameter.grad = gradient
+        return losses
+
+    def describe(self) -> str:
+        fewer = ""
+        if self.fewest > 2:
+            fewer = f"from {self.fewest} copies a step, fewer one at a time; "
+        return f"one vmap over the stacked copies ({fewer}each new shape of step proven first)"
+
+
+@dataclass
+class _Copy:
+    """A model copy's tensors by name, as functional_call takes them: those it differentiates,
+    and the others (buffers, frozen parameters)."""
+
+    model: nn.Module
+    params: dict[str, torch.Tensor] = field(init=False)
+    others: dict[str, torch.Tensor] = field(init=False)
+
+    def __post_init__(self) -> None:
+        named = dict(self.model.named_parameters())
+        self.params = {name: p for name, p in named.items() if p.requires_grad}
+        frozen = {name: p for name, p in named.items() if not p.requires_grad}
+        self.others = frozen | dict(self.model.named_buffers())
+
+
+def copy_gradients(plans: Sequence[RunPlan]) -> CopyGradients:
+    """How the copies of `plans` (one batch, one problem) get their gradients: vmapped where
+    one step computed both ways agrees to the bit; else the loop, with the reason."""
+    first = plans[0]
+    if _forward_draws(first):
+        reason = "its forward draws random numbers (dropout), each copy its lone run's in turn"
+        return LoopedCopies(reason, draws=True)
+    rng = torch.get_rng_state()
+    try:
+        with torch_threads(first.threads):  # the kernels, and so the sums' order, depend on them
+            refusal = _vmap_refusal(plans)
+    finally:
+        torch.set_rng_state(rng)
+    if refusal is not None:
+        return LoopedCopies(refusal)
+    return VmappedCopies(CPU_VMAP_FROM if first.device.type == "cpu" else 2)
+
+
+def _vmap_refusal(plans: Sequence[RunPlan]) -> str | None:
+    """Why vmap may not stand in for the loop (None where it may): one step of the trials'
+    copies, built as their lone runs build them, on each trial's first batch of the run's size,
+    computed both ways."""
+    models = []
+    for plan in plans:
+        torch.manual_seed(plan.config.seed)
+        models.append(plan.build_model())
+    if _l2_penalty(plans[0], models[0]) is not None:
+        return "its L2 penalty reads the module's own parameters, not vmap's"
+    batches = []
+    for plan in plans:
+        inputs, targets = trial_batch(plan.data, plan.config.seed, plan.config.data.batch_size)
+        batches.append((_to(inputs, plan.device), targets.to(plan.device)))
+    refusal, _ = _both_ways([_Copy(m) for m in models], plans[0].build_loss(), batches)
+    return refusal
+
+
+def _forward_draws(plan: RunPlan) -> bool:
+    """Whether a training forward draws from the global RNG (dropout)."""
+    rng = torch.get_rng_state()
+    try:
+        torch.manual_seed(plan.config.seed)
+        model = plan.build_model()
+        model.train()
+        inputs, _ = trial_batch(plan.data, plan.config.seed)
+        before = torch.get_rng_state()
+        with torch.no_grad():
+            forward(model, _to(inputs, plan.device))
+        return not torch.equal(before, torch.get_rng_state())
+    finally:
+        torch.set_rng_state(rng)
+
+
+def _to(inputs: Any, device: torch.device) -> Any:
+    if isinstance(inputs, dict):
+        return {key: value.to(device) for key, value in inputs.items()}
+    return inputs.to(device)
+
+
+def _stacked(values: Sequence[Any]) -> Any:
+    """K tensors, or K dicts of tensors by name, stacked along a new leading dimension."""
+    if isinstance(values[0], dict):
+        return {key: torch.stack([value[key] for value in values]) for key in values[0]}
+    return torch.stack(list(values))
+
+
+def _step_shape(batches: Sequence[Batch]) -> tuple[Any, ...]:
+    """What decides the kernels of a vmapped step: the number of copies, the batches' shapes."""
+
+    def shape(value: Any) -> Any:
+        if isinstance(value, dict):
+            return tuple((key, tuple(column.shape)) for key, column in value.items())
+        return tuple(value.shape)
+
+    return tuple((shape(inputs), shape(targets)) for inputs, targets in batches)
+
+
+def _looped(models: Sequence[nn.Module], loss_fn: nn.Module, batches: Sequence[Batch]) -> Any:
+    """The loop's losses; each copy's gradients in its `.grad`."""
+    losses = [_loss(m, loss_fn, x, y) for m, (x, y) in zip(models, batches, strict=True)]
+    torch.stack(losses).sum().backward()
+    return losses
+
+
+def _vmapped(
+    copies: Sequence[_Copy], loss_fn: nn.Module, batches: Sequence[Batch]
+) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
+    """Every copy's gradients (in its `params`' order), from one vmap, and its loss, read off
+    its outputs from that vmap as a lone run reads it; the copies are left as they were."""
+    base = copies[0].model
+    with torch.no_grad():
+        params = _stacked([copy.params for copy in copies])
+        others = _stacked([copy.others for copy in copies])
+
+    def copy_loss(params: Any, others: Any, inputs: Any, targets: Any) -> Any:
+        args, kwargs = ((), inputs) if isinstance(inputs, dict) else ((inputs,), {})  # forward's
+        outputs = functional_call(base, (params, others), args, kwargs)
+        if not isinstance(outputs, torch.Tensor):
+            raise TypeError(f"its outputs are a {type(outputs).__name__}, not one tensor")
+        return loss_of(loss_fn, outputs, targets), outputs.detach()
+
+    inputs, targets = _stacked([x for x, _ in batches]), _stacked([y for _, y in batches])
+    grads, (_, outputs) = vmap(grad_and_value(copy_loss, has_aux=True))(
+        params, others, inputs, targets
+    )
+    with torch.no_grad():  # vmap's own loss may sum in another order (nll_loss's mean does)
+        losses = [loss_of(loss_fn, out, y) for out, (_, y) in zip(outputs, batches, strict=True)]
+    per_name = [grads[name].unbind() for name in copies[0].params]
+    return losses, [list(copy) for copy in zip(*per_name, strict=True)]
+
+
+def _both_ways(
+    copies: Sequence[_Copy], loss_fn: nn.Module, batches: Sequence[Batch]
+) -> tuple[str | None, list[torch.Tensor]]:
+    """One step's losses and gradients computed by vmap, then by the loop (which leaves its
+    gradients in each copy's `.grad`: the step taken), compared to the bit. Why vmap may not
+    stand in for the loop (None where it may), and the loop's losses."""
+    buffers = [{name: b.clone() for name, b in copy.others.items()} for copy in copies]
+    try:
+        mapped = _vmapped(copies, loss_fn, batches)
+    except Exception as exc:  # data-dependent control flow, in-place updates, shapes that differ
+        mapped = exc
+    losses = _looped([copy.model for copy in copies], loss_fn, batches)
+    if isinstance(mapped, Exception):
+        said = str(mapped).strip().split(". ")[0].splitlines()[0] if str(mapped).strip() else ""
+        return f"vmap cannot take its forward ({type(mapped).__name__}: {said})", losses
+    for copy, before in zip(copies, buffers, strict=True):
+        if any(not torch.equal(copy.others[name], b) for name, b in before.items()):
+            return "its forward changes its buffers (BatchNorm's running statistics)", losses
+    mapped_losses, gradients = mapped
+    for copy, loss, mapped_loss, grads in zip(
+        copies, losses, mapped_losses, gradients, strict=True
+    ):
+        if not torch.equal(loss.detach(), mapped_loss):
+            return "vmap's losses differ from the loop's (its kernels sum in another order)", losses
+        for (name, p), g in zip(copy.params.items(), grads, strict=True):
+            if p.grad is None or not torch.equal(p.grad, g):
+                return f"vmap's gradient of {name} differs from the loop's", losses
+    return None, losses
