@@ -273,7 +273,9 @@ def ray_head(cwd: Path, env: dict[str, str], *options: str) -> Iterator[int]:
     --num-cpus=2), started in `cwd` with `env` for the test and killed afterwards with every
     process it started; yields its port (a driver connects to 127.0.0.1:PORT). Its own temp
     dir (short: Ray's sockets live there), so the address file `ray start` writes never points
-    another test's ray.init at this cluster once it is gone."""
+    another test's ray.init at this cluster once it is gone. A test using it is marked
+    `xdist_group("ray")`, as every test that starts Ray (conftest.py's ray_session): two
+    clusters at once, one with token authentication, refuse each other's drivers."""
     port = free_port()
     ray_temp = tempfile.mkdtemp(prefix="obray")
     head = subprocess.Popen(

@@ -412,6 +412,7 @@ def test_a_users_optimizer_beside_the_suite_through_the_cli(tmp_path: Path) -> N
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ray")  # one Ray at a time (conftest.py's ray_session)
 def test_a_users_optimizer_module_beside_the_suite_trains_on_ray(tmp_path: Path) -> None:
     """Issue 24's headline path on Ray: `optbench benchmark SUITE --optimizer mypkg.SignSGD
     --executor ray --address 127.0.0.1:PORT` (a real Ray head started by the test, mypkg/ on

@@ -263,6 +263,7 @@ def test_an_optimizer_class_by_value_names_its_run_by_its_class() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ray")  # one Ray at a time (conftest.py's ray_session)
 def test_a_model_class_by_value_trains_on_a_ray_cluster_with_the_local_numbers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -196,7 +196,9 @@ def test_a_study_is_its_fastest_trial_and_the_pair_the_median_study_as_algoperf(
     grouped, curves, owners = [], [], []
     for study in range(studies):
         length = data.draw(st.integers(1, 5))
-        steps = sorted(data.draw(st.lists(st.integers(0, 1000), min_size=length, max_size=length)))
+        steps = sorted(  # an eval schedule: one evaluation per step
+            data.draw(st.lists(st.integers(0, 1000), min_size=length, max_size=length, unique=True))
+        )
         trials = []
         for _ in range(data.draw(st.integers(1, 3))):
             pace = data.draw(st.floats(0.5, 2.0))
