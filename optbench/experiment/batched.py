@@ -175,10 +175,14 @@ def _trial_step_refusal(plans: Sequence[RunPlan]) -> str | None:
 
 def batching_refusal(plans: Sequence[RunPlan]) -> str | None:
     """Why `plans` cannot train as one batch exactly as they train alone (one line), or None
-    when they can: the static rules, then the trial step."""
+    when they can: the static rules, then the trial step (under the run's threads: torch's
+    default, every core, makes its small kernels wait on each other on a loaded machine)."""
     if not plans:
         return "no trials to batch"
-    return _static_refusal(plans) or (_trial_step_refusal(plans) if len(plans) > 1 else None)
+    if (refusal := _static_refusal(plans)) is not None or len(plans) == 1:
+        return refusal
+    with torch_threads(plans[0].threads):
+        return _trial_step_refusal(plans)
 
 
 @dataclass

@@ -22,7 +22,8 @@ running statistics, data-dependent control flow or any other vmap error, or sums
 order. In training, each new shape of step (the number of copies and the batches' shapes: the
 epoch's last, smaller batch, a batch left with fewer trials after one is pruned or diverged) is
 proven again on its first real step, which the loop takes; that shape's later steps are
-vmapped only if the two agreed.
+vmapped only if the two agreed. On a CPU, steps of fewer than CPU_VMAP_FROM copies take the
+loop: there a vmap's fixed cost is more than it saves.
 """
 
 from __future__ import annotations
@@ -45,9 +46,9 @@ from optbench.experiment.train import _l2_penalty, _loss
 Batch = tuple[Any, Any]  # one step's (inputs, targets); inputs may be a dict of columns
 
 # On a CPU a vmap's fixed cost (~1.5-2 ms a step for digits_mlp's MLP) outweighs what it saves
-# below about 16 copies (benchmarks/batched_vmap.py: 0.55x the loop's speed at K=4, even at 16;
-# BENCHMARKS.md section 13): steps with fewer copies take the loop there. On a GPU, where each
-# copy's kernels cost a launch, any batch is vmapped.
+# below about 16 copies (benchmarks/batched_vmap.py: 0.55x the loop's speed at K=4, 0.95x at 16,
+# 1.9x at 64; BENCHMARKS.md section 13): steps with fewer copies take the loop there. On a GPU,
+# where each copy's kernels cost a launch, any batch is vmapped.
 CPU_VMAP_FROM = 16
 
 
@@ -108,7 +109,9 @@ class VmappedCopies:
         return losses
 
     def describe(self) -> str:
-        fewer = f"from {self.fewest} copies a step, fewer one at a time; " * (self.fewest > 2)
+        fewer = ""
+        if self.fewest > 2:
+            fewer = f"from {self.fewest} copies a step, fewer one at a time; "
         return f"one vmap over the stacked copies ({fewer}each new shape of step proven first)"
 
 
