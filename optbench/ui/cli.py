@@ -39,6 +39,7 @@ from optbench.core.metrics import (
     RANKING_METRICS,
     one_of,
 )
+from optbench.sweeps.openmp import wait_passively
 from optbench.ui.tables import WholeTables
 
 
@@ -451,6 +452,7 @@ def sweep(
     batch_trials: BatchTrialsOption = None,
 ) -> None:
     """Run a grid of experiments; finished runs are skipped, interrupted ones resume."""
+    wait_passively()  # before torch loads: the driver trains runs too (sweeps/openmp.py)
     from optbench.sweeps.grid import parse_seeds
     from optbench.ui.display import SweepDisplay
     from optbench.ui.reports import sweep_table
@@ -526,6 +528,7 @@ def tune(
 ) -> None:
     """Tune each optimizer's hyperparameters with Optuna (the config's tune: section), then
     rerun each best configuration with the seeds; resumable, results in tune.json."""
+    wait_passively()  # before torch loads: the driver trains runs too (sweeps/openmp.py)
     from optbench.sweeps.tune import tune_summary
     from optbench.ui.display import SweepDisplay
 
@@ -590,6 +593,7 @@ def benchmark(
 ) -> None:
     """Tune every optimizer on every problem of a suite with one budget, then score them
     across problems (AlgoPerf's performance profiles); results in DIR/<suite>/benchmark.json."""
+    wait_passively()  # before torch loads: the driver trains runs too (sweeps/openmp.py)
     from optbench.ui.display import SweepDisplay
     from optbench.ui.reports import benchmark_tables
 

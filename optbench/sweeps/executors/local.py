@@ -28,6 +28,7 @@ from optbench.sweeps.executors.base import (
     check_workers,
     train_point,
 )
+from optbench.sweeps.openmp import WORKER_ENVIRONMENT
 
 
 def _worker(connection: Connection, stop: threading.Event | None = None) -> None:
@@ -98,12 +99,6 @@ class _InProcess:
             return time.clock_gettime(time.pthread_getcpuclockid(self._thread.ident))
         except (AttributeError, OSError, TypeError):
             return time.monotonic()
-
-
-# How a worker process's idle torch threads wait: asleep, not spinning. Each run keeps its own
-# thread count (plan.run_threads), so N workers may run N x that many threads on the cores;
-# OpenMP's default spin-wait then starves the runs (20-100x slower measured on 2 cores).
-WORKER_ENVIRONMENT = {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
 @contextlib.contextmanager
