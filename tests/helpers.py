@@ -267,6 +267,18 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def ray_env(home: Path) -> dict[str, str]:
+    """The environment for a test's own Ray head and its driver: no RAY_ variable of ours, this
+    checkout importable, and a private HOME: Ray keeps an auth token in ~/.ray/auth_token (a
+    local `ray.init` may write one), and a head that finds one there refuses a driver that
+    does not (InvalidAuthToken)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
+    home.mkdir(parents=True, exist_ok=True)
+    env["HOME"] = str(home)
+    return env
+
+
 @contextlib.contextmanager
 def ray_head(cwd: Path, env: dict[str, str], *options: str) -> Iterator[int]:
     """A real Ray head on 127.0.0.1 (`ray start --head --block` with `options`, e.g.

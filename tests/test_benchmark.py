@@ -421,11 +421,10 @@ def test_a_users_optimizer_module_beside_the_suite_trains_on_ray(tmp_path: Path)
     folder reaches the Ray workers, which import mypkg and train only the new pairs; the
     scores are written with the stored baselines read back."""
     import itertools
-    import os
     import subprocess
     import sys
 
-    from tests.helpers import REPO, ray_head
+    from tests.helpers import ray_env, ray_head
 
     pytest.importorskip("ray")
     (tmp_path / "mypkg").mkdir()
@@ -439,8 +438,7 @@ def test_a_users_optimizer_module_beside_the_suite_trains_on_ray(tmp_path: Path)
     suite = _write(tmp_path, {**SUITE, "optimizers": {"SGD": {"name": "SGD"}}})
     results, elsewhere = tmp_path / "results", tmp_path / "elsewhere"
     elsewhere.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
+    env = ray_env(tmp_path / "home")
 
     def benchmark(*args: str) -> tuple[subprocess.CompletedProcess, int]:
         command = [sys.executable, "-m", "optbench", "benchmark", str(suite), *args]

@@ -19,7 +19,15 @@ import pytest
 
 import optbench
 from optbench.core import byvalue
-from tests.helpers import METRICS, REPO, importable_module, invoke, ray_head, regression_dict
+from tests.helpers import (
+    METRICS,
+    REPO,
+    importable_module,
+    invoke,
+    ray_env,
+    ray_head,
+    regression_dict,
+)
 
 # A model as a notebook cell defines it: its width a global its methods name.
 NET_SOURCE = """
@@ -289,8 +297,8 @@ def test_a_model_class_by_value_trains_on_a_ray_cluster_with_the_local_numbers(
     config = regression_dict(model={"name": Net}, epochs=1)
     grid = {"optimizer.lr": [0.01, 0.05]}
     monkeypatch.chdir(tmp_path)  # the folder a mapping's config is read in: what Ray is sent
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
+    env = ray_env(tmp_path / "home")
+    monkeypatch.setenv("HOME", env["HOME"])  # this process is the driver
     with ray_head(tmp_path, env, "--num-cpus=2") as port:
         try:
             on_ray = optbench.sweep(
