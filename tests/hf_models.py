@@ -71,3 +71,30 @@ def sentences(n_train: int = 64, n_test: int = 24, length: int = 12) -> tuple[An
         )
 
     return split(n_train), split(n_test)
+
+
+def bert_config(**changes: Any) -> dict[str, Any]:
+    """A run of tiny_bert on sentences (its own loss), with `section__field=value` changes."""
+    config: dict[str, Any] = {
+        "name": "bert",
+        "seed": 0,
+        "epochs": 2,
+        "device": "cpu",
+        "data": {
+            "dataset": "tests.hf_models.sentences",
+            "input_column": ["input_ids", "attention_mask", "labels"],
+            "target_column": "labels",
+            "batch_size": 16,
+            "test_batch_size": 10,
+        },
+        "model": {"name": "tests.hf_models.tiny_bert"},
+        "loss": "from_model",
+        "optimizer": {"name": "AdamW", "lr": 0.001},
+    }
+    for key, value in changes.items():
+        section, _, field = key.partition("__")
+        if field:
+            config[section][field] = value
+        else:
+            config[section] = value
+    return config

@@ -23,6 +23,7 @@ import yaml
 import optbench.components.data.torchvision_files
 from optbench.ui.cli import app
 from tests.helpers import assert_one_error_line, cli_runner, regression_dict
+from tests.hf_models import bert_config
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 COMMANDS = ["validate", "run"]
@@ -1418,21 +1419,7 @@ def test_sample_refuses_in_one_line(
     assert_one_error_line(cli_runner().invoke(app, argv), *fragments)
 
 
-HF_CONFIG: dict[str, Any] = {
-    "name": "bad",
-    "seed": 0,
-    "epochs": 1,
-    "device": "cpu",
-    "data": {
-        "dataset": "tests.hf_models.sentences",
-        "input_column": ["input_ids", "attention_mask", "labels"],
-        "target_column": "labels",
-        "batch_size": 16,
-    },
-    "model": {"name": "tests.hf_models.tiny_bert"},
-    "loss": "from_model",
-    "optimizer": {"name": "AdamW", "lr": 0.001},
-}
+HF_CONFIG = bert_config(name="bad", epochs=1)  # a tiny transformers BERT, its own loss
 HF_CASES = {  # issue 26's Hugging Face refusals, through the CLI (tests/test_hugging_face.py
     # checks the same messages at planning)
     "output-without-logits-or-loss-from-model": (

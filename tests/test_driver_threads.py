@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -21,19 +22,24 @@ print(loaded_before, result.exit_code, os.environ.get("OMP_WAIT_POLICY"))
 """
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("command", ["sweep", "tune", "benchmark"])
-def test_the_driver_sets_passive_waiting_before_torch_loads(command: str, tmp_path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    done = subprocess.run(
+def _probe(command: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    """PROBE in a fresh interpreter: whether torch was loaded, the exit code, the policy."""
+    return subprocess.run(
         [sys.executable, "-c", PROBE, command],
         env=env,
-        cwd=tmp_path,
+        cwd=cwd,
         capture_output=True,
         text=True,
         check=True,
         timeout=120,
     )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["sweep", "tune", "benchmark"])
+def test_the_driver_sets_passive_waiting_before_torch_loads(command: str, tmp_path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    done = _probe(command, env, tmp_path)
     # torch not loaded by the CLI's import; the command (refusing the missing file: exit 2)
     # set the policy first, so the OpenMP runtime torch loads later reads it
     assert done.stdout.split() == ["False", "2", "PASSIVE"]
@@ -41,14 +47,5 @@ def test_the_driver_sets_passive_waiting_before_torch_loads(command: str, tmp_pa
 
 @pytest.mark.slow
 def test_a_policy_the_user_set_wins(tmp_path) -> None:
-    env = {**os.environ, "OMP_WAIT_POLICY": "ACTIVE"}
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE, "tune"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
+    done = _probe("tune", {**os.environ, "OMP_WAIT_POLICY": "ACTIVE"}, tmp_path)
     assert done.stdout.split() == ["False", "2", "ACTIVE"]

@@ -16,37 +16,12 @@ from optbench.core.errors import ConfigError
 from optbench.experiment.plan import make_plan
 from optbench.experiment.train import train
 from tests import hf_models
+from tests.hf_models import bert_config
 
 pytest.importorskip("transformers")
 datasets = pytest.importorskip("datasets")
 
 TEXT = "It was the best of times, it was the worst of times. " * 30
-
-
-def bert_config(**changes: Any) -> dict[str, Any]:
-    config: dict[str, Any] = {
-        "name": "bert",
-        "seed": 0,
-        "epochs": 2,
-        "device": "cpu",
-        "data": {
-            "dataset": "tests.hf_models.sentences",
-            "input_column": ["input_ids", "attention_mask", "labels"],
-            "target_column": "labels",
-            "batch_size": 16,
-            "test_batch_size": 10,
-        },
-        "model": {"name": "tests.hf_models.tiny_bert"},
-        "loss": "from_model",
-        "optimizer": {"name": "AdamW", "lr": 0.001},
-    }
-    for key, value in changes.items():
-        section, _, field = key.partition("__")
-        if field:
-            config[section][field] = value
-        else:
-            config[section] = value
-    return config
 
 
 @pytest.mark.slow  # over 10 s in the loaded inner loop (~3 s alone)
