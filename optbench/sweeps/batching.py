@@ -59,22 +59,22 @@ def gradients_note(config: dict[str, Any]) -> str:
     return copy_gradients(_two_trials(config)).describe()
 
 
-def refuse_unbatchable(configs: Sequence[dict[str, Any]], field: str = "--batch-trials") -> None:
-    """ConfigError naming `field` when batching was asked for configs that cannot batch."""
-    refusal = batching_note(configs)
-    if refusal is not None:
-        raise ConfigError(field, f"cannot batch: {refusal}")
-
-
-def refuse_oversized(
+def refuse_unbatchable(
     configs: Sequence[dict[str, Any]], k: int, field: str = "--batch-trials"
 ) -> None:
-    """ConfigError naming `field` when K copies of a config's trial do not fit its device's
-    free memory (measured: experiment/batch_memory.py), saying the largest K that does."""
+    """ConfigError naming `field` when batching was asked for configs that cannot batch, or
+    when K copies of a config's trial do not fit its device's free memory (measured:
+    experiment/batch_memory.py; the message says the largest K that does). Each config's
+    trials are planned once for both."""
     from optbench.experiment.batch_memory import oversized_batch
+    from optbench.experiment.batched import batching_refusal
 
     for config in configs:
-        reason = oversized_batch(_two_trials(config)[0], k)
+        trials = _two_trials(config)
+        refusal = batching_refusal(trials)
+        if refusal is not None:
+            raise ConfigError(field, f"cannot batch: {refusal}")
+        reason = oversized_batch(trials[0], k)
         if reason is not None:
             raise ConfigError(field, reason)
 
@@ -151,6 +151,5 @@ def batching_for(
     k = check_batch_trials(batch_trials)
     if k == 1:
         return executor
-    refuse_unbatchable(configs)
-    refuse_oversized(configs, k)
+    refuse_unbatchable(configs, k)
     return BatchingExecutor(Path(results_dir), k)
