@@ -75,12 +75,12 @@ _WHOLE_STEP_OPTIONS = {
     "precision": lambda c: c.precision is not None,
 }
 # What may differ between the trials of one batch; everything else is the shared problem.
-_PER_TRIAL = {"name", "seed", "optimizer", "scheduler", "sweep", "tune", "log"}
+PER_TRIAL = {"name", "seed", "optimizer", "scheduler", "sweep", "tune", "log"}
 
 
 def shared_problem(plan: RunPlan) -> dict[str, Any]:
     """The config a batch's trials share: all but optimizer, scheduler, seed and name."""
-    return {k: v for k, v in plan.config.model_dump().items() if k not in _PER_TRIAL}
+    return {k: v for k, v in plan.config.model_dump().items() if k not in PER_TRIAL}
 
 
 def _static_refusal(plans: Sequence[RunPlan]) -> str | None:

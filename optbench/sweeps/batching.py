@@ -1,26 +1,32 @@
-"""The batched executor: a sweep's, tune's or benchmark's points trained K at a time in this
-process, as one optimizer's K parameter groups (experiment/batched.py), when they are exactly
-the same problem; each point still gets its own run folder and PointResult.
+"""The batched executor: a sweep's, tune's or benchmark's points trained K at a time, as one
+optimizer's K parameter groups (experiment/batched.py), when they are exactly the same problem;
+each point still gets its own run folder and PointResult.
 
-`batch_trials: K` (the tune section, or --batch-trials): the executor pulls K points from the
-stream before training any, so a tune asks Optuna K trials at once (`study.ask()` K times, each
-counted against the budget; TPE's constant liar sees the ones in flight), then tells each one
-as its run ends. Points that cannot share a batch (another problem, another optimizer class)
-train in smaller batches or alone, as `optbench run` would train them.
+`batch_trials: K` (the tune section, or --batch-trials): points are pulled from the stream and
+grouped by problem and optimizer class; a group goes to the executor (local worker processes,
+Ray, Slurm: wherever points train) as one batch point once it holds K points, and what is left
+when the stream ends goes in smaller batches or alone. So a tune asks Optuna K trials at once
+(`study.ask()` K times, each counted against the budget; TPE's constant liar sees the ones in
+flight) and tells each one as its run ends, and a benchmark, whose stream takes its studies in
+turn, batches the trials of every study of one problem and optimizer class together.
 """
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterable, Sequence
-from pathlib import Path
+import dataclasses
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from optbench.core.config import validate_config
 from optbench.core.errors import ConfigError
-from optbench.storage.results import Status
-from optbench.sweeps.executors.base import OnMessage, OnResult, Point, PointResult, train_point
-from optbench.sweeps.executors.local import TINY_SYNC_SECONDS
+from optbench.sweeps.executors.base import (
+    BATCH,
+    Message,
+    OnMessage,
+    OnResult,
+    Point,
+    PointResult,
+)
 
 
 def check_batch_trials(batch_trials: int | None, field: str = "--batch-trials") -> int:
@@ -94,54 +100,81 @@ def _planned(point: Point) -> tuple[Any, str]:
     return plan, repr((plan.optimizer.info.cls, sorted(shared_problem(plan).items())))
 
 
-def train_points(points: Sequence[Point], plans: Sequence[Any], results_dir: str) -> list[Any]:
-    """Points of one problem (their plans) trained as one batch, their PointResults in order; a
-    single point, or a group that cannot batch, trains alone (train_point)."""
-    from optbench.experiment.batched import batching_refusal, run_batch
-    from optbench.experiment.train import SilentObserver
+def batch_point(points: Sequence[Point]) -> Point:
+    """One point for the executor that trains `points` (trials of one problem) as one batch:
+    their shared config with each trial's own fields under BATCH (train_point splits it
+    where it trains), and each trial's watch when one has any."""
+    from optbench.experiment.batched import PER_TRIAL
 
-    if len(points) < 2 or None in plans or batching_refusal(plans) is not None:
-        return [train_point(p[0], p[1], results_dir, None, *p[2:]) for p in points]
-    displays = [point[2]() if len(point) > 2 else SilentObserver() for point in points]
-    try:
-        outcomes = run_batch(
-            plans, results_dir, resume=True, displays=displays, sync_every=TINY_SYNC_SECONDS
-        )
-    except KeyboardInterrupt:
-        raise
-    except Exception as exc:  # recorded in each summary.json; the sweep goes on
-        error = f"{type(exc).__name__}: {exc}"
-        return [PointResult(point[0], Status.FAILED, error) for point in points]
-    return [
-        PointResult(
-            point[0], Status(outcome.summary.status or Status.FAILED), outcome.summary.error
-        )
-        for point, outcome in zip(points, outcomes, strict=True)
+    first = points[0][1]
+    shared = {key: value for key, value in first.items() if key not in PER_TRIAL}
+    own = [
+        {"run_id": run_id}
+        | {k: v for k, v in config.items() if k in PER_TRIAL or shared.get(k) != v}
+        for run_id, config, *_ in points
     ]
+    watches = [point[2] if len(point) > 2 else None for point in points]
+    batch_id = f"{points[0][0]}+{len(points) - 1}"
+    return (batch_id, {**shared, BATCH: own}, *(watches if any(watches) else []))
 
 
 class BatchingExecutor:
-    """Trains a stream of points K at a time in this process (see the module's docstring)."""
+    """`executor` handed batches of up to K points (see the module's docstring) instead of
+    points: each batch a point of its own, trained where the executor trains points (a local
+    worker process, a Ray task, a Slurm job) and its trials' results handed on one by one."""
 
-    def __init__(self, results_dir: Path, batch_trials: int) -> None:
-        self.results_dir, self.batch_trials = results_dir, batch_trials
+    def __init__(self, executor: Any, batch_trials: int) -> None:
+        self.executor, self.batch_trials = executor, batch_trials
+
+    @property
+    def reruns_main_script(self) -> bool:
+        return bool(getattr(self.executor, "reruns_main_script", False))
 
     def run(self, points: Iterable[Point], on_message: OnMessage, on_result: OnResult) -> None:
-        stream = iter(points)
-        while chunk := list(itertools.islice(stream, self.batch_trials)):
-            groups: dict[str, list[tuple[Point, Any]]] = {}
-            for point in chunk:
-                plan, key = _planned(point)
-                groups.setdefault(key, []).append((point, plan))
-            for group in groups.values():
-                points_, plans = [p for p, _ in group], [plan for _, plan in group]
-                for result in train_points(points_, plans, str(self.results_dir)):
-                    on_result(result)
+        members: dict[str, list[str]] = {}  # batch-id -> its trials' run-ids, while in flight
+
+        def batches() -> Iterator[Point]:
+            for group in self._groups(points):
+                if len(group) == 1:
+                    yield group[0]
+                    continue
+                batch = batch_point(group)
+                members[batch[0]] = [point[0] for point in group]
+                yield batch
+
+        def message(message: Message) -> None:  # a worker's "start" names the batch
+            for run_id in members.get(message[1], [message[1]]):
+                on_message((message[0], run_id, *message[2:]))
+
+        def result(result: PointResult) -> None:
+            run_ids = members.pop(result.run_id, None)
+            if run_ids is None:
+                on_result(result)
+                return
+            # a batch whose worker died (or whose task failed) reports for all its trials
+            for part in result.parts or [
+                dataclasses.replace(result, run_id=run_id) for run_id in run_ids
+            ]:
+                on_result(part)
+
+        self.executor.run(batches(), message, result)
+
+    def _groups(self, points: Iterable[Point]) -> Iterator[list[Point]]:
+        """The points in groups of one problem and optimizer class, each handed on when it
+        holds K points (pulled ahead of the others: a benchmark's stream takes its studies in
+        turn) or when the stream ends."""
+        waiting: dict[str, list[Point]] = {}
+        for point in points:
+            _, key = _planned(point)
+            group = waiting.setdefault(key, [])
+            group.append(point)
+            if len(group) == self.batch_trials:
+                yield waiting.pop(key)
+        yield from waiting.values()
 
 
 def batching_for(
     executor: Any,
-    results_dir: Path,
     batch_trials: int | None,
     configs: Sequence[dict[str, Any]],
 ) -> Any:
@@ -152,4 +185,4 @@ def batching_for(
     if k == 1:
         return executor
     refuse_unbatchable(configs, k)
-    return BatchingExecutor(Path(results_dir), k)
+    return BatchingExecutor(executor, k)

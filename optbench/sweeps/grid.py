@@ -237,7 +237,7 @@ def run_sweep(
     results_dir = Path(results_dir)
     check_results_dir(results_dir)
     runner = executor or plan_executor(results_dir)
-    runner = batching_for(runner, results_dir, batch_trials, [p.config for p in points])
+    runner = batching_for(runner, batch_trials, [p.config for p in points])
     skipped = [p.run_id for p in points if point_status(results_dir, name, p) in FINISHED]
     todo = [(p.run_id, p.config) for p in points if p.run_id not in skipped]
     report = SweepReport(len(points), skipped, [])

@@ -188,7 +188,7 @@ def run_tunes(
     runner = executor or plan_executor(results)  # default: local workers, one per CPU core
     batch_trials = setups[0].tune.batch_trials if batch_trials is None else batch_trials
     configs = [arm.config for setup in setups for arm in setup.arms]
-    runner = batching_for(runner, results, batch_trials, configs)
+    runner = batching_for(runner, batch_trials, configs)
     tuners, lines = [], []
     shared: dict[str, list[str]] = {}  # note -> the tunes it is about
     for setup in setups:

@@ -35,6 +35,8 @@ class PointResult:
     # The process training it died (SIGKILL, the out-of-memory killer, a lost Ray node): not
     # the run's own failure; it resumes from its checkpoint when trained again.
     died: bool = False
+    # A batch point's (sweeps/batching.py): each of its trials' own PointResult.
+    parts: list[PointResult] | None = None
 
 
 class QuietSweep:
@@ -106,35 +108,71 @@ class PipeReporter(SilentObserver):
     def epoch_finished(self, row: dict[str, Any]) -> None:
         self.send(("row", self.run_id, row["epoch"], row["train_loss"]))
 
+    def for_run(self, run_id: str) -> PipeReporter:
+        """The same pipe's reporter for another run: a batch's trials each report their own."""
+        return PipeReporter(self.send, run_id, self.stop)
+
+
+# A batch point's config (sweeps/batching.py): the trials' shared config with, under this key,
+# each trial's run-id and the fields it sets itself (optimizer, scheduler, seed, name...).
+BATCH = "batch_of"
+
 
 def train_point(
     run_id: str,
     config: dict[str, Any],
     results_dir: str,
     display: Any | None = None,
-    *watch: Callable[[], Any],
+    *watch: Callable[[], Any] | None,
     sync_every: float = 0.0,
     threads: int | None = None,
 ) -> PointResult:
-    """Run one sweep point to the end (resuming it if it was interrupted) and say how it went.
+    """Run one sweep point to the end (resuming it if it was interrupted) and say how it went;
+    a batch point's trials (its config holds BATCH) trained as one batch, their PointResults
+    its `parts`.
 
     `threads`: torch's default thread count in the driver, which planned the point; a run whose
     config sets no `threads` trains with it wherever it lands (a Ray task's process is started
     with one thread), so its numbers are the driver's `optbench run`'s.
 
     `watch`, when a point carries one (`optbench tune`'s pruning), makes one more observer of
-    the run here, where it trains; it may end the run early with StopTraining.
+    the run here, where it trains; it may end the run early with StopTraining (a batch point
+    carries one per trial, or none).
 
     `run_id` is what the driver planned; a worker on another machine whose code or packages
     differ plans another id, and that point fails instead of landing under the wrong id.
     """
-    from optbench.components.data.tensor_cache import reusing_planned_tensors
-    from optbench.core.config import validate_config
-    from optbench.experiment.plan import make_plan
     from optbench.experiment.runner import run_plan
 
     try:
         config = without_objects(config)  # the Python objects it names, sent by value
+    except ConfigError as exc:
+        return PointResult(run_id, Status.FAILED, f"cannot plan it here: {exc}")
+    if BATCH in config:
+        parts = _train_batch(config, results_dir, display, list(watch), sync_every, threads)
+        failed = [part for part in parts if part.status != Status.COMPLETED]
+        status = failed[0].status if failed else Status.COMPLETED
+        return PointResult(run_id, status, failed[0].error if failed else None, parts=parts)
+    plan = _planned(run_id, config, threads)
+    if isinstance(plan, PointResult):
+        return plan
+    observer = _observer(display, run_id, watch[0] if watch else None)
+    (result,) = _results(
+        [run_id],
+        results_dir,
+        plan.name,
+        lambda: [run_plan(plan, results_dir, resume=True, display=observer, sync_every=sync_every)],
+    )
+    return result
+
+
+def _planned(run_id: str, config: dict[str, Any], threads: int | None) -> Any:
+    """The point's RunPlan, or the failed PointResult saying why it cannot be planned here."""
+    from optbench.components.data.tensor_cache import reusing_planned_tensors
+    from optbench.core.config import validate_config
+    from optbench.experiment.plan import make_plan
+
+    try:
         with reusing_planned_tensors():  # the driver planned it: its data is in the tensor file
             plan = make_plan(validate_config(config))
     except ConfigError as exc:
@@ -148,28 +186,102 @@ def train_point(
         )
     if threads is not None and plan.config.threads is None:
         plan = dataclasses.replace(plan, threads=threads)
+    return plan
+
+
+def _observer(display: Any | None, run_id: str, watch: Callable[[], Any] | None) -> Any:
+    """A run's observer: the display (a batch's pipe reporter, re-aimed at this run) and the
+    run's watch, when it has one."""
+    if isinstance(display, PipeReporter):
+        display = display.for_run(run_id)
     observer = display or SilentObserver()
-    if watch:
-        observer = Observers(observer, watch[0]())
+    return observer if watch is None else Observers(observer, watch())
+
+
+def _train_batch(
+    config: dict[str, Any],
+    results_dir: str,
+    display: Any | None,
+    watches: list[Callable[[], Any] | None],
+    sync_every: float,
+    threads: int | None,
+) -> list[PointResult]:
+    """A batch point's trials trained as one batch (experiment/batched.py), each one's
+    PointResult; those that cannot plan here fail, and a batch that cannot train exactly as its
+    trials would alone (checked again here, where it trains) trains them one by one."""
+    from optbench.experiment.batched import batching_refusal, run_batch
+
+    shared = {key: value for key, value in config.items() if key != BATCH}
+    trials = [(own.pop("run_id"), {**shared, **own}) for own in map(dict, config[BATCH])]
+    watches = watches or [None] * len(trials)
+    planned = {run_id: _planned(run_id, trial_config, threads) for run_id, trial_config in trials}
+    ready = [(rid, plan) for rid, plan in planned.items() if not isinstance(plan, PointResult)]
+    plans = [plan for _, plan in ready]
+    if len(plans) < 2 or batching_refusal(plans) is not None:
+        return [
+            train_point(
+                run_id,
+                trial_config,
+                results_dir,
+                display,
+                watch,
+                sync_every=sync_every,
+                threads=threads,
+            )
+            for (run_id, trial_config), watch in zip(trials, watches, strict=True)
+        ]
+    observers = {
+        run_id: _observer(display, run_id, watch)
+        for (run_id, _), watch in zip(trials, watches, strict=True)
+    }
+    ids = [run_id for run_id, _ in ready]
+    trained = _results(
+        ids,
+        results_dir,
+        plans[0].name,
+        lambda: run_batch(
+            plans,
+            results_dir,
+            resume=True,
+            displays=[observers[run_id] for run_id in ids],
+            sync_every=sync_every,
+        ),
+    )
+    results = dict(zip(ids, trained, strict=True))
+    return [results.get(run_id) or planned[run_id] for run_id, _ in trials]
+
+
+def _results(
+    run_ids: list[str], results_dir: str, name: str, train: Callable[[], list[Any]]
+) -> list[PointResult]:
+    """The runs' PointResults from `train` (their RunOutcomes, in order), or every run's
+    failure where it raised: stopped (Ctrl-C), busy (another process trains one), a full disk
+    (the sweep stops, exit 3) or an error recorded in each summary.json (the sweep goes on)."""
+
+    def each(status: Status, error: str, **flags: bool) -> list[PointResult]:
+        return [PointResult(run_id, status, error, **flags) for run_id in run_ids]
+
     try:
-        outcome = run_plan(plan, results_dir, resume=True, display=observer, sync_every=sync_every)
+        outcomes = train()
     except KeyboardInterrupt:
-        return PointResult(run_id, Status.INTERRUPTED, "interrupted")
+        return each(Status.INTERRUPTED, "interrupted")
     except RunBusyError as exc:
-        return PointResult(run_id, Status.FAILED, str(exc), busy=True)
+        return each(Status.FAILED, str(exc), busy=True)
     except ConfigError as exc:
-        return PointResult(run_id, Status.FAILED, str(exc))
+        return each(Status.FAILED, str(exc))
     except ResultsWriteError as exc:
-        return PointResult(run_id, Status.FAILED, str(exc), write_failed=True)
+        return each(Status.FAILED, str(exc), write_failed=True)
     except OSError as exc:
         if exc.errno not in DISK_FULL:
-            return PointResult(run_id, Status.FAILED, f"{type(exc).__name__}: {exc}")
-        where = exc.filename or Path(results_dir) / plan.name / run_id
-        return PointResult(run_id, Status.FAILED, str(cannot_write(where, exc)), write_failed=True)
+            return each(Status.FAILED, f"{type(exc).__name__}: {exc}")
+        where = exc.filename or Path(results_dir) / name / run_ids[0]
+        return each(Status.FAILED, str(cannot_write(where, exc)), write_failed=True)
     except Exception as exc:  # recorded in its summary.json; the sweep goes on
-        return PointResult(run_id, Status.FAILED, f"{type(exc).__name__}: {exc}")
-    summary = outcome.summary
-    return PointResult(run_id, Status(summary.status or Status.FAILED), summary.error)
+        return each(Status.FAILED, f"{type(exc).__name__}: {exc}")
+    return [
+        PointResult(run_id, Status(outcome.summary.status or Status.FAILED), outcome.summary.error)
+        for run_id, outcome in zip(run_ids, outcomes, strict=True)
+    ]
 
 
 Point = tuple[Any, ...]  # (run_id, config[, watch]): what an executor trains

@@ -68,14 +68,12 @@ class RayExecutor:
         slots = self.slots(ray.cluster_resources())
         todo = Pending(points)
         refs: dict[Any, str] = {}
-        names: dict[str, str] = {}  # run-id -> its config's name: its folder
         try:
             while refs or todo:
                 while len(refs) < slots and todo.peek():
                     run_id, config, *watch = todo.pop()
                     shipped = shipper.point(with_objects(config), ray.get)  # objects by value
                     refs[task.remote(run_id, *shipped, threads, *watch)] = run_id
-                    names[run_id] = config["name"]
                 if not refs:
                     continue
                 ready, _ = ray.wait(list(refs), num_returns=1, timeout=0.5)
@@ -87,7 +85,7 @@ class RayExecutor:
                         error = f"Ray task failed: {exc}"
                         on_result(PointResult(run_id, Status.FAILED, error, died=True))
                         continue
-                    write_run_files(self.results_dir, names.pop(run_id), run_id, payload["files"])
+                    write_run_files(self.results_dir, payload["runs"])
                     on_result(payload["result"])
         except KeyboardInterrupt:
             for ref in refs:

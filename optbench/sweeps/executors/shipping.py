@@ -86,27 +86,34 @@ def train_shipped(
     threads: int,
     *watch: Callable[[], Any],
 ) -> dict[str, Any]:
-    """On the worker: train in a scratch folder and return {"result", "files"}, the run's result
-    files by name. The config's folder, when shipped, is this process's working directory: its
-    modules are made importable as anchor_to_folder makes them on the driver."""
+    """On the worker: train in a scratch folder and return {"result", "runs"}: for each run it
+    trained (a batch point's: each of its trials), its folder's name and result files by name.
+    The config's folder, when shipped, is this process's working directory: its modules are
+    made importable as anchor_to_folder makes them on the driver."""
     if os.getcwd() not in sys.path:
         sys.path.append(os.getcwd())
     if data_file is not None:
         config = {**config, "data": {**config["data"], "dataset": data_file.place()}}
     with tempfile.TemporaryDirectory(prefix="optbench-shipped-") as scratch:
         result = train_point(run_id, config, scratch, None, *watch, threads=threads)
-        folder = next(Path(scratch).glob(f"*/{result.run_id}"), None)
-        files = {}
-        if folder is not None:
-            files = {
-                n: (folder / n).read_bytes() for n in RunDir.RESULT_FILES if (folder / n).exists()
-            }
-    return {"result": result, "files": files}
+        runs = {}
+        for part in result.parts or [result]:
+            folder = next(Path(scratch).glob(f"*/{part.run_id}"), None)
+            if folder is not None:
+                files = {
+                    n: (folder / n).read_bytes()
+                    for n in RunDir.RESULT_FILES
+                    if (folder / n).exists()
+                }
+                runs[part.run_id] = (folder.parent.name, files)
+    return {"result": result, "runs": runs}
 
 
-def write_run_files(results_dir: Path, name: str, run_id: str, files: dict[str, bytes]) -> None:
-    """On the driver: what train_shipped sent back, written into results_dir/<name>/<run-id>/
-    (`name`: the run's config's; several tunes may share one run, `optbench benchmark`)."""
-    run = create_run_dir(results_dir, name, run_id)
-    for file_name, content in files.items():
-        write_atomic(run.path / file_name, content)
+def write_run_files(results_dir: Path, runs: dict[str, tuple[str, dict[str, bytes]]]) -> None:
+    """On the driver: what train_shipped sent back, each run's files written into
+    results_dir/<name>/<run-id>/ (`name`: the run's config's; several tunes may share one run,
+    `optbench benchmark`)."""
+    for run_id, (name, files) in runs.items():
+        run = create_run_dir(results_dir, name, run_id)
+        for file_name, content in files.items():
+            write_atomic(run.path / file_name, content)
