@@ -265,6 +265,76 @@ def test_a_batched_tune_asks_k_trials_at_once_and_gives_the_lone_tunes_numbers(
     assert all(t.datetime_start < first_told for t in trials)  # all 4 asked before any told
 
 
+BENCHMARK = {
+    "name": "batching",
+    "problems": ["rosenbrock", "diabetes_linear"],
+    "set": {"epochs": 3, "device": "cpu"},
+    "optimizers": {
+        "SGD": {"name": "SGD", "momentum": 0.0},
+        "Momentum": {"name": "SGD", "momentum": 0.9},
+        "Adam": {"name": "Adam"},
+    },
+    "tune": {"space": {"optimizer.lr": {"log_uniform": [1.0e-4, 1.0e-1]}}, "trials": 3},
+    "studies": 2,
+    "targets": {"rosenbrock": {"distance_to_optimum": 1.5}, "diabetes_linear": {"valid_loss": 1.0}},
+}
+
+
+def test_a_batched_benchmark_batches_studies_together_and_scores_as_the_lone_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`optbench benchmark SUITE --batch-trials 12`: the stream takes its studies in turn, yet
+    each batch holds every trial of one problem and optimizer class (SGD's and Momentum's 2
+    studies x 3 trials, one SGD optimizer's groups with their own momentum; Adam's 6), trained
+    on the local workers; every run's table and every steps score are the unbatched benchmark's."""
+    import json
+
+    import optbench.sweeps.batching as batching
+
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(yaml.safe_dump(BENCHMARK))
+    batches: list[list[str]] = []
+    made = batching.batch_point
+    monkeypatch.setattr(
+        batching,
+        "batch_point",
+        lambda points: batches.append([p[1]["name"] for p in points]) or made(points),
+    )
+    runner = cli_runner()
+    for folder, extra in (("batched", ["--batch-trials", "12"]), ("lone", [])):
+        result = runner.invoke(
+            app, ["benchmark", str(suite), "--results-dir", str(tmp_path / folder), *extra]
+        )
+        assert result.exit_code == 0, result.output
+    assert sorted(len(names) for names in batches) == [6, 6, 12, 12]
+    assert sorted(len(set(names)) for names in batches) == [2, 2, 4, 4]  # studies per batch
+    documents = {
+        folder: json.loads((tmp_path / folder / "batching" / "benchmark.json").read_text())
+        for folder in ("batched", "lone")
+    }
+    steps = {folder: document["scores"]["steps"] for folder, document in documents.items()}
+    assert steps["batched"] == steps["lone"]  # (seconds scores are wall time: never equal)
+    tables = {
+        folder: {
+            run.relative_to(tmp_path / folder): pd.read_csv(run).drop(columns=list(TIMING))
+            for run in (tmp_path / folder).glob("*/*/epochs.csv")
+        }
+        for folder in ("batched", "lone")
+    }
+    statuses = {
+        folder: {
+            run.parent.relative_to(tmp_path / folder): json.loads(run.read_text())["status"]
+            for run in (tmp_path / folder).glob("*/*/summary.json")
+        }
+        for folder in ("batched", "lone")
+    }
+    assert len(statuses["batched"]) == 36  # a run that diverges in its first epoch has no rows
+    assert statuses["batched"] == statuses["lone"]
+    assert tables["batched"].keys() == tables["lone"].keys()
+    for run, table in tables["batched"].items():
+        pd.testing.assert_frame_equal(table, tables["lone"][run], check_exact=True)
+
+
 @pytest.mark.parametrize(
     ("args", "fragments"),
     [

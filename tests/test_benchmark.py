@@ -417,9 +417,11 @@ def test_a_users_optimizer_module_beside_the_suite_trains_on_ray(tmp_path: Path)
     """Issue 24's headline path on Ray: `optbench benchmark SUITE --optimizer mypkg.SignSGD
     --executor ray --address 127.0.0.1:PORT` (a real Ray head started by the test, mypkg/ on
     no path of the head's nor the driver's, the command run from another folder), with an
-    installed package's optimizer beside it (`--optimizer pytorch_optimizer.Lion`): the suite's
-    folder reaches the Ray workers, which import mypkg and train only the new pairs; the
-    scores are written with the stored baselines read back."""
+    installed package's optimizer beside it (`--optimizer pytorch_optimizer.Lion`), their
+    trials batched (`--batch-trials 4`: each batch both studies' trials of one pair, one Ray
+    task): the suite's folder reaches the Ray workers, which import mypkg and train only the new
+    pairs, every trial's run written back into its own study's folder; the scores are written
+    with the stored baselines read back."""
     import itertools
     import subprocess
     import sys
@@ -454,7 +456,7 @@ def test_a_users_optimizer_module_beside_the_suite_trains_on_ray(tmp_path: Path)
     with ray_head(elsewhere, env, "--num-cpus=2") as port:
         added, driver = benchmark(
             *("--optimizer", "mypkg.SignSGD", "--optimizer", "pytorch_optimizer.Lion"),
-            *("--executor", "ray", "--address", f"127.0.0.1:{port}"),
+            *("--executor", "ray", "--address", f"127.0.0.1:{port}", "--batch-trials", "4"),
         )
     assert added.returncode == 0, added.stdout + added.stderr
     assert "4 pair(s) tuned, 2 read back" in added.stdout + added.stderr

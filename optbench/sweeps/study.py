@@ -202,16 +202,28 @@ _SAMPLERS: dict[str, Callable[[Any, dict[str, Distribution], int], Any]] = {
         {k: d.bounds for k, d in space.items()}, seed=seed
     ),
     # Seeded: the sequence continues across restarts (its index is stored).
-    "qmc": lambda samplers, space, seed: _qmc(samplers, seed),
+    "qmc": lambda samplers, space, seed: _qmc(samplers, space, seed),
 }
 
 
-def _qmc(samplers: Any, seed: int) -> Any:
-    """Optuna's QMCSampler (scrambled Sobol), without its "experimental" warning on every
-    study a benchmark opens."""
+def _qmc(samplers: Any, space: dict[str, Distribution], seed: int) -> Any:
+    """Optuna's QMCSampler (scrambled Sobol) over the whole space from the first trial on,
+    without its "experimental" warning on every study a benchmark opens.
+
+    Optuna's own infers the space from the study's first finished trial and draws from its
+    random sampler until there is one, so which trials were Sobol points depended on whether
+    earlier ones had ended, and completed rather than diverged: trial k of a study is the k-th
+    Sobol point here, however many trials are in flight (batched trials, several workers) and
+    however they end, as AlgoPerf's quasi-random search fixes its points before any trains."""
+    distributions = {key: make_distribution(dist) for key, dist in space.items()}
+
+    class SpaceQMCSampler(samplers.QMCSampler):  # type: ignore[misc, name-defined]
+        def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
+            return dict(distributions)
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", import_optuna().exceptions.ExperimentalWarning)
-        return samplers.QMCSampler(scramble=True, seed=seed, warn_independent_sampling=False)
+        return SpaceQMCSampler(scramble=True, seed=seed, warn_independent_sampling=False)
 
 
 def make_pruner(name: str, epochs: int) -> Any:
