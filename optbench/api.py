@@ -171,8 +171,9 @@ def batching_refusal(config: ConfigSource, overrides: Overrides | None = None) -
 
 
 def batched_gradients(config: ConfigSource, overrides: Overrides | None = None) -> str:
-    """How batched runs of this config get their gradients, in one line: one vmap over the
-    stacked model copies where that was proven exact while planning, else one copy at a time,
+    """How batched runs of this config get their gradients and step, in one line: one vmap over
+    the stacked model copies where that was proven exact while planning, else one copy at a
+    time, and why; the optimizers stepped as stacks where proven exact, else group by group,
     and why."""
     from optbench.core.config import load_config
     from optbench.sweeps.batching import gradients_note

@@ -96,6 +96,53 @@ def test_eight_batched_trials_are_eight_lone_runs_on_digits_mlp(name: str) -> No
     _assert_batched_equals_lone(_plans("digits_mlp", name, OPTIMIZERS[name], epochs=2))
 
 
+STACKED = {"SGD", "Adam", "AdamW"}  # torch.optim classes with a stacked update written
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_the_stacked_update_is_used_exactly_where_written_and_proven(name: str) -> None:
+    """SGD (momentum 0 and not, Nesterov, in one batch), Adam and AdamW (betas and weight decay
+    differing per trial) step as stacks, proven against torch.optim's own optimizers while
+    planning; every other torch.optim class steps group by group and says why."""
+    from optbench.experiment.batched import stacked_refusal
+
+    refusal = stacked_refusal(_plans("digits_mlp", name, OPTIMIZERS[name], epochs=1))
+    if name in STACKED:
+        assert refusal is None
+    else:
+        assert refusal == f"no stacked update is written for {name}"
+
+
+def test_a_stacked_update_a_bit_off_is_refused_and_the_batch_steps_group_by_group(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Exact or refused: an Adam stack whose update is off by one ulp in one row is found while
+    planning; the batch then steps with torch.optim, group by group, and its tables are still
+    the lone runs'."""
+    from optbench.experiment import batched, stacked_update
+
+    step = stacked_update.AdamRule._step_one
+
+    def off(param: Any, *args: Any) -> None:
+        step(param, *args)
+        param[0].copy_(torch.nextafter(param[0], torch.full_like(param[0], float("inf"))))
+
+    monkeypatch.setattr(stacked_update.AdamRule, "_step_one", staticmethod(off))
+    plans = _plans("digits_mlp", "Adam", OPTIMIZERS["Adam"][:3], epochs=2)
+    refusal = batched.stacked_refusal(plans)
+    assert refusal == "its stacked update differs from torch.optim's by a bit"
+    chosen = []
+    grouped = batched._GroupedUpdate
+
+    def spy(optimizers: Any) -> Any:
+        chosen.append(grouped(optimizers))
+        return chosen[-1]
+
+    monkeypatch.setattr(batched, "_GroupedUpdate", spy)
+    _assert_batched_equals_lone(plans)
+    assert len(chosen) == 1
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("problem", "name", "data"),
@@ -389,7 +436,7 @@ def _spy_on_gradients(monkeypatch: pytest.MonkeyPatch) -> tuple[list[Any], list[
 
     chosen: list[Any] = []
     vmapped = [0]
-    plan_gradients, vmap_step = copy_gradients.copy_gradients, copy_gradients._vmapped
+    plan_gradients, vmap_step = copy_gradients.copy_gradients, copy_gradients._vmap_grads
 
     def choose(plans: Any) -> Any:
         chosen.append(plan_gradients(plans))
@@ -400,7 +447,7 @@ def _spy_on_gradients(monkeypatch: pytest.MonkeyPatch) -> tuple[list[Any], list[
         return vmap_step(*args)
 
     monkeypatch.setattr(batched, "copy_gradients", choose)
-    monkeypatch.setattr(copy_gradients, "_vmapped", step)
+    monkeypatch.setattr(copy_gradients, "_vmap_grads", step)
     monkeypatch.setattr(copy_gradients, "CPU_VMAP_FROM", 2)  # the tests' small batches too
     return chosen, vmapped
 
@@ -479,6 +526,13 @@ def test_validate_says_how_batched_trials_get_their_gradients(tmp_path: Path) ->
     vmapped = runner.invoke(app, ["validate", str(config), "--batching"])
     assert vmapped.exit_code == 0, vmapped.output
     assert "batched gradients: one vmap over the stacked copies" in vmapped.output
+    assert "update: stacked, one op per parameter for every trial" in vmapped.output
+    rmsprop = runner.invoke(
+        app, ["validate", str(config), "--batching", "--set", "optimizer.name=RMSprop"]
+    )
+    assert "update: torch.optim's, group by group: no stacked update is written for RMSprop" in (
+        rmsprop.output
+    )
     dropout = runner.invoke(
         app, ["validate", str(config), "--batching", "--set", "model.dropout=0.1"]
     )

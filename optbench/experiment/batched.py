@@ -48,6 +48,7 @@ from optbench.experiment.runner import (
     start_run,
     torch_threads,
 )
+from optbench.experiment.stacked_update import StackedStep, rule_refusal
 from optbench.experiment.train import (
     EpochProgress,
     SilentObserver,
@@ -173,6 +174,66 @@ def _trial_step_refusal(plans: Sequence[RunPlan]) -> str | None:
         torch.set_rng_state(rng)
 
 
+def _seeded_builds(plans: Sequence[RunPlan]) -> tuple[list[Any], list[torch.optim.Optimizer]]:
+    """Each trial's model and optimizer, built as its lone run builds them."""
+    models = []
+    for plan in plans:
+        torch.manual_seed(plan.config.seed)
+        models.append(plan.build_model())
+    return models, [plan.optimizer.build(m) for plan, m in zip(plans, models, strict=True)]
+
+
+def stacked_refusal(plans: Sequence[RunPlan]) -> str | None:
+    """Why the trials' optimizers cannot step as stacks (experiment/stacked_update.py), None
+    when they can: three steps of their lone optimizers against the stack on the planning trial
+    batch (handed back and stacked again after two, as an epoch's end does), every parameter
+    and state tensor compared to the bit."""
+    rng = torch.get_rng_state()
+    try:
+        lone_models, lone = _seeded_builds(plans)
+        stacked_models, stacked = _seeded_builds(plans)
+        refusal = rule_refusal(stacked)
+        if refusal is not None:
+            return refusal
+        loss_fn = plans[0].build_loss()
+        inputs, targets = trial_batch(plans[0].data, plans[0].config.seed)
+        inputs, targets = inputs.to(plans[0].device), targets.to(plans[0].device)
+        stack = StackedStep(stacked)
+        for step in range(3):
+            for k, (model, optimizer) in enumerate(zip(lone_models, lone, strict=True)):
+                optimizer.zero_grad()
+                torch.manual_seed(k)
+                _loss(model, loss_fn, inputs, targets).backward()
+                optimizer.step()
+            if step == 2:
+                stack.hand_back()
+                stack = StackedStep(stacked)
+            stack.zero_grad()
+            losses = []
+            for k, model in enumerate(stacked_models):
+                torch.manual_seed(k)
+                losses.append(_loss(model, loss_fn, inputs, targets))
+            torch.stack(losses).sum().backward()
+            stack.step()
+        stack.hand_back()
+        for a, b, x, y in zip(lone_models, stacked_models, lone, stacked, strict=True):
+            pairs = zip(a.parameters(), b.parameters(), strict=True)
+            same = all(torch.equal(p, q) for p, q in pairs)
+            states = x.state_dict()["state"], y.state_dict()["state"]
+            same = same and states[0].keys() == states[1].keys()
+            for index, state in states[0].items():
+                other = states[1].get(index, {})
+                same = same and state.keys() == other.keys()
+                same = same and all(torch.equal(v, other[key]) for key, v in state.items())
+            if not same:
+                return "its stacked update differs from torch.optim's by a bit"
+        return None
+    except Exception as exc:  # a model whose parameters cannot be views of one stack
+        return f"cannot stack its parameters ({type(exc).__name__}: {exc})"
+    finally:
+        torch.set_rng_state(rng)
+
+
 def batching_refusal(plans: Sequence[RunPlan]) -> str | None:
     """Why `plans` cannot train as one batch exactly as they train alone (one line), or None
     when they can: the static rules, then the trial step (under the run's threads: torch's
@@ -234,14 +295,57 @@ def _prepared(
     return trials
 
 
-def _step(trials: list[_Trial], combined: torch.optim.Optimizer, gradients: CopyGradients) -> None:
+class _GroupedUpdate:
+    """torch.optim's own step over every trial's group: one optimizer holding them all."""
+
+    stacked = None
+
+    def __init__(self, optimizers: Sequence[torch.optim.Optimizer]) -> None:
+        self.combined = _together(optimizers)
+        self.trials: list[_Trial] = []
+
+    def start(self, trials: list[_Trial]) -> None:
+        self.trials = trials
+        self.combined.param_groups = [g for t in trials for g in t.training.optimizer.param_groups]
+
+    def zero_grad(self) -> None:
+        self.combined.zero_grad()
+
+    def step(self) -> None:
+        self.combined.step()
+
+    def hand_back(self) -> None:
+        for trial in self.trials:
+            _hand_back_state(self.combined, trial.training.optimizer)
+
+
+class _StackedUpdate:
+    """The trials' optimizers stepped as stacks (experiment/stacked_update.py), stacked at each
+    start from their own tensors and state and handed back after."""
+
+    stacked: StackedStep | None = None
+
+    def start(self, trials: list[_Trial]) -> None:
+        self.stacked = StackedStep([trial.training.optimizer for trial in trials])
+
+    def zero_grad(self) -> None:
+        self.stacked.zero_grad()  # type: ignore[union-attr]
+
+    def step(self) -> None:
+        self.stacked.step()  # type: ignore[union-attr]
+
+    def hand_back(self) -> None:
+        self.stacked.hand_back()  # type: ignore[union-attr]
+
+
+def _step(trials: list[_Trial], update: Any, gradients: CopyGradients) -> None:
     """One step of every trial in `trials`: each copy's loss and gradients on its own trial's
-    batch (vmapped or looped, as planned), then one optimizer step."""
-    combined.zero_grad()
+    batch (vmapped or looped, as planned), then one update of them all."""
+    update.zero_grad()
     batches = [next(trial.batches) for trial in trials]  # type: ignore[arg-type]
-    for trial, loss in zip(trials, gradients(trials, batches), strict=True):
+    for trial, loss in zip(trials, gradients(trials, batches, update.stacked), strict=True):
         trial.last_loss = loss
-    combined.step()
+    update.step()
 
 
 def train_batched(
@@ -256,8 +360,10 @@ def train_batched(
     observers = observers or [SilentObserver() for _ in plans]
     checkpoints = checkpoints or [None for _ in plans]
     gradients = copy_gradients(plans)  # vmapped where proven exact, else one copy at a time
+    stacked = stacked_refusal(plans) is None  # one op per parameter for all, where exact
     trials = _prepared(plans, observers, checkpoints)
-    combined = _together([trial.training.optimizer for trial in trials])
+    optimizers = [trial.training.optimizer for trial in trials]
+    update = _StackedUpdate() if stacked else _GroupedUpdate(optimizers)
     epochs = plans[0].config.epochs
     first = min(trial.training.done for trial in trials) + 1
     with torch.autograd.set_detect_anomaly(detect_anomaly):
@@ -265,7 +371,7 @@ def train_batched(
             active = [t for t in trials if t.ended is None and t.training.done < epoch]
             if not active:
                 break
-            _train_epoch(active, combined, epoch, gradients)
+            _train_epoch(active, update, epoch, gradients)
     return [trial.ended or trial.training.result for trial in trials]
 
 
@@ -281,9 +387,7 @@ def _end_pass(trial: _Trial) -> None:
         raise RuntimeError(f"{trial.training.plan.name}: the loader had more batches than steps")
 
 
-def _train_epoch(
-    trials: list[_Trial], combined: torch.optim.Optimizer, epoch: int, gradients: CopyGradients
-) -> None:
+def _train_epoch(trials: list[_Trial], update: Any, epoch: int, gradients: CopyGradients) -> None:
     """One epoch of the trials still training: their steps together, then each one's
     evaluation, row and checkpoint as its lone run's (the epoch's seconds shared out)."""
     started = time.perf_counter()
@@ -292,9 +396,9 @@ def _train_epoch(
             trial.progress = start_epoch(trial.training, epoch, trial.observer)
             trial.batches = iter(trial.training.loader)
     active = list(trials)
-    combined.param_groups = [g for t in active for g in t.training.optimizer.param_groups]
+    update.start(active)
     for _ in range(trials[0].training.steps_in_epoch):
-        _step(active, combined, gradients)
+        _step(active, update, gradients)
         for trial in active:
             trial.ended = after_step(
                 trial.training,
@@ -303,10 +407,12 @@ def _train_epoch(
                 trial.observer,
             )
         if any(trial.ended is not None for trial in active):  # diverged: it leaves the batch
+            update.hand_back()
             active = [trial for trial in active if trial.ended is None]
             if not active:
                 return
-            combined.param_groups = [g for t in active for g in t.training.optimizer.param_groups]
+            update.start(active)
+    update.hand_back()
     for trial in active:
         _end_pass(trial)
     seconds = (time.perf_counter() - started) / len(trials)  # each trial's share of the epoch
@@ -317,7 +423,6 @@ def _train_epoch(
         if trial.ended is not None:
             continue
         progress.seconds = seconds
-        _hand_back_state(combined, trial.training.optimizer)
         with trial.own_rng():
             try:
                 end_epoch(trial.training, progress, trial.checkpoints, trial.observer)

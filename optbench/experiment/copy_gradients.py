@@ -53,9 +53,13 @@ CPU_VMAP_FROM = 16
 
 
 class CopyGradients(Protocol):
-    """Each trial's loss on its own batch, each copy's gradients left in its `.grad`."""
+    """Each trial's loss on its own batch, each copy's gradients left in its `.grad` (`stacked`:
+    the copies' parameters and gradients are rows of its stacks, experiment/stacked_update.py,
+    and a vmap reads and writes those directly)."""
 
-    def __call__(self, trials: Sequence[Any], batches: Sequence[Batch]) -> list[torch.Tensor]: ...
+    def __call__(
+        self, trials: Sequence[Any], batches: Sequence[Batch], stacked: Any = None
+    ) -> list[torch.Tensor]: ...
 
     def describe(self) -> str: ...
 
@@ -67,7 +71,9 @@ class LoopedCopies:
         self.reason = reason  # why not vmapped
         self.draws = draws  # whether the forward draws from the global RNG (dropout)
 
-    def __call__(self, trials: Sequence[Any], batches: Sequence[Batch]) -> list[torch.Tensor]:
+    def __call__(
+        self, trials: Sequence[Any], batches: Sequence[Batch], stacked: Any = None
+    ) -> list[torch.Tensor]:
         losses = []
         for trial, (inputs, targets) in zip(trials, batches, strict=True):
             training = trial.training
@@ -90,7 +96,9 @@ class VmappedCopies:
         self.refusals: dict[Any, str | None] = {}  # step shape: None when vmap is exact for it
         self._copies: dict[nn.Module, _Copy] = {}  # each model's tensors, read once
 
-    def __call__(self, trials: Sequence[Any], batches: Sequence[Batch]) -> list[torch.Tensor]:
+    def __call__(
+        self, trials: Sequence[Any], batches: Sequence[Batch], stacked: Any = None
+    ) -> list[torch.Tensor]:
         models = [trial.training.model for trial in trials]
         loss_fn = trials[0].training.loss_fn
         if len(models) < self.fewest:
@@ -102,6 +110,13 @@ class VmappedCopies:
             return losses
         if self.refusals[shape] is not None:
             return _looped(models, loss_fn, batches)
+        if stacked is not None:  # the copies' parameters are the stacks' rows: no stacking
+            names = list(copies[0].params)
+            params = dict(zip(names, stacked.params, strict=True))
+            losses, grads = _vmap_grads(copies[0].model, params, copies, loss_fn, batches)
+            for stack, name in zip(stacked.grads, names, strict=True):
+                stack.copy_(grads[name])
+            return losses
         losses, gradients = _vmapped(copies, loss_fn, batches)
         for copy, grads in zip(copies, gradients, strict=True):
             for parameter, gradient in zip(copy.params.values(), grads, strict=True):
@@ -217,11 +232,25 @@ def _looped(models: Sequence[nn.Module], loss_fn: nn.Module, batches: Sequence[B
 def _vmapped(
     copies: Sequence[_Copy], loss_fn: nn.Module, batches: Sequence[Batch]
 ) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
-    """Every copy's gradients (in its `params`' order), from one vmap, and its loss, read off
-    its outputs from that vmap as a lone run reads it; the copies are left as they were."""
-    base = copies[0].model
+    """Every copy's gradients (in its `params`' order), from one vmap over its stacked
+    parameters, and its loss; the copies are left as they were."""
     with torch.no_grad():
         params = _stacked([copy.params for copy in copies])
+    losses, grads = _vmap_grads(copies[0].model, params, copies, loss_fn, batches)
+    per_name = [grads[name].unbind() for name in copies[0].params]
+    return losses, [list(copy) for copy in zip(*per_name, strict=True)]
+
+
+def _vmap_grads(
+    base: nn.Module,
+    params: dict[str, torch.Tensor],
+    copies: Sequence[_Copy],
+    loss_fn: nn.Module,
+    batches: Sequence[Batch],
+) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
+    """Each copy's loss, read off its outputs from the vmap as a lone run reads it, and the
+    stacked gradients by name, from one vmap over `params` (the copies' stacked parameters)."""
+    with torch.no_grad():
         others = _stacked([copy.others for copy in copies])
 
     def copy_loss(params: Any, others: Any, inputs: Any, targets: Any) -> Any:
@@ -237,8 +266,7 @@ def _vmapped(
     )
     with torch.no_grad():  # vmap's own loss may sum in another order (nll_loss's mean does)
         losses = [loss_of(loss_fn, out, y) for out, (_, y) in zip(outputs, batches, strict=True)]
-    per_name = [grads[name].unbind() for name in copies[0].params]
-    return losses, [list(copy) for copy in zip(*per_name, strict=True)]
+    return losses, grads
 
 
 def _both_ways(

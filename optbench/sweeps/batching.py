@@ -58,11 +58,21 @@ def batching_note(configs: Sequence[dict[str, Any]]) -> str | None:
 
 
 def gradients_note(config: dict[str, Any]) -> str:
-    """How batched trials of `config` get their gradients: vmapped, or one copy at a time and
-    why (experiment/copy_gradients.py). What `optbench validate --batching` prints next."""
+    """How batched trials of `config` get their gradients, vmapped or one copy at a time and
+    why (experiment/copy_gradients.py), and how their optimizers step, as stacks or group by
+    group and why (experiment/stacked_update.py). What `optbench validate --batching` prints
+    next."""
+    from optbench.experiment.batched import stacked_refusal
     from optbench.experiment.copy_gradients import copy_gradients
 
-    return copy_gradients(_two_trials(config)).describe()
+    trials = _two_trials(config)
+    refusal = stacked_refusal(trials)
+    update = (
+        "stacked, one op per parameter for every trial (proven equal to torch.optim's step)"
+        if refusal is None
+        else f"torch.optim's, group by group: {refusal}"
+    )
+    return f"{copy_gradients(trials).describe()}; update: {update}"
 
 
 def refuse_unbatchable(

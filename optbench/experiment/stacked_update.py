@@ -1,0 +1,250 @@
+"""K trials' optimizers stepped as stacked tensors: one op per parameter for all K trials.
+
+torch.optim steps a batch's K parameter groups one tensor at a time (on a CPU its default is
+the single-tensor loop), so a step of K copies of a small model costs K x parameters x ~8 tiny
+kernel calls, most of a batched step's time. Here each parameter of the K copies is one
+[K, ...] tensor (the copies' own parameters are views of its rows for the epoch), the gradients
+land in one [K, ...] tensor, and SGD's or Adam's (AdamW's) update runs once on the stack, every
+hyperparameter a column of the K trials' values, read from their groups at every step (a
+scheduler sets them). Each op is written the way that rounds as torch.optim's own
+single-tensor op does (`param.add_(grad, alpha=-lr)` is `addcmul(param, grad, -lr)`, fused
+the same way; `addcdiv_(exp_avg, denom, value=v)` is `addcdiv(v * exp_avg, denom)`), and a row
+whose trial skips an op (no momentum, no weight decay) keeps its value by `torch.where`.
+
+Exact, or not used: `stacked_refusal` steps the trials' lone optimizers and the stack side by
+side from their fresh state for three steps and compares every parameter and every state
+tensor with torch.equal (kernels that vectorize differently on another CPU or a GPU, whose
+torch.optim default is foreach, are found there); otherwise, and for other optimizers or
+options (amsgrad, fused, foreach, capturable, a trial with several groups), torch.optim steps
+the groups (experiment/batched.py).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+Groups = Sequence[dict[str, Any]]
+
+
+def _column(values: Sequence[float], like: Tensor) -> Tensor:
+    """Per-trial scalars as a [K, 1, ...] tensor of `like`'s dtype, each cast as torch casts a
+    Python scalar argument."""
+    column = torch.tensor(list(values), dtype=torch.float64, device=like.device)
+    return column.to(like.dtype).view(-1, *[1] * (like.dim() - 1))
+
+
+def _rows(flags: Sequence[bool], like: Tensor) -> Tensor:
+    return torch.tensor(list(flags), device=like.device).view(-1, *[1] * (like.dim() - 1))
+
+
+def _where(flags: Sequence[bool], changed: Callable[[], Tensor], kept: Tensor) -> Tensor:
+    """`changed()` in the rows whose trial does the op, `kept` in the others (not computed at
+    all when no trial does it; no `where` when every one does)."""
+    if not any(flags):
+        return kept
+    if all(flags):
+        return changed()
+    return torch.where(_rows(flags, kept), changed(), kept)
+
+
+class SGDRule:
+    """torch.optim.SGD's single-tensor step (_single_tensor_sgd) on stacks."""
+
+    state_keys = ("momentum_buffer",)
+
+    def unsupported(self, group: dict[str, Any]) -> str | None:
+        if group.get("fused") or group.get("foreach"):
+            return "fused or foreach SGD steps its own way"
+        return None
+
+    def fresh(self, group: dict[str, Any], state: dict[str, Any], key: str) -> bool:
+        return group["momentum"] != 0 and key not in state
+
+    def step(self, params: list[Tensor], grads: list[Tensor], stacks: dict, groups: Groups) -> None:
+        for i, (param, grad) in enumerate(zip(params, grads, strict=True)):
+            buffer = stacks["momentum_buffer"][i]
+            self._step_one(param, grad, buffer, stacks["fresh"], groups)
+        stacks["fresh"] = [False] * len(groups)
+
+    @staticmethod
+    def _step_one(
+        param: Tensor, grad: Tensor, buffer: Tensor, fresh: list[bool], groups: Groups
+    ) -> None:
+        lr = [-g["lr"] for g in groups]
+        momentum = [g["momentum"] for g in groups]
+        decay = [g["weight_decay"] for g in groups]
+        moving = [m != 0 for m in momentum]
+        grad = _where([g["maximize"] for g in groups], lambda: -grad, grad)
+        grad = _where(
+            [d != 0 for d in decay], lambda: torch.addcmul(grad, param, _column(decay, param)), grad
+        )
+        if any(moving):
+            damped = [1 - g["dampening"] for g in groups]
+            updated = (buffer * _column(momentum, buffer)).addcmul_(grad, _column(damped, buffer))
+            updated = _where(fresh, lambda: grad, updated)  # a buffer's first step: the grad
+            buffer.copy_(_where(moving, lambda: updated, buffer))
+            nesterov = [m and g["nesterov"] for m, g in zip(moving, groups, strict=True)]
+            ahead = _where(
+                nesterov, lambda: torch.addcmul(grad, buffer, _column(momentum, buffer)), buffer
+            )
+            grad = _where(moving, lambda: ahead, grad)
+        param.addcmul_(grad, _column(lr, param))
+
+
+class AdamRule:
+    """torch.optim.Adam's and AdamW's single-tensor step (_single_tensor_adam) on stacks."""
+
+    state_keys = ("exp_avg", "exp_avg_sq")
+
+    def unsupported(self, group: dict[str, Any]) -> str | None:
+        for option in ("amsgrad", "fused", "foreach", "capturable", "differentiable"):
+            if group.get(option):
+                return f"Adam with {option} steps its own way"
+        if any(isinstance(group[k], Tensor) for k in ("lr", "betas", "weight_decay")):
+            return "a tensor lr or betas"
+        return None
+
+    def fresh(self, group: dict[str, Any], state: dict[str, Any], key: str) -> bool:
+        return key not in state
+
+    def step(self, params: list[Tensor], grads: list[Tensor], stacks: dict, groups: Groups) -> None:
+        stacks["steps"] = [s + 1 for s in stacks["steps"]]
+        for i, (param, grad) in enumerate(zip(params, grads, strict=True)):
+            moments = stacks["exp_avg"][i], stacks["exp_avg_sq"][i]
+            self._step_one(param, grad, moments, stacks["steps"], groups)
+
+    @staticmethod
+    def _step_one(
+        param: Tensor,
+        grad: Tensor,
+        moments: tuple[Tensor, Tensor],
+        steps: list[float],
+        groups: Groups,
+    ) -> None:
+        lr = [g["lr"] for g in groups]
+        beta1 = [g["betas"][0] for g in groups]
+        beta2 = [g["betas"][1] for g in groups]
+        decay = [g["weight_decay"] for g in groups]
+        decoupled = [bool(g.get("decoupled_weight_decay")) for g in groups]
+        grad = _where([g["maximize"] for g in groups], lambda: -grad, grad)
+        shrink = [1 - r * d for r, d in zip(lr, decay, strict=True)]
+        param.copy_(
+            _where(
+                [d != 0 and c for d, c in zip(decay, decoupled, strict=True)],
+                lambda: param * _column(shrink, param),
+                param,
+            )
+        )
+        grad = _where(
+            [d != 0 and not c for d, c in zip(decay, decoupled, strict=True)],
+            lambda: torch.addcmul(grad, param, _column(decay, param)),
+            grad,
+        )
+        exp_avg, exp_avg_sq = moments
+        exp_avg.lerp_(grad, _column([1 - b for b in beta1], exp_avg))
+        exp_avg_sq.mul_(_column(beta2, exp_avg_sq)).addcmul_(
+            _column([1 - b for b in beta2], grad) * grad, grad
+        )
+        step_size = [-r / (1 - b**s) for r, b, s in zip(lr, beta1, steps, strict=True)]
+        correction2 = [(1 - b**s) ** 0.5 for b, s in zip(beta2, steps, strict=True)]
+        eps = [g["eps"] for g in groups]
+        denom = (exp_avg_sq.sqrt() / _column(correction2, exp_avg_sq)).add_(_column(eps, exp_avg))
+        param.addcdiv_(_column(step_size, exp_avg) * exp_avg, denom)
+
+
+RULES: dict[type, Any] = {torch.optim.SGD: SGDRule(), torch.optim.Adam: AdamRule()}
+RULES[torch.optim.AdamW] = RULES[torch.optim.Adam]  # Adam's step, decoupled_weight_decay set
+
+
+def rule_refusal(optimizers: Sequence[torch.optim.Optimizer]) -> str | None:
+    """Why these lone optimizers cannot be stacked, before any is stepped; None if they may."""
+    first = optimizers[0]
+    rule = RULES.get(type(first))
+    if rule is None:
+        return f"no stacked update is written for {type(first).__name__}"
+    for optimizer in optimizers:
+        if len(optimizer.param_groups) != 1:
+            return "a trial's optimizer has several parameter groups"
+        group = optimizer.param_groups[0]
+        reason = rule.unsupported(group)
+        if reason is not None:
+            return reason
+        if any(p.is_complex() or p.is_sparse for p in group["params"]):
+            return "complex or sparse parameters"
+    shapes = [tuple(p.shape) for p in first.param_groups[0]["params"]]
+    if any([tuple(p.shape) for p in o.param_groups[0]["params"]] != shapes for o in optimizers):
+        return "the trials' parameters differ in shape"
+    return None
+
+
+class StackedStep:
+    """The trials' optimizers as stacks for a stretch of steps (an epoch): built from their
+    parameters and state, their parameters made views of the stacks' rows and their `.grad`
+    views of the gradient stack (a backward accumulates into it), then `hand_back` gives every
+    trial its own tensors and its optimizer the state torch.optim would hold."""
+
+    def __init__(self, optimizers: Sequence[torch.optim.Optimizer]) -> None:
+        self.optimizers = list(optimizers)
+        self.rule = RULES[type(optimizers[0])]
+        self.groups = [o.param_groups[0] for o in optimizers]
+        self.per_copy = [group["params"] for group in self.groups]
+        columns = list(zip(*self.per_copy, strict=True))  # each parameter's K copies
+        self.params = [torch.stack([p.detach() for p in column]) for column in columns]
+        self.grads = [torch.zeros_like(stack) for stack in self.params]
+        self.stacks: dict[str, Any] = {}
+        states = [
+            [o.state.get(p, {}) for p in ps]
+            for o, ps in zip(optimizers, self.per_copy, strict=True)
+        ]
+        for key in self.rule.state_keys:
+            self.stacks[key] = [
+                torch.stack(
+                    [
+                        s[i][key] if key in s[i] else torch.zeros_like(p)
+                        for s, p in zip(states, col, strict=True)
+                    ]
+                )
+                for i, col in enumerate(columns)
+            ]
+        first = [s[0] for s in states]
+        key = self.rule.state_keys[0]
+        self.stacks["fresh"] = [
+            self.rule.fresh(g, s, key) for g, s in zip(self.groups, first, strict=True)
+        ]
+        self.stacks["steps"] = [float(s["step"]) if "step" in s else 0.0 for s in first]
+        self.had_state = [bool(s) for s in first]
+        for i, column in enumerate(columns):
+            for k, p in enumerate(column):
+                p.data = self.params[i][k]
+                p.grad = self.grads[i][k]
+
+    def zero_grad(self) -> None:
+        for grads in self.grads:
+            grads.zero_()
+
+    def step(self) -> None:
+        with torch.no_grad():
+            self.rule.step(self.params, self.grads, self.stacks, self.groups)
+        self.had_state = [True] * len(self.groups)
+
+    def hand_back(self) -> None:
+        """Every trial's parameters, gradients and optimizer state its own tensors again."""
+        for k, (optimizer, params) in enumerate(zip(self.optimizers, self.per_copy, strict=True)):
+            state: dict[Any, dict[str, Any]] = defaultdict(dict)
+            for i, p in enumerate(params):
+                p.data = self.params[i][k].clone()
+                p.grad = self.grads[i][k].clone()
+                if not self.had_state[k]:
+                    continue
+                for key in self.rule.state_keys:
+                    if isinstance(self.rule, SGDRule) and self.groups[k]["momentum"] == 0:
+                        continue
+                    state[p][key] = self.stacks[key][i][k].clone()
+                if isinstance(self.rule, AdamRule):
+                    state[p]["step"] = torch.tensor(self.stacks["steps"][k])
+            optimizer.state = state
