@@ -8,6 +8,7 @@ in the tutorial's order, so the same seed gives the same initial weights.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import math
 import socket
@@ -567,7 +568,13 @@ class QuadraticDeep(KnownOptimum):
 
 def _deepobs_hessian(dim: int = 100) -> torch.Tensor:
     """DeepOBS's quadratic_deep Hessian R^T D R: 90 eigenvalues from U(0, 1), 10 from U(30, 60),
-    R a Haar rotation (subgroup algorithm), all from the module's RandomState(42) in its order."""
+    R a Haar rotation (subgroup algorithm), all from the module's RandomState(42) in its order
+    (computed once a process: a batch of trials, and its checks, build the model many times)."""
+    return _hessian_once(dim).clone()
+
+
+@functools.cache
+def _hessian_once(dim: int) -> torch.Tensor:
     import numpy as np
 
     rng = np.random.RandomState(42)

@@ -187,7 +187,12 @@ def stacked_refusal(plans: Sequence[RunPlan]) -> str | None:
     """Why the trials' optimizers cannot step as stacks (experiment/stacked_update.py), None
     when they can: three steps of their lone optimizers against the stack on the planning trial
     batch (handed back and stacked again after two, as an epoch's end does), every parameter
-    and state tensor compared to the bit."""
+    and state tensor compared to the bit, under the run's threads."""
+    with torch_threads(plans[0].threads):
+        return _stacked_refusal(plans)
+
+
+def _stacked_refusal(plans: Sequence[RunPlan]) -> str | None:
     rng = torch.get_rng_state()
     try:
         lone_models, lone = _seeded_builds(plans)
@@ -234,16 +239,34 @@ def stacked_refusal(plans: Sequence[RunPlan]) -> str | None:
         torch.set_rng_state(rng)
 
 
+@dataclass(frozen=True)
+class BatchDecision:
+    """What planning a batch decided: why it cannot train as one (None: it can), and whether
+    its optimizers step as stacks (else torch.optim steps their groups)."""
+
+    refusal: str | None
+    stacked: bool = False
+
+
+def decide_batch(plans: Sequence[RunPlan]) -> BatchDecision:
+    """The static rules, then the update proven on a trial step (under the run's threads:
+    torch's default, every core, makes its small kernels wait on each other on a loaded
+    machine): the stacked update where it equals torch.optim's, else torch.optim's own step
+    over the groups where that equals K lone optimizers'."""
+    if not plans:
+        return BatchDecision("no trials to batch")
+    if (refusal := _static_refusal(plans)) is not None or len(plans) == 1:
+        return BatchDecision(refusal)
+    with torch_threads(plans[0].threads):
+        if stacked_refusal(plans) is None:
+            return BatchDecision(None, stacked=True)
+        return BatchDecision(_trial_step_refusal(plans))
+
+
 def batching_refusal(plans: Sequence[RunPlan]) -> str | None:
     """Why `plans` cannot train as one batch exactly as they train alone (one line), or None
-    when they can: the static rules, then the trial step (under the run's threads: torch's
-    default, every core, makes its small kernels wait on each other on a loaded machine)."""
-    if not plans:
-        return "no trials to batch"
-    if (refusal := _static_refusal(plans)) is not None or len(plans) == 1:
-        return refusal
-    with torch_threads(plans[0].threads):
-        return _trial_step_refusal(plans)
+    when they can (decide_batch)."""
+    return decide_batch(plans).refusal
 
 
 @dataclass
@@ -353,14 +376,16 @@ def train_batched(
     observers: Sequence[TrainingObserver] | None = None,
     checkpoints: Sequence[CheckpointFile | None] | None = None,
     detect_anomaly: bool = False,
+    decision: BatchDecision | None = None,
 ) -> list[TrainResult | StopTraining]:
-    """Train `plans` (checked by `batching_refusal`) as one batch; each trial's result as
-    `train` would return it alone, or the StopTraining its observer raised (its rows kept by
-    that observer). Checkpoints continue each trial from its own last saved epoch."""
+    """Train `plans` (checked by `decide_batch`, whose `decision` says how they step) as one
+    batch; each trial's result as `train` would return it alone, or the StopTraining its
+    observer raised (its rows kept by that observer). Checkpoints continue each trial from its
+    own last saved epoch."""
     observers = observers or [SilentObserver() for _ in plans]
     checkpoints = checkpoints or [None for _ in plans]
     gradients = copy_gradients(plans)  # vmapped where proven exact, else one copy at a time
-    stacked = stacked_refusal(plans) is None  # one op per parameter for all, where exact
+    stacked = (decision or decide_batch(plans)).stacked  # one op per parameter, where exact
     trials = _prepared(plans, observers, checkpoints)
     optimizers = [trial.training.optimizer for trial in trials]
     update = _StackedUpdate() if stacked else _GroupedUpdate(optimizers)
@@ -438,14 +463,17 @@ def run_batch(
     resume: bool = False,
     displays: Sequence[TrainingObserver] | None = None,
     sync_every: float = 0.0,
+    decision: BatchDecision | None = None,
 ) -> list[RunOutcome]:
     """`run_plan` for K plans trained as one batch: each trial's run folder, config, epochs.csv,
     summary and checkpoint written as its lone run writes them (a finished one answered from
-    disk with `resume`). ConfigError naming batch_trials when the plans cannot batch exactly;
-    nothing is written then."""
-    refusal = batching_refusal(plans)
-    if refusal is not None:
-        raise ConfigError("batch_trials", f"these trials cannot train as one batch: {refusal}")
+    disk with `resume`). ConfigError naming batch_trials when the plans cannot batch exactly
+    (`decision`: decide_batch's, when the caller has it); nothing is written then."""
+    decision = decision or decide_batch(plans)
+    if decision.refusal is not None:
+        raise ConfigError(
+            "batch_trials", f"these trials cannot train as one batch: {decision.refusal}"
+        )
     for plan in plans:
         check_inputs(plan)
     displays = displays or [SilentObserver() for _ in plans]
@@ -470,6 +498,7 @@ def run_batch(
                         [s.plan for s in trained],
                         [s.observer for s in trained],
                         [s.checkpoints for s in trained],
+                        decision=decision if len(trained) == len(plans) else None,
                     )
             except BaseException as exc:
                 for started in trained:

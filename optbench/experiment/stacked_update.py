@@ -33,9 +33,18 @@ Groups = Sequence[dict[str, Any]]
 
 def _column(values: Sequence[float], like: Tensor) -> Tensor:
     """Per-trial scalars as a [K, 1, ...] tensor of `like`'s dtype, each cast as torch casts a
-    Python scalar argument."""
-    column = torch.tensor(list(values), dtype=torch.float64, device=like.device)
-    return column.to(like.dtype).view(-1, *[1] * (like.dim() - 1))
+    Python scalar argument (made once for the same values: they change only with a schedule)."""
+    key = (tuple(values), like.dim(), like.dtype, like.device)
+    column = _COLUMNS.get(key)
+    if column is None:
+        if len(_COLUMNS) > 4096:
+            _COLUMNS.clear()
+        column = torch.tensor(key[0], dtype=torch.float64, device=like.device)
+        column = _COLUMNS[key] = column.to(like.dtype).view(-1, *[1] * (like.dim() - 1))
+    return column
+
+
+_COLUMNS: dict[tuple[Any, ...], Tensor] = {}
 
 
 def _rows(flags: Sequence[bool], like: Tensor) -> Tensor:

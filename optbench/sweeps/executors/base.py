@@ -209,7 +209,7 @@ def _train_batch(
     """A batch point's trials trained as one batch (experiment/batched.py), each one's
     PointResult; those that cannot plan here fail, and a batch that cannot train exactly as its
     trials would alone (checked again here, where it trains) trains them one by one."""
-    from optbench.experiment.batched import batching_refusal, run_batch
+    from optbench.experiment.batched import decide_batch, run_batch
 
     shared = {key: value for key, value in config.items() if key != BATCH}
     trials = [(own.pop("run_id"), {**shared, **own}) for own in map(dict, config[BATCH])]
@@ -217,7 +217,8 @@ def _train_batch(
     planned = {run_id: _planned(run_id, trial_config, threads) for run_id, trial_config in trials}
     ready = [(rid, plan) for rid, plan in planned.items() if not isinstance(plan, PointResult)]
     plans = [plan for _, plan in ready]
-    if len(plans) < 2 or batching_refusal(plans) is not None:
+    decision = decide_batch(plans)
+    if len(plans) < 2 or decision.refusal is not None:
         return [
             train_point(
                 run_id,
@@ -245,6 +246,7 @@ def _train_batch(
             resume=True,
             displays=[observers[run_id] for run_id in ids],
             sync_every=sync_every,
+            decision=decision,
         ),
     )
     results = dict(zip(ids, trained, strict=True))
