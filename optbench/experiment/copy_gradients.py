@@ -45,11 +45,12 @@ from optbench.experiment.train import _l2_penalty, _loss
 
 Batch = tuple[Any, Any]  # one step's (inputs, targets); inputs may be a dict of columns
 
-# On a CPU a vmap's fixed cost (~1.5-2 ms a step for digits_mlp's MLP) outweighs what it saves
-# below about 16 copies (benchmarks/batched_vmap.py: 0.55x the loop's speed at K=4, 0.95x at 16,
-# 1.9x at 64; BENCHMARKS.md section 13): steps with fewer copies take the loop there. On a GPU,
-# where each copy's kernels cost a launch, any batch is vmapped.
-CPU_VMAP_FROM = 16
+# On a CPU a vmap's fixed cost outweighs what it saves below about 10 copies: with the stacked
+# update (experiment/stacked_update.py) a digits_mlp batch of Adam trials took 0.33 s looped
+# against 0.59 s vmapped at K=4, the same at K=8 and 12, and 1.05 s against 1.44 s at K=16
+# (`python benchmarks/batched_update.py --k 4 8 12 16`, CPU time; BENCHMARKS.md section 13).
+# On a GPU, where each copy's kernels cost a launch, any batch is vmapped.
+CPU_VMAP_FROM = 10
 
 
 class CopyGradients(Protocol):
