@@ -47,7 +47,7 @@ Batch = tuple[Any, Any]  # one step's (inputs, targets); inputs may be a dict of
 
 # On a CPU a vmap's fixed cost outweighs what it saves below about 10 copies: with the stacked
 # update (experiment/stacked_update.py) a digits_mlp batch of Adam trials took 0.33 s looped
-# against 0.59 s vmapped at K=4, the same at K=8 and 12, and 1.05 s against 1.44 s at K=16
+# against 0.59 s vmapped at K=4, the same at K=8 and 12, and 1.44 s against 1.05 s at K=16
 # (`python benchmarks/batched_update.py --k 4 8 12 16`, CPU time; BENCHMARKS.md section 13).
 # On a GPU, where each copy's kernels cost a launch, any batch is vmapped.
 CPU_VMAP_FROM = 10
