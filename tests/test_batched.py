@@ -96,14 +96,15 @@ def test_eight_batched_trials_are_eight_lone_runs_on_digits_mlp(name: str) -> No
     _assert_batched_equals_lone(_plans("digits_mlp", name, OPTIMIZERS[name], epochs=2))
 
 
-STACKED = {"SGD", "Adam", "AdamW"}  # torch.optim classes with a stacked update written
+STACKED = {"SGD", "Adam", "AdamW", "RMSprop"}  # torch.optim classes with a stacked update
 
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_the_stacked_update_is_used_exactly_where_written_and_proven(name: str) -> None:
     """SGD (momentum 0 and not, Nesterov, in one batch), Adam and AdamW (betas and weight decay
-    differing per trial) step as stacks, proven against torch.optim's own optimizers while
-    planning; every other torch.optim class steps group by group and says why."""
+    differing per trial) and RMSprop (momentum and centered or not) step as stacks, proven
+    against torch.optim's own optimizers while planning; every other torch.optim class steps
+    group by group and says why."""
     from optbench.experiment.batched import stacked_refusal
 
     refusal = stacked_refusal(_plans("digits_mlp", name, OPTIMIZERS[name], epochs=1))
@@ -527,11 +528,11 @@ def test_validate_says_how_batched_trials_get_their_gradients(tmp_path: Path) ->
     assert vmapped.exit_code == 0, vmapped.output
     assert "batched gradients: one vmap over the stacked copies" in vmapped.output
     assert "update: stacked, one op per parameter for every trial" in vmapped.output
-    rmsprop = runner.invoke(
-        app, ["validate", str(config), "--batching", "--set", "optimizer.name=RMSprop"]
+    adagrad = runner.invoke(
+        app, ["validate", str(config), "--batching", "--set", "optimizer.name=Adagrad"]
     )
-    assert "update: torch.optim's, group by group: no stacked update is written for RMSprop" in (
-        rmsprop.output
+    assert "update: torch.optim's, group by group: no stacked update is written for Adagrad" in (
+        adagrad.output
     )
     dropout = runner.invoke(
         app, ["validate", str(config), "--batching", "--set", "model.dropout=0.1"]

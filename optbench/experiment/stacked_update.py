@@ -4,19 +4,19 @@ torch.optim steps a batch's K parameter groups one tensor at a time (on a CPU it
 the single-tensor loop), so a step of K copies of a small model costs K x parameters x ~8 tiny
 kernel calls, most of a batched step's time. Here each parameter of the K copies is one
 [K, ...] tensor (the copies' own parameters are views of its rows for the epoch), the gradients
-land in one [K, ...] tensor, and SGD's or Adam's (AdamW's) update runs once on the stack, every
-hyperparameter a column of the K trials' values, read from their groups at every step (a
-scheduler sets them). Each op is written the way that rounds as torch.optim's own
+land in one [K, ...] tensor, and SGD's, Adam's (AdamW's) or RMSprop's update runs once on the
+stack, every hyperparameter a column of the K trials' values, read from their groups at every
+step (a scheduler sets them). Each op is written the way that rounds as torch.optim's own
 single-tensor op does (`param.add_(grad, alpha=-lr)` is `addcmul(param, grad, -lr)`, fused
 the same way; `addcdiv_(exp_avg, denom, value=v)` is `addcdiv(v * exp_avg, denom)`), and a row
 whose trial skips an op (no momentum, no weight decay) keeps its value by `torch.where`.
 
-Exact, or not used: `stacked_refusal` steps the trials' lone optimizers and the stack side by
-side from their fresh state for three steps and compares every parameter and every state
-tensor with torch.equal (kernels that vectorize differently on another CPU or a GPU, whose
-torch.optim default is foreach, are found there); otherwise, and for other optimizers or
-options (amsgrad, fused, foreach, capturable, a trial with several groups), torch.optim steps
-the groups (experiment/batched.py).
+Exact, or not used: `stacked_refusal` (experiment/batched.py) steps the trials' lone
+optimizers and the stack side by side from their fresh state for three steps and compares
+every parameter and every state tensor with torch.equal (kernels that vectorize differently on
+another CPU or a GPU, whose torch.optim default is foreach, are found there); otherwise, and
+for other optimizers or options (amsgrad, fused, foreach, capturable, a trial with several
+groups), torch.optim steps the groups.
 """
 
 from __future__ import annotations
@@ -65,14 +65,16 @@ class SGDRule:
     """torch.optim.SGD's single-tensor step (_single_tensor_sgd) on stacks."""
 
     state_keys = ("momentum_buffer",)
+    counts_steps = False
 
     def unsupported(self, group: dict[str, Any]) -> str | None:
         if group.get("fused") or group.get("foreach"):
             return "fused or foreach SGD steps its own way"
         return None
 
-    def fresh(self, group: dict[str, Any], state: dict[str, Any], key: str) -> bool:
-        return group["momentum"] != 0 and key not in state
+    def kept(self, group: dict[str, Any]) -> tuple[str, ...]:
+        """The state torch.optim keeps for a parameter of this group."""
+        return self.state_keys if group["momentum"] != 0 else ()
 
     def step(self, params: list[Tensor], grads: list[Tensor], stacks: dict, groups: Groups) -> None:
         for i, (param, grad) in enumerate(zip(params, grads, strict=True)):
@@ -109,17 +111,13 @@ class AdamRule:
     """torch.optim.Adam's and AdamW's single-tensor step (_single_tensor_adam) on stacks."""
 
     state_keys = ("exp_avg", "exp_avg_sq")
+    counts_steps = True
 
     def unsupported(self, group: dict[str, Any]) -> str | None:
-        for option in ("amsgrad", "fused", "foreach", "capturable", "differentiable"):
-            if group.get(option):
-                return f"Adam with {option} steps its own way"
-        if any(isinstance(group[k], Tensor) for k in ("lr", "betas", "weight_decay")):
-            return "a tensor lr or betas"
-        return None
+        return _unsupported(group, "amsgrad", "lr", "betas", "weight_decay")
 
-    def fresh(self, group: dict[str, Any], state: dict[str, Any], key: str) -> bool:
-        return key not in state
+    def kept(self, group: dict[str, Any]) -> tuple[str, ...]:
+        return self.state_keys
 
     def step(self, params: list[Tensor], grads: list[Tensor], stacks: dict, groups: Groups) -> None:
         stacks["steps"] = [s + 1 for s in stacks["steps"]]
@@ -166,7 +164,70 @@ class AdamRule:
         param.addcdiv_(_column(step_size, exp_avg) * exp_avg, denom)
 
 
+class RMSpropRule:
+    """torch.optim.RMSprop's single-tensor step (_single_tensor_rmsprop) on stacks."""
+
+    state_keys = ("square_avg", "momentum_buffer", "grad_avg")
+    counts_steps = True
+
+    def unsupported(self, group: dict[str, Any]) -> str | None:
+        return _unsupported(group, "", "lr", "alpha", "weight_decay")
+
+    def kept(self, group: dict[str, Any]) -> tuple[str, ...]:
+        momentum = ("momentum_buffer",) if group["momentum"] > 0 else ()
+        return ("square_avg", *momentum, *(("grad_avg",) if group["centered"] else ()))
+
+    def step(self, params: list[Tensor], grads: list[Tensor], stacks: dict, groups: Groups) -> None:
+        stacks["steps"] = [s + 1 for s in stacks["steps"]]
+        for i, (param, grad) in enumerate(zip(params, grads, strict=True)):
+            averages = [stacks[key][i] for key in self.state_keys]
+            self._step_one(param, grad, averages, groups)
+
+    @staticmethod
+    def _step_one(param: Tensor, grad: Tensor, averages: list[Tensor], groups: Groups) -> None:
+        square_avg, buffer, grad_avg = averages
+        lr = [-g["lr"] for g in groups]
+        alpha = [g["alpha"] for g in groups]
+        decay = [g["weight_decay"] for g in groups]
+        centered = [bool(g["centered"]) for g in groups]
+        moving = [g["momentum"] > 0 for g in groups]
+        grad = _where([g["maximize"] for g in groups], lambda: -grad, grad)
+        grad = _where(
+            [d != 0 for d in decay], lambda: torch.addcmul(grad, param, _column(decay, param)), grad
+        )
+        square_avg.mul_(_column(alpha, square_avg)).addcmul_(
+            _column([1 - a for a in alpha], grad) * grad, grad
+        )
+        if any(centered):
+            grad_avg.lerp_(grad, _column([1 - a for a in alpha], grad_avg))
+        avg = _where(
+            centered,
+            lambda: square_avg.addcmul(grad_avg, grad_avg, value=-1).sqrt_(),
+            square_avg.sqrt(),
+        ).add_(_column([g["eps"] for g in groups], square_avg))
+        if any(moving):
+            momentum = [g["momentum"] for g in groups]
+            buffer.mul_(_column(momentum, buffer)).addcdiv_(grad, avg)
+        stepped = _where(
+            moving,
+            lambda: torch.addcmul(param, buffer, _column(lr, param)),
+            torch.addcdiv(param, _column(lr, param) * grad, avg),
+        )
+        param.copy_(stepped)
+
+
+def _unsupported(group: dict[str, Any], option: str, *scalars: str) -> str | None:
+    """Why a group's options are not what the stacked update is written for."""
+    for name in (option, "fused", "foreach", "capturable", "differentiable"):
+        if name and group.get(name):
+            return f"{name} steps its own way"
+    if any(isinstance(group[k], Tensor) for k in scalars):
+        return f"a tensor {' or '.join(scalars)}"
+    return None
+
+
 RULES: dict[type, Any] = {torch.optim.SGD: SGDRule(), torch.optim.Adam: AdamRule()}
+RULES[torch.optim.RMSprop] = RMSpropRule()
 RULES[torch.optim.AdamW] = RULES[torch.optim.Adam]  # Adam's step, decoupled_weight_decay set
 
 
@@ -221,9 +282,9 @@ class StackedStep:
                 for i, col in enumerate(columns)
             ]
         first = [s[0] for s in states]
-        key = self.rule.state_keys[0]
-        self.stacks["fresh"] = [
-            self.rule.fresh(g, s, key) for g, s in zip(self.groups, first, strict=True)
+        self.stacks["fresh"] = [  # SGD's: a momentum buffer starting at this step
+            any(key not in s for key in self.rule.kept(g))
+            for g, s in zip(self.groups, first, strict=True)
         ]
         self.stacks["steps"] = [float(s["step"]) if "step" in s else 0.0 for s in first]
         self.had_state = [bool(s) for s in first]
@@ -250,10 +311,8 @@ class StackedStep:
                 p.grad = self.grads[i][k].clone()
                 if not self.had_state[k]:
                     continue
-                for key in self.rule.state_keys:
-                    if isinstance(self.rule, SGDRule) and self.groups[k]["momentum"] == 0:
-                        continue
-                    state[p][key] = self.stacks[key][i][k].clone()
-                if isinstance(self.rule, AdamRule):
+                if self.rule.counts_steps:
                     state[p]["step"] = torch.tensor(self.stacks["steps"][k])
+                for key in self.rule.kept(self.groups[k]):
+                    state[p][key] = self.stacks[key][i][k].clone()
             optimizer.state = state

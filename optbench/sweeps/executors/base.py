@@ -113,6 +113,11 @@ class PipeReporter(SilentObserver):
         return PipeReporter(self.send, run_id, self.stop)
 
 
+# A tiny run fsyncs one epoch's files per this many seconds (storage/results.py SyncPolicy), not
+# every epoch's: a run in the driver's thread while runs are tiny (local.py), and each trial of
+# a batch, whose K trials each end an epoch every fraction of a second.
+TINY_SYNC_SECONDS = 1.0
+
 # A batch point's config (sweeps/batching.py): the trials' shared config with, under this key,
 # each trial's run-id and the fields it sets itself (optimizer, scheduler, seed, name...).
 BATCH = "batch_of"
@@ -245,7 +250,7 @@ def _train_batch(
             results_dir,
             resume=True,
             displays=[observers[run_id] for run_id in ids],
-            sync_every=sync_every,
+            sync_every=max(sync_every, TINY_SYNC_SECONDS),
             decision=decision,
         ),
     )

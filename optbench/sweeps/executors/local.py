@@ -19,6 +19,7 @@ from typing import Any
 from optbench.core.byvalue import with_objects
 from optbench.storage.results import Status
 from optbench.sweeps.executors.base import (
+    TINY_SYNC_SECONDS,
     OnMessage,
     OnResult,
     Pending,
@@ -64,8 +65,6 @@ def _worker(connection: Connection, stop: threading.Event | None = None) -> None
 
 # A run in the driver that lasts longer than this is no tiny run: the rest go to processes.
 TINY_RUN_SECONDS = 1.0
-# A tiny run fsyncs one epoch's files per this many seconds (storage/results.py SyncPolicy).
-TINY_SYNC_SECONDS = 1.0
 
 
 class _InProcess:
