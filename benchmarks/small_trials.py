@@ -3,7 +3,7 @@ one process.
 
 Usage:
     python benchmarks/small_trials.py [--repeats R] [--workers N]
-    python benchmarks/small_trials.py --batch-trials K [--repeats R]
+    python benchmarks/small_trials.py --batch-trials K [--repeats R] [--epochs E]
 
 The sweep is configs/linear_regression.yaml (nn.Linear(10, 1), MSE, 1000 synthetic samples,
 20 epochs) over 8 learning rates x 2 seeds: 16 runs of a fraction of a second each, where
@@ -21,13 +21,14 @@ fresh process as a user would start it:
   16 trainings' cost plus Optuna's asking, telling and journal file.
 
 With `--batch-trials K` the problem is digits_mlp (MLP 64-100-10 on scikit-learn's digits,
-batch 32, 5 epochs, one thread) and the contenders are: plain (the tutorial loop over the same
-16 runs: 8 learning rates x 2 seeds, Adam, an evaluation after every epoch), `optbench tune`
-(16 random-sampler trials over lr, seeds [0]), the same tune with `--batch-trials K`
-(experiment/batched.py: K trials as one optimizer's parameter groups, their gradients from one
-vmap over the stacked copies where that was proven exact) and the same again with the copies'
-gradients computed one copy at a time (experiment/copy_gradients.py's loop, forced: what
-batching did before the vmap).
+batch 32, one thread, 5 epochs or --epochs E: with more, each run's training outweighs the
+imports every contender pays once) and the contenders are: plain (the tutorial loop over the
+same 16 runs: 8 learning rates x 2 seeds, Adam, an evaluation after every epoch), `optbench
+tune` (16 random-sampler trials over lr, seeds [0]), the same tune with `--batch-trials K`
+(experiment/batched.py: K trials as one optimizer's parameter groups stepped as stacks, their
+gradients from one vmap over the stacked copies where that was proven exact) and the same
+again with the copies' gradients computed one copy at a time (experiment/copy_gradients.py's
+loop, forced).
 
 The table reports each one's median wall seconds and its ratio to the plain script, and the
 same for its own CPU seconds (the process and its children: on a loaded machine, less disturbed
@@ -94,7 +95,7 @@ DIGITS = {
     "problem": "digits_mlp",
     "device": "cpu",
     "threads": 1,
-    "epochs": DIGITS_EPOCHS,
+    "epochs": DIGITS_EPOCHS,  # or --epochs
     "optimizer": {"name": "Adam", "lr": 0.001},
 }
 DIGITS_PLAIN = f"""
@@ -125,7 +126,7 @@ for lr in {[lr / 20 for lr in LRS]!r}:
             shuffle=True,
             generator=torch.Generator().manual_seed(seed),
         )
-        for epoch in range({DIGITS_EPOCHS}):
+        for epoch in range(EPOCHS):
             model.train()
             for inputs, targets in loader:
                 optimizer.zero_grad()
@@ -191,7 +192,8 @@ def command(contender: str, results: str, plain: Path, workers: int | None) -> l
     if contender.startswith("tune") and BATCHING:  # digits_mlp, with or without batching
         tuned = Path(results) / "tune.yaml"
         space = {"optimizer.lr": {"log_uniform": [min(LRS) / 20, max(LRS) / 20]}}
-        tuned.write_text(yaml.safe_dump(DIGITS | {"tune": TUNE | {"space": space}}))
+        config = DIGITS | {"epochs": DIGITS_EPOCHS, "tune": TUNE | {"space": space}}
+        tuned.write_text(yaml.safe_dump(config))
         extra = contender.removesuffix(LOOP).split()[1:]  # --batch-trials K
         start = ["-c", LOOPED] if contender.endswith(LOOP) else ["-m", "optbench"]
         return [sys.executable, *start, "tune", str(tuned), "--results-dir", results, *extra]
@@ -235,10 +237,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--workers", type=int, default=None, help="default: optbench's")
     parser.add_argument("--batch-trials", type=int, default=None, help="digits_mlp, batched")
+    parser.add_argument("--epochs", type=int, default=DIGITS_EPOCHS, help="digits_mlp's runs")
     args = parser.parse_args()
 
-    global BATCHING
+    global BATCHING, DIGITS_EPOCHS
     BATCHING = args.batch_trials is not None
+    DIGITS_EPOCHS = args.epochs
     contenders = ["plain", "sweep", "sweep, processes", "tune"]
     if BATCHING:
         batched = f"tune --batch-trials {args.batch_trials}"
@@ -248,7 +252,8 @@ def main() -> None:
     cpus: dict[str, list[float]] = {c: [] for c in contenders}
     with tempfile.TemporaryDirectory() as folder:
         plain = Path(folder) / "plain_loop.py"
-        plain.write_text(DIGITS_PLAIN if BATCHING else PLAIN)
+        digits = DIGITS_PLAIN.replace("range(EPOCHS)", f"range({DIGITS_EPOCHS})")
+        plain.write_text(digits if BATCHING else PLAIN)
         for _ in range(args.repeats):
             for contender in contenders:
                 seconds, other, cpu = timed(contender, plain, args.workers)

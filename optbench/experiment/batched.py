@@ -79,19 +79,18 @@ _WHOLE_STEP_OPTIONS = {
 PER_TRIAL = {"name", "seed", "optimizer", "scheduler", "sweep", "tune", "log"}
 
 
-def shared_problem(plan: RunPlan) -> dict[str, Any]:
+def shared_config(config: Any) -> dict[str, Any]:
     """The config a batch's trials share: all but optimizer, scheduler, seed and name."""
-    return {k: v for k, v in plan.config.model_dump().items() if k not in PER_TRIAL}
+    return {k: v for k, v in config.model_dump().items() if k not in PER_TRIAL}
 
 
 def _static_refusal(plans: Sequence[RunPlan]) -> str | None:
     """Why these plans cannot batch, from their configs alone."""
     first = plans[0]
     for plan in plans[1:]:
-        if shared_problem(plan) != shared_problem(first):
-            differing = sorted(
-                k for k, v in shared_problem(plan).items() if shared_problem(first).get(k) != v
-            )
+        shared, first_shared = shared_config(plan.config), shared_config(first.config)
+        if shared != first_shared:
+            differing = sorted(k for k, v in shared.items() if first_shared.get(k) != v)
             return f"the trials differ in {', '.join(differing)}, not only in optimizer and seed"
         if plan.optimizer.info.cls is not first.optimizer.info.cls:
             return "the trials use different optimizer classes"

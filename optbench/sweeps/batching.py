@@ -95,19 +95,16 @@ def refuse_unbatchable(
             raise ConfigError(field, reason)
 
 
-def _planned(point: Point) -> tuple[Any, str]:
-    """The point's plan and the key of the batch it may join (None, its own key: it trains
-    alone, where train_point reports why it cannot plan)."""
-    from optbench.experiment.batched import shared_problem
-    from optbench.experiment.plan import make_plan
+def _batch_key(point: Point) -> str:
+    """The batch the point may join: its optimizer and the config its trials share (a point
+    that does not validate is a batch of its own, where train_point reports why)."""
+    from optbench.experiment.batched import shared_config
 
     try:
-        plan = make_plan(validate_config(point[1]))
+        config = validate_config(point[1])
     except ConfigError:
-        return None, f"alone {point[0]}"
-    if plan.run_id != point[0]:
-        return None, f"alone {point[0]}"
-    return plan, repr((plan.optimizer.info.cls, sorted(shared_problem(plan).items())))
+        return f"alone {point[0]}"
+    return repr((config.optimizer.name, sorted(shared_config(config).items())))
 
 
 def batch_point(points: Sequence[Point]) -> Point:
@@ -175,7 +172,7 @@ class BatchingExecutor:
         turn) or when the stream ends."""
         waiting: dict[str, list[Point]] = {}
         for point in points:
-            _, key = _planned(point)
+            key = _batch_key(point)
             group = waiting.setdefault(key, [])
             group.append(point)
             if len(group) == self.batch_trials:
