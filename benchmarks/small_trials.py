@@ -233,14 +233,13 @@ def timed(contender: str, plain: Path, workers: int | None) -> tuple[float, floa
 
 
 def main() -> None:
+    global BATCHING, DIGITS_EPOCHS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--workers", type=int, default=None, help="default: optbench's")
     parser.add_argument("--batch-trials", type=int, default=None, help="digits_mlp, batched")
     parser.add_argument("--epochs", type=int, default=DIGITS_EPOCHS, help="digits_mlp's runs")
     args = parser.parse_args()
-
-    global BATCHING, DIGITS_EPOCHS
     BATCHING = args.batch_trials is not None
     DIGITS_EPOCHS = args.epochs
     contenders = ["plain", "sweep", "sweep, processes", "tune"]

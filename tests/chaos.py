@@ -437,10 +437,12 @@ def chaos_against_undisturbed(
     between: tuple[float, float] = (1.0, 8.0),
     small: bool = False,
     digits: bool = False,
+    wild_args: Sequence[str] = (),
 ) -> tuple[ChaosLog, int]:
     """Run the `kind` (sweep, tune or benchmark) experiment undisturbed, then through `kills`
     kills, and check that the two ended alike; the chaos log and the runs compared.
-    `digits`: the benchmark on digits (see benchmark_experiment)."""
+    `digits`: the benchmark on digits (see benchmark_experiment). `wild_args`: options of the
+    killed run only (`--batch-trials 2`: batched, it must end as the undisturbed unbatched)."""
     if digits:
         command, name = benchmark_experiment(folder, small, digits=True)
     else:
@@ -461,7 +463,7 @@ def chaos_against_undisturbed(
             compare_tunes(calm / name, wild / name)
 
     log = run_chaos(
-        [*command, "--results-dir", str(wild)],
+        [*command, *wild_args, "--results-dir", str(wild)],
         schedule(kills, seed, between),
         check,
         seed=seed,

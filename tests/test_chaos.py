@@ -34,8 +34,17 @@ def test_a_benchmark_killed_at_random_ends_as_an_undisturbed_one(tmp_path: Path)
     # kills in start-up, trials, telling, seed reruns and scoring: the rerun after each
     # resumes from whatever state the last one left (benchmark.json identical but for seconds).
     # Seed 4 kills the driver first, at 2.09 s, in start-up: a kill lands however fast the
-    # machine (undisturbed, the small suite ends in about 6 s when idle).
+    # machine (undisturbed, the small suite ends in about 6 s when idle). The killed one
+    # trains its trials batched (`--batch-trials 2`: each pair's 2 trials, then its 2 seed
+    # reruns, one batch on a worker), the undisturbed one alone: a killed batch resumes each of
+    # its trials from its own checkpoint, and the end is the unbatched benchmark's.
     log, compared = chaos_against_undisturbed(
-        "benchmark", tmp_path, kills=4, seed=4, between=(1.5, 4.0), small=True
+        "benchmark",
+        tmp_path,
+        kills=4,
+        seed=4,
+        between=(1.5, 4.0),
+        small=True,
+        wild_args=("--batch-trials", "2"),
     )
     assert compared == 6 and log.kills, log.line()
