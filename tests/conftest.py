@@ -7,6 +7,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+# Before torch loads (OpenMP reads it once): the test processes' idle torch threads sleep rather
+# than spin, as optbench's own workers' do (sweeps/openmp.py); two xdist workers each spinning
+# two threads on two cores slowed each other's small-tensor tests up to 20x.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import numpy as np
 import pytest
 

@@ -131,14 +131,8 @@ def _trial_step_refusal(plans: Sequence[RunPlan]) -> str | None:
     same gradients (the planning trial batch's): None when every parameter agrees to the bit."""
     rng = torch.get_rng_state()
     try:
-        lone_models, together_models = [], []
-        for plan in plans:
-            torch.manual_seed(plan.config.seed)
-            lone_models.append(plan.build_model())
-            torch.manual_seed(plan.config.seed)
-            together_models.append(plan.build_model())
-        lone = [plan.optimizer.build(m) for plan, m in zip(plans, lone_models, strict=True)]
-        built = [plan.optimizer.build(m) for plan, m in zip(plans, together_models, strict=True)]
+        lone_models, lone = _seeded_builds(plans)
+        together_models, built = _seeded_builds(plans)
         try:
             combined = _together(built)
         except Exception as exc:
@@ -194,11 +188,11 @@ def stacked_refusal(plans: Sequence[RunPlan]) -> str | None:
 def _stacked_refusal(plans: Sequence[RunPlan]) -> str | None:
     rng = torch.get_rng_state()
     try:
-        lone_models, lone = _seeded_builds(plans)
         stacked_models, stacked = _seeded_builds(plans)
         refusal = rule_refusal(stacked)
         if refusal is not None:
             return refusal
+        lone_models, lone = _seeded_builds(plans)
         loss_fn = plans[0].build_loss()
         inputs, targets = trial_batch(plans[0].data, plans[0].config.seed)
         inputs, targets = inputs.to(plans[0].device), targets.to(plans[0].device)
