@@ -126,6 +126,42 @@ def _hand_back_state(combined: torch.optim.Optimizer, lone: torch.optim.Optimize
     lone.state = defaultdict(dict, {p: combined.state[p] for p in params if p in combined.state})
 
 
+def _seeded_builds(plans: Sequence[RunPlan]) -> tuple[list[Any], list[torch.optim.Optimizer]]:
+    """Each trial's model and optimizer, built as its lone run builds them."""
+    models = []
+    for plan in plans:
+        torch.manual_seed(plan.config.seed)
+        models.append(plan.build_model())
+    return models, [plan.optimizer.build(m) for plan, m in zip(plans, models, strict=True)]
+
+
+def _planning_batch(plans: Sequence[RunPlan]) -> tuple[Any, Any, Any]:
+    """The loss and the trial batch (on the run's device) the planning proofs step on."""
+    plan = plans[0]
+    inputs, targets = trial_batch(plan.data, plan.config.seed)
+    return plan.build_loss(), inputs.to(plan.device), targets.to(plan.device)
+
+
+def _step_alone(models: Sequence[Any], optimizers: Sequence[Any], batch: tuple) -> None:
+    """One step of each lone optimizer on its own model's loss."""
+    loss_fn, inputs, targets = batch
+    for k, (model, optimizer) in enumerate(zip(models, optimizers, strict=True)):
+        optimizer.zero_grad()
+        torch.manual_seed(k)  # a forward that draws (dropout) draws alike both ways
+        _loss(model, loss_fn, inputs, targets).backward()
+        optimizer.step()
+
+
+def _backward_together(models: Sequence[Any], batch: tuple) -> None:
+    """One backward of the models' summed losses, as a batch computes its gradients."""
+    loss_fn, inputs, targets = batch
+    losses = []
+    for k, model in enumerate(models):
+        torch.manual_seed(k)
+        losses.append(_loss(model, loss_fn, inputs, targets))
+    torch.stack(losses).sum().backward()
+
+
 def _trial_step_refusal(plans: Sequence[RunPlan]) -> str | None:
     """Two steps of the K trials' optimizers stepped as one, against K lone optimizers, on the
     same gradients (the planning trial batch's): None when every parameter agrees to the bit."""
@@ -137,22 +173,11 @@ def _trial_step_refusal(plans: Sequence[RunPlan]) -> str | None:
             combined = _together(built)
         except Exception as exc:
             return f"its groups cannot form one optimizer ({type(exc).__name__}: {exc})"
-        loss_fn = plans[0].build_loss()
-        inputs, targets = trial_batch(plans[0].data, plans[0].config.seed)
-        inputs, targets = inputs.to(plans[0].device), targets.to(plans[0].device)
+        batch = _planning_batch(plans)
         for _ in range(2):
-            losses = []
-            for k, (model, optimizer) in enumerate(zip(lone_models, lone, strict=True)):
-                optimizer.zero_grad()
-                torch.manual_seed(k)  # a forward that draws (dropout) draws alike both ways
-                loss = _loss(model, loss_fn, inputs, targets)
-                loss.backward()
-                optimizer.step()
+            _step_alone(lone_models, lone, batch)
             combined.zero_grad()
-            for k, model in enumerate(together_models):
-                torch.manual_seed(k)
-                losses.append(_loss(model, loss_fn, inputs, targets))
-            torch.stack(losses).sum().backward()
+            _backward_together(together_models, batch)
             combined.step()
         for a, b in zip(lone_models, together_models, strict=True):
             for p, q in zip(a.parameters(), b.parameters(), strict=True):
@@ -165,15 +190,6 @@ def _trial_step_refusal(plans: Sequence[RunPlan]) -> str | None:
         return None
     finally:
         torch.set_rng_state(rng)
-
-
-def _seeded_builds(plans: Sequence[RunPlan]) -> tuple[list[Any], list[torch.optim.Optimizer]]:
-    """Each trial's model and optimizer, built as its lone run builds them."""
-    models = []
-    for plan in plans:
-        torch.manual_seed(plan.config.seed)
-        models.append(plan.build_model())
-    return models, [plan.optimizer.build(m) for plan, m in zip(plans, models, strict=True)]
 
 
 def stacked_refusal(plans: Sequence[RunPlan]) -> str | None:
@@ -193,25 +209,15 @@ def _stacked_refusal(plans: Sequence[RunPlan]) -> str | None:
         if refusal is not None:
             return refusal
         lone_models, lone = _seeded_builds(plans)
-        loss_fn = plans[0].build_loss()
-        inputs, targets = trial_batch(plans[0].data, plans[0].config.seed)
-        inputs, targets = inputs.to(plans[0].device), targets.to(plans[0].device)
+        batch = _planning_batch(plans)
         stack = StackedStep(stacked)
         for step in range(3):
-            for k, (model, optimizer) in enumerate(zip(lone_models, lone, strict=True)):
-                optimizer.zero_grad()
-                torch.manual_seed(k)
-                _loss(model, loss_fn, inputs, targets).backward()
-                optimizer.step()
+            _step_alone(lone_models, lone, batch)
             if step == 2:
                 stack.hand_back()
                 stack = StackedStep(stacked)
             stack.zero_grad()
-            losses = []
-            for k, model in enumerate(stacked_models):
-                torch.manual_seed(k)
-                losses.append(_loss(model, loss_fn, inputs, targets))
-            torch.stack(losses).sum().backward()
+            _backward_together(stacked_models, batch)
             stack.step()
         stack.hand_back()
         for a, b, x, y in zip(lone_models, stacked_models, lone, stacked, strict=True):
