@@ -466,9 +466,11 @@ def _statuses(folder: Path) -> dict[str, str]:
 
 
 def _in_flight_with_an_epoch(folder: Path, statuses: dict[str, str]) -> str | None:
+    """A running run with some but not all of its 4 epochs written."""
     for run_id, status in statuses.items():
         epochs = folder / run_id / "epochs.csv"
-        if status == "running" and epochs.exists() and len(epochs.read_text().splitlines()) > 1:
+        written = len(epochs.read_text().splitlines()) - 1 if epochs.exists() else 0
+        if status == "running" and 1 <= written < 4:
             return run_id
     return None
 
@@ -523,7 +525,9 @@ def test_sweep_killed_mid_way_resumes_and_runs_every_point_once(tmp_path: Path) 
     (killed,) = [r for r, s in statuses.items() if s == "running"]  # one worker: one in flight
     assert 1 <= len(done) < 6
     rows_before = _epochs(folder / killed)
-    assert 1 <= len(rows_before) < 4
+    # Seen mid-way; on a loaded machine it may have written its last epoch before the kill landed
+    # and died before calling itself completed: the resume must finish that run too.
+    assert 1 <= len(rows_before) <= 4
     untouched = {r: _snapshot(folder / r) for r in done}
     _wait_until_unlocked(folder / killed / "lock")
 
