@@ -9,12 +9,19 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 import optbench
 from optbench.analysis.compare import compare_runs, tuneability_frame
+from optbench.core.config import validate_config
 from optbench.core.errors import ConfigError
+from optbench.core.metrics import METRICS
+from optbench.experiment.plan import make_plan
+from optbench.experiment.train import train
+from optbench.storage import results
 from optbench.storage.records import Summary, TuneFile, learning_rate
-from optbench.storage.results import RunDir, read_run
+from optbench.storage.results import RunDir, epochs_csv, epochs_frame, read_run
 from tests.helpers import REPO, regression_dict
 
 BASELINES = REPO / "results" / "baselines"
@@ -29,6 +36,34 @@ def test_shipped_summaries_read_and_write_back_byte_for_byte(tmp_path: Path) -> 
         copy = RunDir(tmp_path)
         copy.write_summary(record)
         assert copy.summary_path.read_text() == path.read_text(), path
+
+
+@pytest.mark.parametrize("problem", ["regression", "digits_mlp", "rosenbrock"])
+def test_a_runs_epoch_table_is_pandas_text_written_without_pandas(
+    problem: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = regression_dict() if problem == "regression" else {"name": "t", "problem": problem}
+    config = {**config, "epochs": 2, "optimizer": {"name": "Adam", "lr": 0.01}}
+    rows = train(make_plan(validate_config(config))).rows
+    by_pandas = epochs_frame(rows).to_csv(index=False)
+    monkeypatch.setattr(results, "epochs_frame", None)  # a run's rows never need it
+    assert results.epochs_csv(rows) == by_pandas
+
+
+CELLS = st.one_of(
+    st.none(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.text(max_size=4),
+)
+
+
+@given(st.lists(st.dictionaries(st.sampled_from([m.name for m in METRICS]), CELLS), max_size=5))
+def test_epoch_tables_are_written_as_pandas_writes_them(rows: list[dict]) -> None:
+    """epochs.csv is written without pandas where it can be; whatever a row holds, the text is
+    pandas' own."""
+    assert epochs_csv(rows) == epochs_frame(rows).to_csv(index=False)
 
 
 def test_old_or_odd_files_read_tolerantly() -> None:
