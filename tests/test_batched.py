@@ -434,48 +434,68 @@ def _with_class(bound: Any, cls: type) -> Any:
     return Built()
 
 
-def _spy_on_gradients(monkeypatch: pytest.MonkeyPatch) -> tuple[list[Any], list[int]]:
-    """The strategies train_batched chose, and a count of the vmapped steps taken."""
+def _spy_on_gradients(monkeypatch: pytest.MonkeyPatch) -> tuple[list[Any], dict[str, int]]:
+    """The strategies train_batched chose, and a count of the steps computed for all copies at
+    once, by way (vmap, or the layers' batched matmuls)."""
     from optbench.experiment import batched, copy_gradients
 
     chosen: list[Any] = []
-    vmapped = [0]
-    plan_gradients, vmap_step = copy_gradients.copy_gradients, copy_gradients._vmap_grads
+    taken = {"_vmap_grads": 0, "layer_grads": 0}
+    plan_gradients = copy_gradients.copy_gradients
 
     def choose(plans: Any) -> Any:
         chosen.append(plan_gradients(plans))
         return chosen[-1]
 
-    def step(*args: Any) -> Any:
-        vmapped[0] += 1
-        return vmap_step(*args)
+    def counted(name: str) -> Any:
+        way = getattr(copy_gradients, name)
+
+        def step(*args: Any) -> Any:
+            taken[name] += 1
+            return way(*args)
+
+        return step
 
     monkeypatch.setattr(batched, "copy_gradients", choose)
-    monkeypatch.setattr(copy_gradients, "_vmap_grads", step)
+    for name in taken:
+        monkeypatch.setattr(copy_gradients, name, counted(name))
     monkeypatch.setattr(copy_gradients, "CPU_VMAP_FROM", 2)  # the tests' small batches too
-    return chosen, vmapped
+    return chosen, taken
 
 
-@pytest.mark.parametrize(("problem", "name"), [("digits_mlp", "Adam"), ("rosenbrock", "SGD")])
-def test_vmapped_copies_give_the_lone_runs_tables(
-    problem: str, name: str, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("problem", "name", "data", "way", "strategy"),
+    [
+        ("digits_mlp", "Adam", None, "layer_grads", "LayerStackCopies"),
+        ("fmnist_logreg", "SGD", {"subset": 1000}, "layer_grads", "LayerStackCopies"),
+        ("rosenbrock", "SGD", None, "_vmap_grads", "VmappedCopies"),
+    ],
+)
+def test_copies_computed_at_once_give_the_lone_runs_tables(
+    problem: str,
+    name: str,
+    data: dict[str, Any] | None,
+    way: str,
+    strategy: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """digits_mlp's MLP and the 2-D Rosenbrock take the vmapped path (one torch.func.vmap over
-    the stacked copies), and every trial's per-epoch table is its lone run's to the bit. Under
-    the run's one thread, as run_batch trains it: the kernels, and so whether vmap sums as the
-    loop does, depend on the threads (with two, digits_mlp's 32-sample steps are not vmapped)."""
-    from optbench.experiment.copy_gradients import VmappedCopies
+    """digits_mlp's MLP and Fashion-MNIST's logistic regression take the layers' batched
+    matmuls (experiment/stacked_layers.py), the 2-D Rosenbrock one torch.func.vmap over the
+    stacked copies, and every trial's per-epoch table is its lone run's to the bit. Under the
+    run's one thread, as run_batch trains it: the kernels, and so whether a batched kernel sums
+    as the loop does, depend on the threads (with two, digits_mlp's steps are not batched)."""
+    from optbench.experiment import copy_gradients
 
-    chosen, vmapped = _spy_on_gradients(monkeypatch)
+    chosen, taken = _spy_on_gradients(monkeypatch)
     options = [{**o, "lr": o["lr"] / 10} for o in OPTIMIZERS[name][:4]]
-    plans = _plans(problem, name, options, epochs=2)
+    plans = _plans(problem, name, options, epochs=2, data=data)
     with torch_threads(plans[0].threads):
         _assert_batched_equals_lone(plans)
-    assert isinstance(chosen[0], VmappedCopies)
+    assert type(chosen[0]) is getattr(copy_gradients, strategy)
     batch_size = plans[0].config.data.batch_size
     steps = plans[0].config.epochs * -(-len(_train_samples(plans[0])) // batch_size)
-    # every step through vmap (each shape's first as its proof, beside the loop), and planning's
-    assert vmapped[0] == steps + 1
+    # every step at once (each shape's first as its proof, beside the loop), and planning's
+    assert taken[way] == steps + 1
     assert set(chosen[0].refusals.values()) == {None}  # the full batches and the last, smaller
 
 
@@ -501,7 +521,7 @@ def test_models_vmap_cannot_take_train_one_copy_at_a_time_as_lone_runs(
     falls back to the per-copy loop, says why, and still gives each lone run's table."""
     from optbench.experiment.copy_gradients import LoopedCopies
 
-    chosen, vmapped = _spy_on_gradients(monkeypatch)
+    chosen, taken = _spy_on_gradients(monkeypatch)
     plans = [
         make_plan(
             {
@@ -520,7 +540,7 @@ def test_models_vmap_cannot_take_train_one_copy_at_a_time_as_lone_runs(
     ]
     _assert_batched_equals_lone(plans)
     assert isinstance(chosen[0], LoopedCopies) and reason in chosen[0].describe()
-    assert vmapped[0] <= 1  # only the planning's trial of it
+    assert sum(taken.values()) <= 2  # only the planning's trials of them
 
 
 def test_validate_says_how_batched_trials_get_their_gradients(tmp_path: Path) -> None:
@@ -529,7 +549,7 @@ def test_validate_says_how_batched_trials_get_their_gradients(tmp_path: Path) ->
     runner = cli_runner()
     vmapped = runner.invoke(app, ["validate", str(config), "--batching"])
     assert vmapped.exit_code == 0, vmapped.output
-    assert "batched gradients: one vmap over the stacked copies" in vmapped.output
+    assert "batched gradients: one batched matmul per layer for all copies" in vmapped.output
     assert "update: stacked, one op per parameter for every trial" in vmapped.output
     adagrad = runner.invoke(
         app, ["validate", str(config), "--batching", "--set", "optimizer.name=Adagrad"]

@@ -1,7 +1,12 @@
 """How the K model copies of a batch (experiment/batched.py) get their gradients, chosen while
-planning (`copy_gradients`): one vmap over the copies' stacked parameters, or each copy's
+planning (`copy_gradients`): one batched matmul per layer for a model of Linear layers and
+activations, one vmap over the copies' stacked parameters for any other, or each copy's
 forward in turn.
 
+- `LayerStackCopies` (experiment/stacked_layers.py): the copies' Linear layers as `torch.bmm`
+  over their stacked weights, with a lone nn.Linear's backward written out; a few autograd
+  nodes a step where vmap's transforms cost more than a small MLP's arithmetic. Proven as vmap
+  is, and used from 2 copies on: it is cheaper than the loop from there.
 - `VmappedCopies`, torch.func's model ensembling: every copy's parameters and buffers stacked
   along a new leading dimension, and one `vmap(grad_and_value(functional_call))` computes each
   copy's loss and gradients on its own trial's batch, one batched kernel per layer for all
@@ -12,9 +17,11 @@ forward in turn.
   sum of independent losses is each loss's own, so each copy's gradient is its lone run's by
   construction.
 
-vmap is exact only where its batched kernels sum in the order that K lone ones do, a property
-of the kernels a device picks for a shape, so it is proven, never assumed. While planning, one
-step is computed both ways on the trials' first batches, and vmap is chosen only when every
+Both batched ways are exact only where their kernels sum in the order that K lone ones do, a
+property of the kernels a device picks for a shape (and of the threads: with two, a lone
+32-sample matmul splits its sums where bmm does not), so it is proven, never assumed. While
+planning, one step is computed both ways on the trials' first batches, and a batched way is
+chosen only when every
 loss and gradient agrees to the bit and the forward leaves the buffers alone. The loop is
 chosen otherwise, with the reason (`optbench validate --batching` prints it): a forward that
 draws random numbers (dropout), an L2 penalty read off the module's own parameters, BatchNorm's
@@ -41,6 +48,7 @@ from optbench.components.losses import loss_of
 from optbench.components.outputs import forward
 from optbench.experiment.plan import RunPlan, trial_batch
 from optbench.experiment.runner import torch_threads
+from optbench.experiment.stacked_layers import layer_grads, layers_of
 from optbench.experiment.train import _l2_penalty, _loss
 
 Batch = tuple[Any, Any]  # one step's (inputs, targets); inputs may be a dict of columns
@@ -107,28 +115,46 @@ class VmappedCopies:
         copies = [self._copies.get(m) or self._copies.setdefault(m, _Copy(m)) for m in models]
         shape = _step_shape(batches)
         if shape not in self.refusals:  # its first step: the loop's, vmap compared with it
-            self.refusals[shape], losses = _both_ways(copies, loss_fn, batches)
+            self.refusals[shape], losses = _both_ways(copies, loss_fn, batches, self.grads)
             return losses
         if self.refusals[shape] is not None:
             return _looped(models, loss_fn, batches)
         if stacked is not None:  # the copies' parameters are the stacks' rows: no stacking
             names = list(copies[0].params)
             params = dict(zip(names, stacked.params, strict=True))
-            losses, grads = _vmap_grads(copies[0].model, params, copies, loss_fn, batches)
+            losses, grads = self.grads(copies[0].model, params, copies, loss_fn, batches)
             for stack, name in zip(stacked.grads, names, strict=True):
                 stack.copy_(grads[name])
             return losses
-        losses, gradients = _vmapped(copies, loss_fn, batches)
+        losses, gradients = _vmapped(copies, loss_fn, batches, self.grads)
         for copy, grads in zip(copies, gradients, strict=True):
             for parameter, gradient in zip(copy.params.values(), grads, strict=True):
                 parameter.grad = gradient
         return losses
 
+    def grads(self, *args: Any) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
+        """One step's losses and stacked gradients, computed for all copies at once."""
+        return _vmap_grads(*args)
+
     def describe(self) -> str:
+        return f"one vmap over the stacked copies ({self._proviso()})"
+
+    def _proviso(self) -> str:
         fewer = ""
         if self.fewest > 2:
             fewer = f"from {self.fewest} copies a step, fewer one at a time; "
-        return f"one vmap over the stacked copies ({fewer}each new shape of step proven first)"
+        return f"{fewer}each new shape of step proven first"
+
+
+class LayerStackCopies(VmappedCopies):
+    """A model of Linear layers and activations: one batched matmul per layer for all copies
+    (experiment/stacked_layers.py), cheaper than vmap's transforms; proven as vmap is."""
+
+    def grads(self, *args: Any) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
+        return layer_grads(*args)
+
+    def describe(self) -> str:
+        return f"one batched matmul per layer for all copies ({self._proviso()})"
 
 
 @dataclass
@@ -148,8 +174,9 @@ class _Copy:
 
 
 def copy_gradients(plans: Sequence[RunPlan]) -> CopyGradients:
-    """How the copies of `plans` (one batch, one problem) get their gradients: vmapped where
-    one step computed both ways agrees to the bit; else the loop, with the reason."""
+    """How the copies of `plans` (one batch, one problem) get their gradients: a model of
+    Linear layers and activations as batched matmuls, any other vmapped, where one step
+    computed both ways agrees to the bit; else the loop, with the reason."""
     first = plans[0]
     if _forward_draws(first):
         reason = "its forward draws random numbers (dropout), each copy its lone run's in turn"
@@ -157,7 +184,10 @@ def copy_gradients(plans: Sequence[RunPlan]) -> CopyGradients:
     rng = torch.get_rng_state()
     try:
         with torch_threads(first.threads):  # the kernels, and so the sums' order, depend on them
-            refusal = _vmap_refusal(plans)
+            layered = layers_of(first.build_model()) is not None
+            if layered and _refusal(plans, layer_grads) is None:
+                return LayerStackCopies(2)
+            refusal = _refusal(plans, _vmap_grads)
     finally:
         torch.set_rng_state(rng)
     if refusal is not None:
@@ -165,10 +195,10 @@ def copy_gradients(plans: Sequence[RunPlan]) -> CopyGradients:
     return VmappedCopies(CPU_VMAP_FROM if first.device.type == "cpu" else 2)
 
 
-def _vmap_refusal(plans: Sequence[RunPlan]) -> str | None:
-    """Why vmap may not stand in for the loop (None where it may): one step of the trials'
-    copies, built as their lone runs build them, on each trial's first batch of the run's size,
-    computed both ways."""
+def _refusal(plans: Sequence[RunPlan], grads: Any) -> str | None:
+    """Why `grads` (vmap, or the layers' batched matmuls) may not stand in for the loop (None
+    where it may): one step of the trials' copies, built as their lone runs build them, on each
+    trial's first batch of the run's size, computed both ways."""
     models = []
     for plan in plans:
         torch.manual_seed(plan.config.seed)
@@ -179,7 +209,7 @@ def _vmap_refusal(plans: Sequence[RunPlan]) -> str | None:
     for plan in plans:
         inputs, targets = trial_batch(plan.data, plan.config.seed, plan.config.data.batch_size)
         batches.append((_to(inputs, plan.device), targets.to(plan.device)))
-    refusal, _ = _both_ways([_Copy(m) for m in models], plans[0].build_loss(), batches)
+    refusal, _ = _both_ways([_Copy(m) for m in models], plans[0].build_loss(), batches, grads)
     return refusal
 
 
@@ -231,13 +261,14 @@ def _looped(models: Sequence[nn.Module], loss_fn: nn.Module, batches: Sequence[B
 
 
 def _vmapped(
-    copies: Sequence[_Copy], loss_fn: nn.Module, batches: Sequence[Batch]
+    copies: Sequence[_Copy], loss_fn: nn.Module, batches: Sequence[Batch], grads_of: Any
 ) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
-    """Every copy's gradients (in its `params`' order), from one vmap over its stacked
-    parameters, and its loss; the copies are left as they were."""
+    """Every copy's gradients (in its `params`' order), from one `grads_of` (vmap, or the
+    layers' matmuls) over its stacked parameters, and its loss; the copies are left as they
+    were."""
     with torch.no_grad():
         params = _stacked([copy.params for copy in copies])
-    losses, grads = _vmap_grads(copies[0].model, params, copies, loss_fn, batches)
+    losses, grads = grads_of(copies[0].model, params, copies, loss_fn, batches)
     per_name = [grads[name].unbind() for name in copies[0].params]
     return losses, [list(copy) for copy in zip(*per_name, strict=True)]
 
@@ -271,14 +302,15 @@ def _vmap_grads(
 
 
 def _both_ways(
-    copies: Sequence[_Copy], loss_fn: nn.Module, batches: Sequence[Batch]
+    copies: Sequence[_Copy], loss_fn: nn.Module, batches: Sequence[Batch], grads_of: Any
 ) -> tuple[str | None, list[torch.Tensor]]:
-    """One step's losses and gradients computed by vmap, then by the loop (which leaves its
-    gradients in each copy's `.grad`: the step taken), compared to the bit. Why vmap may not
-    stand in for the loop (None where it may), and the loop's losses."""
+    """One step's losses and gradients computed by `grads_of` (vmap, or the layers' matmuls),
+    then by the loop (which leaves its gradients in each copy's `.grad`: the step taken),
+    compared to the bit. Why vmap may not stand in for the loop (None where it may), and the
+    loop's losses."""
     buffers = [{name: b.clone() for name, b in copy.others.items()} for copy in copies]
     try:
-        mapped = _vmapped(copies, loss_fn, batches)
+        mapped = _vmapped(copies, loss_fn, batches, grads_of)
     except Exception as exc:  # data-dependent control flow, in-place updates, shapes that differ
         mapped = exc
     losses = _looped([copy.model for copy in copies], loss_fn, batches)

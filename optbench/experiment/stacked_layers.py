@@ -1,0 +1,124 @@
+"""The K copies' forward and backward as one batched kernel per layer, for models built of
+Linear layers, flattening and elementwise activations (an MLP, a logistic regression): the
+stacks' rows are the copies, `torch.bmm` multiplies all of them at once.
+
+torch.func's vmap does the same for any model, but its transforms cost about 1.5 ms of Python a
+step, more than a small MLP's arithmetic for 16 copies. Here a step is a handful of autograd
+nodes. The backward is written out (`_StackedLinear`) so that each product is taken in the
+orientation a lone nn.Linear's backward takes it: torch computes a transposed weight's gradient
+as `grad_output.T @ input` (mm_mat2_backward), not bmm's default `input.T @ grad_output`, and
+the two round differently. Whether the result is each lone run's to the bit is still proven,
+never assumed (experiment/copy_gradients.py compares every new shape of step with the loop).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from optbench.components.losses import loss_of
+from optbench.components.models import FlatLinear
+
+# Modules without parameters that act on each element alone: the same on a [K, B, ...] stack.
+ELEMENTWISE = (
+    nn.ReLU,
+    nn.Tanh,
+    nn.Sigmoid,
+    nn.GELU,
+    nn.SiLU,
+    nn.ELU,
+    nn.LeakyReLU,
+    nn.Softplus,
+    nn.Identity,
+)
+
+Layer = tuple[str, Any]  # ("linear", parameter prefix) | ("flatten", start_dim) | ("apply", module)
+
+
+def layers_of(model: nn.Module, prefix: str = "") -> list[Layer] | None:
+    """The model as a list of stackable layers, None where any part is not one (a module of
+    another type, a subclass that may forward otherwise)."""
+    kind = type(model)
+    if kind is nn.Linear:
+        return [("linear", prefix)]
+    if kind is nn.Flatten and model.end_dim == -1 and model.start_dim >= 1:
+        return [("flatten", model.start_dim)]
+    if kind is FlatLinear:
+        return [("flatten", 1), ("linear", f"{prefix}fc.")]
+    if kind in ELEMENTWISE:
+        return [("apply", model)]
+    if kind is nn.Sequential:
+        layers: list[Layer] = []
+        for name, child in model.named_children():
+            inner = layers_of(child, f"{prefix}{name}.")
+            if inner is None:
+                return None
+            layers += inner
+        return layers
+    return None
+
+
+class _StackedLinear(torch.autograd.Function):
+    """nn.Linear on [K, B, in] inputs with [K, out, in] weights, its gradients taken in a lone
+    F.linear's orientations: input @ W.T forward; grad @ W, grad.T @ input and grad summed over
+    the samples backward."""
+
+    @staticmethod
+    def forward(ctx: Any, inputs: torch.Tensor, weight: torch.Tensor, bias: Any) -> torch.Tensor:
+        ctx.save_for_backward(inputs, weight)
+        ctx.biased = bias is not None
+        if bias is None:
+            return torch.bmm(inputs, weight.transpose(1, 2))
+        return torch.baddbmm(bias.unsqueeze(1), inputs, weight.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, Any, Any]:
+        inputs, weight = ctx.saved_tensors
+        wanted = ctx.needs_input_grad
+        grad_inputs = torch.bmm(grad, weight) if wanted[0] else None
+        grad_weight = torch.bmm(grad.transpose(1, 2), inputs) if wanted[1] else None
+        grad_bias = grad.sum(1) if ctx.biased and wanted[2] else None
+        return grad_inputs, grad_weight, grad_bias
+
+
+def stacked_forward(
+    layers: Sequence[Layer], params: dict[str, torch.Tensor], inputs: torch.Tensor
+) -> torch.Tensor:
+    """The K copies' outputs [K, B, ...] from their stacked inputs and parameters by name."""
+    x = inputs
+    for kind, arg in layers:
+        if kind == "linear":
+            x = _StackedLinear.apply(x, params[f"{arg}weight"], params.get(f"{arg}bias"))
+        elif kind == "flatten":
+            x = x.flatten(arg + 1)
+        else:
+            x = arg(x)
+    return x
+
+
+def layer_grads(
+    base: nn.Module,
+    params: dict[str, torch.Tensor],
+    copies: Sequence[Any],
+    loss_fn: nn.Module,
+    batches: Sequence[tuple[Any, Any]],
+) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
+    """Each copy's loss, taken on its own outputs as a lone run takes it, and the stacked
+    gradients by name (copy_gradients' way of computing a step, as `_vmap_grads`)."""
+    layers = layers_of(base)
+    if layers is None:
+        raise TypeError(f"{type(base).__name__} is not a stack of Linear layers and activations")
+    if set(params) != {name for name, _ in base.named_parameters()}:
+        raise TypeError("some of its parameters are frozen")
+    if any(isinstance(x, dict) for x, _ in batches):
+        raise TypeError("its inputs are a dict of columns")
+    leaves = {name: p.detach().requires_grad_() for name, p in params.items()}
+    outputs = stacked_forward(layers, leaves, torch.stack([x for x, _ in batches]))
+    losses = [
+        loss_of(loss_fn, out, y) for out, (_, y) in zip(outputs.unbind(), batches, strict=True)
+    ]
+    torch.stack(losses).sum().backward()  # each loss's gradient is 1, as its lone backward's
+    return [loss.detach() for loss in losses], {name: p.grad for name, p in leaves.items()}
