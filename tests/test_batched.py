@@ -497,6 +497,8 @@ def test_copies_computed_at_once_give_the_lone_runs_tables(
     # every step at once (each shape's first as its proof, beside the loop), and planning's
     assert taken[way] == steps + 1
     assert set(chosen[0].refusals.values()) == {None}  # the full batches and the last, smaller
+    if strategy == "LayerStackCopies":  # and the evaluations, all copies in one forward
+        assert any(shape[0] == "evaluation" for shape in chosen[0].refusals)
 
 
 def _train_samples(plan: Any) -> Any:

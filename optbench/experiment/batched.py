@@ -51,6 +51,7 @@ from optbench.experiment.runner import (
 from optbench.experiment.stacked_update import StackedStep, rule_refusal
 from optbench.experiment.train import (
     EpochProgress,
+    Evaluated,
     SilentObserver,
     StopTraining,
     Training,
@@ -60,6 +61,7 @@ from optbench.experiment.train import (
     after_step,
     end_epoch,
     epoch_divergence,
+    evaluate_outputs,
     prepare,
     restore,
     start_epoch,
@@ -386,6 +388,9 @@ def train_batched(
     gradients = copy_gradients(plans)  # vmapped where proven exact, else one copy at a time
     stacked = (decision or decide_batch(plans)).stacked  # one op per parameter, where exact
     trials = _prepared(plans, observers, checkpoints)
+    together = not any(t.training.recompute_statistics for t in trials) and _evaluates_together(
+        trials
+    )
     optimizers = [trial.training.optimizer for trial in trials]
     update = _StackedUpdate() if stacked else _GroupedUpdate(optimizers)
     epochs = plans[0].config.epochs
@@ -395,7 +400,7 @@ def train_batched(
             active = [t for t in trials if t.ended is None and t.training.done < epoch]
             if not active:
                 break
-            _train_epoch(active, update, epoch, gradients)
+            _train_epoch(active, update, epoch, gradients, together)
     return [trial.ended or trial.training.result for trial in trials]
 
 
@@ -411,9 +416,16 @@ def _end_pass(trial: _Trial) -> None:
         raise RuntimeError(f"{trial.training.plan.name}: the loader had more batches than steps")
 
 
-def _train_epoch(trials: list[_Trial], update: Any, epoch: int, gradients: CopyGradients) -> None:
+def _train_epoch(
+    trials: list[_Trial],
+    update: Any,
+    epoch: int,
+    gradients: CopyGradients,
+    evaluate_together: bool = False,
+) -> None:
     """One epoch of the trials still training: their steps together, then each one's
-    evaluation, row and checkpoint as its lone run's (the epoch's seconds shared out)."""
+    evaluation (together where the trials share their splits), row and checkpoint as its lone
+    run's (the epoch's seconds shared out)."""
     started = time.perf_counter()
     for trial in trials:
         with trial.own_rng():
@@ -440,18 +452,77 @@ def _train_epoch(trials: list[_Trial], update: Any, epoch: int, gradients: CopyG
     for trial in active:
         _end_pass(trial)
     seconds = (time.perf_counter() - started) / len(trials)  # each trial's share of the epoch
+    ending = []
     for trial in active:
-        progress = trial.progress
-        assert progress is not None
-        trial.ended = epoch_divergence(trial.training, progress)
-        if trial.ended is not None:
-            continue
-        progress.seconds = seconds
+        assert trial.progress is not None
+        trial.ended = epoch_divergence(trial.training, trial.progress)
+        if trial.ended is None:
+            trial.progress.seconds = seconds
+            ending.append(trial)
+    evaluations = _evaluated_together(ending, gradients) if evaluate_together else None
+    for k, trial in enumerate(ending):
         with trial.own_rng():
             try:
-                end_epoch(trial.training, progress, trial.checkpoints, trial.observer)
+                end_epoch(
+                    trial.training,
+                    trial.progress,  # type: ignore[arg-type]
+                    trial.checkpoints,
+                    trial.observer,
+                    None if evaluations is None else evaluations[k],
+                )
             except StopTraining as stop:  # a tuner's pruner: this trial only
                 trial.ended = stop
+
+
+def _evaluates_together(trials: Sequence[_Trial]) -> bool:
+    """Whether the trials' evaluations read the same batches the same way, so that one pass
+    over them can evaluate every copy (where the copies' outputs can be computed together)."""
+    first = trials[0].training.evaluator
+    for trial in trials[1:]:
+        other = trial.training.evaluator
+        settings = ("batch_size", "classify", "drop_last", "bytes_per_token")
+        if any(getattr(first, name) != getattr(other, name) for name in settings):
+            return False
+        if (first.valid_set is None) != (other.valid_set is None):
+            return False
+        splits = [(first.test_set, other.test_set), (first.valid_set, other.valid_set)]
+        if not all(a is None or a.same_samples(b) for a, b in splits):
+            return False
+    return True
+
+
+def _evaluated_together(trials: list[_Trial], gradients: CopyGradients) -> list[Evaluated] | None:
+    """Each trial's evaluation as its lone run's (`evaluate`: its draw from its own global RNG
+    per split, its model in eval mode), from one pass over the shared splits where the copies'
+    outputs are computed together (each batch's inputs transformed once); None where they
+    are not."""
+    models = [trial.training.model for trial in trials]
+    outputs_of = gradients.outputs_of(models) if len(models) > 1 else None
+    if outputs_of is None:
+        return None
+    started = time.perf_counter()
+    first = trials[0].training.evaluator
+    splits = [data for data in (first.valid_set, first.test_set) if data is not None]
+    for trial in trials:
+        with trial.own_rng():
+            for _ in splits:  # what iterating each split's DataLoader draws
+                torch.empty((), dtype=torch.int64).random_()
+        trial.training.model.eval()
+    with torch.no_grad(), first.precision():
+        measured = [
+            evaluate_outputs(
+                outputs_of, first.loss_fn, data, first.batch_size, first.classify, first.drop_last
+            )
+            for data in splits
+        ]
+    for model in models:
+        model.train()
+    seconds = (time.perf_counter() - started) / len(trials)
+    rows = []
+    for k, trial in enumerate(trials):
+        *valid, test = [per_model[k] for per_model in measured]
+        rows.append((trial.training.evaluator.row(valid[0] if valid else None, test), seconds))
+    return rows
 
 
 def run_batch(

@@ -36,7 +36,7 @@ loop: there a vmap's fixed cost is more than it saves.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -48,10 +48,11 @@ from optbench.components.losses import loss_of
 from optbench.components.outputs import forward
 from optbench.experiment.plan import RunPlan, trial_batch
 from optbench.experiment.runner import torch_threads
-from optbench.experiment.stacked_layers import layer_grads, layers_of
+from optbench.experiment.stacked_layers import layer_grads, layers_of, stacked_outputs
 from optbench.experiment.train import _l2_penalty, _loss
 
 Batch = tuple[Any, Any]  # one step's (inputs, targets); inputs may be a dict of columns
+Outputs = Callable[[Any], list[torch.Tensor]]  # inputs -> each copy's outputs on them
 
 # On a CPU a vmap's fixed cost outweighs what it saves below about 10 copies: with the stacked
 # update (experiment/stacked_update.py) a digits_mlp batch of Adam trials took 0.33 s looped
@@ -69,6 +70,11 @@ class CopyGradients(Protocol):
     def __call__(
         self, trials: Sequence[Any], batches: Sequence[Batch], stacked: Any = None
     ) -> list[torch.Tensor]: ...
+
+    def outputs_of(self, models: Sequence[nn.Module]) -> Outputs | None:
+        """The copies' outputs on an evaluation batch, computed together; None: each copy
+        evaluates alone."""
+        ...
 
     def describe(self) -> str: ...
 
@@ -91,6 +97,9 @@ class LoopedCopies:
             losses.append(loss)
         torch.stack(losses).sum().backward()
         return losses
+
+    def outputs_of(self, models: Sequence[nn.Module]) -> Outputs | None:
+        return None
 
     def describe(self) -> str:
         return f"one forward and backward per copy, not vmapped: {self.reason}"
@@ -136,6 +145,9 @@ class VmappedCopies:
         """One step's losses and stacked gradients, computed for all copies at once."""
         return _vmap_grads(*args)
 
+    def outputs_of(self, models: Sequence[nn.Module]) -> Outputs | None:
+        return None
+
     def describe(self) -> str:
         return f"one vmap over the stacked copies ({self._proviso()})"
 
@@ -152,6 +164,26 @@ class LayerStackCopies(VmappedCopies):
 
     def grads(self, *args: Any) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
         return layer_grads(*args)
+
+    def outputs_of(self, models: Sequence[nn.Module]) -> Outputs | None:
+        """One stacked forward for all copies, for each shape of evaluation batch whose first
+        was proven equal to the lone forwards (which that first one returns)."""
+        together = stacked_outputs(models)
+
+        def outputs(inputs: Any) -> list[torch.Tensor]:
+            if isinstance(inputs, dict):  # columns: each copy's own forward
+                return [forward(model, inputs) for model in models]
+            shape = ("evaluation", len(models), tuple(inputs.shape))
+            if shape not in self.refusals:  # its first batch: the lone forwards, compared
+                alone = [forward(model, inputs) for model in models]
+                same = all(map(torch.equal, together(inputs), alone))
+                self.refusals[shape] = None if same else "its outputs differ from the lone's"
+                return alone
+            if self.refusals[shape] is None:
+                return together(inputs)
+            return [forward(model, inputs) for model in models]
+
+        return outputs
 
     def describe(self) -> str:
         return f"one batched matmul per layer for all copies ({self._proviso()})"

@@ -13,7 +13,7 @@ never assumed (experiment/copy_gradients.py compares every new shape of step wit
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -122,3 +122,17 @@ def layer_grads(
     ]
     torch.stack(losses).sum().backward()  # each loss's gradient is 1, as its lone backward's
     return [loss.detach() for loss in losses], {name: p.grad for name, p in leaves.items()}
+
+
+def stacked_outputs(models: Sequence[nn.Module]) -> Callable[[torch.Tensor], list[torch.Tensor]]:
+    """The copies' outputs on one batch of inputs they all take (an evaluation's), from one
+    forward of their stacked parameters; for models `layers_of` reads."""
+    layers = layers_of(models[0])
+    assert layers is not None
+    named = [dict(model.named_parameters()) for model in models]
+    params = {name: torch.stack([n[name].detach() for n in named]) for name in named[0]}
+
+    def outputs(inputs: torch.Tensor) -> list[torch.Tensor]:
+        return list(stacked_forward(layers, params, inputs.expand(len(models), *inputs.shape)))
+
+    return outputs

@@ -25,7 +25,7 @@ import functools
 import itertools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -47,6 +47,10 @@ from optbench.experiment.checkpoint import (
 )
 from optbench.experiment.plan import RunPlan
 from optbench.storage.results import Status
+
+# An epoch's evaluation columns and the seconds it took (experiment/batched.py makes its
+# trials' together).
+Evaluated = tuple[dict[str, float | None], float]
 
 
 class TrainingObserver(Protocol):
@@ -144,18 +148,41 @@ def evaluate(
     class is the argmax over the outputs' last axis, so a sequence's accuracy is per token."""
     torch.empty((), dtype=torch.int64).random_()  # what iterating a test DataLoader draws
     model.eval()
-    total_loss, correct, count, predicted = 0.0, 0, 0, 0
-    whole = len(data) - len(data) % batch_size if drop_last else len(data)
     with torch.no_grad():
-        for inputs, targets in data.batches(batch_size, whole or len(data)):
-            outputs = forward(model, inputs)
-            total_loss += loss_of(loss_fn, outputs, targets).item() * len(targets)
-            count += len(targets)
-            if classify:  # planning checked that the outputs have logits to read
-                correct += int((logits_of(outputs).argmax(dim=-1) == targets).sum())
-                predicted += targets.numel()
+        (measured,) = evaluate_outputs(
+            lambda inputs: [forward(model, inputs)], loss_fn, data, batch_size, classify, drop_last
+        )
     model.train()
-    return total_loss / count, (correct / predicted if classify else None)
+    return measured
+
+
+def evaluate_outputs(
+    outputs_of: Callable[[Any], Sequence[Any]],
+    loss_fn: nn.Module,
+    data: InMemoryDataset,
+    batch_size: int,
+    classify: bool,
+    drop_last: bool,
+) -> list[tuple[float, float | None]]:
+    """`evaluate`'s loss and accuracy for each of the models whose outputs on a batch
+    `outputs_of` gives (a batch of trials evaluates its copies together: experiment/batched.py),
+    each summed as a lone evaluation sums it."""
+    totals: list[list[Any]] = []  # per model: loss, correct, count, predicted
+    whole = len(data) - len(data) % batch_size if drop_last else len(data)
+    for inputs, targets in data.batches(batch_size, whole or len(data)):
+        for k, outputs in enumerate(outputs_of(inputs)):
+            if k == len(totals):
+                totals.append([0.0, 0, 0, 0])
+            total = totals[k]
+            total[0] += loss_of(loss_fn, outputs, targets).item() * len(targets)
+            total[2] += len(targets)
+            if classify:  # planning checked that the outputs have logits to read
+                total[1] += int((logits_of(outputs).argmax(dim=-1) == targets).sum())
+                total[3] += targets.numel()
+    return [
+        (loss / count, correct / predicted if classify else None)
+        for loss, correct, count, predicted in totals
+    ]
 
 
 @dataclass
@@ -175,10 +202,16 @@ class Evaluator:
 
     def __call__(self) -> dict[str, float | None]:
         with self.precision():
-            valid_loss, valid_accuracy = (
-                (None, None) if self.valid_set is None else self._on(self.valid_set)
-            )
-            test_loss, test_accuracy = self._on(self.test_set)
+            valid = None if self.valid_set is None else self._on(self.valid_set)
+            test = self._on(self.test_set)
+        return self.row(valid, test)
+
+    def row(
+        self, valid: tuple[float, float | None] | None, test: tuple[float, float | None]
+    ) -> dict[str, float | None]:
+        """The row's evaluation columns from the (loss, accuracy) of each split."""
+        valid_loss, valid_accuracy = (None, None) if valid is None else valid
+        test_loss, test_accuracy = test
         return {
             "valid_loss": valid_loss,
             "valid_accuracy": valid_accuracy,
@@ -621,17 +654,24 @@ def epoch_divergence(training: Training, progress: EpochProgress) -> TrainResult
     return None
 
 
-def finish_epoch(training: Training, progress: EpochProgress) -> dict[str, Any]:
+def finish_epoch(
+    training: Training, progress: EpochProgress, evaluated: Evaluated | None = None
+) -> dict[str, Any]:
     """Evaluation at the epoch's end (of the averaged weights, Schedule-Free, kept so to the
-    checkpoint), the per-epoch scheduler step, and the epoch's row (appended to the result)."""
+    checkpoint; `evaluated`: made already, with its seconds, by a batch evaluating its trials
+    together), the per-epoch scheduler step, and the epoch's row (appended to the result)."""
     plan, scheduler = training.plan, training.scheduler
     adapted_lr = effective_lr(training.optimizer)  # the step size it chose, where it adapts one
     training.protocol.evaluating(training.optimizer)
-    started = time.perf_counter()
-    if training.recompute_statistics:
-        recompute_batch_norm(training.model, training.train_set, training.config.data.batch_size)
-    measured = training.evaluator()
-    eval_seconds = time.perf_counter() - started
+    if evaluated is None:
+        started = time.perf_counter()
+        if training.recompute_statistics:
+            recompute_batch_norm(
+                training.model, training.train_set, training.config.data.batch_size
+            )
+        measured = training.evaluator()
+        evaluated = measured, time.perf_counter() - started
+    measured, eval_seconds = evaluated
 
     if scheduler is not None and not training.step_scheduler_each_batch:
         if plan.scheduler.info.steps_on_metric:  # never the test split, where it can
@@ -678,10 +718,11 @@ def end_epoch(
     progress: EpochProgress,
     checkpoints: CheckpointFile | None,
     observer: TrainingObserver,
+    evaluated: Evaluated | None = None,
 ) -> None:
     """The epoch's row, saved to the checkpoint first (it holds the rows, epochs.csv follows)
     then reported."""
-    row = finish_epoch(training, progress)
+    row = finish_epoch(training, progress, evaluated)
     if checkpoints is not None:
         checkpoints.save(checkpoint_state(training, progress.epoch))
     observer.epoch_finished(row)

@@ -17,6 +17,10 @@ from typing import Any
 import torch
 
 
+def _equal_or_none(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:
+    return a is b or (a is not None and b is not None and torch.equal(a, b))
+
+
 class InMemoryDataset(torch.utils.data.Dataset):
     """Inputs and targets as whole tensors; batches are fetched by index in one operation."""
 
@@ -52,6 +56,19 @@ class InMemoryDataset(torch.utils.data.Dataset):
         if self._mean is not None and self._std is not None:
             moved._mean, moved._std = self._mean.to(device), self._std.to(device)
         return moved
+
+    def same_samples(self, other: InMemoryDataset) -> bool:
+        """Whether `other` serves the very batches this one serves in evaluation (the same
+        samples, scaled and normalised alike): a batch of trials then evaluates them once."""
+        if type(self) is not InMemoryDataset or type(other) is not InMemoryDataset:
+            return False  # columns and token windows batch otherwise
+        return (
+            self._scale == other._scale
+            and torch.equal(self.inputs, other.inputs)
+            and torch.equal(self.targets, other.targets)
+            and _equal_or_none(self._mean, other._mean)
+            and _equal_or_none(self._std, other._std)
+        )
 
     def transform(self, inputs: torch.Tensor, augment: bool = False) -> torch.Tensor:
         """uint8 -> float in [0, 1] -> normalized: the same ops as ToTensor then Normalize;
