@@ -486,7 +486,13 @@ def test_copies_computed_at_once_give_the_lone_runs_tables(
     as the loop does, depend on the threads (with two, digits_mlp's steps are not batched)."""
     from optbench.experiment import copy_gradients
 
+    from optbench.components.data import InMemoryDataset
+
     chosen, taken = _spy_on_gradients(monkeypatch)
+    normalized, transformed = InMemoryDataset.normalized, []
+    monkeypatch.setattr(
+        InMemoryDataset, "normalized", lambda self: transformed.append(self) or normalized(self)
+    )
     options = [{**o, "lr": o["lr"] / 10} for o in OPTIMIZERS[name][:4]]
     plans = _plans(problem, name, options, epochs=2, data=data)
     with torch_threads(plans[0].threads):
@@ -499,6 +505,8 @@ def test_copies_computed_at_once_give_the_lone_runs_tables(
     assert set(chosen[0].refusals.values()) == {None}  # the full batches and the last, smaller
     if strategy == "LayerStackCopies":  # and the evaluations, all copies in one forward
         assert any(shape[0] == "evaluation" for shape in chosen[0].refusals)
+    # the splits transformed once for all trials: training's and, evaluated together, test's
+    assert len(transformed) == (2 if strategy == "LayerStackCopies" else 1)
 
 
 def _train_samples(plan: Any) -> Any:

@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from optbench.components.data import ShuffledBatches
 from optbench.core.errors import ConfigError
 from optbench.experiment.checkpoint import CheckpointFile
 from optbench.experiment.copy_gradients import CopyGradients, copy_gradients
@@ -388,9 +389,12 @@ def train_batched(
     gradients = copy_gradients(plans)  # vmapped where proven exact, else one copy at a time
     stacked = (decision or decide_batch(plans)).stacked  # one op per parameter, where exact
     trials = _prepared(plans, observers, checkpoints)
-    together = not any(t.training.recompute_statistics for t in trials) and _evaluates_together(
-        trials
+    together = (  # evaluated in one pass over shared splits, the copies' outputs together
+        not any(t.training.recompute_statistics for t in trials)
+        and gradients.outputs_of([t.training.model for t in trials]) is not None
+        and _evaluates_together(trials)
     )
+    _transform_once(trials, together)
     optimizers = [trial.training.optimizer for trial in trials]
     update = _StackedUpdate() if stacked else _GroupedUpdate(optimizers)
     epochs = plans[0].config.epochs
@@ -472,6 +476,36 @@ def _train_epoch(
                 )
             except StopTraining as stop:  # a tuner's pruner: this trial only
                 trial.ended = stop
+
+
+# The largest split a batch transforms once for all its trials (normalised float32): above it,
+# the copy's memory is more than the transforms it saves are worth.
+TRANSFORMED_ONCE_BYTES = 256 * 2**20
+
+
+def _transform_once(trials: Sequence[_Trial], evaluate_together: bool) -> None:
+    """The trials' splits transformed once (`InMemoryDataset.normalized`) and shared, where they
+    hold the same samples: each trial would otherwise transform every batch it reads, the same
+    batches K times. Training's split unless it augments; the evaluation's where the trials
+    evaluate together."""
+    first = trials[0].training
+    train = first.train_set
+    if (
+        train.augment is None
+        and isinstance(first.loader, ShuffledBatches)
+        and train.inputs.numel() * 4 <= TRANSFORMED_ONCE_BYTES
+        and all(train.same_samples(t.training.train_set) for t in trials[1:])
+    ):
+        shared = train.normalized()
+        for trial in trials:
+            trial.training.loader.dataset = shared
+    evaluator = first.evaluator
+    splits = [s for s in (evaluator.valid_set, evaluator.test_set) if s is not None]
+    if evaluate_together and sum(s.inputs.numel() * 4 for s in splits) <= TRANSFORMED_ONCE_BYTES:
+        valid = None if evaluator.valid_set is None else evaluator.valid_set.normalized()
+        test = evaluator.test_set.normalized()
+        for trial in trials:
+            trial.training.evaluator.valid_set, trial.training.evaluator.test_set = valid, test
 
 
 def _evaluates_together(trials: Sequence[_Trial]) -> bool:

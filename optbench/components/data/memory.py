@@ -70,6 +70,15 @@ class InMemoryDataset(torch.utils.data.Dataset):
             and _equal_or_none(self._std, other._std)
         )
 
+    def normalized(self) -> InMemoryDataset:
+        """This dataset with every sample transformed once, up front (floats, normalised): the
+        same batches to the bit, as the transform's ops act on each element alone, in 4x the
+        memory of uint8 images. For a batch of trials, each of which would transform every
+        batch it reads. Not for an augmenting dataset (its batches are drawn anew)."""
+        assert self.augment is None
+        inputs = self.inputs if self._scale else self.inputs.clone()  # transform works in place
+        return InMemoryDataset(self.transform(inputs), self.targets)
+
     def transform(self, inputs: torch.Tensor, augment: bool = False) -> torch.Tensor:
         """uint8 -> float in [0, 1] -> normalized: the same ops as ToTensor then Normalize;
         with `augment` (and an augmentation), augmented before normalising."""
