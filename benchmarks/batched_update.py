@@ -4,7 +4,7 @@ Usage:
     python benchmarks/batched_update.py [--problem digits_mlp] [--optimizer Adam]
         [--k 4 8 16] [--epochs 5] [--repeats 3]
 
-K trials of the problem (lr 0.0005 x 1..K, seeds 0-2 in turn, one thread) trained four ways,
+K trials of the problem (lr 0.0005 x 1..K, seeds 0-2 in turn, one thread) trained five ways,
 in this process, alternated, each timed in this process's CPU seconds (time.process_time: on a
 loaded machine, waiting for a core is not counted), median of the repeats:
 
@@ -13,10 +13,13 @@ loaded machine, waiting for a core is not counted), median of the repeats:
 - grouped, loop: `train_batched` with torch.optim stepping the K groups, each copy's forward
   in turn (how batches stepped before experiment/stacked_update.py);
 - stacked, loop: the stacked update, each copy's forward in turn;
-- stacked, vmap: the stacked update, one vmap over the stacked copies for every step.
+- stacked, vmap: the stacked update, one vmap over the stacked copies for every step;
+- stacked, chosen: the stacked update and the copies' gradients as optbench chooses them: for
+  a model of Linear layers and activations (digits_mlp's MLP), one batched matmul per layer
+  for every step and every evaluation batch (experiment/stacked_layers.py).
 
-A batch's own checks (decide_batch, copy_gradients) are inside each batched time. Every batched
-way's tables are asserted equal to the lone runs' before anything is printed.
+A batch's own checks (decide_batch, and the way's proofs) are inside each batched time. Every
+batched way's tables are asserted equal to the lone runs' before anything is printed.
 """
 
 from __future__ import annotations
@@ -29,8 +32,9 @@ from typing import Any
 import torch
 
 from optbench.core.config import validate_config
-from optbench.experiment import copy_gradients
+from optbench.experiment import batched
 from optbench.experiment.batched import BatchDecision, train_batched
+from optbench.experiment.copy_gradients import LoopedCopies, VmappedCopies
 from optbench.experiment.plan import make_plan
 from optbench.experiment.train import train
 
@@ -54,18 +58,27 @@ def _rows(result: Any) -> list[dict[str, Any]]:
 
 
 def _ways(plans: list[Any]) -> dict[str, Any]:
-    def batched(stacked: bool, vmap_from: int) -> Any:
+    chooser = batched.copy_gradients  # optbench's own choice of the copies' gradients
+
+    def batch(stacked: bool, gradients: Any) -> Any:
         def run() -> list[Any]:
-            copy_gradients.CPU_VMAP_FROM = vmap_from
-            return train_batched(plans, decision=BatchDecision(None, stacked=stacked))
+            batched.copy_gradients = gradients
+            try:
+                return train_batched(plans, decision=BatchDecision(None, stacked=stacked))
+            finally:
+                batched.copy_gradients = chooser
 
         return run
 
+    def loop(plans: Any) -> Any:
+        return LoopedCopies("forced")
+
     return {
         "lone": lambda: [train(plan) for plan in plans],
-        "grouped, loop": batched(False, 10**9),
-        "stacked, loop": batched(True, 10**9),
-        "stacked, vmap": batched(True, 2),
+        "grouped, loop": batch(False, loop),
+        "stacked, loop": batch(True, loop),
+        "stacked, vmap": batch(True, lambda plans: VmappedCopies(2)),
+        "stacked, chosen": batch(True, chooser),
     }
 
 
@@ -78,7 +91,6 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    default_vmap_from = copy_gradients.CPU_VMAP_FROM
     print(f"{args.problem}, {args.optimizer}, {args.epochs} epochs; CPU seconds, median of "
           f"{args.repeats}, and the ratio to lone")  # fmt: skip
     for k in args.k:
@@ -94,7 +106,6 @@ def main() -> None:
                 started = time.process_time()
                 way()
                 seconds[name].append(time.process_time() - started)
-        copy_gradients.CPU_VMAP_FROM = default_vmap_from
         medians = {name: statistics.median(times) for name, times in seconds.items()}
         cells = ", ".join(
             f"{name} {m:.2f} s ({medians['lone'] / m:.2f}x)" for name, m in medians.items()
