@@ -484,9 +484,8 @@ def test_copies_computed_at_once_give_the_lone_runs_tables(
     stacked copies, and every trial's per-epoch table is its lone run's to the bit. Under the
     run's one thread, as run_batch trains it: the kernels, and so whether a batched kernel sums
     as the loop does, depend on the threads (with two, digits_mlp's steps are not batched)."""
-    from optbench.experiment import copy_gradients
-
     from optbench.components.data import InMemoryDataset
+    from optbench.experiment import copy_gradients
 
     chosen, taken = _spy_on_gradients(monkeypatch)
     normalized, transformed = InMemoryDataset.normalized, []

@@ -76,6 +76,8 @@ class InMemoryDataset(torch.utils.data.Dataset):
         memory of uint8 images. For a batch of trials, each of which would transform every
         batch it reads. Not for an augmenting dataset (its batches are drawn anew)."""
         assert self.augment is None
+        if not self._scale and self._mean is None:  # served as held already
+            return self
         inputs = self.inputs if self._scale else self.inputs.clone()  # transform works in place
         return InMemoryDataset(self.transform(inputs), self.targets)
 
