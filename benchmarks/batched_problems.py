@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 import torch
+from common import untimed_rows
 
 from optbench.core.config import validate_config
 from optbench.experiment import batched
@@ -32,11 +33,6 @@ PROBLEMS: dict[str, dict[str, Any]] = {
     "beale": {},
     "branin": {},
 }
-TIMING = {"seconds", "eval_seconds", "first_step_seconds"}
-
-
-def _rows(result: Any) -> list[dict[str, Any]]:
-    return [{k: v for k, v in row.items() if k not in TIMING} for row in result.rows]
 
 
 def main() -> None:
@@ -66,10 +62,10 @@ def main() -> None:
             for i in range(args.k)
         ]
         started = time.process_time()
-        lone = [_rows(train(plan)) for plan in plans]
+        lone = [untimed_rows(train(plan)) for plan in plans]
         lone_seconds = time.process_time() - started
         started = time.process_time()
-        together = [_rows(r) for r in batched.train_batched(plans)]
+        together = [untimed_rows(r) for r in batched.train_batched(plans)]
         batch_seconds = time.process_time() - started
         assert together == lone, f"{problem}: the batch differs from the lone runs"
         print(

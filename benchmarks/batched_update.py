@@ -30,6 +30,7 @@ import time
 from typing import Any
 
 import torch
+from common import untimed_rows
 
 from optbench.core.config import validate_config
 from optbench.experiment import batched
@@ -37,8 +38,6 @@ from optbench.experiment.batched import BatchDecision, train_batched
 from optbench.experiment.copy_gradients import LoopedCopies, VmappedCopies
 from optbench.experiment.plan import make_plan
 from optbench.experiment.train import train
-
-TIMING = {"seconds", "eval_seconds", "first_step_seconds"}
 
 
 def _plans(problem: str, optimizer: str, k: int, epochs: int) -> list[Any]:
@@ -51,10 +50,6 @@ def _plans(problem: str, optimizer: str, k: int, epochs: int) -> list[Any]:
         )
         for i in range(k)
     ]
-
-
-def _rows(result: Any) -> list[dict[str, Any]]:
-    return [{k: v for k, v in row.items() if k not in TIMING} for row in result.rows]
 
 
 def _ways(plans: list[Any]) -> dict[str, Any]:
@@ -96,10 +91,12 @@ def main() -> None:
     for k in args.k:
         plans = _plans(args.problem, args.optimizer, k, args.epochs)
         ways = _ways(plans)
-        lone = [_rows(r) for r in ways["lone"]()]
+        lone = [untimed_rows(r) for r in ways["lone"]()]
         for name, way in ways.items():  # equal first: a faster way that is not exact is none
             if name != "lone":
-                assert [_rows(r) for r in way()] == lone, f"{name} differs from the lone runs"
+                assert [untimed_rows(r) for r in way()] == lone, (
+                    f"{name} differs from the lone runs"
+                )
         seconds: dict[str, list[float]] = {name: [] for name in ways}
         for _ in range(args.repeats):
             for name, way in ways.items():

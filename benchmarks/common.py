@@ -11,6 +11,7 @@ import platform
 import shlex
 import sys
 import time
+from typing import Any
 
 import torch
 import torchvision
@@ -21,6 +22,13 @@ from optbench.experiment.plan import RunPlan, make_plan
 SEED = 0
 BATCH_SIZE = 64
 SGD_MOMENTUM = {"name": "SGD", "lr": 0.01, "momentum": 0.9}
+TIMING = {"seconds", "eval_seconds", "first_step_seconds"}  # epochs.csv's wall-time columns
+
+
+def untimed_rows(result: Any) -> list[dict[str, Any]]:
+    """A training result's rows without their wall times: what two ways of training the same
+    runs must agree on to the bit."""
+    return [{k: v for k, v in row.items() if k not in TIMING} for row in result.rows]
 
 
 def benchmark_plan(
