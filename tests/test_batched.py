@@ -28,7 +28,7 @@ from optbench.experiment.runner import run_plan, torch_threads
 from optbench.experiment.train import SilentObserver, StopTraining, train
 from optbench.storage.results import Status
 from optbench.ui.cli import app
-from tests.helpers import assert_one_error_line, cli_runner
+from tests.helpers import assert_one_error_line, cli_runner, importable_module
 
 TIMING = {"seconds", "eval_seconds", "first_step_seconds"}
 
@@ -314,6 +314,58 @@ def test_a_batched_tune_asks_k_trials_at_once_and_gives_the_lone_tunes_numbers(
     assert len(trials) == 4
     first_told = min(t.datetime_complete for t in trials)
     assert all(t.datetime_start < first_told for t in trials)  # all 4 asked before any told
+
+
+USER_MLP = """
+from torch import nn
+
+
+def my_mlp(in_features, num_classes):
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(in_features, 48), nn.Tanh(), nn.Linear(48, num_classes)
+    )
+"""
+
+
+@pytest.mark.slow
+def test_a_users_mlp_with_a_third_party_optimizer_batches_its_layers_through_the_cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model from the user's own module, stepped by pytorch_optimizer's Lion, tuned through
+    `optbench tune --batch-trials 3 --workers 2`: its copies take the layers' batched matmuls
+    (validate says so) and a batched evaluation, and every trial's epochs.csv is the unbatched
+    tune's to the bit."""
+    importable_module(tmp_path, "user_mlp_models", USER_MLP, monkeypatch)
+    config = {
+        **TUNE,
+        "name": "um",
+        "data": {"dataset": "sklearn_digits", "batch_size": 32, "validation": 300},
+        "model": {"name": "user_mlp_models.my_mlp"},
+        "loss": "cross_entropy",
+        "epochs": 3,
+        "optimizer": {"name": "pytorch_optimizer.Lion", "lr": 0.0001},
+        "tune": {**TUNE["tune"], "space": {"optimizer.lr": {"log_uniform": [1e-5, 1e-3]}}},
+    }
+    config.pop("problem")
+    path = tmp_path / "tune.yaml"
+    path.write_text(yaml.safe_dump(config))
+    runner = cli_runner()
+    validated = runner.invoke(app, ["validate", str(path), "--batching"])
+    assert "batched gradients: one batched matmul per layer" in validated.output, validated.output
+    for folder, extra in (("batched", ["--batch-trials", "3"]), ("lone", [])):
+        result = runner.invoke(
+            app,
+            ["tune", str(path), "--workers", "2", "--results-dir", str(tmp_path / folder), *extra],
+        )
+        assert result.exit_code == 0, result.output
+    tables = {}
+    for folder in ("batched", "lone"):
+        runs = sorted((tmp_path / folder / "um").glob("*/epochs.csv"))
+        tables[folder] = [pd.read_csv(r).drop(columns=list(TIMING)) for r in runs]
+    assert len(tables["batched"]) == len(tables["lone"]) >= 4
+    for batched, lone in zip(tables["batched"], tables["lone"], strict=True):
+        assert batched["valid_accuracy"].notna().all()  # evaluated on both splits
+        pd.testing.assert_frame_equal(batched, lone, check_exact=True)
 
 
 BENCHMARK = {
