@@ -566,7 +566,7 @@ def run_batch(
     force: bool = False,
     resume: bool = False,
     displays: Sequence[TrainingObserver] | None = None,
-    sync_every: float = 0.0,
+    save_every: float = 0.0,
     decision: BatchDecision | None = None,
 ) -> list[RunOutcome]:
     """`run_plan` for K plans trained as one batch: each trial's run folder, config, epochs.csv,
@@ -588,7 +588,7 @@ def run_batch(
             run = create_run_dir(results_dir, plan.name, plan.run_id)
             locks.enter_context(RunLock(run))
             checkpoints, finished = claim_run(
-                run, plan, force=force, resume=resume, sync_every=sync_every
+                run, plan, force=force, resume=resume, save_every=save_every
             )
             if finished is not None:
                 outcomes[index] = finished

@@ -21,27 +21,27 @@ import torch
 
 from optbench.components.optimizers import WRAPPED_ARGS
 from optbench.core.errors import ConfigError
-from optbench.storage.results import SyncPolicy, write_atomic
+from optbench.storage.results import EpochSaves, write_atomic
 
 FORMAT = "optbench-checkpoint-1"
 _KEYS = {"format", "run_id", "epoch", "rows", "model", "optimizer", "scheduler", "rng"}
 
 
 class CheckpointFile:
-    """checkpoint.pt in a run folder: saved atomically after every epoch."""
+    """checkpoint.pt in a run folder: saved atomically after every epoch (or the epochs `saves`
+    says are due: a tiny run's, storage/results.py EpochSaves)."""
 
-    def __init__(self, path: Path, run_id: str, policy: SyncPolicy | None = None) -> None:
+    def __init__(self, path: Path, run_id: str, saves: EpochSaves | None = None) -> None:
         self.path = path
         self.run_id = run_id
-        self.policy = policy or SyncPolicy()
+        self.saves = saves or EpochSaves()
 
     def exists(self) -> bool:
         return self.path.exists()
 
     def save(self, state: dict[str, Any]) -> None:
         saved = {"format": FORMAT, "run_id": self.run_id, **state}
-        sync = self.policy.sync(state.get("epoch", 0), self.path)
-        write_atomic(self.path, lambda handle: _torch_save(saved, handle), sync=sync)
+        write_atomic(self.path, lambda handle: _torch_save(saved, handle))
 
     def load(self, device: torch.device) -> dict[str, Any] | None:
         """The saved state, None when there is none; a clear error when it is not usable."""

@@ -34,10 +34,10 @@ from optbench.experiment.train import (
 from optbench.storage.records import Summary
 from optbench.storage.results import (
     FINISHED,
+    EpochSaves,
     RunDir,
     RunLock,
     Status,
-    SyncPolicy,
     create_run_dir,
 )
 
@@ -132,13 +132,15 @@ def summarize(
 
 
 class _SaveEachEpoch:
-    """Writes epochs.csv after every epoch, so a crash keeps every finished epoch."""
+    """Writes epochs.csv after every epoch (those `saves` says are due), so a crash keeps every
+    finished epoch (those since the last write are trained again on resume)."""
 
     def __init__(
-        self, run: RunDir, display: TrainingObserver, policy: SyncPolicy | None = None
+        self, run: RunDir, display: TrainingObserver, saves: EpochSaves | None = None
     ) -> None:
         self.run, self.display, self.rows = run, display, []
-        self.policy = policy or SyncPolicy()  # which epochs' files are fsynced
+        self.saves = saves or EpochSaves()
+        self.written = 0  # how many of the rows are on disk
 
     def epoch_started(self, epoch: int, num_batches: int) -> None:
         self.display.epoch_started(epoch, num_batches)
@@ -148,10 +150,18 @@ class _SaveEachEpoch:
 
     def epoch_finished(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
-        self.run.write_epochs(self.rows, self.policy.sync(row["epoch"], self.run.epochs_path))
-        if "path" in row:  # a 2-D problem's parameter path, kept in step with epochs.csv
-            self.run.write_path(self.rows, self.policy.sync(row["epoch"], self.run.path_path))
+        if self.saves.due(row["epoch"]):
+            self.flush()
         self.display.epoch_finished(row)
+
+    def flush(self) -> None:
+        """The rows not written yet to epochs.csv (and a 2-D problem's path.csv, kept in step)."""
+        if self.written == len(self.rows):
+            return
+        self.run.write_epochs(self.rows)
+        if any("path" in row for row in self.rows):
+            self.run.write_path(self.rows)
+        self.written = len(self.rows)
 
 
 def check_inputs(plan: RunPlan) -> None:
@@ -161,14 +171,15 @@ def check_inputs(plan: RunPlan) -> None:
 
 
 def claim_run(
-    run: RunDir, plan: RunPlan, *, force: bool, resume: bool, sync_every: float
+    run: RunDir, plan: RunPlan, *, force: bool, resume: bool, save_every: float
 ) -> tuple[CheckpointFile, RunOutcome | None]:
     """The run folder readied for training (held under its RunLock by the caller): its
     checkpoint file, and the outcome to return instead of training when the run is finished
     and `resume` asks only for it. Raises RunExistsError for a run that would be overwritten."""
     earlier = run.read_summary()
     status = earlier.status if earlier else None
-    checkpoints = CheckpointFile(run.checkpoint_path, plan.run_id, SyncPolicy(sync_every))
+    saves = EpochSaves(save_every, last_epoch=plan.config.epochs)
+    checkpoints = CheckpointFile(run.checkpoint_path, plan.run_id, saves)
     run.remove_partial_files()
     if force:
         run.clear()
@@ -189,12 +200,12 @@ def run_plan(
     resume: bool = False,
     detect_anomaly: bool = False,
     display: TrainingObserver | None = None,
-    sync_every: float = 0.0,
+    save_every: float = 0.0,
 ) -> RunOutcome:
     """Train a checked plan into results_dir/<name>/<run-id>/, reporting to `display` (the
-    caller's observer: a live table, a progress bar; by default nothing). `sync_every` > 0
-    fsyncs one epoch's files per that many seconds (SyncPolicy; a sweep's tiny runs), not every
-    epoch's.
+    caller's observer: a live table, a progress bar; by default nothing). `save_every` > 0
+    writes the epoch's files (checkpoint, epochs.csv) once per that many seconds (EpochSaves; a
+    sweep's tiny runs), not every epoch.
 
     Nothing is written on bad input. A finished run is left alone (RunExistsError without
     `force`, returned as it is with `resume`); an interrupted one continues from its checkpoint
@@ -204,7 +215,7 @@ def run_plan(
     run = create_run_dir(results_dir, plan.name, plan.run_id)
     with RunLock(run):
         checkpoints, finished = claim_run(
-            run, plan, force=force, resume=resume, sync_every=sync_every
+            run, plan, force=force, resume=resume, save_every=save_every
         )
         if finished is not None:
             return finished
@@ -235,7 +246,7 @@ def start_run(
     title = f"{plan.name} / {plan.run_id}  ({plan.optimizer.info.name}, {plan.device})"
     display.run_started(title, plan.config.epochs)
     loggers = open_loggers(plan, run.path, display, resuming=checkpoints.exists())
-    observer = _SaveEachEpoch(run, loggers.observer, checkpoints.policy)
+    observer = _SaveEachEpoch(run, loggers.observer, checkpoints.saves)
     return StartedRun(run, plan, checkpoints, display, loggers, observer, started)
 
 
@@ -251,7 +262,7 @@ def end_run(
         result, error = TrainResult(status=stop.status, rows=started.observer.rows), stop.reason
         stopped = {"epoch": len(started.observer.rows), "reason": stop.reason}
     started.display.run_ended(str(result.status))
-    checkpoints.policy.flush()  # the epochs on disk before the summary that says how it ended
+    started.observer.flush()  # the epochs on disk before the summary that says how it ended
     run.write_summary(summarize(plan, result, result.status, started.started, error, stopped))
     started.loggers.close(result.status)
     if result.status in FINISHED:  # nothing left to resume: the checkpoint only costs disk now
@@ -266,7 +277,7 @@ def fail_run(started: StartedRun, exc: BaseException) -> None:
     status, error = _failure(exc)
     failed = TrainResult(status=status, rows=started.observer.rows)
     with contextlib.suppress(ResultsWriteError):  # the first failure is the one to report
-        started.checkpoints.policy.flush()
+        started.observer.flush()
         started.run.write_summary(summarize(started.plan, failed, status, started.started, error))
     started.loggers.close(status)
     started.display.run_ended(str(status))

@@ -720,10 +720,10 @@ def end_epoch(
     observer: TrainingObserver,
     evaluated: Evaluated | None = None,
 ) -> None:
-    """The epoch's row, saved to the checkpoint first (it holds the rows, epochs.csv follows)
-    then reported."""
+    """The epoch's row, saved to the checkpoint first (it holds the rows, epochs.csv follows;
+    on the epochs its `saves` say are due) then reported."""
     row = finish_epoch(training, progress, evaluated)
-    if checkpoints is not None:
+    if checkpoints is not None and checkpoints.saves.due(progress.epoch):
         checkpoints.save(checkpoint_state(training, progress.epoch))
     observer.epoch_finished(row)
 

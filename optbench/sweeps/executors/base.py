@@ -113,10 +113,11 @@ class PipeReporter(SilentObserver):
         return PipeReporter(self.send, run_id, self.stop)
 
 
-# A tiny run fsyncs one epoch's files per this many seconds (storage/results.py SyncPolicy), not
-# every epoch's: a run in the driver's thread while runs are tiny (local.py), and each trial of
-# a batch, whose K trials each end an epoch every fraction of a second.
-TINY_SYNC_SECONDS = 1.0
+# A tiny run writes its epoch's files (checkpoint, epochs.csv) once per this many seconds and
+# after its last epoch (storage/results.py EpochSaves), not every epoch: a run in the driver's
+# thread while runs are tiny (local.py), and each trial of a batch, whose K trials each end an
+# epoch every fraction of a second. A kill costs at most this much training, done again.
+TINY_SAVE_SECONDS = 1.0
 
 # A batch point's config (sweeps/batching.py): the trials' shared config with, under this key,
 # each trial's run-id and the fields it sets itself (optimizer, scheduler, seed, name...).
@@ -129,7 +130,7 @@ def train_point(
     results_dir: str,
     display: Any | None = None,
     *watch: Callable[[], Any] | None,
-    sync_every: float = 0.0,
+    save_every: float = 0.0,
     threads: int | None = None,
 ) -> PointResult:
     """Run one sweep point to the end (resuming it if it was interrupted) and say how it went;
@@ -154,7 +155,7 @@ def train_point(
     except ConfigError as exc:
         return PointResult(run_id, Status.FAILED, f"cannot plan it here: {exc}")
     if BATCH in config:
-        parts = _train_batch(config, results_dir, display, list(watch), sync_every, threads)
+        parts = _train_batch(config, results_dir, display, list(watch), save_every, threads)
         failed = [part for part in parts if part.status != Status.COMPLETED]
         status = failed[0].status if failed else Status.COMPLETED
         return PointResult(run_id, status, failed[0].error if failed else None, parts=parts)
@@ -166,7 +167,7 @@ def train_point(
         [run_id],
         results_dir,
         plan.name,
-        lambda: [run_plan(plan, results_dir, resume=True, display=observer, sync_every=sync_every)],
+        lambda: [run_plan(plan, results_dir, resume=True, display=observer, save_every=save_every)],
     )
     return result
 
@@ -208,7 +209,7 @@ def _train_batch(
     results_dir: str,
     display: Any | None,
     watches: list[Callable[[], Any] | None],
-    sync_every: float,
+    save_every: float,
     threads: int | None,
 ) -> list[PointResult]:
     """A batch point's trials trained as one batch (experiment/batched.py), each one's
@@ -231,7 +232,7 @@ def _train_batch(
                 results_dir,
                 display,
                 watch,
-                sync_every=sync_every,
+                save_every=save_every,
                 threads=threads,
             )
             for (run_id, trial_config), watch in zip(trials, watches, strict=True)
@@ -250,7 +251,7 @@ def _train_batch(
             results_dir,
             resume=True,
             displays=[observers[run_id] for run_id in ids],
-            sync_every=max(sync_every, TINY_SYNC_SECONDS),
+            save_every=max(save_every, TINY_SAVE_SECONDS),
             decision=decision,
         ),
     )

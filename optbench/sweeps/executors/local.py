@@ -19,7 +19,7 @@ from typing import Any
 from optbench.core.byvalue import with_objects
 from optbench.storage.results import Status
 from optbench.sweeps.executors.base import (
-    TINY_SYNC_SECONDS,
+    TINY_SAVE_SECONDS,
     OnMessage,
     OnResult,
     Pending,
@@ -48,12 +48,12 @@ def _worker(connection: Connection, stop: threading.Event | None = None) -> None
     try:
         if stop is None:
             signal.signal(signal.SIGTERM, interrupt)  # SIGTERM stops a run like Ctrl-C does
-        sync_every = 0.0 if stop is None else TINY_SYNC_SECONDS
+        save_every = 0.0 if stop is None else TINY_SAVE_SECONDS
         while True:
             run_id, config, results_dir, threads, *watch = connection.recv()
             connection.send(("start", run_id, os.getpid()))
             reporter = PipeReporter(connection.send, run_id, stop)
-            options = {"sync_every": sync_every, "threads": threads}
+            options = {"save_every": save_every, "threads": threads}
             result = train_point(run_id, config, results_dir, reporter, *watch, **options)
             connection.send(("result", result))
     except (KeyboardInterrupt, EOFError, OSError):
