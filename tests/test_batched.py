@@ -488,11 +488,11 @@ def _with_class(bound: Any, cls: type) -> Any:
 
 def _spy_on_gradients(monkeypatch: pytest.MonkeyPatch) -> tuple[list[Any], dict[str, int]]:
     """The strategies train_batched chose, and a count of the steps computed for all copies at
-    once, by way (vmap, or the layers' batched matmuls)."""
+    once, by way (vmap, or the stacked forward: the layers' batched matmuls or the model's own)."""
     from optbench.experiment import batched, copy_gradients
 
     chosen: list[Any] = []
-    taken = {"_vmap_grads": 0, "layer_grads": 0}
+    taken = {"_vmap_grads": 0, "stacked_grads": 0}
     plan_gradients = copy_gradients.copy_gradients
 
     def choose(plans: Any) -> Any:
@@ -518,9 +518,11 @@ def _spy_on_gradients(monkeypatch: pytest.MonkeyPatch) -> tuple[list[Any], dict[
 @pytest.mark.parametrize(
     ("problem", "name", "data", "way", "strategy"),
     [
-        ("digits_mlp", "Adam", None, "layer_grads", "LayerStackCopies"),
-        ("fmnist_logreg", "SGD", {"subset": 1000}, "layer_grads", "LayerStackCopies"),
-        ("rosenbrock", "SGD", None, "_vmap_grads", "VmappedCopies"),
+        ("digits_mlp", "Adam", None, "stacked_grads", "StackedCopies"),
+        ("fmnist_logreg", "SGD", {"subset": 1000}, "stacked_grads", "StackedCopies"),
+        ("rosenbrock", "SGD", None, "stacked_grads", "StackedCopies"),
+        ("branin", "Adam", None, "stacked_grads", "StackedCopies"),
+        ("quadratic_deep", "SGD", None, "_vmap_grads", "VmappedCopies"),
     ],
 )
 def test_copies_computed_at_once_give_the_lone_runs_tables(
@@ -532,10 +534,11 @@ def test_copies_computed_at_once_give_the_lone_runs_tables(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """digits_mlp's MLP and Fashion-MNIST's logistic regression take the layers' batched
-    matmuls (experiment/stacked_layers.py), the 2-D Rosenbrock one torch.func.vmap over the
-    stacked copies, and every trial's per-epoch table is its lone run's to the bit. Under the
-    run's one thread, as run_batch trains it: the kernels, and so whether a batched kernel sums
-    as the loop does, depend on the threads (with two, digits_mlp's steps are not batched)."""
+    matmuls (experiment/stacked_layers.py), the 2-D Rosenbrock and Branin their own stacked
+    forward, quadratic_deep one torch.func.vmap over the stacked copies, and every trial's
+    per-epoch table is its lone run's to the bit. Under the run's one thread, as run_batch
+    trains it: the kernels, and so whether a batched kernel sums as the loop does, depend on
+    the threads (with two, digits_mlp's steps are not batched)."""
     from optbench.components.data import InMemoryDataset
     from optbench.experiment import copy_gradients
 
@@ -554,10 +557,10 @@ def test_copies_computed_at_once_give_the_lone_runs_tables(
     # every step at once (each shape's first as its proof, beside the loop), and planning's
     assert taken[way] == steps + 1
     assert set(chosen[0].refusals.values()) == {None}  # the full batches and the last, smaller
-    if strategy == "LayerStackCopies":  # and the evaluations, all copies in one forward
+    if strategy == "StackedCopies":  # and the evaluations, all copies in one forward
         assert any(shape[0] == "evaluation" for shape in chosen[0].refusals)
     # the splits transformed once for all trials: training's and, evaluated together, test's
-    assert len(transformed) == (2 if strategy == "LayerStackCopies" else 1)
+    assert len(transformed) == (2 if strategy == "StackedCopies" else 1)
 
 
 def _train_samples(plan: Any) -> Any:

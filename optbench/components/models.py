@@ -626,6 +626,16 @@ class TwoD(KnownOptimum):
         value = self.function.value(self.u, self.v, torch.cos)
         return (value + self.u * inputs[:, 0] + self.v * inputs[:, 1]).unsqueeze(1)
 
+    def stacked_forward(
+        self, params: dict[str, torch.Tensor], inputs: torch.Tensor
+    ) -> torch.Tensor:
+        """K copies' outputs [K, B, 1] from their stacked u and v [K] and inputs [K, B, 2]:
+        forward's elementwise ops, in its order, on all copies at once (a batch of trials,
+        experiment/stacked_layers.py)."""
+        u, v = params["u"], params["v"]
+        value = self.function.value(u, v, torch.cos)[:, None]
+        return (value + u[:, None] * inputs[..., 0] + v[:, None] * inputs[..., 1]).unsqueeze(-1)
+
 
 def rosenbrock(spec: DataSpec) -> nn.Module:
     """DeepOBS's noisy 2-D Rosenbrock, from (-0.5, 1.5); minimum (1, 1)."""

@@ -1,12 +1,13 @@
 """How the K model copies of a batch (experiment/batched.py) get their gradients, chosen while
 planning (`copy_gradients`): one batched matmul per layer for a model of Linear layers and
-activations, one vmap over the copies' stacked parameters for any other, or each copy's
-forward in turn.
+activations (or the model's own forward of all copies: the 2-D test functions), one vmap over
+the copies' stacked parameters for any other, or each copy's forward in turn.
 
-- `LayerStackCopies` (experiment/stacked_layers.py): the copies' Linear layers as `torch.bmm`
-  over their stacked weights, with a lone nn.Linear's backward written out; a few autograd
-  nodes a step where vmap's transforms cost more than a small MLP's arithmetic. Proven as vmap
-  is, and used from 2 copies on: it is cheaper than the loop from there.
+- `StackedCopies` (experiment/stacked_layers.py): the copies' Linear layers as `torch.bmm`
+  over their stacked weights, with a lone nn.Linear's backward written out, or a model's own
+  `stacked_forward`; a few autograd nodes a step where vmap's transforms cost more than a small
+  model's arithmetic. Proven as vmap is, and used from 2 copies on: it is cheaper than the loop
+  from there.
 - `VmappedCopies`, torch.func's model ensembling: every copy's parameters and buffers stacked
   along a new leading dimension, and one `vmap(grad_and_value(functional_call))` computes each
   copy's loss and gradients on its own trial's batch, one batched kernel per layer for all
@@ -48,7 +49,12 @@ from optbench.components.losses import loss_of
 from optbench.components.outputs import forward
 from optbench.experiment.plan import RunPlan, trial_batch
 from optbench.experiment.runner import torch_threads
-from optbench.experiment.stacked_layers import layer_grads, layers_of, stacked_outputs
+from optbench.experiment.stacked_layers import (
+    layers_of,
+    stacked_forward_of,
+    stacked_grads,
+    stacked_outputs,
+)
 from optbench.experiment.train import _l2_penalty, _loss
 
 Batch = tuple[Any, Any]  # one step's (inputs, targets); inputs may be a dict of columns
@@ -158,12 +164,17 @@ class VmappedCopies:
         return f"{fewer}each new shape of step proven first"
 
 
-class LayerStackCopies(VmappedCopies):
-    """A model of Linear layers and activations: one batched matmul per layer for all copies
-    (experiment/stacked_layers.py), cheaper than vmap's transforms; proven as vmap is."""
+class StackedCopies(VmappedCopies):
+    """A model of Linear layers and activations (one batched matmul per layer for all copies),
+    or one that forwards its copies stacked itself (experiment/stacked_layers.py): cheaper than
+    vmap's transforms; proven as vmap is."""
+
+    def __init__(self, fewest: int, layered: bool) -> None:
+        super().__init__(fewest)
+        self.layered = layered  # the layers' matmuls, else the model's own stacked_forward
 
     def grads(self, *args: Any) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
-        return layer_grads(*args)
+        return stacked_grads(*args)
 
     def outputs_of(self, models: Sequence[nn.Module]) -> Outputs | None:
         """One stacked forward for all copies, for each shape of evaluation batch whose first
@@ -186,7 +197,8 @@ class LayerStackCopies(VmappedCopies):
         return outputs
 
     def describe(self) -> str:
-        return f"one batched matmul per layer for all copies ({self._proviso()})"
+        how = "one batched matmul per layer" if self.layered else "the model's own forward"
+        return f"{how} for all copies ({self._proviso()})"
 
 
 @dataclass
@@ -207,8 +219,9 @@ class _Copy:
 
 def copy_gradients(plans: Sequence[RunPlan]) -> CopyGradients:
     """How the copies of `plans` (one batch, one problem) get their gradients: a model of
-    Linear layers and activations as batched matmuls, any other vmapped, where one step
-    computed both ways agrees to the bit; else the loop, with the reason."""
+    Linear layers and activations as batched matmuls (a model that forwards its copies stacked
+    itself, so), any other vmapped, where one step computed both ways agrees to the bit; else
+    the loop, with the reason."""
     first = plans[0]
     if _forward_draws(first):
         reason = "its forward draws random numbers (dropout), each copy its lone run's in turn"
@@ -216,9 +229,10 @@ def copy_gradients(plans: Sequence[RunPlan]) -> CopyGradients:
     rng = torch.get_rng_state()
     try:
         with torch_threads(first.threads):  # the kernels, and so the sums' order, depend on them
-            layered = layers_of(first.build_model()) is not None
-            if layered and _refusal(plans, layer_grads) is None:
-                return LayerStackCopies(2)
+            model = first.build_model()
+            stackable = stacked_forward_of(model) is not None
+            if stackable and _refusal(plans, stacked_grads) is None:
+                return StackedCopies(2, layered=layers_of(model) is not None)
             refusal = _refusal(plans, _vmap_grads)
     finally:
         torch.set_rng_state(rng)

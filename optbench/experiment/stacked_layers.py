@@ -1,6 +1,8 @@
 """The K copies' forward and backward as one batched kernel per layer, for models built of
 Linear layers, flattening and elementwise activations (an MLP, a logistic regression): the
-stacks' rows are the copies, `torch.bmm` multiplies all of them at once.
+stacks' rows are the copies, `torch.bmm` multiplies all of them at once. A model of optbench's
+own may forward its K copies itself (`stacked_forward(params, inputs)`: the 2-D test functions,
+whose ops are elementwise).
 
 torch.func's vmap does the same for any model, but its transforms cost about 1.5 ms of Python a
 step, more than a small MLP's arithmetic for 16 copies. Here a step is a handful of autograd
@@ -13,6 +15,7 @@ never assumed (experiment/copy_gradients.py compares every new shape of step wit
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -36,6 +39,8 @@ ELEMENTWISE = (
 )
 
 Layer = tuple[str, Any]  # ("linear", parameter prefix) | ("flatten", start_dim) | ("apply", module)
+# (stacked parameters by name, stacked inputs [K, B, ...]) -> the copies' outputs [K, B, ...]
+StackedForward = Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor]
 
 
 def layers_of(model: nn.Module, prefix: str = "") -> list[Layer] | None:
@@ -99,7 +104,27 @@ def stacked_forward(
     return x
 
 
-def layer_grads(
+def stacked_forward_of(model: nn.Module) -> StackedForward | None:
+    """How the K copies of `model` forward at once, None where they cannot: a stack of Linear
+    layers and activations as batched matmuls, or the model's own `stacked_forward`, where the
+    class that defines it also defines the forward it stands for (not a subclass's)."""
+    layers = layers_of(model)
+    if layers is not None:
+        return functools.partial(stacked_forward, layers)
+    kind = type(model)
+    if hasattr(kind, "stacked_forward") and _defines(kind, "forward") is _defines(
+        kind, "stacked_forward"
+    ):
+        return model.stacked_forward  # type: ignore[no-any-return]
+    return None
+
+
+def _defines(kind: type, name: str) -> type | None:
+    """The class in `kind`'s MRO whose own body defines `name`."""
+    return next((c for c in kind.__mro__ if name in vars(c)), None)
+
+
+def stacked_grads(
     base: nn.Module,
     params: dict[str, torch.Tensor],
     copies: Sequence[Any],
@@ -108,15 +133,15 @@ def layer_grads(
 ) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
     """Each copy's loss, taken on its own outputs as a lone run takes it, and the stacked
     gradients by name (copy_gradients' way of computing a step, as `_vmap_grads`)."""
-    layers = layers_of(base)
-    if layers is None:
-        raise TypeError(f"{type(base).__name__} is not a stack of Linear layers and activations")
+    forward_all = stacked_forward_of(base)
+    if forward_all is None:
+        raise TypeError(f"{type(base).__name__} cannot forward its copies stacked")
     if set(params) != {name for name, _ in base.named_parameters()}:
         raise TypeError("some of its parameters are frozen")
     if any(isinstance(x, dict) for x, _ in batches):
         raise TypeError("its inputs are a dict of columns")
     leaves = {name: p.detach().requires_grad_() for name, p in params.items()}
-    outputs = stacked_forward(layers, leaves, torch.stack([x for x, _ in batches]))
+    outputs = forward_all(leaves, torch.stack([x for x, _ in batches]))
     losses = [
         loss_of(loss_fn, out, y) for out, (_, y) in zip(outputs.unbind(), batches, strict=True)
     ]
@@ -126,13 +151,13 @@ def layer_grads(
 
 def stacked_outputs(models: Sequence[nn.Module]) -> Callable[[torch.Tensor], list[torch.Tensor]]:
     """The copies' outputs on one batch of inputs they all take (an evaluation's), from one
-    forward of their stacked parameters; for models `layers_of` reads."""
-    layers = layers_of(models[0])
-    assert layers is not None
+    forward of their stacked parameters; for models `stacked_forward_of` reads."""
+    forward_all = stacked_forward_of(models[0])
+    assert forward_all is not None
     named = [dict(model.named_parameters()) for model in models]
     params = {name: torch.stack([n[name].detach() for n in named]) for name in named[0]}
 
     def outputs(inputs: torch.Tensor) -> list[torch.Tensor]:
-        return list(stacked_forward(layers, params, inputs.expand(len(models), *inputs.shape)))
+        return list(forward_all(params, inputs.expand(len(models), *inputs.shape)))
 
     return outputs
