@@ -1,7 +1,7 @@
 """Training alone, in this process: what batching saves on each problem of the quick suite.
 
 Usage:
-    python benchmarks/batched_problems.py [--k 15] [--epochs 20]
+    python benchmarks/batched_problems.py [--k 15] [--epochs 20] [--problems digits_mlp ...]
 
 For each of the quick suite's problems (configs/suites/quick.yaml, fmnist_small as its
 problems/fmnist_small.yaml), K Adam trials (lr 1e-4 x 1.5^i, seeds 0-2 in turn, one thread)
@@ -39,13 +39,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--k", type=int, default=15)
     parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--problems", nargs="+", choices=list(PROBLEMS), default=list(PROBLEMS))
     args = parser.parse_args()
     torch.set_num_threads(1)
     chosen: list[Any] = []
     choose = batched.copy_gradients
     batched.copy_gradients = lambda plans: chosen.append(choose(plans)) or chosen[-1]
     print(f"{args.k} Adam trials, {args.epochs} epochs; CPU seconds, lone / batched")
-    for problem, extra in PROBLEMS.items():
+    for problem in args.problems:
+        extra = PROBLEMS[problem]
         base = {"name": problem, "problem": problem, "device": "cpu", "threads": 1}
         plans = [
             make_plan(
