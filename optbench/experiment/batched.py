@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from optbench.components.data import ShuffledBatches
+from optbench.components.data import InMemoryDataset, ShuffledBatches
 from optbench.core.errors import ConfigError
 from optbench.experiment.checkpoint import CheckpointFile
 from optbench.experiment.copy_gradients import CopyGradients, copy_gradients
@@ -49,6 +49,7 @@ from optbench.experiment.runner import (
     start_run,
     torch_threads,
 )
+from optbench.experiment.stacked_layers import GatheredBatches
 from optbench.experiment.stacked_update import StackedStep, rule_refusal
 from optbench.experiment.train import (
     EpochProgress,
@@ -363,11 +364,21 @@ class _StackedUpdate:
         self.stacked.hand_back()  # type: ignore[union-attr]
 
 
-def _step(trials: list[_Trial], update: Any, gradients: CopyGradients) -> None:
+def _step(
+    trials: list[_Trial], update: Any, gradients: CopyGradients, shared: InMemoryDataset | None
+) -> None:
     """One step of every trial in `trials`: each copy's loss and gradients on its own trial's
-    batch (vmapped or looped, as planned), then one update of them all."""
+    batch (vmapped or looped, as planned; fetched in one gather from the training split the
+    trials share, where they share one), then one update of them all."""
     update.zero_grad()
-    batches = [next(trial.batches) for trial in trials]  # type: ignore[arg-type]
+    if shared is None:
+        batches = [next(trial.batches) for trial in trials]  # type: ignore[arg-type]
+    else:  # each trial's batch indices (trial.batches: ShuffledBatches.indices), one gather
+        index = torch.stack([next(trial.batches) for trial in trials])  # type: ignore[arg-type]
+        inputs, targets = shared.fetch(index.view(-1))
+        batches = GatheredBatches(
+            inputs.unflatten(0, index.shape), targets.unflatten(0, index.shape)
+        )
     for trial, loss in zip(trials, gradients(trials, batches, update.stacked), strict=True):
         trial.last_loss = loss
     update.step()
@@ -395,6 +406,7 @@ def train_batched(
         and _evaluates_together(trials)
     )
     _transform_once(trials, together)
+    shared = _shared_train_set(trials)
     optimizers = [trial.training.optimizer for trial in trials]
     update = _StackedUpdate() if stacked else _GroupedUpdate(optimizers)
     epochs = plans[0].config.epochs
@@ -404,7 +416,7 @@ def train_batched(
             active = [t for t in trials if t.ended is None and t.training.done < epoch]
             if not active:
                 break
-            _train_epoch(active, update, epoch, gradients, together)
+            _train_epoch(active, update, epoch, gradients, together, shared)
     return [trial.ended or trial.training.result for trial in trials]
 
 
@@ -426,6 +438,7 @@ def _train_epoch(
     epoch: int,
     gradients: CopyGradients,
     evaluate_together: bool = False,
+    shared: InMemoryDataset | None = None,
 ) -> None:
     """One epoch of the trials still training: their steps together, then each one's
     evaluation (together where the trials share their splits), row and checkpoint as its lone
@@ -434,11 +447,12 @@ def _train_epoch(
     for trial in trials:
         with trial.own_rng():
             trial.progress = start_epoch(trial.training, epoch, trial.observer)
-            trial.batches = iter(trial.training.loader)
+            loader = trial.training.loader
+            trial.batches = iter(loader) if shared is None else loader.indices()
     active = list(trials)
     update.start(active)
     for _ in range(trials[0].training.steps_in_epoch):
-        _step(active, update, gradients)
+        _step(active, update, gradients, shared)
         for trial in active:
             trial.ended = after_step(
                 trial.training,
@@ -506,6 +520,23 @@ def _transform_once(trials: Sequence[_Trial], evaluate_together: bool) -> None:
         test = evaluator.test_set.normalized()
         for trial in trials:
             trial.training.evaluator.valid_set, trial.training.evaluator.test_set = valid, test
+
+
+def _shared_train_set(trials: Sequence[_Trial]) -> InMemoryDataset | None:
+    """The training split every trial's loader serves (`_transform_once` shares it), when it
+    does not augment: a step then fetches all trials' batches in one gather, the same rows."""
+    loaders = [trial.training.loader for trial in trials]
+    data = getattr(loaders[0], "dataset", None)
+    if type(data) is not InMemoryDataset or data.augment is not None:  # not columns, tokens
+        return None
+    first = loaders[0]
+    shared = all(
+        isinstance(each, ShuffledBatches)
+        and each.dataset is data
+        and (each.batch_size, each.drop_last) == (first.batch_size, first.drop_last)
+        for each in loaders
+    )
+    return data if shared else None
 
 
 def _evaluates_together(trials: Sequence[_Trial]) -> bool:

@@ -50,14 +50,18 @@ from optbench.components.outputs import forward
 from optbench.experiment.plan import RunPlan, trial_batch
 from optbench.experiment.runner import torch_threads
 from optbench.experiment.stacked_layers import (
+    Batch,
+    GatheredBatches,
+    copy_targets,
     layers_of,
+    stack_values,
+    stacked_batch,
     stacked_forward_of,
     stacked_grads,
     stacked_outputs,
 )
 from optbench.experiment.train import _l2_penalty, _loss
 
-Batch = tuple[Any, Any]  # one step's (inputs, targets); inputs may be a dict of columns
 Outputs = Callable[[Any], list[torch.Tensor]]  # inputs -> each copy's outputs on them
 
 # On a CPU a vmap's fixed cost outweighs what it saves below about 10 copies: with the stacked
@@ -281,13 +285,6 @@ def _to(inputs: Any, device: torch.device) -> Any:
     return inputs.to(device)
 
 
-def _stacked(values: Sequence[Any]) -> Any:
-    """K tensors, or K dicts of tensors by name, stacked along a new leading dimension."""
-    if isinstance(values[0], dict):
-        return {key: torch.stack([value[key] for value in values]) for key in values[0]}
-    return torch.stack(list(values))
-
-
 def _step_shape(batches: Sequence[Batch]) -> tuple[Any, ...]:
     """What decides the kernels of a vmapped step: the number of copies, the batches' shapes."""
 
@@ -296,6 +293,9 @@ def _step_shape(batches: Sequence[Batch]) -> tuple[Any, ...]:
             return tuple((key, tuple(column.shape)) for key, column in value.items())
         return tuple(value.shape)
 
+    if isinstance(batches, GatheredBatches):  # every copy's batch is a row of the stacks
+        inputs, targets = batches.inputs, batches.targets
+        return ((tuple(inputs.shape[1:]), tuple(targets.shape[1:])),) * len(batches)
     return tuple((shape(inputs), shape(targets)) for inputs, targets in batches)
 
 
@@ -313,7 +313,7 @@ def _vmapped(
     layers' matmuls) over its stacked parameters, and its loss; the copies are left as they
     were."""
     with torch.no_grad():
-        params = _stacked([copy.params for copy in copies])
+        params = stack_values([copy.params for copy in copies])
     losses, grads = grads_of(copies[0].model, params, copies, loss_fn, batches)
     per_name = [grads[name].unbind() for name in copies[0].params]
     return losses, [list(copy) for copy in zip(*per_name, strict=True)]
@@ -329,7 +329,7 @@ def _vmap_grads(
     """Each copy's loss, read off its outputs from the vmap as a lone run reads it, and the
     stacked gradients by name, from one vmap over `params` (the copies' stacked parameters)."""
     with torch.no_grad():
-        others = _stacked([copy.others for copy in copies])
+        others = stack_values([copy.others for copy in copies])
 
     def copy_loss(params: Any, others: Any, inputs: Any, targets: Any) -> Any:
         args, kwargs = ((), inputs) if isinstance(inputs, dict) else ((inputs,), {})  # forward's
@@ -338,12 +338,14 @@ def _vmap_grads(
             raise TypeError(f"its outputs are a {type(outputs).__name__}, not one tensor")
         return loss_of(loss_fn, outputs, targets), outputs.detach()
 
-    inputs, targets = _stacked([x for x, _ in batches]), _stacked([y for _, y in batches])
+    inputs, targets = stacked_batch(batches)
     grads, (_, outputs) = vmap(grad_and_value(copy_loss, has_aux=True))(
         params, others, inputs, targets
     )
     with torch.no_grad():  # vmap's own loss may sum in another order (nll_loss's mean does)
-        losses = [loss_of(loss_fn, out, y) for out, (_, y) in zip(outputs, batches, strict=True)]
+        losses = [
+            loss_of(loss_fn, out, y) for out, y in zip(outputs, copy_targets(batches), strict=True)
+        ]
     return losses, grads
 
 

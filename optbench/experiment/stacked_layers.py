@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, overload
 
 import torch
 from torch import nn
@@ -104,6 +104,53 @@ def stacked_forward(
     return x
 
 
+Batch = tuple[Any, Any]  # one step's (inputs, targets); inputs may be a dict of columns
+
+
+class GatheredBatches(Sequence[Batch]):
+    """K trials' batches fetched in one gather from the training split they share: the stacks
+    [K, B, ...] that the batched ways read as they are, and each copy's own batch (the loop's)
+    as a fresh copy of its rows, laid out as a lone fetch lays it out. A kernel's sums can
+    depend on where a tensor starts in memory (MKL's do), so a view into the stack is not a
+    lone run's batch."""
+
+    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor) -> None:
+        self.inputs, self.targets = inputs, targets
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    @overload
+    def __getitem__(self, k: int) -> Batch: ...
+    @overload
+    def __getitem__(self, k: slice) -> Sequence[Batch]: ...
+    def __getitem__(self, k: int | slice) -> Batch | Sequence[Batch]:
+        if isinstance(k, slice):
+            return [self[i] for i in range(len(self))[k]]
+        return self.inputs[k].clone(), self.targets[k].clone()
+
+
+def stack_values(values: Sequence[Any]) -> Any:
+    """K tensors, or K dicts of tensors by name, stacked along a new leading dimension."""
+    if isinstance(values[0], dict):
+        return {key: torch.stack([value[key] for value in values]) for key in values[0]}
+    return torch.stack(list(values))
+
+
+def stacked_batch(batches: Sequence[Batch]) -> tuple[Any, Any]:
+    """The K batches' inputs and targets, each stacked along a new leading dimension."""
+    if isinstance(batches, GatheredBatches):
+        return batches.inputs, batches.targets
+    return stack_values([x for x, _ in batches]), stack_values([y for _, y in batches])
+
+
+def copy_targets(batches: Sequence[Batch]) -> list[Any]:
+    """Each copy's targets, for its loss (a gathered stack's rows, as they are)."""
+    if isinstance(batches, GatheredBatches):
+        return list(batches.targets)
+    return [y for _, y in batches]
+
+
 def stacked_forward_of(model: nn.Module) -> StackedForward | None:
     """How the K copies of `model` forward at once, None where they cannot: a stack of Linear
     layers and activations as batched matmuls, or the model's own `stacked_forward`, where the
@@ -129,7 +176,7 @@ def stacked_grads(
     params: dict[str, torch.Tensor],
     copies: Sequence[Any],
     loss_fn: nn.Module,
-    batches: Sequence[tuple[Any, Any]],
+    batches: Sequence[Batch],
 ) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
     """Each copy's loss, taken on its own outputs as a lone run takes it, and the stacked
     gradients by name (copy_gradients' way of computing a step, as `_vmap_grads`)."""
@@ -138,12 +185,14 @@ def stacked_grads(
         raise TypeError(f"{type(base).__name__} cannot forward its copies stacked")
     if set(params) != {name for name, _ in base.named_parameters()}:
         raise TypeError("some of its parameters are frozen")
-    if any(isinstance(x, dict) for x, _ in batches):
+    inputs, _ = stacked_batch(batches)
+    if isinstance(inputs, dict):
         raise TypeError("its inputs are a dict of columns")
     leaves = {name: p.detach().requires_grad_() for name, p in params.items()}
-    outputs = forward_all(leaves, torch.stack([x for x, _ in batches]))
+    outputs = forward_all(leaves, inputs)
     losses = [
-        loss_of(loss_fn, out, y) for out, (_, y) in zip(outputs.unbind(), batches, strict=True)
+        loss_of(loss_fn, out, y)
+        for out, y in zip(outputs.unbind(), copy_targets(batches), strict=True)
     ]
     torch.stack(losses).sum().backward()  # each loss's gradient is 1, as its lone backward's
     return [loss.detach() for loss in losses], {name: p.grad for name, p in leaves.items()}

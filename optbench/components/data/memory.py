@@ -212,6 +212,11 @@ class ShuffledBatches:
         return -(-len(self.dataset) // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return map(self.dataset.fetch, self.indices())
+
+    def indices(self) -> Iterator[torch.Tensor]:
+        """A pass's batches as the indices `__iter__` fetches, with the same draws: a batch of
+        trials sharing the dataset fetches all its trials' batches at once."""
         if self.order is not None:
             return self._in_order(self.order)
         torch.empty((), dtype=torch.int64).random_(generator=self.generator)  # the base seed
@@ -220,13 +225,13 @@ class ShuffledBatches:
     def _draw_permutation(self) -> torch.Tensor:
         return torch.randperm(len(self.dataset), generator=self.generator)
 
-    def _in_order(self, order: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _in_order(self, order: torch.Tensor) -> Iterator[torch.Tensor]:
         """The batches of `order`, the partial last one where it is kept."""
         size = self.batch_size
         for start in range(0, len(self) * size, size):
-            yield self.dataset.fetch(order[start : start + size])
+            yield order[start : start + size]
 
-    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _batches(self) -> Iterator[torch.Tensor]:
         n, size = len(self.dataset), self.batch_size
         order = self._draw_permutation().to(self.dataset.targets.device)
         if self.drop_last:
@@ -236,6 +241,6 @@ class ShuffledBatches:
         for start in range(0, n, size):
             if start + size > n:  # a short last batch: the sampler runs past its permutation
                 self._draw_permutation()
-            yield self.dataset.fetch(order[start : start + size])
+            yield order[start : start + size]
         if n % size == 0:  # asked for one more batch, the sampler runs past its permutation
             self._draw_permutation()
