@@ -632,3 +632,53 @@ def test_a_torn_last_journal_record_is_dropped_and_every_complete_one_kept(tmp_p
     after = _study(results, "torn", "SGD").trials  # Optuna reads the whole journal again
     assert [(t.number, t.state.name, t.params) for t in after[:2]] == before
     assert len(after) == 3 and after[2].state.name == "COMPLETE"
+
+
+@pytest.mark.durable
+def test_a_told_trials_journal_records_are_fsynced_once_at_the_end_of_its_telling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Telling a trial appends some 24 records (each epoch reported, its attributes, its
+    state); each append is whole and in the file at once, and the journal is fsynced once,
+    after the last of them, not after each (an fsync costs milliseconds)."""
+    from optbench.sweeps import study as study_module
+    from optbench.sweeps.tune_telling import TrialTeller
+
+    events: list[str] = []
+    real_fsync, real_append = os.fsync, study_module._append_whole
+
+    def fsync(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}").endswith("optuna-journal.log"):
+            events.append("fsync")
+        real_fsync(fd)
+
+    def append(path: Path, record: bytes, sync: bool = True) -> None:
+        events.append("append")
+        real_append(path, record, sync)
+
+    def telling(tell: Any) -> Any:
+        def spied(*args: Any, **kwargs: Any) -> Any:
+            events.append("tell")
+            try:
+                return tell(*args, **kwargs)
+            finally:
+                events.append("told")
+
+        return spied
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(study_module, "_append_whole", append)
+    monkeypatch.setattr(TrialTeller, "tell", telling(TrialTeller.tell))
+    tune = {"space": {"optimizer.lr": LR}, "trials": 2, "pruner": "none", "seeds": [0]}
+    config = write_config(tmp_path, _config("once", tune, epochs=4))
+    results = tmp_path / "results"
+    assert _tune(str(config), "--results-dir", str(results), "--workers", "1").exit_code == 0
+    tellings = re.findall(r"tell((?:,\w+)*?),told", ",".join(events))
+    assert len(tellings) == 2
+    for telling_events in tellings:
+        inside = telling_events.strip(",").split(",")
+        assert inside.count("append") >= 8  # 4 epochs reported, 3 attributes, the state
+        assert inside[-1] == "fsync" and inside.count("fsync") == 1
+    trials = _study(results, "once", "SGD").get_trials(deepcopy=False)  # Optuna reads them all
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    assert all(sorted(t.intermediate_values) == [1, 2, 3, 4] for t in trials)

@@ -15,7 +15,7 @@ from typing import Any
 from optbench.core.errors import ResultsWriteError
 from optbench.storage.results import Status
 from optbench.sweeps.reruns import DeathCount
-from optbench.sweeps.study import EPOCHS, NOT_COUNTED, SECONDS, STATUS
+from optbench.sweeps.study import EPOCHS, NOT_COUNTED, SECONDS, STATUS, one_fsync
 from optbench.sweeps.tune_runs import describe, epoch_rows, final_value, finite
 from optbench.sweeps.tune_setup import Arm
 from optbench.sweeps.tune_studies import Studies, TuneContext
@@ -65,6 +65,7 @@ class TrialTeller:
         ends every time); then it fails and counts, saying so (sweeps/reruns.py)."""
         return self.deaths.again(result, self.context.run(result.run_id))
 
+    @one_fsync()  # its epochs reported, attributes and state: some 24 records, fsynced once
     def tell(
         self, arm: Arm, trial: Any, run_id: str, status: Status, error: str | None
     ) -> str | None:
