@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
+from torch import nn
 
 from optbench.components.data import load_data
 from optbench.core.config import load_config, validate_config
@@ -430,6 +432,39 @@ def test_a_pt_file_in_the_working_directory(project: Path) -> None:
     plan = make_plan(load_config(write_config(project, normalized)))
     inputs, _ = load_data(plan.data, 0)[0].__getitems__([0])
     assert torch.allclose(inputs, (x[:1].float() / 255 - 0.5) / 0.25)
+
+
+def test_float_images_normalized_are_evaluated_the_same_every_epoch(
+    project: Path, tmp_path: Path
+) -> None:
+    """An .npz of float images in [0, 1] with data.normalize: evaluation normalises each test
+    batch, never the stored test set in place (which each epoch's evaluation would normalise
+    again). With lr 0 the model never changes, so every epoch's test loss is the first's, and
+    the first is the hand-normalised batch's."""
+    x, y = _images(12, 4, 0)
+    floats = x.float() / 255
+    np.savez(
+        project / "floats.npz",
+        x_train=floats.numpy(),
+        y_train=y.numpy(),
+        x_test=floats[:4].numpy(),
+        y_test=y[:4].numpy(),
+    )
+    config = _file_config("floats.npz")
+    config["data"]["normalize"] = {"mean": [0.5], "std": [0.25]}
+    config["optimizer"] = {"name": "SGD", "lr": 0.0}
+    config["epochs"] = 3
+    result = _run(write_config(project, config), tmp_path / "results")
+    assert result.exit_code == 0, result.output
+    (epochs,) = (tmp_path / "results" / "tiny").glob("*/epochs.csv")
+    losses = pd.read_csv(epochs)["test_loss"].tolist()
+    assert losses == [losses[0]] * 3
+    plan = make_plan(load_config(write_config(project, config)))
+    torch.manual_seed(plan.config.seed)
+    model = plan.build_model()
+    with torch.no_grad():
+        expected = nn.functional.cross_entropy(model((floats[:4] - 0.5) / 0.25), y[:4])
+    assert losses[0] == pytest.approx(float(expected), rel=1e-6)
 
 
 @pytest.mark.parametrize(

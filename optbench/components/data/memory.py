@@ -78,18 +78,18 @@ class InMemoryDataset(torch.utils.data.Dataset):
         assert self.augment is None
         if not self._scale and self._mean is None:  # served as held already
             return self
-        inputs = self.inputs if self._scale else self.inputs.clone()  # transform works in place
-        return InMemoryDataset(self.transform(inputs), self.targets)
+        return InMemoryDataset(self.transform(self.inputs), self.targets)
 
     def transform(self, inputs: torch.Tensor, augment: bool = False) -> torch.Tensor:
         """uint8 -> float in [0, 1] -> normalized: the same ops as ToTensor then Normalize;
         with `augment` (and an augmentation), augmented before normalising."""
+        fresh = False  # whether `inputs` is a tensor of our own yet, not the caller's
         if augment and self.augment is not None:
-            inputs = self.augment(inputs, scale=self._scale)
+            inputs, fresh = self.augment(inputs, scale=self._scale), True
         elif self._scale:
-            inputs = inputs.to(torch.float32).div(255)
-        if self._mean is not None:
-            inputs = inputs.sub_(self._mean).div_(self._std)
+            inputs, fresh = inputs.to(torch.float32).div(255), True
+        if self._mean is not None:  # float images: never in place on the caller's (a slice)
+            inputs = (inputs.sub_ if fresh else inputs.sub)(self._mean).div_(self._std)
         return inputs
 
     def fetch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
