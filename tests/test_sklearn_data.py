@@ -64,10 +64,14 @@ def _reference_split(name: str, seed: int = 0, test_size: float = 0.25) -> list[
 
 
 def _block_sklearn(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make every `import sklearn...` fail, as on a machine without the extra."""
+    """Make every `import sklearn...` fail, as on a machine without the extra (and forget the
+    splits this process has read already)."""
+    from optbench.components.data import sklearn_sets
+
     for module in [m for m in sys.modules if m == "sklearn" or m.startswith("sklearn.")]:
         monkeypatch.setitem(sys.modules, module, None)
     monkeypatch.setitem(sys.modules, "sklearn", None)
+    sklearn_sets._split_tensors.cache_clear()
 
 
 def test_every_documented_dataset_is_registered() -> None:

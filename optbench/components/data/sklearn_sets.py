@@ -3,6 +3,7 @@ sklearn, and one seeded, optionally standardised train/test split of each."""
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -88,6 +89,19 @@ def _split(
     from any optimizer whose step is bounded, such as Adam). Features float32; classes long,
     regression targets float32 (N, 1). sklearn is imported here only: it is an optional extra.
     """
+    x_train, y_train, x_test, y_test = _split_tensors(
+        name, split_seed, test_size, standardize, standardize_target
+    )
+    return InMemoryDataset(x_train, y_train), InMemoryDataset(x_test, y_test)
+
+
+@functools.lru_cache(maxsize=8)
+def _split_tensors(
+    name: str, split_seed: int, test_size: float, standardize: bool, standardize_target: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """_split's tensors, read and split once a process (a sweep's runs, a batch's trials and
+    their checks each load the same split; reading the file is tens of milliseconds). Nothing
+    writes into a dataset's tensors."""
     dataset = SKLEARN_DATASETS[name]
     try:
         import sklearn.datasets
@@ -114,15 +128,13 @@ def _split(
         y_train = scaler.transform(y_train.reshape(-1, 1)).ravel()
         y_test = scaler.transform(y_test.reshape(-1, 1)).ravel()
 
-    def held(inputs: np.ndarray, targets: np.ndarray) -> InMemoryDataset:
+    def held(inputs: np.ndarray, targets: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         features = torch.as_tensor(inputs, dtype=torch.float32)
         if dataset.classes is None:
-            return InMemoryDataset(
-                features, torch.as_tensor(targets, dtype=torch.float32).view(-1, 1)
-            )
-        return InMemoryDataset(features, torch.as_tensor(targets, dtype=torch.long))
+            return features, torch.as_tensor(targets, dtype=torch.float32).view(-1, 1)
+        return features, torch.as_tensor(targets, dtype=torch.long)
 
-    return held(x_train, y_train), held(x_test, y_test)
+    return *held(x_train, y_train), *held(x_test, y_test)
 
 
 def _sklearn_sizes(name: str, test_size: float) -> tuple[int, int]:
