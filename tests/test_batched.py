@@ -502,9 +502,9 @@ def _spy_on_gradients(monkeypatch: pytest.MonkeyPatch) -> tuple[list[Any], dict[
     def counted(name: str) -> Any:
         way = getattr(copy_gradients, name)
 
-        def step(*args: Any) -> Any:
+        def step(*args: Any, **kwargs: Any) -> Any:
             taken[name] += 1
-            return way(*args)
+            return way(*args, **kwargs)
 
         return step
 
@@ -561,6 +561,31 @@ def test_copies_computed_at_once_give_the_lone_runs_tables(
         assert any(shape[0] == "evaluation" for shape in chosen[0].refusals)
     # the splits transformed once for all trials: training's and, evaluated together, test's
     assert len(transformed) == (2 if strategy == "StackedCopies" else 1)
+
+
+def test_a_linear_10_to_1_takes_each_copys_own_forward_product_and_the_lone_runs_tables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """diabetes_linear's Linear(10, 1): bmm multiplies batches that small with ATen's own loop,
+    which sums otherwise than a lone layer's product, so the stacked way is refused; with each
+    copy's own F.linear forward (the loss, backward and update still batched) the full batches'
+    steps are exact and taken so, the shapes that are not (the last, smaller batch) take the
+    loop, and every table is the lone run's to the bit."""
+    from optbench.experiment.copy_gradients import StackedCopies
+
+    chosen, taken = _spy_on_gradients(monkeypatch)
+    plans = _plans("diabetes_linear", "Adam", OPTIMIZERS["Adam"][:4], epochs=2)
+    with torch_threads(plans[0].threads):
+        _assert_batched_equals_lone(plans)
+    (strategy,) = chosen
+    assert type(strategy) is StackedCopies and strategy.per_copy
+    assert "each copy's own forward product" in strategy.describe()
+    full = [
+        shape for shape in strategy.refusals if shape[0] != "evaluation" and shape[0][0][0] == 32
+    ]
+    assert [strategy.refusals[shape] for shape in full] == [None]
+    full_steps = plans[0].config.epochs * (len(_train_samples(plans[0])) // 32)
+    assert taken["stacked_grads"] >= full_steps  # each full batch's step, all copies at once
 
 
 def _train_samples(plan: Any) -> Any:

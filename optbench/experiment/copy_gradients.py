@@ -37,6 +37,7 @@ loop: there a vmap's fixed cost is more than it saves.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -173,17 +174,18 @@ class StackedCopies(VmappedCopies):
     or one that forwards its copies stacked itself (experiment/stacked_layers.py): cheaper than
     vmap's transforms; proven as vmap is."""
 
-    def __init__(self, fewest: int, layered: bool) -> None:
+    def __init__(self, fewest: int, layered: bool, per_copy: bool = False) -> None:
         super().__init__(fewest)
         self.layered = layered  # the layers' matmuls, else the model's own stacked_forward
+        self.per_copy = per_copy  # the layers' forward products copy by copy (_StackedLinear)
 
     def grads(self, *args: Any) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
-        return stacked_grads(*args)
+        return stacked_grads(*args, per_copy=self.per_copy)
 
     def outputs_of(self, models: Sequence[nn.Module]) -> Outputs | None:
         """One stacked forward for all copies, for each shape of evaluation batch whose first
         was proven equal to the lone forwards (which that first one returns)."""
-        together = stacked_outputs(models)
+        together = stacked_outputs(models, self.per_copy)
 
         def outputs(inputs: Any) -> list[torch.Tensor]:
             if isinstance(inputs, dict):  # columns: each copy's own forward
@@ -202,6 +204,8 @@ class StackedCopies(VmappedCopies):
 
     def describe(self) -> str:
         how = "one batched matmul per layer" if self.layered else "the model's own forward"
+        if self.per_copy:
+            how = "each copy's own forward product per layer, the rest batched,"
         return f"{how} for all copies ({self._proviso()})"
 
 
@@ -234,9 +238,13 @@ def copy_gradients(plans: Sequence[RunPlan]) -> CopyGradients:
     try:
         with torch_threads(first.threads):  # the kernels, and so the sums' order, depend on them
             model = first.build_model()
-            stackable = stacked_forward_of(model) is not None
-            if stackable and _refusal(plans, stacked_grads) is None:
-                return StackedCopies(2, layered=layers_of(model) is not None)
+            layered = layers_of(model) is not None
+            if stacked_forward_of(model) is not None:
+                if _refusal(plans, stacked_grads) is None:
+                    return StackedCopies(2, layered=layered)
+                per_copy = functools.partial(stacked_grads, per_copy=True)
+                if layered and _refusal(plans, per_copy) is None:  # a Linear(10, 1)
+                    return StackedCopies(2, layered=True, per_copy=True)
             refusal = _refusal(plans, _vmap_grads)
     finally:
         torch.set_rng_state(rng)

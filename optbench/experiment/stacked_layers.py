@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, overload
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from optbench.components.losses import loss_of
@@ -69,34 +70,48 @@ def layers_of(model: nn.Module, prefix: str = "") -> list[Layer] | None:
 class _StackedLinear(torch.autograd.Function):
     """nn.Linear on [K, B, in] inputs with [K, out, in] weights, its gradients taken in a lone
     F.linear's orientations: input @ W.T forward; grad @ W, grad.T @ input and grad summed over
-    the samples backward."""
+    the samples backward. `per_copy`: the forward as each copy's own F.linear, for products a
+    batched kernel sums otherwise than a lone one (ATen multiplies small batches, such as a
+    Linear(10, 1)'s, with a loop of its own)."""
 
     @staticmethod
-    def forward(ctx: Any, inputs: torch.Tensor, weight: torch.Tensor, bias: Any) -> torch.Tensor:
+    def forward(
+        ctx: Any, inputs: torch.Tensor, weight: torch.Tensor, bias: Any, per_copy: bool
+    ) -> torch.Tensor:
         ctx.save_for_backward(inputs, weight)
         ctx.biased = bias is not None
+        if per_copy:
+            biases = [None] * len(weight) if bias is None else bias
+            return torch.stack(
+                [F.linear(x, w, b) for x, w, b in zip(inputs, weight, biases, strict=True)]
+            )
         if bias is None:
             return torch.bmm(inputs, weight.transpose(1, 2))
         return torch.baddbmm(bias.unsqueeze(1), inputs, weight.transpose(1, 2))
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, Any, Any]:
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, Any, Any, None]:
         inputs, weight = ctx.saved_tensors
         wanted = ctx.needs_input_grad
         grad_inputs = torch.bmm(grad, weight) if wanted[0] else None
         grad_weight = torch.bmm(grad.transpose(1, 2), inputs) if wanted[1] else None
         grad_bias = grad.sum(1) if ctx.biased and wanted[2] else None
-        return grad_inputs, grad_weight, grad_bias
+        return grad_inputs, grad_weight, grad_bias, None
 
 
 def stacked_forward(
-    layers: Sequence[Layer], params: dict[str, torch.Tensor], inputs: torch.Tensor
+    layers: Sequence[Layer],
+    params: dict[str, torch.Tensor],
+    inputs: torch.Tensor,
+    per_copy: bool = False,
 ) -> torch.Tensor:
-    """The K copies' outputs [K, B, ...] from their stacked inputs and parameters by name."""
+    """The K copies' outputs [K, B, ...] from their stacked inputs and parameters by name
+    (`per_copy`: each Linear's forward product taken copy by copy, see _StackedLinear)."""
     x = inputs
     for kind, arg in layers:
         if kind == "linear":
-            x = _StackedLinear.apply(x, params[f"{arg}weight"], params.get(f"{arg}bias"))
+            weight, bias = params[f"{arg}weight"], params.get(f"{arg}bias")
+            x = _StackedLinear.apply(x, weight, bias, per_copy)
         elif kind == "flatten":
             x = x.flatten(arg + 1)
         else:
@@ -151,14 +166,17 @@ def copy_targets(batches: Sequence[Batch]) -> list[Any]:
     return [y for _, y in batches]
 
 
-def stacked_forward_of(model: nn.Module) -> StackedForward | None:
+def stacked_forward_of(model: nn.Module, per_copy: bool = False) -> StackedForward | None:
     """How the K copies of `model` forward at once, None where they cannot: a stack of Linear
-    layers and activations as batched matmuls, or the model's own `stacked_forward`, where the
-    class that defines it also defines the forward it stands for (not a subclass's)."""
+    layers and activations as batched matmuls (`per_copy`: their forward products copy by
+    copy), or the model's own `stacked_forward`, where the class that defines it also defines
+    the forward it stands for (not a subclass's)."""
     layers = layers_of(model)
     if layers is not None:
-        return functools.partial(stacked_forward, layers)
+        return functools.partial(stacked_forward, layers, per_copy=per_copy)
     kind = type(model)
+    if per_copy:
+        return None
     if hasattr(kind, "stacked_forward") and _defines(kind, "forward") is _defines(
         kind, "stacked_forward"
     ):
@@ -177,10 +195,11 @@ def stacked_grads(
     copies: Sequence[Any],
     loss_fn: nn.Module,
     batches: Sequence[Batch],
+    per_copy: bool = False,
 ) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
     """Each copy's loss, taken on its own outputs as a lone run takes it, and the stacked
     gradients by name (copy_gradients' way of computing a step, as `_vmap_grads`)."""
-    forward_all = stacked_forward_of(base)
+    forward_all = stacked_forward_of(base, per_copy)
     if forward_all is None:
         raise TypeError(f"{type(base).__name__} cannot forward its copies stacked")
     if set(params) != {name for name, _ in base.named_parameters()}:
@@ -198,10 +217,12 @@ def stacked_grads(
     return [loss.detach() for loss in losses], {name: p.grad for name, p in leaves.items()}
 
 
-def stacked_outputs(models: Sequence[nn.Module]) -> Callable[[torch.Tensor], list[torch.Tensor]]:
+def stacked_outputs(
+    models: Sequence[nn.Module], per_copy: bool = False
+) -> Callable[[torch.Tensor], list[torch.Tensor]]:
     """The copies' outputs on one batch of inputs they all take (an evaluation's), from one
     forward of their stacked parameters; for models `stacked_forward_of` reads."""
-    forward_all = stacked_forward_of(models[0])
+    forward_all = stacked_forward_of(models[0], per_copy)
     assert forward_all is not None
     named = [dict(model.named_parameters()) for model in models]
     params = {name: torch.stack([n[name].detach() for n in named]) for name in named[0]}
