@@ -4,7 +4,8 @@ activations (or the model's own forward of all copies: the 2-D test functions), 
 the copies' stacked parameters for any other, or each copy's forward in turn.
 
 - `StackedCopies` (experiment/stacked_layers.py): the copies' Linear layers as `torch.bmm`
-  over their stacked weights, with a lone nn.Linear's backward written out, or a model's own
+  over their stacked weights, with a lone nn.Linear's backward written out (where bmm's
+  forward rounds otherwise, each copy's own F.linear forward: `per_copy`), or a model's own
   `stacked_forward`; a few autograd nodes a step where vmap's transforms cost more than a small
   model's arithmetic. Proven as vmap is, and used from 2 copies on: it is cheaper than the loop
   from there.
