@@ -2,7 +2,8 @@
 Linear layers, flattening and elementwise activations (an MLP, a logistic regression): the
 stacks' rows are the copies, `torch.bmm` multiplies all of them at once. A model of optbench's
 own may forward its K copies itself (`stacked_forward(params, inputs)`: the 2-D test functions,
-whose ops are elementwise).
+whose ops are elementwise). The K batches arrive stacked too (`GatheredBatches`, one gather
+from the split the trials share), or are stacked here.
 
 torch.func's vmap does the same for any model, but its transforms cost about 1.5 ms of Python a
 step, more than a small MLP's arithmetic for 16 copies. Here a step is a handful of autograd
@@ -174,9 +175,9 @@ def stacked_forward_of(model: nn.Module, per_copy: bool = False) -> StackedForwa
     layers = layers_of(model)
     if layers is not None:
         return functools.partial(stacked_forward, layers, per_copy=per_copy)
-    kind = type(model)
-    if per_copy:
+    if per_copy:  # a variant of the layers' products only
         return None
+    kind = type(model)
     if hasattr(kind, "stacked_forward") and _defines(kind, "forward") is _defines(
         kind, "stacked_forward"
     ):
