@@ -290,16 +290,9 @@ def test_a_batched_tune_asks_k_trials_at_once_and_gives_the_lone_tunes_numbers(
 
     config = tmp_path / "tune.yaml"
     config.write_text(yaml.safe_dump(TUNE))
-    runner = cli_runner()
-    for folder, extra in (("batched", ["--batch-trials", "4"]), ("lone", ["--workers", "1"])):
-        result = runner.invoke(
-            app, ["tune", str(config), "--results-dir", str(tmp_path / folder), *extra]
-        )
-        assert result.exit_code == 0, result.output
-    tables = {}
-    for folder in ("batched", "lone"):
-        runs = sorted((tmp_path / folder / "dt").glob("adam-*/epochs.csv"))
-        tables[folder] = [pd.read_csv(r).drop(columns=list(TIMING)) for r in runs]
+    tables = _tune_tables(
+        config, tmp_path, "dt", {"batched": ["--batch-trials", "4"], "lone": ["--workers", "1"]}
+    )
     assert len(tables["batched"]) == len(tables["lone"]) >= 4
     for batched, lone in zip(tables["batched"], tables["lone"], strict=True):
         pd.testing.assert_frame_equal(batched, lone, check_exact=True)
@@ -314,6 +307,21 @@ def test_a_batched_tune_asks_k_trials_at_once_and_gives_the_lone_tunes_numbers(
     assert len(trials) == 4
     first_told = min(t.datetime_complete for t in trials)
     assert all(t.datetime_start < first_told for t in trials)  # all 4 asked before any told
+
+
+def _tune_tables(
+    config: Path, tmp_path: Path, name: str, folders: dict[str, list[str]]
+) -> dict[str, list[pd.DataFrame]]:
+    """`optbench tune CONFIG` into each folder with its arguments, and each folder's trials'
+    epochs.csv (timing columns dropped) in run-id order."""
+    runner, tables = cli_runner(), {}
+    for folder, extra in folders.items():
+        results = tmp_path / folder
+        result = runner.invoke(app, ["tune", str(config), "--results-dir", str(results), *extra])
+        assert result.exit_code == 0, result.output
+        runs = sorted((results / name).glob("*/epochs.csv"))
+        tables[folder] = [pd.read_csv(r).drop(columns=list(TIMING)) for r in runs]
+    return tables
 
 
 USER_MLP = """
@@ -349,19 +357,15 @@ def test_a_users_mlp_with_a_third_party_optimizer_batches_its_layers_through_the
     config.pop("problem")
     path = tmp_path / "tune.yaml"
     path.write_text(yaml.safe_dump(config))
-    runner = cli_runner()
-    validated = runner.invoke(app, ["validate", str(path), "--batching"])
+    validated = cli_runner().invoke(app, ["validate", str(path), "--batching"])
     assert "batched gradients: one batched matmul per layer" in validated.output, validated.output
-    for folder, extra in (("batched", ["--batch-trials", "3"]), ("lone", [])):
-        result = runner.invoke(
-            app,
-            ["tune", str(path), "--workers", "2", "--results-dir", str(tmp_path / folder), *extra],
-        )
-        assert result.exit_code == 0, result.output
-    tables = {}
-    for folder in ("batched", "lone"):
-        runs = sorted((tmp_path / folder / "um").glob("*/epochs.csv"))
-        tables[folder] = [pd.read_csv(r).drop(columns=list(TIMING)) for r in runs]
+    two_workers = ["--workers", "2"]
+    tables = _tune_tables(
+        path,
+        tmp_path,
+        "um",
+        {"batched": [*two_workers, "--batch-trials", "3"], "lone": two_workers},
+    )
     assert len(tables["batched"]) == len(tables["lone"]) >= 4
     for batched, lone in zip(tables["batched"], tables["lone"], strict=True):
         assert batched["valid_accuracy"].notna().all()  # evaluated on both splits
@@ -651,3 +655,67 @@ def test_validate_says_how_batched_trials_get_their_gradients(tmp_path: Path) ->
     )
     assert "batching: yes" in dropout.output
     assert "not vmapped: its forward draws random numbers (dropout)" in dropout.output
+
+
+USER_WAVE = """
+import torch
+from torch import nn
+
+
+class Wave(nn.Module):
+    \"\"\"sum_i w_i tanh(s_i x_i) + b: elementwise, so its K copies can forward at once.\"\"\"
+
+    def __init__(self, in_features):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(in_features))
+        self.weight = nn.Parameter(torch.linspace(-0.5, 0.5, in_features))
+        self.bias = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return (torch.tanh(x * self.scale) * self.weight).sum(dim=1, keepdim=True) + self.bias
+
+    def stacked_forward(self, params, inputs):
+        scale, weight = params["scale"][:, None, :], params["weight"][:, None, :]
+        summed = (torch.tanh(inputs * scale) * weight).sum(dim=-1, keepdim=True)
+        return summed + params["bias"][:, None, :]
+
+
+def wave(in_features):
+    return Wave(in_features)
+"""
+
+
+@pytest.mark.slow
+def test_a_users_model_that_forwards_its_copies_itself_batches_through_the_cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model class of the user's own module that defines `stacked_forward` beside its
+    `forward`, stepped by pytorch_optimizer's Lion, tuned through `optbench tune --batch-trials
+    3 --workers 2`: validate says its copies take the model's own forward, and every trial's
+    epochs.csv is the unbatched tune's to the bit."""
+    importable_module(tmp_path, "user_wave_models", USER_WAVE, monkeypatch)
+    config = {
+        **TUNE,
+        "name": "uw",
+        "data": {"dataset": "sklearn_diabetes", "batch_size": 32, "standardize_target": True},
+        "model": {"name": "user_wave_models.wave"},
+        "loss": "mse",
+        "epochs": 3,
+        "optimizer": {"name": "pytorch_optimizer.Lion", "lr": 0.0001},
+        "tune": {**TUNE["tune"], "space": {"optimizer.lr": {"log_uniform": [1e-4, 1e-2]}}},
+    }
+    config.pop("problem")
+    path = tmp_path / "tune.yaml"
+    path.write_text(yaml.safe_dump(config))
+    validated = cli_runner().invoke(app, ["validate", str(path), "--batching"])
+    assert "batched gradients: the model's own forward" in validated.output, validated.output
+    two_workers = ["--workers", "2"]
+    tables = _tune_tables(
+        path,
+        tmp_path,
+        "uw",
+        {"batched": [*two_workers, "--batch-trials", "3"], "lone": two_workers},
+    )
+    assert len(tables["batched"]) == len(tables["lone"]) >= 4
+    for batched, lone in zip(tables["batched"], tables["lone"], strict=True):
+        pd.testing.assert_frame_equal(batched, lone, check_exact=True)
