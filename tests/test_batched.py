@@ -324,6 +324,35 @@ def _tune_tables(
     return tables
 
 
+def _users_lion_tune_tables(
+    tmp_path: Path, name: str, section: dict[str, Any], lrs: list[float], batching: str
+) -> dict[str, list[pd.DataFrame]]:
+    """TUNE with the user's data, model and loss (`section`), stepped by pytorch_optimizer's
+    Lion over lr in `lrs`: `validate --batching` must name `batching` as the copies' way, then
+    each trial's table of `optbench tune --workers 2`, batched 3 at a time and alone."""
+    config = {
+        **{key: value for key, value in TUNE.items() if key != "problem"},
+        **section,
+        "name": name,
+        "epochs": 3,
+        "optimizer": {"name": "pytorch_optimizer.Lion", "lr": lrs[0]},
+        "tune": {**TUNE["tune"], "space": {"optimizer.lr": {"log_uniform": lrs}}},
+    }
+    path = tmp_path / "tune.yaml"
+    path.write_text(yaml.safe_dump(config))
+    validated = cli_runner().invoke(app, ["validate", str(path), "--batching"])
+    assert f"batched gradients: {batching}" in validated.output, validated.output
+    two_workers = ["--workers", "2"]
+    tables = _tune_tables(
+        path,
+        tmp_path,
+        name,
+        {"batched": [*two_workers, "--batch-trials", "3"], "lone": two_workers},
+    )
+    assert len(tables["batched"]) == len(tables["lone"]) >= 4
+    return tables
+
+
 USER_MLP = """
 from torch import nn
 
@@ -344,29 +373,13 @@ def test_a_users_mlp_with_a_third_party_optimizer_batches_its_layers_through_the
     (validate says so) and a batched evaluation, and every trial's epochs.csv is the unbatched
     tune's to the bit."""
     importable_module(tmp_path, "user_mlp_models", USER_MLP, monkeypatch)
-    config = {
-        **TUNE,
-        "name": "um",
+    section = {
         "data": {"dataset": "sklearn_digits", "batch_size": 32, "validation": 300},
         "model": {"name": "user_mlp_models.my_mlp"},
         "loss": "cross_entropy",
-        "epochs": 3,
-        "optimizer": {"name": "pytorch_optimizer.Lion", "lr": 0.0001},
-        "tune": {**TUNE["tune"], "space": {"optimizer.lr": {"log_uniform": [1e-5, 1e-3]}}},
     }
-    config.pop("problem")
-    path = tmp_path / "tune.yaml"
-    path.write_text(yaml.safe_dump(config))
-    validated = cli_runner().invoke(app, ["validate", str(path), "--batching"])
-    assert "batched gradients: one batched matmul per layer" in validated.output, validated.output
-    two_workers = ["--workers", "2"]
-    tables = _tune_tables(
-        path,
-        tmp_path,
-        "um",
-        {"batched": [*two_workers, "--batch-trials", "3"], "lone": two_workers},
-    )
-    assert len(tables["batched"]) == len(tables["lone"]) >= 4
+    layers = "one batched matmul per layer"
+    tables = _users_lion_tune_tables(tmp_path, "um", section, [1e-5, 1e-3], layers)
     for batched, lone in zip(tables["batched"], tables["lone"], strict=True):
         assert batched["valid_accuracy"].notna().all()  # evaluated on both splits
         pd.testing.assert_frame_equal(batched, lone, check_exact=True)
@@ -694,28 +707,12 @@ def test_a_users_model_that_forwards_its_copies_itself_batches_through_the_cli(
     3 --workers 2`: validate says its copies take the model's own forward, and every trial's
     epochs.csv is the unbatched tune's to the bit."""
     importable_module(tmp_path, "user_wave_models", USER_WAVE, monkeypatch)
-    config = {
-        **TUNE,
-        "name": "uw",
+    section = {
         "data": {"dataset": "sklearn_diabetes", "batch_size": 32, "standardize_target": True},
         "model": {"name": "user_wave_models.wave"},
         "loss": "mse",
-        "epochs": 3,
-        "optimizer": {"name": "pytorch_optimizer.Lion", "lr": 0.0001},
-        "tune": {**TUNE["tune"], "space": {"optimizer.lr": {"log_uniform": [1e-4, 1e-2]}}},
     }
-    config.pop("problem")
-    path = tmp_path / "tune.yaml"
-    path.write_text(yaml.safe_dump(config))
-    validated = cli_runner().invoke(app, ["validate", str(path), "--batching"])
-    assert "batched gradients: the model's own forward" in validated.output, validated.output
-    two_workers = ["--workers", "2"]
-    tables = _tune_tables(
-        path,
-        tmp_path,
-        "uw",
-        {"batched": [*two_workers, "--batch-trials", "3"], "lone": two_workers},
-    )
-    assert len(tables["batched"]) == len(tables["lone"]) >= 4
+    own = "the model's own forward"
+    tables = _users_lion_tune_tables(tmp_path, "uw", section, [1e-4, 1e-2], own)
     for batched, lone in zip(tables["batched"], tables["lone"], strict=True):
         pd.testing.assert_frame_equal(batched, lone, check_exact=True)
