@@ -2,11 +2,12 @@
 
 torch.optim steps a batch's K parameter groups one tensor at a time (on a CPU its default is
 the single-tensor loop), so a step of K copies of a small model costs K x parameters x ~8 tiny
-kernel calls, most of a batched step's time. Here each parameter of the K copies is one
-[K, ...] tensor (the copies' own parameters are views of its rows for the epoch), the gradients
-land in one [K, ...] tensor, and SGD's, Adam's (AdamW's) or RMSprop's update runs once on the
-stack, every hyperparameter a column of the K trials' values, read from their groups at every
-step (a scheduler sets them). Each op is written the way that rounds as torch.optim's own
+kernel calls, most of a batched step's time. Here all parameters of the K copies lie in one
+[K, P] tensor (per dtype and device; each parameter's stack [K, ...] is a view of its columns,
+the copies' own parameters views of its rows for the epoch), the gradients land in another,
+and SGD's, Adam's (AdamW's) or RMSprop's update runs once on the flat tensors, every
+hyperparameter a column of the K trials' values, read from their groups at every step (a
+scheduler sets them). Each op is written the way that rounds as torch.optim's own
 single-tensor op does (`param.add_(grad, alpha=-lr)` is `addcmul(param, grad, -lr)`, fused
 the same way; `addcdiv_(exp_avg, denom, value=v)` is `addcdiv(v * exp_avg, denom)`), and a row
 whose trial skips an op (no momentum, no weight decay) keeps its value by `torch.where`.
@@ -264,23 +265,25 @@ class StackedStep:
         self.groups = [o.param_groups[0] for o in optimizers]
         self.per_copy = [group["params"] for group in self.groups]
         columns = list(zip(*self.per_copy, strict=True))  # each parameter's K copies
-        self.params = [torch.stack([p.detach() for p in column]) for column in columns]
-        self.grads = [torch.zeros_like(stack) for stack in self.params]
-        self.stacks: dict[str, Any] = {}
         states = [
             [o.state.get(p, {}) for p in ps]
             for o, ps in zip(optimizers, self.per_copy, strict=True)
         ]
+        flat = _FlatLayout(columns)
+        self.flat_params, self.params = flat.filled(columns)
+        self.flat_grads, self.grads = flat.filled()
+        self.stacks: dict[str, Any] = {}  # the rule's state: flats by key, and its lists
+        self.views: dict[str, list[Tensor]] = {}  # each state key's per-parameter stacks
         for key in self.rule.state_keys:
-            self.stacks[key] = [
-                torch.stack(
+            self.stacks[key], self.views[key] = flat.filled(
+                [
                     [
                         s[i][key] if key in s[i] else torch.zeros_like(p)
                         for s, p in zip(states, col, strict=True)
                     ]
-                )
-                for i, col in enumerate(columns)
-            ]
+                    for i, col in enumerate(columns)
+                ]
+            )
         first = [s[0] for s in states]
         self.stacks["fresh"] = [  # SGD's: a momentum buffer starting at this step
             any(key not in s for key in self.rule.kept(g))
@@ -294,12 +297,12 @@ class StackedStep:
                 p.grad = self.grads[i][k]
 
     def zero_grad(self) -> None:
-        for grads in self.grads:
+        for grads in self.flat_grads:
             grads.zero_()
 
     def step(self) -> None:
         with torch.no_grad():
-            self.rule.step(self.params, self.grads, self.stacks, self.groups)
+            self.rule.step(self.flat_params, self.flat_grads, self.stacks, self.groups)
         self.had_state = [True] * len(self.groups)
 
     def hand_back(self) -> None:
@@ -314,5 +317,45 @@ class StackedStep:
                 if self.rule.counts_steps:
                     state[p]["step"] = torch.tensor(self.stacks["steps"][k])
                 for key in self.rule.kept(self.groups[k]):
-                    state[p][key] = self.stacks[key][i][k].clone()
+                    state[p][key] = self.views[key][i][k].clone()
             optimizer.state = state
+
+
+class _FlatLayout:
+    """Where each parameter's K copies lie in flat [K, P] tensors, one per dtype and device:
+    a rule's update is then a handful of ops on those few tensors, not a handful per
+    parameter. Each parameter's stack [K, ...] is a view of its flat tensor's columns, each
+    copy's tensor a contiguous view of one row's."""
+
+    def __init__(self, columns: Sequence[Sequence[Tensor]]) -> None:
+        self.k = len(columns[0])
+        self.kinds: list[tuple[torch.dtype, torch.device]] = []
+        self.where: list[tuple[int, int, torch.Size]] = []  # (flat, start column, shape)
+        widths: list[int] = []
+        for column in columns:
+            kind = (column[0].dtype, column[0].device)
+            if kind not in self.kinds:
+                self.kinds.append(kind)
+                widths.append(0)
+            flat = self.kinds.index(kind)
+            self.where.append((flat, widths[flat], column[0].shape))
+            widths[flat] += column[0].numel()
+        self.widths = widths
+
+    def filled(
+        self, columns: Sequence[Sequence[Tensor]] | None = None
+    ) -> tuple[list[Tensor], list[Tensor]]:
+        """Fresh flats and each parameter's [K, ...] view of them, holding each parameter's K
+        tensors in `columns` (zeros without)."""
+        flats = [
+            torch.zeros(self.k, width, dtype=dtype, device=device)
+            for (dtype, device), width in zip(self.kinds, self.widths, strict=True)
+        ]
+        views = [
+            flats[f][:, start : start + shape.numel()].view(self.k, *shape)
+            for f, start, shape in self.where
+        ]
+        for view, column in zip(views, columns or [[] for _ in views], strict=True):
+            if column:
+                view.copy_(torch.stack([t.detach() for t in column]))
+        return flats, views
