@@ -580,6 +580,39 @@ def test_copies_computed_at_once_give_the_lone_runs_tables(
     assert len(transformed) == (2 if strategy == "StackedCopies" else 1)
 
 
+@pytest.mark.parametrize(
+    ("loss_fn", "ignored", "on_stack"),
+    [
+        (torch.nn.CrossEntropyLoss(), False, True),
+        (torch.nn.CrossEntropyLoss(), True, False),  # a target to ignore: each copy's own
+        (torch.nn.CrossEntropyLoss(label_smoothing=0.1), False, False),
+    ],
+)
+def test_stacked_losses_are_each_copys_own_cross_entropy_and_its_gradient(
+    loss_fn: torch.nn.Module, ignored: bool, on_stack: bool
+) -> None:
+    """Five copies' cross-entropies on an odd batch of 7 (not a power of two: -1/7 rounds),
+    taken on the stack, are each copy's torch.nn.functional.cross_entropy, value and gradient
+    on its logits, to the bit."""
+    from optbench.experiment.stacked_layers import stacked_losses
+
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(5, 7, 10, generator=generator) * 3
+    targets = list(torch.randint(0, 10, (5, 7), generator=generator))
+    if ignored:
+        targets[2][3] = -100
+    stacked = logits.clone().requires_grad_()
+    losses, summed = stacked_losses(loss_fn, stacked, targets)
+    assert (summed.grad_fn.name() == "DivBackward0") is on_stack  # the summed NLL over B
+    summed.backward()
+    for k, y in enumerate(targets):
+        alone = logits[k].clone().requires_grad_()
+        loss = loss_fn(alone, y)
+        loss.backward()
+        assert torch.equal(losses[k], loss.detach())
+        assert torch.equal(stacked.grad[k], alone.grad)
+
+
 def test_a_linear_10_to_1_takes_each_copys_own_forward_product_and_the_lone_runs_tables(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

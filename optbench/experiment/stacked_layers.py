@@ -209,13 +209,42 @@ def stacked_grads(
     if isinstance(inputs, dict):
         raise TypeError("its inputs are a dict of columns")
     leaves = {name: p.detach().requires_grad_() for name, p in params.items()}
-    outputs = forward_all(leaves, inputs)
-    losses = [
-        loss_of(loss_fn, out, y)
-        for out, y in zip(outputs.unbind(), copy_targets(batches), strict=True)
-    ]
-    torch.stack(losses).sum().backward()  # each loss's gradient is 1, as its lone backward's
-    return [loss.detach() for loss in losses], {name: p.grad for name, p in leaves.items()}
+    losses, summed = stacked_losses(loss_fn, forward_all(leaves, inputs), copy_targets(batches))
+    summed.backward()  # each loss's gradient is 1, as its lone backward's
+    return losses, {name: p.grad for name, p in leaves.items()}
+
+
+def stacked_losses(
+    loss_fn: nn.Module, outputs: torch.Tensor, targets: Sequence[torch.Tensor]
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Each copy's loss on its outputs [K, B, ...], as its lone run's value, and the sum to
+    backward for their gradients. A plain cross-entropy on class indices is taken on the stack:
+    one log-softmax (row by row, as each copy's own), each copy's mean NLL read from it without
+    autograd, and for the gradients their summed NLL over B, whose backward gives every target
+    -1/B as each lone mean NLL's does; every other loss is each copy's own."""
+    if _plain_cross_entropy(loss_fn, outputs, targets):
+        log_probs = torch.log_softmax(outputs, -1)
+        with torch.no_grad():
+            losses = [F.nll_loss(lp, y) for lp, y in zip(log_probs, targets, strict=True)]
+        stacked = torch.stack(list(targets))
+        if not bool((stacked == loss_fn.ignore_index).any()):  # lone means count the rest
+            nll = F.nll_loss(log_probs.flatten(0, 1), stacked.flatten(), reduction="sum")
+            return losses, nll / outputs.shape[1]
+    alone = [loss_of(loss_fn, out, y) for out, y in zip(outputs.unbind(), targets, strict=True)]
+    return [loss.detach() for loss in alone], torch.stack(alone).sum()
+
+
+def _plain_cross_entropy(loss_fn: nn.Module, outputs: Any, targets: Sequence[Any]) -> bool:
+    """nn.CrossEntropyLoss as its defaults take it, on [K, B, C] logits and class indices."""
+    return (
+        type(loss_fn) is nn.CrossEntropyLoss
+        and loss_fn.weight is None
+        and loss_fn.reduction == "mean"
+        and loss_fn.label_smoothing == 0.0
+        and isinstance(outputs, torch.Tensor)
+        and outputs.dim() == 3
+        and all(y.dim() == 1 and not y.is_floating_point() for y in targets)
+    )
 
 
 def stacked_outputs(
