@@ -14,7 +14,8 @@ import math
 import os
 import signal
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from optbench.core.errors import ConfigError
@@ -120,9 +121,9 @@ def plan_timeout_s() -> float:
 @contextlib.contextmanager
 def time_limit(seconds: float | None = None) -> Iterator[None]:
     """Bound planning: past `seconds` (default plan_timeout_s()), a ConfigError naming the
-    component being planned. A watchdog thread sends SIGALRM to the main thread, which wakes
-    a sleeping constructor too; the handler that was installed before (a test's own alarm)
-    still runs for any other SIGALRM, and no itimer is touched. Without a main thread or
+    component being planned. The process's watchdog thread sends SIGALRM to the main thread,
+    which wakes a sleeping constructor too; the handler that was installed before (a test's own
+    alarm) still runs for any other SIGALRM, and no itimer is touched. Without a main thread or
     pthread_kill (Windows) planning runs unbounded."""
     seconds = plan_timeout_s() if seconds is None else seconds
     if not seconds or not _main_thread() or not hasattr(signal, "pthread_kill"):
@@ -144,9 +145,8 @@ def time_limit(seconds: float | None = None) -> Iterator[None]:
         signal.pthread_kill(main, signal.SIGALRM)
 
     signal.signal(signal.SIGALRM, on_alarm)
-    watchdog = threading.Timer(seconds, expire, args=(threading.main_thread().ident,))
-    watchdog.daemon = True
-    watchdog.start()
+    main = threading.main_thread().ident
+    alarm = _WATCHDOG.arm(seconds, lambda: expire(main))  # type: ignore[arg-type]
     try:
         yield
     except PlanTimeout as exc:
@@ -157,6 +157,50 @@ def time_limit(seconds: float | None = None) -> Iterator[None]:
         ) from None
     finally:
         done.set()  # an alarm still on its way once planning ended is ignored
-        watchdog.cancel()
-        watchdog.join()
+        _WATCHDOG.disarm(alarm)
         signal.signal(signal.SIGALRM, previous)
+
+
+class _Watchdog:
+    """One daemon thread a process for every time limit: it sleeps until the earliest armed
+    deadline and calls its expiry. A thread started and joined per plan cost 16 ms a plan
+    while another thread of the process held the GIL (a batch training in the driver): each
+    hand-over waits out the interpreter's switch interval."""
+
+    def __init__(self) -> None:
+        self._wake = threading.Condition()
+        self._armed: dict[object, tuple[float, Callable[[], None]]] = {}
+        self._pid: int | None = None  # the process whose thread runs (a fork has none)
+
+    def arm(self, seconds: float, expire: Callable[[], None]) -> object:
+        alarm = object()
+        with self._wake:
+            if self._pid != os.getpid():
+                self._pid = os.getpid()
+                threading.Thread(
+                    target=self._watch, name="optbench-plan-watchdog", daemon=True
+                ).start()
+            self._armed[alarm] = (time.monotonic() + seconds, expire)
+            self._wake.notify()
+        return alarm
+
+    def disarm(self, alarm: object) -> None:
+        with self._wake:
+            self._armed.pop(alarm, None)
+
+    def _watch(self) -> None:
+        with self._wake:
+            while True:
+                if not self._armed:
+                    self._wake.wait()
+                    continue
+                alarm, (deadline, expire) = min(self._armed.items(), key=lambda a: a[1][0])
+                left = deadline - time.monotonic()
+                if left > 0:
+                    self._wake.wait(left)
+                    continue
+                del self._armed[alarm]
+                expire()
+
+
+_WATCHDOG = _Watchdog()
