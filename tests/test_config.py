@@ -85,3 +85,20 @@ def test_yaml_tags_do_not_construct_objects(tmp_path: Path) -> None:
     path.write_text("name: !!python/object/apply:os.system ['echo pwned']\nepochs: 1\n")
     with pytest.raises(ConfigError, match="line 1"):
         load_config(path)
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").rglob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_reads_the_same_with_libyaml_as_with_pyyamls_own_parser(
+    path: Path,
+) -> None:
+    """parse_yaml takes libyaml's parser where PyYAML has it; every config the project ships
+    reads as PyYAML's pure-Python SafeLoader (with the same rules) reads it."""
+    import yaml
+
+    from optbench.core.config import _FastUniqueKeyLoader, _UniqueKeyLoader, parse_yaml
+
+    if not yaml.__with_libyaml__:
+        pytest.skip("PyYAML built without libyaml")
+    assert issubclass(_FastUniqueKeyLoader, yaml.CSafeLoader)
+    text = path.read_text(encoding="utf-8")
+    assert parse_yaml(text, str(path)) == yaml.load(text, Loader=_UniqueKeyLoader)
