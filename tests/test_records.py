@@ -66,6 +66,55 @@ def test_epoch_tables_are_written_as_pandas_writes_them(rows: list[dict]) -> Non
     assert epochs_csv(rows) == epochs_frame(rows).to_csv(index=False)
 
 
+@given(st.lists(st.dictionaries(st.sampled_from([m.name for m in METRICS]), CELLS), max_size=5))
+def test_epoch_tables_read_back_as_pandas_reads_them(rows: list[dict]) -> None:
+    """A run's epoch rows read back (a tune reads each trial's at its telling) are
+    `pandas.read_csv(...).to_dict("records")` with NaN as None, value for value and type for
+    type, whatever the rows held; without pandas where they hold numbers alone."""
+    import io
+    import math
+    import tempfile
+
+    import pandas as pd
+
+    text = epochs_csv(rows)
+    if text.strip() == "":
+        return  # pandas refuses a file with no columns
+    by_pandas = [
+        {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
+        for row in pd.read_csv(io.StringIO(text)).to_dict("records")
+    ]
+    with tempfile.TemporaryDirectory() as folder:
+        run = RunDir(Path(folder))
+        run.epochs_path.write_text(text)
+        read = run.epoch_rows()
+    assert read == by_pandas
+    assert [[type(v) for v in row.values()] for row in read] == [
+        [type(v) for v in row.values()] for row in by_pandas
+    ]
+    numbers = all(
+        v is None or ((type(v) in (int, float) and abs(v) < 2**53) or v != v)
+        for row in rows
+        for v in row.values()
+    )
+    assert numbers <= (results.epochs_records(text) is not None)  # numbers: no pandas
+
+
+@pytest.mark.parametrize("problem", ["digits_mlp", "rosenbrock"])
+def test_a_runs_epoch_rows_read_without_pandas_are_pandas_records(
+    problem: str, tmp_path: Path
+) -> None:
+    config = {"name": "t", "problem": problem, "epochs": 2, "optimizer": {"name": "Adam"}}
+    run = RunDir(tmp_path)
+    run.write_epochs(train(make_plan(validate_config(config))).rows)
+    text = run.epochs_path.read_text()
+    frame = run.read_epochs()
+    assert results.epochs_records(text) == frame.astype(object).where(frame.notna(), None).to_dict(
+        "records"
+    )
+    assert run.epoch_rows() == results.epochs_records(text)
+
+
 def test_old_or_odd_files_read_tolerantly() -> None:
     odd = {"status": "completed", "seed": "x", "final": None, "added_later": [1]}
     record = Summary.from_dict(odd)

@@ -10,21 +10,25 @@ import enum
 import errno
 import fcntl
 import json
+import math
 import os
+import re
 import shutil
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-import pandas as pd
 import yaml
 
 from optbench.core.errors import ConfigError, ResultsWriteError
 from optbench.core.metrics import written_columns
 from optbench.storage.records import Summary
+
+if TYPE_CHECKING:  # pandas is imported where a frame is made: a tune's telling reads none
+    import pandas as pd
 
 # <results>/<name>/tune.json: what `optbench tune` (sweep/tune.py) reports per optimizer (its
 # study, space, budget spent, best trial, trial and seed-rerun run-ids), read by compare
@@ -141,6 +145,8 @@ class EpochSaves:
 
 
 def epochs_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    import pandas as pd
+
     return pd.DataFrame(rows, columns=written_columns(rows))
 
 
@@ -172,6 +178,48 @@ def _csv_column(values: list[Any]) -> list[str] | None:
     ):
         return None
     return ["" if value is None or value != value else repr(float(value)) for value in values]
+
+
+def epochs_records(text: str) -> list[dict[str, Any]] | None:
+    """epochs.csv's rows as `pandas.read_csv(...).to_dict("records")` gives them (blanks as
+    None), without pandas, for files of numbers and blanks (what `epochs_csv` writes for every
+    run): a column of integers alone is int, any other number column float. None for a file of
+    anything else (quoted text, words), which pandas reads."""
+    lines = text.splitlines()
+    if not lines:
+        return None
+    names = lines[0].split(",")
+    rows = [line.split(",") for line in lines[1:] if line]  # pandas skips blank lines
+    if '"' in text or any(len(row) != len(names) for row in rows):
+        return None
+    columns = [_number_column([row[i] for row in rows]) for i in range(len(names))]
+    if any(column is None for column in columns):
+        return None
+    return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+
+
+def _number_column(cells: list[str]) -> list[Any] | None:
+    """A column's cells as pandas types them: all integers as int, else floats (a blank None,
+    `nan`... as read_csv's NaN); None where a cell is not a number."""
+    if any(_LONG_INTEGER.fullmatch(cell) for cell in cells):
+        return None  # pandas reads it as an integer, not always a float
+    if cells and all(_INTEGER.fullmatch(cell) for cell in cells):
+        return [int(cell) for cell in cells]
+    values: list[Any] = []
+    for cell in cells:
+        if cell == "":
+            values.append(None)
+        elif _FLOAT.fullmatch(cell):
+            value = float(cell)
+            values.append(None if value != value else value)
+        else:
+            return None
+    return values
+
+
+_INTEGER = re.compile(r"-?[0-9]{1,15}")  # exact as a float64 too
+_LONG_INTEGER = re.compile(r"-?[0-9]{16,}")
+_FLOAT = re.compile(r"-?(?:inf|nan|[0-9]+(?:\.[0-9]*)?(?:e[-+]?[0-9]+)?)")
 
 
 class RunDir:
@@ -216,7 +264,30 @@ class RunDir:
 
     def read_epochs(self) -> pd.DataFrame:
         """epochs.csv as a frame; an empty one when the run wrote none yet."""
+        import pandas as pd
+
         return pd.read_csv(self.epochs_path) if self.epochs_path.exists() else pd.DataFrame()
+
+    def epoch_rows(self) -> list[dict[str, Any]]:
+        """epochs.csv's rows, blanks as None (`read_epochs` as records); none while it is not
+        written (or gone meanwhile). Read without pandas where it holds numbers alone."""
+        try:
+            text = self.epochs_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        records = epochs_records(text)
+        if records is not None:
+            return records
+        import pandas as pd
+
+        try:
+            frame = self.read_epochs()
+        except (FileNotFoundError, pd.errors.EmptyDataError):  # gone meanwhile, or empty
+            return []
+        return [
+            {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+            for row in frame.to_dict("records")
+        ]
 
     def read_summary(self) -> Summary | None:
         """summary.json as a record; None when the run wrote none yet."""
@@ -251,6 +322,8 @@ class RunDir:
 
     def read_path(self) -> pd.DataFrame | None:
         """path.csv (epoch, step, u, v), or None for a run that records none."""
+        import pandas as pd
+
         try:
             return pd.read_csv(self.path_path)
         except FileNotFoundError:

@@ -18,16 +18,7 @@ def finite(value: Any) -> bool:
 
 def epoch_rows(run: RunDir) -> list[dict[str, Any]]:
     """epochs.csv's rows with NaN as None; none while it is not written (or gone meanwhile)."""
-    import pandas as pd
-
-    try:
-        frame = run.read_epochs()
-    except (FileNotFoundError, pd.errors.EmptyDataError):  # gone meanwhile, or not yet written
-        return []
-    return [
-        {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
-        for row in frame.to_dict("records")
-    ]
+    return run.epoch_rows()
 
 
 def final_value(run: RunDir, rows: list[dict[str, Any]], metric: str) -> float | None:
