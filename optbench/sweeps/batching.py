@@ -81,11 +81,13 @@ def refuse_unbatchable(
     """ConfigError naming `field` when batching was asked for configs that cannot batch, or
     when K copies of a config's trial do not fit its device's free memory (measured:
     experiment/batch_memory.py; the message says the largest K that does). Each config's
-    trials are planned once for both."""
+    trials are planned once for both, and configs that differ only in their names and tune
+    sections (a benchmark's studies of one pair) are checked once."""
     from optbench.experiment.batch_memory import oversized_batch
     from optbench.experiment.batched import batching_refusal
 
-    for config in configs:
+    unchecked = {_trial_key(config): config for config in configs}
+    for config in unchecked.values():
         trials = _two_trials(config)
         refusal = batching_refusal(trials)
         if refusal is not None:
@@ -93,6 +95,13 @@ def refuse_unbatchable(
         reason = oversized_batch(trials[0], k)
         if reason is not None:
             raise ConfigError(field, reason)
+
+
+def _trial_key(config: dict[str, Any]) -> str:
+    """What a config's two checked trials are built from: all of it but its name and its
+    sweep and tune sections (the trials' seeds are the check's own)."""
+    kept = {k: v for k, v in config.items() if k not in ("name", "seed", "sweep", "tune")}
+    return repr(sorted(kept.items()))
 
 
 def _batch_key(point: Point) -> str:
