@@ -639,8 +639,11 @@ def test_a_told_trials_journal_records_are_fsynced_once_at_the_end_of_its_tellin
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Telling a trial appends some 24 records (each epoch reported, its attributes, its
-    state); each append is whole and in the file at once, and the journal is fsynced once,
-    after the last of them, not after each (an fsync costs milliseconds)."""
+    state); each append is whole and in the file at once, all under one hold of Optuna's
+    journal lock, and the journal is fsynced once, after the last of them, before the lock is
+    let go, not after each (an fsync costs milliseconds, a lock two file operations)."""
+    from optuna.storages.journal import JournalFileSymlinkLock
+
     from optbench.sweeps import study as study_module
     from optbench.sweeps.tune_telling import TrialTeller
 
@@ -666,9 +669,20 @@ def test_a_told_trials_journal_records_are_fsynced_once_at_the_end_of_its_tellin
 
         return spied
 
+    def noted(event: str, method: Any) -> Any:
+        def spied(self: Any) -> Any:
+            events.append(event)
+            return method(self)
+
+        return spied
+
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(study_module, "_append_whole", append)
     monkeypatch.setattr(TrialTeller, "tell", telling(TrialTeller.tell))
+    for event, name in (("lock", "acquire"), ("unlock", "release")):
+        monkeypatch.setattr(
+            JournalFileSymlinkLock, name, noted(event, getattr(JournalFileSymlinkLock, name))
+        )
     tune = {"space": {"optimizer.lr": LR}, "trials": 2, "pruner": "none", "seeds": [0]}
     config = write_config(tmp_path, _config("once", tune, epochs=4))
     results = tmp_path / "results"
@@ -678,7 +692,9 @@ def test_a_told_trials_journal_records_are_fsynced_once_at_the_end_of_its_tellin
     for telling_events in tellings:
         inside = telling_events.strip(",").split(",")
         assert inside.count("append") >= 8  # 4 epochs reported, 3 attributes, the state
-        assert inside[-1] == "fsync" and inside.count("fsync") == 1
+        assert inside[inside.index("append") - 1] == "lock"  # taken once, before the first
+        assert inside.count("lock") == inside.count("unlock") == 1
+        assert inside[-2:] == ["fsync", "unlock"] and inside.count("fsync") == 1
     trials = _study(results, "once", "SGD").get_trials(deepcopy=False)  # Optuna reads them all
     assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
     assert all(sorted(t.intermediate_values) == [1, 2, 3, 4] for t in trials)

@@ -97,11 +97,15 @@ def _journal_backend(path: str) -> Any:
         def append_logs(self, logs: list[dict[str, Any]]) -> None:
             text = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs)
             path = Path(self._file_path)
-            deferred = getattr(_fsyncs, "deferred", None)
-            with _held(self.lock, self._file_path):
-                _append_whole(path, text.encode("utf-8"), sync=deferred is None)
-            if deferred is not None:
-                deferred.add(path)
+            held = getattr(_fsyncs, "held", None)
+            if held is None:
+                with _held(self.lock, self._file_path):
+                    _append_whole(path, text.encode("utf-8"))
+                return
+            if path not in held:  # the block's first append here: locked until it ends
+                _acquire(self.lock, self._file_path)
+                held[path] = self.lock
+            _append_whole(path, text.encode("utf-8"), sync=False)
 
     try:
         return RecoveringJournalFile(path)
@@ -109,24 +113,26 @@ def _journal_backend(path: str) -> Any:
         raise cannot_write(path, exc) from None
 
 
-_fsyncs = threading.local()  # .deferred: the journals appended to within one_fsync()
+_fsyncs = threading.local()  # .held: the journals appended to within one_fsync(), their locks
 
 
 @contextlib.contextmanager
 def one_fsync() -> Iterator[None]:
     """The journal appends of the block (a trial told: its epochs reported, its attributes and
-    its state, some 24 records) fsynced once at its end, not each: every append is still whole
-    and in the file at once, so a killed process loses none, and a power loss at most the
-    block's (a trial not told is asked again)."""
-    if getattr(_fsyncs, "deferred", None) is not None:  # already inside one
+    its state, some 24 records) made under one hold of each journal's lock and fsynced once at
+    its end, not each: every append is still whole and in the file at once, so a killed
+    process loses none, and a power loss at most the block's (a trial not told is asked
+    again). Another process appending to the journal waits for the block's end."""
+    if getattr(_fsyncs, "held", None) is not None:  # already inside one
         yield
         return
-    _fsyncs.deferred = deferred = set()
+    _fsyncs.held = held = {}
     try:
         yield
     finally:
-        _fsyncs.deferred = None
-        for path in deferred:
+        _fsyncs.held = None
+        failure = None
+        for path, lock in held.items():
             try:
                 fd = os.open(path, os.O_RDONLY)
                 try:
@@ -134,20 +140,28 @@ def one_fsync() -> Iterator[None]:
                 finally:
                     os.close(fd)
             except OSError as exc:
-                raise cannot_write(path, exc) from None
+                failure = failure or cannot_write(path, exc)
+            finally:
+                lock.release()
+        if failure is not None:
+            raise failure
 
 
 @contextlib.contextmanager
 def _held(lock: Any, path: str) -> Iterator[None]:
     """Optuna's journal lock (its public acquire/release), a full disk said as such."""
-    try:
-        lock.acquire()
-    except OSError as exc:
-        raise cannot_write(path, exc) from None
+    _acquire(lock, path)
     try:
         yield
     finally:
         lock.release()
+
+
+def _acquire(lock: Any, path: str) -> None:
+    try:
+        lock.acquire()
+    except OSError as exc:
+        raise cannot_write(path, exc) from None
 
 
 def _complete_end(fd: int, size: int) -> int:
