@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import itertools
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +39,13 @@ MAX_POINTS = 10_000
 
 @dataclass(frozen=True)
 class SweepPoint:
-    """One run of the sweep: what the grid set, and the full config it makes."""
+    """One run of the sweep: what the grid set, the full config it makes, and its plan (the
+    RunPlan its run-id comes from, for whoever plans the point next: a tune's arms)."""
 
     assignments: dict[str, Any]
     config: dict[str, Any]
     run_id: str = ""
+    plan: Any = field(default=None, compare=False, repr=False)
 
     @property
     def label(self) -> str:
@@ -152,9 +154,7 @@ def expand_grid(
             ) from None
         if plan.run_id not in seen:
             seen.add(plan.run_id)
-            points.append(
-                SweepPoint(point.assignments, validate_config(config).to_dict(), plan.run_id)
-            )
+            points.append(SweepPoint(point.assignments, plan.config.to_dict(), plan.run_id, plan))
     return points
 
 

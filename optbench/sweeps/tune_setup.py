@@ -165,7 +165,6 @@ def load_tune(
     arm per optimizer of the grid, each arm's space (the keys its optimizer takes), the metric.
     `check_space=False` skips planning the space's ends (a benchmark's studies of one pair
     differ only in seed: their space was checked on the first)."""
-    from optbench.experiment.plan import make_plan
     from optbench.sweeps.grid import expand_grid, read_grid
 
     data, grid, folder = read_grid(source, grid, None, overrides)
@@ -192,7 +191,7 @@ def load_tune(
 
     arms: list[Arm] = []
     metric = tune.metric
-    plans = [make_plan(validate_config(p.config)) for p in points]
+    plans = [p.plan for p in points]
     names = [plan.optimizer.info.name for plan in plans]
     for point, plan in zip(points, plans, strict=True):
         accepted = set(plan.optimizer.info.defaults)
