@@ -117,6 +117,26 @@ def test_the_stacked_update_is_used_exactly_where_written_and_proven(name: str) 
         assert refusal == f"no stacked update is written for {name}"
 
 
+@pytest.mark.parametrize("name", sorted(STACKED))
+def test_each_copys_parameters_lie_as_a_lone_runs_do_so_diabetes_linear_steps_as_stacks(
+    name: str,
+) -> None:
+    """diabetes_linear's Linear(10, 1) as copies in one flat stack: each copy's weight and bias
+    start on 64 bytes, as torch's allocator starts a lone run's; MKL's product of a
+    Linear(10, 1) sums otherwise at other offsets, and then the stacked update, proven
+    against torch.optim's, was refused."""
+    from optbench.experiment.batched import stacked_refusal
+    from optbench.experiment.stacked_update import StackedStep
+
+    plans = _plans("diabetes_linear", name, OPTIMIZERS[name], epochs=1)
+    with torch_threads(plans[0].threads):
+        assert stacked_refusal(plans) is None
+    models = [plan.build_model() for plan in plans]
+    optimizers = [plan.optimizer.build(model) for plan, model in zip(plans, models, strict=True)]
+    StackedStep(optimizers)
+    assert {p.data_ptr() % 64 for model in models for p in model.parameters()} == {0}
+
+
 def test_a_stacked_update_a_bit_off_is_refused_and_the_batch_steps_group_by_group(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
