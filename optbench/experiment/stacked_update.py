@@ -321,24 +321,24 @@ class StackedStep:
             optimizer.state = state
 
 
-def _aligned(elements: int, dtype: torch.dtype) -> int:
-    """`elements` rounded up to whole ALIGNMENT bytes."""
-    per = max(1, ALIGNMENT // dtype.itemsize)
-    return -(-elements // per) * per
-
-
 # Where a copy's tensor starts, as torch's CPU allocator starts every tensor: on 64 bytes. A
 # kernel's sums can depend on where its operands lie (MKL's do), so a copy's parameter must
 # lie as a lone run's does for its forward to be the lone one's.
 ALIGNMENT = 64
 
 
+def _aligned(elements: int, dtype: torch.dtype) -> int:
+    """`elements` rounded up to whole ALIGNMENT bytes."""
+    per = max(1, ALIGNMENT // dtype.itemsize)
+    return -(-elements // per) * per
+
+
 class _FlatLayout:
     """Where each parameter's K copies lie in flat [K, P] tensors, one per dtype and device:
     a rule's update is then a handful of ops on those few tensors, not a handful per
     parameter. Each parameter's stack [K, ...] is a view of its flat tensor's columns, each
-    copy's tensor a contiguous view of one row's, starting on ALIGNMENT bytes (the columns in
-    between are zeros, which every rule keeps zero)."""
+    copy's tensor a contiguous view of one row's, starting on ALIGNMENT bytes (the columns
+    between them pad, stepped with the rest and never read)."""
 
     def __init__(self, columns: Sequence[Sequence[Tensor]]) -> None:
         self.k = len(columns[0])
