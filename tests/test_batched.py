@@ -709,7 +709,7 @@ def test_validate_says_how_batched_trials_get_their_gradients(tmp_path: Path) ->
     vmapped = runner.invoke(app, ["validate", str(config), "--batching"])
     assert vmapped.exit_code == 0, vmapped.output
     assert "batched gradients: one batched matmul per layer for all copies" in vmapped.output
-    assert "update: stacked, one op per parameter for every trial" in vmapped.output
+    assert "update: stacked, one op for all parameters of every trial" in vmapped.output
     adagrad = runner.invoke(
         app, ["validate", str(config), "--batching", "--set", "optimizer.name=Adagrad"]
     )

@@ -398,7 +398,7 @@ def train_batched(
     observers = observers or [SilentObserver() for _ in plans]
     checkpoints = checkpoints or [None for _ in plans]
     gradients = copy_gradients(plans)  # vmapped where proven exact, else one copy at a time
-    stacked = (decision or decide_batch(plans)).stacked  # one op per parameter, where exact
+    stacked = (decision or decide_batch(plans)).stacked  # the flat stacks, where exact
     trials = _prepared(plans, observers, checkpoints)
     together = (  # evaluated in one pass over shared splits, the copies' outputs together
         not any(t.training.recompute_statistics for t in trials)

@@ -1,4 +1,4 @@
-"""K trials' optimizers stepped as stacked tensors: one op per parameter for all K trials.
+"""K trials' optimizers stepped as stacked tensors: a handful of ops a step for all K trials.
 
 torch.optim steps a batch's K parameter groups one tensor at a time (on a CPU its default is
 the single-tensor loop), so a step of K copies of a small model costs K x parameters x ~8 tiny

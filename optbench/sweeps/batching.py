@@ -68,7 +68,7 @@ def gradients_note(config: dict[str, Any]) -> str:
     trials = _two_trials(config)
     refusal = stacked_refusal(trials)
     update = (
-        "stacked, one op per parameter for every trial (proven equal to torch.optim's step)"
+        "stacked, one op for all parameters of every trial (proven equal to torch.optim's step)"
         if refusal is None
         else f"torch.optim's, group by group: {refusal}"
     )
