@@ -633,6 +633,28 @@ def test_stacked_losses_are_each_copys_own_cross_entropy_and_its_gradient(
         assert torch.equal(stacked.grad[k], alone.grad)
 
 
+@pytest.mark.parametrize("batch", [128, 100])
+def test_stacked_losses_take_a_test_functions_value_as_each_copys_own_mean(batch: int) -> None:
+    """The 2-D functions' and quadratic_deep's loss (the mean of the per-sample values) on K
+    copies' stacked outputs: each copy's value and gradient are its lone mean's, to the bit,
+    for a batch whose 1/B rounds (100) too."""
+    from optbench.components.models import FunctionValue
+    from optbench.experiment.stacked_layers import stacked_losses
+
+    outputs = torch.randn(6, batch, 1, generator=torch.Generator().manual_seed(0)) * 5
+    targets = [torch.zeros(batch, 1)] * 6
+    stacked = outputs.clone().requires_grad_()
+    losses, summed = stacked_losses(FunctionValue(), stacked, targets)
+    summed.backward()
+    for k in range(6):
+        alone = outputs[k].clone().requires_grad_()
+        loss = FunctionValue()(alone, targets[k])
+        loss.backward()
+        assert torch.equal(losses[k], loss.detach())
+        assert torch.equal(stacked.grad[k], alone.grad)
+    assert summed.grad_fn.name() == "SumBackward0"  # one mean over the stack, not K
+
+
 def test_a_linear_10_to_1_takes_each_copys_own_forward_product_and_the_lone_runs_tables(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from optbench.components.losses import loss_of
-from optbench.components.models import FlatLinear
+from optbench.components.models import FlatLinear, FunctionValue
 
 # Modules without parameters that act on each element alone: the same on a [K, B, ...] stack.
 ELEMENTWISE = (
@@ -221,7 +221,13 @@ def stacked_losses(
     backward for their gradients. A plain cross-entropy on class indices is taken on the stack:
     one log-softmax (row by row, as each copy's own), each copy's mean NLL read from it without
     autograd, and for the gradients their summed NLL over B, whose backward gives every target
-    -1/B as each lone mean NLL's does; every other loss is each copy's own."""
+    -1/B as each lone mean NLL's does. A test function's value (the mean of its outputs) is
+    each copy's mean read without autograd, the gradients from one mean over each copy's
+    outputs (1/B each, as a lone mean's backward). Every other loss is each copy's own."""
+    if type(loss_fn) is FunctionValue and isinstance(outputs, torch.Tensor):
+        with torch.no_grad():
+            losses = [loss_fn(out, y) for out, y in zip(outputs, targets, strict=True)]
+        return losses, outputs.mean(dim=tuple(range(1, outputs.dim()))).sum()
     if _plain_cross_entropy(loss_fn, outputs, targets):
         log_probs = torch.log_softmax(outputs, -1)
         with torch.no_grad():
