@@ -228,14 +228,16 @@ def stacked_losses(
         with torch.no_grad():
             losses = [loss_fn(out, y) for out, y in zip(outputs, targets, strict=True)]
         return losses, outputs.mean(dim=tuple(range(1, outputs.dim()))).sum()
-    if _plain_cross_entropy(loss_fn, outputs, targets):
+    stacked = (
+        torch.stack(list(targets)) if _plain_cross_entropy(loss_fn, outputs, targets) else None
+    )
+    if stacked is not None and not bool((stacked == loss_fn.ignore_index).any()):
+        # (an ignored target: lone means count the rest, so each copy's own call below)
         log_probs = torch.log_softmax(outputs, -1)
         with torch.no_grad():
             losses = [F.nll_loss(lp, y) for lp, y in zip(log_probs, targets, strict=True)]
-        stacked = torch.stack(list(targets))
-        if not bool((stacked == loss_fn.ignore_index).any()):  # lone means count the rest
-            nll = F.nll_loss(log_probs.flatten(0, 1), stacked.flatten(), reduction="sum")
-            return losses, nll / outputs.shape[1]
+        nll = F.nll_loss(log_probs.flatten(0, 1), stacked.flatten(), reduction="sum")
+        return losses, nll / outputs.shape[1]
     alone = [loss_of(loss_fn, out, y) for out, y in zip(outputs.unbind(), targets, strict=True)]
     return [loss.detach() for loss in alone], torch.stack(alone).sum()
 
